@@ -1,0 +1,225 @@
+//! The event format of an incubator run.
+//!
+//! One record per line in `RUN/events/<stage>.jsonl`. The same records feed the TensorBoard
+//! writer and the live dashboard, so this crate is the single source of truth for what a run
+//! reports. It depends only on serde, so it compiles for native targets and for wasm32.
+//!
+//! Compatibility rules: readers ignore fields they do not know (no `deny_unknown_fields`), new
+//! optional fields get `#[serde(default)]`, and a change that old readers would misread bumps
+//! [`SCHEMA_VERSION`].
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Version written into every record's `v` field.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The kind of a pipeline stage.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum StageKind {
+    /// Phase PT: the shallow meta model trained end to end.
+    Meta,
+    /// Phase MT: one target module trained inside the frozen meta model.
+    Incubate,
+    /// Phase FT: modules stacked into the target, then fine-tuned.
+    Assemble,
+    /// The end-to-end baseline with the same recipe.
+    E2e,
+}
+
+impl StageKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StageKind::Meta => "meta",
+            StageKind::Incubate => "incubate",
+            StageKind::Assemble => "assemble",
+            StageKind::E2e => "e2e",
+        }
+    }
+}
+
+/// Which stage (and for incubation, which module) a record belongs to.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StageId {
+    pub stage: StageKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module: Option<usize>,
+}
+
+impl StageId {
+    pub const META: StageId = StageId { stage: StageKind::Meta, module: None };
+    pub const ASSEMBLE: StageId = StageId { stage: StageKind::Assemble, module: None };
+    pub const E2E: StageId = StageId { stage: StageKind::E2e, module: None };
+
+    pub fn incubate(module: usize) -> StageId {
+        StageId { stage: StageKind::Incubate, module: Some(module) }
+    }
+
+    /// File-system and TensorBoard name: `meta`, `incubate-2`, `assemble`, `e2e`.
+    pub fn slug(&self) -> String {
+        match self.module {
+            Some(m) => format!("{}-{m}", self.stage.as_str()),
+            None => self.stage.as_str().to_string(),
+        }
+    }
+
+    /// Inverse of [`StageId::slug`].
+    pub fn from_slug(slug: &str) -> Option<StageId> {
+        let (kind, module) = match slug.split_once('-') {
+            Some((k, m)) => (k, Some(m.parse().ok()?)),
+            None => (slug, None),
+        };
+        let stage = match kind {
+            "meta" => StageKind::Meta,
+            "incubate" => StageKind::Incubate,
+            "assemble" => StageKind::Assemble,
+            "e2e" => StageKind::E2e,
+            _ => return None,
+        };
+        (module.is_some() == (stage == StageKind::Incubate)).then_some(StageId { stage, module })
+    }
+}
+
+impl fmt::Display for StageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.slug())
+    }
+}
+
+/// One line of the event stream.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Record {
+    /// Schema version ([`SCHEMA_VERSION`] when written).
+    pub v: u32,
+    /// Wall-clock time, seconds since the Unix epoch.
+    pub time: f64,
+    #[serde(flatten)]
+    pub stage: StageId,
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+impl Record {
+    pub fn new(stage: StageId, time: f64, event: Event) -> Record {
+        Record { v: SCHEMA_VERSION, time, stage, event }
+    }
+}
+
+/// What happened. Tagged by the `event` field.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// A stage process began (or resumed) training.
+    StageStarted {
+        /// Host name and process id: where the stage runs (stages may run on different machines).
+        host: String,
+        pid: u32,
+        epochs: usize,
+        steps_per_epoch: usize,
+        /// Epochs already done when this process resumed from a checkpoint.
+        #[serde(default)]
+        resumed_epochs: usize,
+        params_total: usize,
+        params_trainable: usize,
+    },
+    /// One optimizer step (after gradient accumulation).
+    TrainStep {
+        step: u64,
+        /// Fractional epoch at the end of this step.
+        #[serde(deserialize_with = "f64_or_nan")]
+        epoch: f64,
+        #[serde(deserialize_with = "f64_or_nan")]
+        loss: f64,
+        #[serde(deserialize_with = "f64_or_nan")]
+        lr: f64,
+        /// Global gradient norm before clipping.
+        #[serde(deserialize_with = "f64_or_nan")]
+        grad_norm: f64,
+        #[serde(deserialize_with = "f64_or_nan")]
+        samples_per_sec: f64,
+    },
+    /// Evaluation on the test split at the end of an epoch.
+    Eval {
+        step: u64,
+        epoch: usize,
+        #[serde(deserialize_with = "f64_or_nan")]
+        top1: f64,
+        #[serde(deserialize_with = "f64_or_nan")]
+        loss: f64,
+    },
+    /// A stage finished; its result is final.
+    StageFinished {
+        #[serde(deserialize_with = "f64_or_nan")]
+        wall_s: f64,
+        /// Training compute in GFLOP (analytic count of forward and backward passes).
+        #[serde(deserialize_with = "f64_or_nan")]
+        train_gflop: f64,
+        #[serde(deserialize_with = "f64_or_nan")]
+        top1: f64,
+        epochs: usize,
+    },
+    /// A stage found its result already on disk and did nothing.
+    StageSkipped { reason: String },
+    /// A stage stopped with an error; the run directory keeps its last checkpoint.
+    StageFailed { error: String },
+}
+
+/// JSON has no NaN or infinity and serde_json writes them as `null`; reading `null` back as NaN
+/// keeps a diverged loss (or an infinite rate) from making the whole stream unreadable.
+fn f64_or_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slug_round_trip() {
+        for id in [StageId::META, StageId::incubate(11), StageId::ASSEMBLE, StageId::E2E] {
+            assert_eq!(StageId::from_slug(&id.slug()), Some(id));
+        }
+        assert_eq!(StageId::from_slug("incubate"), None);
+        assert_eq!(StageId::from_slug("meta-1"), None);
+        assert_eq!(StageId::from_slug("bogus"), None);
+    }
+
+    #[test]
+    fn record_json_shape_is_flat() {
+        let r = Record::new(
+            StageId::incubate(2),
+            1.5,
+            Event::Eval { step: 10, epoch: 1, top1: 0.5, loss: 1.25 },
+        );
+        let line = serde_json::to_string(&r).unwrap();
+        assert_eq!(
+            line,
+            r#"{"v":1,"time":1.5,"stage":"incubate","module":2,"event":"eval","step":10,"epoch":1,"top1":0.5,"loss":1.25}"#
+        );
+        assert_eq!(serde_json::from_str::<Record>(&line).unwrap(), r);
+    }
+
+    #[test]
+    fn non_finite_values_survive_as_nan() {
+        let r = Record::new(
+            StageId::META,
+            1.0,
+            Event::Eval { step: 1, epoch: 1, top1: f64::INFINITY, loss: f64::NAN },
+        );
+        let line = serde_json::to_string(&r).unwrap();
+        assert!(line.contains(r#""top1":null,"loss":null"#), "{line}");
+        match serde_json::from_str::<Record>(&line).unwrap().event {
+            Event::Eval { top1, loss, .. } => assert!(top1.is_nan() && loss.is_nan()),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn unknown_fields_are_tolerated() {
+        let line = r#"{"v":1,"time":2.0,"stage":"meta","event":"stage_failed","error":"x","future":[1,2]}"#;
+        let r: Record = serde_json::from_str(line).unwrap();
+        assert_eq!(r.event, Event::StageFailed { error: "x".into() });
+        assert_eq!(r.stage, StageId::META);
+    }
+}

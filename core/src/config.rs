@@ -1,0 +1,391 @@
+//! The run configuration: TOML with defaults for every field, presets for the model, and
+//! errors that name the offending key by its path.
+
+use crate::data::DatasetName;
+use crate::model::VitConfig;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    pub seed: u64,
+    pub model: ModelSection,
+    pub split: SplitSection,
+    pub data: DataSection,
+    pub augment: AugmentSection,
+    pub optim: OptimSection,
+    /// Phase PT: the meta model trained end to end.
+    pub meta: StageRecipe,
+    /// Phase MT: each target module trained inside the frozen meta model.
+    pub incubate: StageRecipe,
+    /// Phase FT: the stacked modules fine-tuned end to end.
+    pub finetune: StageRecipe,
+    /// The end-to-end baseline.
+    pub e2e: E2eRecipe,
+    pub plugins: PluginSection,
+}
+
+/// The model: a preset's width and depth, with any field overridden. Image geometry and class
+/// count come from the dataset unless set here.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelSection {
+    pub preset: String,
+    pub image_size: Option<usize>,
+    pub channels: Option<usize>,
+    pub patch_size: Option<usize>,
+    pub embed_dim: Option<usize>,
+    pub depth: Option<usize>,
+    pub num_heads: Option<usize>,
+    pub mlp_ratio: Option<f64>,
+    pub qkv_bias: Option<bool>,
+    pub norm_eps: Option<f64>,
+    pub num_classes: Option<usize>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SplitSection {
+    /// Blocks per target module; K = its length. Empty: `depth / 4` blocks in each of 4 modules.
+    pub divided_depths: Vec<usize>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataSection {
+    pub dataset: DatasetName,
+    /// Directory with the dataset's files (IDX or CIFAR binary). Default: the fetch cache.
+    pub path: Option<PathBuf>,
+    /// Where `incubator data fetch` puts datasets. Default: `$INCUBATOR_DATA` or `~/.cache/incubator`.
+    pub cache_dir: Option<PathBuf>,
+    /// Use only the first N training / test images (0: all).
+    pub train_limit: usize,
+    pub test_limit: usize,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AugmentSection {
+    /// Random crop after zero padding by this many pixels (CIFAR recipe: 4). 0: off.
+    pub crop_padding: usize,
+    pub hflip: bool,
+    pub label_smoothing: f64,
+    /// Mixup Beta(alpha, alpha); 0: off.
+    pub mixup_alpha: f64,
+    /// CutMix Beta(alpha, alpha); 0: off.
+    pub cutmix_alpha: f64,
+    /// Probability that a batch is mixed at all.
+    pub mix_prob: f64,
+    /// When both are on, probability of CutMix instead of Mixup.
+    pub switch_prob: f64,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct OptimSection {
+    pub batch_size: usize,
+    /// Micro-batches per optimizer step (effective batch = batch_size * accum_steps).
+    pub accum_steps: usize,
+    /// Learning rate per 512 samples of effective batch (DeiT's linear scaling rule).
+    pub base_lr: f64,
+    pub min_lr: f64,
+    pub warmup_lr: f64,
+    pub weight_decay: f64,
+    pub betas: [f64; 2],
+    pub eps: f64,
+    /// Clip the global gradient norm to this value; none: no clipping.
+    pub clip_grad: Option<f64>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StageRecipe {
+    pub epochs: usize,
+    pub warmup_epochs: usize,
+    pub drop_path: f64,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct E2eRecipe {
+    pub enabled: bool,
+    pub epochs: usize,
+    pub warmup_epochs: usize,
+    pub drop_path: f64,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginSection {
+    pub meta_design: String,
+    pub strategy: String,
+    pub assembly: String,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig {
+            seed: 0,
+            model: ModelSection::default(),
+            split: SplitSection::default(),
+            data: DataSection::default(),
+            augment: AugmentSection::default(),
+            optim: OptimSection::default(),
+            meta: StageRecipe { epochs: 6, warmup_epochs: 1, drop_path: 0.0 },
+            incubate: StageRecipe { epochs: 4, warmup_epochs: 1, drop_path: 0.1 },
+            finetune: StageRecipe { epochs: 3, warmup_epochs: 0, drop_path: 0.1 },
+            e2e: E2eRecipe { enabled: true, epochs: 10, warmup_epochs: 1, drop_path: 0.1 },
+            plugins: PluginSection::default(),
+        }
+    }
+}
+
+impl Default for ModelSection {
+    fn default() -> Self {
+        ModelSection {
+            preset: "mnist-small".into(),
+            image_size: None,
+            channels: None,
+            patch_size: None,
+            embed_dim: None,
+            depth: None,
+            num_heads: None,
+            mlp_ratio: None,
+            qkv_bias: None,
+            norm_eps: None,
+            num_classes: None,
+        }
+    }
+}
+
+impl Default for SplitSection {
+    fn default() -> Self {
+        SplitSection { divided_depths: Vec::new() }
+    }
+}
+
+impl Default for DataSection {
+    fn default() -> Self {
+        DataSection { dataset: DatasetName::EmbeddedMnist, path: None, cache_dir: None, train_limit: 0, test_limit: 0 }
+    }
+}
+
+impl Default for AugmentSection {
+    fn default() -> Self {
+        AugmentSection {
+            crop_padding: 2,
+            hflip: false,
+            label_smoothing: 0.1,
+            mixup_alpha: 0.8,
+            cutmix_alpha: 1.0,
+            mix_prob: 1.0,
+            switch_prob: 0.5,
+        }
+    }
+}
+
+impl Default for OptimSection {
+    fn default() -> Self {
+        OptimSection {
+            batch_size: 128,
+            accum_steps: 1,
+            base_lr: 5e-4,
+            min_lr: 1e-5,
+            warmup_lr: 1e-6,
+            weight_decay: 0.05,
+            betas: [0.9, 0.999],
+            eps: 1e-8,
+            clip_grad: Some(1.0),
+        }
+    }
+}
+
+impl Default for PluginSection {
+    fn default() -> Self {
+        PluginSection {
+            meta_design: "deep-incubation".into(),
+            strategy: "deep-incubation".into(),
+            assembly: "deep-incubation".into(),
+        }
+    }
+}
+
+/// A configuration that could not be used, with what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config {path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("config: {0}")]
+    Invalid(String),
+}
+
+impl RunConfig {
+    /// Parses TOML over the defaults (a section may give only some of its keys); unknown keys
+    /// and bad values are reported with their path (`optim.batch_sise`).
+    pub fn from_toml(text: &str, origin: &str) -> Result<RunConfig, ConfigError> {
+        let user: toml::Table =
+            toml::from_str(text).map_err(|e| ConfigError::Parse { path: origin.into(), message: e.to_string() })?;
+        let mut merged: toml::Table = toml::from_str(&RunConfig::default().to_toml()).expect("defaults parse");
+        merge(&mut merged, user);
+        serde_path_to_error::deserialize(toml::Value::Table(merged)).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.into_inner().to_string();
+            let message = if inner.starts_with("unknown field") {
+                format!("unknown key `{key}`: {inner}; remove it or fix its spelling")
+            } else {
+                format!("bad value for `{key}`: {inner}")
+            };
+            ConfigError::Parse { path: origin.into(), message }
+        })
+    }
+
+    pub fn load(path: &Path) -> Result<RunConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        RunConfig::from_toml(&text, &path.display().to_string())
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("a RunConfig always serialises")
+    }
+
+    /// The model shape for a dataset with this geometry.
+    pub fn vit(&self, image_size: usize, channels: usize, num_classes: usize) -> Result<VitConfig, ConfigError> {
+        let m = &self.model;
+        let image_size = m.image_size.unwrap_or(image_size);
+        let patch = m.patch_size.unwrap_or(if image_size <= 32 { 4 } else { 16 });
+        let mut v = VitConfig::preset(&m.preset, image_size, m.channels.unwrap_or(channels), patch, m.num_classes.unwrap_or(num_classes))
+            .ok_or_else(|| {
+                let names: Vec<&str> = crate::model::config::PRESETS.iter().map(|p| p.0).collect();
+                ConfigError::Invalid(format!("model.preset = {:?} is unknown; choose one of {}", m.preset, names.join(", ")))
+            })?;
+        v.embed_dim = m.embed_dim.unwrap_or(v.embed_dim);
+        v.depth = m.depth.unwrap_or(v.depth);
+        v.num_heads = m.num_heads.unwrap_or(v.num_heads);
+        v.mlp_ratio = m.mlp_ratio.unwrap_or(v.mlp_ratio);
+        v.qkv_bias = m.qkv_bias.unwrap_or(v.qkv_bias);
+        v.norm_eps = m.norm_eps.unwrap_or(v.norm_eps);
+        let problems = v.problems();
+        if !problems.is_empty() {
+            return Err(ConfigError::Invalid(problems.join("; ")));
+        }
+        if image_size != v.image_size || channels != v.channels {
+            return Err(ConfigError::Invalid(format!(
+                "model.image_size/channels = {}/{} but the dataset has {}x{} images with {} channels; remove the override",
+                v.image_size, v.channels, image_size, image_size, channels
+            )));
+        }
+        Ok(v)
+    }
+
+    /// Checks that do not need the data.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut p = Vec::new();
+        let o = &self.optim;
+        if o.batch_size == 0 {
+            p.push("optim.batch_size must be at least 1".to_string());
+        }
+        if o.accum_steps == 0 {
+            p.push("optim.accum_steps must be at least 1".to_string());
+        }
+        if !(o.base_lr > 0.0) {
+            p.push(format!("optim.base_lr = {} must be positive", o.base_lr));
+        }
+        if let Some(c) = o.clip_grad {
+            if !(c > 0.0) {
+                p.push(format!("optim.clip_grad = {c} must be positive (leave it out to disable clipping)"));
+            }
+        }
+        let a = &self.augment;
+        for (k, v) in [("augment.mix_prob", a.mix_prob), ("augment.switch_prob", a.switch_prob), ("augment.label_smoothing", a.label_smoothing)] {
+            if !(0.0..=1.0).contains(&v) {
+                p.push(format!("{k} = {v} must be between 0 and 1"));
+            }
+        }
+        for (k, r) in [("meta", &self.meta), ("incubate", &self.incubate), ("finetune", &self.finetune)] {
+            if r.epochs == 0 {
+                p.push(format!("{k}.epochs must be at least 1"));
+            }
+            if !(0.0..1.0).contains(&r.drop_path) {
+                p.push(format!("{k}.drop_path = {} must be in [0, 1)", r.drop_path));
+            }
+        }
+        if p.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(p.join("; ")))
+        }
+    }
+
+    pub fn cache_dir(&self) -> PathBuf {
+        if let Some(d) = &self.data.cache_dir {
+            return d.clone();
+        }
+        if let Some(d) = std::env::var_os("INCUBATOR_DATA") {
+            return d.into();
+        }
+        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| ".".into());
+        home.join(".cache").join("incubator")
+    }
+}
+
+/// Overlays `over` on `base`, table by table, so unspecified keys keep their defaults.
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_round_trip_through_toml() {
+        let c = RunConfig::default();
+        assert_eq!(RunConfig::from_toml(&c.to_toml(), "x").unwrap(), c);
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_path() {
+        let e = RunConfig::from_toml("[optim]\nbatch_sise = 3\n", "cfg.toml").unwrap_err().to_string();
+        assert!(e.contains("optim.batch_sise"), "{e}");
+        assert!(e.contains("cfg.toml"), "{e}");
+        assert!(e.contains("unknown key"), "{e}");
+    }
+
+    #[test]
+    fn bad_value_is_named_with_its_path() {
+        let e = RunConfig::from_toml("[meta]\nepochs = \"many\"\n", "c").unwrap_err().to_string();
+        assert!(e.contains("meta.epochs"), "{e}");
+        let e = RunConfig::from_toml("[data]\ndataset = \"imagenet\"\n", "c").unwrap_err().to_string();
+        assert!(e.contains("data.dataset") && e.contains("embedded-mnist"), "{e}");
+    }
+
+    #[test]
+    fn partial_config_keeps_defaults() {
+        let c = RunConfig::from_toml("seed = 7\n[model]\nembed_dim = 32\n[incubate]\nepochs = 9\n", "c").unwrap();
+        assert_eq!(c.incubate.epochs, 9);
+        assert_eq!(c.incubate.drop_path, RunConfig::default().incubate.drop_path);
+        assert_eq!(c.seed, 7);
+        assert_eq!(c.optim, OptimSection::default());
+        let v = c.vit(28, 1, 10).unwrap();
+        assert_eq!((v.embed_dim, v.depth, v.patch_size, v.tokens()), (32, 8, 4, 50));
+    }
+
+    #[test]
+    fn impossible_model_is_refused() {
+        let c = RunConfig::from_toml("[model]\nnum_heads = 5\n", "c").unwrap();
+        let e = c.vit(28, 1, 10).unwrap_err().to_string();
+        assert!(e.contains("num_heads = 5") && e.contains("embed_dim = 64"), "{e}");
+        let c = RunConfig::from_toml("[model]\npatch_size = 5\n", "c").unwrap();
+        assert!(c.vit(28, 1, 10).unwrap_err().to_string().contains("divide"));
+    }
+}

@@ -1,0 +1,17 @@
+//! incubator-core: the Deep Model Assembling engine.
+//!
+//! A reader finds the pieces by name: `model/` (the ViT built from dfdx tensor ops, addressed by
+//! parameter paths), `split.rs` (cutting the target into modules), `train/` (the DeiT recipe),
+//! `stages/` (meta, incubate, assemble, e2e, and the whole pipeline), `plugin/` (the interfaces
+//! the stages go through), `data/`, `checkpoint.rs`, `run_dir.rs` and `telemetry/` (the event
+//! stream to JSONL and TensorBoard).
+
+pub mod data;
+pub mod device;
+pub mod model;
+pub mod telemetry;
+
+pub use incubator_events as events;
+pub mod checkpoint;
+pub mod config;
+pub mod train;

@@ -1,0 +1,100 @@
+//! A pre-norm ViT block with GELU MLP and stochastic depth (drop-path), as in timm.
+
+use super::attention::Attention;
+use super::config::VitConfig;
+use super::init::Init;
+use super::layers::{LayerNorm, Linear};
+use crate::device::{Act, Dev};
+use crate::impl_params;
+use dfdx::prelude::*;
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+pub struct Mlp {
+    pub fc1: Linear,
+    pub fc2: Linear,
+}
+impl_params!(Mlp { child fc1, child fc2, });
+
+pub struct Block {
+    pub norm1: LayerNorm,
+    pub attn: Attention,
+    pub norm2: LayerNorm,
+    pub mlp: Mlp,
+}
+impl_params!(Block { child norm1, child attn, child norm2, child mlp, });
+
+/// Whether a forward pass trains (drop-path active) and where its randomness comes from.
+pub struct Mode<'a> {
+    pub train: bool,
+    pub rng: Option<&'a mut ChaCha8Rng>,
+}
+
+impl Mode<'_> {
+    pub fn eval() -> Mode<'static> {
+        Mode {
+            train: false,
+            rng: None,
+        }
+    }
+}
+
+impl Block {
+    pub fn new(init: &mut Init, cfg: &VitConfig) -> Block {
+        let d = cfg.embed_dim;
+        Block {
+            norm1: LayerNorm::new(init, d, cfg.norm_eps),
+            attn: Attention::new(init, d, cfg.num_heads, cfg.qkv_bias),
+            norm2: LayerNorm::new(init, d, cfg.norm_eps),
+            mlp: Mlp {
+                fc1: Linear::new(init, d, cfg.mlp_hidden(), true),
+                fc2: Linear::new(init, cfg.mlp_hidden(), d, true),
+            },
+        }
+    }
+
+    pub fn width(&self) -> usize {
+        self.norm1.weight.shape().0
+    }
+
+    /// `x + dp(attn(norm1(x)))`, then `x + dp(mlp(norm2(x)))`, with `drop_path` the
+    /// probability of dropping a sample's residual branch.
+    pub fn forward<T: Tape<f32, Dev>>(&self, x: Act<T>, drop_path: f64, mode: &mut Mode) -> Act<T> {
+        let (b, t, d) = *x.shape();
+        let branch = self
+            .norm1
+            .forward(x.retaped::<T>().reshape_like(&(b * t, d)));
+        let branch = self.attn.forward(branch.reshape_like(&(b, t, d)));
+        let x = x + drop_path_branch(branch, drop_path, mode);
+        let branch = self
+            .norm2
+            .forward(x.retaped::<T>().reshape_like(&(b * t, d)));
+        let branch = self
+            .mlp
+            .fc2
+            .forward(self.mlp.fc1.forward(branch).accurate_gelu());
+        x + drop_path_branch(branch.reshape_like(&(b, t, d)), drop_path, mode)
+    }
+}
+
+/// Stochastic depth: each sample's branch is kept with probability `1 - p` and scaled by
+/// `1 / (1 - p)` so its expectation is unchanged (timm's `drop_path` with `scale_by_keep`).
+pub fn drop_path_branch<T: Tape<f32, Dev>>(branch: Act<T>, p: f64, mode: &mut Mode) -> Act<T> {
+    let rng = match (&mut mode.rng, mode.train && p > 0.0) {
+        (Some(rng), true) => rng,
+        _ => return branch,
+    };
+    let shape = *branch.shape();
+    let keep = 1.0 - p;
+    let mask: Vec<f32> = (0..shape.0)
+        .map(|_| {
+            if rng.gen_bool(keep) {
+                (1.0 / keep) as f32
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let mask = branch.device().tensor_from_vec(mask, (shape.0,));
+    branch * mask.broadcast_like::<_, Axes2<1, 2>>(&shape)
+}

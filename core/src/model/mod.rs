@@ -1,0 +1,18 @@
+//! The Vision Transformer, built from dfdx tensor ops on run-time sizes.
+
+pub mod attention;
+pub mod block;
+pub mod config;
+pub mod flops;
+pub mod head;
+pub mod init;
+pub mod layers;
+pub mod network;
+pub mod params;
+pub mod stem;
+
+pub use block::Mode;
+pub use config::VitConfig;
+pub use init::Init;
+pub use network::{Module, Network};
+pub use params::{HasParams, ParamMut, ParamRef};

@@ -1,0 +1,218 @@
+//! The event stream of a run: each [`Event`] goes to `RUN/events/<slug>.jsonl` (read by
+//! [`read_events`] and the dashboard) and to TensorBoard files under `RUN/tensorboard/<slug>/`.
+//!
+//! TensorBoard samples scalars down to 1,000 points per tag unless started with
+//! `--samples_per_plugin scalars=0`.
+
+pub mod jsonl;
+pub mod tensorboard;
+
+pub use jsonl::read_events;
+
+use incubator_events::{Event, Record, StageId};
+use jsonl::JsonlWriter;
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+use tensorboard::TensorBoardWriter;
+
+/// Where one stage's events go. Each sink that fails is reported once and switched off, so the
+/// training run goes on with whatever logging still works.
+pub struct EventLog {
+    stage: StageId,
+    jsonl: Option<JsonlWriter>,
+    tensorboard: Option<TensorBoardWriter>,
+}
+
+impl EventLog {
+    /// Appends to RUN/events/<slug>.jsonl and writes TensorBoard files under
+    /// RUN/tensorboard/<slug>/.
+    pub fn open(run_dir: &Path, stage: StageId) -> anyhow::Result<EventLog> {
+        let slug = stage.slug();
+        let events = run_dir.join("events");
+        std::fs::create_dir_all(&events)?;
+        let jsonl = JsonlWriter::open(&events.join(format!("{slug}.jsonl")))?;
+        let tensorboard = TensorBoardWriter::open(&run_dir.join("tensorboard").join(&slug))?;
+        Ok(EventLog {
+            stage,
+            jsonl: Some(jsonl),
+            tensorboard: Some(tensorboard),
+        })
+    }
+
+    /// A log that writes nothing (unit tests of training code).
+    pub fn disabled() -> EventLog {
+        EventLog {
+            stage: StageId::META,
+            jsonl: None,
+            tensorboard: None,
+        }
+    }
+
+    /// Records one event with the current wall-clock time. Never fails and never panics: a logging
+    /// failure must not take a training run down.
+    pub fn emit(&mut self, event: Event) {
+        if self.jsonl.is_none() && self.tensorboard.is_none() {
+            return;
+        }
+        let time = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        let record = Record::new(self.stage, time, event);
+        if let Some(sink) = &mut self.jsonl {
+            if let Err(e) = sink.write(&record) {
+                let what = format!("JSONL file {}", sink.path().display());
+                self.switch_off(&what, e);
+                self.jsonl = None;
+            }
+        }
+        if let Some(sink) = &mut self.tensorboard {
+            if let Err(e) = sink.write(&record) {
+                self.switch_off("TensorBoard writer", e);
+                self.tensorboard = None;
+            }
+        }
+    }
+
+    /// Lines reach the JSONL file as they are emitted; this pushes out TensorBoard's queue.
+    pub fn flush(&mut self) {
+        if let Some(sink) = &mut self.tensorboard {
+            if let Err(e) = sink.flush() {
+                self.switch_off("TensorBoard writer", e);
+                self.tensorboard = None;
+            }
+        }
+    }
+
+    fn switch_off(&self, what: &str, err: anyhow::Error) {
+        // eprintln! panics when stderr cannot be written; it is used (rather than a raw write to
+        // stderr) because test harnesses capture it.
+        let stage = self.stage;
+        let _ = std::panic::catch_unwind(|| {
+            eprintln!("warning: event log of stage {stage}: {what} failed, now off: {err:#}")
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+    use std::time::{Duration, Instant};
+
+    fn step(step: u64) -> Event {
+        Event::TrainStep {
+            step,
+            epoch: 0.5,
+            loss: 2.0,
+            lr: 1e-3,
+            grad_norm: 1.0,
+            samples_per_sec: 50.0,
+        }
+    }
+
+    #[test]
+    fn emitted_events_are_read_back_with_stage_and_time() {
+        let run = tempfile::tempdir().unwrap();
+        let mut log = EventLog::open(run.path(), StageId::incubate(1)).unwrap();
+        log.emit(step(1));
+        log.emit(Event::StageSkipped {
+            reason: "done".into(),
+        });
+        log.flush();
+        let got = read_events(run.path()).unwrap();
+        assert_eq!(got.len(), 2);
+        assert!(got
+            .iter()
+            .all(|r| r.stage == StageId::incubate(1) && r.time > 1.6e9));
+        assert_eq!(
+            (&got[0].event, &got[1].event),
+            (
+                &step(1),
+                &Event::StageSkipped {
+                    reason: "done".into()
+                }
+            )
+        );
+        assert!(run.path().join("tensorboard/incubate-1").is_dir());
+    }
+
+    #[test]
+    fn disabled_writes_nothing() {
+        let cwd = std::env::current_dir().unwrap();
+        let mut log = EventLog::disabled();
+        log.emit(step(1));
+        log.flush();
+        drop(log);
+        assert!(!cwd.join("events").exists() && !cwd.join("tensorboard").exists());
+    }
+
+    /// Root (as in CI) ignores permission bits, so the sinks' files are pointed at /dev/full,
+    /// which fails every write the way a full disk does.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn emit_survives_sinks_that_stop_accepting_writes() {
+        use std::os::unix::fs::symlink;
+        let run = tempfile::tempdir().unwrap();
+        fs::create_dir_all(run.path().join("events")).unwrap();
+        symlink("/dev/full", run.path().join("events/meta.jsonl")).unwrap();
+        // tensorboard-rs names its file events.out.tfevents.<unix seconds>.<host>.<pid>.0.
+        let tb = run.path().join("tensorboard/meta");
+        fs::create_dir_all(&tb).unwrap();
+        let host = fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        for t in now - 1..now + 10 {
+            let name = format!(
+                "events.out.tfevents.{t:010}.{}.{}.0",
+                host.trim(),
+                std::process::id()
+            );
+            symlink("/dev/full", tb.join(name)).unwrap();
+        }
+
+        let mut log = EventLog::open(run.path(), StageId::META).unwrap();
+        log.emit(step(1));
+        assert!(
+            log.jsonl.is_none(),
+            "the JSONL sink should be off after its first failed write"
+        );
+        // The TensorBoard failure surfaces only once its writer thread has died on the write.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut n = 2;
+        while log.tensorboard.is_some() && Instant::now() < deadline {
+            log.emit(step(n));
+            log.flush();
+            n += 1;
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(
+            log.tensorboard.is_none(),
+            "the TensorBoard sink should be off"
+        );
+        log.emit(step(n));
+        log.flush();
+        drop(log);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn emit_into_a_directory_made_unwritable_does_not_panic() {
+        use std::os::unix::fs::PermissionsExt;
+        let run = tempfile::tempdir().unwrap();
+        let mut log = EventLog::open(run.path(), StageId::E2E).unwrap();
+        log.emit(step(1));
+        for dir in ["", "events", "tensorboard", "tensorboard/e2e"] {
+            fs::set_permissions(run.path().join(dir), fs::Permissions::from_mode(0o500)).unwrap();
+        }
+        for n in 2..50 {
+            log.emit(step(n));
+            log.flush();
+        }
+        drop(log);
+        for dir in ["", "events", "tensorboard", "tensorboard/e2e"] {
+            fs::set_permissions(run.path().join(dir), fs::Permissions::from_mode(0o700)).unwrap();
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! The training recipe (DeiT's, as the reference uses it) and the loop that applies it.
+
+pub mod batch;
+pub mod loss;
+pub mod optimizer;
+pub mod schedule;
+pub mod trainer;
+
+pub use trainer::{evaluate, train, EvalResult, TrainJob, TrainOutcome};
