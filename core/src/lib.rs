@@ -15,3 +15,7 @@ pub use incubator_events as events;
 pub mod checkpoint;
 pub mod config;
 pub mod train;
+pub mod plugin;
+pub mod run_dir;
+pub mod split;
+pub mod stages;

@@ -97,6 +97,8 @@ impl EventLog {
 mod tests {
     use super::*;
     use std::fs;
+    use std::path::PathBuf;
+    use std::process::Command;
     use std::time::{Duration, Instant};
 
     fn step(step: u64) -> Event {
@@ -138,16 +140,17 @@ mod tests {
 
     #[test]
     fn disabled_writes_nothing() {
-        let cwd = std::env::current_dir().unwrap();
+        // It has no path to write to; check that emitting does not open a sink on the side.
         let mut log = EventLog::disabled();
         log.emit(step(1));
+        log.emit(Event::StageFailed { error: "x".into() });
         log.flush();
-        drop(log);
-        assert!(!cwd.join("events").exists() && !cwd.join("tensorboard").exists());
+        assert!(log.jsonl.is_none() && log.tensorboard.is_none());
     }
 
-    /// Root (as in CI) ignores permission bits, so the sinks' files are pointed at /dev/full,
-    /// which fails every write the way a full disk does.
+    /// Root (as in CI) ignores permission bits, so the sinks are made to fail otherwise: the JSONL
+    /// file is /dev/full (every write fails, as on a full disk) and the TensorBoard file a FIFO
+    /// whose reader goes away (writes fail with a broken pipe).
     #[cfg(target_os = "linux")]
     #[test]
     fn emit_survives_sinks_that_stop_accepting_writes() {
@@ -163,14 +166,33 @@ mod tests {
             .duration_since(UNIX_EPOCH)
             .unwrap()
             .as_secs();
-        for t in now - 1..now + 10 {
-            let name = format!(
-                "events.out.tfevents.{t:010}.{}.{}.0",
-                host.trim(),
-                std::process::id()
-            );
-            symlink("/dev/full", tb.join(name)).unwrap();
-        }
+        let fifos: Vec<PathBuf> = (now - 1..now + 10)
+            .map(|t| {
+                let name = format!(
+                    "events.out.tfevents.{t:010}.{}.{}.0",
+                    host.trim(),
+                    std::process::id()
+                );
+                let path = tb.join(name);
+                assert!(Command::new("mkfifo")
+                    .arg(&path)
+                    .status()
+                    .unwrap()
+                    .success());
+                path
+            })
+            .collect();
+        // Opened read-write so that opening never blocks, and so the writer thread's open does not.
+        let held: Vec<fs::File> = fifos
+            .iter()
+            .map(|p| {
+                fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(p)
+                    .unwrap()
+            })
+            .collect();
 
         let mut log = EventLog::open(run.path(), StageId::META).unwrap();
         log.emit(step(1));
@@ -178,14 +200,20 @@ mod tests {
             log.jsonl.is_none(),
             "the JSONL sink should be off after its first failed write"
         );
-        // The TensorBoard failure surfaces only once its writer thread has died on the write.
+
+        // Only once the writer thread holds its FIFO may the reader go, or its open would block.
         let deadline = Instant::now() + Duration::from_secs(10);
+        while open_fds_to(&fifos) == held.len() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        drop(held);
+        // The failure surfaces at the call after the writer thread has died on a write.
         let mut n = 2;
         while log.tensorboard.is_some() && Instant::now() < deadline {
             log.emit(step(n));
             log.flush();
             n += 1;
-            std::thread::sleep(Duration::from_millis(10));
+            std::thread::sleep(Duration::from_millis(5));
         }
         assert!(
             log.tensorboard.is_none(),
@@ -194,6 +222,14 @@ mod tests {
         log.emit(step(n));
         log.flush();
         drop(log);
+    }
+
+    #[cfg(target_os = "linux")]
+    fn open_fds_to(paths: &[PathBuf]) -> usize {
+        let fds = fs::read_dir("/proc/self/fd").unwrap();
+        fds.filter_map(|e| fs::read_link(e.ok()?.path()).ok())
+            .filter(|t| paths.contains(t))
+            .count()
     }
 
     #[cfg(unix)]

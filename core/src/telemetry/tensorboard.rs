@@ -5,6 +5,7 @@
 //! `unimplemented!()` in about a dozen methods), so every call into it goes through
 //! [`catch_unwind`] and only `add_scalar` and `flush` are used.
 
+use anyhow::Context;
 use incubator_events::{Event, Record, StageId};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
@@ -17,6 +18,12 @@ pub struct TensorBoardWriter {
 impl TensorBoardWriter {
     pub fn open(logdir: &Path) -> anyhow::Result<TensorBoardWriter> {
         std::fs::create_dir_all(logdir)?;
+        // If its writer thread dies inside `SummaryWriter::new`, the half-built writer panics
+        // again while unwinding, which aborts the process: so fail here on an unwritable directory.
+        let probe = logdir.join(".write-probe");
+        std::fs::File::create(&probe)
+            .and_then(|_| std::fs::remove_file(&probe))
+            .with_context(|| format!("{} is not writable", logdir.display()))?;
         let writer = guarded(|| SummaryWriter::new(logdir))?;
         Ok(TensorBoardWriter {
             writer: Some(writer),

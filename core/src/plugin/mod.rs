@@ -1,0 +1,31 @@
+//! The three plugin interfaces the stages go through, and the registry that finds them by
+//! name. The paper's method is the reference implementation of each
+//! (`plugins/deep-incubation`); a researcher's plugin replaces one of them without touching the
+//! stages.
+
+pub mod assembly;
+pub mod meta_design;
+pub mod registry;
+pub mod strategy;
+
+pub use assembly::AssemblyRule;
+pub use meta_design::MetaDesign;
+pub use registry::{Origin, Registry};
+pub use strategy::{Hybrid, IncubationStrategy};
+
+use crate::model::VitConfig;
+use crate::split::Split;
+
+/// What every plugin call may look at: the target's shape and its split.
+pub struct PluginContext<'a> {
+    pub vit: &'a VitConfig,
+    pub split: &'a Split,
+}
+
+/// A plugin refused the job, with its reason.
+#[derive(Debug, thiserror::Error)]
+#[error("plugin {plugin}: {message}")]
+pub struct PluginError {
+    pub plugin: String,
+    pub message: String,
+}

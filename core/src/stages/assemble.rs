@@ -1,0 +1,64 @@
+//! Phase FT: stack the K incubated modules into the target model, then fine-tune it end to end.
+
+use super::{incubate, meta, Engine};
+use crate::checkpoint;
+use crate::events::StageId;
+use crate::model::{HasParams, Network};
+use crate::run_dir::StageSummary;
+use crate::train::{self, loss::soft_cross_entropy};
+use std::path::PathBuf;
+
+/// The stacked model before fine-tuning.
+pub fn assembled_path(engine: &Engine) -> PathBuf {
+    engine.run.stage_dir(StageId::ASSEMBLE).join("assembled.safetensors")
+}
+
+/// The final model after fine-tuning.
+pub fn model_path(engine: &Engine) -> PathBuf {
+    engine.run.stage_dir(StageId::ASSEMBLE).join("model.safetensors")
+}
+
+/// Stacks the incubated modules with the configured assembly rule. Refuses partial results:
+/// every module must have finished incubation.
+pub fn assemble(engine: &Engine) -> anyhow::Result<Network> {
+    let k = engine.split.k();
+    let mut missing = Vec::new();
+    for i in 0..k {
+        if engine.run.summary(StageId::incubate(i))?.is_none() {
+            missing.push(i);
+        }
+    }
+    if !missing.is_empty() {
+        let cmds: Vec<String> = missing.iter().map(|i| format!("`incubator incubate --module {i}`")).collect();
+        anyhow::bail!(
+            "cannot assemble: module(s) {missing:?} of {k} have not finished incubation in {}; run {}",
+            engine.run.root.display(),
+            cmds.join(", ")
+        );
+    }
+    let modules = (0..k).map(|i| incubate::load(engine, i)).collect::<anyhow::Result<Vec<_>>>()?;
+    let rule = engine.registry.assembly(&engine.cfg.plugins.assembly).map_err(anyhow::Error::msg)?;
+    let net = rule.assemble(&engine.plugin_ctx(), modules, meta::load(engine)?)?;
+    if net.depths() != engine.split.divided_depths {
+        anyhow::bail!(
+            "assembly rule {} built depths {:?}, the split asks for {:?}",
+            engine.cfg.plugins.assembly,
+            net.depths(),
+            engine.split.divided_depths
+        );
+    }
+    Ok(net)
+}
+
+pub fn run(engine: &Engine) -> anyhow::Result<StageSummary> {
+    engine.stage(StageId::ASSEMBLE, |log| {
+        let mut net = assemble(engine)?;
+        checkpoint::save(&assembled_path(engine), &checkpoint::params_of(&net), &Default::default())?;
+        let all = net.named_params().into_iter().map(|(n, _)| n).collect();
+        let loss = |logits, batch: &train::batch::Batch| soft_cross_entropy(logits, batch.targets.clone());
+        let job = engine.job(StageId::ASSEMBLE, engine.cfg.finetune, 0, all, &loss);
+        let outcome = train::train(job, &mut net, &engine.dev, log)?;
+        checkpoint::save(&model_path(engine), &checkpoint::params_of(&net), &Default::default())?;
+        Ok(outcome)
+    })
+}

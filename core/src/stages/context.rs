@@ -1,0 +1,141 @@
+//! Everything a stage needs, opened once per process from the run directory.
+
+use crate::config::RunConfig;
+use crate::data::{self, DataSplit};
+use crate::device::{new_device, Dev};
+use crate::events::{Event, StageId};
+use crate::model::{Init, VitConfig};
+use crate::plugin::{PluginContext, Registry};
+use crate::run_dir::{RunDir, StageSummary};
+use crate::split::Split;
+use crate::telemetry::EventLog;
+use crate::train::{self, TrainOutcome};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use std::path::Path;
+
+pub struct Engine {
+    pub dev: Dev,
+    pub registry: Registry,
+    pub run: RunDir,
+    pub cfg: RunConfig,
+    pub data: DataSplit,
+    pub vit: VitConfig,
+    pub split: Split,
+    pub show_progress: bool,
+}
+
+impl Engine {
+    /// Opens (or creates, with `cfg`) the run directory and loads the data it names.
+    pub fn open(root: &Path, cfg: Option<&RunConfig>, registry: Registry) -> anyhow::Result<Engine> {
+        let (run, cfg) = RunDir::open(root, cfg)?;
+        let mut data = data::load(&cfg.data.dataset, cfg.data.path.as_deref(), &cfg.cache_dir())?;
+        if cfg.data.train_limit > 0 {
+            data.train.truncate(cfg.data.train_limit);
+        }
+        if cfg.data.test_limit > 0 {
+            data.test.truncate(cfg.data.test_limit);
+        }
+        let t = &data.train;
+        let vit = cfg.vit(t.height, t.channels, t.num_classes)?;
+        if t.height != t.width {
+            anyhow::bail!("dataset {} has {}x{} images; only square images are supported", data.name, t.height, t.width);
+        }
+        let split = Split::resolve(&cfg, &vit)?;
+        for name in [&cfg.plugins.meta_design] {
+            registry.meta_design(name).map_err(anyhow::Error::msg)?;
+        }
+        registry.strategy(&cfg.plugins.strategy).map_err(anyhow::Error::msg)?;
+        registry.assembly(&cfg.plugins.assembly).map_err(anyhow::Error::msg)?;
+        Ok(Engine { dev: new_device(cfg.seed), registry, run, cfg, data, vit, split, show_progress: true })
+    }
+
+    pub fn plugin_ctx(&self) -> PluginContext<'_> {
+        PluginContext { vit: &self.vit, split: &self.split }
+    }
+
+    /// A seeded initialiser for one purpose (`"meta"`, `"incubate-2"`, `"e2e"`): each stage's
+    /// random weights depend only on the run seed and the stage, whichever process makes them.
+    pub fn init_rng(&self, purpose: &str) -> ChaCha8Rng {
+        let mut h: u64 = 0x9e3779b97f4a7c15 ^ self.cfg.seed;
+        for b in purpose.bytes() {
+            h = (h ^ b as u64).wrapping_mul(0x100000001b3);
+        }
+        ChaCha8Rng::seed_from_u64(h)
+    }
+
+    pub fn init<'a>(&'a self, rng: &'a mut ChaCha8Rng) -> Init<'a> {
+        Init { dev: &self.dev, rng }
+    }
+
+    /// Runs `body` as stage `id` unless its summary already exists: logs start, failure or
+    /// skip, and writes the summary (the "finished" marker) after `body` saved its results.
+    pub fn stage(
+        &self,
+        id: StageId,
+        body: impl FnOnce(&mut EventLog) -> anyhow::Result<TrainOutcome>,
+    ) -> anyhow::Result<StageSummary> {
+        let mut log = EventLog::open(&self.run.root, id)?;
+        if let Some(done) = self.run.summary(id)? {
+            log.emit(Event::StageSkipped { reason: format!("{} exists", self.run.summary_path(id).display()) });
+            eprintln!("[{id}] already finished (top-1 {:.2}%), skipping", 100.0 * done.outcome.top1);
+            return Ok(done);
+        }
+        match body(&mut log) {
+            Ok(outcome) => {
+                log.emit(Event::StageFinished {
+                    wall_s: outcome.wall_s,
+                    train_gflop: outcome.train_gflop,
+                    top1: outcome.top1,
+                    epochs: outcome.epochs,
+                });
+                let summary = StageSummary {
+                    stage: id,
+                    outcome,
+                    host: hostname(),
+                    finished_at: std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_secs_f64())
+                        .unwrap_or(0.0),
+                };
+                self.run.write_summary(&summary)?;
+                log.flush();
+                Ok(summary)
+            }
+            Err(e) => {
+                log.emit(Event::StageFailed { error: format!("{e:#}") });
+                log.flush();
+                Err(e.context(format!("stage {id} failed")))
+            }
+        }
+    }
+
+    /// A training job for stage `id` with this engine's data and config.
+    pub fn job<'a>(
+        &'a self,
+        id: StageId,
+        recipe: crate::config::StageRecipe,
+        first_traced: usize,
+        trainable: std::collections::BTreeSet<String>,
+        loss: &'a train::trainer::LossFn<'a>,
+    ) -> train::TrainJob<'a> {
+        train::TrainJob {
+            stage: id,
+            cfg: &self.cfg,
+            vit: &self.vit,
+            recipe,
+            data: &self.data,
+            first_traced,
+            trainable,
+            loss,
+            state_path: Some(self.run.state_path(id)),
+            show_progress: self.show_progress,
+        }
+    }
+}
+
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}

@@ -1,0 +1,56 @@
+//! Phase PT: train the meta model (one layer per module by default) end to end.
+
+use super::Engine;
+use crate::checkpoint;
+use crate::events::StageId;
+use crate::model::{HasParams, Network};
+use crate::run_dir::StageSummary;
+use crate::train::{self, loss::soft_cross_entropy};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+pub fn model_path(engine: &Engine) -> PathBuf {
+    engine.run.stage_dir(StageId::META).join("model.safetensors")
+}
+
+/// The meta model's skeleton from its design, with freshly drawn weights.
+fn build(engine: &Engine) -> anyhow::Result<Network> {
+    let design = engine.registry.meta_design(&engine.cfg.plugins.meta_design).map_err(anyhow::Error::msg)?;
+    let mut rng = engine.init_rng("meta");
+    Ok(design.build(&engine.plugin_ctx(), &mut engine.init(&mut rng))?)
+}
+
+/// The trained meta model, as later stages use it.
+pub fn load(engine: &Engine) -> anyhow::Result<Network> {
+    if engine.run.summary(StageId::META)?.is_none() {
+        anyhow::bail!(
+            "the meta model has not been trained in {}: run `incubator meta --run-dir {}` first",
+            engine.run.root.display(),
+            engine.run.root.display()
+        );
+    }
+    let mut net = build(engine)?;
+    checkpoint::read(&model_path(engine), "re-run `incubator meta`")?.load_into(&mut net, "", &engine.dev)?;
+    Ok(net)
+}
+
+pub fn run(engine: &Engine) -> anyhow::Result<StageSummary> {
+    engine.stage(StageId::META, |log| {
+        let mut net = build(engine)?;
+        if net.modules.len() != engine.split.k() {
+            anyhow::bail!(
+                "meta design {} built {} modules for a split into {}",
+                engine.cfg.plugins.meta_design,
+                net.modules.len(),
+                engine.split.k()
+            );
+        }
+        let all = net.named_params().into_iter().map(|(n, _)| n).collect();
+        let loss = |logits, batch: &train::batch::Batch| soft_cross_entropy(logits, batch.targets.clone());
+        let job = engine.job(StageId::META, engine.cfg.meta, 0, all, &loss);
+        let outcome = train::train(job, &mut net, &engine.dev, log)?;
+        let meta = BTreeMap::from([("depths".to_string(), format!("{:?}", net.depths()))]);
+        checkpoint::save(&model_path(engine), &checkpoint::params_of(&net), &meta)?;
+        Ok(outcome)
+    })
+}

@@ -1,0 +1,13 @@
+//! The stages of Deep Model Assembling, each runnable as its own process that talks to the
+//! others only through the run directory: `meta` (phase PT), `incubate` (phase MT, one process
+//! per module), `assemble` (phase FT: stack, then fine-tune), and the `e2e` baseline.
+
+pub mod assemble;
+pub mod context;
+pub mod e2e;
+pub mod incubate;
+pub mod meta;
+pub mod pipeline;
+pub mod report;
+
+pub use context::Engine;

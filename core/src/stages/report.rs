@@ -1,0 +1,93 @@
+//! The comparison table: assembled model vs the E2E baseline, with the cost of every stage
+//! (meta pre-training included, as the paper counts it).
+
+use crate::events::StageId;
+use crate::run_dir::{RunDir, StageSummary};
+use serde::Serialize;
+use std::fmt::Write;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub stages: Vec<StageSummary>,
+    pub assembled_top1: f64,
+    pub e2e_top1: Option<f64>,
+    /// Meta + all incubations + fine-tuning.
+    pub method_wall_s: f64,
+    pub method_gflop: f64,
+    /// Meta + the slowest incubation + fine-tuning: the wall time with one machine per module.
+    pub method_parallel_wall_s: f64,
+    pub e2e_wall_s: Option<f64>,
+    pub e2e_gflop: Option<f64>,
+}
+
+impl Report {
+    /// Reads every stage summary; all method stages must have finished.
+    pub fn from_run(run: &RunDir, k: usize) -> anyhow::Result<Report> {
+        let need = |id: StageId| -> anyhow::Result<StageSummary> {
+            run.summary(id)?.ok_or_else(|| anyhow::anyhow!("stage {id} has not finished in {}", run.root.display()))
+        };
+        let meta = need(StageId::META)?;
+        let incs = (0..k).map(|i| need(StageId::incubate(i))).collect::<anyhow::Result<Vec<_>>>()?;
+        let ft = need(StageId::ASSEMBLE)?;
+        let e2e = run.summary(StageId::E2E)?;
+        let inc_wall: f64 = incs.iter().map(|s| s.outcome.wall_s).sum();
+        let inc_max = incs.iter().map(|s| s.outcome.wall_s).fold(0.0, f64::max);
+        let inc_gflop: f64 = incs.iter().map(|s| s.outcome.train_gflop).sum();
+        let mut stages = vec![meta.clone()];
+        stages.extend(incs);
+        stages.push(ft.clone());
+        stages.extend(e2e.clone());
+        Ok(Report {
+            assembled_top1: ft.outcome.top1,
+            e2e_top1: e2e.as_ref().map(|s| s.outcome.top1),
+            method_wall_s: meta.outcome.wall_s + inc_wall + ft.outcome.wall_s,
+            method_gflop: meta.outcome.train_gflop + inc_gflop + ft.outcome.train_gflop,
+            method_parallel_wall_s: meta.outcome.wall_s + inc_max + ft.outcome.wall_s,
+            e2e_wall_s: e2e.as_ref().map(|s| s.outcome.wall_s),
+            e2e_gflop: e2e.as_ref().map(|s| s.outcome.train_gflop),
+            stages,
+        })
+    }
+
+    /// A Markdown table: per-stage rows, then the two methods side by side.
+    pub fn to_markdown(&self) -> String {
+        let mut s = String::new();
+        writeln!(s, "| stage | epochs | top-1 (%) | wall (s) | train compute (GFLOP) |").unwrap();
+        writeln!(s, "|---|---:|---:|---:|---:|").unwrap();
+        for st in &self.stages {
+            let o = &st.outcome;
+            writeln!(s, "| {} | {} | {:.2} | {:.1} | {:.0} |", st.stage, o.epochs, 100.0 * o.top1, o.wall_s, o.train_gflop).unwrap();
+        }
+        writeln!(s).unwrap();
+        writeln!(s, "| method | top-1 (%) | wall (s) | train compute (GFLOP) |").unwrap();
+        writeln!(s, "|---|---:|---:|---:|").unwrap();
+        writeln!(
+            s,
+            "| Deep Model Assembling (meta + incubations + fine-tune) | {:.2} | {:.1} (parallel incubations: {:.1}) | {:.0} |",
+            100.0 * self.assembled_top1,
+            self.method_wall_s,
+            self.method_parallel_wall_s,
+            self.method_gflop
+        )
+        .unwrap();
+        if let (Some(top1), Some(wall), Some(gflop)) = (self.e2e_top1, self.e2e_wall_s, self.e2e_gflop) {
+            writeln!(s, "| End-to-end baseline | {:.2} | {:.1} | {:.0} |", 100.0 * top1, wall, gflop).unwrap();
+            writeln!(s).unwrap();
+            writeln!(
+                s,
+                "Accuracy difference (assembled - E2E): {:+.2} points. Cost ratio (method / E2E): {:.2}x compute, {:.2}x wall time.",
+                100.0 * (self.assembled_top1 - top1),
+                self.method_gflop / gflop,
+                self.method_wall_s / wall
+            )
+            .unwrap();
+        }
+        s
+    }
+
+    pub fn write(&self, run: &RunDir) -> anyhow::Result<()> {
+        crate::checkpoint::write_atomic(&run.root.join("report.md"), self.to_markdown().as_bytes())?;
+        crate::checkpoint::write_atomic(&run.root.join("report.json"), serde_json::to_string_pretty(self)?.as_bytes())?;
+        Ok(())
+    }
+}

@@ -1,0 +1,142 @@
+//! `incubator bench`: training throughput and peak memory of the model presets.
+//!
+//! Each preset runs in its own child process so that its peak resident memory (VmHWM) is its
+//! own. The figures are printed next to a baseline measured in the same run, the machine's
+//! matrix-multiply rate through dfdx, since absolute numbers on a shared machine say little.
+
+use clap::Args;
+use incubator_core::device::new_device;
+use incubator_core::model::params::HasParams;
+use incubator_core::model::{flops, Init, Mode, Network, VitConfig};
+use incubator_core::train::loss::soft_cross_entropy;
+use incubator_core::train::optimizer::AdamW;
+use dfdx::prelude::*;
+use rand::SeedableRng;
+use std::time::Instant;
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// Presets to measure (default: all).
+    #[arg(long, value_delimiter = ',')]
+    presets: Vec<String>,
+    #[arg(long, default_value_t = 128)]
+    batch: usize,
+    /// Timed optimizer steps per preset (after one warm-up step).
+    #[arg(long, default_value_t = 3)]
+    steps: usize,
+    /// Image side and channels of the synthetic input (28/1: MNIST, 32/3: CIFAR).
+    #[arg(long, default_value_t = 28)]
+    image: usize,
+    #[arg(long, default_value_t = 1)]
+    channels: usize,
+    #[arg(long, default_value_t = 4)]
+    patch: usize,
+    /// Internal: measure one preset in this process and print one JSON line.
+    #[arg(long, hide = true)]
+    child: Option<String>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Figures {
+    preset: String,
+    samples_per_sec: f64,
+    gflop_per_sec: f64,
+    peak_rss_mib: f64,
+    params: usize,
+}
+
+pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
+    if let Some(preset) = &a.child {
+        let f = measure(a, preset)?;
+        println!("{}", serde_json::to_string(&f)?);
+        return Ok(());
+    }
+    let presets: Vec<String> = if a.presets.is_empty() {
+        incubator_core::model::config::PRESETS.iter().map(|p| p.0.to_string()).collect()
+    } else {
+        a.presets.clone()
+    };
+    let gemm = gemm_gflops();
+    println!("baseline: dfdx f32 matmul 512x512x512 at {gemm:.1} GFLOP/s on this machine, now");
+    println!("batch {}, {}x{}x{} images, patch {}, {} timed steps after 1 warm-up", a.batch, a.channels, a.image, a.image, a.patch, a.steps);
+    println!("| preset | params | samples/s | model GFLOP/s | vs matmul rate | peak RSS (MiB) |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    let exe = std::env::current_exe()?;
+    for p in presets {
+        let out = std::process::Command::new(&exe)
+            .args(["bench", "--child", &p, "--batch", &a.batch.to_string(), "--steps", &a.steps.to_string()])
+            .args(["--image", &a.image.to_string(), "--channels", &a.channels.to_string(), "--patch", &a.patch.to_string()])
+            .output()?;
+        if !out.status.success() {
+            anyhow::bail!("bench of {p} failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let f: Figures = serde_json::from_slice(&out.stdout)?;
+        println!(
+            "| {} | {:.2}M | {:.1} | {:.1} | {:.2} | {:.0} |",
+            f.preset,
+            f.params as f64 / 1e6,
+            f.samples_per_sec,
+            f.gflop_per_sec,
+            f.gflop_per_sec / gemm,
+            f.peak_rss_mib
+        );
+    }
+    Ok(())
+}
+
+fn measure(a: &BenchArgs, preset: &str) -> anyhow::Result<Figures> {
+    let vit = VitConfig::preset(preset, a.image, a.channels, a.patch, 10)
+        .ok_or_else(|| anyhow::anyhow!("unknown preset {preset}"))?;
+    let dev = new_device(0);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    let depths = vec![vit.depth];
+    let mut net = Network::new(&mut Init { dev: &dev, rng: &mut rng }, &vit, &depths);
+    let names = net.named_params().into_iter().map(|(n, _)| n).collect();
+    let mut opt = AdamW::new(names, [0.9, 0.999], 1e-8, 0.05);
+    let patches: Tensor<(usize, usize, usize), f32, _> = dev.sample_normal_like(&(a.batch, vit.num_patches(), vit.patch_dim()));
+    let targets: Tensor<(usize, usize), f32, _> = dev.sample_uniform_like(&(a.batch, 10)).softmax::<Axis<1>>();
+    let mut step = |net: &mut Network| {
+        let mut mode = Mode { train: true, rng: Some(&mut rng) };
+        let logits = net.forward_traced_from(patches.clone(), 0, 0.1, &mut mode);
+        let mut grads = soft_cross_entropy(logits, targets.clone()).backward();
+        opt.update(net, &mut grads, 1e-4);
+    };
+    step(&mut net);
+    let t = Instant::now();
+    for _ in 0..a.steps {
+        step(&mut net);
+    }
+    let secs = t.elapsed().as_secs_f64();
+    let samples_per_sec = (a.steps * a.batch) as f64 / secs;
+    let gflop = flops::train_flops_per_sample(&vit, &depths, 0) / 1e9;
+    Ok(Figures {
+        preset: preset.into(),
+        samples_per_sec,
+        gflop_per_sec: samples_per_sec * gflop,
+        peak_rss_mib: peak_rss_kib() as f64 / 1024.0,
+        params: net.num_params(),
+    })
+}
+
+/// The machine's f32 matrix-multiply rate through dfdx, best of a few tries.
+fn gemm_gflops() -> f64 {
+    let dev = new_device(0);
+    let n = 512;
+    let x: Tensor<(usize, usize), f32, _> = dev.sample_normal_like(&(n, n));
+    let y: Tensor<(usize, usize), f32, _> = dev.sample_normal_like(&(n, n));
+    (0..5)
+        .map(|_| {
+            let t = Instant::now();
+            let z = x.clone().matmul(y.clone());
+            std::hint::black_box(z.as_vec());
+            2.0 * (n * n * n) as f64 / t.elapsed().as_secs_f64() / 1e9
+        })
+        .fold(0.0, f64::max)
+}
+
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .unwrap_or(0)
+}

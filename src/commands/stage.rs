@@ -1,0 +1,61 @@
+//! The stage commands: each opens the run directory, runs one stage (or all), and exits.
+
+use crate::StageArgs;
+use incubator_core::config::RunConfig;
+use incubator_core::stages::{self, report::Report, Engine};
+use std::io::IsTerminal;
+use std::path::Path;
+
+fn engine(args: &StageArgs) -> anyhow::Result<Engine> {
+    let cfg = args.config.as_deref().map(RunConfig::load).transpose()?;
+    let mut engine = Engine::open(&args.run_dir, cfg.as_ref(), super::registry())?;
+    engine.show_progress = !args.no_progress && std::io::stderr().is_terminal();
+    Ok(engine)
+}
+
+pub fn run(args: &StageArgs) -> anyhow::Result<()> {
+    let engine = engine(args)?;
+    eprintln!(
+        "run {}: {} ({} train / {} test images), ViT d{} depth {} heads {}, modules {:?}",
+        args.run_dir.display(),
+        engine.data.name,
+        engine.data.train.len,
+        engine.data.test.len,
+        engine.vit.embed_dim,
+        engine.vit.depth,
+        engine.vit.num_heads,
+        engine.split.divided_depths
+    );
+    let report = stages::pipeline::run(&engine)?;
+    println!("{}", report.to_markdown());
+    eprintln!("report written to {}", engine.run.root.join("report.md").display());
+    Ok(())
+}
+
+pub fn meta(args: &StageArgs) -> anyhow::Result<()> {
+    stages::meta::run(&engine(args)?).map(|_| ())
+}
+
+pub fn incubate(args: &StageArgs, module: usize) -> anyhow::Result<()> {
+    stages::incubate::run(&engine(args)?, module).map(|_| ())
+}
+
+pub fn assemble(args: &StageArgs) -> anyhow::Result<()> {
+    stages::assemble::run(&engine(args)?).map(|_| ())
+}
+
+pub fn e2e(args: &StageArgs) -> anyhow::Result<()> {
+    stages::e2e::run(&engine(args)?).map(|_| ())
+}
+
+pub fn report(run_dir: &Path) -> anyhow::Result<()> {
+    let cfg_path = run_dir.join("config.toml");
+    if !cfg_path.exists() {
+        anyhow::bail!("{} is not a run directory (no config.toml)", run_dir.display());
+    }
+    let engine = Engine::open(run_dir, None, super::registry())?;
+    let report = Report::from_run(&engine.run, engine.split.k())?;
+    report.write(&engine.run)?;
+    println!("{}", report.to_markdown());
+    Ok(())
+}
