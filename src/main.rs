@@ -41,8 +41,15 @@ pub struct StageArgs {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Every stage in order (meta, incubate each module, assemble + fine-tune, e2e), then the comparison table.
-    Run(StageArgs),
+    /// Every stage (meta, incubate each module, assemble + fine-tune, e2e), then the comparison table.
+    Run {
+        #[command(flatten)]
+        args: StageArgs,
+        /// Stages to run at the same time (the E2E baseline beside the method, incubations
+        /// beside each other). Default: the number of CPUs. Results do not depend on it.
+        #[arg(long, short)]
+        jobs: Option<usize>,
+    },
     /// Phase PT: train the meta model.
     Meta(StageArgs),
     /// Phase MT: train target module I inside the frozen meta model.
@@ -99,7 +106,7 @@ enum PluginsCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run(a) => commands::stage::run(&a),
+        Command::Run { args, jobs } => commands::stage::run(&args, jobs),
         Command::Meta(a) => commands::stage::meta(&a),
         Command::Incubate { args, module } => commands::stage::incubate(&args, module),
         Command::Assemble(a) => commands::stage::assemble(&a),

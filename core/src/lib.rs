@@ -9,6 +9,7 @@
 pub mod data;
 pub mod device;
 pub mod model;
+pub mod ops;
 pub mod telemetry;
 
 pub use incubator_events as events;

@@ -13,7 +13,8 @@ fn engine(args: &StageArgs) -> anyhow::Result<Engine> {
     Ok(engine)
 }
 
-pub fn run(args: &StageArgs) -> anyhow::Result<()> {
+pub fn run(args: &StageArgs, jobs: Option<usize>) -> anyhow::Result<()> {
+    let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
     let engine = engine(args)?;
     eprintln!(
         "run {}: {} ({} train / {} test images), ViT d{} depth {} heads {}, modules {:?}",
@@ -26,7 +27,7 @@ pub fn run(args: &StageArgs) -> anyhow::Result<()> {
         engine.vit.num_heads,
         engine.split.divided_depths
     );
-    let report = stages::pipeline::run(&engine)?;
+    let report = stages::pipeline::run(&engine, jobs)?;
     println!("{}", report.to_markdown());
     eprintln!("report written to {}", engine.run.root.join("report.md").display());
     Ok(())

@@ -69,10 +69,8 @@ impl Block {
         let branch = self
             .norm2
             .forward(x.retaped::<T>().reshape_like(&(b * t, d)));
-        let branch = self
-            .mlp
-            .fc2
-            .forward(self.mlp.fc1.forward(branch).accurate_gelu());
+        let hidden = crate::ops::gelu(self.mlp.fc1.forward(branch));
+        let branch = self.mlp.fc2.forward(hidden);
         x + drop_path_branch(branch.reshape_like(&(b, t, d)), drop_path, mode)
     }
 }

@@ -35,6 +35,18 @@ impl Module {
         }
     }
 
+    /// Stem (if owned) and blocks on `x`, block `j` with drop-path rate `rates[j]`; patches in,
+    /// tokens out for module 0, tokens in and out for the others. The head is not applied.
+    pub fn forward<T: Tape<f32, Dev>>(&self, mut x: Act<T>, rates: &[f64], mode: &mut Mode) -> Act<T> {
+        if let Some(stem) = &self.stem {
+            x = stem.forward(x);
+        }
+        for (b, &rate) in self.blocks.iter().zip(rates) {
+            x = b.forward(x, rate, mode);
+        }
+        x
+    }
+
     /// Parameters with the block indices shifted by `offset` (global names in a network).
     pub fn params_at<'a>(&'a self, offset: usize, out: &mut Vec<(String, ParamRef<'a>)>) {
         if let Some(stem) = &self.stem {
@@ -131,8 +143,13 @@ impl Network {
         out.into_iter().map(|(n, _)| n).collect()
     }
 
-    /// Runs modules `range` on `x`; block `j` of the whole network gets drop-path rate
+    /// Drop-path rate of every block: block `j` of the whole network gets
     /// `drop_path * j / (depth - 1)` (timm's linear rule over the network's depth).
+    pub fn drop_path_rates(&self, drop_path: f64) -> Vec<f64> {
+        let depth = self.depth();
+        (0..depth).map(|j| if depth > 1 { drop_path * j as f64 / (depth - 1) as f64 } else { 0.0 }).collect()
+    }
+
     fn run_modules<T: Tape<f32, Dev>>(
         &self,
         mut x: Act<T>,
@@ -140,24 +157,11 @@ impl Network {
         drop_path: f64,
         mode: &mut Mode,
     ) -> Act<T> {
-        let depth = self.depth();
-        let mut j: usize = self.modules[..range.start]
-            .iter()
-            .map(|m| m.blocks.len())
-            .sum();
+        let rates = self.drop_path_rates(drop_path);
+        let mut j: usize = self.modules[..range.start].iter().map(|m| m.blocks.len()).sum();
         for m in &self.modules[range] {
-            if let Some(stem) = &m.stem {
-                x = stem.forward(x);
-            }
-            for b in &m.blocks {
-                let rate = if depth > 1 {
-                    drop_path * j as f64 / (depth - 1) as f64
-                } else {
-                    0.0
-                };
-                x = b.forward(x, rate, mode);
-                j += 1;
-            }
+            x = m.forward(x, &rates[j..j + m.blocks.len()], mode);
+            j += m.blocks.len();
         }
         x
     }
