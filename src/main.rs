@@ -116,8 +116,12 @@ fn main() -> ExitCode {
             print!("{}", incubator_core::config::RunConfig::default().to_toml());
             Ok(())
         }
-        Command::Data { command: DataCommand::Fetch { name, cache_dir } } => commands::data::fetch(&name, cache_dir),
-        Command::Plugins { command: PluginsCommand::List } => commands::plugins::list(),
+        Command::Data {
+            command: DataCommand::Fetch { name, cache_dir },
+        } => commands::data::fetch(&name, cache_dir),
+        Command::Plugins {
+            command: PluginsCommand::List,
+        } => commands::plugins::list(),
         Command::Bench(a) => commands::bench::run(&a),
     };
     match result {

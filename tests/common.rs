@@ -33,7 +33,10 @@ epochs = 3
 "#;
 
 pub fn incubator(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_incubator")).args(args).output().expect("the binary starts")
+    Command::new(env!("CARGO_BIN_EXE_incubator"))
+        .args(args)
+        .output()
+        .expect("the binary starts")
 }
 
 pub fn stderr(o: &Output) -> String {

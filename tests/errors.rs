@@ -12,7 +12,10 @@ fn unknown_config_key_is_named_with_its_path_and_nothing_is_created() {
     let out = incubator(&["meta", "-c", &cfg, "-d", run.to_str().unwrap()]);
     assert!(!out.status.success());
     let e = stderr(&out);
-    assert!(e.contains("unknown key `optim.batch_sise`") && e.contains("fix its spelling"), "{e}");
+    assert!(
+        e.contains("unknown key `optim.batch_sise`") && e.contains("fix its spelling"),
+        "{e}"
+    );
     assert!(!run.exists(), "a refused config creates no run directory");
 }
 
@@ -25,10 +28,19 @@ fn bad_config_values_are_named() {
         ("[model]\nnum_heads = 5\n", "num_heads = 5"),
         ("[split]\ndivided_depths = [1, 2]\n", "split.divided_depths"),
         ("[optim]\nbatch_size = 0\n", "optim.batch_size"),
-        ("[plugins]\nstrategy = \"nope\"\n", "unknown incubation strategy \"nope\""),
+        (
+            "[plugins]\nstrategy = \"nope\"\n",
+            "unknown incubation strategy \"nope\"",
+        ),
     ] {
         let cfg = write_config(tmp.path(), text);
-        let out = incubator(&["meta", "-c", &cfg, "-d", tmp.path().join("r").to_str().unwrap()]);
+        let out = incubator(&[
+            "meta",
+            "-c",
+            &cfg,
+            "-d",
+            tmp.path().join("r").to_str().unwrap(),
+        ]);
         assert!(!out.status.success(), "{text} was accepted");
         assert!(stderr(&out).contains(needle), "{text}: {}", stderr(&out));
         let _ = std::fs::remove_dir_all(tmp.path().join("r"));
@@ -40,15 +52,39 @@ fn missing_and_corrupt_datasets_say_how_to_fix_them() {
     let tmp = tempfile::tempdir().unwrap();
     let empty = tmp.path().join("empty");
     std::fs::create_dir(&empty).unwrap();
-    let cfg = write_config(tmp.path(), &format!("[data]\ndataset = \"mnist\"\npath = {:?}\n", empty));
-    let out = incubator(&["meta", "-c", &cfg, "-d", tmp.path().join("r1").to_str().unwrap()]);
+    let cfg = write_config(
+        tmp.path(),
+        &format!("[data]\ndataset = \"mnist\"\npath = {:?}\n", empty),
+    );
+    let out = incubator(&[
+        "meta",
+        "-c",
+        &cfg,
+        "-d",
+        tmp.path().join("r1").to_str().unwrap(),
+    ]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("incubator data fetch mnist"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("incubator data fetch mnist"),
+        "{}",
+        stderr(&out)
+    );
 
-    for f in ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"] {
+    for f in [
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    ] {
         std::fs::write(empty.join(f), b"this is not an IDX file").unwrap();
     }
-    let out = incubator(&["meta", "-c", &cfg, "-d", tmp.path().join("r2").to_str().unwrap()]);
+    let out = incubator(&[
+        "meta",
+        "-c",
+        &cfg,
+        "-d",
+        tmp.path().join("r2").to_str().unwrap(),
+    ]);
     assert!(!out.status.success());
     let e = stderr(&out);
     assert!(e.contains("IDX") && e.contains("train-"), "{e}");
@@ -57,45 +93,81 @@ fn missing_and_corrupt_datasets_say_how_to_fix_them() {
 #[test]
 fn checkpoint_that_does_not_fit_is_refused_and_stages_order_is_enforced() {
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = write_config(tmp.path(), &TINY.replace("epochs = 3\n[incubate]", "epochs = 1\n[incubate]"));
+    let cfg = write_config(
+        tmp.path(),
+        &TINY.replace("epochs = 3\n[incubate]", "epochs = 1\n[incubate]"),
+    );
     let run = tmp.path().join("run");
     let run_s = run.to_str().unwrap();
 
     let early = incubator(&["incubate", "--module", "0", "-c", &cfg, "-d", run_s]);
     assert!(!early.status.success());
-    assert!(stderr(&early).contains("run `incubator meta"), "{}", stderr(&early));
+    assert!(
+        stderr(&early).contains("run `incubator meta"),
+        "{}",
+        stderr(&early)
+    );
     let asm = incubator(&["assemble", "-d", run_s]);
-    assert!(stderr(&asm).contains("incubator incubate --module 0"), "{}", stderr(&asm));
+    assert!(
+        stderr(&asm).contains("incubator incubate --module 0"),
+        "{}",
+        stderr(&asm)
+    );
 
     assert_ok(&incubator(&["meta", "-d", run_s]), "meta");
     // replace the meta checkpoint with one of another model
     let other = tempfile::tempdir().unwrap();
-    let other_cfg = write_config(other.path(), &TINY.replace("embed_dim = 32", "embed_dim = 16").replace("epochs = 3\n[incubate]", "epochs = 1\n[incubate]"));
+    let other_cfg = write_config(
+        other.path(),
+        &TINY
+            .replace("embed_dim = 32", "embed_dim = 16")
+            .replace("epochs = 3\n[incubate]", "epochs = 1\n[incubate]"),
+    );
     let other_run = other.path().join("run");
-    assert_ok(&incubator(&["meta", "-c", &other_cfg, "-d", other_run.to_str().unwrap()]), "other meta");
-    std::fs::copy(other_run.join("stages/meta/model.safetensors"), run.join("stages/meta/model.safetensors")).unwrap();
+    assert_ok(
+        &incubator(&["meta", "-c", &other_cfg, "-d", other_run.to_str().unwrap()]),
+        "other meta",
+    );
+    std::fs::copy(
+        other_run.join("stages/meta/model.safetensors"),
+        run.join("stages/meta/model.safetensors"),
+    )
+    .unwrap();
     let out = incubator(&["incubate", "--module", "1", "-d", run_s]);
     assert!(!out.status.success());
     let e = stderr(&out);
-    assert!(e.contains("does not fit the model") && e.contains("shape [16]") && e.contains("[32]"), "{e}");
+    assert!(
+        e.contains("does not fit the model") && e.contains("shape [16]") && e.contains("[32]"),
+        "{e}"
+    );
     assert!(!run.join("stages/incubate-1/summary.json").exists());
     let events = std::fs::read_to_string(run.join("events/incubate-1.jsonl")).unwrap();
     assert!(events.contains("stage_failed"), "{events}");
 
     // a different config for an existing run directory is refused
     let out = incubator(&["meta", "-c", &other_cfg, "-d", run_s]);
-    assert!(stderr(&out).contains("different configuration") && stderr(&out).contains("embed_dim"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("different configuration") && stderr(&out).contains("embed_dim"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
 fn nan_loss_stops_the_stage_without_marking_it_finished() {
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = write_config(tmp.path(), &TINY.replace("base_lr = 0.016", "base_lr = 1e30\nclip_grad = 1e30"));
+    let cfg = write_config(
+        tmp.path(),
+        &TINY.replace("base_lr = 0.016", "base_lr = 1e30\nclip_grad = 1e30"),
+    );
     let run = tmp.path().join("run");
     let out = incubator(&["meta", "-c", &cfg, "-d", run.to_str().unwrap()]);
     assert!(!out.status.success());
     let e = stderr(&out);
-    assert!(e.contains("the loss became") && e.contains("Lower optim.base_lr"), "{e}");
+    assert!(
+        e.contains("the loss became") && e.contains("Lower optim.base_lr"),
+        "{e}"
+    );
     assert!(!run.join("stages/meta/summary.json").exists());
     assert!(!run.join("stages/meta/model.safetensors").exists());
 }
@@ -105,7 +177,10 @@ fn killed_stage_resumes_from_its_checkpoint_to_the_same_model() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = write_config(tmp.path(), TINY);
     let straight = tmp.path().join("straight");
-    assert_ok(&incubator(&["meta", "-c", &cfg, "-d", straight.to_str().unwrap()]), "meta");
+    assert_ok(
+        &incubator(&["meta", "-c", &cfg, "-d", straight.to_str().unwrap()]),
+        "meta",
+    );
 
     let killed = tmp.path().join("killed");
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_incubator"))
@@ -120,10 +195,17 @@ fn killed_stage_resumes_from_its_checkpoint_to_the_same_model() {
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    assert!(!killed.join("stages/meta/summary.json").exists(), "killed before finishing");
+    assert!(
+        !killed.join("stages/meta/summary.json").exists(),
+        "killed before finishing"
+    );
     let resumed = incubator(&["meta", "-d", killed.to_str().unwrap()]);
     assert_ok(&resumed, "resumed meta");
-    assert!(stderr(&resumed).contains("resuming after epoch"), "{}", stderr(&resumed));
+    assert!(
+        stderr(&resumed).contains("resuming after epoch"),
+        "{}",
+        stderr(&resumed)
+    );
     assert_eq!(
         std::fs::read(straight.join("stages/meta/model.safetensors")).unwrap(),
         std::fs::read(killed.join("stages/meta/model.safetensors")).unwrap(),

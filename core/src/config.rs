@@ -132,10 +132,27 @@ impl Default for RunConfig {
             data: DataSection::default(),
             augment: AugmentSection::default(),
             optim: OptimSection::default(),
-            meta: StageRecipe { epochs: 6, warmup_epochs: 1, drop_path: 0.0 },
-            incubate: StageRecipe { epochs: 4, warmup_epochs: 1, drop_path: 0.1 },
-            finetune: StageRecipe { epochs: 3, warmup_epochs: 0, drop_path: 0.1 },
-            e2e: E2eRecipe { enabled: true, epochs: 10, warmup_epochs: 1, drop_path: 0.1 },
+            meta: StageRecipe {
+                epochs: 4,
+                warmup_epochs: 1,
+                drop_path: 0.0,
+            },
+            incubate: StageRecipe {
+                epochs: 3,
+                warmup_epochs: 1,
+                drop_path: 0.1,
+            },
+            finetune: StageRecipe {
+                epochs: 2,
+                warmup_epochs: 0,
+                drop_path: 0.1,
+            },
+            e2e: E2eRecipe {
+                enabled: true,
+                epochs: 6,
+                warmup_epochs: 1,
+                drop_path: 0.1,
+            },
             plugins: PluginSection::default(),
         }
     }
@@ -161,13 +178,21 @@ impl Default for ModelSection {
 
 impl Default for SplitSection {
     fn default() -> Self {
-        SplitSection { divided_depths: Vec::new() }
+        SplitSection {
+            divided_depths: Vec::new(),
+        }
     }
 }
 
 impl Default for DataSection {
     fn default() -> Self {
-        DataSection { dataset: DatasetName::EmbeddedMnist, path: None, cache_dir: None, train_limit: 0, test_limit: 0 }
+        DataSection {
+            dataset: DatasetName::EmbeddedMnist,
+            path: None,
+            cache_dir: None,
+            train_limit: 0,
+            test_limit: 0,
+        }
     }
 }
 
@@ -188,9 +213,9 @@ impl Default for AugmentSection {
 impl Default for OptimSection {
     fn default() -> Self {
         OptimSection {
-            batch_size: 128,
+            batch_size: 64,
             accum_steps: 1,
-            base_lr: 5e-4,
+            base_lr: 8e-3,
             min_lr: 1e-5,
             warmup_lr: 1e-6,
             weight_decay: 0.05,
@@ -215,7 +240,10 @@ impl Default for PluginSection {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config {path}: {message}")]
     Parse { path: String, message: String },
     #[error("config: {0}")]
@@ -226,9 +254,12 @@ impl RunConfig {
     /// Parses TOML over the defaults (a section may give only some of its keys); unknown keys
     /// and bad values are reported with their path (`optim.batch_sise`).
     pub fn from_toml(text: &str, origin: &str) -> Result<RunConfig, ConfigError> {
-        let user: toml::Table =
-            toml::from_str(text).map_err(|e| ConfigError::Parse { path: origin.into(), message: e.to_string() })?;
-        let mut merged: toml::Table = toml::from_str(&RunConfig::default().to_toml()).expect("defaults parse");
+        let user: toml::Table = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.into(),
+            message: e.to_string(),
+        })?;
+        let mut merged: toml::Table =
+            toml::from_str(&RunConfig::default().to_toml()).expect("defaults parse");
         merge(&mut merged, user);
         serde_path_to_error::deserialize(toml::Value::Table(merged)).map_err(|e| {
             let key = e.path().to_string();
@@ -238,12 +269,18 @@ impl RunConfig {
             } else {
                 format!("bad value for `{key}`: {inner}")
             };
-            ConfigError::Parse { path: origin.into(), message }
+            ConfigError::Parse {
+                path: origin.into(),
+                message,
+            }
         })
     }
 
     pub fn load(path: &Path) -> Result<RunConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
         RunConfig::from_toml(&text, &path.display().to_string())
     }
 
@@ -252,15 +289,32 @@ impl RunConfig {
     }
 
     /// The model shape for a dataset with this geometry.
-    pub fn vit(&self, image_size: usize, channels: usize, num_classes: usize) -> Result<VitConfig, ConfigError> {
+    pub fn vit(
+        &self,
+        image_size: usize,
+        channels: usize,
+        num_classes: usize,
+    ) -> Result<VitConfig, ConfigError> {
         let m = &self.model;
         let image_size = m.image_size.unwrap_or(image_size);
-        let patch = m.patch_size.unwrap_or(if image_size <= 32 { 4 } else { 16 });
-        let mut v = VitConfig::preset(&m.preset, image_size, m.channels.unwrap_or(channels), patch, m.num_classes.unwrap_or(num_classes))
-            .ok_or_else(|| {
-                let names: Vec<&str> = crate::model::config::PRESETS.iter().map(|p| p.0).collect();
-                ConfigError::Invalid(format!("model.preset = {:?} is unknown; choose one of {}", m.preset, names.join(", ")))
-            })?;
+        let patch = m
+            .patch_size
+            .unwrap_or(if image_size <= 32 { 4 } else { 16 });
+        let mut v = VitConfig::preset(
+            &m.preset,
+            image_size,
+            m.channels.unwrap_or(channels),
+            patch,
+            m.num_classes.unwrap_or(num_classes),
+        )
+        .ok_or_else(|| {
+            let names: Vec<&str> = crate::model::config::PRESETS.iter().map(|p| p.0).collect();
+            ConfigError::Invalid(format!(
+                "model.preset = {:?} is unknown; choose one of {}",
+                m.preset,
+                names.join(", ")
+            ))
+        })?;
         v.embed_dim = m.embed_dim.unwrap_or(v.embed_dim);
         v.depth = m.depth.unwrap_or(v.depth);
         v.num_heads = m.num_heads.unwrap_or(v.num_heads);
@@ -295,16 +349,26 @@ impl RunConfig {
         }
         if let Some(c) = o.clip_grad {
             if !(c > 0.0) {
-                p.push(format!("optim.clip_grad = {c} must be positive (leave it out to disable clipping)"));
+                p.push(format!(
+                    "optim.clip_grad = {c} must be positive (leave it out to disable clipping)"
+                ));
             }
         }
         let a = &self.augment;
-        for (k, v) in [("augment.mix_prob", a.mix_prob), ("augment.switch_prob", a.switch_prob), ("augment.label_smoothing", a.label_smoothing)] {
+        for (k, v) in [
+            ("augment.mix_prob", a.mix_prob),
+            ("augment.switch_prob", a.switch_prob),
+            ("augment.label_smoothing", a.label_smoothing),
+        ] {
             if !(0.0..=1.0).contains(&v) {
                 p.push(format!("{k} = {v} must be between 0 and 1"));
             }
         }
-        for (k, r) in [("meta", &self.meta), ("incubate", &self.incubate), ("finetune", &self.finetune)] {
+        for (k, r) in [
+            ("meta", &self.meta),
+            ("incubate", &self.incubate),
+            ("finetune", &self.finetune),
+        ] {
             if r.epochs == 0 {
                 p.push(format!("{k}.epochs must be at least 1"));
             }
@@ -326,7 +390,9 @@ impl RunConfig {
         if let Some(d) = std::env::var_os("INCUBATOR_DATA") {
             return d.into();
         }
-        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| ".".into());
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| ".".into());
         home.join(".cache").join("incubator")
     }
 }
@@ -355,7 +421,9 @@ mod tests {
 
     #[test]
     fn unknown_key_is_named_with_its_path() {
-        let e = RunConfig::from_toml("[optim]\nbatch_sise = 3\n", "cfg.toml").unwrap_err().to_string();
+        let e = RunConfig::from_toml("[optim]\nbatch_sise = 3\n", "cfg.toml")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("optim.batch_sise"), "{e}");
         assert!(e.contains("cfg.toml"), "{e}");
         assert!(e.contains("unknown key"), "{e}");
@@ -363,28 +431,48 @@ mod tests {
 
     #[test]
     fn bad_value_is_named_with_its_path() {
-        let e = RunConfig::from_toml("[meta]\nepochs = \"many\"\n", "c").unwrap_err().to_string();
+        let e = RunConfig::from_toml("[meta]\nepochs = \"many\"\n", "c")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("meta.epochs"), "{e}");
-        let e = RunConfig::from_toml("[data]\ndataset = \"imagenet\"\n", "c").unwrap_err().to_string();
-        assert!(e.contains("data.dataset") && e.contains("embedded-mnist"), "{e}");
+        let e = RunConfig::from_toml("[data]\ndataset = \"imagenet\"\n", "c")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("data.dataset") && e.contains("embedded-mnist"),
+            "{e}"
+        );
     }
 
     #[test]
     fn partial_config_keeps_defaults() {
-        let c = RunConfig::from_toml("seed = 7\n[model]\nembed_dim = 32\n[incubate]\nepochs = 9\n", "c").unwrap();
+        let c = RunConfig::from_toml(
+            "seed = 7\n[model]\nembed_dim = 32\n[incubate]\nepochs = 9\n",
+            "c",
+        )
+        .unwrap();
         assert_eq!(c.incubate.epochs, 9);
-        assert_eq!(c.incubate.drop_path, RunConfig::default().incubate.drop_path);
+        assert_eq!(
+            c.incubate.drop_path,
+            RunConfig::default().incubate.drop_path
+        );
         assert_eq!(c.seed, 7);
         assert_eq!(c.optim, OptimSection::default());
         let v = c.vit(28, 1, 10).unwrap();
-        assert_eq!((v.embed_dim, v.depth, v.patch_size, v.tokens()), (32, 8, 4, 50));
+        assert_eq!(
+            (v.embed_dim, v.depth, v.patch_size, v.tokens()),
+            (32, 8, 4, 50)
+        );
     }
 
     #[test]
     fn impossible_model_is_refused() {
         let c = RunConfig::from_toml("[model]\nnum_heads = 5\n", "c").unwrap();
         let e = c.vit(28, 1, 10).unwrap_err().to_string();
-        assert!(e.contains("num_heads = 5") && e.contains("embed_dim = 64"), "{e}");
+        assert!(
+            e.contains("num_heads = 5") && e.contains("embed_dim = 64"),
+            "{e}"
+        );
         let c = RunConfig::from_toml("[model]\npatch_size = 5\n", "c").unwrap();
         assert!(c.vit(28, 1, 10).unwrap_err().to_string().contains("divide"));
     }

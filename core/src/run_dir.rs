@@ -37,7 +37,9 @@ impl RunDir {
     /// Opens `root`, creating it with `cfg` if new. An existing run keeps its config: passing a
     /// different one is an error, since its checkpoints were made with the stored one.
     pub fn open(root: &Path, cfg: Option<&RunConfig>) -> anyhow::Result<(RunDir, RunConfig)> {
-        let run = RunDir { root: root.to_path_buf() };
+        let run = RunDir {
+            root: root.to_path_buf(),
+        };
         let path = run.config_path();
         if path.exists() {
             let stored = RunConfig::load(&path)?;
@@ -78,7 +80,10 @@ impl RunDir {
         let path = self.summary_path(id);
         match std::fs::read_to_string(&path) {
             Ok(text) => Ok(Some(serde_json::from_str(&text).map_err(|e| {
-                anyhow::anyhow!("{} is corrupt ({e}); delete it to re-run stage {id}", path.display())
+                anyhow::anyhow!(
+                    "{} is corrupt ({e}); delete it to re-run stage {id}",
+                    path.display()
+                )
             })?)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(anyhow::anyhow!("cannot read {}: {e}", path.display())),
@@ -94,17 +99,25 @@ impl RunDir {
 
 /// The first top-level setting that differs, for the mismatch message.
 fn first_difference(a: &RunConfig, b: &RunConfig) -> String {
-    let (ta, tb): (toml::Table, toml::Table) =
-        (toml::from_str(&a.to_toml()).unwrap_or_default(), toml::from_str(&b.to_toml()).unwrap_or_default());
+    let (ta, tb): (toml::Table, toml::Table) = (
+        toml::from_str(&a.to_toml()).unwrap_or_default(),
+        toml::from_str(&b.to_toml()).unwrap_or_default(),
+    );
     for (k, va) in &ta {
         if let (toml::Value::Table(sa), Some(toml::Value::Table(sb))) = (va, tb.get(k)) {
             for (k2, v2) in sa {
                 if sb.get(k2) != Some(v2) {
-                    return format!("{k}.{k2} is {v2} there, {} here", sb.get(k2).map(|v| v.to_string()).unwrap_or("unset".into()));
+                    return format!(
+                        "{k}.{k2} is {v2} there, {} here",
+                        sb.get(k2).map(|v| v.to_string()).unwrap_or("unset".into())
+                    );
                 }
             }
         } else if tb.get(k) != Some(va) {
-            return format!("{k} is {va} there, {} here", tb.get(k).map(|v| v.to_string()).unwrap_or("unset".into()));
+            return format!(
+                "{k} is {va} there, {} here",
+                tb.get(k).map(|v| v.to_string()).unwrap_or("unset".into())
+            );
         }
     }
     "the settings differ".into()

@@ -33,7 +33,9 @@ impl Split {
                 vit.depth
             )));
         }
-        Ok(Split { divided_depths: depths })
+        Ok(Split {
+            divided_depths: depths,
+        })
     }
 
     /// K, the number of modules.
@@ -44,5 +46,7 @@ impl Split {
 
 /// `depth` blocks over `k` modules as evenly as possible (a suggestion for error messages).
 fn uneven(depth: usize, k: usize) -> Vec<usize> {
-    (0..k).map(|i| depth / k + usize::from(i < depth % k)).collect()
+    (0..k)
+        .map(|i| depth / k + usize::from(i < depth % k))
+        .collect()
 }

@@ -31,7 +31,10 @@ fn cfg() -> VitConfig {
 fn patches(dev: &Dev, c: &VitConfig) -> Tensor<(usize, usize, usize), f32, Dev> {
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     let n = 5 * c.num_patches() * c.patch_dim();
-    dev.tensor_from_vec((0..n).map(|_| rng.gen_range(-1.0..1.0)).collect(), (5, c.num_patches(), c.patch_dim()))
+    dev.tensor_from_vec(
+        (0..n).map(|_| rng.gen_range(-1.0..1.0)).collect(),
+        (5, c.num_patches(), c.patch_dim()),
+    )
 }
 
 fn target(dev: &Dev, seed: u64) -> Network {
@@ -71,34 +74,56 @@ fn modules_saved_separately_and_stacked_give_identical_logits() {
         // module-local names: a module's first block is blocks.0 wherever it sits
         let names: Vec<String> = m.named_params().into_iter().map(|(n, _)| n).collect();
         assert!(names.iter().any(|n| n.starts_with("blocks.0.")));
-        checkpoint::save(&dir.path().join(format!("m{i}.safetensors")), &checkpoint::params_of(m), &Default::default()).unwrap();
+        checkpoint::save(
+            &dir.path().join(format!("m{i}.safetensors")),
+            &checkpoint::params_of(m),
+            &Default::default(),
+        )
+        .unwrap();
     }
     // fresh modules with other random weights, then loaded
     let mut rng = ChaCha8Rng::seed_from_u64(99);
-    let mut init = Init { dev: &dev, rng: &mut rng };
+    let mut init = Init {
+        dev: &dev,
+        rng: &mut rng,
+    };
     let modules: Vec<Module> = [2, 1, 3]
         .iter()
         .enumerate()
         .map(|(i, &d)| {
             let mut m = Module::new(&mut init, &c, i, 3, d);
-            checkpoint::read(&dir.path().join(format!("m{i}.safetensors")), "").unwrap().load_into(&mut m, "", &dev).unwrap();
+            checkpoint::read(&dir.path().join(format!("m{i}.safetensors")), "")
+                .unwrap()
+                .load_into(&mut m, "", &dev)
+                .unwrap();
             m
         })
         .collect();
     let stacked = Network { modules };
-    assert_eq!(stacked.forward(x.clone(), 0.0, &mut Mode::eval()).as_vec(), want);
+    assert_eq!(
+        stacked.forward(x.clone(), 0.0, &mut Mode::eval()).as_vec(),
+        want
+    );
 
     // global names of the stacked network count blocks across modules
     let names: Vec<String> = stacked.named_params().into_iter().map(|(n, _)| n).collect();
     assert!(names.contains(&"blocks.5.mlp.fc2.weight".to_string()));
-    assert!(names.contains(&"stem.pos_embed".to_string()) && names.contains(&"head.weight".to_string()));
+    assert!(
+        names.contains(&"stem.pos_embed".to_string()) && names.contains(&"head.weight".to_string())
+    );
 
     // whole-model checkpoint round trip
     let path = dir.path().join("whole.safetensors");
     checkpoint::save(&path, &checkpoint::params_of(&stacked), &Default::default()).unwrap();
     let mut other = target(&dev, 5);
-    assert_ne!(other.forward(x.clone(), 0.0, &mut Mode::eval()).as_vec(), want);
-    checkpoint::read(&path, "").unwrap().load_into(&mut other, "", &dev).unwrap();
+    assert_ne!(
+        other.forward(x.clone(), 0.0, &mut Mode::eval()).as_vec(),
+        want
+    );
+    checkpoint::read(&path, "")
+        .unwrap()
+        .load_into(&mut other, "", &dev)
+        .unwrap();
     assert_eq!(other.forward(x, 0.0, &mut Mode::eval()).as_vec(), want);
 }
 
@@ -107,13 +132,46 @@ fn checkpoint_of_another_shape_is_refused_with_names() {
     let dev = new_device(0);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("a.safetensors");
-    checkpoint::save(&path, &checkpoint::params_of(&target(&dev, 1)), &Default::default()).unwrap();
+    checkpoint::save(
+        &path,
+        &checkpoint::params_of(&target(&dev, 1)),
+        &Default::default(),
+    )
+    .unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let mut wider = Network::new(&mut Init { dev: &dev, rng: &mut rng }, &VitConfig { embed_dim: 32, ..cfg() }, &[2, 1, 3]);
-    let e = checkpoint::read(&path, "").unwrap().load_into(&mut wider, "", &dev).unwrap_err().to_string();
-    assert!(e.contains("stem.cls_token has shape [16] in the file but [32] in the model"), "{e}");
-    let mut deeper = Network::new(&mut Init { dev: &dev, rng: &mut rng }, &cfg(), &[2, 2, 3]);
-    let e = checkpoint::read(&path, "").unwrap().load_into(&mut deeper, "", &dev).unwrap_err().to_string();
+    let mut wider = Network::new(
+        &mut Init {
+            dev: &dev,
+            rng: &mut rng,
+        },
+        &VitConfig {
+            embed_dim: 32,
+            ..cfg()
+        },
+        &[2, 1, 3],
+    );
+    let e = checkpoint::read(&path, "")
+        .unwrap()
+        .load_into(&mut wider, "", &dev)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("stem.cls_token has shape [16] in the file but [32] in the model"),
+        "{e}"
+    );
+    let mut deeper = Network::new(
+        &mut Init {
+            dev: &dev,
+            rng: &mut rng,
+        },
+        &cfg(),
+        &[2, 2, 3],
+    );
+    let e = checkpoint::read(&path, "")
+        .unwrap()
+        .load_into(&mut deeper, "", &dev)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("blocks.6.") && e.contains("missing"), "{e}");
     std::fs::write(&path, b"not a safetensors file").unwrap();
     let e = checkpoint::read(&path, "").err().unwrap().to_string();
@@ -125,10 +183,21 @@ fn tiny_data(c: &VitConfig) -> DataSplit {
     let make = |n: usize, rng: &mut ChaCha8Rng| {
         let labels: Vec<u8> = (0..n).map(|i| (i % c.num_classes) as u8).collect();
         // class-dependent brightness so there is something to learn
-        let images = labels.iter().flat_map(|&l| (0..64).map(|_| (l as u32 * 60 + rng.gen_range(0..40)) as u8).collect::<Vec<_>>()).collect();
+        let images = labels
+            .iter()
+            .flat_map(|&l| {
+                (0..64)
+                    .map(|_| (l as u32 * 60 + rng.gen_range(0..40)) as u8)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
         Dataset::new(images, labels, 1, 8, 8, c.num_classes).unwrap()
     };
-    DataSplit { name: "synthetic".into(), train: make(64, &mut rng), test: make(16, &mut rng) }
+    DataSplit {
+        name: "synthetic".into(),
+        train: make(64, &mut rng),
+        test: make(16, &mut rng),
+    }
 }
 
 #[test]
@@ -141,16 +210,42 @@ fn incubation_changes_only_the_target_module() {
     run.optim.base_lr = 0.05;
     for target in [0, 1, 2] {
         let mut rng = ChaCha8Rng::seed_from_u64(10);
-        let mut hybrid = Network::new(&mut Init { dev: &dev, rng: &mut rng }, &c, &[1, 1, 1]);
-        hybrid.modules[target] = Module::new(&mut Init { dev: &dev, rng: &mut rng }, &c, target, 3, 2);
-        let before: Vec<(String, Vec<f32>)> = hybrid.named_params().into_iter().map(|(n, p)| (n, p.to_vec())).collect();
-        let trainable: std::collections::BTreeSet<String> = hybrid.module_param_names(target).into_iter().collect();
-        let loss = |logits, batch: &train::batch::Batch| soft_cross_entropy(logits, batch.targets.clone());
+        let mut hybrid = Network::new(
+            &mut Init {
+                dev: &dev,
+                rng: &mut rng,
+            },
+            &c,
+            &[1, 1, 1],
+        );
+        hybrid.modules[target] = Module::new(
+            &mut Init {
+                dev: &dev,
+                rng: &mut rng,
+            },
+            &c,
+            target,
+            3,
+            2,
+        );
+        let before: Vec<(String, Vec<f32>)> = hybrid
+            .named_params()
+            .into_iter()
+            .map(|(n, p)| (n, p.to_vec()))
+            .collect();
+        let trainable: std::collections::BTreeSet<String> =
+            hybrid.module_param_names(target).into_iter().collect();
+        let loss =
+            |logits, batch: &train::batch::Batch| soft_cross_entropy(logits, batch.targets.clone());
         let job = TrainJob {
             stage: StageId::incubate(target),
             cfg: &run,
             vit: &c,
-            recipe: incubator_core::config::StageRecipe { epochs: 2, warmup_epochs: 0, drop_path: 0.1 },
+            recipe: incubator_core::config::StageRecipe {
+                epochs: 2,
+                warmup_epochs: 0,
+                drop_path: 0.1,
+            },
             data: &data,
             first_traced: target,
             trainable: trainable.clone(),
@@ -159,15 +254,26 @@ fn incubation_changes_only_the_target_module() {
             show_progress: false,
         };
         train::train(job, &mut hybrid, &dev, &mut EventLog::disabled()).unwrap();
-        let after: Vec<(String, Vec<f32>)> = hybrid.named_params().into_iter().map(|(n, p)| (n, p.to_vec())).collect();
+        let after: Vec<(String, Vec<f32>)> = hybrid
+            .named_params()
+            .into_iter()
+            .map(|(n, p)| (n, p.to_vec()))
+            .collect();
         let mut changed = 0;
         for ((name, b), (_, a)) in before.iter().zip(&after) {
             if trainable.contains(name) {
                 changed += (a != b) as usize;
             } else {
-                assert_eq!(a, b, "frozen parameter {name} changed while incubating module {target}");
+                assert_eq!(
+                    a, b,
+                    "frozen parameter {name} changed while incubating module {target}"
+                );
             }
         }
-        assert!(changed * 10 >= trainable.len() * 9, "module {target}: only {changed} of {} trainable tensors changed", trainable.len());
+        assert!(
+            changed * 10 >= trainable.len() * 9,
+            "module {target}: only {changed} of {} trainable tensors changed",
+            trainable.len()
+        );
     }
 }

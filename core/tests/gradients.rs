@@ -49,12 +49,19 @@ fn grad_of(grads: &Gradients<f32, Dev>, p: &ParamRef) -> Vec<f32> {
 
 fn assert_close(what: &str, analytic: f32, numeric: f32) {
     let tol = 2e-3 + 2e-2 * analytic.abs().max(numeric.abs());
-    assert!((analytic - numeric).abs() <= tol, "{what}: autograd {analytic} vs finite difference {numeric}");
+    assert!(
+        (analytic - numeric).abs() <= tol,
+        "{what}: autograd {analytic} vs finite difference {numeric}"
+    );
 }
 
 /// Compares autograd with central differences on up to 6 coordinates of every parameter.
 /// `loss` must compute the same scalar for a traced and an untraced pass.
-fn check_params<M: HasParams>(model: &mut M, dev: &Dev, loss: impl Fn(&M, bool) -> (f32, Option<Gradients<f32, Dev>>)) {
+fn check_params<M: HasParams>(
+    model: &mut M,
+    dev: &Dev,
+    loss: impl Fn(&M, bool) -> (f32, Option<Gradients<f32, Dev>>),
+) {
     let (_, grads) = loss(model, true);
     let grads = grads.expect("traced pass returns gradients");
     let names: Vec<(String, Vec<f32>, Vec<f32>)> = model
@@ -76,13 +83,20 @@ fn check_params<M: HasParams>(model: &mut M, dev: &Dev, loss: impl Fn(&M, bool) 
             set_param(model, &name, minus, dev);
             let lm = loss(model, false).0;
             set_param(model, &name, values.clone(), dev);
-            assert_close(&format!("{name}[{i}]"), analytic[i], (lp - lm) / (2.0 * eps));
+            assert_close(
+                &format!("{name}[{i}]"),
+                analytic[i],
+                (lp - lm) / (2.0 * eps),
+            );
         }
     }
 }
 
 /// A smooth scalar of any output: its dot product with fixed random weights.
-fn probe<S: Shape, T: Tape<f32, Dev>>(out: Tensor<S, f32, Dev, T>, dev: &Dev) -> Tensor<Rank0, f32, Dev, T> {
+fn probe<S: Shape, T: Tape<f32, Dev>>(
+    out: Tensor<S, f32, Dev, T>,
+    dev: &Dev,
+) -> Tensor<Rank0, f32, Dev, T> {
     let mut rng = ChaCha8Rng::seed_from_u64(99);
     let n = out.shape().num_elements();
     let w: Vec<f32> = (0..n).map(|_| rng.gen_range(-1.0..1.0)).collect();
@@ -90,7 +104,9 @@ fn probe<S: Shape, T: Tape<f32, Dev>>(out: Tensor<S, f32, Dev, T>, dev: &Dev) ->
     (out * w).sum()
 }
 
-fn finish<T: Tape<f32, Dev> + 'static>(l: Tensor<Rank0, f32, Dev, T>) -> (f32, Option<Gradients<f32, Dev>>) {
+fn finish<T: Tape<f32, Dev> + 'static>(
+    l: Tensor<Rank0, f32, Dev, T>,
+) -> (f32, Option<Gradients<f32, Dev>>) {
     let v = l.array();
     // Only the traced type has a tape; backward it through a generic path.
     let any: Box<dyn std::any::Any> = Box::new(l);
@@ -102,22 +118,46 @@ fn finish<T: Tape<f32, Dev> + 'static>(l: Tensor<Rank0, f32, Dev, T>) -> (f32, O
 
 fn rows(dev: &Dev, n: usize, d: usize, seed: u64) -> Tensor<(usize, usize), f32, Dev> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    dev.tensor_from_vec((0..n * d).map(|_| rng.gen_range(-1.0..1.0)).collect(), (n, d))
+    dev.tensor_from_vec(
+        (0..n * d).map(|_| rng.gen_range(-1.0..1.0)).collect(),
+        (n, d),
+    )
 }
 
-fn act(dev: &Dev, b: usize, t: usize, d: usize, seed: u64) -> Tensor<(usize, usize, usize), f32, Dev> {
+fn act(
+    dev: &Dev,
+    b: usize,
+    t: usize,
+    d: usize,
+    seed: u64,
+) -> Tensor<(usize, usize, usize), f32, Dev> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    dev.tensor_from_vec((0..b * t * d).map(|_| rng.gen_range(-1.0..1.0)).collect(), (b, t, d))
+    dev.tensor_from_vec(
+        (0..b * t * d).map(|_| rng.gen_range(-1.0..1.0)).collect(),
+        (b, t, d),
+    )
 }
 
 #[test]
 fn linear_gradients() {
     let dev = new_device(0);
     let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let mut layer = Linear::new(&mut Init { dev: &dev, rng: &mut rng }, 5, 4, true);
+    let mut layer = Linear::new(
+        &mut Init {
+            dev: &dev,
+            rng: &mut rng,
+        },
+        5,
+        4,
+        true,
+    );
     let x = rows(&dev, 3, 5, 1);
     check_params(&mut layer, &dev, |l, traced| {
-        if traced { finish(probe(l.forward(x.leaky_trace()), &dev)) } else { finish(probe(l.forward(x.clone()), &dev)) }
+        if traced {
+            finish(probe(l.forward(x.leaky_trace()), &dev))
+        } else {
+            finish(probe(l.forward(x.clone()), &dev))
+        }
     });
 }
 
@@ -125,16 +165,30 @@ fn linear_gradients() {
 fn layernorm_gradients_including_input() {
     let dev = new_device(0);
     let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let mut ln = LayerNorm::new(&mut Init { dev: &dev, rng: &mut rng }, 6, 1e-6);
+    let mut ln = LayerNorm::new(
+        &mut Init {
+            dev: &dev,
+            rng: &mut rng,
+        },
+        6,
+        1e-6,
+    );
     // non-trivial affine parameters
     set_param(&mut ln, "weight", vec![0.5, 1.5, -1.0, 2.0, 1.0, 0.7], &dev);
     set_param(&mut ln, "bias", vec![0.1, -0.2, 0.3, 0.0, 0.5, -0.4], &dev);
     let x = rows(&dev, 4, 6, 2);
     check_params(&mut ln, &dev, |l, traced| {
-        if traced { finish(probe(l.forward(x.leaky_trace()), &dev)) } else { finish(probe(l.forward(x.clone()), &dev)) }
+        if traced {
+            finish(probe(l.forward(x.leaky_trace()), &dev))
+        } else {
+            finish(probe(l.forward(x.clone()), &dev))
+        }
     });
     // input gradient
-    let g = probe(ln.forward(x.leaky_trace()), &dev).backward().get(&x).as_vec();
+    let g = probe(ln.forward(x.leaky_trace()), &dev)
+        .backward()
+        .get(&x)
+        .as_vec();
     let values = x.as_vec();
     for i in [0, 7, 13, 23] {
         let mut p = values.clone();
@@ -151,14 +205,31 @@ fn layernorm_gradients_including_input() {
 fn attention_gradients() {
     let dev = new_device(0);
     let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let mut attn = Attention::new(&mut Init { dev: &dev, rng: &mut rng }, 8, 2, true);
+    let mut attn = Attention::new(
+        &mut Init {
+            dev: &dev,
+            rng: &mut rng,
+        },
+        8,
+        2,
+        true,
+    );
     // larger weights than the 0.02 init so the softmax is far from uniform
-    for (name, v) in attn.named_params().iter().map(|(n, p)| (n.clone(), p.to_vec())).collect::<Vec<_>>() {
+    for (name, v) in attn
+        .named_params()
+        .iter()
+        .map(|(n, p)| (n.clone(), p.to_vec()))
+        .collect::<Vec<_>>()
+    {
         set_param(&mut attn, &name, v.iter().map(|x| x * 25.0).collect(), &dev);
     }
     let x = act(&dev, 2, 5, 8, 3);
     check_params(&mut attn, &dev, |a, traced| {
-        if traced { finish(probe(a.forward(x.leaky_trace()), &dev)) } else { finish(probe(a.forward(x.clone()), &dev)) }
+        if traced {
+            finish(probe(a.forward(x.leaky_trace()), &dev))
+        } else {
+            finish(probe(a.forward(x.clone()), &dev))
+        }
     });
 }
 
@@ -166,8 +237,19 @@ fn attention_gradients() {
 fn block_gradients_with_drop_path_off() {
     let dev = new_device(0);
     let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let mut block = Block::new(&mut Init { dev: &dev, rng: &mut rng }, &cfg());
-    for (name, v) in block.named_params().iter().map(|(n, p)| (n.clone(), p.to_vec())).collect::<Vec<_>>() {
+    let mut block = Block::new(
+        &mut Init {
+            dev: &dev,
+            rng: &mut rng,
+        },
+        &cfg(),
+    );
+    for (name, v) in block
+        .named_params()
+        .iter()
+        .map(|(n, p)| (n.clone(), p.to_vec()))
+        .collect::<Vec<_>>()
+    {
         set_param(&mut block, &name, v.iter().map(|x| x * 5.0).collect(), &dev);
     }
     let x = act(&dev, 2, 5, 8, 4);
@@ -186,7 +268,10 @@ fn drop_path_scales_kept_samples_and_zeroes_dropped_ones() {
     let dev = new_device(0);
     let x = act(&dev, 64, 3, 4, 5);
     let mut rng = ChaCha8Rng::seed_from_u64(7);
-    let mut mode = Mode { train: true, rng: Some(&mut rng) };
+    let mut mode = Mode {
+        train: true,
+        rng: Some(&mut rng),
+    };
     let out = drop_path_branch(x.leaky_trace(), 0.25, &mut mode);
     let (xv, ov) = (x.as_vec(), out.as_vec());
     let g = probe(out, &dev).backward().get(&x).as_vec();
@@ -202,10 +287,16 @@ fn drop_path_scales_kept_samples_and_zeroes_dropped_ones() {
         let scale = if kept { 1.0 / 0.75 } else { 0.0 };
         for i in r {
             assert!((ov[i] - xv[i] * scale).abs() < 1e-6);
-            assert!((g[i] - w[i] * scale).abs() < 1e-5, "gradient follows the mask");
+            assert!(
+                (g[i] - w[i] * scale).abs() < 1e-5,
+                "gradient follows the mask"
+            );
         }
     }
-    assert!((5..=30).contains(&dropped), "about a quarter of 64 samples dropped, got {dropped}");
+    assert!(
+        (5..=30).contains(&dropped),
+        "about a quarter of 64 samples dropped, got {dropped}"
+    );
     // eval mode: identity
     let same = drop_path_branch(x.clone(), 0.25, &mut Mode::eval());
     assert_eq!(same.as_vec(), xv);
@@ -216,15 +307,35 @@ fn stem_and_head_gradients() {
     let dev = new_device(0);
     let c = cfg();
     let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let mut stem = Stem::new(&mut Init { dev: &dev, rng: &mut rng }, &c);
+    let mut stem = Stem::new(
+        &mut Init {
+            dev: &dev,
+            rng: &mut rng,
+        },
+        &c,
+    );
     let patches = act(&dev, 2, c.num_patches(), c.patch_dim(), 6);
     check_params(&mut stem, &dev, |s, traced| {
-        if traced { finish(probe(s.forward(patches.leaky_trace()), &dev)) } else { finish(probe(s.forward(patches.clone()), &dev)) }
+        if traced {
+            finish(probe(s.forward(patches.leaky_trace()), &dev))
+        } else {
+            finish(probe(s.forward(patches.clone()), &dev))
+        }
     });
-    let mut head = Head::new(&mut Init { dev: &dev, rng: &mut rng }, &c);
+    let mut head = Head::new(
+        &mut Init {
+            dev: &dev,
+            rng: &mut rng,
+        },
+        &c,
+    );
     let x = act(&dev, 2, c.tokens(), c.embed_dim, 7);
     check_params(&mut head, &dev, |h, traced| {
-        if traced { finish(probe(h.forward(x.leaky_trace()), &dev)) } else { finish(probe(h.forward(x.clone()), &dev)) }
+        if traced {
+            finish(probe(h.forward(x.leaky_trace()), &dev))
+        } else {
+            finish(probe(h.forward(x.clone()), &dev))
+        }
     });
 }
 
@@ -233,8 +344,20 @@ fn whole_network_cross_entropy_gradients() {
     let dev = new_device(0);
     let c = cfg();
     let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let mut net = Network::new(&mut Init { dev: &dev, rng: &mut rng }, &c, &[1, 1]);
-    for (name, v) in net.named_params().iter().map(|(n, p)| (n.clone(), p.to_vec())).collect::<Vec<_>>() {
+    let mut net = Network::new(
+        &mut Init {
+            dev: &dev,
+            rng: &mut rng,
+        },
+        &c,
+        &[1, 1],
+    );
+    for (name, v) in net
+        .named_params()
+        .iter()
+        .map(|(n, p)| (n.clone(), p.to_vec()))
+        .collect::<Vec<_>>()
+    {
         set_param(&mut net, &name, v.iter().map(|x| x * 3.0).collect(), &dev);
     }
     let patches = act(&dev, 3, c.num_patches(), c.patch_dim(), 8);

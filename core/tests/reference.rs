@@ -9,7 +9,14 @@ use incubator_core::model::Init;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-fn linear_ref(x: &[f32], n: usize, w: &[f32], b: Option<&[f32]>, inp: usize, out: usize) -> Vec<f32> {
+fn linear_ref(
+    x: &[f32],
+    n: usize,
+    w: &[f32],
+    b: Option<&[f32]>,
+    inp: usize,
+    out: usize,
+) -> Vec<f32> {
     let mut y = vec![0f32; n * out];
     for r in 0..n {
         for o in 0..out {
@@ -26,7 +33,10 @@ fn linear_ref(x: &[f32], n: usize, w: &[f32], b: Option<&[f32]>, inp: usize, out
 fn close(a: &[f32], b: &[f32]) {
     assert_eq!(a.len(), b.len());
     for (i, (x, y)) in a.iter().zip(b).enumerate() {
-        assert!((x - y).abs() <= 1e-4 + 1e-4 * y.abs(), "element {i}: {x} vs {y}");
+        assert!(
+            (x - y).abs() <= 1e-4 + 1e-4 * y.abs(),
+            "element {i}: {x} vs {y}"
+        );
     }
 }
 
@@ -34,10 +44,25 @@ fn close(a: &[f32], b: &[f32]) {
 fn linear_matches_pytorch_layout() {
     let dev = new_device(0);
     let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let l = Linear::new(&mut Init { dev: &dev, rng: &mut rng }, 5, 3, true);
+    let l = Linear::new(
+        &mut Init {
+            dev: &dev,
+            rng: &mut rng,
+        },
+        5,
+        3,
+        true,
+    );
     let x: Vec<f32> = (0..4 * 5).map(|_| rng.gen_range(-1.0..1.0)).collect();
     let got = l.forward(dev.tensor_from_vec(x.clone(), (4, 5))).as_vec();
-    let want = linear_ref(&x, 4, &l.weight.as_vec(), Some(&l.bias.as_ref().unwrap().as_vec()), 5, 3);
+    let want = linear_ref(
+        &x,
+        4,
+        &l.weight.as_vec(),
+        Some(&l.bias.as_ref().unwrap().as_vec()),
+        5,
+        3,
+    );
     close(&got, &want);
 }
 
@@ -47,9 +72,19 @@ fn attention_matches_naive_loops() {
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let (b, t, d, h) = (3, 5, 8, 2);
     let hd = d / h;
-    let attn = Attention::new(&mut Init { dev: &dev, rng: &mut rng }, d, h, true);
+    let attn = Attention::new(
+        &mut Init {
+            dev: &dev,
+            rng: &mut rng,
+        },
+        d,
+        h,
+        true,
+    );
     let x: Vec<f32> = (0..b * t * d).map(|_| rng.gen_range(-3.0..3.0)).collect();
-    let got = attn.forward(dev.tensor_from_vec(x.clone(), (b, t, d))).as_vec();
+    let got = attn
+        .forward(dev.tensor_from_vec(x.clone(), (b, t, d)))
+        .as_vec();
 
     let wq = attn.qkv.weight.as_vec();
     let bq = attn.qkv.bias.as_ref().unwrap().as_vec();
@@ -57,16 +92,20 @@ fn attention_matches_naive_loops() {
     let mut out = vec![0f32; b * t * d];
     for bi in 0..b {
         for hi in 0..h {
-            let at = |s: usize, ti: usize, e: usize| qkv[(bi * t + ti) * 3 * d + s * d + hi * hd + e];
+            let at =
+                |s: usize, ti: usize, e: usize| qkv[(bi * t + ti) * 3 * d + s * d + hi * hd + e];
             for i in 0..t {
                 let scores: Vec<f32> = (0..t)
-                    .map(|j| (0..hd).map(|e| at(0, i, e) * at(1, j, e)).sum::<f32>() / (hd as f32).sqrt())
+                    .map(|j| {
+                        (0..hd).map(|e| at(0, i, e) * at(1, j, e)).sum::<f32>() / (hd as f32).sqrt()
+                    })
                     .collect();
                 let m = scores.iter().cloned().fold(f32::MIN, f32::max);
                 let z: f32 = scores.iter().map(|s| (s - m).exp()).sum();
                 for e in 0..hd {
-                    out[(bi * t + i) * d + hi * hd + e] =
-                        (0..t).map(|j| (scores[j] - m).exp() / z * at(2, j, e)).sum::<f32>();
+                    out[(bi * t + i) * d + hi * hd + e] = (0..t)
+                        .map(|j| (scores[j] - m).exp() / z * at(2, j, e))
+                        .sum::<f32>();
                 }
             }
         }

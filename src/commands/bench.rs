@@ -5,12 +5,12 @@
 //! matrix-multiply rate through dfdx, since absolute numbers on a shared machine say little.
 
 use clap::Args;
+use dfdx::prelude::*;
 use incubator_core::device::new_device;
 use incubator_core::model::params::HasParams;
 use incubator_core::model::{flops, Init, Mode, Network, VitConfig};
 use incubator_core::train::loss::soft_cross_entropy;
 use incubator_core::train::optimizer::AdamW;
-use dfdx::prelude::*;
 use rand::SeedableRng;
 use std::time::Instant;
 
@@ -52,23 +52,47 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let presets: Vec<String> = if a.presets.is_empty() {
-        incubator_core::model::config::PRESETS.iter().map(|p| p.0.to_string()).collect()
+        incubator_core::model::config::PRESETS
+            .iter()
+            .map(|p| p.0.to_string())
+            .collect()
     } else {
         a.presets.clone()
     };
     let gemm = gemm_gflops();
     println!("baseline: dfdx f32 matmul 512x512x512 at {gemm:.1} GFLOP/s on this machine, now");
-    println!("batch {}, {}x{}x{} images, patch {}, {} timed steps after 1 warm-up", a.batch, a.channels, a.image, a.image, a.patch, a.steps);
+    println!(
+        "batch {}, {}x{}x{} images, patch {}, {} timed steps after 1 warm-up",
+        a.batch, a.channels, a.image, a.image, a.patch, a.steps
+    );
     println!("| preset | params | samples/s | model GFLOP/s | vs matmul rate | peak RSS (MiB) |");
     println!("|---|---:|---:|---:|---:|---:|");
     let exe = std::env::current_exe()?;
     for p in presets {
         let out = std::process::Command::new(&exe)
-            .args(["bench", "--child", &p, "--batch", &a.batch.to_string(), "--steps", &a.steps.to_string()])
-            .args(["--image", &a.image.to_string(), "--channels", &a.channels.to_string(), "--patch", &a.patch.to_string()])
+            .args([
+                "bench",
+                "--child",
+                &p,
+                "--batch",
+                &a.batch.to_string(),
+                "--steps",
+                &a.steps.to_string(),
+            ])
+            .args([
+                "--image",
+                &a.image.to_string(),
+                "--channels",
+                &a.channels.to_string(),
+                "--patch",
+                &a.patch.to_string(),
+            ])
             .output()?;
         if !out.status.success() {
-            anyhow::bail!("bench of {p} failed: {}", String::from_utf8_lossy(&out.stderr));
+            anyhow::bail!(
+                "bench of {p} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         let f: Figures = serde_json::from_slice(&out.stdout)?;
         println!(
@@ -90,13 +114,25 @@ fn measure(a: &BenchArgs, preset: &str) -> anyhow::Result<Figures> {
     let dev = new_device(0);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
     let depths = vec![vit.depth];
-    let mut net = Network::new(&mut Init { dev: &dev, rng: &mut rng }, &vit, &depths);
+    let mut net = Network::new(
+        &mut Init {
+            dev: &dev,
+            rng: &mut rng,
+        },
+        &vit,
+        &depths,
+    );
     let names = net.named_params().into_iter().map(|(n, _)| n).collect();
     let mut opt = AdamW::new(names, [0.9, 0.999], 1e-8, 0.05);
-    let patches: Tensor<(usize, usize, usize), f32, _> = dev.sample_normal_like(&(a.batch, vit.num_patches(), vit.patch_dim()));
-    let targets: Tensor<(usize, usize), f32, _> = dev.sample_uniform_like(&(a.batch, 10)).softmax::<Axis<1>>();
+    let patches: Tensor<(usize, usize, usize), f32, _> =
+        dev.sample_normal_like(&(a.batch, vit.num_patches(), vit.patch_dim()));
+    let targets: Tensor<(usize, usize), f32, _> =
+        dev.sample_uniform_like(&(a.batch, 10)).softmax::<Axis<1>>();
     let mut step = |net: &mut Network| {
-        let mut mode = Mode { train: true, rng: Some(&mut rng) };
+        let mut mode = Mode {
+            train: true,
+            rng: Some(&mut rng),
+        };
         let logits = net.forward_traced_from(patches.clone(), 0, 0.1, &mut mode);
         let mut grads = soft_cross_entropy(logits, targets.clone()).backward();
         opt.update(net, &mut grads, 1e-4);
@@ -137,6 +173,10 @@ fn gemm_gflops() -> f64 {
 fn peak_rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
         .unwrap_or(0)
 }

@@ -14,7 +14,11 @@ fn engine(args: &StageArgs) -> anyhow::Result<Engine> {
 }
 
 pub fn run(args: &StageArgs, jobs: Option<usize>) -> anyhow::Result<()> {
-    let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let jobs = jobs.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
     let engine = engine(args)?;
     eprintln!(
         "run {}: {} ({} train / {} test images), ViT d{} depth {} heads {}, modules {:?}",
@@ -29,7 +33,10 @@ pub fn run(args: &StageArgs, jobs: Option<usize>) -> anyhow::Result<()> {
     );
     let report = stages::pipeline::run(&engine, jobs)?;
     println!("{}", report.to_markdown());
-    eprintln!("report written to {}", engine.run.root.join("report.md").display());
+    eprintln!(
+        "report written to {}",
+        engine.run.root.join("report.md").display()
+    );
     Ok(())
 }
 
@@ -52,7 +59,10 @@ pub fn e2e(args: &StageArgs) -> anyhow::Result<()> {
 pub fn report(run_dir: &Path) -> anyhow::Result<()> {
     let cfg_path = run_dir.join("config.toml");
     if !cfg_path.exists() {
-        anyhow::bail!("{} is not a run directory (no config.toml)", run_dir.display());
+        anyhow::bail!(
+            "{} is not a run directory (no config.toml)",
+            run_dir.display()
+        );
     }
     let engine = Engine::open(run_dir, None, super::registry())?;
     let report = Report::from_run(&engine.run, engine.split.k())?;

@@ -48,12 +48,24 @@ pub struct StageId {
 }
 
 impl StageId {
-    pub const META: StageId = StageId { stage: StageKind::Meta, module: None };
-    pub const ASSEMBLE: StageId = StageId { stage: StageKind::Assemble, module: None };
-    pub const E2E: StageId = StageId { stage: StageKind::E2e, module: None };
+    pub const META: StageId = StageId {
+        stage: StageKind::Meta,
+        module: None,
+    };
+    pub const ASSEMBLE: StageId = StageId {
+        stage: StageKind::Assemble,
+        module: None,
+    };
+    pub const E2E: StageId = StageId {
+        stage: StageKind::E2e,
+        module: None,
+    };
 
     pub fn incubate(module: usize) -> StageId {
-        StageId { stage: StageKind::Incubate, module: Some(module) }
+        StageId {
+            stage: StageKind::Incubate,
+            module: Some(module),
+        }
     }
 
     /// File-system and TensorBoard name: `meta`, `incubate-2`, `assemble`, `e2e`.
@@ -102,7 +114,12 @@ pub struct Record {
 
 impl Record {
     pub fn new(stage: StageId, time: f64, event: Event) -> Record {
-        Record { v: SCHEMA_VERSION, time, stage, event }
+        Record {
+            v: SCHEMA_VERSION,
+            time,
+            stage,
+            event,
+        }
     }
 }
 
@@ -177,7 +194,12 @@ mod tests {
 
     #[test]
     fn slug_round_trip() {
-        for id in [StageId::META, StageId::incubate(11), StageId::ASSEMBLE, StageId::E2E] {
+        for id in [
+            StageId::META,
+            StageId::incubate(11),
+            StageId::ASSEMBLE,
+            StageId::E2E,
+        ] {
             assert_eq!(StageId::from_slug(&id.slug()), Some(id));
         }
         assert_eq!(StageId::from_slug("incubate"), None);
@@ -190,7 +212,12 @@ mod tests {
         let r = Record::new(
             StageId::incubate(2),
             1.5,
-            Event::Eval { step: 10, epoch: 1, top1: 0.5, loss: 1.25 },
+            Event::Eval {
+                step: 10,
+                epoch: 1,
+                top1: 0.5,
+                loss: 1.25,
+            },
         );
         let line = serde_json::to_string(&r).unwrap();
         assert_eq!(
@@ -205,7 +232,12 @@ mod tests {
         let r = Record::new(
             StageId::META,
             1.0,
-            Event::Eval { step: 1, epoch: 1, top1: f64::INFINITY, loss: f64::NAN },
+            Event::Eval {
+                step: 1,
+                epoch: 1,
+                top1: f64::INFINITY,
+                loss: f64::NAN,
+            },
         );
         let line = serde_json::to_string(&r).unwrap();
         assert!(line.contains(r#""top1":null,"loss":null"#), "{line}");

@@ -37,7 +37,12 @@ impl Module {
 
     /// Stem (if owned) and blocks on `x`, block `j` with drop-path rate `rates[j]`; patches in,
     /// tokens out for module 0, tokens in and out for the others. The head is not applied.
-    pub fn forward<T: Tape<f32, Dev>>(&self, mut x: Act<T>, rates: &[f64], mode: &mut Mode) -> Act<T> {
+    pub fn forward<T: Tape<f32, Dev>>(
+        &self,
+        mut x: Act<T>,
+        rates: &[f64],
+        mode: &mut Mode,
+    ) -> Act<T> {
         if let Some(stem) = &self.stem {
             x = stem.forward(x);
         }
@@ -147,7 +152,15 @@ impl Network {
     /// `drop_path * j / (depth - 1)` (timm's linear rule over the network's depth).
     pub fn drop_path_rates(&self, drop_path: f64) -> Vec<f64> {
         let depth = self.depth();
-        (0..depth).map(|j| if depth > 1 { drop_path * j as f64 / (depth - 1) as f64 } else { 0.0 }).collect()
+        (0..depth)
+            .map(|j| {
+                if depth > 1 {
+                    drop_path * j as f64 / (depth - 1) as f64
+                } else {
+                    0.0
+                }
+            })
+            .collect()
     }
 
     fn run_modules<T: Tape<f32, Dev>>(
@@ -158,7 +171,10 @@ impl Network {
         mode: &mut Mode,
     ) -> Act<T> {
         let rates = self.drop_path_rates(drop_path);
-        let mut j: usize = self.modules[..range.start].iter().map(|m| m.blocks.len()).sum();
+        let mut j: usize = self.modules[..range.start]
+            .iter()
+            .map(|m| m.blocks.len())
+            .sum();
         for m in &self.modules[range] {
             x = m.forward(x, &rates[j..j + m.blocks.len()], mode);
             j += m.blocks.len();

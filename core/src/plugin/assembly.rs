@@ -9,5 +9,10 @@ pub trait AssemblyRule: Send + Sync {
 
     /// The target built from the incubated `modules` (in module order); the meta model is
     /// offered for rules that reuse parts of it.
-    fn assemble(&self, ctx: &PluginContext, modules: Vec<Module>, meta: Network) -> Result<Network, PluginError>;
+    fn assemble(
+        &self,
+        ctx: &PluginContext,
+        modules: Vec<Module>,
+        meta: Network,
+    ) -> Result<Network, PluginError>;
 }

@@ -34,22 +34,51 @@ pub struct Listing {
     pub version: String,
 }
 
-fn lookup<'a, T: ?Sized>(map: &'a BTreeMap<String, Entry<T>>, kind: &str, key: &str, name: &str) -> Result<Arc<T>, String> {
+fn lookup<'a, T: ?Sized>(
+    map: &'a BTreeMap<String, Entry<T>>,
+    kind: &str,
+    key: &str,
+    name: &str,
+) -> Result<Arc<T>, String> {
     map.get(name).map(|e| e.plugin.clone()).ok_or_else(|| {
         let known: Vec<&str> = map.keys().map(String::as_str).collect();
-        format!("unknown {kind} {name:?} (plugins.{key}); registered: {}", known.join(", "))
+        format!(
+            "unknown {kind} {name:?} (plugins.{key}); registered: {}",
+            known.join(", ")
+        )
     })
 }
 
 impl Registry {
     pub fn add_strategy(&mut self, p: Arc<dyn IncubationStrategy>, origin: Origin, version: &str) {
-        self.strategies.insert(p.name().to_string(), Entry { plugin: p, origin, version: version.into() });
+        self.strategies.insert(
+            p.name().to_string(),
+            Entry {
+                plugin: p,
+                origin,
+                version: version.into(),
+            },
+        );
     }
     pub fn add_meta_design(&mut self, p: Arc<dyn MetaDesign>, origin: Origin, version: &str) {
-        self.meta_designs.insert(p.name().to_string(), Entry { plugin: p, origin, version: version.into() });
+        self.meta_designs.insert(
+            p.name().to_string(),
+            Entry {
+                plugin: p,
+                origin,
+                version: version.into(),
+            },
+        );
     }
     pub fn add_assembly(&mut self, p: Arc<dyn AssemblyRule>, origin: Origin, version: &str) {
-        self.assemblies.insert(p.name().to_string(), Entry { plugin: p, origin, version: version.into() });
+        self.assemblies.insert(
+            p.name().to_string(),
+            Entry {
+                plugin: p,
+                origin,
+                version: version.into(),
+            },
+        );
     }
 
     pub fn strategy(&self, name: &str) -> Result<Arc<dyn IncubationStrategy>, String> {
@@ -70,9 +99,21 @@ impl Registry {
             version: version.clone(),
         };
         let mut out = Vec::new();
-        out.extend(self.strategies.iter().map(|(n, e)| row("strategy", n, &e.origin, &e.version)));
-        out.extend(self.meta_designs.iter().map(|(n, e)| row("meta-design", n, &e.origin, &e.version)));
-        out.extend(self.assemblies.iter().map(|(n, e)| row("assembly", n, &e.origin, &e.version)));
+        out.extend(
+            self.strategies
+                .iter()
+                .map(|(n, e)| row("strategy", n, &e.origin, &e.version)),
+        );
+        out.extend(
+            self.meta_designs
+                .iter()
+                .map(|(n, e)| row("meta-design", n, &e.origin, &e.version)),
+        );
+        out.extend(
+            self.assemblies
+                .iter()
+                .map(|(n, e)| row("assembly", n, &e.origin, &e.version)),
+        );
         out
     }
 }

@@ -10,12 +10,18 @@ use std::path::PathBuf;
 
 /// The stacked model before fine-tuning.
 pub fn assembled_path(engine: &Engine) -> PathBuf {
-    engine.run.stage_dir(StageId::ASSEMBLE).join("assembled.safetensors")
+    engine
+        .run
+        .stage_dir(StageId::ASSEMBLE)
+        .join("assembled.safetensors")
 }
 
 /// The final model after fine-tuning.
 pub fn model_path(engine: &Engine) -> PathBuf {
-    engine.run.stage_dir(StageId::ASSEMBLE).join("model.safetensors")
+    engine
+        .run
+        .stage_dir(StageId::ASSEMBLE)
+        .join("model.safetensors")
 }
 
 /// Stacks the incubated modules with the configured assembly rule. Refuses partial results:
@@ -29,15 +35,23 @@ pub fn assemble(engine: &Engine) -> anyhow::Result<Network> {
         }
     }
     if !missing.is_empty() {
-        let cmds: Vec<String> = missing.iter().map(|i| format!("`incubator incubate --module {i}`")).collect();
+        let cmds: Vec<String> = missing
+            .iter()
+            .map(|i| format!("`incubator incubate --module {i}`"))
+            .collect();
         anyhow::bail!(
             "cannot assemble: module(s) {missing:?} of {k} have not finished incubation in {}; run {}",
             engine.run.root.display(),
             cmds.join(", ")
         );
     }
-    let modules = (0..k).map(|i| incubate::load(engine, i)).collect::<anyhow::Result<Vec<_>>>()?;
-    let rule = engine.registry.assembly(&engine.cfg.plugins.assembly).map_err(anyhow::Error::msg)?;
+    let modules = (0..k)
+        .map(|i| incubate::load(engine, i))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let rule = engine
+        .registry
+        .assembly(&engine.cfg.plugins.assembly)
+        .map_err(anyhow::Error::msg)?;
     let net = rule.assemble(&engine.plugin_ctx(), modules, meta::load(engine)?)?;
     if net.depths() != engine.split.divided_depths {
         anyhow::bail!(
@@ -53,12 +67,21 @@ pub fn assemble(engine: &Engine) -> anyhow::Result<Network> {
 pub fn run(engine: &Engine) -> anyhow::Result<StageSummary> {
     engine.stage(StageId::ASSEMBLE, |log| {
         let mut net = assemble(engine)?;
-        checkpoint::save(&assembled_path(engine), &checkpoint::params_of(&net), &Default::default())?;
+        checkpoint::save(
+            &assembled_path(engine),
+            &checkpoint::params_of(&net),
+            &Default::default(),
+        )?;
         let all = net.named_params().into_iter().map(|(n, _)| n).collect();
-        let loss = |logits, batch: &train::batch::Batch| soft_cross_entropy(logits, batch.targets.clone());
+        let loss =
+            |logits, batch: &train::batch::Batch| soft_cross_entropy(logits, batch.targets.clone());
         let job = engine.job(StageId::ASSEMBLE, engine.cfg.finetune, 0, all, &loss);
         let outcome = train::train(job, &mut net, &engine.dev, log)?;
-        checkpoint::save(&model_path(engine), &checkpoint::params_of(&net), &Default::default())?;
+        checkpoint::save(
+            &model_path(engine),
+            &checkpoint::params_of(&net),
+            &Default::default(),
+        )?;
         Ok(outcome)
     })
 }

@@ -27,9 +27,17 @@ pub struct Engine {
 
 impl Engine {
     /// Opens (or creates, with `cfg`) the run directory and loads the data it names.
-    pub fn open(root: &Path, cfg: Option<&RunConfig>, registry: Registry) -> anyhow::Result<Engine> {
+    pub fn open(
+        root: &Path,
+        cfg: Option<&RunConfig>,
+        registry: Registry,
+    ) -> anyhow::Result<Engine> {
         let (run, cfg) = RunDir::open(root, cfg)?;
-        let mut data = data::load(&cfg.data.dataset, cfg.data.path.as_deref(), &cfg.cache_dir())?;
+        let mut data = data::load(
+            &cfg.data.dataset,
+            cfg.data.path.as_deref(),
+            &cfg.cache_dir(),
+        )?;
         if cfg.data.train_limit > 0 {
             data.train.truncate(cfg.data.train_limit);
         }
@@ -39,19 +47,40 @@ impl Engine {
         let t = &data.train;
         let vit = cfg.vit(t.height, t.channels, t.num_classes)?;
         if t.height != t.width {
-            anyhow::bail!("dataset {} has {}x{} images; only square images are supported", data.name, t.height, t.width);
+            anyhow::bail!(
+                "dataset {} has {}x{} images; only square images are supported",
+                data.name,
+                t.height,
+                t.width
+            );
         }
         let split = Split::resolve(&cfg, &vit)?;
         for name in [&cfg.plugins.meta_design] {
             registry.meta_design(name).map_err(anyhow::Error::msg)?;
         }
-        registry.strategy(&cfg.plugins.strategy).map_err(anyhow::Error::msg)?;
-        registry.assembly(&cfg.plugins.assembly).map_err(anyhow::Error::msg)?;
-        Ok(Engine { dev: new_device(cfg.seed), registry, run, cfg, data, vit, split, show_progress: true })
+        registry
+            .strategy(&cfg.plugins.strategy)
+            .map_err(anyhow::Error::msg)?;
+        registry
+            .assembly(&cfg.plugins.assembly)
+            .map_err(anyhow::Error::msg)?;
+        Ok(Engine {
+            dev: new_device(cfg.seed),
+            registry,
+            run,
+            cfg,
+            data,
+            vit,
+            split,
+            show_progress: true,
+        })
     }
 
     pub fn plugin_ctx(&self) -> PluginContext<'_> {
-        PluginContext { vit: &self.vit, split: &self.split }
+        PluginContext {
+            vit: &self.vit,
+            split: &self.split,
+        }
     }
 
     /// A seeded initialiser for one purpose (`"meta"`, `"incubate-2"`, `"e2e"`): each stage's
@@ -65,7 +94,10 @@ impl Engine {
     }
 
     pub fn init<'a>(&'a self, rng: &'a mut ChaCha8Rng) -> Init<'a> {
-        Init { dev: &self.dev, rng }
+        Init {
+            dev: &self.dev,
+            rng,
+        }
     }
 
     /// Runs `body` as stage `id` unless its summary already exists: logs start, failure or
@@ -77,8 +109,13 @@ impl Engine {
     ) -> anyhow::Result<StageSummary> {
         let mut log = EventLog::open(&self.run.root, id)?;
         if let Some(done) = self.run.summary(id)? {
-            log.emit(Event::StageSkipped { reason: format!("{} exists", self.run.summary_path(id).display()) });
-            eprintln!("[{id}] already finished (top-1 {:.2}%), skipping", 100.0 * done.outcome.top1);
+            log.emit(Event::StageSkipped {
+                reason: format!("{} exists", self.run.summary_path(id).display()),
+            });
+            eprintln!(
+                "[{id}] already finished (top-1 {:.2}%), skipping",
+                100.0 * done.outcome.top1
+            );
             return Ok(done);
         }
         match body(&mut log) {
@@ -103,7 +140,9 @@ impl Engine {
                 Ok(summary)
             }
             Err(e) => {
-                log.emit(Event::StageFailed { error: format!("{e:#}") });
+                log.emit(Event::StageFailed {
+                    error: format!("{e:#}"),
+                });
                 log.flush();
                 Err(e.context(format!("stage {id} failed")))
             }

@@ -16,14 +16,27 @@ pub fn model_path(engine: &Engine) -> PathBuf {
 pub fn run(engine: &Engine) -> anyhow::Result<StageSummary> {
     engine.stage(StageId::E2E, |log| {
         let mut rng = engine.init_rng("e2e");
-        let mut net = Network::new(&mut engine.init(&mut rng), &engine.vit, &engine.split.divided_depths);
+        let mut net = Network::new(
+            &mut engine.init(&mut rng),
+            &engine.vit,
+            &engine.split.divided_depths,
+        );
         let all = net.named_params().into_iter().map(|(n, _)| n).collect();
         let e = engine.cfg.e2e;
-        let recipe = StageRecipe { epochs: e.epochs, warmup_epochs: e.warmup_epochs, drop_path: e.drop_path };
-        let loss = |logits, batch: &train::batch::Batch| soft_cross_entropy(logits, batch.targets.clone());
+        let recipe = StageRecipe {
+            epochs: e.epochs,
+            warmup_epochs: e.warmup_epochs,
+            drop_path: e.drop_path,
+        };
+        let loss =
+            |logits, batch: &train::batch::Batch| soft_cross_entropy(logits, batch.targets.clone());
         let job = engine.job(StageId::E2E, recipe, 0, all, &loss);
         let outcome = train::train(job, &mut net, &engine.dev, log)?;
-        checkpoint::save(&model_path(engine), &checkpoint::params_of(&net), &Default::default())?;
+        checkpoint::save(
+            &model_path(engine),
+            &checkpoint::params_of(&net),
+            &Default::default(),
+        )?;
         Ok(outcome)
     })
 }

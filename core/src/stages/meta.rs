@@ -10,12 +10,18 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 pub fn model_path(engine: &Engine) -> PathBuf {
-    engine.run.stage_dir(StageId::META).join("model.safetensors")
+    engine
+        .run
+        .stage_dir(StageId::META)
+        .join("model.safetensors")
 }
 
 /// The meta model's skeleton from its design, with freshly drawn weights.
 fn build(engine: &Engine) -> anyhow::Result<Network> {
-    let design = engine.registry.meta_design(&engine.cfg.plugins.meta_design).map_err(anyhow::Error::msg)?;
+    let design = engine
+        .registry
+        .meta_design(&engine.cfg.plugins.meta_design)
+        .map_err(anyhow::Error::msg)?;
     let mut rng = engine.init_rng("meta");
     Ok(design.build(&engine.plugin_ctx(), &mut engine.init(&mut rng))?)
 }
@@ -30,7 +36,11 @@ pub fn load(engine: &Engine) -> anyhow::Result<Network> {
         );
     }
     let mut net = build(engine)?;
-    checkpoint::read(&model_path(engine), "re-run `incubator meta`")?.load_into(&mut net, "", &engine.dev)?;
+    checkpoint::read(&model_path(engine), "re-run `incubator meta`")?.load_into(
+        &mut net,
+        "",
+        &engine.dev,
+    )?;
     Ok(net)
 }
 
@@ -46,7 +56,8 @@ pub fn run(engine: &Engine) -> anyhow::Result<StageSummary> {
             );
         }
         let all = net.named_params().into_iter().map(|(n, _)| n).collect();
-        let loss = |logits, batch: &train::batch::Batch| soft_cross_entropy(logits, batch.targets.clone());
+        let loss =
+            |logits, batch: &train::batch::Batch| soft_cross_entropy(logits, batch.targets.clone());
         let job = engine.job(StageId::META, engine.cfg.meta, 0, all, &loss);
         let outcome = train::train(job, &mut net, &engine.dev, log)?;
         let meta = BTreeMap::from([("depths".to_string(), format!("{:?}", net.depths()))]);

@@ -15,11 +15,16 @@ pub fn run(engine: &Engine, jobs: usize) -> anyhow::Result<report::Report> {
     let errors: Mutex<Vec<anyhow::Error>> = Mutex::new(Vec::new());
     let fail = |e: anyhow::Error| errors.lock().expect("no panics while holding it").push(e);
     std::thread::scope(|scope| {
-        let baseline = (engine.cfg.e2e.enabled && jobs > 1).then(|| scope.spawn(|| e2e::run(engine)));
+        let baseline =
+            (engine.cfg.e2e.enabled && jobs > 1).then(|| scope.spawn(|| e2e::run(engine)));
         let method = || -> anyhow::Result<()> {
             meta::run(engine)?;
             // With the baseline running beside us, one worker fewer for incubations.
-            let workers = if baseline.is_some() { (jobs - 1).max(1) } else { jobs };
+            let workers = if baseline.is_some() {
+                (jobs - 1).max(1)
+            } else {
+                jobs
+            };
             let next = AtomicUsize::new(0);
             std::thread::scope(|inner| {
                 for _ in 0..workers.min(engine.split.k()) {
@@ -34,7 +39,11 @@ pub fn run(engine: &Engine, jobs: usize) -> anyhow::Result<report::Report> {
                     });
                 }
             });
-            if !errors.lock().expect("no panics while holding it").is_empty() {
+            if !errors
+                .lock()
+                .expect("no panics while holding it")
+                .is_empty()
+            {
                 return Ok(()); // reported below; assembly never runs on partial results
             }
             assemble::run(engine)?;

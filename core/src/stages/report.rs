@@ -24,10 +24,14 @@ impl Report {
     /// Reads every stage summary; all method stages must have finished.
     pub fn from_run(run: &RunDir, k: usize) -> anyhow::Result<Report> {
         let need = |id: StageId| -> anyhow::Result<StageSummary> {
-            run.summary(id)?.ok_or_else(|| anyhow::anyhow!("stage {id} has not finished in {}", run.root.display()))
+            run.summary(id)?.ok_or_else(|| {
+                anyhow::anyhow!("stage {id} has not finished in {}", run.root.display())
+            })
         };
         let meta = need(StageId::META)?;
-        let incs = (0..k).map(|i| need(StageId::incubate(i))).collect::<anyhow::Result<Vec<_>>>()?;
+        let incs = (0..k)
+            .map(|i| need(StageId::incubate(i)))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let ft = need(StageId::ASSEMBLE)?;
         let e2e = run.summary(StageId::E2E)?;
         let inc_wall: f64 = incs.iter().map(|s| s.outcome.wall_s).sum();
@@ -52,14 +56,31 @@ impl Report {
     /// A Markdown table: per-stage rows, then the two methods side by side.
     pub fn to_markdown(&self) -> String {
         let mut s = String::new();
-        writeln!(s, "| stage | epochs | top-1 (%) | wall (s) | train compute (GFLOP) |").unwrap();
+        writeln!(
+            s,
+            "| stage | epochs | top-1 (%) | wall (s) | train compute (GFLOP) |"
+        )
+        .unwrap();
         writeln!(s, "|---|---:|---:|---:|---:|").unwrap();
         for st in &self.stages {
             let o = &st.outcome;
-            writeln!(s, "| {} | {} | {:.2} | {:.1} | {:.0} |", st.stage, o.epochs, 100.0 * o.top1, o.wall_s, o.train_gflop).unwrap();
+            writeln!(
+                s,
+                "| {} | {} | {:.2} | {:.1} | {:.0} |",
+                st.stage,
+                o.epochs,
+                100.0 * o.top1,
+                o.wall_s,
+                o.train_gflop
+            )
+            .unwrap();
         }
         writeln!(s).unwrap();
-        writeln!(s, "| method | top-1 (%) | wall (s) | train compute (GFLOP) |").unwrap();
+        writeln!(
+            s,
+            "| method | top-1 (%) | wall (s) | train compute (GFLOP) |"
+        )
+        .unwrap();
         writeln!(s, "|---|---:|---:|---:|").unwrap();
         writeln!(
             s,
@@ -70,8 +91,17 @@ impl Report {
             self.method_gflop
         )
         .unwrap();
-        if let (Some(top1), Some(wall), Some(gflop)) = (self.e2e_top1, self.e2e_wall_s, self.e2e_gflop) {
-            writeln!(s, "| End-to-end baseline | {:.2} | {:.1} | {:.0} |", 100.0 * top1, wall, gflop).unwrap();
+        if let (Some(top1), Some(wall), Some(gflop)) =
+            (self.e2e_top1, self.e2e_wall_s, self.e2e_gflop)
+        {
+            writeln!(
+                s,
+                "| End-to-end baseline | {:.2} | {:.1} | {:.0} |",
+                100.0 * top1,
+                wall,
+                gflop
+            )
+            .unwrap();
             writeln!(s).unwrap();
             writeln!(
                 s,
@@ -86,8 +116,14 @@ impl Report {
     }
 
     pub fn write(&self, run: &RunDir) -> anyhow::Result<()> {
-        crate::checkpoint::write_atomic(&run.root.join("report.md"), self.to_markdown().as_bytes())?;
-        crate::checkpoint::write_atomic(&run.root.join("report.json"), serde_json::to_string_pretty(self)?.as_bytes())?;
+        crate::checkpoint::write_atomic(
+            &run.root.join("report.md"),
+            self.to_markdown().as_bytes(),
+        )?;
+        crate::checkpoint::write_atomic(
+            &run.root.join("report.json"),
+            serde_json::to_string_pretty(self)?.as_bytes(),
+        )?;
         Ok(())
     }
 }

@@ -33,9 +33,20 @@ impl BatchMaker<'_> {
         let mut images = vec![0f32; n * c * h * w];
         for (k, &i) in indices.iter().enumerate() {
             let pad = self.augment.crop_padding as isize;
-            let (oy, ox) = if pad > 0 { (rng.gen_range(-pad..=pad), rng.gen_range(-pad..=pad)) } else { (0, 0) };
+            let (oy, ox) = if pad > 0 {
+                (rng.gen_range(-pad..=pad), rng.gen_range(-pad..=pad))
+            } else {
+                (0, 0)
+            };
             let flip = self.augment.hflip && rng.gen_bool(0.5);
-            self.write_image(data.image(i), &mut images[k * c * h * w..(k + 1) * c * h * w], (c, h, w), oy, ox, flip);
+            self.write_image(
+                data.image(i),
+                &mut images[k * c * h * w..(k + 1) * c * h * w],
+                (c, h, w),
+                oy,
+                ox,
+                flip,
+            );
         }
         let labels: Vec<usize> = indices.iter().map(|&i| data.labels[i] as usize).collect();
         let lam = self.mix(&mut images, (n, c, h, w), rng);
@@ -49,7 +60,14 @@ impl BatchMaker<'_> {
         let n = indices.len();
         let mut images = vec![0f32; n * c * h * w];
         for (k, &i) in indices.iter().enumerate() {
-            self.write_image(data.image(i), &mut images[k * c * h * w..(k + 1) * c * h * w], (c, h, w), 0, 0, false);
+            self.write_image(
+                data.image(i),
+                &mut images[k * c * h * w..(k + 1) * c * h * w],
+                (c, h, w),
+                0,
+                0,
+                false,
+            );
         }
         let labels: Vec<usize> = indices.iter().map(|&i| data.labels[i] as usize).collect();
         let targets = self.soft_targets(&labels, 1.0, 0.0);
@@ -58,7 +76,15 @@ impl BatchMaker<'_> {
 
     /// Normalised pixels of one image, shifted by (oy, ox) with zero padding (torchvision's
     /// RandomCrop pads the raw image with zeros) and optionally mirrored.
-    fn write_image(&self, src: &[u8], dst: &mut [f32], (c, h, w): (usize, usize, usize), oy: isize, ox: isize, flip: bool) {
+    fn write_image(
+        &self,
+        src: &[u8],
+        dst: &mut [f32],
+        (c, h, w): (usize, usize, usize),
+        oy: isize,
+        ox: isize,
+        flip: bool,
+    ) {
         for ch in 0..c {
             let (m, s) = (self.mean[ch], self.std[ch]);
             for y in 0..h {
@@ -79,14 +105,23 @@ impl BatchMaker<'_> {
     /// Mixes each image with its mirror in the batch (image n-1-k), returning the weight `lam`
     /// of the original label. Mixup blends whole images; CutMix pastes a box, and `lam` becomes
     /// the exact area kept.
-    fn mix(&self, images: &mut [f32], (n, c, h, w): (usize, usize, usize, usize), rng: &mut ChaCha8Rng) -> f64 {
+    fn mix(
+        &self,
+        images: &mut [f32],
+        (n, c, h, w): (usize, usize, usize, usize),
+        rng: &mut ChaCha8Rng,
+    ) -> f64 {
         let a = self.augment;
         let (mixup, cutmix) = (a.mixup_alpha > 0.0, a.cutmix_alpha > 0.0);
         if n < 2 || !(mixup || cutmix) || !rng.gen_bool(a.mix_prob) {
             return 1.0;
         }
         let use_cutmix = cutmix && (!mixup || rng.gen_bool(a.switch_prob));
-        let alpha = if use_cutmix { a.cutmix_alpha } else { a.mixup_alpha };
+        let alpha = if use_cutmix {
+            a.cutmix_alpha
+        } else {
+            a.mixup_alpha
+        };
         let lam: f64 = Beta::new(alpha, alpha).expect("alpha > 0").sample(rng);
         let original = images.to_vec();
         let size = c * h * w;
@@ -134,7 +169,13 @@ impl BatchMaker<'_> {
         t
     }
 
-    fn finish(&self, images: Vec<f32>, targets: Vec<f32>, labels: Vec<usize>, (n, c, h, w): (usize, usize, usize, usize)) -> Batch {
+    fn finish(
+        &self,
+        images: Vec<f32>,
+        targets: Vec<f32>,
+        labels: Vec<usize>,
+        (n, c, h, w): (usize, usize, usize, usize),
+    ) -> Batch {
         let patches = patchify(&images, (n, c, h, w), self.vit.patch_size);
         let (np, pd) = (self.vit.num_patches(), self.vit.patch_dim());
         Batch {

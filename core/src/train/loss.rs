@@ -13,7 +13,11 @@ pub fn soft_cross_entropy(logits: Rows<OwnedTape<f32, Dev>>, targets: Rows<NoneT
 
 /// Hinton's distillation term `T^2 * KL(softmax(teacher/T) || softmax(student/T))`, mean over
 /// the batch; plugins (m2mKD) combine it with the task loss.
-pub fn kl_distillation(student: Rows<OwnedTape<f32, Dev>>, teacher: Rows<NoneTape>, temperature: f32) -> Loss {
+pub fn kl_distillation(
+    student: Rows<OwnedTape<f32, Dev>>,
+    teacher: Rows<NoneTape>,
+    temperature: f32,
+) -> Loss {
     let t = temperature;
     let teacher_probs = (teacher / t).softmax::<Axis<1>>();
     kl_div_with_logits_loss(student / t, teacher_probs) * (t * t)

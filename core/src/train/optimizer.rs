@@ -34,7 +34,15 @@ macro_rules! with_tensor {
 
 impl AdamW {
     pub fn new(trainable: BTreeSet<String>, betas: [f64; 2], eps: f64, weight_decay: f64) -> AdamW {
-        AdamW { betas, eps, weight_decay, step: 0, m: Gradients::leaky(), v: Gradients::leaky(), trainable }
+        AdamW {
+            betas,
+            eps,
+            weight_decay,
+            step: 0,
+            m: Gradients::leaky(),
+            v: Gradients::leaky(),
+            trainable,
+        }
     }
 
     pub fn trainable(&self) -> &BTreeSet<String> {
@@ -47,14 +55,22 @@ impl AdamW {
         for (name, p) in model.named_params_mut() {
             if self.trainable.contains(&name) {
                 let g = with_tensor!(p, |t| grads.get_or_alloc_mut(&*t).expect("cpu alloc"));
-                sum += buffer_as_slice(g).iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>();
+                sum += buffer_as_slice(g)
+                    .iter()
+                    .map(|&x| (x as f64) * (x as f64))
+                    .sum::<f64>();
             }
         }
         sum.sqrt()
     }
 
     /// Multiplies the trainable gradients by `factor` (clipping, accumulation averaging).
-    pub fn scale_grads(&self, model: &mut impl HasParams, grads: &mut Gradients<f32, Dev>, factor: f32) {
+    pub fn scale_grads(
+        &self,
+        model: &mut impl HasParams,
+        grads: &mut Gradients<f32, Dev>,
+        factor: f32,
+    ) {
         for (name, p) in model.named_params_mut() {
             if self.trainable.contains(&name) {
                 let g = with_tensor!(p, |t| grads.get_or_alloc_mut(&*t).expect("cpu alloc"));
@@ -64,12 +80,21 @@ impl AdamW {
     }
 
     /// Adds `other`'s trainable gradients into `acc` (gradient accumulation).
-    pub fn accumulate(&self, model: &mut impl HasParams, acc: &mut Gradients<f32, Dev>, other: &mut Gradients<f32, Dev>) {
+    pub fn accumulate(
+        &self,
+        model: &mut impl HasParams,
+        acc: &mut Gradients<f32, Dev>,
+        other: &mut Gradients<f32, Dev>,
+    ) {
         for (name, p) in model.named_params_mut() {
             if self.trainable.contains(&name) {
-                let src = with_tensor!(&p, |t| other.get_or_alloc_mut(&**t).expect("cpu alloc")).to_vec();
+                let src =
+                    with_tensor!(&p, |t| other.get_or_alloc_mut(&**t).expect("cpu alloc")).to_vec();
                 let dst = with_tensor!(&p, |t| acc.get_or_alloc_mut(&**t).expect("cpu alloc"));
-                buffer_as_mut_slice(dst).iter_mut().zip(&src).for_each(|(a, b)| *a += b);
+                buffer_as_mut_slice(dst)
+                    .iter_mut()
+                    .zip(&src)
+                    .for_each(|(a, b)| *a += b);
             }
         }
     }
@@ -82,7 +107,11 @@ impl AdamW {
             if !self.trainable.contains(&name) {
                 continue;
             }
-            let wd = if decays(&name, &p.as_ref().shape()) { self.weight_decay } else { 0.0 };
+            let wd = if decays(&name, &p.as_ref().shape()) {
+                self.weight_decay
+            } else {
+                0.0
+            };
             let cfg = AdamConfig {
                 lr,
                 betas: self.betas,
@@ -115,16 +144,32 @@ impl AdamW {
     }
 
     /// Restores moments saved by [`AdamW::state`]; `model` must be the model they belong to.
-    pub fn load_state(&mut self, model: &mut impl HasParams, state: &BTreeMap<String, Vec<f32>>, step: u64) -> Result<(), String> {
+    pub fn load_state(
+        &mut self,
+        model: &mut impl HasParams,
+        state: &BTreeMap<String, Vec<f32>>,
+        step: u64,
+    ) -> Result<(), String> {
         for (name, p) in model.named_params_mut() {
             if !self.trainable.contains(&name) {
                 continue;
             }
-            for (key, map) in [(format!("m.{name}"), &mut self.m), (format!("v.{name}"), &mut self.v)] {
-                let saved = state.get(&key).ok_or_else(|| format!("optimizer state lacks {key}"))?;
-                let buf = buffer_as_mut_slice(with_tensor!(&p, |t| map.get_or_alloc_mut(&**t).expect("cpu alloc")));
+            for (key, map) in [
+                (format!("m.{name}"), &mut self.m),
+                (format!("v.{name}"), &mut self.v),
+            ] {
+                let saved = state
+                    .get(&key)
+                    .ok_or_else(|| format!("optimizer state lacks {key}"))?;
+                let buf = buffer_as_mut_slice(with_tensor!(&p, |t| map
+                    .get_or_alloc_mut(&**t)
+                    .expect("cpu alloc")));
                 if buf.len() != saved.len() {
-                    return Err(format!("optimizer state {key} has {} values, the parameter {}", saved.len(), buf.len()));
+                    return Err(format!(
+                        "optimizer state {key} has {} values, the parameter {}",
+                        saved.len(),
+                        buf.len()
+                    ));
                 }
                 buf.copy_from_slice(saved);
             }

@@ -28,13 +28,22 @@ mod tests {
 
     #[test]
     fn warmup_then_cosine() {
-        let s = CosineSchedule { peak_lr: 1.0, min_lr: 0.1, warmup_lr: 0.0, warmup_steps: 10, total_steps: 110 };
+        let s = CosineSchedule {
+            peak_lr: 1.0,
+            min_lr: 0.1,
+            warmup_lr: 0.0,
+            warmup_steps: 10,
+            total_steps: 110,
+        };
         assert_eq!(s.lr(0), 0.0);
         assert!((s.lr(5) - 0.5).abs() < 1e-12);
         assert!((s.lr(10) - 1.0).abs() < 1e-12);
         assert!((s.lr(60) - 0.55).abs() < 1e-12);
         assert!((s.lr(110) - 0.1).abs() < 1e-12);
-        let no_warmup = CosineSchedule { warmup_steps: 0, ..s };
+        let no_warmup = CosineSchedule {
+            warmup_steps: 0,
+            ..s
+        };
         assert!((no_warmup.lr(0) - 1.0).abs() < 1e-12);
     }
 }

@@ -54,9 +54,18 @@ pub struct TrainOutcome {
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
     #[error("{stage}: the loss became {value} at epoch {epoch}, step {step}. Training stopped; the checkpoint of the last finished epoch is kept, so the stage resumes from there. Lower optim.base_lr, keep optim.clip_grad on, or reduce drop_path")]
-    NonFinite { stage: StageId, value: f32, epoch: usize, step: u64 },
+    NonFinite {
+        stage: StageId,
+        value: f32,
+        epoch: usize,
+        step: u64,
+    },
     #[error("{stage}: the training split has {have} images, fewer than one batch of {need} (optim.batch_size x optim.accum_steps); lower optim.batch_size or use more data")]
-    TooLittleData { stage: StageId, have: usize, need: usize },
+    TooLittleData {
+        stage: StageId,
+        have: usize,
+        need: usize,
+    },
     #[error(transparent)]
     Checkpoint(#[from] checkpoint::CheckpointError),
     #[error("{0}")]
@@ -76,16 +85,31 @@ fn epoch_seed(seed: u64, stage: StageId, epoch: usize) -> u64 {
 
 pub fn batch_maker<'a>(dev: &'a Dev, cfg: &'a RunConfig, vit: &'a VitConfig) -> BatchMaker<'a> {
     let (mean, std) = crate::data::mean_std(&cfg.data.dataset);
-    BatchMaker { dev, vit, augment: &cfg.augment, mean, std }
+    BatchMaker {
+        dev,
+        vit,
+        augment: &cfg.augment,
+        mean,
+        std,
+    }
 }
 
-pub fn train(job: TrainJob, net: &mut Network, dev: &Dev, log: &mut EventLog) -> Result<TrainOutcome, TrainError> {
+pub fn train(
+    job: TrainJob,
+    net: &mut Network,
+    dev: &Dev,
+    log: &mut EventLog,
+) -> Result<TrainOutcome, TrainError> {
     let started = Instant::now();
     let o = &job.cfg.optim;
     let per_step = o.batch_size * o.accum_steps;
     let train_set = &job.data.train;
     if train_set.len < per_step {
-        return Err(TrainError::TooLittleData { stage: job.stage, have: train_set.len, need: per_step });
+        return Err(TrainError::TooLittleData {
+            stage: job.stage,
+            have: train_set.len,
+            need: per_step,
+        });
     }
     let steps_per_epoch = (train_set.len / per_step) as u64;
     let schedule = CosineSchedule {
@@ -111,18 +135,36 @@ pub fn train(job: TrainJob, net: &mut Network, dev: &Dev, log: &mut EventLog) ->
             .iter()
             .filter_map(|(k, (_, d))| k.strip_prefix("optim.").map(|k| (k.to_string(), d.clone())))
             .collect();
-        let meta = |k: &str| ck.metadata.get(k).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        let meta = |k: &str| {
+            ck.metadata
+                .get(k)
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
         start_epoch = meta("epoch") as usize;
         prior_wall = meta("wall_s");
         gflop = meta("train_gflop");
         opt.load_state(net, &optim, start_epoch as u64 * steps_per_epoch)
-            .map_err(|e| TrainError::Other(format!("{}: {e}; delete it to restart the stage", path.display())))?;
-        eprintln!("[{}] resuming after epoch {start_epoch} from {}", job.stage, path.display());
+            .map_err(|e| {
+                TrainError::Other(format!(
+                    "{}: {e}; delete it to restart the stage",
+                    path.display()
+                ))
+            })?;
+        eprintln!(
+            "[{}] resuming after epoch {start_epoch} from {}",
+            job.stage,
+            path.display()
+        );
     }
 
     let params_total = net.num_params();
-    let params_trainable: usize =
-        net.named_params().iter().filter(|(n, _)| job.trainable.contains(n)).map(|(_, p)| p.numel()).sum();
+    let params_trainable: usize = net
+        .named_params()
+        .iter()
+        .filter(|(n, _)| job.trainable.contains(n))
+        .map(|(_, p)| p.numel())
+        .sum();
     log.emit(Event::StageStarted {
         host: hostname(),
         pid: std::process::id(),
@@ -134,7 +176,10 @@ pub fn train(job: TrainJob, net: &mut Network, dev: &Dev, log: &mut EventLog) ->
     });
 
     let maker = batch_maker(dev, job.cfg, job.vit);
-    let mut last = EvalResult { top1: 0.0, loss: 0.0 };
+    let mut last = EvalResult {
+        top1: 0.0,
+        loss: 0.0,
+    };
     let mut last_train_loss = f64::NAN;
     for epoch in start_epoch..job.recipe.epochs {
         let mut rng = ChaCha8Rng::seed_from_u64(epoch_seed(job.cfg.seed, job.stage, epoch));
@@ -152,13 +197,26 @@ pub fn train(job: TrainJob, net: &mut Network, dev: &Dev, log: &mut EventLog) ->
             for micro in 0..o.accum_steps {
                 let at = (s as usize * o.accum_steps + micro) * o.batch_size;
                 let batch = maker.train(train_set, &order[at..at + o.batch_size], &mut rng);
-                let mut mode = Mode { train: true, rng: Some(&mut rng) };
-                let logits = net.forward_traced_from(batch.patches.clone(), job.first_traced, job.recipe.drop_path, &mut mode);
+                let mut mode = Mode {
+                    train: true,
+                    rng: Some(&mut rng),
+                };
+                let logits = net.forward_traced_from(
+                    batch.patches.clone(),
+                    job.first_traced,
+                    job.recipe.drop_path,
+                    &mut mode,
+                );
                 let loss = (job.loss)(logits, &batch);
                 let value = loss.array();
                 if !value.is_finite() {
                     bar.abandon();
-                    return Err(TrainError::NonFinite { stage: job.stage, value, epoch, step });
+                    return Err(TrainError::NonFinite {
+                        stage: job.stage,
+                        value,
+                        epoch,
+                        step,
+                    });
                 }
                 step_loss += value as f64 / o.accum_steps as f64;
                 let mut grads = loss.backward();
@@ -197,7 +255,12 @@ pub fn train(job: TrainJob, net: &mut Network, dev: &Dev, log: &mut EventLog) ->
         last_train_loss = loss_sum / steps_per_epoch as f64;
         last = evaluate(net, &maker, &job.data.test, o.batch_size);
         let step = (epoch as u64 + 1) * steps_per_epoch;
-        log.emit(Event::Eval { step, epoch: epoch + 1, top1: last.top1, loss: last.loss });
+        log.emit(Event::Eval {
+            step,
+            epoch: epoch + 1,
+            top1: last.top1,
+            loss: last.loss,
+        });
         let epoch_s = epoch_start.elapsed().as_secs_f64();
         eprintln!(
             "[{}] epoch {}/{}  train loss {:.4}  test loss {:.4}  top-1 {:.2}%  {:.0} samples/s",
@@ -222,8 +285,9 @@ pub fn train(job: TrainJob, net: &mut Network, dev: &Dev, log: &mut EventLog) ->
                 ("wall_s".to_string(), wall.to_string()),
                 ("train_gflop".to_string(), gflop.to_string()),
             ]);
-            checkpoint::save(path, &tensors, &meta)
-                .map_err(|e| TrainError::Other(format!("cannot write checkpoint {}: {e}", path.display())))?;
+            checkpoint::save(path, &tensors, &meta).map_err(|e| {
+                TrainError::Other(format!("cannot write checkpoint {}: {e}", path.display()))
+            })?;
         }
     }
     if start_epoch >= job.recipe.epochs {
@@ -240,7 +304,11 @@ pub fn train(job: TrainJob, net: &mut Network, dev: &Dev, log: &mut EventLog) ->
 }
 
 /// Loads a resumable state's trainable parameters without training (used to check resumes).
-pub fn load_state(path: &std::path::Path, net: &mut Network, dev: &Dev) -> Result<Checkpoint, TrainError> {
+pub fn load_state(
+    path: &std::path::Path,
+    net: &mut Network,
+    dev: &Dev,
+) -> Result<Checkpoint, TrainError> {
     let ck = checkpoint::read(path, "")?;
     ck.load_into(net, "", dev)?;
     Ok(ck)
@@ -253,7 +321,12 @@ pub struct EvalResult {
 }
 
 /// Top-1 accuracy and cross-entropy on a whole split, without augmentation or drop-path.
-pub fn evaluate(net: &Network, maker: &BatchMaker, data: &Dataset, batch_size: usize) -> EvalResult {
+pub fn evaluate(
+    net: &Network,
+    maker: &BatchMaker,
+    data: &Dataset,
+    batch_size: usize,
+) -> EvalResult {
     let (mut correct, mut loss_sum) = (0usize, 0.0f64);
     let indices: Vec<usize> = (0..data.len).collect();
     for chunk in indices.chunks(batch_size) {
@@ -266,11 +339,17 @@ pub fn evaluate(net: &Network, maker: &BatchMaker, data: &Dataset, batch_size: u
             let max = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
             let lse = max + row.iter().map(|v| (v - max).exp()).sum::<f32>().ln();
             loss_sum += (lse - row[label]) as f64;
-            let argmax = row.iter().enumerate().fold(0, |best, (i, v)| if *v > row[best] { i } else { best });
+            let argmax = row
+                .iter()
+                .enumerate()
+                .fold(0, |best, (i, v)| if *v > row[best] { i } else { best });
             correct += (argmax == label) as usize;
         }
     }
-    EvalResult { top1: correct as f64 / data.len.max(1) as f64, loss: loss_sum / data.len.max(1) as f64 }
+    EvalResult {
+        top1: correct as f64 / data.len.max(1) as f64,
+        loss: loss_sum / data.len.max(1) as f64,
+    }
 }
 
 fn progress_bar(job: &TrainJob, epoch: usize, steps: u64) -> ProgressBar {
@@ -279,11 +358,18 @@ fn progress_bar(job: &TrainJob, epoch: usize, steps: u64) -> ProgressBar {
     }
     let bar = ProgressBar::new(steps);
     bar.set_style(
-        ProgressStyle::with_template("{prefix:>12} [{bar:30}] {pos}/{len} {msg} {per_sec} eta {eta}")
-            .expect("valid template")
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{prefix:>12} [{bar:30}] {pos}/{len} {msg} {per_sec} eta {eta}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
     );
-    bar.set_prefix(format!("{} ep {}/{}", job.stage, epoch + 1, job.recipe.epochs));
+    bar.set_prefix(format!(
+        "{} ep {}/{}",
+        job.stage,
+        epoch + 1,
+        job.recipe.epochs
+    ));
     bar
 }
 

@@ -5,7 +5,10 @@
 //! - assembly: the incubated modules stacked in order, nothing added.
 
 use incubator_core::model::{Init, Module, Network};
-use incubator_core::plugin::{AssemblyRule, Hybrid, IncubationStrategy, MetaDesign, PluginContext, PluginError, Registry, Origin};
+use incubator_core::plugin::{
+    AssemblyRule, Hybrid, IncubationStrategy, MetaDesign, Origin, PluginContext, PluginError,
+    Registry,
+};
 use std::sync::Arc;
 
 pub const NAME: &str = "deep-incubation";
@@ -29,17 +32,37 @@ impl IncubationStrategy for ModuleIncubation {
         NAME
     }
 
-    fn init_target(&self, ctx: &PluginContext, i: usize, init: &mut Init) -> Result<Module, PluginError> {
+    fn init_target(
+        &self,
+        ctx: &PluginContext,
+        i: usize,
+        init: &mut Init,
+    ) -> Result<Module, PluginError> {
         let depths = &ctx.split.divided_depths;
         Ok(Module::new(init, ctx.vit, i, depths.len(), depths[i]))
     }
 
-    fn hybrid(&self, _ctx: &PluginContext, mut meta: Network, target: Module, i: usize) -> Result<Hybrid, PluginError> {
+    fn hybrid(
+        &self,
+        _ctx: &PluginContext,
+        mut meta: Network,
+        target: Module,
+        i: usize,
+    ) -> Result<Hybrid, PluginError> {
         if i >= meta.modules.len() {
-            return Err(PluginError { plugin: NAME.into(), message: format!("module {i} does not exist in a meta model of {} modules", meta.modules.len()) });
+            return Err(PluginError {
+                plugin: NAME.into(),
+                message: format!(
+                    "module {i} does not exist in a meta model of {} modules",
+                    meta.modules.len()
+                ),
+            });
         }
         meta.modules[i] = target;
-        Ok(Hybrid { net: meta, target: i })
+        Ok(Hybrid {
+            net: meta,
+            target: i,
+        })
     }
 }
 
@@ -50,7 +73,12 @@ impl AssemblyRule for Stacking {
         NAME
     }
 
-    fn assemble(&self, _ctx: &PluginContext, modules: Vec<Module>, _meta: Network) -> Result<Network, PluginError> {
+    fn assemble(
+        &self,
+        _ctx: &PluginContext,
+        modules: Vec<Module>,
+        _meta: Network,
+    ) -> Result<Network, PluginError> {
         Ok(Network { modules })
     }
 }
