@@ -3,9 +3,8 @@
 use super::{incubate, meta, Engine};
 use crate::checkpoint;
 use crate::events::StageId;
-use crate::model::{HasParams, Network};
+use crate::model::Network;
 use crate::run_dir::StageSummary;
-use crate::train::{self, loss::soft_cross_entropy};
 use std::path::PathBuf;
 
 /// The stacked model before fine-tuning.
@@ -72,11 +71,7 @@ pub fn run(engine: &Engine) -> anyhow::Result<StageSummary> {
             &checkpoint::params_of(&net),
             &Default::default(),
         )?;
-        let all = net.named_params().into_iter().map(|(n, _)| n).collect();
-        let loss =
-            |logits, batch: &train::batch::Batch| soft_cross_entropy(logits, batch.targets.clone());
-        let job = engine.job(StageId::ASSEMBLE, engine.cfg.finetune, 0, all, &loss);
-        let outcome = train::train(job, &mut net, &engine.dev, log)?;
+        let outcome = engine.train_all(StageId::ASSEMBLE, engine.cfg.finetune, &mut net, log)?;
         checkpoint::save(
             &model_path(engine),
             &checkpoint::params_of(&net),

@@ -173,6 +173,29 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// Trains every parameter of `net` end to end on the task loss (meta, fine-tune, e2e).
+    pub fn train_all(
+        &self,
+        id: StageId,
+        recipe: crate::config::StageRecipe,
+        net: &mut crate::model::Network,
+        log: &mut EventLog,
+    ) -> anyhow::Result<TrainOutcome> {
+        use crate::model::HasParams;
+        let all = net.named_params().into_iter().map(|(n, _)| n).collect();
+        let loss = |logits, batch: &train::batch::Batch| {
+            train::loss::soft_cross_entropy(logits, batch.targets.clone())
+        };
+        Ok(train::train(
+            self.job(id, recipe, 0, all, &loss),
+            net,
+            &self.dev,
+            log,
+        )?)
+    }
+}
+
 pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())

@@ -4,9 +4,8 @@ use super::Engine;
 use crate::checkpoint;
 use crate::config::StageRecipe;
 use crate::events::StageId;
-use crate::model::{HasParams, Network};
+use crate::model::Network;
 use crate::run_dir::StageSummary;
-use crate::train::{self, loss::soft_cross_entropy};
 use std::path::PathBuf;
 
 pub fn model_path(engine: &Engine) -> PathBuf {
@@ -21,17 +20,13 @@ pub fn run(engine: &Engine) -> anyhow::Result<StageSummary> {
             &engine.vit,
             &engine.split.divided_depths,
         );
-        let all = net.named_params().into_iter().map(|(n, _)| n).collect();
         let e = engine.cfg.e2e;
         let recipe = StageRecipe {
             epochs: e.epochs,
             warmup_epochs: e.warmup_epochs,
             drop_path: e.drop_path,
         };
-        let loss =
-            |logits, batch: &train::batch::Batch| soft_cross_entropy(logits, batch.targets.clone());
-        let job = engine.job(StageId::E2E, recipe, 0, all, &loss);
-        let outcome = train::train(job, &mut net, &engine.dev, log)?;
+        let outcome = engine.train_all(StageId::E2E, recipe, &mut net, log)?;
         checkpoint::save(
             &model_path(engine),
             &checkpoint::params_of(&net),

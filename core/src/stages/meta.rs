@@ -3,9 +3,8 @@
 use super::Engine;
 use crate::checkpoint;
 use crate::events::StageId;
-use crate::model::{HasParams, Network};
+use crate::model::Network;
 use crate::run_dir::StageSummary;
-use crate::train::{self, loss::soft_cross_entropy};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -55,11 +54,7 @@ pub fn run(engine: &Engine) -> anyhow::Result<StageSummary> {
                 engine.split.k()
             );
         }
-        let all = net.named_params().into_iter().map(|(n, _)| n).collect();
-        let loss =
-            |logits, batch: &train::batch::Batch| soft_cross_entropy(logits, batch.targets.clone());
-        let job = engine.job(StageId::META, engine.cfg.meta, 0, all, &loss);
-        let outcome = train::train(job, &mut net, &engine.dev, log)?;
+        let outcome = engine.train_all(StageId::META, engine.cfg.meta, &mut net, log)?;
         let meta = BTreeMap::from([("depths".to_string(), format!("{:?}", net.depths()))]);
         checkpoint::save(&model_path(engine), &checkpoint::params_of(&net), &meta)?;
         Ok(outcome)
