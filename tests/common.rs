@@ -21,7 +21,6 @@ test_limit = 256
 mix_prob = 0.0
 [optim]
 batch_size = 32
-base_lr = 0.016
 [meta]
 epochs = 3
 [incubate]
@@ -29,7 +28,7 @@ epochs = 2
 [finetune]
 epochs = 2
 [e2e]
-epochs = 3
+epochs = 8
 "#;
 
 pub fn incubator(args: &[&str]) -> Output {

@@ -21,9 +21,9 @@ fn pipeline_learns_and_separate_stage_processes_give_the_same_models() {
         serde_json::from_slice(&std::fs::read(all.join("report.json")).unwrap()).unwrap();
     let assembled = report["assembled_top1"].as_f64().unwrap();
     let e2e = report["e2e_top1"].as_f64().unwrap();
-    // 10 classes: chance is 10%; 18% on 256 test images is 4 standard deviations above it
-    assert!(assembled > 0.18, "assembled top-1 {assembled}");
-    assert!(e2e > 0.18, "e2e top-1 {e2e}");
+    // 10 classes: chance is 10%; 25% on 256 test images is 8 standard deviations above it
+    assert!(assembled > 0.25, "assembled top-1 {assembled}");
+    assert!(e2e > 0.25, "e2e top-1 {e2e}");
     assert_eq!(report["stages"].as_array().unwrap().len(), 7);
 
     // The same config, each stage its own process, incubations out of order.

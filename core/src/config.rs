@@ -67,7 +67,7 @@ pub struct DataSection {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AugmentSection {
-    /// Random crop after zero padding by this many pixels (CIFAR recipe: 4). 0: off.
+    /// Random crop after zero padding by this many pixels (CIFAR recipe: 4). 0: off (default).
     pub crop_padding: usize,
     pub hflip: bool,
     pub label_smoothing: f64,
@@ -75,7 +75,8 @@ pub struct AugmentSection {
     pub mixup_alpha: f64,
     /// CutMix Beta(alpha, alpha); 0: off.
     pub cutmix_alpha: f64,
-    /// Probability that a batch is mixed at all.
+    /// Probability that a batch is mixed at all. DeiT uses 1.0; the default 0 leaves mixing off,
+    /// because the demo's few-epoch schedules on 6000 images lose accuracy with it.
     pub mix_prob: f64,
     /// When both are on, probability of CutMix instead of Mixup.
     pub switch_prob: f64,
@@ -140,18 +141,18 @@ impl Default for RunConfig {
             incubate: StageRecipe {
                 epochs: 3,
                 warmup_epochs: 1,
-                drop_path: 0.1,
+                drop_path: 0.0,
             },
             finetune: StageRecipe {
                 epochs: 2,
                 warmup_epochs: 0,
-                drop_path: 0.1,
+                drop_path: 0.0,
             },
             e2e: E2eRecipe {
                 enabled: true,
-                epochs: 6,
+                epochs: 10,
                 warmup_epochs: 1,
-                drop_path: 0.1,
+                drop_path: 0.0,
             },
             plugins: PluginSection::default(),
         }
@@ -199,12 +200,12 @@ impl Default for DataSection {
 impl Default for AugmentSection {
     fn default() -> Self {
         AugmentSection {
-            crop_padding: 2,
+            crop_padding: 0,
             hflip: false,
             label_smoothing: 0.1,
             mixup_alpha: 0.8,
             cutmix_alpha: 1.0,
-            mix_prob: 1.0,
+            mix_prob: 0.0,
             switch_prob: 0.5,
         }
     }
@@ -213,9 +214,9 @@ impl Default for AugmentSection {
 impl Default for OptimSection {
     fn default() -> Self {
         OptimSection {
-            batch_size: 64,
+            batch_size: 32,
             accum_steps: 1,
-            base_lr: 8e-3,
+            base_lr: 0.032,
             min_lr: 1e-5,
             warmup_lr: 1e-6,
             weight_decay: 0.05,
@@ -297,9 +298,7 @@ impl RunConfig {
     ) -> Result<VitConfig, ConfigError> {
         let m = &self.model;
         let image_size = m.image_size.unwrap_or(image_size);
-        let patch = m
-            .patch_size
-            .unwrap_or(if image_size <= 32 { 4 } else { 16 });
+        let patch = m.patch_size.unwrap_or(default_patch_size(image_size));
         let mut v = VitConfig::preset(
             &m.preset,
             image_size,
@@ -398,6 +397,17 @@ impl RunConfig {
 }
 
 /// Overlays `over` on `base`, table by table, so unspecified keys keep their defaults.
+/// Patch size when the config gives none: 7 for 28 px images (a 4x4 grid: a ViT on 16 tokens
+/// learns MNIST several times faster than on 49 with no loss of accuracy), 4 up to 32 px (the
+/// CIFAR ViTs of the paper's CIFAR-100 table), 16 above (ImageNet ViTs).
+pub fn default_patch_size(image_size: usize) -> usize {
+    match image_size {
+        28 => 7,
+        s if s <= 32 => 4,
+        _ => 16,
+    }
+}
+
 fn merge(base: &mut toml::Table, over: toml::Table) {
     for (k, v) in over {
         match (base.get_mut(&k), v) {
@@ -461,8 +471,10 @@ mod tests {
         let v = c.vit(28, 1, 10).unwrap();
         assert_eq!(
             (v.embed_dim, v.depth, v.patch_size, v.tokens()),
-            (32, 8, 4, 50)
+            (32, 8, 7, 17)
         );
+        assert_eq!(c.vit(32, 3, 100).unwrap().patch_size, 4);
+        assert_eq!(c.vit(224, 3, 1000).unwrap().patch_size, 16);
     }
 
     #[test]

@@ -32,3 +32,18 @@ pub fn buffer_as_slice(b: &Buffer) -> &[f32] {
 pub fn buffer_as_mut_slice(b: &mut Buffer) -> &mut [f32] {
     b
 }
+
+/// A tensor holding a copy of `data`. Use this instead of `tensor_from_vec` on hot paths:
+/// dfdx's cache keeps every dropped buffer for reuse but `tensor_from_vec` never takes from it,
+/// so each batch built that way would leave its buffer behind (gigabytes per epoch on a full
+/// dataset). `zeros_like` takes a cached buffer of the right size when there is one.
+pub fn tensor_from_slice<S: dfdx::shapes::Shape>(
+    dev: &Dev,
+    data: &[f32],
+    shape: S,
+) -> Tensor<S, f32, Dev> {
+    use dfdx::tensor::ZerosTensor;
+    let mut t = dev.zeros_like(&shape);
+    t.copy_from(data);
+    t
+}

@@ -93,6 +93,6 @@ pub fn drop_path_branch<T: Tape<f32, Dev>>(branch: Act<T>, p: f64, mode: &mut Mo
             }
         })
         .collect();
-    let mask = branch.device().tensor_from_vec(mask, (shape.0,));
+    let mask = crate::device::tensor_from_slice(branch.device(), &mask, (shape.0,));
     branch * mask.broadcast_like::<_, Axes2<1, 2>>(&shape)
 }

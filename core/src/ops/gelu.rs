@@ -31,9 +31,8 @@ pub fn gelu<S: Shape, T: Tape<f32, Dev>>(x: Tensor<S, f32, Dev, T>) -> Tensor<S,
     let x = x.reshape_like(&shape);
     let (inp, mut tape) = x.split_tape();
     let values = inp.as_vec();
-    let out = inp
-        .device()
-        .tensor_from_vec(values.iter().map(|&v| forward(v)).collect(), shape);
+    let activated: Vec<f32> = values.iter().map(|&v| forward(v)).collect();
+    let out = crate::device::tensor_from_slice(inp.device(), &activated, shape);
     let out_key = out.clone();
     tape.add_backward_op(move |grads| {
         let grad_out = grads.get_or_alloc_mut(&out_key)?.to_vec();

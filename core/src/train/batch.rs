@@ -3,7 +3,7 @@
 
 use crate::config::AugmentSection;
 use crate::data::Dataset;
-use crate::device::{Act, Dev, Rows};
+use crate::device::{tensor_from_slice, Act, Dev, Rows};
 use crate::model::VitConfig;
 use dfdx::prelude::*;
 use rand::Rng;
@@ -179,8 +179,8 @@ impl BatchMaker<'_> {
         let patches = patchify(&images, (n, c, h, w), self.vit.patch_size);
         let (np, pd) = (self.vit.num_patches(), self.vit.patch_dim());
         Batch {
-            patches: self.dev.tensor_from_vec(patches, (n, np, pd)),
-            targets: self.dev.tensor_from_vec(targets, (n, self.vit.num_classes)),
+            patches: tensor_from_slice(self.dev, &patches, (n, np, pd)),
+            targets: tensor_from_slice(self.dev, &targets, (n, self.vit.num_classes)),
             labels,
         }
     }
