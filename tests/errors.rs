@@ -156,10 +156,9 @@ fn checkpoint_that_does_not_fit_is_refused_and_stages_order_is_enforced() {
 #[test]
 fn nan_loss_stops_the_stage_without_marking_it_finished() {
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = write_config(
-        tmp.path(),
-        &TINY.replace("base_lr = 0.016", "base_lr = 1e30\nclip_grad = 1e30"),
-    );
+    let diverging = TINY.replace("[optim]\n", "[optim]\nbase_lr = 1e30\nclip_grad = 1e30\n");
+    assert_ne!(diverging, TINY);
+    let cfg = write_config(tmp.path(), &diverging);
     let run = tmp.path().join("run");
     let out = incubator(&["meta", "-c", &cfg, "-d", run.to_str().unwrap()]);
     assert!(!out.status.success());

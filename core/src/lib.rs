@@ -13,6 +13,9 @@ pub mod ops;
 pub mod telemetry;
 
 pub use incubator_events as events;
+// Plugins build on the engine's own copies (one dfdx in the process: see plugin/loader.rs).
+pub use anyhow;
+pub use dfdx;
 pub mod checkpoint;
 pub mod config;
 pub mod plugin;

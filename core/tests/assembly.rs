@@ -38,39 +38,47 @@ fn patches(dev: &Dev, c: &VitConfig) -> Tensor<(usize, usize, usize), f32, Dev> 
 }
 
 fn target(dev: &Dev, seed: u64) -> Network {
+    Network::from_parts(modules(dev, seed))
+}
+
+fn modules(dev: &Dev, seed: u64) -> Vec<Module> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    Network::new(&mut Init { dev, rng: &mut rng }, &cfg(), &[2, 1, 3])
+    let mut init = Init { dev, rng: &mut rng };
+    [2, 1, 3]
+        .iter()
+        .enumerate()
+        .map(|(i, &d)| Module::new(&mut init, &cfg(), i, 3, d))
+        .collect()
 }
 
 #[test]
 fn assembled_model_equals_modules_run_in_sequence() {
     let dev = new_device(0);
     let c = cfg();
-    let net = target(&dev, 1);
+    let parts = modules(&dev, 1);
+    assert!(parts[0].stem.is_some() && parts[1].stem.is_none());
+    assert!(parts[2].head.is_some() && parts[0].head.is_none());
     let x = patches(&dev, &c);
-    let whole = net.forward(x.clone(), 0.0, &mut Mode::eval()).as_vec();
-
-    let mut h = x;
-    for m in &net.modules {
+    let mut h = x.clone();
+    for m in &parts {
         h = m.forward(h, &vec![0.0; m.blocks.len()], &mut Mode::eval());
     }
-    let seq = net.modules[2].head.as_ref().unwrap().forward(h).as_vec();
+    let seq = h.as_vec();
+
+    let net = Network::from_parts(parts);
+    let whole = net.forward(x, 0.0, &mut Mode::eval()).as_vec();
     assert_eq!(whole, seq, "bit-identical logits");
     assert_eq!(net.depths(), vec![2, 1, 3]);
-    assert!(net.modules[0].stem.is_some() && net.modules[1].stem.is_none());
-    assert!(net.modules[2].head.is_some() && net.modules[0].head.is_none());
 }
 
 #[test]
 fn modules_saved_separately_and_stacked_give_identical_logits() {
     let dev = new_device(0);
     let c = cfg();
-    let net = target(&dev, 2);
+    let parts = modules(&dev, 2);
     let x = patches(&dev, &c);
-    let want = net.forward(x.clone(), 0.0, &mut Mode::eval()).as_vec();
-
     let dir = tempfile::tempdir().unwrap();
-    for (i, m) in net.modules.iter().enumerate() {
+    for (i, m) in parts.iter().enumerate() {
         // module-local names: a module's first block is blocks.0 wherever it sits
         let names: Vec<String> = m.named_params().into_iter().map(|(n, _)| n).collect();
         assert!(names.iter().any(|n| n.starts_with("blocks.0.")));
@@ -81,6 +89,9 @@ fn modules_saved_separately_and_stacked_give_identical_logits() {
         )
         .unwrap();
     }
+    let want = Network::from_parts(parts)
+        .forward(x.clone(), 0.0, &mut Mode::eval())
+        .as_vec();
     // fresh modules with other random weights, then loaded
     let mut rng = ChaCha8Rng::seed_from_u64(99);
     let mut init = Init {
@@ -99,7 +110,7 @@ fn modules_saved_separately_and_stacked_give_identical_logits() {
             m
         })
         .collect();
-    let stacked = Network { modules };
+    let stacked = Network::from_parts(modules);
     assert_eq!(
         stacked.forward(x.clone(), 0.0, &mut Mode::eval()).as_vec(),
         want
@@ -139,7 +150,7 @@ fn checkpoint_of_another_shape_is_refused_with_names() {
     )
     .unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let mut wider = Network::new(
+    let mut wider = Network::vit(
         &mut Init {
             dev: &dev,
             rng: &mut rng,
@@ -159,7 +170,7 @@ fn checkpoint_of_another_shape_is_refused_with_names() {
         e.contains("stem.cls_token has shape [16] in the file but [32] in the model"),
         "{e}"
     );
-    let mut deeper = Network::new(
+    let mut deeper = Network::vit(
         &mut Init {
             dev: &dev,
             rng: &mut rng,
@@ -210,7 +221,7 @@ fn incubation_changes_only_the_target_module() {
     run.optim.base_lr = 0.05;
     for target in [0, 1, 2] {
         let mut rng = ChaCha8Rng::seed_from_u64(10);
-        let mut hybrid = Network::new(
+        let mut hybrid = Network::vit(
             &mut Init {
                 dev: &dev,
                 rng: &mut rng,
@@ -218,7 +229,7 @@ fn incubation_changes_only_the_target_module() {
             &c,
             &[1, 1, 1],
         );
-        hybrid.modules[target] = Module::new(
+        hybrid.parts[target] = Box::new(Module::new(
             &mut Init {
                 dev: &dev,
                 rng: &mut rng,
@@ -227,14 +238,16 @@ fn incubation_changes_only_the_target_module() {
             target,
             3,
             2,
-        );
+        ));
         let before: Vec<(String, Vec<f32>)> = hybrid
             .named_params()
             .into_iter()
             .map(|(n, p)| (n, p.to_vec()))
             .collect();
-        let trainable: std::collections::BTreeSet<String> =
-            hybrid.module_param_names(target).into_iter().collect();
+        let trainable: std::collections::BTreeSet<String> = hybrid
+            .param_names_of(target..target + 1)
+            .into_iter()
+            .collect();
         let loss =
             |logits, batch: &train::batch::Batch| soft_cross_entropy(logits, batch.targets.clone());
         let job = TrainJob {

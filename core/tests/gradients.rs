@@ -12,8 +12,6 @@ use incubator_core::model::{HasParams, Init, Mode, Network, ParamMut, ParamRef, 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-type Traced<S> = Tensor<S, f32, Dev, OwnedTape<f32, Dev>>;
-
 fn cfg() -> VitConfig {
     VitConfig {
         image_size: 8,
@@ -344,7 +342,7 @@ fn whole_network_cross_entropy_gradients() {
     let dev = new_device(0);
     let c = cfg();
     let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let mut net = Network::new(
+    let mut net = Network::vit(
         &mut Init {
             dev: &dev,
             rng: &mut rng,

@@ -2,7 +2,7 @@
 //! gradient tests only prove gradients consistent with whatever the forward computes).
 
 use dfdx::prelude::*;
-use incubator_core::device::{new_device, Dev};
+use incubator_core::device::new_device;
 use incubator_core::model::attention::Attention;
 use incubator_core::model::layers::Linear;
 use incubator_core::model::Init;

@@ -114,7 +114,7 @@ fn measure(a: &BenchArgs, preset: &str) -> anyhow::Result<Figures> {
     let dev = new_device(0);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
     let depths = vec![vit.depth];
-    let mut net = Network::new(
+    let mut net = Network::vit(
         &mut Init {
             dev: &dev,
             rng: &mut rng,
@@ -144,7 +144,7 @@ fn measure(a: &BenchArgs, preset: &str) -> anyhow::Result<Figures> {
     }
     let secs = t.elapsed().as_secs_f64();
     let samples_per_sec = (a.steps * a.batch) as f64 / secs;
-    let gflop = flops::train_flops_per_sample(&vit, &depths, 0) / 1e9;
+    let gflop = flops::train_flops_per_sample(&net, &patches, 0) / 1e9;
     Ok(Figures {
         preset: preset.into(),
         samples_per_sec,

@@ -8,6 +8,6 @@ use incubator_core::plugin::Registry;
 /// The registry with every built-in plugin.
 pub fn registry() -> Registry {
     let mut r = Registry::default();
-    incubator_deep_incubation::register(&mut r);
+    incubator_deep_incubation::register(&mut r, incubator_core::plugin::Origin::BuiltIn);
     r
 }

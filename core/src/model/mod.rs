@@ -9,6 +9,7 @@ pub mod init;
 pub mod layers;
 pub mod network;
 pub mod params;
+pub mod part;
 pub mod stem;
 
 pub use block::Mode;
@@ -16,3 +17,4 @@ pub use config::VitConfig;
 pub use init::Init;
 pub use network::{Module, Network};
 pub use params::{HasParams, ParamMut, ParamRef};
+pub use part::{Layer, Named, Part, Traced};

@@ -1,11 +1,12 @@
-//! Modules and the networks stacked from them: the target ViT, the meta model and the hybrids
-//! of incubation are all a `Network` of K `Module`s.
+//! ViT modules and the networks built from parts: the target ViT, the meta model and the
+//! hybrids of incubation are all a `Network`; with the paper's plugins, one of K `Module`s.
 
 use super::block::{Block, Mode};
 use super::config::VitConfig;
 use super::head::Head;
 use super::init::Init;
 use super::params::{HasParams, ParamMut, ParamRef};
+use super::part::{Layer, Part, Traced};
 use super::stem::Stem;
 use crate::device::{Act, Dev, Rows};
 use dfdx::prelude::*;
@@ -35,8 +36,9 @@ impl Module {
         }
     }
 
-    /// Stem (if owned) and blocks on `x`, block `j` with drop-path rate `rates[j]`; patches in,
-    /// tokens out for module 0, tokens in and out for the others. The head is not applied.
+    /// Stem (if owned), blocks, and head (if owned) on `x`, block `j` with drop-path rate
+    /// `rates[j]`. Patches in for module 0; logits out of the last module, as one token
+    /// `(batch, 1, classes)`; tokens in and out otherwise.
     pub fn forward<T: Tape<f32, Dev>>(
         &self,
         mut x: Act<T>,
@@ -49,7 +51,14 @@ impl Module {
         for (b, &rate) in self.blocks.iter().zip(rates) {
             x = b.forward(x, rate, mode);
         }
-        x
+        match &self.head {
+            Some(head) => {
+                let logits = head.forward(x);
+                let (b, c) = *logits.shape();
+                logits.reshape_like(&(b, 1, c))
+            }
+            None => x,
+        }
     }
 
     /// Parameters with the block indices shifted by `offset` (global names in a network).
@@ -78,6 +87,50 @@ impl Module {
     }
 }
 
+impl Layer for Module {
+    fn forward<T: Tape<f32, Dev>>(&self, x: Act<T>, rates: &[f64], mode: &mut Mode) -> Act<T> {
+        Module::forward(self, x, rates, mode)
+    }
+
+    fn depth(&self) -> usize {
+        self.blocks.len()
+    }
+
+    /// The usual ViT count: stem and every matrix product of the blocks (attention scores
+    /// included) on all tokens; the head only on the class token.
+    fn flops(&self, tokens: usize, _width: usize) -> f64 {
+        let mut f = 0.0;
+        let mut t = tokens;
+        if let Some(stem) = &self.stem {
+            let (d, p) = *stem.patch_embed.weight.shape();
+            f += 2.0 * (t * p * d) as f64;
+            t += 1;
+        }
+        for b in &self.blocks {
+            let weights: usize = b
+                .named_params()
+                .iter()
+                .filter(|(_, p)| p.shape().len() == 2)
+                .map(|(_, p)| p.numel())
+                .sum();
+            f += 2.0 * (t * weights) as f64 + 4.0 * (t * t * b.width()) as f64;
+        }
+        if let Some(head) = &self.head {
+            let (c, d) = *head.head.weight.shape();
+            f += 2.0 * (c * d) as f64;
+        }
+        f
+    }
+
+    fn params_at<'a>(&'a self, offset: usize, out: &mut Vec<(String, ParamRef<'a>)>) {
+        Module::params_at(self, offset, out)
+    }
+
+    fn params_mut_at<'a>(&'a mut self, offset: usize, out: &mut Vec<(String, ParamMut<'a>)>) {
+        Module::params_mut_at(self, offset, out)
+    }
+}
+
 impl HasParams for Module {
     fn params<'a>(&'a self, prefix: &str, out: &mut Vec<(String, ParamRef<'a>)>) {
         let mut local = Vec::new();
@@ -91,28 +144,29 @@ impl HasParams for Module {
     }
 }
 
-/// K modules run in sequence. Parameter names are global (`blocks.{i}` counts across modules),
-/// so a stacked target and an end-to-end model have identical names.
+/// Parts run in sequence: patches in, logits out. Parameter names are global (`blocks.{j}`
+/// counts the blocks of all parts before), so a stacked target and an end-to-end model have
+/// identical names.
 pub struct Network {
-    pub modules: Vec<Module>,
+    pub parts: Vec<Box<dyn Part>>,
 }
 
 impl HasParams for Network {
     fn params<'a>(&'a self, prefix: &str, out: &mut Vec<(String, ParamRef<'a>)>) {
         let mut offset = 0;
         let mut local = Vec::new();
-        for m in &self.modules {
-            m.params_at(offset, &mut local);
-            offset += m.blocks.len();
+        for p in &self.parts {
+            p.params_at(offset, &mut local);
+            offset += p.depth();
         }
         out.extend(local.into_iter().map(|(n, p)| (format!("{prefix}{n}"), p)));
     }
     fn params_mut<'a>(&'a mut self, prefix: &str, out: &mut Vec<(String, ParamMut<'a>)>) {
         let mut offset = 0;
         let mut local = Vec::new();
-        for m in &mut self.modules {
-            let depth = m.blocks.len();
-            m.params_mut_at(offset, &mut local);
+        for p in &mut self.parts {
+            let depth = p.depth();
+            p.params_mut_at(offset, &mut local);
             offset += depth;
         }
         out.extend(local.into_iter().map(|(n, p)| (format!("{prefix}{n}"), p)));
@@ -120,32 +174,53 @@ impl HasParams for Network {
 }
 
 impl Network {
-    /// A randomly initialised network with `depths[i]` blocks in module i.
-    pub fn new(init: &mut Init, cfg: &VitConfig, depths: &[usize]) -> Network {
+    /// A randomly initialised ViT cut into modules of `depths[i]` blocks.
+    pub fn vit(init: &mut Init, cfg: &VitConfig, depths: &[usize]) -> Network {
         let k = depths.len();
-        Network {
-            modules: depths
+        Network::from_parts(
+            depths
                 .iter()
                 .enumerate()
                 .map(|(i, &d)| Module::new(init, cfg, i, k, d))
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    /// A network of layers of one type (e.g. the K modules of a ViT).
+    pub fn from_parts<L: Layer>(parts: Vec<L>) -> Network {
+        Network {
+            parts: parts
+                .into_iter()
+                .map(|p| Box::new(p) as Box<dyn Part>)
                 .collect(),
         }
     }
 
     pub fn depth(&self) -> usize {
-        self.modules.iter().map(|m| m.blocks.len()).sum()
+        self.parts.iter().map(|p| p.depth()).sum()
     }
 
+    /// Blocks per part.
     pub fn depths(&self) -> Vec<usize> {
-        self.modules.iter().map(|m| m.blocks.len()).collect()
+        self.parts.iter().map(|p| p.depth()).collect()
     }
 
-    /// Names of the parameters of module `i`, in this network's global naming.
-    pub fn module_param_names(&self, i: usize) -> Vec<String> {
-        let offset: usize = self.modules[..i].iter().map(|m| m.blocks.len()).sum();
+    /// Names of the parameters of `parts`, in this network's global naming.
+    pub fn param_names_of(&self, parts: std::ops::Range<usize>) -> Vec<String> {
+        let mut offset: usize = self.parts[..parts.start].iter().map(|p| p.depth()).sum();
         let mut out = Vec::new();
-        self.modules[i].params_at(offset, &mut out);
+        for p in &self.parts[parts] {
+            p.params_at(offset, &mut out);
+            offset += p.depth();
+        }
         out.into_iter().map(|(n, _)| n).collect()
+    }
+
+    /// Takes `parts` out of the network, as a network of their own (local names).
+    pub fn split_off(&mut self, parts: std::ops::Range<usize>) -> Network {
+        Network {
+            parts: self.parts.drain(parts).collect(),
+        }
     }
 
     /// Drop-path rate of every block: block `j` of the whole network gets
@@ -163,44 +238,42 @@ impl Network {
             .collect()
     }
 
-    fn run_modules<T: Tape<f32, Dev>>(
+    /// Runs `range` of the parts with tape `T`, through `step` (one per tape type).
+    fn run<T: Tape<f32, Dev>>(
         &self,
         mut x: Act<T>,
         range: std::ops::Range<usize>,
         drop_path: f64,
         mode: &mut Mode,
+        step: impl Fn(&dyn Part, Act<T>, &[f64], &mut Mode) -> Act<T>,
     ) -> Act<T> {
         let rates = self.drop_path_rates(drop_path);
-        let mut j: usize = self.modules[..range.start]
-            .iter()
-            .map(|m| m.blocks.len())
-            .sum();
-        for m in &self.modules[range] {
-            x = m.forward(x, &rates[j..j + m.blocks.len()], mode);
-            j += m.blocks.len();
+        let mut j: usize = self.parts[..range.start].iter().map(|p| p.depth()).sum();
+        for p in &self.parts[range] {
+            x = step(p.as_ref(), x, &rates[j..j + p.depth()], mode);
+            j += p.depth();
         }
         x
     }
 
-    fn head(&self) -> &Head {
-        self.modules
-            .last()
-            .and_then(|m| m.head.as_ref())
-            .expect("the last module owns the head")
-    }
-
-    /// Forward pass with whatever tape the input carries.
-    pub fn forward<T: Tape<f32, Dev>>(
+    /// Forward pass without gradients (evaluation, teachers, frozen prefixes).
+    pub fn forward(
         &self,
-        patches: Act<T>,
+        patches: Act<NoneTape>,
         drop_path: f64,
         mode: &mut Mode,
-    ) -> Rows<T> {
-        let x = self.run_modules(patches, 0..self.modules.len(), drop_path, mode);
-        self.head().forward(x)
+    ) -> Rows<NoneTape> {
+        let x = self.run(
+            patches,
+            0..self.parts.len(),
+            drop_path,
+            mode,
+            |p, x, r, m| p.forward_plain(x, r, m),
+        );
+        logits(x)
     }
 
-    /// Forward pass that records gradients only from module `first` on: earlier modules are
+    /// Forward pass that records gradients only from part `first` on: earlier parts are
     /// frozen and nothing before them needs a gradient, so they run untraced.
     pub fn forward_traced_from(
         &self,
@@ -208,9 +281,41 @@ impl Network {
         first: usize,
         drop_path: f64,
         mode: &mut Mode,
-    ) -> Rows<OwnedTape<f32, Dev>> {
-        let x = self.run_modules(patches, 0..first, drop_path, mode);
-        let x = self.run_modules(x.leaky_traced(), first..self.modules.len(), drop_path, mode);
-        self.head().forward(x)
+    ) -> Rows<Traced> {
+        let x = self.run(patches, 0..first, drop_path, mode, |p, x, r, m| {
+            p.forward_plain(x, r, m)
+        });
+        let x = self.run(
+            x.leaky_traced(),
+            first..self.parts.len(),
+            drop_path,
+            mode,
+            |p, x, r, m| p.forward_traced(x, r, m),
+        );
+        logits(x)
     }
+
+    /// Forward FLOPs per sample of each part, for inputs shaped like `patches` (one sample
+    /// is run to learn every part's input shape).
+    pub fn flops_per_part(&self, patches: &Act<NoneTape>) -> Vec<f64> {
+        let (_, n, p) = *patches.shape();
+        let mut x: Act<NoneTape> = patches.device().zeros_like(&(1, n, p));
+        let mut out = Vec::with_capacity(self.parts.len());
+        for part in &self.parts {
+            let (_, t, w) = *x.shape();
+            out.push(part.flops(t, w));
+            x = part.forward_plain(x, &vec![0.0; part.depth()], &mut Mode::eval());
+        }
+        out
+    }
+}
+
+/// The last part's single output token as logits `(batch, classes)`.
+fn logits<T: Tape<f32, Dev>>(x: Act<T>) -> Rows<T> {
+    let (b, t, c) = *x.shape();
+    assert_eq!(
+        t, 1,
+        "the last part of a network must output one token of class logits, (batch, 1, classes); it gave {t} tokens"
+    );
+    x.reshape_like(&(b, c))
 }

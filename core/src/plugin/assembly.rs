@@ -1,18 +1,19 @@
 //! Assembly rules: how trained modules become the target model that is fine-tuned.
 
-use super::{PluginContext, PluginError};
-use crate::model::{Module, Network};
+use super::PluginContext;
+use crate::model::Network;
 
 pub trait AssemblyRule: Send + Sync {
     /// The name configs select it by (`plugins.assembly`).
     fn name(&self) -> &str;
 
-    /// The target built from the incubated `modules` (in module order); the meta model is
-    /// offered for rules that reuse parts of it.
+    /// The model to fine-tune, from the K incubated units (in module order, each as the
+    /// strategy's `init_unit` made it); the trained meta model is offered for rules that reuse
+    /// parts of it.
     fn assemble(
         &self,
         ctx: &PluginContext,
-        modules: Vec<Module>,
+        units: Vec<Network>,
         meta: Network,
-    ) -> Result<Network, PluginError>;
+    ) -> anyhow::Result<Network>;
 }

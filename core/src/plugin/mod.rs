@@ -11,21 +11,17 @@ pub mod strategy;
 pub use assembly::AssemblyRule;
 pub use meta_design::MetaDesign;
 pub use registry::{Origin, Registry};
-pub use strategy::{Hybrid, IncubationStrategy};
+pub use strategy::{task_loss, Hybrid, HybridInputs, IncubationStrategy, LossFn};
 
+use crate::config::RunConfig;
+use crate::device::Dev;
 use crate::model::VitConfig;
 use crate::split::Split;
 
-/// What every plugin call may look at: the target's shape and its split.
+/// What every plugin call may look at: the target's shape, its split and the whole config.
 pub struct PluginContext<'a> {
     pub vit: &'a VitConfig,
     pub split: &'a Split,
-}
-
-/// A plugin refused the job, with its reason.
-#[derive(Debug, thiserror::Error)]
-#[error("plugin {plugin}: {message}")]
-pub struct PluginError {
-    pub plugin: String,
-    pub message: String,
+    pub cfg: &'a RunConfig,
+    pub dev: &'a Dev,
 }

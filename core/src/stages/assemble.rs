@@ -44,19 +44,22 @@ pub fn assemble(engine: &Engine) -> anyhow::Result<Network> {
             cmds.join(", ")
         );
     }
-    let modules = (0..k)
+    let units = (0..k)
         .map(|i| incubate::load(engine, i))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let rule = engine
         .registry
         .assembly(&engine.cfg.plugins.assembly)
         .map_err(anyhow::Error::msg)?;
-    let net = rule.assemble(&engine.plugin_ctx(), modules, meta::load(engine)?)?;
-    if net.depths() != engine.split.divided_depths {
+    let net = rule
+        .assemble(&engine.plugin_ctx(), units, meta::load(engine)?)
+        .map_err(|e| e.context(format!("assembly rule {:?}", rule.name())))?;
+    // Glue such as stitches has no blocks; the blocks must be the split's.
+    let depths: Vec<usize> = net.depths().into_iter().filter(|&d| d > 0).collect();
+    if depths != engine.split.divided_depths {
         anyhow::bail!(
-            "assembly rule {} built depths {:?}, the split asks for {:?}",
-            engine.cfg.plugins.assembly,
-            net.depths(),
+            "assembly rule {:?} built a model with blocks {depths:?}, the split asks for {:?}",
+            rule.name(),
             engine.split.divided_depths
         );
     }

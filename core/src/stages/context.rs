@@ -80,6 +80,8 @@ impl Engine {
         PluginContext {
             vit: &self.vit,
             split: &self.split,
+            cfg: &self.cfg,
+            dev: &self.dev,
         }
     }
 

@@ -15,7 +15,7 @@ pub fn model_path(engine: &Engine) -> PathBuf {
 pub fn run(engine: &Engine) -> anyhow::Result<StageSummary> {
     engine.stage(StageId::E2E, |log| {
         let mut rng = engine.init_rng("e2e");
-        let mut net = Network::new(
+        let mut net = Network::vit(
             &mut engine.init(&mut rng),
             &engine.vit,
             &engine.split.divided_depths,

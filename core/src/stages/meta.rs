@@ -22,7 +22,9 @@ fn build(engine: &Engine) -> anyhow::Result<Network> {
         .meta_design(&engine.cfg.plugins.meta_design)
         .map_err(anyhow::Error::msg)?;
     let mut rng = engine.init_rng("meta");
-    Ok(design.build(&engine.plugin_ctx(), &mut engine.init(&mut rng))?)
+    design
+        .build(&engine.plugin_ctx(), &mut engine.init(&mut rng))
+        .map_err(|e| e.context(format!("meta design {:?}", design.name())))
 }
 
 /// The trained meta model, as later stages use it.
@@ -46,14 +48,6 @@ pub fn load(engine: &Engine) -> anyhow::Result<Network> {
 pub fn run(engine: &Engine) -> anyhow::Result<StageSummary> {
     engine.stage(StageId::META, |log| {
         let mut net = build(engine)?;
-        if net.modules.len() != engine.split.k() {
-            anyhow::bail!(
-                "meta design {} built {} modules for a split into {}",
-                engine.cfg.plugins.meta_design,
-                net.modules.len(),
-                engine.split.k()
-            );
-        }
         let outcome = engine.train_all(StageId::META, engine.cfg.meta, &mut net, log)?;
         let meta = BTreeMap::from([("depths".to_string(), format!("{:?}", net.depths()))]);
         checkpoint::save(&model_path(engine), &checkpoint::params_of(&net), &meta)?;

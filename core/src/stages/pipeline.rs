@@ -7,8 +7,7 @@
 //! any number.
 
 use super::{assemble, e2e, incubate, meta, report, Engine};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 
 pub fn run(engine: &Engine, jobs: usize) -> anyhow::Result<report::Report> {
     let jobs = jobs.max(1);
@@ -25,16 +24,19 @@ pub fn run(engine: &Engine, jobs: usize) -> anyhow::Result<report::Report> {
             } else {
                 jobs
             };
-            let next = AtomicUsize::new(0);
+            let deps = (0..engine.split.k())
+                .map(|i| incubate::dependencies(engine, i))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let queue = IncubationQueue::new(deps);
             std::thread::scope(|inner| {
                 for _ in 0..workers.min(engine.split.k()) {
-                    inner.spawn(|| loop {
-                        let i = next.fetch_add(1, Ordering::SeqCst);
-                        if i >= engine.split.k() {
-                            break;
-                        }
-                        if let Err(e) = incubate::run(engine, i) {
-                            fail(e);
+                    inner.spawn(|| {
+                        while let Some(i) = queue.next() {
+                            let result = incubate::run(engine, i);
+                            queue.done(i, result.is_ok());
+                            if let Err(e) = result {
+                                fail(e);
+                            }
                         }
                     });
                 }
@@ -71,4 +73,65 @@ pub fn run(engine: &Engine, jobs: usize) -> anyhow::Result<report::Report> {
     let report = report::Report::from_run(&engine.run, engine.split.k())?;
     report.write(&engine.run)?;
     Ok(report)
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Status {
+    Waiting,
+    Running,
+    Done,
+    Failed,
+}
+
+/// Incubations in module order, each handed out once the modules it depends on are done (a
+/// sequential strategy makes a chain; the reference's modules are all independent). A module
+/// whose dependency failed is never started.
+struct IncubationQueue {
+    deps: Vec<Vec<usize>>,
+    status: Mutex<Vec<Status>>,
+    changed: Condvar,
+}
+
+impl IncubationQueue {
+    fn new(deps: Vec<Vec<usize>>) -> IncubationQueue {
+        let status = Mutex::new(vec![Status::Waiting; deps.len()]);
+        IncubationQueue {
+            deps,
+            status,
+            changed: Condvar::new(),
+        }
+    }
+
+    /// The next module to incubate; `None` when nothing is left that can run.
+    fn next(&self) -> Option<usize> {
+        let mut status = self.status.lock().expect("no panics while holding it");
+        loop {
+            for i in 0..status.len() {
+                if status[i] != Status::Waiting {
+                    continue;
+                }
+                let dep = |s: Status| self.deps[i].iter().any(|&j| status[j] == s);
+                if dep(Status::Failed) {
+                    status[i] = Status::Failed;
+                    self.changed.notify_all();
+                } else if self.deps[i].iter().all(|&j| status[j] == Status::Done) {
+                    status[i] = Status::Running;
+                    return Some(i);
+                }
+            }
+            if !status.contains(&Status::Running) {
+                return None; // the rest waits on failed modules (or on a cycle)
+            }
+            status = self
+                .changed
+                .wait(status)
+                .expect("no panics while holding it");
+        }
+    }
+
+    fn done(&self, i: usize, ok: bool) {
+        let mut status = self.status.lock().expect("no panics while holding it");
+        status[i] = if ok { Status::Done } else { Status::Failed };
+        self.changed.notify_all();
+    }
 }

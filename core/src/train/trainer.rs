@@ -120,8 +120,10 @@ pub fn train(
         total_steps: job.recipe.epochs as u64 * steps_per_epoch,
     };
     let mut opt = AdamW::new(job.trainable.clone(), o.betas, o.eps, o.weight_decay);
-    let depths = net.depths();
-    let gflop_per_sample = flops::train_flops_per_sample(job.vit, &depths, job.first_traced) / 1e9;
+    let probe = batch_maker(dev, job.cfg, job.vit)
+        .eval(train_set, &[0])
+        .patches;
+    let gflop_per_sample = flops::train_flops_per_sample(net, &probe, job.first_traced) / 1e9;
 
     // Resume from the last finished epoch, if this stage was interrupted.
     let mut start_epoch = 0;

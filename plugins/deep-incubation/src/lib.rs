@@ -4,12 +4,11 @@
 //! - incubation: target module i, randomly initialised, replaces meta module i; task loss only;
 //! - assembly: the incubated modules stacked in order, nothing added.
 
+use incubator_core::anyhow::{self, bail};
 use incubator_core::model::{Init, Module, Network};
 use incubator_core::plugin::{
-    AssemblyRule, Hybrid, IncubationStrategy, MetaDesign, Origin, PluginContext, PluginError,
-    Registry,
+    task_loss, AssemblyRule, Hybrid, HybridInputs, IncubationStrategy, MetaDesign, PluginContext,
 };
-use std::sync::Arc;
 
 pub const NAME: &str = "deep-incubation";
 
@@ -20,8 +19,8 @@ impl MetaDesign for OneBlockMeta {
         NAME
     }
 
-    fn build(&self, ctx: &PluginContext, init: &mut Init) -> Result<Network, PluginError> {
-        Ok(Network::new(init, ctx.vit, &vec![1; ctx.split.k()]))
+    fn build(&self, ctx: &PluginContext, init: &mut Init) -> anyhow::Result<Network> {
+        Ok(Network::vit(init, ctx.vit, &vec![1; ctx.split.k()]))
     }
 }
 
@@ -32,36 +31,26 @@ impl IncubationStrategy for ModuleIncubation {
         NAME
     }
 
-    fn init_target(
-        &self,
-        ctx: &PluginContext,
-        i: usize,
-        init: &mut Init,
-    ) -> Result<Module, PluginError> {
+    fn init_unit(&self, ctx: &PluginContext, i: usize, init: &mut Init) -> anyhow::Result<Network> {
         let depths = &ctx.split.divided_depths;
-        Ok(Module::new(init, ctx.vit, i, depths.len(), depths[i]))
+        let module = Module::new(init, ctx.vit, i, depths.len(), depths[i]);
+        Ok(Network::from_parts(vec![module]))
     }
 
-    fn hybrid(
-        &self,
-        _ctx: &PluginContext,
-        mut meta: Network,
-        target: Module,
-        i: usize,
-    ) -> Result<Hybrid, PluginError> {
-        if i >= meta.modules.len() {
-            return Err(PluginError {
-                plugin: NAME.into(),
-                message: format!(
-                    "module {i} does not exist in a meta model of {} modules",
-                    meta.modules.len()
-                ),
-            });
+    fn hybrid(&self, ctx: &PluginContext, inputs: HybridInputs) -> anyhow::Result<Hybrid> {
+        let (i, mut net) = (inputs.module, inputs.meta);
+        if net.parts.len() != ctx.split.k() {
+            bail!(
+                "needs a meta model with one part per module ({}), got {} parts; use meta_design = \"{NAME}\"",
+                ctx.split.k(),
+                net.parts.len()
+            );
         }
-        meta.modules[i] = target;
+        net.parts[i] = inputs.unit.parts.into_iter().next().expect("one module");
         Ok(Hybrid {
-            net: meta,
-            target: i,
+            net,
+            trained: i..i + 1,
+            loss: task_loss(),
         })
     }
 }
@@ -76,17 +65,26 @@ impl AssemblyRule for Stacking {
     fn assemble(
         &self,
         _ctx: &PluginContext,
-        modules: Vec<Module>,
+        units: Vec<Network>,
         _meta: Network,
-    ) -> Result<Network, PluginError> {
-        Ok(Network { modules })
+    ) -> anyhow::Result<Network> {
+        Ok(Network {
+            parts: units.into_iter().flat_map(|u| u.parts).collect(),
+        })
     }
 }
 
-/// Registers the three reference plugins as built-ins.
-pub fn register(registry: &mut Registry) {
+/// Registers the three reference plugins.
+pub fn register(
+    registry: &mut incubator_core::plugin::Registry,
+    origin: incubator_core::plugin::Origin,
+) {
     let version = env!("CARGO_PKG_VERSION");
-    registry.add_meta_design(Arc::new(OneBlockMeta), Origin::BuiltIn, version);
-    registry.add_strategy(Arc::new(ModuleIncubation), Origin::BuiltIn, version);
-    registry.add_assembly(Arc::new(Stacking), Origin::BuiltIn, version);
+    registry.add_meta_design(std::sync::Arc::new(OneBlockMeta), origin.clone(), version);
+    registry.add_strategy(
+        std::sync::Arc::new(ModuleIncubation),
+        origin.clone(),
+        version,
+    );
+    registry.add_assembly(std::sync::Arc::new(Stacking), origin, version);
 }
