@@ -37,6 +37,10 @@ pub struct StageArgs {
     /// No progress bars (per-epoch lines are still printed).
     #[arg(long)]
     pub no_progress: bool,
+    /// A plugin library (or a directory of them) to load besides the config's
+    /// `plugins.libraries`; repeatable. Every process of a run must be given the same ones.
+    #[arg(long = "plugin", value_name = "PATH")]
+    pub plugins: Vec<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -99,8 +103,16 @@ enum DataCommand {
 
 #[derive(Subcommand)]
 enum PluginsCommand {
-    /// Every registered plugin with its kind, origin and version.
-    List,
+    /// Every registered plugin with its kind, origin and version: the built-ins, and the
+    /// libraries of a config and of --plugin.
+    List {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[arg(long = "plugin", value_name = "PATH")]
+        plugins: Vec<PathBuf>,
+    },
+    /// Loads one plugin library and reports whether it fits this engine, and what it registers.
+    Check { file: PathBuf },
 }
 
 fn main() -> ExitCode {
@@ -120,8 +132,11 @@ fn main() -> ExitCode {
             command: DataCommand::Fetch { name, cache_dir },
         } => commands::data::fetch(&name, cache_dir),
         Command::Plugins {
-            command: PluginsCommand::List,
-        } => commands::plugins::list(),
+            command: PluginsCommand::List { config, plugins },
+        } => commands::plugins::list(config.as_deref(), &plugins),
+        Command::Plugins {
+            command: PluginsCommand::Check { file },
+        } => commands::plugins::check(&file),
         Command::Bench(a) => commands::bench::run(&a),
     };
     match result {

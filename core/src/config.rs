@@ -122,6 +122,13 @@ pub struct PluginSection {
     pub meta_design: String,
     pub strategy: String,
     pub assembly: String,
+    /// Plugin libraries (files or directories of them) to load, besides the built-ins.
+    /// Relative paths are relative to the config file; the run directory stores them absolute.
+    pub libraries: Vec<PathBuf>,
+    /// Register the built-in plugins (`deep-incubation`). Off: only the libraries' plugins.
+    pub builtins: bool,
+    /// Settings for plugins, which read them by name (e.g. `alpha` for m2mKD).
+    pub options: toml::Table,
 }
 
 impl Default for RunConfig {
@@ -233,6 +240,9 @@ impl Default for PluginSection {
             meta_design: "deep-incubation".into(),
             strategy: "deep-incubation".into(),
             assembly: "deep-incubation".into(),
+            libraries: Vec::new(),
+            builtins: true,
+            options: toml::Table::new(),
         }
     }
 }
@@ -282,7 +292,17 @@ impl RunConfig {
             path: path.into(),
             source,
         })?;
-        RunConfig::from_toml(&text, &path.display().to_string())
+        let mut cfg = RunConfig::from_toml(&text, &path.display().to_string())?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for lib in &mut cfg.plugins.libraries {
+            if lib.is_relative() {
+                *lib = base.join(&*lib);
+            }
+            if let Ok(abs) = std::fs::canonicalize(&*lib) {
+                *lib = abs;
+            }
+        }
+        Ok(cfg)
     }
 
     pub fn to_toml(&self) -> String {

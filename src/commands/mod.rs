@@ -3,11 +3,18 @@ pub mod data;
 pub mod plugins;
 pub mod stage;
 
-use incubator_core::plugin::Registry;
+use incubator_core::plugin::Registrar;
+use incubator_core::stages::PluginSources;
+use std::path::PathBuf;
 
-/// The registry with every built-in plugin.
-pub fn registry() -> Registry {
-    let mut r = Registry::default();
-    incubator_deep_incubation::register(&mut r, incubator_core::plugin::Origin::BuiltIn);
-    r
+/// Registers the plugins compiled into this binary.
+pub fn builtins(r: &mut Registrar) {
+    incubator_deep_incubation::register(r);
+}
+
+pub fn plugin_sources(extra: &[PathBuf]) -> PluginSources<'static> {
+    PluginSources {
+        builtins: &builtins,
+        extra: extra.to_vec(),
+    }
 }

@@ -1,15 +1,39 @@
-//! `incubator plugins list`.
+//! `incubator plugins list` and `incubator plugins check FILE`.
 
-use incubator_core::plugin::Origin;
+use incubator_core::config::RunConfig;
+use incubator_core::plugin::{abi, loader, Registry};
+use std::path::{Path, PathBuf};
 
-pub fn list() -> anyhow::Result<()> {
+pub fn list(config: Option<&Path>, extra: &[PathBuf]) -> anyhow::Result<()> {
+    let plugins = match config {
+        Some(path) => RunConfig::load(path)?.plugins,
+        None => RunConfig::default().plugins,
+    };
+    let (registry, _) = Registry::for_run(&plugins, &super::builtins, extra)?;
     println!("{:<12} {:<20} {:<10} origin", "kind", "name", "version");
-    for l in super::registry().list() {
-        let origin = match &l.origin {
-            Origin::BuiltIn => "built in".to_string(),
-            Origin::Library(p) => p.display().to_string(),
-        };
-        println!("{:<12} {:<20} {:<10} {origin}", l.kind, l.name, l.version);
+    for l in registry.list() {
+        println!("{:<12} {:<20} {:<10} {}", l.kind, l.name, l.version, l.origin);
+    }
+    Ok(())
+}
+
+pub fn check(file: &Path) -> anyhow::Result<()> {
+    let mut registry = Registry::default();
+    let loaded = loader::load(file, &mut registry)?;
+    println!(
+        "{}: plugin {} {} fits this engine (ABI {}, engine {} build {}, {}, features [{}], {})",
+        loaded.path.display(),
+        loaded.name,
+        loaded.version,
+        abi::ABI_VERSION,
+        abi::ENGINE_VERSION,
+        abi::ENGINE_BUILD,
+        abi::RUSTC,
+        abi::FEATURES,
+        abi::PROFILE
+    );
+    for l in registry.list() {
+        println!("  {:<12} {}", l.kind, l.name);
     }
     Ok(())
 }

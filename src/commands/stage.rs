@@ -8,7 +8,7 @@ use std::path::Path;
 
 fn engine(args: &StageArgs) -> anyhow::Result<Engine> {
     let cfg = args.config.as_deref().map(RunConfig::load).transpose()?;
-    let mut engine = Engine::open(&args.run_dir, cfg.as_ref(), super::registry())?;
+    let mut engine = Engine::open(&args.run_dir, cfg.as_ref(), &super::plugin_sources(&args.plugins))?;
     engine.show_progress = !args.no_progress && std::io::stderr().is_terminal();
     Ok(engine)
 }
@@ -64,7 +64,7 @@ pub fn report(run_dir: &Path) -> anyhow::Result<()> {
             run_dir.display()
         );
     }
-    let engine = Engine::open(run_dir, None, super::registry())?;
+    let engine = Engine::open(run_dir, None, &super::plugin_sources(&[]))?;
     let report = Report::from_run(&engine.run, engine.split.k())?;
     report.write(&engine.run)?;
     println!("{}", report.to_markdown());

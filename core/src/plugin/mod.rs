@@ -3,14 +3,17 @@
 //! (`plugins/deep-incubation`); a researcher's plugin replaces one of them without touching the
 //! stages.
 
+pub mod abi;
 pub mod assembly;
+pub mod loader;
 pub mod meta_design;
 pub mod registry;
 pub mod strategy;
 
 pub use assembly::AssemblyRule;
 pub use meta_design::MetaDesign;
-pub use registry::{Origin, Registry};
+pub use loader::{LoadError, LoadedLibrary};
+pub use registry::{Origin, Registrar, Registry};
 pub use strategy::{task_loss, Hybrid, HybridInputs, IncubationStrategy, LossFn};
 
 use crate::config::RunConfig;

@@ -1,7 +1,9 @@
 //! Plugins by name, as timm registers models: configs say `strategy = "deep-incubation"`.
+//! Built-ins and libraries register the same way, through a [`Registrar`].
 
 use super::{AssemblyRule, IncubationStrategy, MetaDesign};
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -10,6 +12,15 @@ use std::sync::Arc;
 pub enum Origin {
     BuiltIn,
     Library(PathBuf),
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self {
+            Origin::BuiltIn => write!(f, "built in"),
+            Origin::Library(p) => write!(f, "{}", p.display()),
+        }
+    }
 }
 
 struct Entry<T: ?Sized> {
@@ -23,6 +34,37 @@ pub struct Registry {
     strategies: BTreeMap<String, Entry<dyn IncubationStrategy>>,
     meta_designs: BTreeMap<String, Entry<dyn MetaDesign>>,
     assemblies: BTreeMap<String, Entry<dyn AssemblyRule>>,
+}
+
+/// What one plugin crate hands to the engine: its items, committed to the registry together
+/// once registration succeeded.
+pub struct Registrar {
+    origin: Origin,
+    version: String,
+    strategies: Vec<Arc<dyn IncubationStrategy>>,
+    meta_designs: Vec<Arc<dyn MetaDesign>>,
+    assemblies: Vec<Arc<dyn AssemblyRule>>,
+}
+
+impl Registrar {
+    pub fn new(origin: Origin, version: &str) -> Registrar {
+        Registrar {
+            origin,
+            version: version.into(),
+            strategies: Vec::new(),
+            meta_designs: Vec::new(),
+            assemblies: Vec::new(),
+        }
+    }
+    pub fn add_strategy(&mut self, p: Arc<dyn IncubationStrategy>) {
+        self.strategies.push(p);
+    }
+    pub fn add_meta_design(&mut self, p: Arc<dyn MetaDesign>) {
+        self.meta_designs.push(p);
+    }
+    pub fn add_assembly(&mut self, p: Arc<dyn AssemblyRule>) {
+        self.assemblies.push(p);
+    }
 }
 
 /// One row of `incubator plugins list`.
@@ -43,42 +85,65 @@ fn lookup<'a, T: ?Sized>(
     map.get(name).map(|e| e.plugin.clone()).ok_or_else(|| {
         let known: Vec<&str> = map.keys().map(String::as_str).collect();
         format!(
-            "unknown {kind} {name:?} (plugins.{key}); registered: {}",
-            known.join(", ")
+            "unknown {kind} {name:?} (plugins.{key}); registered: {}. Load the library that provides it with plugins.libraries or --plugin",
+            if known.is_empty() { "none".to_string() } else { known.join(", ") }
         )
     })
 }
 
+/// Adds `items` under their names (after [`conflicts`] found none taken).
+fn commit<T: ?Sized>(
+    map: &mut BTreeMap<String, Entry<T>>,
+    items: Vec<Arc<T>>,
+    name_of: impl Fn(&T) -> String,
+    origin: &Origin,
+    version: &str,
+) {
+    for plugin in items {
+        map.insert(
+            name_of(&plugin),
+            Entry {
+                plugin,
+                origin: origin.clone(),
+                version: version.into(),
+            },
+        );
+    }
+}
+
+fn conflicts<T: ?Sized>(
+    map: &BTreeMap<String, Entry<T>>,
+    kind: &str,
+    items: &[Arc<T>],
+    name_of: impl Fn(&T) -> String,
+) -> Vec<String> {
+    items
+        .iter()
+        .filter_map(|p| {
+            let name = name_of(p);
+            map.get(&name)
+                .map(|e| format!("{kind} {name:?} is already registered ({})", e.origin))
+        })
+        .collect()
+}
+
 impl Registry {
-    pub fn add_strategy(&mut self, p: Arc<dyn IncubationStrategy>, origin: Origin, version: &str) {
-        self.strategies.insert(
-            p.name().to_string(),
-            Entry {
-                plugin: p,
-                origin,
-                version: version.into(),
-            },
-        );
-    }
-    pub fn add_meta_design(&mut self, p: Arc<dyn MetaDesign>, origin: Origin, version: &str) {
-        self.meta_designs.insert(
-            p.name().to_string(),
-            Entry {
-                plugin: p,
-                origin,
-                version: version.into(),
-            },
-        );
-    }
-    pub fn add_assembly(&mut self, p: Arc<dyn AssemblyRule>, origin: Origin, version: &str) {
-        self.assemblies.insert(
-            p.name().to_string(),
-            Entry {
-                plugin: p,
-                origin,
-                version: version.into(),
-            },
-        );
+    /// Commits what a plugin registered; refuses all of it if any name is already taken.
+    pub fn add(&mut self, r: Registrar) -> Result<(), String> {
+        let mut clashes = conflicts(&self.strategies, "strategy", &r.strategies, |p| p.name().into());
+        clashes.extend(conflicts(&self.meta_designs, "meta-design", &r.meta_designs, |p| p.name().into()));
+        clashes.extend(conflicts(&self.assemblies, "assembly", &r.assemblies, |p| p.name().into()));
+        if !clashes.is_empty() {
+            return Err(format!(
+                "{}; rename the plugin's items or load only one of them (plugins.builtins = false leaves the built-ins out)",
+                clashes.join("; ")
+            ));
+        }
+        let (o, v) = (&r.origin, r.version.as_str());
+        commit(&mut self.strategies, r.strategies, |p| p.name().into(), o, v);
+        commit(&mut self.meta_designs, r.meta_designs, |p| p.name().into(), o, v);
+        commit(&mut self.assemblies, r.assemblies, |p| p.name().into(), o, v);
+        Ok(())
     }
 
     pub fn strategy(&self, name: &str) -> Result<Arc<dyn IncubationStrategy>, String> {
@@ -115,5 +180,29 @@ impl Registry {
                 .map(|(n, e)| row("assembly", n, &e.origin, &e.version)),
         );
         out
+    }
+}
+
+impl Registry {
+    /// The registry a run uses: the built-ins (unless `plugins.builtins = false`), then every
+    /// library of `plugins.libraries` and of `extra` (command-line `--plugin`), in order.
+    pub fn for_run(
+        plugins: &crate::config::PluginSection,
+        builtins: &dyn Fn(&mut Registrar),
+        extra: &[PathBuf],
+    ) -> Result<(Registry, Vec<super::LoadedLibrary>), super::LoadError> {
+        let mut registry = Registry::default();
+        if plugins.builtins {
+            let mut r = Registrar::new(Origin::BuiltIn, env!("CARGO_PKG_VERSION"));
+            builtins(&mut r);
+            registry.add(r).expect("built-in plugin names are distinct");
+        }
+        let mut loaded = Vec::new();
+        for path in plugins.libraries.iter().chain(extra) {
+            for file in super::loader::library_files(path)? {
+                loaded.push(super::loader::load(&file, &mut registry)?);
+            }
+        }
+        Ok((registry, loaded))
     }
 }

@@ -5,7 +5,7 @@ use crate::data::{self, DataSplit};
 use crate::device::{new_device, Dev};
 use crate::events::{Event, StageId};
 use crate::model::{Init, VitConfig};
-use crate::plugin::{PluginContext, Registry};
+use crate::plugin::{PluginContext, Registrar, Registry};
 use crate::run_dir::{RunDir, StageSummary};
 use crate::split::Split;
 use crate::telemetry::EventLog;
@@ -13,6 +13,14 @@ use crate::train::{self, TrainOutcome};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::path::Path;
+
+/// Where a process's plugins come from besides the run's config.
+pub struct PluginSources<'a> {
+    /// Registers the plugins compiled into the binary.
+    pub builtins: &'a dyn Fn(&mut Registrar),
+    /// Libraries named on the command line (`--plugin`).
+    pub extra: Vec<std::path::PathBuf>,
+}
 
 pub struct Engine {
     pub dev: Dev,
@@ -30,9 +38,10 @@ impl Engine {
     pub fn open(
         root: &Path,
         cfg: Option<&RunConfig>,
-        registry: Registry,
+        plugins: &PluginSources,
     ) -> anyhow::Result<Engine> {
         let (run, cfg) = RunDir::open(root, cfg)?;
+        let (registry, _) = Registry::for_run(&cfg.plugins, plugins.builtins, &plugins.extra)?;
         let mut data = data::load(
             &cfg.data.dataset,
             cfg.data.path.as_deref(),

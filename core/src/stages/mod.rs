@@ -10,4 +10,4 @@ pub mod meta;
 pub mod pipeline;
 pub mod report;
 
-pub use context::Engine;
+pub use context::{Engine, PluginSources};

@@ -8,7 +8,9 @@ use incubator_core::anyhow::{self, bail};
 use incubator_core::model::{Init, Module, Network};
 use incubator_core::plugin::{
     task_loss, AssemblyRule, Hybrid, HybridInputs, IncubationStrategy, MetaDesign, PluginContext,
+    Registrar,
 };
+use std::sync::Arc;
 
 pub const NAME: &str = "deep-incubation";
 
@@ -74,17 +76,14 @@ impl AssemblyRule for Stacking {
     }
 }
 
-/// Registers the three reference plugins.
-pub fn register(
-    registry: &mut incubator_core::plugin::Registry,
-    origin: incubator_core::plugin::Origin,
-) {
-    let version = env!("CARGO_PKG_VERSION");
-    registry.add_meta_design(std::sync::Arc::new(OneBlockMeta), origin.clone(), version);
-    registry.add_strategy(
-        std::sync::Arc::new(ModuleIncubation),
-        origin.clone(),
-        version,
-    );
-    registry.add_assembly(std::sync::Arc::new(Stacking), origin, version);
+/// Registers the three reference plugins (the engine's built-ins, or this crate's library).
+pub fn register(r: &mut Registrar) {
+    r.add_meta_design(Arc::new(OneBlockMeta));
+    r.add_strategy(Arc::new(ModuleIncubation));
+    r.add_assembly(Arc::new(Stacking));
 }
+
+incubator_core::declare_plugin!(NAME, |r: &mut Registrar| {
+    register(r);
+    Ok(())
+});
