@@ -65,7 +65,9 @@ fn hash_tree(dir: &Path, hash: &mut Sha256) {
         if path.is_dir() {
             hash_tree(&path, hash);
         } else {
-            let rel = path.strip_prefix(env!("CARGO_MANIFEST_DIR")).unwrap_or(&path);
+            let rel = path
+                .strip_prefix(env!("CARGO_MANIFEST_DIR"))
+                .unwrap_or(&path);
             hash.update(rel.to_string_lossy().as_bytes());
             hash.update(std::fs::read(&path).unwrap_or_default());
         }

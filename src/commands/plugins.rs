@@ -12,7 +12,10 @@ pub fn list(config: Option<&Path>, extra: &[PathBuf]) -> anyhow::Result<()> {
     let (registry, _) = Registry::for_run(&plugins, &super::builtins, extra)?;
     println!("{:<12} {:<20} {:<10} origin", "kind", "name", "version");
     for l in registry.list() {
-        println!("{:<12} {:<20} {:<10} {}", l.kind, l.name, l.version, l.origin);
+        println!(
+            "{:<12} {:<20} {:<10} {}",
+            l.kind, l.name, l.version, l.origin
+        );
     }
     Ok(())
 }

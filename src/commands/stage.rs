@@ -8,7 +8,11 @@ use std::path::Path;
 
 fn engine(args: &StageArgs) -> anyhow::Result<Engine> {
     let cfg = args.config.as_deref().map(RunConfig::load).transpose()?;
-    let mut engine = Engine::open(&args.run_dir, cfg.as_ref(), &super::plugin_sources(&args.plugins))?;
+    let mut engine = Engine::open(
+        &args.run_dir,
+        cfg.as_ref(),
+        &super::plugin_sources(&args.plugins),
+    )?;
     engine.show_progress = !args.no_progress && std::io::stderr().is_terminal();
     Ok(engine)
 }

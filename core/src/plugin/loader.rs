@@ -112,8 +112,16 @@ pub fn load(path: &Path, registry: &mut Registry) -> Result<LoadedLibrary, LoadE
     let version = read(manifest.plugin_version);
     let checks = [
         ("rustc", read(manifest.rustc), abi::RUSTC),
-        ("engine version", read(manifest.engine_version), abi::ENGINE_VERSION),
-        ("engine build", read(manifest.engine_build), abi::ENGINE_BUILD),
+        (
+            "engine version",
+            read(manifest.engine_version),
+            abi::ENGINE_VERSION,
+        ),
+        (
+            "engine build",
+            read(manifest.engine_build),
+            abi::ENGINE_BUILD,
+        ),
         ("features", read(manifest.features), abi::FEATURES),
         ("profile", read(manifest.profile), abi::PROFILE),
     ];
@@ -121,8 +129,18 @@ pub fn load(path: &Path, registry: &mut Registry) -> Result<LoadedLibrary, LoadE
         .iter()
         .filter(|(_, plugin, host)| plugin != host)
         .map(|(field, plugin, host)| {
-            let show = |s: &str| if s.is_empty() { "(none)".to_string() } else { s.to_string() };
-            format!("  {field}: plugin built with {}, engine has {}", show(plugin), show(host))
+            let show = |s: &str| {
+                if s.is_empty() {
+                    "(none)".to_string()
+                } else {
+                    s.to_string()
+                }
+            };
+            format!(
+                "  {field}: plugin built with {}, engine has {}",
+                show(plugin),
+                show(host)
+            )
         })
         .collect();
     if !differences.is_empty() {
@@ -150,10 +168,18 @@ pub fn load(path: &Path, registry: &mut Registry) -> Result<LoadedLibrary, LoadE
         let message = unsafe { std::ffi::CString::from_raw(message) }
             .to_string_lossy()
             .into_owned();
-        return Err(LoadError::Register { path, name, message });
+        return Err(LoadError::Register {
+            path,
+            name,
+            message,
+        });
     }
     if let Err(message) = registry.add(registrar) {
-        return Err(LoadError::Register { path, name, message });
+        return Err(LoadError::Register {
+            path,
+            name,
+            message,
+        });
     }
     Ok(LoadedLibrary {
         path,

@@ -11,8 +11,8 @@ pub mod registry;
 pub mod strategy;
 
 pub use assembly::AssemblyRule;
-pub use meta_design::MetaDesign;
 pub use loader::{LoadError, LoadedLibrary};
+pub use meta_design::MetaDesign;
 pub use registry::{Origin, Registrar, Registry};
 pub use strategy::{task_loss, Hybrid, HybridInputs, IncubationStrategy, LossFn};
 

@@ -130,9 +130,21 @@ fn conflicts<T: ?Sized>(
 impl Registry {
     /// Commits what a plugin registered; refuses all of it if any name is already taken.
     pub fn add(&mut self, r: Registrar) -> Result<(), String> {
-        let mut clashes = conflicts(&self.strategies, "strategy", &r.strategies, |p| p.name().into());
-        clashes.extend(conflicts(&self.meta_designs, "meta-design", &r.meta_designs, |p| p.name().into()));
-        clashes.extend(conflicts(&self.assemblies, "assembly", &r.assemblies, |p| p.name().into()));
+        let mut clashes = conflicts(&self.strategies, "strategy", &r.strategies, |p| {
+            p.name().into()
+        });
+        clashes.extend(conflicts(
+            &self.meta_designs,
+            "meta-design",
+            &r.meta_designs,
+            |p| p.name().into(),
+        ));
+        clashes.extend(conflicts(
+            &self.assemblies,
+            "assembly",
+            &r.assemblies,
+            |p| p.name().into(),
+        ));
         if !clashes.is_empty() {
             return Err(format!(
                 "{}; rename the plugin's items or load only one of them (plugins.builtins = false leaves the built-ins out)",
@@ -140,9 +152,27 @@ impl Registry {
             ));
         }
         let (o, v) = (&r.origin, r.version.as_str());
-        commit(&mut self.strategies, r.strategies, |p| p.name().into(), o, v);
-        commit(&mut self.meta_designs, r.meta_designs, |p| p.name().into(), o, v);
-        commit(&mut self.assemblies, r.assemblies, |p| p.name().into(), o, v);
+        commit(
+            &mut self.strategies,
+            r.strategies,
+            |p| p.name().into(),
+            o,
+            v,
+        );
+        commit(
+            &mut self.meta_designs,
+            r.meta_designs,
+            |p| p.name().into(),
+            o,
+            v,
+        );
+        commit(
+            &mut self.assemblies,
+            r.assemblies,
+            |p| p.name().into(),
+            o,
+            v,
+        );
         Ok(())
     }
 

@@ -129,7 +129,16 @@ impl Engine {
             );
             return Ok(done);
         }
-        match body(&mut log) {
+        // A panic (in a plugin, say) fails this stage like an error: the run directory keeps
+        // its last consistent state and the stage can be re-run after the fix.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(&mut log)))
+            .unwrap_or_else(|panic| {
+                Err(anyhow::anyhow!(
+                    "panicked: {}",
+                    crate::plugin::abi::panic_message(&*panic)
+                ))
+            });
+        match result {
             Ok(outcome) => {
                 log.emit(Event::StageFinished {
                     wall_s: outcome.wall_s,

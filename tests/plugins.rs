@@ -1,0 +1,200 @@
+//! Plugin libraries loaded from their files by the real binary: the reference plugins give
+//! bit-identical results to the built-ins, and faulty libraries are refused with their reason.
+
+mod common;
+use common::*;
+use std::path::{Path, PathBuf};
+
+/// A library cargo built for these tests (a dev-dependency's cdylib, next to the test binary).
+fn library(crate_name: &str) -> PathBuf {
+    let deps = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let file = deps.join(format!("lib{}.so", crate_name.replace('-', "_")));
+    assert!(file.exists(), "{} was not built", file.display());
+    file
+}
+
+fn model_files(run: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for stage in std::fs::read_dir(run.join("stages")).unwrap() {
+        let stage = stage.unwrap().path();
+        for f in std::fs::read_dir(&stage).unwrap() {
+            let f = f.unwrap().path();
+            let name = f.file_name().unwrap().to_string_lossy().to_string();
+            // state.safetensors also holds wall-clock time; the weights are in the others
+            if name.ends_with(".safetensors") && name != "state.safetensors" {
+                out.push((
+                    format!("{}/{name}", stage.file_name().unwrap().to_string_lossy()),
+                    std::fs::read(&f).unwrap(),
+                ));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+const NO_E2E: &str = "[e2e]\nenabled = false\n";
+
+fn without_e2e() -> String {
+    let cut = TINY.find("[e2e]").unwrap();
+    format!("{}{NO_E2E}", &TINY[..cut])
+}
+
+#[test]
+fn deep_incubation_loaded_from_its_library_trains_bit_identically_to_the_built_in() {
+    let tmp = tempfile::tempdir().unwrap();
+    let builtin = tmp.path().join("builtin");
+    let cfg = write_config(tmp.path(), &without_e2e());
+    assert_ok(
+        &incubator(&["run", "-c", &cfg, "-d", builtin.to_str().unwrap()]),
+        "built-in run",
+    );
+
+    let lib = library("incubator-deep-incubation");
+    let dynamic_dir = tmp.path().join("dyn");
+    std::fs::create_dir(&dynamic_dir).unwrap();
+    let dyn_cfg = write_config(
+        &dynamic_dir,
+        &format!(
+            "{}[plugins]\nbuiltins = false\nlibraries = [{:?}]\n",
+            without_e2e(),
+            lib.display().to_string()
+        ),
+    );
+    let dynamic = tmp.path().join("dynamic");
+    let out = incubator(&["run", "-c", &dyn_cfg, "-d", dynamic.to_str().unwrap()]);
+    assert_ok(&out, "run with the library");
+
+    let (a, b) = (model_files(&builtin), model_files(&dynamic));
+    assert_eq!(a.len(), b.len());
+    assert_eq!(a.len(), 7, "meta, 4 modules, assembled, fine-tuned");
+    for ((name, x), (_, y)) in a.iter().zip(&b) {
+        assert!(
+            x == y,
+            "{name} differs between the built-in and the loaded plugin"
+        );
+    }
+
+    // `plugins list` shows where each item came from
+    let list = incubator(&["plugins", "list", "-c", &dyn_cfg]);
+    let text = String::from_utf8_lossy(&list.stdout);
+    assert!(!text.contains("built in"), "{text}");
+    assert!(
+        text.contains("libincubator_deep_incubation.so") && text.contains("strategy"),
+        "{text}"
+    );
+}
+
+#[test]
+fn plugins_check_reports_the_handshake() {
+    let out = incubator(&[
+        "plugins",
+        "check",
+        library("incubator-deep-incubation").to_str().unwrap(),
+    ]);
+    assert_ok(&out, "plugins check");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("fits this engine") && text.contains("deep-incubation"),
+        "{text}"
+    );
+}
+
+fn check_error(file: &Path) -> String {
+    let out = incubator(&["plugins", "check", file.to_str().unwrap()]);
+    assert!(!out.status.success(), "{} was accepted", file.display());
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a clean error exit, not a crash"
+    );
+    stderr(&out)
+}
+
+#[test]
+fn a_file_that_is_not_a_library_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("libnotes.so");
+    std::fs::write(&file, "these are notes, not machine code").unwrap();
+    let e = check_error(&file);
+    assert!(e.contains("cannot load it as a shared library"), "{e}");
+    let e = check_error(&tmp.path().join("missing.so"));
+    assert!(e.contains("cannot load it as a shared library"), "{e}");
+}
+
+#[test]
+fn a_library_without_the_entry_symbols_is_refused() {
+    // the engine library itself: a real Rust shared library that is not a plugin
+    let e = check_error(&library("incubator-core"));
+    assert!(
+        e.contains("no `INCUBATOR_PLUGIN_ABI` symbol") && e.contains("declare_plugin!"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_library_for_another_abi_is_refused_before_anything_else_is_read() {
+    let e = check_error(&library("incubator-test-plugin-future-abi"));
+    assert!(
+        e.contains("plugin ABI version 2, this engine speaks 1") && e.contains("Rebuild"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_library_built_for_another_engine_is_refused_field_by_field() {
+    let e = check_error(&library("incubator-test-plugin-stale-engine"));
+    for field in [
+        "rustc: plugin built with 1.80.0",
+        "engine version: plugin built with 0.0.9, engine has 0.1.0",
+        "engine build: plugin built with 0123456789abcdef",
+        "features: plugin built with cuda, engine has (none)",
+    ] {
+        assert!(e.contains(field), "missing {field:?} in:\n{e}");
+    }
+    assert!(!e.contains("profile:"), "the profile matches: {e}");
+    assert!(e.contains("Rebuild the plugin"), "{e}");
+}
+
+#[test]
+fn a_panicking_plugin_fails_its_stage_and_the_stage_can_run_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lib = library("incubator-test-plugin-panicking");
+    let cfg = write_config(
+        tmp.path(),
+        &format!(
+            "{}[plugins]\nstrategy = \"panicking\"\nlibraries = [{:?}]\n",
+            without_e2e(),
+            lib.display().to_string()
+        ),
+    );
+    let run = tmp.path().join("run");
+    let run_s = run.to_str().unwrap();
+    assert_ok(&incubator(&["meta", "-c", &cfg, "-d", run_s]), "meta");
+    let out = incubator(&["incubate", "--module", "1", "-d", run_s]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let e = stderr(&out);
+    assert!(
+        e.contains("stage incubate-1 failed")
+            && e.contains("the panicking plugin refuses module 1"),
+        "{e}"
+    );
+    assert!(!run.join("stages/incubate-1/summary.json").exists());
+    let events = std::fs::read_to_string(run.join("events/incubate-1.jsonl")).unwrap();
+    assert!(
+        events.contains("stage_failed") && events.contains("refuses module 1"),
+        "{events}"
+    );
+    // the meta model is untouched and the failed stage is tried again, not skipped
+    assert!(run.join("stages/meta/summary.json").exists());
+    let again = incubator(&["incubate", "--module", "1", "-d", run_s]);
+    assert!(
+        stderr(&again).contains("refuses module 1"),
+        "{}",
+        stderr(&again)
+    );
+}
