@@ -29,6 +29,8 @@ pub struct BenchArgs {
     image: usize,
     #[arg(long, default_value_t = 1)]
     channels: usize,
+    /// Patch size. 4 (49 tokens on 28 px) is the compute-heavy setting of CIFAR-style ViTs;
+    /// the embedded demo's default is 7 (16 tokens).
     #[arg(long, default_value_t = 4)]
     patch: usize,
     /// Internal: measure one preset in this process and print one JSON line.

@@ -7,6 +7,7 @@ pub mod abi;
 pub mod assembly;
 pub mod loader;
 pub mod meta_design;
+pub mod parts;
 pub mod registry;
 pub mod strategy;
 
@@ -26,5 +27,6 @@ pub struct PluginContext<'a> {
     pub vit: &'a VitConfig,
     pub split: &'a Split,
     pub cfg: &'a RunConfig,
-    pub dev: &'a Dev,
+    /// The device the stage computes on.
+    pub dev: Dev,
 }

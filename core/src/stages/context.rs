@@ -23,7 +23,7 @@ pub struct PluginSources<'a> {
 }
 
 pub struct Engine {
-    pub dev: Dev,
+    devices: std::sync::Mutex<std::collections::HashMap<std::thread::ThreadId, Dev>>,
     pub registry: Registry,
     pub run: RunDir,
     pub cfg: RunConfig,
@@ -74,7 +74,7 @@ impl Engine {
             .assembly(&cfg.plugins.assembly)
             .map_err(anyhow::Error::msg)?;
         Ok(Engine {
-            dev: new_device(cfg.seed),
+            devices: Default::default(),
             registry,
             run,
             cfg,
@@ -90,7 +90,7 @@ impl Engine {
             vit: &self.vit,
             split: &self.split,
             cfg: &self.cfg,
-            dev: &self.dev,
+            dev: self.dev(),
         }
     }
 
@@ -104,11 +104,20 @@ impl Engine {
         ChaCha8Rng::seed_from_u64(h)
     }
 
-    pub fn init<'a>(&'a self, rng: &'a mut ChaCha8Rng) -> Init<'a> {
-        Init {
-            dev: &self.dev,
-            rng,
-        }
+    /// This thread's device. Each stage thread computes on its own: dfdx 0.13's allocation
+    /// cache is not safe to share between threads (a buffer can be taken twice between its
+    /// read and write locks, which panics), and tensors never cross stages anyway.
+    pub fn dev(&self) -> Dev {
+        let mut devices = self.devices.lock().expect("no panics while holding it");
+        devices
+            .entry(std::thread::current().id())
+            .or_insert_with(|| new_device(self.cfg.seed))
+            .clone()
+    }
+
+    /// A seeded initialiser on `dev` (see [`Engine::init_rng`]).
+    pub fn init<'a>(&self, dev: &'a Dev, rng: &'a mut ChaCha8Rng) -> Init<'a> {
+        Init { dev, rng }
     }
 
     /// Runs `body` as stage `id` unless its summary already exists: logs start, failure or
@@ -138,6 +147,8 @@ impl Engine {
                     crate::plugin::abi::panic_message(&*panic)
                 ))
             });
+        // The stage's tensors are gone; give its cached buffers back to the system.
+        dfdx::tensor::Cache::empty_cache(&self.dev());
         match result {
             Ok(outcome) => {
                 log.emit(Event::StageFinished {
@@ -210,7 +221,7 @@ impl Engine {
         Ok(train::train(
             self.job(id, recipe, 0, all, &loss),
             net,
-            &self.dev,
+            &self.dev(),
             log,
         )?)
     }

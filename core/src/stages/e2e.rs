@@ -15,8 +15,9 @@ pub fn model_path(engine: &Engine) -> PathBuf {
 pub fn run(engine: &Engine) -> anyhow::Result<StageSummary> {
     engine.stage(StageId::E2E, |log| {
         let mut rng = engine.init_rng("e2e");
+        let dev = engine.dev();
         let mut net = Network::vit(
-            &mut engine.init(&mut rng),
+            &mut engine.init(&dev, &mut rng),
             &engine.vit,
             &engine.split.divided_depths,
         );

@@ -35,7 +35,8 @@ fn in_plugin<T>(s: &dyn IncubationStrategy, what: &str, r: anyhow::Result<T>) ->
 pub fn init_unit(engine: &Engine, i: usize) -> anyhow::Result<Network> {
     let s = strategy(engine)?;
     let mut rng = engine.init_rng(&StageId::incubate(i).slug());
-    let unit = s.init_unit(&engine.plugin_ctx(), i, &mut engine.init(&mut rng));
+    let dev = engine.dev();
+    let unit = s.init_unit(&engine.plugin_ctx(), i, &mut engine.init(&dev, &mut rng));
     in_plugin(&*s, &format!("init_unit({i})"), unit)
 }
 
@@ -46,7 +47,7 @@ pub fn load(engine: &Engine, i: usize) -> anyhow::Result<Network> {
         &module_path(engine, i),
         &format!("re-run `incubator incubate --module {i}`"),
     )?
-    .load_into(&mut unit, "", &engine.dev)?;
+    .load_into(&mut unit, "", &engine.dev())?;
     Ok(unit)
 }
 
@@ -110,7 +111,7 @@ pub fn run(engine: &Engine, i: usize) -> anyhow::Result<StageSummary> {
         let loss_fn = &hybrid.loss;
         let loss = |logits, batch: &Batch| loss_fn(logits, batch);
         let job = engine.job(id, recipe, trained.start, trainable, &loss);
-        let outcome = train::train(job, &mut hybrid.net, &engine.dev, log)?;
+        let outcome = train::train(job, &mut hybrid.net, &engine.dev(), log)?;
         let unit = hybrid.net.split_off(trained);
         checkpoint::save(
             &module_path(engine, i),

@@ -22,8 +22,9 @@ fn build(engine: &Engine) -> anyhow::Result<Network> {
         .meta_design(&engine.cfg.plugins.meta_design)
         .map_err(anyhow::Error::msg)?;
     let mut rng = engine.init_rng("meta");
+    let dev = engine.dev();
     design
-        .build(&engine.plugin_ctx(), &mut engine.init(&mut rng))
+        .build(&engine.plugin_ctx(), &mut engine.init(&dev, &mut rng))
         .map_err(|e| e.context(format!("meta design {:?}", design.name())))
 }
 
@@ -40,7 +41,7 @@ pub fn load(engine: &Engine) -> anyhow::Result<Network> {
     checkpoint::read(&model_path(engine), "re-run `incubator meta`")?.load_into(
         &mut net,
         "",
-        &engine.dev,
+        &engine.dev(),
     )?;
     Ok(net)
 }

@@ -2,13 +2,14 @@
 //! implementation of each plugin interface:
 //! - meta design: the target's width with one block per module;
 //! - incubation: target module i, randomly initialised, replaces meta module i; task loss only;
-//! - assembly: the incubated modules stacked in order, nothing added.
+//! - assembly: the incubated modules stacked in order, nothing added (glue such as stitches
+//!   that another strategy trained with a module is left out).
 
-use incubator_core::anyhow::{self, bail};
-use incubator_core::model::{Init, Module, Network};
+use incubator_core::anyhow;
+use incubator_core::model::{Init, Network};
 use incubator_core::plugin::{
-    task_loss, AssemblyRule, Hybrid, HybridInputs, IncubationStrategy, MetaDesign, PluginContext,
-    Registrar,
+    parts, task_loss, AssemblyRule, Hybrid, HybridInputs, IncubationStrategy, MetaDesign,
+    PluginContext, Registrar,
 };
 use std::sync::Arc;
 
@@ -34,24 +35,15 @@ impl IncubationStrategy for ModuleIncubation {
     }
 
     fn init_unit(&self, ctx: &PluginContext, i: usize, init: &mut Init) -> anyhow::Result<Network> {
-        let depths = &ctx.split.divided_depths;
-        let module = Module::new(init, ctx.vit, i, depths.len(), depths[i]);
-        Ok(Network::from_parts(vec![module]))
+        Ok(parts::target_module(ctx, i, init))
     }
 
     fn hybrid(&self, ctx: &PluginContext, inputs: HybridInputs) -> anyhow::Result<Hybrid> {
-        let (i, mut net) = (inputs.module, inputs.meta);
-        if net.parts.len() != ctx.split.k() {
-            bail!(
-                "needs a meta model with one part per module ({}), got {} parts; use meta_design = \"{NAME}\"",
-                ctx.split.k(),
-                net.parts.len()
-            );
-        }
-        net.parts[i] = inputs.unit.parts.into_iter().next().expect("one module");
+        parts::expect_one_part_per_module(ctx, &inputs.meta)?;
+        let (net, trained) = parts::splice(inputs.meta, inputs.module, inputs.unit)?;
         Ok(Hybrid {
             net,
-            trained: i..i + 1,
+            trained,
             loss: task_loss(),
         })
     }
@@ -70,8 +62,14 @@ impl AssemblyRule for Stacking {
         units: Vec<Network>,
         _meta: Network,
     ) -> anyhow::Result<Network> {
+        // A unit may carry glue trained with its module (stitches); stacking keeps only the
+        // modules themselves, whose widths match.
         Ok(Network {
-            parts: units.into_iter().flat_map(|u| u.parts).collect(),
+            parts: units
+                .into_iter()
+                .flat_map(|u| u.parts)
+                .filter(|p| p.depth() > 0)
+                .collect(),
         })
     }
 }

@@ -1,0 +1,146 @@
+//! A thinner meta model and the stitches that join it to full-width target modules:
+//! - meta design `thin`: the target's depth-per-module layout with one block per module, at a
+//!   fraction of the width (`[plugins.options] meta_width`, default half; head size kept);
+//! - strategy `stitched`: target module i is incubated between LayerNorm+Linear stitches
+//!   (meta width -> target width before it, back after it), trained together with it;
+//! - assembly `stitched`: the modules stacked with the stitches they were incubated with kept
+//!   between them (out of module i, into module i+1: a learned bottleneck adapter), all
+//!   fine-tuned. (`deep-incubation` stacking drops the stitches instead.)
+
+use incubator_core::anyhow;
+use incubator_core::device::{Act, Dev};
+use incubator_core::dfdx::prelude::*;
+use incubator_core::impl_params;
+use incubator_core::model::layers::{LayerNorm, Linear};
+use incubator_core::model::{Init, Layer, Mode, Named, Network, VitConfig};
+use incubator_core::plugin::{
+    parts, task_loss, AssemblyRule, Hybrid, HybridInputs, IncubationStrategy, MetaDesign,
+    PluginContext, Registrar,
+};
+use std::sync::Arc;
+
+pub const NAME: &str = "stitched";
+
+/// LayerNorm then Linear, from one width to another, on every token.
+pub struct Stitch {
+    pub norm: LayerNorm,
+    pub proj: Linear,
+}
+impl_params!(Stitch { child norm, child proj, });
+
+impl Stitch {
+    pub fn new(init: &mut Init, from: usize, to: usize, eps: f64) -> Stitch {
+        Stitch {
+            norm: LayerNorm::new(init, from, eps),
+            proj: Linear::new(init, from, to, true),
+        }
+    }
+}
+
+impl Layer for Stitch {
+    fn forward<T: Tape<f32, Dev>>(&self, x: Act<T>, _rates: &[f64], _mode: &mut Mode) -> Act<T> {
+        let (b, t, d) = *x.shape();
+        let y = self
+            .proj
+            .forward(self.norm.forward(x.reshape_like(&(b * t, d))));
+        let out = y.shape().1;
+        y.reshape_like(&(b, t, out))
+    }
+}
+
+/// The meta model's shape: the target's, narrower, with as many heads as keep the head size.
+pub fn thin_vit(ctx: &PluginContext) -> anyhow::Result<VitConfig> {
+    let d = ctx.vit.embed_dim;
+    let width = parts::option_f64(ctx, "meta_width", (d / 2) as f64)? as usize;
+    let head_dim = ctx.vit.head_dim();
+    if width == 0 || width % head_dim != 0 {
+        anyhow::bail!(
+            "plugins.options.meta_width = {width} must be a positive multiple of the head size {head_dim}"
+        );
+    }
+    Ok(VitConfig {
+        embed_dim: width,
+        num_heads: width / head_dim,
+        ..ctx.vit.clone()
+    })
+}
+
+pub struct ThinMeta;
+
+impl MetaDesign for ThinMeta {
+    fn name(&self) -> &str {
+        "thin"
+    }
+
+    fn build(&self, ctx: &PluginContext, init: &mut Init) -> anyhow::Result<Network> {
+        Ok(Network::vit(init, &thin_vit(ctx)?, &vec![1; ctx.split.k()]))
+    }
+}
+
+pub struct Stitched;
+
+impl IncubationStrategy for Stitched {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    /// `[stitch in,] module i [, stitch out]`: no stitch before the stem or after the head.
+    fn init_unit(&self, ctx: &PluginContext, i: usize, init: &mut Init) -> anyhow::Result<Network> {
+        let (d, meta) = (ctx.vit.embed_dim, thin_vit(ctx)?.embed_dim);
+        let eps = ctx.vit.norm_eps;
+        let k = ctx.split.k();
+        let mut unit = Network { parts: Vec::new() };
+        if i > 0 {
+            let s = Stitch::new(init, meta, d, eps);
+            unit.parts
+                .push(Box::new(Named::new(format!("stitches.{i}.in"), s)));
+        }
+        unit.parts.extend(parts::target_module(ctx, i, init).parts);
+        if i + 1 < k {
+            let s = Stitch::new(init, d, meta, eps);
+            unit.parts
+                .push(Box::new(Named::new(format!("stitches.{i}.out"), s)));
+        }
+        Ok(unit)
+    }
+
+    fn hybrid(&self, ctx: &PluginContext, inputs: HybridInputs) -> anyhow::Result<Hybrid> {
+        parts::expect_one_part_per_module(ctx, &inputs.meta)?;
+        let (net, trained) = parts::splice(inputs.meta, inputs.module, inputs.unit)?;
+        Ok(Hybrid {
+            net,
+            trained,
+            loss: task_loss(),
+        })
+    }
+}
+
+pub struct KeepStitches;
+
+impl AssemblyRule for KeepStitches {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn assemble(
+        &self,
+        _ctx: &PluginContext,
+        units: Vec<Network>,
+        _meta: Network,
+    ) -> anyhow::Result<Network> {
+        Ok(Network {
+            parts: units.into_iter().flat_map(|u| u.parts).collect(),
+        })
+    }
+}
+
+pub fn register(r: &mut Registrar) {
+    r.add_meta_design(Arc::new(ThinMeta));
+    r.add_strategy(Arc::new(Stitched));
+    r.add_assembly(Arc::new(KeepStitches));
+}
+
+incubator_core::declare_plugin!("stitch", |r: &mut Registrar| {
+    register(r);
+    Ok(())
+});
