@@ -9,6 +9,7 @@ pub mod loader;
 pub mod meta_design;
 pub mod parts;
 pub mod registry;
+pub mod selfcheck;
 pub mod strategy;
 
 pub use assembly::AssemblyRule;

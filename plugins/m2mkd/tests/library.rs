@@ -1,0 +1,28 @@
+//! The plugin loaded from its library trains bit-identically to the plugin compiled in.
+
+use incubator_core::plugin::selfcheck;
+
+#[test]
+fn loaded_library_trains_bit_identically_to_compiled_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let library = selfcheck::library_next_to_test("incubator-m2mkd");
+    let (compiled, loaded) = selfcheck::compiled_in_vs_library(
+        incubator_m2mkd::register,
+        &library,
+        &[selfcheck::library_next_to_test("incubator-deep-incubation")],
+        "[plugins]\nstrategy = \"m2mkd\"\n[plugins.options]\nalpha = 0.5\n",
+        dir.path(),
+    )
+    .unwrap();
+    assert_eq!(
+        compiled.models.len(),
+        7,
+        "meta, 4 modules, assembled, fine-tuned"
+    );
+    for (name, bytes) in &compiled.models {
+        assert!(&loaded.models[name] == bytes, "{name} differs");
+    }
+    assert_eq!(compiled.losses, loaded.losses);
+    let incubation = &compiled.losses["incubate-2"];
+    assert!(incubation.last() < incubation.first(), "{incubation:?}");
+}

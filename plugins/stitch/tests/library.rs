@@ -1,0 +1,52 @@
+//! The stitch plugin defines its own trainable layer (LayerNorm + Linear between widths).
+//! Loaded from its library, that layer trains exactly as when the plugin is compiled in.
+
+use incubator_core::checkpoint;
+use incubator_core::plugin::selfcheck;
+
+const PLUGINS: &str =
+    "[plugins]\nmeta_design = \"thin\"\nstrategy = \"stitched\"\nassembly = \"stitched\"\n";
+
+#[test]
+fn own_layer_loaded_from_the_library_trains_exactly_as_compiled_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let library = selfcheck::library_next_to_test("incubator-stitch");
+    let (compiled, loaded) = selfcheck::compiled_in_vs_library(
+        incubator_stitch::register,
+        &library,
+        &[selfcheck::library_next_to_test("incubator-deep-incubation")],
+        PLUGINS,
+        dir.path(),
+    )
+    .unwrap();
+    assert_eq!(compiled.models.len(), 7);
+    for (name, bytes) in &compiled.models {
+        assert!(&loaded.models[name] == bytes, "{name} differs");
+    }
+    assert_eq!(
+        compiled.losses, loaded.losses,
+        "the same loss at every step"
+    );
+
+    // the stitches moved away from their initial LayerNorm 1 / 0 and zero bias
+    let module =
+        checkpoint::read(&loaded.dir.join("stages/incubate-1/module.safetensors"), "").unwrap();
+    for (name, start) in [
+        ("stitches.1.in.norm.weight", 1.0),
+        ("stitches.1.in.proj.bias", 0.0),
+        ("stitches.1.out.norm.bias", 0.0),
+    ] {
+        let (_, values) = &module.tensors[name];
+        assert!(values.iter().any(|v| *v != start), "{name} did not train");
+    }
+    // and the assembled model keeps them between the modules
+    let assembled =
+        checkpoint::read(&loaded.dir.join("stages/assemble/model.safetensors"), "").unwrap();
+    assert!(assembled.tensors.contains_key("stitches.2.in.proj.weight"));
+
+    // the loss falls over module 1's incubation
+    let losses = &loaded.losses["incubate-1"];
+    let half = losses.len() / 2;
+    let mean = |s: &[f64]| s.iter().sum::<f64>() / s.len() as f64;
+    assert!(mean(&losses[half..]) < mean(&losses[..half]), "{losses:?}");
+}
