@@ -52,3 +52,46 @@ pub fn option_f64(ctx: &PluginContext, key: &str, default: f64) -> anyhow::Resul
         Some(other) => anyhow::bail!("plugins.options.{key} = {other} must be a number"),
     }
 }
+
+/// Copies into `dst` every parameter of `src` whose name, mapped by `rename`, `dst` has with
+/// the same shape; returns how many were copied. E.g. tiling a one-block meta layer into a
+/// three-block module: `rename` maps `blocks.2.attn.qkv.weight` to `blocks.0.attn.qkv.weight`.
+pub fn copy_matching(
+    dst: &mut dyn crate::model::Part,
+    src: &dyn crate::model::Part,
+    rename: impl Fn(&str) -> String,
+) -> usize {
+    use crate::model::ParamMut;
+    let mut from = Vec::new();
+    src.params_at(0, &mut from);
+    let from: std::collections::BTreeMap<String, (Vec<usize>, Vec<f32>)> = from
+        .into_iter()
+        .map(|(n, p)| (n, (p.shape(), p.to_vec())))
+        .collect();
+    let mut to = Vec::new();
+    dst.params_mut_at(0, &mut to);
+    let mut copied = 0;
+    for (name, param) in to {
+        let Some((shape, values)) = from.get(&rename(&name)) else {
+            continue;
+        };
+        if *shape != param.as_ref().shape() {
+            continue;
+        }
+        match param {
+            ParamMut::Vector(t) => t.copy_from(values),
+            ParamMut::Matrix(t) => t.copy_from(values),
+        }
+        copied += 1;
+    }
+    copied
+}
+
+/// `blocks.{j}.rest` -> `blocks.0.rest` (other names unchanged): a one-block part's name for
+/// any block of a deeper one.
+pub fn first_block(name: &str) -> String {
+    match name.strip_prefix("blocks.").and_then(|r| r.split_once('.')) {
+        Some((_, rest)) => format!("blocks.0.{rest}"),
+        None => name.to_string(),
+    }
+}

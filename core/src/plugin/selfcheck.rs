@@ -131,3 +131,21 @@ fn collect(root: &Path) -> anyhow::Result<RunOutput> {
         losses,
     })
 }
+
+/// Panics, naming the first difference, unless both runs saved the same model files and logged
+/// the same loss at every step.
+pub fn assert_same(compiled: &RunOutput, loaded: &RunOutput) {
+    let names = |r: &RunOutput| r.models.keys().cloned().collect::<Vec<_>>();
+    assert_eq!(
+        names(compiled),
+        names(loaded),
+        "the runs saved different models"
+    );
+    for (name, bytes) in &compiled.models {
+        assert!(
+            &loaded.models[name] == bytes,
+            "{name} differs between the plugin compiled in and loaded from its library"
+        );
+    }
+    assert_eq!(compiled.losses, loaded.losses, "the losses differ");
+}

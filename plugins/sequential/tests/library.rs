@@ -19,10 +19,7 @@ fn loaded_library_trains_bit_identically_to_compiled_in() {
         7,
         "meta, 4 modules, assembled, fine-tuned"
     );
-    for (name, bytes) in &compiled.models {
-        assert!(&loaded.models[name] == bytes, "{name} differs");
-    }
-    assert_eq!(compiled.losses, loaded.losses);
+    selfcheck::assert_same(&compiled, &loaded);
     let incubation = &compiled.losses["incubate-2"];
     assert!(incubation.last() < incubation.first(), "{incubation:?}");
 }

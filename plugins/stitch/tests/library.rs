@@ -20,13 +20,7 @@ fn own_layer_loaded_from_the_library_trains_exactly_as_compiled_in() {
     )
     .unwrap();
     assert_eq!(compiled.models.len(), 7);
-    for (name, bytes) in &compiled.models {
-        assert!(&loaded.models[name] == bytes, "{name} differs");
-    }
-    assert_eq!(
-        compiled.losses, loaded.losses,
-        "the same loss at every step"
-    );
+    selfcheck::assert_same(&compiled, &loaded);
 
     // the stitches moved away from their initial LayerNorm 1 / 0 and zero bias
     let module =

@@ -1,0 +1,59 @@
+//! An incubation strategy to start from (`incubator plugin new NAME` copies this crate).
+//!
+//! `template`: like the paper's incubation, but target module i starts from its meta layer,
+//! copied into each of its blocks (and the meta stem / head for the first / last module),
+//! instead of from random weights. Select it with `[plugins] strategy = "template"`.
+
+use incubator_core::anyhow;
+use incubator_core::model::{Init, Network};
+use incubator_core::plugin::{
+    parts, task_loss, Hybrid, HybridInputs, IncubationStrategy, PluginContext, Registrar,
+};
+use std::sync::Arc;
+
+pub const NAME: &str = "template";
+
+pub struct Template;
+
+impl IncubationStrategy for Template {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    /// What is trained for module i: the target module, randomly initialised here; `hybrid`
+    /// overwrites it from the trained meta model.
+    fn init_unit(&self, ctx: &PluginContext, i: usize, init: &mut Init) -> anyhow::Result<Network> {
+        Ok(parts::target_module(ctx, i, init))
+    }
+
+    /// The network module i trains in: the trained meta model with part i replaced by the
+    /// unit. Only the parts in `trained` reach the optimizer.
+    fn hybrid(&self, ctx: &PluginContext, mut inputs: HybridInputs) -> anyhow::Result<Hybrid> {
+        parts::expect_one_part_per_module(ctx, &inputs.meta)?;
+        let i = inputs.module;
+        let copied = parts::copy_matching(
+            inputs.unit.parts[0].as_mut(),
+            inputs.meta.parts[i].as_ref(),
+            parts::first_block,
+        );
+        if copied == 0 {
+            anyhow::bail!("module {i} shares no parameter with meta layer {i}: is the meta model as wide as the target?");
+        }
+        let (net, trained) = parts::splice(inputs.meta, i, inputs.unit)?;
+        Ok(Hybrid {
+            net,
+            trained,
+            loss: task_loss(),
+        })
+    }
+}
+
+/// Everything this crate provides; the engine calls it when it loads the library.
+pub fn register(r: &mut Registrar) {
+    r.add_strategy(Arc::new(Template));
+}
+
+incubator_core::declare_plugin!(NAME, |r: &mut Registrar| {
+    register(r);
+    Ok(())
+});
