@@ -80,6 +80,11 @@ enum Command {
         #[command(subcommand)]
         command: DataCommand,
     },
+    /// Start a new plugin crate from the template.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
     /// Plugins (incubation strategies, meta-model designs, assembly rules).
     Plugins {
         #[command(subcommand)]
@@ -98,6 +103,18 @@ enum DataCommand {
         /// Cache directory (default: $INCUBATOR_DATA or ~/.cache/incubator).
         #[arg(long)]
         cache_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Creates plugins/NAME, a copy of plugins/template (an incubation strategy with its test)
+    /// under the new name. See docs/plugins.md.
+    New {
+        name: String,
+        /// The incubator workspace (the repository root).
+        #[arg(long, default_value = ".")]
+        workspace: PathBuf,
     },
 }
 
@@ -138,6 +155,15 @@ fn main() -> ExitCode {
             command: PluginsCommand::Check { file },
         } => commands::plugins::check(&file),
         Command::Bench(a) => commands::bench::run(&a),
+        Command::Plugin {
+            command: PluginCommand::New { name, workspace },
+        } => commands::scaffold::new_plugin(&name, &workspace).map(|dir| {
+            println!(
+                "created {dir}\nnext:\n  edit {dir}/src/lib.rs (docs/plugins.md explains the interfaces)\n  cargo test -p incubator-{name}          # compiled in vs loaded: bit-identical\n  cargo build --release --workspace\n  in your config: [plugins] strategy = \"{name}\", libraries = [\"target/release/libincubator_{lib}.so\"]",
+                dir = dir.display(),
+                lib = name.replace('-', "_")
+            )
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

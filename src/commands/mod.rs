@@ -1,6 +1,7 @@
 pub mod bench;
 pub mod data;
 pub mod plugins;
+pub mod scaffold;
 pub mod stage;
 
 use incubator_core::plugin::Registrar;
