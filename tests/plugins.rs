@@ -198,3 +198,35 @@ fn a_panicking_plugin_fails_its_stage_and_the_stage_can_run_again() {
         stderr(&again)
     );
 }
+
+/// dfdx's tensor-id counter, a static of the engine library (`B`/`D` there). A plugin that
+/// defined its own (it linked a second dfdx) would give its tensors ids that collide with the
+/// engine's, and gradients would be mixed up silently.
+fn defines_tensor_id_counter(lib: &Path) -> bool {
+    let out = std::process::Command::new("nm")
+        .arg(lib)
+        .output()
+        .expect("nm (binutils) runs");
+    String::from_utf8_lossy(&out.stdout).lines().any(|l| {
+        let mut f = l.split_whitespace().rev();
+        let (name, kind) = (f.next().unwrap_or(""), f.next().unwrap_or("U"));
+        name.contains("unique_id") && name.contains("COUNTER") && kind != "U"
+    })
+}
+
+#[test]
+fn plugin_libraries_share_the_engines_tensor_id_counter() {
+    assert!(defines_tensor_id_counter(&library("incubator-core")));
+    for plugin in [
+        "incubator-deep-incubation",
+        "incubator-m2mkd",
+        "incubator-sequential",
+        "incubator-stitch",
+        "incubator-template",
+    ] {
+        assert!(
+            !defines_tensor_id_counter(&library(plugin)),
+            "{plugin} carries its own dfdx"
+        );
+    }
+}

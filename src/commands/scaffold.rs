@@ -5,9 +5,18 @@
 use std::path::{Path, PathBuf};
 
 const FILES: &[(&str, &str)] = &[
-    ("Cargo.toml", include_str!("../../plugins/template/Cargo.toml")),
-    ("src/lib.rs", include_str!("../../plugins/template/src/lib.rs")),
-    ("tests/library.rs", include_str!("../../plugins/template/tests/library.rs")),
+    (
+        "Cargo.toml",
+        include_str!("../../plugins/template/Cargo.toml"),
+    ),
+    (
+        "src/lib.rs",
+        include_str!("../../plugins/template/src/lib.rs"),
+    ),
+    (
+        "tests/library.rs",
+        include_str!("../../plugins/template/tests/library.rs"),
+    ),
 ];
 
 fn check_name(name: &str) -> anyhow::Result<()> {
@@ -38,7 +47,10 @@ fn camel_case(name: &str) -> String {
 /// The template's text with its names replaced by `name`'s.
 pub fn render(text: &str, name: &str) -> String {
     text.replace("incubator-template", &format!("incubator-{name}"))
-        .replace("incubator_template", &format!("incubator_{}", name.replace('-', "_")))
+        .replace(
+            "incubator_template",
+            &format!("incubator_{}", name.replace('-', "_")),
+        )
         .replace("\"template\"", &format!("\"{name}\""))
         .replace("\\\"template\\\"", &format!("\\\"{name}\\\""))
         .replace("`template`", &format!("`{name}`"))
