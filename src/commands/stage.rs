@@ -69,7 +69,10 @@ pub fn report(run_dir: &Path) -> anyhow::Result<()> {
         );
     }
     let engine = Engine::open(run_dir, None, &super::plugin_sources(&[]))?;
-    let report = Report::from_run(&engine.run, engine.split.k())?;
+    let deps = (0..engine.split.k())
+        .map(|i| stages::incubate::dependencies(&engine, i))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let report = Report::from_run(&engine.run, &deps)?;
     report.write(&engine.run)?;
     println!("{}", report.to_markdown());
     Ok(())

@@ -70,7 +70,10 @@ pub fn run(engine: &Engine, jobs: usize) -> anyhow::Result<report::Report> {
     if engine.cfg.e2e.enabled && jobs == 1 {
         e2e::run(engine)?;
     }
-    let report = report::Report::from_run(&engine.run, engine.split.k())?;
+    let deps = (0..engine.split.k())
+        .map(|i| incubate::dependencies(engine, i))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let report = report::Report::from_run(&engine.run, &deps)?;
     report.write(&engine.run)?;
     Ok(report)
 }

@@ -21,8 +21,11 @@ pub struct Report {
 }
 
 impl Report {
-    /// Reads every stage summary; all method stages must have finished.
-    pub fn from_run(run: &RunDir, k: usize) -> anyhow::Result<Report> {
+    /// Reads every stage summary; all method stages must have finished. `deps[i]` are the
+    /// modules incubation i waited for (none for the reference strategy): the wall time with
+    /// incubations side by side follows the longest chain of them.
+    pub fn from_run(run: &RunDir, deps: &[Vec<usize>]) -> anyhow::Result<Report> {
+        let k = deps.len();
         let need = |id: StageId| -> anyhow::Result<StageSummary> {
             run.summary(id)?.ok_or_else(|| {
                 anyhow::anyhow!("stage {id} has not finished in {}", run.root.display())
@@ -35,7 +38,19 @@ impl Report {
         let ft = need(StageId::ASSEMBLE)?;
         let e2e = run.summary(StageId::E2E)?;
         let inc_wall: f64 = incs.iter().map(|s| s.outcome.wall_s).sum();
-        let inc_max = incs.iter().map(|s| s.outcome.wall_s).fold(0.0, f64::max);
+        // Finish time of each incubation with unlimited workers: its own time after the
+        // latest of its dependencies (which have lower indices in every strategy we run, and
+        // are resolved in order here).
+        let mut finish = vec![0.0f64; k];
+        for i in 0..k {
+            let ready = deps[i]
+                .iter()
+                .filter(|&&j| j < i)
+                .map(|&j| finish[j])
+                .fold(0.0, f64::max);
+            finish[i] = ready + incs[i].outcome.wall_s;
+        }
+        let inc_max = finish.iter().copied().fold(0.0, f64::max);
         let inc_gflop: f64 = incs.iter().map(|s| s.outcome.train_gflop).sum();
         let mut stages = vec![meta.clone()];
         stages.extend(incs);

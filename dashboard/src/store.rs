@@ -1,0 +1,388 @@
+//! What the dashboard knows about each run, built up record by record from the event stream
+//! (the same records the engine writes to `events/<stage>.jsonl`).
+
+use crate::series::Series;
+use incubator_events::{Event, Record, StageId, StageKind};
+use std::collections::BTreeMap;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    Running,
+    Finished,
+    Failed,
+    Skipped,
+}
+
+/// One stage (or one module's incubation) of a run.
+#[derive(Clone, Debug)]
+pub struct StageView {
+    pub id: StageId,
+    pub status: Status,
+    /// Where it ran: host and process id (stages may run on different machines).
+    pub host: String,
+    pub pid: u32,
+    pub epochs: usize,
+    pub steps_per_epoch: usize,
+    pub epoch: f64,
+    pub started: f64,
+    pub updated: f64,
+    pub loss: Series,
+    pub lr: Series,
+    pub grad_norm: Series,
+    pub samples_per_sec: Series,
+    pub eval_top1: Series,
+    pub eval_loss: Series,
+    pub wall_s: Option<f64>,
+    pub gflop: Option<f64>,
+    pub top1: Option<f64>,
+    pub error: Option<String>,
+}
+
+impl StageView {
+    fn new(id: StageId, time: f64) -> StageView {
+        StageView {
+            id,
+            status: Status::Running,
+            host: String::new(),
+            pid: 0,
+            epochs: 0,
+            steps_per_epoch: 0,
+            epoch: 0.0,
+            started: time,
+            updated: time,
+            loss: Series::default(),
+            lr: Series::default(),
+            grad_norm: Series::default(),
+            samples_per_sec: Series::default(),
+            eval_top1: Series::default(),
+            eval_loss: Series::default(),
+            wall_s: None,
+            gflop: None,
+            top1: None,
+            error: None,
+        }
+    }
+
+    /// Fraction of the stage's epochs done, 0..=1.
+    pub fn progress(&self) -> f64 {
+        match self.status {
+            Status::Finished | Status::Skipped => 1.0,
+            _ if self.epochs == 0 => 0.0,
+            _ => (self.epoch / self.epochs as f64).clamp(0.0, 1.0),
+        }
+    }
+
+    /// Seconds left at the recent pace, while running.
+    pub fn eta_s(&self) -> Option<f64> {
+        let p = self.progress();
+        (self.status == Status::Running && p > 0.0 && p < 1.0)
+            .then(|| (self.updated - self.started) * (1.0 - p) / p)
+    }
+
+    pub fn metric(&self, m: Metric) -> &Series {
+        match m {
+            Metric::Loss => &self.loss,
+            Metric::LearningRate => &self.lr,
+            Metric::GradNorm => &self.grad_norm,
+            Metric::Throughput => &self.samples_per_sec,
+            Metric::TestTop1 => &self.eval_top1,
+            Metric::TestLoss => &self.eval_loss,
+        }
+    }
+}
+
+/// The curves a stage has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum Metric {
+    Loss,
+    LearningRate,
+    GradNorm,
+    Throughput,
+    TestTop1,
+    TestLoss,
+}
+
+impl Metric {
+    pub const ALL: [Metric; 6] = [
+        Metric::Loss,
+        Metric::TestTop1,
+        Metric::TestLoss,
+        Metric::LearningRate,
+        Metric::GradNorm,
+        Metric::Throughput,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Metric::Loss => "train loss",
+            Metric::LearningRate => "learning rate",
+            Metric::GradNorm => "gradient norm",
+            Metric::Throughput => "samples/s",
+            Metric::TestTop1 => "test top-1",
+            Metric::TestLoss => "test loss",
+        }
+    }
+}
+
+/// One run directory (or one server stream).
+#[derive(Clone, Debug, Default)]
+pub struct Run {
+    pub name: String,
+    pub stages: BTreeMap<StageId, StageView>,
+    /// Time of the run's first record: x = 0 on the time axis.
+    pub t0: Option<f64>,
+    /// The run's resolved config (TOML), when the source has it.
+    pub config: Option<String>,
+    /// Records applied so far (a reconnecting client resumes after them).
+    pub records: usize,
+}
+
+impl Run {
+    pub fn new(name: impl Into<String>) -> Run {
+        Run {
+            name: name.into(),
+            ..Default::default()
+        }
+    }
+
+    pub fn apply(&mut self, r: &Record) {
+        self.records += 1;
+        let t0 = *self.t0.get_or_insert(r.time);
+        let t = r.time - t0;
+        let s = self
+            .stages
+            .entry(r.stage)
+            .or_insert_with(|| StageView::new(r.stage, r.time));
+        s.updated = r.time;
+        match &r.event {
+            Event::StageStarted {
+                host,
+                pid,
+                epochs,
+                steps_per_epoch,
+                resumed_epochs,
+                ..
+            } => {
+                s.status = Status::Running;
+                s.host = host.clone();
+                s.pid = *pid;
+                s.epochs = *epochs;
+                s.steps_per_epoch = *steps_per_epoch;
+                s.epoch = *resumed_epochs as f64;
+                s.started = r.time;
+                s.error = None;
+            }
+            Event::TrainStep {
+                step,
+                epoch,
+                loss,
+                lr,
+                grad_norm,
+                samples_per_sec,
+            } => {
+                let x = *step as f64;
+                s.epoch = *epoch;
+                s.loss.push(x, *epoch, t, *loss);
+                s.lr.push(x, *epoch, t, *lr);
+                s.grad_norm.push(x, *epoch, t, *grad_norm);
+                s.samples_per_sec.push(x, *epoch, t, *samples_per_sec);
+            }
+            Event::Eval {
+                step,
+                epoch,
+                top1,
+                loss,
+            } => {
+                let (x, e) = (*step as f64, *epoch as f64);
+                s.epoch = s.epoch.max(e);
+                s.eval_top1.push(x, e, t, *top1);
+                s.eval_loss.push(x, e, t, *loss);
+            }
+            Event::StageFinished {
+                wall_s,
+                train_gflop,
+                top1,
+                ..
+            } => {
+                s.status = Status::Finished;
+                s.wall_s = Some(*wall_s);
+                s.gflop = Some(*train_gflop);
+                s.top1 = Some(*top1);
+            }
+            Event::StageSkipped { .. } => {
+                if s.status != Status::Finished {
+                    s.status = Status::Skipped;
+                }
+            }
+            Event::StageFailed { error } => {
+                s.status = Status::Failed;
+                s.error = Some(error.clone());
+            }
+        }
+    }
+
+    /// Incubation stages in module order.
+    pub fn incubations(&self) -> impl Iterator<Item = &StageView> {
+        self.stages
+            .values()
+            .filter(|s| s.id.stage == StageKind::Incubate)
+    }
+
+    pub fn stage(&self, id: StageId) -> Option<&StageView> {
+        self.stages.get(&id)
+    }
+
+    /// The paper-style comparison, once the stages it needs have finished.
+    pub fn comparison(&self) -> Option<Comparison> {
+        let done = |id: StageId| self.stage(id).filter(|s| s.status == Status::Finished);
+        let meta = done(StageId::META)?;
+        let assemble = done(StageId::ASSEMBLE)?;
+        let incubations: Vec<&StageView> = self.incubations().collect();
+        if incubations.is_empty() || incubations.iter().any(|s| s.status != Status::Finished) {
+            return None;
+        }
+        let method_stages: Vec<&StageView> = std::iter::once(meta)
+            .chain(incubations.iter().copied())
+            .chain(std::iter::once(assemble))
+            .collect();
+        let sum = |f: fn(&StageView) -> Option<f64>| {
+            method_stages.iter().filter_map(|s| f(s)).sum::<f64>()
+        };
+        let parallel_wall = meta.wall_s.unwrap_or(0.0)
+            + incubations
+                .iter()
+                .filter_map(|s| s.wall_s)
+                .fold(0.0, f64::max)
+            + assemble.wall_s.unwrap_or(0.0);
+        let e2e = done(StageId::E2E);
+        Some(Comparison {
+            method_top1: assemble.top1.unwrap_or(f64::NAN),
+            method_gflop: sum(|s| s.gflop),
+            method_wall_s: sum(|s| s.wall_s),
+            method_parallel_wall_s: parallel_wall,
+            e2e_top1: e2e.and_then(|s| s.top1),
+            e2e_gflop: e2e.and_then(|s| s.gflop),
+            e2e_wall_s: e2e.and_then(|s| s.wall_s),
+        })
+    }
+}
+
+/// Assembled model vs the E2E baseline: accuracy and cost, meta model included in the cost.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Comparison {
+    pub method_top1: f64,
+    pub method_gflop: f64,
+    pub method_wall_s: f64,
+    /// Wall time if the incubations run side by side (meta + slowest incubation + assembly).
+    pub method_parallel_wall_s: f64,
+    pub e2e_top1: Option<f64>,
+    pub e2e_gflop: Option<f64>,
+    pub e2e_wall_s: Option<f64>,
+}
+
+impl Comparison {
+    /// Method compute over E2E compute.
+    pub fn cost_ratio(&self) -> Option<f64> {
+        self.e2e_gflop
+            .filter(|g| *g > 0.0)
+            .map(|g| self.method_gflop / g)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(stage: StageId, time: f64, event: Event) -> Record {
+        Record::new(stage, time, event)
+    }
+
+    fn finished(stage: StageId, t: f64, top1: f64, gflop: f64, wall: f64) -> Record {
+        rec(
+            stage,
+            t,
+            Event::StageFinished {
+                wall_s: wall,
+                train_gflop: gflop,
+                top1,
+                epochs: 1,
+            },
+        )
+    }
+
+    #[test]
+    fn a_stage_goes_from_started_through_steps_to_finished() {
+        let mut run = Run::new("r");
+        let id = StageId::incubate(2);
+        run.apply(&rec(
+            id,
+            100.0,
+            Event::StageStarted {
+                host: "node7".into(),
+                pid: 42,
+                epochs: 4,
+                steps_per_epoch: 10,
+                resumed_epochs: 0,
+                params_total: 1,
+                params_trainable: 1,
+            },
+        ));
+        for step in 1..=20u64 {
+            run.apply(&rec(
+                id,
+                100.0 + step as f64,
+                Event::TrainStep {
+                    step,
+                    epoch: step as f64 / 10.0,
+                    loss: 2.0 / step as f64,
+                    lr: 1e-3,
+                    grad_norm: 1.0,
+                    samples_per_sec: 500.0,
+                },
+            ));
+        }
+        let s = run.stage(id).unwrap();
+        assert_eq!(
+            (s.status, s.host.as_str(), s.loss.len()),
+            (Status::Running, "node7", 20)
+        );
+        assert!((s.progress() - 0.5).abs() < 1e-12);
+        assert!(
+            (s.eta_s().unwrap() - 20.0).abs() < 1e-9,
+            "20 s done at half way"
+        );
+        assert_eq!(
+            s.loss.time[0], 1.0,
+            "time axis starts at the run's first record"
+        );
+        run.apply(&finished(id, 200.0, 0.9, 5.0, 100.0));
+        assert_eq!(run.stage(id).unwrap().status, Status::Finished);
+        assert_eq!(run.stage(id).unwrap().progress(), 1.0);
+        assert_eq!(run.records, 22);
+    }
+
+    #[test]
+    fn comparison_needs_every_method_stage_and_counts_the_meta_model() {
+        let mut run = Run::new("r");
+        run.apply(&finished(StageId::META, 1.0, 0.8, 10.0, 5.0));
+        run.apply(&finished(StageId::incubate(0), 2.0, 0.8, 20.0, 7.0));
+        run.apply(&rec(
+            StageId::incubate(1),
+            2.0,
+            Event::StageFailed {
+                error: "boom".into(),
+            },
+        ));
+        run.apply(&finished(StageId::ASSEMBLE, 3.0, 0.9, 30.0, 9.0));
+        assert!(run.comparison().is_none(), "module 1 failed");
+        run.apply(&finished(StageId::incubate(1), 4.0, 0.8, 20.0, 8.0));
+        run.apply(&finished(StageId::E2E, 5.0, 0.85, 40.0, 30.0));
+        let c = run.comparison().unwrap();
+        assert_eq!(c.method_top1, 0.9);
+        assert_eq!(c.method_gflop, 80.0);
+        assert_eq!(c.method_wall_s, 29.0);
+        assert_eq!(c.method_parallel_wall_s, 5.0 + 8.0 + 9.0);
+        assert_eq!(c.cost_ratio(), Some(2.0));
+        assert_eq!(c.e2e_top1, Some(0.85));
+    }
+}
