@@ -1,6 +1,7 @@
 //! `incubator`: Deep Model Assembling from the command line.
 
 mod commands;
+mod serve;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -53,6 +54,23 @@ enum Command {
         /// beside each other). Default: the number of CPUs. Results do not depend on it.
         #[arg(long, short)]
         jobs: Option<usize>,
+        /// Serve the live dashboard while training, on this address (default
+        /// 127.0.0.1:8787 when given without a value); keeps serving after the run ends
+        /// until interrupted.
+        #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:8787")]
+        serve: Option<std::net::SocketAddr>,
+    },
+    /// The live dashboard and event stream of one or more run directories, over HTTP.
+    Serve {
+        /// Run directories (each may still be training, or not started yet).
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        /// Address to listen on; 127.0.0.1 keeps it on this machine.
+        #[arg(long, default_value = "127.0.0.1:8787")]
+        addr: std::net::SocketAddr,
+        /// The built dashboard (default: dashboard/dist of this repository).
+        #[arg(long)]
+        bundle: Option<PathBuf>,
     },
     /// Phase PT: train the meta model.
     Meta(StageArgs),
@@ -132,10 +150,23 @@ enum PluginsCommand {
     Check { file: PathBuf },
 }
 
+fn serve_forever(
+    runs: &[PathBuf],
+    addr: std::net::SocketAddr,
+    bundle: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    let bound = serve::start(runs, addr, serve::bundle::find(bundle))?;
+    println!("serving {} run(s) at {}", runs.len(), serve::url(bound));
+    loop {
+        std::thread::park();
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run { args, jobs } => commands::stage::run(&args, jobs),
+        Command::Run { args, jobs, serve } => commands::stage::run(&args, jobs, serve),
+        Command::Serve { runs, addr, bundle } => serve_forever(&runs, addr, bundle.as_deref()),
         Command::Meta(a) => commands::stage::meta(&a),
         Command::Incubate { args, module } => commands::stage::incubate(&args, module),
         Command::Assemble(a) => commands::stage::assemble(&a),

@@ -17,7 +17,11 @@ fn engine(args: &StageArgs) -> anyhow::Result<Engine> {
     Ok(engine)
 }
 
-pub fn run(args: &StageArgs, jobs: Option<usize>) -> anyhow::Result<()> {
+pub fn run(
+    args: &StageArgs,
+    jobs: Option<usize>,
+    serve: Option<std::net::SocketAddr>,
+) -> anyhow::Result<()> {
     let jobs = jobs.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())
@@ -35,12 +39,33 @@ pub fn run(args: &StageArgs, jobs: Option<usize>) -> anyhow::Result<()> {
         engine.vit.num_heads,
         engine.split.divided_depths
     );
+    let served = serve
+        .map(|addr| {
+            crate::serve::start(
+                &[args.run_dir.clone()],
+                addr,
+                crate::serve::bundle::find(None),
+            )
+        })
+        .transpose()?;
+    if let Some(addr) = served {
+        println!("live dashboard: {}", crate::serve::url(addr));
+    }
     let report = stages::pipeline::run(&engine, jobs)?;
     println!("{}", report.to_markdown());
     eprintln!(
         "report written to {}",
         engine.run.root.join("report.md").display()
     );
+    if let Some(addr) = served {
+        println!(
+            "run finished; still serving at {} (Ctrl-C to stop)",
+            crate::serve::url(addr)
+        );
+        loop {
+            std::thread::park();
+        }
+    }
     Ok(())
 }
 

@@ -1,0 +1,201 @@
+//! `incubator serve`: the live server. It follows the run directories' event files (the
+//! training processes only ever append to them, so no client can slow training down) and
+//! serves the dashboard and the event stream:
+//!
+//! - `GET /` and its files: the WASM dashboard bundle (`dashboard/dist`, see `bundle.rs`);
+//! - `GET /api/runs`: the runs, `[{"name": .., "dir": ..}]`;
+//! - `GET /api/runs/NAME/config`: the run's resolved config (TOML);
+//! - `GET /api/runs/NAME/events`: server-sent events, one record per event (`data:` is the
+//!   JSONL line), first everything logged so far, then new records as they are written. Each
+//!   event's `id:` is a position; a client that reconnects (EventSource sends `Last-Event-ID`,
+//!   or `?from=ID`) resumes right after the last record it got. A `snapshot` event marks the
+//!   end of the backlog.
+
+pub mod bundle;
+pub mod tail;
+
+use axum::extract::{Path as UrlPath, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Records queued for one client; a slower client makes its own reader wait, nothing else.
+const CLIENT_QUEUE: usize = 256;
+const POLL: Duration = Duration::from_millis(250);
+
+struct Served {
+    runs: BTreeMap<String, PathBuf>,
+    bundle: Option<PathBuf>,
+}
+
+/// Names for run directories: their last path component, made unique.
+fn run_names(dirs: &[PathBuf]) -> BTreeMap<String, PathBuf> {
+    let mut out = BTreeMap::new();
+    for dir in dirs {
+        let base = dir
+            .canonicalize()
+            .unwrap_or_else(|_| dir.clone())
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "run".into());
+        let mut name = base.clone();
+        let mut n = 2;
+        while out.contains_key(&name) {
+            name = format!("{base}-{n}");
+            n += 1;
+        }
+        out.insert(name, dir.clone());
+    }
+    out
+}
+
+fn router(served: Arc<Served>) -> Router {
+    Router::new()
+        .route("/api/runs", get(list_runs))
+        .route("/api/runs/{name}/config", get(run_config))
+        .route("/api/runs/{name}/events", get(run_events))
+        .fallback(get(static_file))
+        .with_state(served)
+}
+
+async fn list_runs(State(s): State<Arc<Served>>) -> impl IntoResponse {
+    let runs: Vec<serde_json::Value> = s
+        .runs
+        .iter()
+        .map(|(name, dir)| serde_json::json!({"name": name, "dir": dir.display().to_string()}))
+        .collect();
+    Json(runs)
+}
+
+fn not_found(what: String) -> Response {
+    (StatusCode::NOT_FOUND, what).into_response()
+}
+
+async fn run_config(State(s): State<Arc<Served>>, UrlPath(name): UrlPath<String>) -> Response {
+    let Some(dir) = s.runs.get(&name) else {
+        return not_found(format!("no run named {name}"));
+    };
+    match tokio::fs::read_to_string(dir.join("config.toml")).await {
+        Ok(text) => ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response(),
+        Err(e) => not_found(format!("{}: {e}", dir.join("config.toml").display())),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct From {
+    from: Option<String>,
+}
+
+async fn run_events(
+    State(s): State<Arc<Served>>,
+    UrlPath(name): UrlPath<String>,
+    Query(q): Query<From>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(dir) = s.runs.get(&name).cloned() else {
+        return not_found(format!("no run named {name}"));
+    };
+    let resume = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or(q.from);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Event>(CLIENT_QUEUE);
+    tokio::task::spawn_blocking(move || {
+        let mut tail = tail::RunTail::new(&dir, resume.as_deref());
+        let mut first = true;
+        loop {
+            let lines = tail.poll();
+            let idle = lines.is_empty();
+            for (id, line) in lines {
+                if tx
+                    .blocking_send(Event::default().id(id).data(line))
+                    .is_err()
+                {
+                    return; // the client went away
+                }
+            }
+            if first || idle {
+                let marker = Event::default().event("snapshot").data(tail.token());
+                if first && tx.blocking_send(marker).is_err() {
+                    return;
+                }
+                first = false;
+            }
+            if tx.is_closed() {
+                return;
+            }
+            if idle {
+                std::thread::sleep(POLL);
+            }
+        }
+    });
+    let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+    let stream = tokio_stream::StreamExt::map(stream, Ok::<Event, Infallible>);
+    Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+async fn static_file(State(s): State<Arc<Served>>, uri: axum::http::Uri) -> Response {
+    let Some(root) = &s.bundle else {
+        return (
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            bundle::MISSING_PAGE,
+        )
+            .into_response();
+    };
+    let rel = uri.path().trim_start_matches('/');
+    let rel = if rel.is_empty() { "index.html" } else { rel };
+    if rel.split('/').any(|c| c == ".." || c.is_empty()) {
+        return not_found(rel.into());
+    }
+    match tokio::fs::read(root.join(rel)).await {
+        Ok(bytes) => ([(header::CONTENT_TYPE, bundle::content_type(rel))], bytes).into_response(),
+        Err(_) => not_found(rel.into()),
+    }
+}
+
+/// Binds `addr` and serves `runs` on a background thread; returns the bound address (port 0
+/// picks a free one).
+pub fn start(
+    runs: &[PathBuf],
+    addr: SocketAddr,
+    bundle: Option<PathBuf>,
+) -> anyhow::Result<SocketAddr> {
+    let served = Arc::new(Served {
+        runs: run_names(runs),
+        bundle,
+    });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind(addr))
+        .map_err(|e| {
+            anyhow::anyhow!("cannot listen on {addr}: {e}; choose another address with --addr")
+        })?;
+    let bound = listener.local_addr()?;
+    std::thread::spawn(move || {
+        rt.block_on(async move {
+            if let Err(e) = axum::serve(listener, router(served)).await {
+                eprintln!("server stopped: {e}");
+            }
+        })
+    });
+    Ok(bound)
+}
+
+/// The dashboard URL for a bound address.
+pub fn url(addr: SocketAddr) -> String {
+    format!("http://{addr}/")
+}
