@@ -12,7 +12,6 @@
 //!   end of the backlog.
 
 pub mod bundle;
-pub mod tail;
 
 use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -110,7 +109,7 @@ async fn run_events(
         .or(q.from);
     let (tx, rx) = tokio::sync::mpsc::channel::<Event>(CLIENT_QUEUE);
     tokio::task::spawn_blocking(move || {
-        let mut tail = tail::RunTail::new(&dir, resume.as_deref());
+        let mut tail = incubator_events::tail::RunTail::new(&dir, resume.as_deref());
         let mut first = true;
         loop {
             let lines = tail.poll();

@@ -8,6 +8,8 @@
 //! optional fields get `#[serde(default)]`, and a change that old readers would misread bumps
 //! [`SCHEMA_VERSION`].
 
+pub mod tail;
+
 use serde::{Deserialize, Serialize};
 use std::fmt;
 

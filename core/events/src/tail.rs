@@ -1,4 +1,5 @@
-//! Following a run directory's event files as they grow. A reader keeps a byte offset per
+//! Following a run directory's event files (`events/<stage>.jsonl`) as they grow, for the
+//! live server and the native dashboard. A reader keeps a byte offset per
 //! stage file and returns only complete new lines; its position is a token a client sends
 //! back to resume exactly where it stopped (`meta=1234;incubate-0=567`).
 

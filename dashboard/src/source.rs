@@ -1,0 +1,198 @@
+//! Where a run's records come from: a run directory on this machine (native), or a live
+//! server's event stream (native over HTTP, or the browser's EventSource).
+
+use incubator_events::Record;
+
+/// A feed of one run's records. `poll` never blocks: the UI calls it every frame.
+pub trait Source {
+    /// The run's name as the dashboard shows it.
+    fn name(&self) -> String;
+    /// Records that arrived since the last call.
+    fn poll(&mut self) -> Vec<Record>;
+    /// The run's resolved config (TOML), once known.
+    fn config(&mut self) -> Option<String>;
+    /// A problem worth showing (the directory does not exist, the server went away).
+    fn problem(&self) -> Option<String> {
+        None
+    }
+}
+
+/// Parses one JSONL line; lines of a newer, unknown event kind are skipped, not fatal.
+pub fn parse(line: &str) -> Option<Record> {
+    serde_json::from_str(line).ok()
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+pub use native::{DirSource, HttpSource};
+
+#[cfg(not(target_arch = "wasm32"))]
+mod native {
+    use super::{parse, Source};
+    use incubator_events::tail::RunTail;
+    use incubator_events::Record;
+    use std::path::PathBuf;
+    use std::sync::mpsc;
+    use std::time::{Duration, Instant};
+
+    /// A run directory read directly, following its event files as they grow.
+    pub struct DirSource {
+        dir: PathBuf,
+        tail: RunTail,
+        last_poll: Option<Instant>,
+    }
+
+    impl DirSource {
+        pub fn new(dir: PathBuf) -> DirSource {
+            DirSource {
+                tail: RunTail::new(&dir, None),
+                dir,
+                last_poll: None,
+            }
+        }
+    }
+
+    impl Source for DirSource {
+        fn name(&self) -> String {
+            let dir = self.dir.canonicalize().unwrap_or_else(|_| self.dir.clone());
+            dir.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| self.dir.display().to_string())
+        }
+
+        fn poll(&mut self) -> Vec<Record> {
+            // the files are read at most 5 times a second, however fast the UI repaints
+            if self.last_poll.is_some_and(|t| t.elapsed() < Duration::from_millis(200)) {
+                return Vec::new();
+            }
+            self.last_poll = Some(Instant::now());
+            self.tail.poll().iter().filter_map(|(_, l)| parse(l)).collect()
+        }
+
+        fn config(&mut self) -> Option<String> {
+            std::fs::read_to_string(self.dir.join("config.toml")).ok()
+        }
+
+        fn problem(&self) -> Option<String> {
+            (!self.dir.join("events").is_dir())
+                .then(|| format!("{}: no events yet", self.dir.display()))
+        }
+    }
+
+    /// One run of a live server (`incubator serve`), streamed over HTTP by a background thread
+    /// that reconnects and resumes from the last record it got.
+    pub struct HttpSource {
+        name: String,
+        config: Option<String>,
+        rx: mpsc::Receiver<Result<Record, String>>,
+        problem: Option<String>,
+        base: String,
+    }
+
+    impl HttpSource {
+        /// Every run a server at `base` (`http://127.0.0.1:8787`) serves.
+        pub fn all(base: &str) -> Result<Vec<HttpSource>, String> {
+            let base = base.trim_end_matches('/').to_string();
+            let text = ureq::get(format!("{base}/api/runs"))
+                .call()
+                .and_then(|mut r| r.body_mut().read_to_string())
+                .map_err(|e| format!("{base}/api/runs: {e}"))?;
+            let list: serde_json::Value =
+                serde_json::from_str(&text).map_err(|e| format!("{base}/api/runs: {e}"))?;
+            let names: Vec<String> = list
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|r| r["name"].as_str().map(str::to_string))
+                .collect();
+            Ok(names.into_iter().map(|n| HttpSource::new(&base, n)).collect())
+        }
+
+        fn new(base: &str, name: String) -> HttpSource {
+            let (tx, rx) = mpsc::channel();
+            let url = format!("{base}/api/runs/{name}/events");
+            std::thread::spawn(move || stream(url, tx));
+            HttpSource {
+                name,
+                config: None,
+                rx,
+                problem: None,
+                base: base.to_string(),
+            }
+        }
+    }
+
+    /// Reads server-sent events, reconnecting with the last id after a failure.
+    fn stream(url: String, tx: mpsc::Sender<Result<Record, String>>) {
+        use std::io::BufRead;
+        let mut last_id: Option<String> = None;
+        loop {
+            let mut req = ureq::get(&url);
+            if let Some(id) = &last_id {
+                req = req.header("Last-Event-ID", id);
+            }
+            match req.call() {
+                Ok(mut resp) => {
+                    let reader = std::io::BufReader::new(resp.body_mut().as_reader());
+                    let (mut id, mut data) = (None, String::new());
+                    for line in reader.lines() {
+                        let Ok(line) = line else { break };
+                        if let Some(v) = line.strip_prefix("id:") {
+                            id = Some(v.trim().to_string());
+                        } else if let Some(v) = line.strip_prefix("data:") {
+                            data.push_str(v.trim_start());
+                        } else if line.is_empty() {
+                            if let (Some(rec), Some(i)) = (parse(&data), id.take()) {
+                                last_id = Some(i);
+                                if tx.send(Ok(rec)).is_err() {
+                                    return;
+                                }
+                            }
+                            data.clear();
+                        }
+                    }
+                }
+                Err(e) => {
+                    if tx.send(Err(format!("{url}: {e}"))).is_err() {
+                        return;
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+
+    impl Source for HttpSource {
+        fn name(&self) -> String {
+            self.name.clone()
+        }
+
+        fn poll(&mut self) -> Vec<Record> {
+            let mut out = Vec::new();
+            while let Ok(item) = self.rx.try_recv() {
+                match item {
+                    Ok(r) => {
+                        self.problem = None;
+                        out.push(r);
+                    }
+                    Err(e) => self.problem = Some(e),
+                }
+            }
+            out
+        }
+
+        fn config(&mut self) -> Option<String> {
+            if self.config.is_none() {
+                let url = format!("{}/api/runs/{}/config", self.base, self.name);
+                self.config = ureq::get(&url)
+                    .call()
+                    .ok()
+                    .and_then(|mut r| r.body_mut().read_to_string().ok());
+            }
+            self.config.clone()
+        }
+
+        fn problem(&self) -> Option<String> {
+            self.problem.clone()
+        }
+    }
+}
