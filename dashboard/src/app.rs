@@ -174,3 +174,30 @@ impl eframe::App for DashboardApp {
         Some(self)
     }
 }
+
+/// A summary of what the app holds, as JSON (for tests, native or in the browser).
+pub fn state_json(app: &DashboardApp) -> String {
+    let runs: Vec<serde_json::Value> = app
+        .runs
+        .iter()
+        .map(|r| {
+            let stages: serde_json::Map<String, serde_json::Value> = r
+                .stages
+                .iter()
+                .map(|(id, s)| {
+                    (
+                        id.slug(),
+                        serde_json::json!({
+                            "status": format!("{:?}", s.status).to_lowercase(),
+                            "steps": s.loss.len(),
+                            "progress": s.progress(),
+                        }),
+                    )
+                })
+                .collect();
+            serde_json::json!({"name": r.name, "records": r.records, "stages": stages})
+        })
+        .collect();
+    serde_json::json!({"runs": runs, "frames": app.frames, "tab": format!("{:?}", app.tab)})
+        .to_string()
+}

@@ -5,8 +5,9 @@ use egui::Color32;
 
 fn hash(s: &str) -> u64 {
     // FNV-1a: stable across platforms and releases, unlike std's hasher
-    s.bytes()
-        .fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3))
+    s.bytes().fold(0xcbf29ce484222325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100000001b3)
+    })
 }
 
 /// The colour of one curve: hue from the stage, shifted and shaded per run so that the same

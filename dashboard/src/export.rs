@@ -13,7 +13,14 @@ pub fn csv(app: &mut DashboardApp) -> String {
     full.show_raw = true;
     for &metric in &settings.metrics {
         let all = (f64::NEG_INFINITY, f64::INFINITY);
-        for line in lines(&app.runs, &mut app.smoothing_cache, &full, metric, all, usize::MAX / 4) {
+        for line in lines(
+            &app.runs,
+            &mut app.smoothing_cache,
+            &full,
+            metric,
+            all,
+            usize::MAX / 4,
+        ) {
             let smoothed = if line.smoothed.len() == line.raw.len() {
                 line.smoothed.iter().map(|p| p[1]).collect()
             } else {
@@ -49,7 +56,10 @@ pub fn save_png(image: &egui::ColorImage) -> String {
         enc.set_color(png::ColorType::Rgba);
         enc.set_depth(png::BitDepth::Eight);
         let rgba: Vec<u8> = image.pixels.iter().flat_map(|c| c.to_array()).collect();
-        match enc.write_header().and_then(|mut w| w.write_image_data(&rgba)) {
+        match enc
+            .write_header()
+            .and_then(|mut w| w.write_image_data(&rgba))
+        {
             Ok(()) => {}
             Err(e) => return format!("PNG export failed: {e}"),
         }

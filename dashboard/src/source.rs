@@ -61,11 +61,18 @@ mod native {
 
         fn poll(&mut self) -> Vec<Record> {
             // the files are read at most 5 times a second, however fast the UI repaints
-            if self.last_poll.is_some_and(|t| t.elapsed() < Duration::from_millis(200)) {
+            if self
+                .last_poll
+                .is_some_and(|t| t.elapsed() < Duration::from_millis(200))
+            {
                 return Vec::new();
             }
             self.last_poll = Some(Instant::now());
-            self.tail.poll().iter().filter_map(|(_, l)| parse(l)).collect()
+            self.tail
+                .poll()
+                .iter()
+                .filter_map(|(_, l)| parse(l))
+                .collect()
         }
 
         fn config(&mut self) -> Option<String> {
@@ -104,7 +111,10 @@ mod native {
                 .flatten()
                 .filter_map(|r| r["name"].as_str().map(str::to_string))
                 .collect();
-            Ok(names.into_iter().map(|n| HttpSource::new(&base, n)).collect())
+            Ok(names
+                .into_iter()
+                .map(|n| HttpSource::new(&base, n))
+                .collect())
         }
 
         fn new(base: &str, name: String) -> HttpSource {

@@ -11,7 +11,18 @@ pub fn show(ui: &mut Ui, runs: &[Run]) {
     egui::ScrollArea::vertical().show(ui, |ui| {
         ui.heading("Deep Model Assembling vs end-to-end");
         egui::Grid::new("comparison").striped(true).show(ui, |ui| {
-            for h in ["run", "assembled top-1", "E2E top-1", "difference", "method GFLOP", "E2E GFLOP", "cost ratio", "method wall", "side by side", "E2E wall"] {
+            for h in [
+                "run",
+                "assembled top-1",
+                "E2E top-1",
+                "difference",
+                "method GFLOP",
+                "E2E GFLOP",
+                "cost ratio",
+                "method wall",
+                "side by side",
+                "E2E wall",
+            ] {
                 ui.label(RichText::new(h).strong());
             }
             ui.end_row();
@@ -30,8 +41,16 @@ pub fn show(ui: &mut Ui, runs: &[Run]) {
                                 .unwrap_or_else(|| "-".into()),
                         );
                         ui.label(format!("{:.0}", c.method_gflop));
-                        ui.label(c.e2e_gflop.map(|g| format!("{g:.0}")).unwrap_or_else(|| "-".into()));
-                        ui.label(c.cost_ratio().map(|r| format!("{r:.2}x")).unwrap_or_else(|| "-".into()));
+                        ui.label(
+                            c.e2e_gflop
+                                .map(|g| format!("{g:.0}"))
+                                .unwrap_or_else(|| "-".into()),
+                        );
+                        ui.label(
+                            c.cost_ratio()
+                                .map(|r| format!("{r:.2}x"))
+                                .unwrap_or_else(|| "-".into()),
+                        );
                         ui.label(duration(c.method_wall_s));
                         ui.label(duration(c.method_parallel_wall_s));
                         ui.label(c.e2e_wall_s.map(duration).unwrap_or_else(|| "-".into()));
@@ -52,7 +71,11 @@ pub fn flatten(config: &str) -> BTreeMap<String, String> {
         match v {
             toml::Value::Table(t) => {
                 for (k, v) in t {
-                    let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
                     walk(&key, v, out);
                 }
             }
@@ -98,7 +121,11 @@ fn hyperparameters(ui: &mut Ui, runs: &[Run]) {
         }
         ui.end_row();
         for (key, values, differs) in table(runs) {
-            let key = if differs { RichText::new(key).strong() } else { RichText::new(key) };
+            let key = if differs {
+                RichText::new(key).strong()
+            } else {
+                RichText::new(key)
+            };
             ui.label(key);
             for v in values {
                 ui.label(v);
@@ -122,6 +149,8 @@ mod tests {
         assert_eq!(rows[0].0, "optim.base_lr");
         assert!(rows[0].2);
         assert_eq!(rows[0].1, vec!["0.01", "0.02"]);
-        assert!(rows.iter().any(|(k, v, d)| k == "seed" && !d && v == &vec!["0", "0"]));
+        assert!(rows
+            .iter()
+            .any(|(k, v, d)| k == "seed" && !d && v == &vec!["0", "0"]));
     }
 }

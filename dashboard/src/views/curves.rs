@@ -78,7 +78,10 @@ pub fn lines(
     buckets: usize,
 ) -> Vec<VisibleLine> {
     let mut out = Vec::new();
-    for run in runs.iter().filter(|r| !settings.hidden_runs.contains(&r.name)) {
+    for run in runs
+        .iter()
+        .filter(|r| !settings.hidden_runs.contains(&r.name))
+    {
         for (id, stage) in &run.stages {
             let slug = id.slug();
             if settings.hidden_stages.contains(&slug) {
@@ -211,11 +214,17 @@ pub fn show(ui: &mut Ui, app: &mut DashboardApp) {
                         line.stage.clone()
                     };
                     if !line.raw.is_empty() {
-                        let faint = if line.smoothed.is_empty() { colour } else { colors::faint(colour) };
-                        plot_ui.line(Line::new(name.clone(), PlotPoints::from(line.raw)).color(faint));
+                        let faint = if line.smoothed.is_empty() {
+                            colour
+                        } else {
+                            colors::faint(colour)
+                        };
+                        plot_ui
+                            .line(Line::new(name.clone(), PlotPoints::from(line.raw)).color(faint));
                     }
                     if !line.smoothed.is_empty() {
-                        plot_ui.line(Line::new(name, PlotPoints::from(line.smoothed)).color(colour));
+                        plot_ui
+                            .line(Line::new(name, PlotPoints::from(line.smoothed)).color(colour));
                     }
                 }
             });

@@ -21,13 +21,28 @@ pub fn show(ui: &mut Ui, runs: &[Run]) {
         for run in runs {
             ui.heading(&run.name);
             ui.horizontal_top(|ui| {
-                column(ui, "phase PT", [run.stage(StageId::META)].into_iter().flatten(), StageKind::Meta);
-                ui.label(RichText::new("→").size(24.0));
+                column(
+                    ui,
+                    "phase PT",
+                    [run.stage(StageId::META)].into_iter().flatten(),
+                    StageKind::Meta,
+                );
+                ui.label(RichText::new("->").size(20.0));
                 column(ui, "phase MT", run.incubations(), StageKind::Incubate);
-                ui.label(RichText::new("→").size(24.0));
-                column(ui, "phase FT", [run.stage(StageId::ASSEMBLE)].into_iter().flatten(), StageKind::Assemble);
+                ui.label(RichText::new("->").size(20.0));
+                column(
+                    ui,
+                    "phase FT",
+                    [run.stage(StageId::ASSEMBLE)].into_iter().flatten(),
+                    StageKind::Assemble,
+                );
                 ui.separator();
-                column(ui, "baseline", [run.stage(StageId::E2E)].into_iter().flatten(), StageKind::E2e);
+                column(
+                    ui,
+                    "baseline",
+                    [run.stage(StageId::E2E)].into_iter().flatten(),
+                    StageKind::E2e,
+                );
             });
             ui.separator();
         }
@@ -37,7 +52,12 @@ pub fn show(ui: &mut Ui, runs: &[Run]) {
     });
 }
 
-fn column<'a>(ui: &mut Ui, title: &str, stages: impl Iterator<Item = &'a StageView>, kind: StageKind) {
+fn column<'a>(
+    ui: &mut Ui,
+    title: &str,
+    stages: impl Iterator<Item = &'a StageView>,
+    kind: StageKind,
+) {
     ui.vertical(|ui| {
         ui.label(RichText::new(title).weak());
         let mut any = false;
@@ -60,7 +80,10 @@ fn card(ui: &mut Ui, s: &StageView) {
             ui.set_min_width(190.0);
             ui.horizontal(|ui| {
                 ui.label(RichText::new(s.id.slug()).strong());
-                ui.label(RichText::new(format!("{:?}", s.status).to_lowercase()).color(status_colour(s.status)));
+                ui.label(
+                    RichText::new(format!("{:?}", s.status).to_lowercase())
+                        .color(status_colour(s.status)),
+                );
             });
             ui.add(
                 egui::ProgressBar::new(s.progress() as f32)
@@ -80,7 +103,11 @@ fn card(ui: &mut Ui, s: &StageView) {
                 ui.label(format!("loss {loss:.4}"));
             }
             if !s.host.is_empty() {
-                ui.label(RichText::new(format!("{} pid {}", s.host, s.pid)).weak().small());
+                ui.label(
+                    RichText::new(format!("{} pid {}", s.host, s.pid))
+                        .weak()
+                        .small(),
+                );
             }
             if let Some(e) = &s.error {
                 ui.colored_label(status_colour(Status::Failed), e);

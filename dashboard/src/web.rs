@@ -1,0 +1,183 @@
+//! The browser build: the same app on a canvas, fed by the server's event streams
+//! (EventSource reconnects by itself and sends `Last-Event-ID`, so the stream resumes).
+
+use crate::app::DashboardApp;
+use crate::source::{parse, Source};
+use incubator_events::Record;
+use std::cell::RefCell;
+use std::rc::Rc;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+
+/// One run's stream from the server that served this page.
+struct WebSource {
+    name: String,
+    queue: Rc<RefCell<Vec<Record>>>,
+    config: Rc<RefCell<Option<String>>>,
+    problem: Rc<RefCell<Option<String>>>,
+    _events: web_sys::EventSource,
+    _closures: Vec<Closure<dyn FnMut(web_sys::Event)>>,
+}
+
+impl WebSource {
+    fn open(name: String) -> Result<WebSource, JsValue> {
+        let events = web_sys::EventSource::new(&format!("api/runs/{name}/events"))?;
+        let queue: Rc<RefCell<Vec<Record>>> = Default::default();
+        let problem: Rc<RefCell<Option<String>>> = Default::default();
+        let on_message = {
+            let (queue, problem) = (queue.clone(), problem.clone());
+            Closure::<dyn FnMut(web_sys::Event)>::new(move |e: web_sys::Event| {
+                if let Some(m) = e.dyn_ref::<web_sys::MessageEvent>() {
+                    if let Some(r) = m.data().as_string().as_deref().and_then(parse) {
+                        queue.borrow_mut().push(r);
+                        *problem.borrow_mut() = None;
+                    }
+                }
+            })
+        };
+        events.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+        let on_error = {
+            let (problem, name) = (problem.clone(), name.clone());
+            Closure::<dyn FnMut(web_sys::Event)>::new(move |_| {
+                *problem.borrow_mut() = Some(format!("{name}: connection lost, reconnecting"));
+            })
+        };
+        events.set_onerror(Some(on_error.as_ref().unchecked_ref()));
+        let config: Rc<RefCell<Option<String>>> = Default::default();
+        let slot = config.clone();
+        let url = format!("api/runs/{name}/config");
+        wasm_bindgen_futures::spawn_local(async move {
+            if let Ok(text) = fetch_text(&url).await {
+                *slot.borrow_mut() = Some(text);
+            }
+        });
+        Ok(WebSource {
+            name,
+            queue,
+            config,
+            problem,
+            _events: events,
+            _closures: vec![on_message, on_error],
+        })
+    }
+}
+
+impl Source for WebSource {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+    fn poll(&mut self) -> Vec<Record> {
+        std::mem::take(&mut *self.queue.borrow_mut())
+    }
+    fn config(&mut self) -> Option<String> {
+        self.config.borrow().clone()
+    }
+    fn problem(&self) -> Option<String> {
+        self.problem.borrow().clone()
+    }
+}
+
+async fn fetch_text(url: &str) -> Result<String, JsValue> {
+    let window = web_sys::window().ok_or("no window")?;
+    let resp: web_sys::Response = wasm_bindgen_futures::JsFuture::from(window.fetch_with_str(url))
+        .await?
+        .dyn_into()?;
+    if !resp.ok() {
+        return Err(format!("{url}: HTTP {}", resp.status()).into());
+    }
+    let text = wasm_bindgen_futures::JsFuture::from(resp.text()?).await?;
+    text.as_string().ok_or_else(|| "not text".into())
+}
+
+/// Saves bytes through a download link.
+pub fn download(name: &str, bytes: &[u8], mime: &str) -> String {
+    let result = (|| -> Result<(), JsValue> {
+        let array = js_sys::Uint8Array::from(bytes);
+        let parts = js_sys::Array::of1(&array);
+        let options = web_sys::BlobPropertyBag::new();
+        options.set_type(mime);
+        let blob = web_sys::Blob::new_with_u8_array_sequence_and_options(&parts, &options)?;
+        let url = web_sys::Url::create_object_url_with_blob(&blob)?;
+        let document = web_sys::window()
+            .ok_or("no window")?
+            .document()
+            .ok_or("no document")?;
+        let a: web_sys::HtmlAnchorElement = document.create_element("a")?.dyn_into()?;
+        a.set_href(&url);
+        a.set_download(name);
+        a.click();
+        web_sys::Url::revoke_object_url(&url)
+    })();
+    match result {
+        Ok(()) => format!("downloaded {name}"),
+        Err(e) => format!("download failed: {e:?}"),
+    }
+}
+
+thread_local! {
+    static RUNNER: RefCell<Option<eframe::WebRunner>> = const { RefCell::new(None) };
+}
+
+/// Starts the dashboard on the page's `<canvas id="dashboard">`.
+#[wasm_bindgen(start)]
+pub fn start() {
+    wasm_bindgen_futures::spawn_local(async {
+        if let Err(e) = run().await {
+            web_sys::console::error_1(&e);
+        }
+    });
+}
+
+async fn run() -> Result<(), JsValue> {
+    let incoming: Rc<RefCell<Vec<Box<dyn Source>>>> = Default::default();
+    let list = fetch_text("api/runs").await?;
+    let runs: serde_json::Value = serde_json::from_str(&list).map_err(|e| e.to_string())?;
+    for name in runs
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["name"].as_str())
+    {
+        incoming
+            .borrow_mut()
+            .push(Box::new(WebSource::open(name.to_string())?));
+    }
+    let document = web_sys::window()
+        .ok_or("no window")?
+        .document()
+        .ok_or("no document")?;
+    let canvas: web_sys::HtmlCanvasElement = document
+        .get_element_by_id("dashboard")
+        .ok_or("no <canvas id=\"dashboard\">")?
+        .dyn_into()?;
+    let runner = eframe::WebRunner::new();
+    let sources = std::mem::take(&mut *incoming.borrow_mut());
+    runner
+        .start(
+            canvas,
+            eframe::WebOptions::default(),
+            Box::new(move |_cc| Ok(Box::new(DashboardApp::new(sources)))),
+        )
+        .await?;
+    RUNNER.with(|r| *r.borrow_mut() = Some(runner));
+    Ok(())
+}
+
+/// What the app shows, for browser tests (egui draws on a canvas: there is no DOM to read):
+/// `{"runs":[{"name":..,"records":..,"stages":{"meta":{"status":..,"steps":..}}}],"frames":..}`.
+#[wasm_bindgen]
+pub fn dashboard_state() -> String {
+    RUNNER.with(|r| {
+        let r = r.borrow();
+        let Some(runner) = r.as_ref() else {
+            return "{}".to_string();
+        };
+        if runner.has_panicked() {
+            return "{\"panicked\":true}".to_string();
+        }
+        let Some(app) = runner.app_mut::<DashboardApp>() else {
+            return "{}".to_string();
+        };
+        crate::app::state_json(&app)
+    })
+}
