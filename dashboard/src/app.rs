@@ -26,6 +26,9 @@ pub struct CurveSettings {
     pub hidden_stages: BTreeSet<String>,
     /// Run names hidden from the plots.
     pub hidden_runs: BTreeSet<String>,
+    /// Reduce each line to min/max buckets of the plot's width (off: every point is drawn;
+    /// the frame-time benchmark's baseline).
+    pub downsample: bool,
 }
 
 impl Default for CurveSettings {
@@ -38,6 +41,7 @@ impl Default for CurveSettings {
             x_axis: XAxis::Step,
             hidden_stages: BTreeSet::new(),
             hidden_runs: BTreeSet::new(),
+            downsample: true,
         }
     }
 }

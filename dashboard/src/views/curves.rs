@@ -186,7 +186,11 @@ pub fn show(ui: &mut Ui, app: &mut DashboardApp) {
         return;
     }
     let height = (ui.available_height() / metrics.len() as f32 - 8.0).max(120.0);
-    let buckets = (ui.available_width() as usize).clamp(100, 4000);
+    let buckets = if app.curves.downsample {
+        (ui.available_width() as usize).clamp(100, 4000)
+    } else {
+        usize::MAX / 4
+    };
     egui::ScrollArea::vertical().show(ui, |ui| {
         for metric in metrics {
             ui.label(metric.label());
@@ -200,8 +204,10 @@ pub fn show(ui: &mut Ui, app: &mut DashboardApp) {
                 plot = plot.y_axis_formatter(|mark, _| format!("{:.2e}", 10f64.powf(mark.value)));
             }
             plot.show(ui, |plot_ui| {
+                // While the plot fits its data (no zoom), the x range is all of it: the
+                // bounds follow the points we give, so they must not limit them.
                 let b = plot_ui.plot_bounds();
-                let range = if b.is_valid() && b.width() > 0.0 {
+                let range = if !plot_ui.auto_bounds().x && b.is_valid() && b.width() > 0.0 {
                     (b.min()[0], b.max()[0])
                 } else {
                     (f64::NEG_INFINITY, f64::INFINITY)
