@@ -2,8 +2,8 @@
 # Builds the dashboard for the browser into dashboard/dist (served by `incubator serve`).
 #
 # With the rustup target installed (`rustup target add wasm32-unknown-unknown`), a plain cargo
-# build. Without it (machines whose rustup cannot download targets), Debian's rustc-web and the
-# standard library's source build std for wasm32 (-Zbuild-std), linked by the toolchain's lld.
+# build. Without it (machines whose rustup cannot download targets), the toolchain's own rustc
+# builds std for wasm32 from source (-Zbuild-std), linked by the toolchain's rust-lld.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,17 +15,42 @@ if ! wasm-bindgen --version 2>/dev/null | grep -q " $wb_version\$"; then
 fi
 
 target=wasm32-unknown-unknown
+# no debug info in the bundle (the native release profile keeps line tables)
+export CARGO_PROFILE_RELEASE_DEBUG=false
 out=target/wasm/$target/release/incubator_dashboard.wasm
 if rustup target list --installed 2>/dev/null | grep -qx "$target"; then
     cargo rustc -p incubator-dashboard --lib --release --target "$target" --target-dir target/wasm --crate-type cdylib
 else
-    if [ ! -x /usr/bin/rustc ] || [ ! -d /usr/lib/rustlib/src/rust/library ]; then
-        echo "no $target target in rustup: installing Debian's rustc-web and rust-web-src to build std for it"
-        sudo_cmd=""; [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
-        $sudo_cmd apt-get install -y rustc-web rust-web-src
+    # No prebuilt std for wasm32: build it from the standard library's source (-Zbuild-std).
+    # rustup cannot download its rust-src component here, so take Debian's rust-src package
+    # of the same release (it is architecture-independent) and install it where rustup's
+    # component would go.
+    sysroot=$(rustc --print sysroot)
+    version=$(rustc --version | awk '{print $2}')
+    if [ ! -f "$sysroot/lib/rustlib/src/rust/library/std/Cargo.toml" ]; then
+        src_dir=target/rust-src-$version
+        if [ ! -d "$src_dir/usr/lib/rustlib/src/rust/library" ]; then
+            deb=""
+            for dist in trixie-backports trixie sid; do
+                deb=$(curl -fsS "http://deb.debian.org/debian/dists/$dist/main/binary-all/Packages.xz" | xz -dc |
+                    awk -v v="$version" '/^Package: rust-src$/ {p=1} p && /^Version:/ {ok = index($2, v "+") == 1}
+                        p && ok && /^Filename:/ {print $2; exit} /^$/ {p=0; ok=0}') || true
+                [ -n "$deb" ] && break
+            done
+            if [ -z "$deb" ]; then
+                echo "no Debian rust-src package for rustc $version; install the target instead: rustup target add $target" >&2
+                exit 1
+            fi
+            echo "fetching the standard library's source for rustc $version: $deb"
+            mkdir -p "$src_dir"
+            curl -fsS "http://deb.debian.org/debian/$deb" -o "$src_dir/rust-src.deb"
+            dpkg-deb -x "$src_dir/rust-src.deb" "$src_dir"
+        fi
+        mkdir -p "$sysroot/lib/rustlib/src"
+        ln -sfn "$PWD/$src_dir/usr/lib/rustlib/src/rust" "$sysroot/lib/rustlib/src/rust"
     fi
-    lld="$(rustc --print sysroot)/lib/rustlib/x86_64-unknown-linux-gnu/bin/rust-lld"
-    RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER="$lld" \
+    lld="$sysroot/lib/rustlib/x86_64-unknown-linux-gnu/bin/rust-lld"
+    RUSTC_BOOTSTRAP=1 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER="$lld" \
         cargo rustc -p incubator-dashboard --lib --release --target "$target" --target-dir target/wasm \
         --crate-type cdylib -Zbuild-std=std,panic_abort
 fi
@@ -33,10 +58,13 @@ fi
 rm -rf dashboard/dist
 wasm-bindgen --target web --no-typescript --out-dir dashboard/dist "$out"
 cp dashboard/web/index.html dashboard/dist/
-if command -v wasm-opt >/dev/null && wasm-opt --version | grep -qv "version 10[0-9]"; then
-    # Debian's binaryen 108 breaks eframe modules; npm's binaryen works
-    wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int \
+# Size: binaryen's wasm-opt from npm (Debian's binaryen 108 produces modules eframe cannot run).
+if command -v npm >/dev/null; then
+    (cd dashboard/web && npm install --no-audit --no-fund --silent)
+    dashboard/web/node_modules/.bin/wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int \
+        --enable-sign-ext --enable-mutable-globals \
         dashboard/dist/incubator_dashboard_bg.wasm -o dashboard/dist/incubator_dashboard_bg.wasm
 fi
 ls -l dashboard/dist
-echo "built dashboard/dist ($(du -sh dashboard/dist | cut -f1)); \`incubator serve RUN_DIR\` serves it"
+wasm=dashboard/dist/incubator_dashboard_bg.wasm
+echo "built dashboard/dist: $(wc -c < "$wasm") bytes of wasm, $(gzip -c "$wasm" | wc -c) gzipped; \`incubator serve RUN_DIR\` serves it"

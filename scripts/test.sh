@@ -13,3 +13,13 @@ fi
 export INCUBATOR_TB_PYTHON="$PWD/.venv-tb/bin/python"
 
 cargo test --workspace --all-targets -- --include-ignored --skip regenerate_assets
+
+# The dashboard in a real browser: the WASM bundle, then a live run watched in headless
+# Chromium (screenshots in target/browser-test, CI's artefacts).
+./scripts/build-wasm.sh
+if ! command -v chromium >/dev/null; then
+    sudo_cmd=""; [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+    $sudo_cmd apt-get install -y chromium
+fi
+(cd tests/browser && npm install --no-audit --no-fund --silent)
+node tests/browser/live.mjs target/debug/incubator
