@@ -38,7 +38,10 @@ fn main() -> eframe::Result {
     }
     eframe::run_native(
         "incubator dashboard",
-        eframe::NativeOptions::default(),
+        eframe::NativeOptions {
+            viewport: egui::ViewportBuilder::default().with_inner_size([1400.0, 900.0]),
+            ..Default::default()
+        },
         Box::new(|_cc| Ok(Box::new(incubator_dashboard::DashboardApp::new(sources)))),
     )
 }

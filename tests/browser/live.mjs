@@ -89,7 +89,7 @@ try {
   await page.mouse.click(130, 15); // the "Pipeline" tab
   await page.waitForTimeout(1000);
   await page.screenshot({ path: join(artefacts, "pipeline.png") });
-  await page.mouse.click(205, 15); // "Compare"
+  await page.mouse.click(275, 15); // "Compare"
   await page.waitForTimeout(1000);
   await page.screenshot({ path: join(artefacts, "compare.png") });
   if (errors.length) fail(`page errors:\n${errors.join("\n")}`);

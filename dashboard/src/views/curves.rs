@@ -220,13 +220,14 @@ pub fn show(ui: &mut Ui, app: &mut DashboardApp) {
                         line.stage.clone()
                     };
                     if !line.raw.is_empty() {
-                        let faint = if line.smoothed.is_empty() {
-                            colour
+                        // behind a smoothed line the raw one is faint and nameless (an empty
+                        // name keeps it out of the legend, which shows the smoothed colour)
+                        let (faint, raw_name) = if line.smoothed.is_empty() {
+                            (colour, name.clone())
                         } else {
-                            colors::faint(colour)
+                            (colors::faint(colour), String::new())
                         };
-                        plot_ui
-                            .line(Line::new(name.clone(), PlotPoints::from(line.raw)).color(faint));
+                        plot_ui.line(Line::new(raw_name, PlotPoints::from(line.raw)).color(faint));
                     }
                     if !line.smoothed.is_empty() {
                         plot_ui
