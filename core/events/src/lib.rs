@@ -256,4 +256,78 @@ mod tests {
         assert_eq!(r.event, Event::StageFailed { error: "x".into() });
         assert_eq!(r.stage, StageId::META);
     }
+
+    /// One record of every event kind, as the engine writes them.
+    pub fn every_kind() -> Vec<Record> {
+        let events = vec![
+            Event::StageStarted {
+                host: "node1".into(),
+                pid: 7,
+                epochs: 3,
+                steps_per_epoch: 10,
+                resumed_epochs: 1,
+                params_total: 100,
+                params_trainable: 40,
+            },
+            Event::TrainStep {
+                step: 5,
+                epoch: 0.5,
+                loss: 2.25,
+                lr: 1e-3,
+                grad_norm: 0.75,
+                samples_per_sec: 512.0,
+            },
+            Event::Eval {
+                step: 10,
+                epoch: 1,
+                top1: 0.5,
+                loss: 1.5,
+            },
+            Event::StageFinished {
+                wall_s: 12.5,
+                train_gflop: 3.25,
+                top1: 0.875,
+                epochs: 3,
+            },
+            Event::StageSkipped {
+                reason: "done".into(),
+            },
+            Event::StageFailed {
+                error: "boom".into(),
+            },
+        ];
+        events
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| Record::new(StageId::incubate(i), 1000.0 + i as f64, e))
+            .collect()
+    }
+
+    #[test]
+    fn every_event_kind_round_trips_through_a_jsonl_line() {
+        for r in every_kind() {
+            let line = serde_json::to_string(&r).unwrap();
+            assert!(!line.contains('\n'));
+            let back: Record = serde_json::from_str(&line).unwrap();
+            assert_eq!(back, r, "{line}");
+        }
+    }
+
+    #[test]
+    fn records_of_older_writers_still_read() {
+        // version 1 before `resumed_epochs` existed
+        let old = r#"{"v":1,"time":5.0,"stage":"e2e","event":"stage_started","host":"h","pid":1,"epochs":2,"steps_per_epoch":3,"params_total":4,"params_trainable":4}"#;
+        let r: Record = serde_json::from_str(old).unwrap();
+        assert!(matches!(
+            r.event,
+            Event::StageStarted {
+                resumed_epochs: 0,
+                epochs: 2,
+                ..
+            }
+        ));
+        // an event kind from a newer writer is an error for this record only: readers skip it
+        let newer = r#"{"v":2,"time":5.0,"stage":"e2e","event":"checkpoint_saved","path":"x"}"#;
+        assert!(serde_json::from_str::<Record>(newer).is_err());
+    }
 }

@@ -1,0 +1,175 @@
+//! The live server run as the real binary: the run list, the event stream (backlog, then new
+//! records as they are written, resumed after the last id a client got), several runs, clear
+//! 404s, and the native dashboard's HTTP source reading it.
+
+mod common;
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+fn serve(runs: &[&Path]) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_incubator"))
+        .arg("serve")
+        .args(runs)
+        .args(["--addr", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .split(" at ")
+        .nth(1)
+        .expect("serving ... at URL")
+        .trim()
+        .to_string();
+    Server { child, url }
+}
+
+fn record(stage: &str, step: u64) -> String {
+    format!(
+        r#"{{"v":1,"time":{step}.0,"stage":"{stage}","event":"train_step","step":{step},"epoch":0.1,"loss":2.0,"lr":0.001,"grad_norm":1.0,"samples_per_sec":100.0}}"#
+    )
+}
+
+fn make_run(dir: &Path, stage: &str, steps: u64) {
+    std::fs::create_dir_all(dir.join("events")).unwrap();
+    std::fs::write(dir.join("config.toml"), "seed = 3\n").unwrap();
+    let lines: String = (1..=steps).map(|s| record(stage, s) + "\n").collect();
+    std::fs::write(dir.join(format!("events/{stage}.jsonl")), lines).unwrap();
+}
+
+/// Reads server-sent events until `until` says stop: (id, data) of each message.
+fn read_events(
+    url: &str,
+    last_id: Option<&str>,
+    mut until: impl FnMut(&[(String, String)], Option<&str>) -> bool,
+) -> Vec<(String, String)> {
+    let mut req = ureq::get(url);
+    if let Some(id) = last_id {
+        req = req.header("Last-Event-ID", id);
+    }
+    let mut resp = req.call().unwrap();
+    let reader = BufReader::new(resp.body_mut().as_reader());
+    let (mut out, mut id, mut data, mut kind) = (Vec::new(), None, String::new(), None);
+    for line in reader.lines() {
+        let line = line.unwrap();
+        if let Some(v) = line.strip_prefix("id:") {
+            id = Some(v.trim().to_string());
+        } else if let Some(v) = line.strip_prefix("data:") {
+            data = v.trim().to_string();
+        } else if let Some(v) = line.strip_prefix("event:") {
+            kind = Some(v.trim().to_string());
+        } else if line.is_empty() {
+            if kind.is_none() {
+                if let Some(i) = id.take() {
+                    out.push((i, std::mem::take(&mut data)));
+                }
+            }
+            if until(&out, kind.as_deref()) {
+                break;
+            }
+            kind = None;
+        }
+    }
+    out
+}
+
+#[test]
+fn the_stream_sends_the_backlog_then_live_records_and_resumes_after_the_last_id() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("alpha"), tmp.path().join("beta"));
+    make_run(&a, "meta", 5);
+    make_run(&b, "e2e", 2);
+    let server = serve(&[&a, &b]);
+
+    let runs = ureq::get(format!("{}api/runs", server.url))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    assert!(
+        runs.contains("\"alpha\"") && runs.contains("\"beta\""),
+        "{runs}"
+    );
+    let config = ureq::get(format!("{}api/runs/alpha/config", server.url))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    assert_eq!(config, "seed = 3\n");
+
+    // the backlog, then (after the snapshot marker) a record written while we listen
+    let events_url = format!("{}api/runs/alpha/events", server.url);
+    let meta = a.join("events/meta.jsonl");
+    let mut appended = false;
+    let got = read_events(&events_url, None, |got, kind| {
+        if kind == Some("snapshot") && !appended {
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&meta)
+                .unwrap();
+            f.write_all((record("meta", 6) + "\n").as_bytes()).unwrap();
+            appended = true;
+        }
+        got.len() == 6
+    });
+    let steps: Vec<String> = got.iter().map(|(_, d)| d.clone()).collect();
+    assert_eq!(
+        steps,
+        (1..=6).map(|s| record("meta", s)).collect::<Vec<_>>()
+    );
+
+    // a client that got the first two records resumes with the third
+    let resumed = read_events(&events_url, Some(&got[1].0), |got, _| got.len() == 4);
+    assert_eq!(resumed[0].1, record("meta", 3));
+    assert_eq!(resumed.len(), 4);
+
+    let missing = ureq::get(format!("{}api/runs/gamma/events", server.url)).call();
+    assert!(
+        matches!(missing, Err(ureq::Error::StatusCode(404))),
+        "{missing:?}"
+    );
+}
+
+#[test]
+fn the_native_dashboard_reads_every_run_of_a_server() {
+    use incubator_dashboard::source::{HttpSource, Source};
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("alpha"), tmp.path().join("beta"));
+    make_run(&a, "meta", 30);
+    make_run(&b, "e2e", 12);
+    let server = serve(&[&a, &b]);
+    let mut sources = HttpSource::all(&server.url).unwrap();
+    assert_eq!(
+        sources.iter().map(|s| s.name()).collect::<Vec<_>>(),
+        ["alpha", "beta"]
+    );
+    let mut counts = [0usize; 2];
+    let start = Instant::now();
+    while counts != [30, 12] && start.elapsed() < Duration::from_secs(20) {
+        for (s, n) in sources.iter_mut().zip(&mut counts) {
+            *n += s.poll().len();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(counts, [30, 12]);
+    assert_eq!(sources[0].config().as_deref(), Some("seed = 3\n"));
+}
