@@ -84,3 +84,41 @@ fn save(name: &str, bytes: &[u8], _mime: &str) -> String {
 fn save(name: &str, bytes: &[u8], mime: &str) -> String {
     crate::web::download(name, bytes, mime)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Metric, Run};
+    use incubator_events::{Event, Record, StageId};
+
+    #[test]
+    fn csv_has_every_point_of_the_shown_curves_raw_and_smoothed() {
+        let mut run = Run::new("r");
+        for step in 1..=5u64 {
+            run.apply(&Record::new(
+                StageId::META,
+                step as f64,
+                Event::TrainStep {
+                    step,
+                    epoch: step as f64 / 5.0,
+                    loss: step as f64,
+                    lr: 0.1,
+                    grad_norm: 1.0,
+                    samples_per_sec: 10.0,
+                },
+            ));
+        }
+        let mut app = DashboardApp::with_runs(vec![run]);
+        app.curves.metrics = [Metric::Loss].into_iter().collect();
+        app.curves.smoothing = 0.5;
+        let text = csv(&mut app);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "run,stage,metric,x_axis,x,value,smoothed");
+        assert_eq!(lines.len(), 6);
+        assert_eq!(lines[1], "r,meta,train_loss,Step,1,1,1");
+        // debiased EMA of 1, 2: (0.5 * 0.5 + 1) / 0.75
+        assert!(lines[2].starts_with("r,meta,train_loss,Step,2,2,1.666"), "{}", lines[2]);
+        app.curves.hidden_stages.insert("meta".into());
+        assert_eq!(csv(&mut app).lines().count(), 1, "hidden curves are not exported");
+    }
+}
