@@ -44,7 +44,8 @@ fn frame_ms(app: &mut DashboardApp, frames: usize) -> f64 {
         ..Default::default()
     };
     let mut run = |app: &mut DashboardApp| -> usize {
-        let out = ctx.run_ui(input(), |ui| app.show(ui));
+        let mut out = ctx.run_ui(input(), |ui| app.show(ui));
+        out.textures_delta.clear(); // no renderer to hand the font atlas to
         let prims = ctx.tessellate(out.shapes, out.pixels_per_point);
         let vertices: usize = prims
             .iter()
@@ -68,7 +69,9 @@ fn frame_ms(app: &mut DashboardApp, frames: usize) -> f64 {
 }
 
 fn main() {
-    let (runs, points) = (10, 100_000);
+    // `cargo bench` passes --bench; `cargo test --all-targets` runs this as a quick smoke test
+    let full = std::env::args().any(|a| a == "--bench");
+    let (runs, points) = if full { (10, 100_000) } else { (2, 1_000) };
     let t = Instant::now();
     let data = synthetic_runs(runs, points);
     println!(
