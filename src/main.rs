@@ -2,6 +2,7 @@
 
 mod commands;
 mod serve;
+mod slurm;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -59,6 +60,11 @@ enum Command {
         /// until interrupted.
         #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:8787")]
         serve: Option<std::net::SocketAddr>,
+    },
+    /// Run the stages as Slurm jobs (meta, an array of incubations, assembly, E2E).
+    Slurm {
+        #[command(subcommand)]
+        command: SlurmCommand,
     },
     /// The live dashboard and event stream of one or more run directories, over HTTP.
     Serve {
@@ -125,6 +131,24 @@ enum DataCommand {
 }
 
 #[derive(Subcommand)]
+enum SlurmCommand {
+    /// Writes the batch scripts into RUN/slurm and submits them with their dependencies;
+    /// prints the job ids. Finished stages are not submitted again.
+    Submit {
+        #[command(flatten)]
+        args: StageArgs,
+        /// Print the scripts and the sbatch commands; submit nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Each stage's job, its Slurm state and its result; failures with their error and log.
+    Status {
+        #[arg(default_value = "runs/default")]
+        run_dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 enum PluginCommand {
     /// Creates plugins/NAME, a copy of plugins/template (an incubation strategy with its test)
     /// under the new name. See docs/plugins.md.
@@ -150,6 +174,12 @@ enum PluginsCommand {
     Check { file: PathBuf },
 }
 
+fn slurm_status(run_dir: &std::path::Path) -> anyhow::Result<()> {
+    let engine =
+        incubator_core::stages::Engine::open(run_dir, None, &commands::plugin_sources(&[]))?;
+    slurm::status::print(&engine.run.root, engine.split.k(), engine.cfg.e2e.enabled)
+}
+
 fn serve_forever(
     runs: &[PathBuf],
     addr: std::net::SocketAddr,
@@ -166,6 +196,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run { args, jobs, serve } => commands::stage::run(&args, jobs, serve),
+        Command::Slurm {
+            command: SlurmCommand::Submit { args, dry_run },
+        } => slurm::submit(&args, dry_run),
+        Command::Slurm {
+            command: SlurmCommand::Status { run_dir },
+        } => slurm_status(&run_dir),
         Command::Serve { runs, addr, bundle } => serve_forever(&runs, addr, bundle.as_deref()),
         Command::Meta(a) => commands::stage::meta(&a),
         Command::Incubate { args, module } => commands::stage::incubate(&args, module),

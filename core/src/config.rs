@@ -24,6 +24,55 @@ pub struct RunConfig {
     /// The end-to-end baseline.
     pub e2e: E2eRecipe,
     pub plugins: PluginSection,
+    /// Resources of the jobs `incubator slurm submit` writes, per stage over `default`.
+    pub slurm: SlurmSection,
+}
+
+/// What one Slurm job asks for; unset fields fall back to `[slurm.default]`, then to the
+/// cluster's defaults.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct SlurmResources {
+    pub partition: Option<String>,
+    pub account: Option<String>,
+    pub nodes: Option<u32>,
+    pub cpus: Option<u32>,
+    pub gpus: Option<u32>,
+    /// Memory per node, as sbatch takes it: `16G`, `4000M`.
+    pub mem: Option<String>,
+    /// Time limit, as sbatch takes it: `30`, `2:00:00`, `1-12:00:00`.
+    pub time: Option<String>,
+    /// More `#SBATCH` options, e.g. `--constraint=a100` or `--qos=high`.
+    pub extra: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct SlurmSection {
+    /// The `incubator` binary as the compute nodes see it (default: this one's absolute path;
+    /// the run directory and the binary must be on a filesystem every node shares).
+    pub binary: Option<PathBuf>,
+    pub default: SlurmResources,
+    pub meta: SlurmResources,
+    pub incubate: SlurmResources,
+    pub assemble: SlurmResources,
+    pub e2e: SlurmResources,
+}
+
+impl SlurmResources {
+    /// `self` with unset fields taken from `base`; `extra` lines of both.
+    pub fn over(&self, base: &SlurmResources) -> SlurmResources {
+        SlurmResources {
+            partition: self.partition.clone().or_else(|| base.partition.clone()),
+            account: self.account.clone().or_else(|| base.account.clone()),
+            nodes: self.nodes.or(base.nodes),
+            cpus: self.cpus.or(base.cpus),
+            gpus: self.gpus.or(base.gpus),
+            mem: self.mem.clone().or_else(|| base.mem.clone()),
+            time: self.time.clone().or_else(|| base.time.clone()),
+            extra: base.extra.iter().chain(&self.extra).cloned().collect(),
+        }
+    }
 }
 
 /// The model: a preset's width and depth, with any field overridden. Image geometry and class
@@ -162,6 +211,7 @@ impl Default for RunConfig {
                 drop_path: 0.0,
             },
             plugins: PluginSection::default(),
+            slurm: SlurmSection::default(),
         }
     }
 }

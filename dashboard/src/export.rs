@@ -117,8 +117,16 @@ mod tests {
         assert_eq!(lines.len(), 6);
         assert_eq!(lines[1], "r,meta,train_loss,Step,1,1,1");
         // debiased EMA of 1, 2: (0.5 * 0.5 + 1) / 0.75
-        assert!(lines[2].starts_with("r,meta,train_loss,Step,2,2,1.666"), "{}", lines[2]);
+        assert!(
+            lines[2].starts_with("r,meta,train_loss,Step,2,2,1.666"),
+            "{}",
+            lines[2]
+        );
         app.curves.hidden_stages.insert("meta".into());
-        assert_eq!(csv(&mut app).lines().count(), 1, "hidden curves are not exported");
+        assert_eq!(
+            csv(&mut app).lines().count(),
+            1,
+            "hidden curves are not exported"
+        );
     }
 }

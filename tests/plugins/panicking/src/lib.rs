@@ -1,9 +1,12 @@
-//! A strategy that panics while building its hybrid: the stage must fail with the panic's
-//! message and leave the run directory consistent (no summary, the stage can be re-run).
+//! A strategy that panics while building its hybrid (for every module, or only for module
+//! `[plugins.options] fail_module`; the others incubate as the paper does): the stage must
+//! fail with the panic's message and leave the run directory consistent.
 
 use incubator_core::anyhow;
 use incubator_core::model::{Init, Network};
-use incubator_core::plugin::{Hybrid, HybridInputs, IncubationStrategy, PluginContext, Registrar};
+use incubator_core::plugin::{
+    parts, task_loss, Hybrid, HybridInputs, IncubationStrategy, PluginContext, Registrar,
+};
 use std::sync::Arc;
 
 pub struct Panicking;
@@ -20,8 +23,22 @@ impl IncubationStrategy for Panicking {
         ]))
     }
 
-    fn hybrid(&self, _ctx: &PluginContext, inputs: HybridInputs) -> anyhow::Result<Hybrid> {
-        panic!("the panicking plugin refuses module {}", inputs.module)
+    fn hybrid(&self, ctx: &PluginContext, inputs: HybridInputs) -> anyhow::Result<Hybrid> {
+        let only = ctx
+            .cfg
+            .plugins
+            .options
+            .get("fail_module")
+            .and_then(|v| v.as_integer());
+        if only.is_none_or(|m| m as usize == inputs.module) {
+            panic!("the panicking plugin refuses module {}", inputs.module)
+        }
+        let (net, trained) = parts::splice(inputs.meta, inputs.module, inputs.unit)?;
+        Ok(Hybrid {
+            net,
+            trained,
+            loss: task_loss(),
+        })
     }
 }
 

@@ -1,0 +1,229 @@
+//! `incubator slurm submit` and `incubator slurm status`: a whole run as Slurm jobs. The meta
+//! model first; the K incubations as a job array after it (`afterok`), or one job per module
+//! when the strategy orders them; assembly + fine-tune after all of them; the E2E baseline on
+//! its own. Every job runs the same stage command as a local run, on a run directory every
+//! node sees (a shared filesystem); finished stages are not submitted again.
+
+pub mod script;
+pub mod status;
+
+use crate::StageArgs;
+use incubator_core::config::RunConfig;
+use incubator_core::events::StageId;
+use incubator_core::stages::{incubate, Engine};
+use script::Job;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// What was submitted, kept in `RUN/slurm/jobs.json` for `status`.
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, Default)]
+pub struct Submitted {
+    /// Job name (`meta`, `incubate`, `incubate-2`, `assemble`, `e2e`) -> Slurm job id.
+    pub jobs: BTreeMap<String, String>,
+    /// Array jobs: name -> module indices.
+    pub arrays: BTreeMap<String, Vec<usize>>,
+}
+
+pub fn jobs_path(run: &Path) -> PathBuf {
+    run.join("slurm").join("jobs.json")
+}
+
+pub fn read_submitted(run: &Path) -> Submitted {
+    std::fs::read(jobs_path(run))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+/// The jobs a run still needs, with their scripts.
+pub fn plan(engine: &Engine, binary: &Path) -> anyhow::Result<Vec<Job>> {
+    let s = &engine.cfg.slurm;
+    for (key, r) in [
+        ("default", &s.default),
+        ("meta", &s.meta),
+        ("incubate", &s.incubate),
+        ("assemble", &s.assemble),
+        ("e2e", &s.e2e),
+    ] {
+        script::validate(r, key).map_err(|e| anyhow::anyhow!("config: {e}"))?;
+    }
+    let run_dir = std::fs::canonicalize(&engine.run.root)?;
+    let run_name = run_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "run".into());
+    let done = |id: StageId| engine.run.summary(id).map(|s| s.is_some());
+    let slurm_dir = run_dir.join("slurm");
+    let job = |name: &str,
+               res: &incubator_core::config::SlurmResources,
+               array: Option<Vec<usize>>,
+               args: &str,
+               after: Vec<String>| Job {
+        name: name.to_string(),
+        script: script::render(
+            &run_name,
+            name,
+            &run_dir,
+            binary,
+            &res.over(&s.default),
+            array.as_deref(),
+            args,
+        ),
+        path: slurm_dir.join(format!("{name}.sbatch")),
+        array,
+        after,
+    };
+
+    let mut jobs = Vec::new();
+    let mut before_incubation = Vec::new();
+    if !done(StageId::META)? {
+        jobs.push(job("meta", &s.meta, None, "meta", vec![]));
+        before_incubation.push("meta".to_string());
+    }
+    let k = engine.split.k();
+    let pending: Vec<usize> = (0..k)
+        .filter(|&i| !matches!(done(StageId::incubate(i)), Ok(true)))
+        .collect();
+    let deps = (0..k)
+        .map(|i| incubate::dependencies(engine, i))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut incubation_jobs = Vec::new();
+    if !pending.is_empty() {
+        if deps.iter().all(|d| d.is_empty()) {
+            // independent modules: one array, SLURM_ARRAY_TASK_ID is the module
+            let args = "incubate --module \"$SLURM_ARRAY_TASK_ID\"";
+            jobs.push(job(
+                "incubate",
+                &s.incubate,
+                Some(pending.clone()),
+                args,
+                before_incubation.clone(),
+            ));
+            incubation_jobs.push("incubate".to_string());
+        } else {
+            // the strategy orders them: one job per module, after the ones it needs
+            for &i in &pending {
+                let mut after = before_incubation.clone();
+                after.extend(
+                    deps[i]
+                        .iter()
+                        .filter(|j| pending.contains(j))
+                        .map(|j| format!("incubate-{j}")),
+                );
+                let name = format!("incubate-{i}");
+                jobs.push(job(
+                    &name,
+                    &s.incubate,
+                    None,
+                    &format!("incubate --module {i}"),
+                    after,
+                ));
+                incubation_jobs.push(name);
+            }
+        }
+    }
+    if !done(StageId::ASSEMBLE)? {
+        let mut after = incubation_jobs.clone();
+        if after.is_empty() {
+            after = before_incubation;
+        }
+        jobs.push(job("assemble", &s.assemble, None, "assemble", after));
+    }
+    if engine.cfg.e2e.enabled && !done(StageId::E2E)? {
+        jobs.push(job("e2e", &s.e2e, None, "e2e", vec![]));
+    }
+    Ok(jobs)
+}
+
+fn sbatch(path: &Path, after: &[String]) -> anyhow::Result<String> {
+    let mut cmd = Command::new("sbatch");
+    cmd.arg("--parsable");
+    if !after.is_empty() {
+        cmd.arg(format!("--dependency=afterok:{}", after.join(":")));
+    }
+    let out = cmd.arg(path).output().map_err(|e| {
+        anyhow::anyhow!("cannot run sbatch ({e}): is this a Slurm login node with sbatch on PATH?")
+    })?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "sbatch {} refused it: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let id = String::from_utf8_lossy(&out.stdout);
+    Ok(id.trim().split(';').next().unwrap_or("").to_string())
+}
+
+pub fn submit(args: &StageArgs, dry_run: bool) -> anyhow::Result<()> {
+    let cfg = args.config.as_deref().map(RunConfig::load).transpose()?;
+    let engine = Engine::open(
+        &args.run_dir,
+        cfg.as_ref(),
+        &crate::commands::plugin_sources(&args.plugins),
+    )?;
+    if !args.plugins.is_empty() {
+        anyhow::bail!("--plugin is not passed to cluster jobs: list the libraries in the config's plugins.libraries instead");
+    }
+    let binary = match &engine.cfg.slurm.binary {
+        Some(b) => b.clone(),
+        None => std::env::current_exe()?,
+    };
+    let jobs = plan(&engine, &binary)?;
+    if jobs.is_empty() {
+        println!(
+            "every stage of {} has finished; nothing to submit",
+            engine.run.root.display()
+        );
+        return Ok(());
+    }
+    let run_dir = std::fs::canonicalize(&engine.run.root)?;
+    if dry_run {
+        for j in &jobs {
+            let after = if j.after.is_empty() {
+                String::new()
+            } else {
+                format!(" --dependency=afterok:<{}>", j.after.join(">:<"))
+            };
+            println!(
+                "# sbatch --parsable{after} {}\n{}",
+                j.path.display(),
+                j.script
+            );
+        }
+        return Ok(());
+    }
+    std::fs::create_dir_all(run_dir.join("slurm").join("logs"))?;
+    let mut submitted = read_submitted(&run_dir);
+    let mut ids: BTreeMap<String, String> = BTreeMap::new();
+    for j in &jobs {
+        std::fs::write(&j.path, &j.script)?;
+        let after: Vec<String> = j.after.iter().map(|n| ids[n].clone()).collect();
+        let id = sbatch(&j.path, &after)?;
+        println!(
+            "{:<12} job {id}{}",
+            j.name,
+            j.array
+                .as_ref()
+                .map(|a| format!(" (array {a:?})"))
+                .unwrap_or_default()
+        );
+        ids.insert(j.name.clone(), id.clone());
+        submitted.jobs.insert(j.name.clone(), id);
+        match &j.array {
+            Some(a) => {
+                submitted.arrays.insert(j.name.clone(), a.clone());
+            }
+            None => {
+                submitted.arrays.remove(&j.name);
+            }
+        }
+        std::fs::write(jobs_path(&run_dir), serde_json::to_vec_pretty(&submitted)?)?;
+    }
+    println!(
+        "`incubator slurm status {}` follows them",
+        run_dir.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,251 @@
+//! Runs on a real single-node Slurm (scripts/slurm-local.sh starts one; it needs root): a tiny
+//! run submitted as jobs runs in dependency order and ends with the model `incubator run`
+//! makes; a failing incubation stops the assembly, and `slurm status` names it and its log.
+
+mod common;
+use common::*;
+use incubator_core::events::{Event, Record};
+use std::path::Path;
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+fn local_slurm() {
+    static START: Once = Once::new();
+    START.call_once(|| {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/slurm-local.sh");
+        let out = std::process::Command::new(script)
+            .arg("start")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "local Slurm: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+}
+
+/// Waits until none of the run's jobs is pending or running.
+fn wait_for_jobs(run: &Path) {
+    let jobs: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("slurm/jobs.json")).unwrap()).unwrap();
+    let ids: Vec<String> = jobs["jobs"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    let start = Instant::now();
+    loop {
+        let out = std::process::Command::new("squeue")
+            .args(["-h", "-o", "%i", "-j", &ids.join(",")])
+            .output()
+            .unwrap();
+        if String::from_utf8_lossy(&out.stdout).trim().is_empty() {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(600),
+            "jobs still queued after 10 min"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn events(run: &Path, slug: &str) -> Vec<Record> {
+    std::fs::read_to_string(run.join(format!("events/{slug}.jsonl")))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn time_of(run: &Path, slug: &str, started: bool) -> f64 {
+    events(run, slug)
+        .iter()
+        .find(|r| {
+            matches!(
+                (&r.event, started),
+                (Event::StageStarted { .. }, true) | (Event::StageFinished { .. }, false)
+            )
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "{slug} has no {} event",
+                if started { "start" } else { "finish" }
+            )
+        })
+        .time
+}
+
+#[test]
+fn a_run_submitted_to_slurm_runs_in_order_and_ends_with_the_local_model() {
+    local_slurm();
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write_config(tmp.path(), TINY);
+    let run = tmp.path().join("cluster");
+    let out = incubator(&["slurm", "submit", "-c", &cfg, "-d", run.to_str().unwrap()]);
+    assert_ok(&out, "slurm submit");
+    let printed = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        printed.contains("incubate") && printed.contains("array [0, 1, 2, 3]"),
+        "{printed}"
+    );
+    wait_for_jobs(&run);
+
+    // dependency order, from the stages' own events
+    let meta_done = time_of(&run, "meta", false);
+    let mut last_incubation = 0.0f64;
+    for i in 0..4 {
+        assert!(
+            time_of(&run, &format!("incubate-{i}"), true) >= meta_done,
+            "incubate-{i} before meta finished"
+        );
+        last_incubation = last_incubation.max(time_of(&run, &format!("incubate-{i}"), false));
+    }
+    assert!(
+        time_of(&run, "assemble", true) >= last_incubation,
+        "assembly before the incubations finished"
+    );
+
+    // the same model as a local run of the same config
+    let local = tmp.path().join("local");
+    assert_ok(
+        &incubator(&[
+            "run",
+            "-c",
+            &cfg,
+            "-d",
+            local.to_str().unwrap(),
+            "--no-progress",
+        ]),
+        "local run",
+    );
+    for file in [
+        "stages/assemble/model.safetensors",
+        "stages/e2e/model.safetensors",
+    ] {
+        assert!(
+            std::fs::read(run.join(file)).unwrap() == std::fs::read(local.join(file)).unwrap(),
+            "{file} differs"
+        );
+    }
+
+    let status = incubator(&["slurm", "status", run.to_str().unwrap()]);
+    assert_ok(&status, "slurm status");
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert_eq!(text.matches("COMPLETED").count(), 7, "{text}");
+    assert_eq!(text.matches("finished, top-1").count(), 7, "{text}");
+
+    // submitting again has nothing left to do
+    let again = incubator(&["slurm", "submit", "-d", run.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("nothing to submit"));
+}
+
+#[test]
+fn a_failed_incubation_stops_the_assembly_and_status_says_where_to_look() {
+    local_slurm();
+    let tmp = tempfile::tempdir().unwrap();
+    let lib =
+        incubator_core::plugin::selfcheck::library_next_to_test("incubator-test-plugin-panicking");
+    let text = format!(
+        "{}[plugins]\nstrategy = \"panicking\"\nlibraries = [{:?}]\n[plugins.options]\nfail_module = 2\n",
+        TINY.replace("[e2e]\nepochs = 8\n", "[e2e]\nenabled = false\n"),
+        lib.display().to_string()
+    );
+    let cfg = write_config(tmp.path(), &text);
+    let run = tmp.path().join("cluster");
+    assert_ok(
+        &incubator(&["slurm", "submit", "-c", &cfg, "-d", run.to_str().unwrap()]),
+        "slurm submit",
+    );
+    wait_for_jobs(&run);
+
+    assert!(
+        run.join("stages/incubate-1/summary.json").exists(),
+        "the other modules finished"
+    );
+    assert!(!run.join("stages/incubate-2/summary.json").exists());
+    assert!(
+        events(&run, "assemble").is_empty(),
+        "the assembly never ran"
+    );
+
+    let status = incubator(&["slurm", "status", run.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&status.stdout).to_string();
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("| incubate-2 "))
+        .unwrap();
+    assert!(
+        row.contains("FAILED") && row.contains("refuses module 2"),
+        "{text}"
+    );
+    let log = row.split('|').nth(5).unwrap().trim();
+    assert!(log.ends_with(".out"), "{row}");
+    assert!(
+        std::fs::read_to_string(log)
+            .unwrap()
+            .contains("refuses module 2"),
+        "the log has the panic"
+    );
+    let assemble = text.lines().find(|l| l.starts_with("| assemble ")).unwrap();
+    assert!(
+        assemble.contains("CANCELLED") && assemble.contains("not finished"),
+        "{assemble}"
+    );
+}
+
+#[test]
+fn dry_run_prints_scripts_with_resources_and_refuses_bad_ones() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        tmp.path(),
+        &format!("{TINY}[slurm.default]\npartition = \"gpu\"\ntime = \"1:00:00\"\n[slurm.incubate]\ngpus = 1\nmem = \"8G\"\n"),
+    );
+    let out = incubator(&[
+        "slurm",
+        "submit",
+        "--dry-run",
+        "-c",
+        &cfg,
+        "-d",
+        tmp.path().join("r").to_str().unwrap(),
+    ]);
+    assert_ok(&out, "dry run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.matches("#SBATCH --partition=gpu").count(), 4, "{text}");
+    assert_eq!(
+        text.matches("#SBATCH --gpus=1").count(),
+        1,
+        "only the incubations"
+    );
+    assert!(
+        text.contains("--dependency=afterok:<meta>")
+            && text.contains("--dependency=afterok:<incubate>"),
+        "{text}"
+    );
+    assert!(
+        !tmp.path().join("r/slurm/meta.sbatch").exists(),
+        "a dry run writes no script"
+    );
+
+    let bad = write_config(
+        tmp.path(),
+        &format!("{TINY}[slurm.assemble]\ntime = \"two hours\"\n"),
+    );
+    let out = incubator(&[
+        "slurm",
+        "submit",
+        "--dry-run",
+        "-c",
+        &bad,
+        "-d",
+        tmp.path().join("b").to_str().unwrap(),
+    ]);
+    assert!(
+        stderr(&out).contains("slurm.assemble.time") && stderr(&out).contains("HH:MM:SS"),
+        "{}",
+        stderr(&out)
+    );
+}
