@@ -35,10 +35,15 @@ start() {
         munge -n | unmunge >/dev/null
     fi
 
+    if [ -f "$conf" ] && ! head -1 "$conf" | grep -q "written by incubator's slurm-local.sh"; then
+        echo "$conf exists and is not ours: this machine has its own Slurm; not touching it" >&2
+        exit 1
+    fi
     stop
     mkdir -p "$dir/state" "$dir/spool" /etc/slurm
     topology=$(slurmd -C | head -1 | sed 's/^NodeName=[^ ]* //; s/ UpTime=.*//')
     cat > "$conf" <<CONF
+# written by incubator's slurm-local.sh: a single-node test cluster
 ClusterName=incubator-local
 SlurmctldHost=localhost
 SlurmUser=root

@@ -12,6 +12,8 @@ if [ ! -x .venv-tb/bin/python ] || ! .venv-tb/bin/python -c "import tensorboard"
 fi
 export INCUBATOR_TB_PYTHON="$PWD/.venv-tb/bin/python"
 
+# tests/slurm.rs starts a single-node Slurm (scripts/slurm-local.sh); stop it when done
+trap './scripts/slurm-local.sh stop >/dev/null 2>&1 || true' EXIT
 cargo test --workspace --all-targets -- --include-ignored --skip regenerate_assets
 
 # The dashboard in a real browser: the WASM bundle, then a live run watched in headless

@@ -9,6 +9,7 @@ use std::path::Path;
 use std::sync::Once;
 use std::time::{Duration, Instant};
 
+/// Starts the local cluster once per test binary (stopped by scripts/test.sh at its end).
 fn local_slurm() {
     static START: Once = Once::new();
     START.call_once(|| {
@@ -136,6 +137,7 @@ fn a_run_submitted_to_slurm_runs_in_order_and_ends_with_the_local_model() {
     let text = String::from_utf8_lossy(&status.stdout);
     assert_eq!(text.matches("COMPLETED").count(), 7, "{text}");
     assert_eq!(text.matches("finished, top-1").count(), 7, "{text}");
+    assert!(!text.contains("NaN"), "{text}");
 
     // submitting again has nothing left to do
     let again = incubator(&["slurm", "submit", "-d", run.to_str().unwrap()]);
