@@ -43,7 +43,7 @@ fn frame_ms(app: &mut DashboardApp, frames: usize) -> f64 {
         )),
         ..Default::default()
     };
-    let mut run = |app: &mut DashboardApp| -> usize {
+    let run = |app: &mut DashboardApp| -> usize {
         let mut out = ctx.run_ui(input(), |ui| app.show(ui));
         out.textures_delta.clear(); // no renderer to hand the font atlas to
         let prims = ctx.tessellate(out.shapes, out.pixels_per_point);
