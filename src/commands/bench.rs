@@ -33,6 +33,10 @@ pub struct BenchArgs {
     /// the embedded demo's default is 7 (16 tokens).
     #[arg(long, default_value_t = 4)]
     patch: usize,
+    /// A Python with torch: also train the same model with PyTorch in the same run (same
+    /// batch, same threads) and print the ratio of the two.
+    #[arg(long, value_name = "PYTHON")]
+    pytorch: Option<std::path::PathBuf>,
     /// Internal: measure one preset in this process and print one JSON line.
     #[arg(long, hide = true)]
     child: Option<String>,
@@ -67,8 +71,21 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
         "batch {}, {}x{}x{} images, patch {}, {} timed steps after 1 warm-up",
         a.batch, a.channels, a.image, a.image, a.patch, a.steps
     );
-    println!("| preset | params | samples/s | model GFLOP/s | vs matmul rate | peak RSS (MiB) |");
-    println!("|---|---:|---:|---:|---:|---:|");
+    let torch_script = match &a.pytorch {
+        Some(_) => {
+            let path = std::env::temp_dir().join(format!("incubator-bench-{}.py", std::process::id()));
+            std::fs::write(&path, include_str!("../../scripts/reference/bench.py"))?;
+            Some(path)
+        }
+        None => None,
+    };
+    if a.pytorch.is_some() {
+        println!("| preset | params | samples/s | PyTorch samples/s | ratio (ours / PyTorch) | peak RSS (MiB) | PyTorch peak RSS (MiB) |");
+        println!("|---|---:|---:|---:|---:|---:|---:|");
+    } else {
+        println!("| preset | params | samples/s | model GFLOP/s | vs matmul rate | peak RSS (MiB) |");
+        println!("|---|---:|---:|---:|---:|---:|");
+    }
     let exe = std::env::current_exe()?;
     for p in presets {
         let out = std::process::Command::new(&exe)
@@ -97,6 +114,20 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
             );
         }
         let f: Figures = serde_json::from_slice(&out.stdout)?;
+        if let (Some(python), Some(script)) = (&a.pytorch, &torch_script) {
+            let t = torch_figures(python, script, a, &p)?;
+            println!(
+                "| {} | {:.2}M | {:.1} | {:.1} | {:.2} | {:.0} | {:.0} |",
+                f.preset,
+                f.params as f64 / 1e6,
+                f.samples_per_sec,
+                t.samples_per_sec,
+                f.samples_per_sec / t.samples_per_sec,
+                f.peak_rss_mib,
+                t.peak_rss_mib
+            );
+            continue;
+        }
         println!(
             "| {} | {:.2}M | {:.1} | {:.1} | {:.2} | {:.0} |",
             f.preset,
@@ -154,6 +185,37 @@ fn measure(a: &BenchArgs, preset: &str) -> anyhow::Result<Figures> {
         peak_rss_mib: peak_rss_kib() as f64 / 1024.0,
         params: net.num_params(),
     })
+}
+
+#[derive(serde::Deserialize)]
+struct TorchFigures {
+    samples_per_sec: f64,
+    peak_rss_mib: f64,
+}
+
+/// The same preset trained by PyTorch (`scripts/reference/bench.py`) in a child process.
+fn torch_figures(
+    python: &std::path::Path,
+    script: &std::path::Path,
+    a: &BenchArgs,
+    preset: &str,
+) -> anyhow::Result<TorchFigures> {
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let out = std::process::Command::new(python)
+        .arg(script)
+        .args(["--preset", preset, "--batch", &a.batch.to_string(), "--steps", &a.steps.to_string()])
+        .args(["--image", &a.image.to_string(), "--channels", &a.channels.to_string()])
+        .args(["--patch", &a.patch.to_string(), "--threads", &threads.to_string()])
+        .output()
+        .map_err(|e| anyhow::anyhow!("cannot run {} ({e}); give a Python with torch installed", python.display()))?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "the PyTorch benchmark failed (is torch installed in {}?): {}",
+            python.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(serde_json::from_slice(&out.stdout)?)
 }
 
 /// The machine's f32 matrix-multiply rate through dfdx, best of a few tries.
