@@ -37,6 +37,10 @@ pub struct BenchArgs {
     /// batch, same threads) and print the ratio of the two.
     #[arg(long, value_name = "PYTHON")]
     pytorch: Option<std::path::PathBuf>,
+    /// Also print where a step's time goes: forward and backward per kind of operation (the
+    /// timing markers cost a little; throughput figures are from the same steps).
+    #[arg(long)]
+    profile: bool,
     /// Internal: measure one preset in this process and print one JSON line.
     #[arg(long, hide = true)]
     child: Option<String>,
@@ -49,6 +53,9 @@ struct Figures {
     gflop_per_sec: f64,
     peak_rss_mib: f64,
     params: usize,
+    step_ms: f64,
+    /// (operation, forward ms per step, backward ms per step), with --profile
+    breakdown: Vec<(String, f64, f64)>,
 }
 
 pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
@@ -73,7 +80,8 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
     );
     let torch_script = match &a.pytorch {
         Some(_) => {
-            let path = std::env::temp_dir().join(format!("incubator-bench-{}.py", std::process::id()));
+            let path =
+                std::env::temp_dir().join(format!("incubator-bench-{}.py", std::process::id()));
             std::fs::write(&path, include_str!("../../scripts/reference/bench.py"))?;
             Some(path)
         }
@@ -83,10 +91,13 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
         println!("| preset | params | samples/s | PyTorch samples/s | ratio (ours / PyTorch) | peak RSS (MiB) | PyTorch peak RSS (MiB) |");
         println!("|---|---:|---:|---:|---:|---:|---:|");
     } else {
-        println!("| preset | params | samples/s | model GFLOP/s | vs matmul rate | peak RSS (MiB) |");
+        println!(
+            "| preset | params | samples/s | model GFLOP/s | vs matmul rate | peak RSS (MiB) |"
+        );
         println!("|---|---:|---:|---:|---:|---:|");
     }
     let exe = std::env::current_exe()?;
+    let mut profiles = Vec::new();
     for p in presets {
         let out = std::process::Command::new(&exe)
             .args([
@@ -106,6 +117,7 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
                 "--patch",
                 &a.patch.to_string(),
             ])
+            .args(a.profile.then_some("--profile"))
             .output()?;
         if !out.status.success() {
             anyhow::bail!(
@@ -114,6 +126,9 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
             );
         }
         let f: Figures = serde_json::from_slice(&out.stdout)?;
+        if a.profile {
+            profiles.push((f.preset.clone(), f.step_ms, f.breakdown.clone()));
+        }
         if let (Some(python), Some(script)) = (&a.pytorch, &torch_script) {
             let t = torch_figures(python, script, a, &p)?;
             println!(
@@ -138,6 +153,19 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
             f.peak_rss_mib
         );
     }
+    for (preset, step_ms, rows) in profiles {
+        println!("\nwhere a training step of {preset} goes ({step_ms:.1} ms per step):");
+        println!("| operation | forward (ms) | backward (ms) | share of the step |");
+        println!("|---|---:|---:|---:|");
+        let mut rows = rows;
+        rows.sort_by(|x, y| (y.1 + y.2).total_cmp(&(x.1 + x.2)));
+        for (name, fwd, bwd) in rows {
+            println!(
+                "| {name} | {fwd:.2} | {bwd:.2} | {:.1}% |",
+                100.0 * (fwd + bwd) / step_ms
+            );
+        }
+    }
     Ok(())
 }
 
@@ -161,21 +189,41 @@ fn measure(a: &BenchArgs, preset: &str) -> anyhow::Result<Figures> {
         dev.sample_normal_like(&(a.batch, vit.num_patches(), vit.patch_dim()));
     let targets: Tensor<(usize, usize), f32, _> =
         dev.sample_uniform_like(&(a.batch, 10)).softmax::<Axis<1>>();
-    let mut step = |net: &mut Network| {
+    let mut optimizer_s = 0.0;
+    let mut step = |net: &mut Network, optimizer_s: &mut f64| {
         let mut mode = Mode {
             train: true,
             rng: Some(&mut rng),
         };
         let logits = net.forward_traced_from(patches.clone(), 0, 0.1, &mut mode);
         let mut grads = soft_cross_entropy(logits, targets.clone()).backward();
+        let t = Instant::now();
         opt.update(net, &mut grads, 1e-4);
+        *optimizer_s += t.elapsed().as_secs_f64();
     };
-    step(&mut net);
+    step(&mut net, &mut 0.0);
+    if a.profile {
+        incubator_core::ops::profile::start();
+    }
     let t = Instant::now();
     for _ in 0..a.steps {
-        step(&mut net);
+        step(&mut net, &mut optimizer_s);
     }
     let secs = t.elapsed().as_secs_f64();
+    let per_step = |s: f64| 1000.0 * s / a.steps as f64;
+    let mut breakdown: Vec<(String, f64, f64)> = incubator_core::ops::profile::finish()
+        .into_iter()
+        .map(|(name, (fwd, bwd, _))| (name.to_string(), per_step(fwd), per_step(bwd)))
+        .collect();
+    if a.profile {
+        breakdown.push(("AdamW update".into(), per_step(optimizer_s), 0.0));
+        let named: f64 = breakdown.iter().map(|(_, f, b)| f + b).sum();
+        breakdown.push((
+            "rest (loss, tape, allocation, untimed glue)".into(),
+            per_step(secs) - named,
+            0.0,
+        ));
+    }
     let samples_per_sec = (a.steps * a.batch) as f64 / secs;
     let gflop = flops::train_flops_per_sample(&net, &patches, 0) / 1e9;
     Ok(Figures {
@@ -184,6 +232,8 @@ fn measure(a: &BenchArgs, preset: &str) -> anyhow::Result<Figures> {
         gflop_per_sec: samples_per_sec * gflop,
         peak_rss_mib: peak_rss_kib() as f64 / 1024.0,
         params: net.num_params(),
+        step_ms: per_step(secs),
+        breakdown,
     })
 }
 
@@ -200,14 +250,38 @@ fn torch_figures(
     a: &BenchArgs,
     preset: &str,
 ) -> anyhow::Result<TorchFigures> {
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let out = std::process::Command::new(python)
         .arg(script)
-        .args(["--preset", preset, "--batch", &a.batch.to_string(), "--steps", &a.steps.to_string()])
-        .args(["--image", &a.image.to_string(), "--channels", &a.channels.to_string()])
-        .args(["--patch", &a.patch.to_string(), "--threads", &threads.to_string()])
+        .args([
+            "--preset",
+            preset,
+            "--batch",
+            &a.batch.to_string(),
+            "--steps",
+            &a.steps.to_string(),
+        ])
+        .args([
+            "--image",
+            &a.image.to_string(),
+            "--channels",
+            &a.channels.to_string(),
+        ])
+        .args([
+            "--patch",
+            &a.patch.to_string(),
+            "--threads",
+            &threads.to_string(),
+        ])
         .output()
-        .map_err(|e| anyhow::anyhow!("cannot run {} ({e}); give a Python with torch installed", python.display()))?;
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot run {} ({e}); give a Python with torch installed",
+                python.display()
+            )
+        })?;
     if !out.status.success() {
         anyhow::bail!(
             "the PyTorch benchmark failed (is torch installed in {}?): {}",

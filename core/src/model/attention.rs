@@ -28,24 +28,30 @@ impl Attention {
         let h = self.num_heads;
         let hd = d / h;
         // (b*t, 3d) -> (3, b, h, t, hd) -> (3*b*h, t, hd): q, k and v are three slices of one tensor.
-        let qkv = self
-            .qkv
-            .forward(x.reshape_like(&(b * t, d)))
-            .reshape_like(&(b, t, 3, h, hd))
-            .permute::<_, Axes5<2, 0, 3, 1, 4>>()
-            .reshape_like(&(3 * b * h, t, hd));
-        let q = qkv.retaped::<T>().slice((0..b * h, .., ..));
-        let v = qkv.retaped::<T>().slice((2 * b * h..3 * b * h, .., ..));
-        let k = qkv
-            .slice((b * h..2 * b * h, .., ..))
-            .permute::<_, Axes3<0, 2, 1>>();
-        let scores = q.matmul(k) * (1.0 / (hd as f32).sqrt());
-        let out = scores
-            .softmax::<Axis<2>>()
-            .matmul(v)
-            .reshape_like(&(b, h, t, hd))
-            .permute::<_, Axes4<0, 2, 1, 3>>()
-            .reshape_like(&(b * t, d));
-        self.proj.forward(out).reshape_like(&(b, t, d))
+        use crate::ops::profile::span;
+        let qkv = span("attention qkv", x.reshape_like(&(b * t, d)), |x| {
+            self.qkv.forward(x)
+        });
+        let qkv = span("attention head split", qkv, |qkv| {
+            qkv.reshape_like(&(b, t, 3, h, hd))
+                .permute::<_, Axes5<2, 0, 3, 1, 4>>()
+                .reshape_like(&(3 * b * h, t, hd))
+        });
+        let out = span("attention scores + softmax + values", qkv, |qkv| {
+            let q = qkv.retaped::<T>().slice((0..b * h, .., ..));
+            let v = qkv.retaped::<T>().slice((2 * b * h..3 * b * h, .., ..));
+            let k = qkv
+                .slice((b * h..2 * b * h, .., ..))
+                .permute::<_, Axes3<0, 2, 1>>();
+            let scores = q.matmul(k) * (1.0 / (hd as f32).sqrt());
+            scores.softmax::<Axis<2>>().matmul(v)
+        });
+        let out = span("attention head merge", out, |out| {
+            out.reshape_like(&(b, h, t, hd))
+                .permute::<_, Axes4<0, 2, 1, 3>>()
+                .reshape_like(&(b * t, d))
+        });
+        let out = span("attention proj", out, |out| self.proj.forward(out));
+        out.reshape_like(&(b, t, d))
     }
 }

@@ -60,18 +60,28 @@ impl Block {
     /// `x + dp(attn(norm1(x)))`, then `x + dp(mlp(norm2(x)))`, with `drop_path` the
     /// probability of dropping a sample's residual branch.
     pub fn forward<T: Tape<f32, Dev>>(&self, x: Act<T>, drop_path: f64, mode: &mut Mode) -> Act<T> {
+        use crate::ops::profile::span;
         let (b, t, d) = *x.shape();
-        let branch = self
-            .norm1
-            .forward(x.retaped::<T>().reshape_like(&(b * t, d)));
+        let branch = span(
+            "layernorm",
+            x.retaped::<T>().reshape_like(&(b * t, d)),
+            |x| self.norm1.forward(x),
+        );
         let branch = self.attn.forward(branch.reshape_like(&(b, t, d)));
-        let x = x + drop_path_branch(branch, drop_path, mode);
-        let branch = self
-            .norm2
-            .forward(x.retaped::<T>().reshape_like(&(b * t, d)));
-        let hidden = crate::ops::gelu(self.mlp.fc1.forward(branch));
-        let branch = self.mlp.fc2.forward(hidden);
-        x + drop_path_branch(branch.reshape_like(&(b, t, d)), drop_path, mode)
+        let x = span("residual + drop-path", x, |x| {
+            x + drop_path_branch(branch, drop_path, mode)
+        });
+        let branch = span(
+            "layernorm",
+            x.retaped::<T>().reshape_like(&(b * t, d)),
+            |x| self.norm2.forward(x),
+        );
+        let hidden = span("mlp fc1", branch, |x| self.mlp.fc1.forward(x));
+        let hidden = span("gelu", hidden, crate::ops::gelu);
+        let branch = span("mlp fc2", hidden, |x| self.mlp.fc2.forward(x));
+        span("residual + drop-path", x, |x| {
+            x + drop_path_branch(branch.reshape_like(&(b, t, d)), drop_path, mode)
+        })
     }
 }
 

@@ -45,15 +45,16 @@ impl Module {
         rates: &[f64],
         mode: &mut Mode,
     ) -> Act<T> {
+        use crate::ops::profile::span;
         if let Some(stem) = &self.stem {
-            x = stem.forward(x);
+            x = span("stem", x, |x| stem.forward(x));
         }
         for (b, &rate) in self.blocks.iter().zip(rates) {
             x = b.forward(x, rate, mode);
         }
         match &self.head {
             Some(head) => {
-                let logits = head.forward(x);
+                let logits = span("head", x, |x| head.forward(x));
                 let (b, c) = *logits.shape();
                 logits.reshape_like(&(b, 1, c))
             }

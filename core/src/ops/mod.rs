@@ -2,5 +2,6 @@
 //! slow. Each records one backward closure on the tape through dfdx's public `Tape` API.
 
 pub mod gelu;
+pub mod profile;
 
 pub use gelu::gelu;
