@@ -25,3 +25,6 @@ if ! command -v chromium >/dev/null; then
 fi
 (cd tests/browser && npm install --no-audit --no-fund --silent)
 node tests/browser/live.mjs target/debug/incubator
+
+# The CUDA code paths type-check (dfdx's ci-check: no CUDA toolkit needed, nothing runs).
+cargo check --workspace --exclude incubator-dashboard --features cuda,ci-check --target-dir target/cuda-check

@@ -1,11 +1,14 @@
 //! The one place that names the dfdx device and tensor types the engine computes with.
 //!
-//! Everything else says `Dev`, `Vector`, `Matrix`, so moving to CUDA is a change here (plus the
-//! host-buffer helpers below), not a hunt through the code.
+//! Everything else says `Dev`, `Vector`, `Matrix`, so the `cuda` feature is a change here (the
+//! device type and the host-buffer helpers below), not a hunt through the code.
 
-use dfdx::tensor::{Cpu, Tensor};
+use dfdx::tensor::Tensor;
 
-pub type Dev = Cpu;
+#[cfg(not(feature = "cuda"))]
+pub type Dev = dfdx::tensor::Cpu;
+#[cfg(feature = "cuda")]
+pub type Dev = dfdx::tensor::Cuda;
 pub type Vector = Tensor<(usize,), f32, Dev>;
 pub type Matrix = Tensor<(usize, usize), f32, Dev>;
 /// Activations: (batch, tokens, width).
@@ -23,15 +26,51 @@ pub fn new_device(seed: u64) -> Dev {
     dev
 }
 
-/// Host access to device buffers (gradients, optimizer moments). On the CPU these are plain
-/// slices; a CUDA build implements the same three functions with copies.
-pub fn buffer_as_slice(b: &Buffer) -> &[f32] {
-    b
+/// Reads a device buffer (a gradient, an optimizer moment) on the host: in place on the CPU,
+/// through a copy on CUDA.
+#[cfg(not(feature = "cuda"))]
+pub fn read_buffer<R>(b: &Buffer, f: impl FnOnce(&[f32]) -> R) -> R {
+    f(b)
 }
 
-pub fn buffer_as_mut_slice(b: &mut Buffer) -> &mut [f32] {
-    b
+/// Changes a device buffer on the host: in place on the CPU, through a copy there and back on
+/// CUDA.
+#[cfg(not(feature = "cuda"))]
+pub fn write_buffer<R>(b: &mut Buffer, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    f(b)
 }
+
+#[cfg(feature = "cuda")]
+pub fn read_buffer<R>(b: &Buffer, f: impl FnOnce(&[f32]) -> R) -> R {
+    let host = b
+        .device()
+        .dtoh_sync_copy(&**b)
+        .expect("copy a device buffer to the host");
+    f(&host)
+}
+
+#[cfg(feature = "cuda")]
+pub fn write_buffer<R>(b: &mut Buffer, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    let dev = b.device();
+    let mut host = dev
+        .dtoh_sync_copy(&**b)
+        .expect("copy a device buffer to the host");
+    let r = f(&mut host);
+    dev.htod_sync_copy_into(&host, &mut **b)
+        .expect("copy a host buffer to the device");
+    r
+}
+
+/// Send + Sync where the device allows it: CPU tensors cross threads (stages run side by
+/// side); cudarc 0.9's CUDA handles do not, so a CUDA build runs one stage at a time.
+#[cfg(not(feature = "cuda"))]
+pub trait MaybeSync: Send + Sync {}
+#[cfg(not(feature = "cuda"))]
+impl<T: Send + Sync + ?Sized> MaybeSync for T {}
+#[cfg(feature = "cuda")]
+pub trait MaybeSync {}
+#[cfg(feature = "cuda")]
+impl<T: ?Sized> MaybeSync for T {}
 
 /// A tensor holding a copy of `data`. Use this instead of `tensor_from_vec` on hot paths:
 /// dfdx's cache keeps every dropped buffer for reuse but `tensor_from_vec` never takes from it,

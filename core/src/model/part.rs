@@ -8,14 +8,14 @@
 
 use super::block::Mode;
 use super::params::{HasParams, ParamMut, ParamRef};
-use crate::device::{Act, Dev};
+use crate::device::{Act, Dev, MaybeSync};
 use dfdx::prelude::*;
 
 /// The tape of a pass that records gradients.
 pub type Traced = OwnedTape<f32, Dev>;
 
 /// A trainable piece of a network, written once for both traced and untraced passes.
-pub trait Layer: HasParams + Send + Sync + 'static {
+pub trait Layer: HasParams + MaybeSync + 'static {
     /// `x` is `(batch, tokens, width)`; `rates` holds the drop-path rate of each of this
     /// layer's [`Layer::depth`] residual blocks.
     fn forward<T: Tape<f32, Dev>>(&self, x: Act<T>, rates: &[f64], mode: &mut Mode) -> Act<T>;
@@ -54,7 +54,7 @@ pub trait Layer: HasParams + Send + Sync + 'static {
 }
 
 /// The object-safe form of a [`Layer`]: one forward per tape type.
-pub trait Part: Send + Sync {
+pub trait Part: MaybeSync {
     fn forward_plain(&self, x: Act<NoneTape>, rates: &[f64], mode: &mut Mode) -> Act<NoneTape>;
     fn forward_traced(&self, x: Act<Traced>, rates: &[f64], mode: &mut Mode) -> Act<Traced>;
     fn depth(&self) -> usize;

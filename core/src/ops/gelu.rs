@@ -5,7 +5,7 @@
 //! (e.g. at x = -0.5 it returns 0.060 where the true slope is 0.133), which silently slows and
 //! skews training. `tests/gradients.rs` checks this op against finite differences.
 
-use crate::device::Dev;
+use crate::device::{read_buffer, write_buffer, Dev};
 use dfdx::prelude::*;
 
 const FRAC_1_SQRT_2: f64 = std::f64::consts::FRAC_1_SQRT_2;
@@ -42,11 +42,12 @@ pub fn gelu<S: Shape, T: Tape<f32, Dev>>(x: Tensor<S, f32, Dev, T>) -> Tensor<S,
     let out = crate::device::tensor_from_slice(inp.device(), &activated, shape);
     let out_key = out.clone();
     tape.add_backward_op(move |grads| {
-        let grad_out = grads.get_or_alloc_mut(&out_key)?.to_vec();
-        let grad_in = grads.get_or_alloc_mut(&inp)?;
-        for ((gi, go), s) in grad_in.iter_mut().zip(&grad_out).zip(&slope) {
-            *gi += go * s;
-        }
+        let grad_out = read_buffer(grads.get_or_alloc_mut(&out_key)?, |g| g.to_vec());
+        write_buffer(grads.get_or_alloc_mut(&inp)?, |grad_in| {
+            for ((gi, go), s) in grad_in.iter_mut().zip(&grad_out).zip(&slope) {
+                *gi += go * s;
+            }
+        });
         Ok(())
     });
     out.put_tape(tape)

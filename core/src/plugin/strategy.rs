@@ -10,7 +10,11 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 
 /// A training loss on a hybrid's logits for a batch.
+#[cfg(not(feature = "cuda"))]
 pub type LossFn = dyn Fn(Rows<Traced>, &Batch) -> Loss + Send + Sync;
+/// (CUDA handles cannot cross threads: see [`crate::device::MaybeSync`].)
+#[cfg(feature = "cuda")]
+pub type LossFn = dyn Fn(Rows<Traced>, &Batch) -> Loss;
 
 /// The task loss alone (soft-target cross-entropy), the reference's incubation loss.
 pub fn task_loss() -> Box<LossFn> {

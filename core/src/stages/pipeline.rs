@@ -9,6 +9,7 @@
 use super::{assemble, e2e, incubate, meta, report, Engine};
 use std::sync::{Condvar, Mutex};
 
+#[cfg(not(feature = "cuda"))]
 pub fn run(engine: &Engine, jobs: usize) -> anyhow::Result<report::Report> {
     let jobs = jobs.max(1);
     let errors: Mutex<Vec<anyhow::Error>> = Mutex::new(Vec::new());
@@ -70,6 +71,31 @@ pub fn run(engine: &Engine, jobs: usize) -> anyhow::Result<report::Report> {
     if engine.cfg.e2e.enabled && jobs == 1 {
         e2e::run(engine)?;
     }
+    finish(engine)
+}
+
+/// On CUDA, the stages one after another: one GPU, and cudarc's handles cannot cross threads.
+#[cfg(feature = "cuda")]
+pub fn run(engine: &Engine, _jobs: usize) -> anyhow::Result<report::Report> {
+    meta::run(engine)?;
+    let deps = (0..engine.split.k())
+        .map(|i| incubate::dependencies(engine, i))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let queue = IncubationQueue::new(deps);
+    while let Some(i) = queue.next() {
+        let result = incubate::run(engine, i);
+        queue.done(i, result.is_ok());
+        result?;
+    }
+    assemble::run(engine)?;
+    if engine.cfg.e2e.enabled {
+        e2e::run(engine)?;
+    }
+    finish(engine)
+}
+
+/// The comparison table of a finished run, written to the run directory.
+fn finish(engine: &Engine) -> anyhow::Result<report::Report> {
     let deps = (0..engine.split.k())
         .map(|i| incubate::dependencies(engine, i))
         .collect::<anyhow::Result<Vec<_>>>()?;

@@ -6,7 +6,7 @@
 //! live in `Gradients` maps keyed by the parameter tensors: the kernel updates parameters in
 //! place, so their ids (and the keys) stay valid for the life of the model.
 
-use crate::device::{buffer_as_mut_slice, buffer_as_slice, Dev};
+use crate::device::{read_buffer, write_buffer, Dev};
 use crate::model::params::{decays, HasParams, ParamMut};
 use dfdx::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
@@ -54,11 +54,10 @@ impl AdamW {
         let mut sum = 0.0f64;
         for (name, p) in model.named_params_mut() {
             if self.trainable.contains(&name) {
-                let g = with_tensor!(p, |t| grads.get_or_alloc_mut(&*t).expect("cpu alloc"));
-                sum += buffer_as_slice(g)
-                    .iter()
-                    .map(|&x| (x as f64) * (x as f64))
-                    .sum::<f64>();
+                let g = with_tensor!(p, |t| grads.get_or_alloc_mut(&*t).expect("alloc"));
+                sum += read_buffer(g, |g| {
+                    g.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>()
+                });
             }
         }
         sum.sqrt()
@@ -73,8 +72,8 @@ impl AdamW {
     ) {
         for (name, p) in model.named_params_mut() {
             if self.trainable.contains(&name) {
-                let g = with_tensor!(p, |t| grads.get_or_alloc_mut(&*t).expect("cpu alloc"));
-                buffer_as_mut_slice(g).iter_mut().for_each(|x| *x *= factor);
+                let g = with_tensor!(p, |t| grads.get_or_alloc_mut(&*t).expect("alloc"));
+                write_buffer(g, |g| g.iter_mut().for_each(|x| *x *= factor));
             }
         }
     }
@@ -88,13 +87,10 @@ impl AdamW {
     ) {
         for (name, p) in model.named_params_mut() {
             if self.trainable.contains(&name) {
-                let src =
-                    with_tensor!(&p, |t| other.get_or_alloc_mut(&**t).expect("cpu alloc")).to_vec();
-                let dst = with_tensor!(&p, |t| acc.get_or_alloc_mut(&**t).expect("cpu alloc"));
-                buffer_as_mut_slice(dst)
-                    .iter_mut()
-                    .zip(&src)
-                    .for_each(|(a, b)| *a += b);
+                let src = with_tensor!(&p, |t| other.get_or_alloc_mut(&**t).expect("alloc"));
+                let src = read_buffer(src, |s| s.to_vec());
+                let dst = with_tensor!(&p, |t| acc.get_or_alloc_mut(&**t).expect("alloc"));
+                write_buffer(dst, |d| d.iter_mut().zip(&src).for_each(|(a, b)| *a += b));
             }
         }
     }
@@ -133,8 +129,8 @@ impl AdamW {
         for (name, p) in model.named_params_mut() {
             if self.trainable.contains(&name) {
                 let (m, v) = with_tensor!(p, |t| (
-                    buffer_as_slice(self.m.get_or_alloc_mut(&*t).expect("cpu alloc")).to_vec(),
-                    buffer_as_slice(self.v.get_or_alloc_mut(&*t).expect("cpu alloc")).to_vec()
+                    read_buffer(self.m.get_or_alloc_mut(&*t).expect("alloc"), |b| b.to_vec()),
+                    read_buffer(self.v.get_or_alloc_mut(&*t).expect("alloc"), |b| b.to_vec())
                 ));
                 out.insert(format!("m.{name}"), m);
                 out.insert(format!("v.{name}"), v);
@@ -161,17 +157,18 @@ impl AdamW {
                 let saved = state
                     .get(&key)
                     .ok_or_else(|| format!("optimizer state lacks {key}"))?;
-                let buf = buffer_as_mut_slice(with_tensor!(&p, |t| map
-                    .get_or_alloc_mut(&**t)
-                    .expect("cpu alloc")));
-                if buf.len() != saved.len() {
-                    return Err(format!(
-                        "optimizer state {key} has {} values, the parameter {}",
-                        saved.len(),
-                        buf.len()
-                    ));
-                }
-                buf.copy_from_slice(saved);
+                let buf = with_tensor!(&p, |t| map.get_or_alloc_mut(&**t).expect("alloc"));
+                write_buffer(buf, |buf| {
+                    if buf.len() != saved.len() {
+                        return Err(format!(
+                            "optimizer state {key} has {} values, the parameter {}",
+                            saved.len(),
+                            buf.len()
+                        ));
+                    }
+                    buf.copy_from_slice(saved);
+                    Ok(())
+                })?;
             }
         }
         self.step = step;
