@@ -28,14 +28,9 @@ impl Linear {
     }
 
     pub fn forward<T: Tape<f32, Dev>>(&self, x: Rows<T>) -> Rows<T> {
-        let rows = x.shape().0;
         let y = x.matmul(self.weight.retaped::<T>().permute::<_, Axes2<1, 0>>());
         match &self.bias {
-            Some(b) => {
-                y + b
-                    .retaped::<T>()
-                    .broadcast_like::<_, Axis<0>>(&(rows, self.out_features()))
-            }
+            Some(b) => crate::ops::bias::add_bias(y, b),
             None => y,
         }
     }
