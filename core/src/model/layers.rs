@@ -54,15 +54,10 @@ impl LayerNorm {
     }
 
     pub fn forward<T: Tape<f32, Dev>>(&self, x: Rows<T>) -> Rows<T> {
-        let shape = *x.shape();
-        x.normalize::<Axis<1>>(self.eps)
-            * self
-                .weight
-                .retaped::<T>()
-                .broadcast_like::<_, Axis<0>>(&shape)
-            + self
-                .bias
-                .retaped::<T>()
-                .broadcast_like::<_, Axis<0>>(&shape)
+        use crate::ops::bias::{add_bias, scale_columns};
+        add_bias(
+            scale_columns(x.normalize::<Axis<1>>(self.eps), &self.weight),
+            &self.bias,
+        )
     }
 }
