@@ -33,6 +33,11 @@ pub struct Checkpoint {
     pub metadata: BTreeMap<String, String>,
 }
 
+/// Saves every parameter of `model` under its path name, without metadata (a model file).
+pub fn save_params(path: &Path, model: &impl HasParams) -> std::io::Result<()> {
+    save(path, &params_of(model), &BTreeMap::new())
+}
+
 /// Writes `tensors` to `path` via a temporary file in the same directory.
 pub fn save(
     path: &Path,

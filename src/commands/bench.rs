@@ -100,23 +100,8 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
     let mut profiles = Vec::new();
     for p in presets {
         let out = std::process::Command::new(&exe)
-            .args([
-                "bench",
-                "--child",
-                &p,
-                "--batch",
-                &a.batch.to_string(),
-                "--steps",
-                &a.steps.to_string(),
-            ])
-            .args([
-                "--image",
-                &a.image.to_string(),
-                "--channels",
-                &a.channels.to_string(),
-                "--patch",
-                &a.patch.to_string(),
-            ])
+            .args(["bench", "--child", &p])
+            .args(shape_args(a))
             .args(a.profile.then_some("--profile"))
             .output()?;
         if !out.status.success() {
@@ -237,6 +222,21 @@ fn measure(a: &BenchArgs, preset: &str) -> anyhow::Result<Figures> {
     })
 }
 
+/// Batch, steps and input shape as flags: our child process and the PyTorch script take the
+/// same ones, so both measure the same thing.
+fn shape_args(a: &BenchArgs) -> Vec<String> {
+    [
+        ("--batch", a.batch),
+        ("--steps", a.steps),
+        ("--image", a.image),
+        ("--channels", a.channels),
+        ("--patch", a.patch),
+    ]
+    .iter()
+    .flat_map(|(flag, v)| [flag.to_string(), v.to_string()])
+    .collect()
+}
+
 #[derive(serde::Deserialize)]
 struct TorchFigures {
     samples_per_sec: f64,
@@ -255,26 +255,9 @@ fn torch_figures(
         .unwrap_or(1);
     let out = std::process::Command::new(python)
         .arg(script)
-        .args([
-            "--preset",
-            preset,
-            "--batch",
-            &a.batch.to_string(),
-            "--steps",
-            &a.steps.to_string(),
-        ])
-        .args([
-            "--image",
-            &a.image.to_string(),
-            "--channels",
-            &a.channels.to_string(),
-        ])
-        .args([
-            "--patch",
-            &a.patch.to_string(),
-            "--threads",
-            &threads.to_string(),
-        ])
+        .args(["--preset", preset])
+        .args(shape_args(a))
+        .args(["--threads", &threads.to_string()])
         .output()
         .map_err(|e| {
             anyhow::anyhow!(

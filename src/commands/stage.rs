@@ -94,9 +94,7 @@ pub fn report(run_dir: &Path) -> anyhow::Result<()> {
         );
     }
     let engine = Engine::open(run_dir, None, &super::plugin_sources(&[]))?;
-    let deps = (0..engine.split.k())
-        .map(|i| stages::incubate::dependencies(&engine, i))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let deps = stages::incubate::all_dependencies(&engine)?;
     let report = Report::from_run(&engine.run, &deps)?;
     report.write(&engine.run)?;
     println!("{}", report.to_markdown());

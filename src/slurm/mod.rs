@@ -85,9 +85,7 @@ pub fn plan(engine: &Engine, binary: &Path) -> anyhow::Result<Vec<Job>> {
     let pending: Vec<usize> = (0..k)
         .filter(|&i| !matches!(done(StageId::incubate(i)), Ok(true)))
         .collect();
-    let deps = (0..k)
-        .map(|i| incubate::dependencies(engine, i))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let deps = incubate::all_dependencies(engine)?;
     let mut incubation_jobs = Vec::new();
     if !pending.is_empty() {
         if deps.iter().all(|d| d.is_empty()) {

@@ -29,6 +29,17 @@ pub fn splice(
     Ok((net, i..i + n))
 }
 
+/// The units' parts in order, as one network (`keep` chooses which parts stay).
+pub fn concat(units: Vec<Network>, keep: impl Fn(&dyn crate::model::Part) -> bool) -> Network {
+    Network {
+        parts: units
+            .into_iter()
+            .flat_map(|u| u.parts)
+            .filter(|p| keep(p.as_ref()))
+            .collect(),
+    }
+}
+
 /// Checks that a meta model has one part per module, as the one-part-per-module strategies
 /// assume.
 pub fn expect_one_part_per_module(ctx: &PluginContext, meta: &Network) -> anyhow::Result<()> {

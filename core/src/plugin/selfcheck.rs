@@ -149,3 +149,29 @@ pub fn assert_same(compiled: &RunOutput, loaded: &RunOutput) {
     }
     assert_eq!(compiled.losses, loaded.losses, "the losses differ");
 }
+
+/// The check of a plugin crate's test: its library (next to the test binary) against
+/// `register` compiled in, with `deep-incubation`'s library for what the plugin does not
+/// provide; panics on any difference ([`assert_same`]). Returns both runs for more checks.
+pub fn check_plugin(
+    register: fn(&mut Registrar),
+    crate_name: &str,
+    plugins_toml: &str,
+    dir: &Path,
+) -> (RunOutput, RunOutput) {
+    let reference = "incubator-deep-incubation";
+    let companions: Vec<PathBuf> = (crate_name != reference)
+        .then(|| library_next_to_test(reference))
+        .into_iter()
+        .collect();
+    let (compiled, loaded) = compiled_in_vs_library(
+        register,
+        &library_next_to_test(crate_name),
+        &companions,
+        plugins_toml,
+        dir,
+    )
+    .unwrap();
+    assert_same(&compiled, &loaded);
+    (compiled, loaded)
+}

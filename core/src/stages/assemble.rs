@@ -69,17 +69,9 @@ pub fn assemble(engine: &Engine) -> anyhow::Result<Network> {
 pub fn run(engine: &Engine) -> anyhow::Result<StageSummary> {
     engine.stage(StageId::ASSEMBLE, |log| {
         let mut net = assemble(engine)?;
-        checkpoint::save(
-            &assembled_path(engine),
-            &checkpoint::params_of(&net),
-            &Default::default(),
-        )?;
+        checkpoint::save_params(&assembled_path(engine), &net)?;
         let outcome = engine.train_all(StageId::ASSEMBLE, engine.cfg.finetune, &mut net, log)?;
-        checkpoint::save(
-            &model_path(engine),
-            &checkpoint::params_of(&net),
-            &Default::default(),
-        )?;
+        checkpoint::save_params(&model_path(engine), &net)?;
         Ok(outcome)
     })
 }

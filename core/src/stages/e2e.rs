@@ -28,11 +28,7 @@ pub fn run(engine: &Engine) -> anyhow::Result<StageSummary> {
             drop_path: e.drop_path,
         };
         let outcome = engine.train_all(StageId::E2E, recipe, &mut net, log)?;
-        checkpoint::save(
-            &model_path(engine),
-            &checkpoint::params_of(&net),
-            &Default::default(),
-        )?;
+        checkpoint::save_params(&model_path(engine), &net)?;
         Ok(outcome)
     })
 }

@@ -66,6 +66,13 @@ pub fn dependencies(engine: &Engine, i: usize) -> anyhow::Result<Vec<usize>> {
     Ok(deps)
 }
 
+/// Every module's dependencies, in module order.
+pub fn all_dependencies(engine: &Engine) -> anyhow::Result<Vec<Vec<usize>>> {
+    (0..engine.split.k())
+        .map(|i| dependencies(engine, i))
+        .collect()
+}
+
 pub fn run(engine: &Engine, i: usize) -> anyhow::Result<StageSummary> {
     let k = engine.split.k();
     if i >= k {
@@ -113,10 +120,9 @@ pub fn run(engine: &Engine, i: usize) -> anyhow::Result<StageSummary> {
         let job = engine.job(id, recipe, trained.start, trainable, &loss);
         let outcome = train::train(job, &mut hybrid.net, &engine.dev(), log)?;
         let unit = hybrid.net.split_off(trained);
-        checkpoint::save(
+        checkpoint::save_params(
             &module_path(engine, i),
-            &checkpoint::params_of(&unit),
-            &Default::default(),
+            &unit,
         )?;
         Ok(outcome)
     })

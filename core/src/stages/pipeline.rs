@@ -12,6 +12,7 @@ use std::sync::{Condvar, Mutex};
 #[cfg(not(feature = "cuda"))]
 pub fn run(engine: &Engine, jobs: usize) -> anyhow::Result<report::Report> {
     let jobs = jobs.max(1);
+    let deps = incubate::all_dependencies(engine)?;
     let errors: Mutex<Vec<anyhow::Error>> = Mutex::new(Vec::new());
     let fail = |e: anyhow::Error| errors.lock().expect("no panics while holding it").push(e);
     std::thread::scope(|scope| {
@@ -25,10 +26,7 @@ pub fn run(engine: &Engine, jobs: usize) -> anyhow::Result<report::Report> {
             } else {
                 jobs
             };
-            let deps = (0..engine.split.k())
-                .map(|i| incubate::dependencies(engine, i))
-                .collect::<anyhow::Result<Vec<_>>>()?;
-            let queue = IncubationQueue::new(deps);
+            let queue = IncubationQueue::new(deps.clone());
             std::thread::scope(|inner| {
                 for _ in 0..workers.min(engine.split.k()) {
                     inner.spawn(|| {
@@ -71,17 +69,15 @@ pub fn run(engine: &Engine, jobs: usize) -> anyhow::Result<report::Report> {
     if engine.cfg.e2e.enabled && jobs == 1 {
         e2e::run(engine)?;
     }
-    finish(engine)
+    finish(engine, &deps)
 }
 
 /// On CUDA, the stages one after another: one GPU, and cudarc's handles cannot cross threads.
 #[cfg(feature = "cuda")]
 pub fn run(engine: &Engine, _jobs: usize) -> anyhow::Result<report::Report> {
+    let deps = incubate::all_dependencies(engine)?;
     meta::run(engine)?;
-    let deps = (0..engine.split.k())
-        .map(|i| incubate::dependencies(engine, i))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let queue = IncubationQueue::new(deps);
+    let queue = IncubationQueue::new(deps.clone());
     while let Some(i) = queue.next() {
         let result = incubate::run(engine, i);
         queue.done(i, result.is_ok());
@@ -91,15 +87,12 @@ pub fn run(engine: &Engine, _jobs: usize) -> anyhow::Result<report::Report> {
     if engine.cfg.e2e.enabled {
         e2e::run(engine)?;
     }
-    finish(engine)
+    finish(engine, &deps)
 }
 
 /// The comparison table of a finished run, written to the run directory.
-fn finish(engine: &Engine) -> anyhow::Result<report::Report> {
-    let deps = (0..engine.split.k())
-        .map(|i| incubate::dependencies(engine, i))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let report = report::Report::from_run(&engine.run, &deps)?;
+fn finish(engine: &Engine, deps: &[Vec<usize>]) -> anyhow::Result<report::Report> {
+    let report = report::Report::from_run(&engine.run, deps)?;
     report.write(&engine.run)?;
     Ok(report)
 }

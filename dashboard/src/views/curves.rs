@@ -194,7 +194,7 @@ pub fn show(ui: &mut Ui, app: &mut DashboardApp) {
     egui::ScrollArea::vertical().show(ui, |ui| {
         for metric in metrics {
             ui.label(metric.label());
-            let settings = app.curves.clone();
+            let settings = &app.curves;
             let runs = &app.runs;
             let cache = &mut app.smoothing_cache;
             let mut plot = Plot::new(("curve", metric as u8))
@@ -212,7 +212,7 @@ pub fn show(ui: &mut Ui, app: &mut DashboardApp) {
                 } else {
                     (f64::NEG_INFINITY, f64::INFINITY)
                 };
-                for line in lines(runs, cache, &settings, metric, range, buckets) {
+                for line in lines(runs, cache, settings, metric, range, buckets) {
                     let colour = colors::curve(&line.run, &line.stage);
                     let name = if runs.len() > 1 {
                         format!("{}/{}", line.run, line.stage)

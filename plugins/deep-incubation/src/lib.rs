@@ -64,13 +64,7 @@ impl AssemblyRule for Stacking {
     ) -> anyhow::Result<Network> {
         // A unit may carry glue trained with its module (stitches); stacking keeps only the
         // modules themselves, whose widths match.
-        Ok(Network {
-            parts: units
-                .into_iter()
-                .flat_map(|u| u.parts)
-                .filter(|p| p.depth() > 0)
-                .collect(),
-        })
+        Ok(parts::concat(units, |p| p.depth() > 0))
     }
 }
 

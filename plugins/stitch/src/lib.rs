@@ -128,9 +128,7 @@ impl AssemblyRule for KeepStitches {
         units: Vec<Network>,
         _meta: Network,
     ) -> anyhow::Result<Network> {
-        Ok(Network {
-            parts: units.into_iter().flat_map(|u| u.parts).collect(),
-        })
+        Ok(parts::concat(units, |_| true))
     }
 }
 
