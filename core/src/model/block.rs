@@ -58,8 +58,23 @@ impl Block {
     }
 
     /// `x + dp(attn(norm1(x)))`, then `x + dp(mlp(norm2(x)))`, with `drop_path` the
-    /// probability of dropping a sample's residual branch.
+    /// probability of dropping a sample's residual branch. On the CPU, one fused operation
+    /// (`ops::fused_block`); on CUDA, the same computation from dfdx ops.
     pub fn forward<T: Tape<f32, Dev>>(&self, x: Act<T>, drop_path: f64, mode: &mut Mode) -> Act<T> {
+        #[cfg(not(feature = "cuda"))]
+        return crate::ops::fused_block::forward(self, x, drop_path, mode);
+        #[cfg(feature = "cuda")]
+        return self.forward_composed(x, drop_path, mode);
+    }
+
+    /// [`Block::forward`] from dfdx tensor ops: the CUDA path, and the reference the fused CPU
+    /// block is tested against.
+    pub fn forward_composed<T: Tape<f32, Dev>>(
+        &self,
+        x: Act<T>,
+        drop_path: f64,
+        mode: &mut Mode,
+    ) -> Act<T> {
         use crate::ops::profile::span;
         let (b, t, d) = *x.shape();
         let branch = span(
@@ -88,21 +103,33 @@ impl Block {
 /// Stochastic depth: each sample's branch is kept with probability `1 - p` and scaled by
 /// `1 / (1 - p)` so its expectation is unchanged (timm's `drop_path` with `scale_by_keep`).
 pub fn drop_path_branch<T: Tape<f32, Dev>>(branch: Act<T>, p: f64, mode: &mut Mode) -> Act<T> {
+    let shape = *branch.shape();
+    match drop_path_mask(shape.0, p, mode) {
+        Some(mask) => {
+            let mask = crate::device::tensor_from_slice(branch.device(), &mask, (shape.0,));
+            branch * mask.broadcast_like::<_, Axes2<1, 2>>(&shape)
+        }
+        None => branch,
+    }
+}
+
+/// Each sample's factor for its residual branch: `1 / (1 - p)` if kept, 0 if dropped; `None`
+/// when nothing can be dropped (evaluation, `p = 0`), which draws no random numbers.
+pub fn drop_path_mask(batch: usize, p: f64, mode: &mut Mode) -> Option<Vec<f32>> {
     let rng = match (&mut mode.rng, mode.train && p > 0.0) {
         (Some(rng), true) => rng,
-        _ => return branch,
+        _ => return None,
     };
-    let shape = *branch.shape();
     let keep = 1.0 - p;
-    let mask: Vec<f32> = (0..shape.0)
-        .map(|_| {
-            if rng.gen_bool(keep) {
-                (1.0 / keep) as f32
-            } else {
-                0.0
-            }
-        })
-        .collect();
-    let mask = crate::device::tensor_from_slice(branch.device(), &mask, (shape.0,));
-    branch * mask.broadcast_like::<_, Axes2<1, 2>>(&shape)
+    Some(
+        (0..batch)
+            .map(|_| {
+                if rng.gen_bool(keep) {
+                    (1.0 / keep) as f32
+                } else {
+                    0.0
+                }
+            })
+            .collect(),
+    )
 }

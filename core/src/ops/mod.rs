@@ -2,6 +2,13 @@
 //! slow. Each records one backward closure on the tape through dfdx's public `Tape` API.
 
 pub mod bias;
+pub mod fastmath;
+#[cfg(not(feature = "cuda"))]
+pub mod fused_block;
+pub mod gemm;
+pub mod layernorm;
+pub mod mha;
+pub mod rows;
 pub mod gelu;
 pub mod profile;
 

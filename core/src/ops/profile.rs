@@ -74,3 +74,46 @@ pub fn span<S: Shape, S2: Shape, T: Tape<f32, Dev>>(
     });
     y.put_tape(tape)
 }
+
+/// Which pass a [`Laps`] times.
+#[derive(Clone, Copy)]
+pub enum Pass {
+    Forward,
+    Backward,
+}
+
+/// Times consecutive phases of one fused operation (which has no tape ops of its own to put
+/// markers between): each `lap(name)` books the time since the previous lap.
+pub struct Laps {
+    profile: Option<Rc<RefCell<Breakdown>>>,
+    pass: Pass,
+    last: Instant,
+}
+
+impl Laps {
+    pub fn start(pass: Pass) -> Laps {
+        Laps {
+            profile: current(),
+            pass,
+            last: Instant::now(),
+        }
+    }
+
+    pub fn lap(&mut self, name: &'static str) {
+        let Some(profile) = &self.profile else {
+            return;
+        };
+        let now = Instant::now();
+        let seconds = (now - self.last).as_secs_f64();
+        self.last = now;
+        let mut p = profile.borrow_mut();
+        let e = p.entry(name).or_default();
+        match self.pass {
+            Pass::Forward => {
+                e.0 += seconds;
+                e.2 += 1;
+            }
+            Pass::Backward => e.1 += seconds,
+        }
+    }
+}

@@ -1,0 +1,329 @@
+//! A whole pre-norm ViT block as one operation with its own backward pass, on host buffers:
+//! LayerNorm, qkv, attention, projection, residual, LayerNorm, MLP with GELU, residual.
+//!
+//! Why: built from dfdx ops, a block is ~40 tape operations, each allocating, broadcasting and
+//! walking memory on its own; most of a small ViT's step went there rather than into the
+//! matrix products (see `incubator bench --profile`). Here the products go straight to `gemm`
+//! with strided views, biases are folded into them, and the rest is one pass per step over
+//! rows, in parallel. `Block::forward_composed` keeps the dfdx version: the CUDA build runs
+//! it, and `tests/fused_block.rs` checks both give the same values and gradients.
+
+use super::fastmath::gelu_in_place;
+use super::gemm::{matmul, Mat};
+use super::layernorm::{self, Normalized};
+use super::mha::{self, Heads};
+use super::profile::{Laps, Pass};
+use super::rows::{add_column_sums, par_rows, repeat_row, CHUNK};
+use crate::device::{read_buffer, tensor_from_slice, write_buffer, Act, Dev, Matrix, Vector};
+use crate::model::block::{drop_path_mask, Block, Mode};
+use crate::model::layers::{LayerNorm, Linear};
+use dfdx::prelude::*;
+
+pub fn forward<T: Tape<f32, Dev>>(block: &Block, x: Act<T>, drop_path: f64, mode: &mut Mode) -> Act<T> {
+    let mut laps = Laps::start(Pass::Forward);
+    let shape = *x.shape();
+    let (batch, tokens, width) = shape;
+    let rows = batch * tokens;
+    // contiguous input: its logical order is its buffer order, and its gradient's
+    let x = x.reshape_like(&shape);
+    let (inp, mut tape) = x.split_tape();
+    let xs = inp.as_vec();
+    // both masks first, in the order the composed block draws them
+    let mask1 = drop_path_mask(batch, drop_path, mode);
+    let mask2 = drop_path_mask(batch, drop_path, mode);
+    let p = HostParams::of(block);
+    let heads = Heads {
+        batch,
+        tokens,
+        heads: block.attn.num_heads,
+        head_dim: width / block.attn.num_heads,
+    };
+    laps.lap("block: glue");
+
+    let mut a1 = vec![0.0; rows * width];
+    let norm1 = layernorm::forward(&xs, &p.norm1.0, &p.norm1.1, block.norm1.eps as f32, &mut a1);
+    laps.lap("layernorm");
+    let qkv = linear(&a1, width, &p.qkv);
+    laps.lap("attention qkv");
+    let mut probs = vec![0.0; batch * heads.heads * tokens * tokens];
+    let mut att = vec![0.0; rows * width];
+    mha::forward(&qkv, heads, &mut probs, &mut att);
+    laps.lap("attention scores + softmax + values");
+    let mut x2 = linear(&att, width, &p.proj);
+    laps.lap("attention proj");
+    residual(&xs, &mut x2, width, tokens, mask1.as_deref());
+    laps.lap("residual + drop-path");
+    let mut a2 = vec![0.0; rows * width];
+    let norm2 = layernorm::forward(&x2, &p.norm2.0, &p.norm2.1, block.norm2.eps as f32, &mut a2);
+    laps.lap("layernorm");
+    let hidden_width = p.fc1.out_features;
+    let mut hidden = linear(&a2, width, &p.fc1);
+    laps.lap("mlp fc1");
+    let mut slope = vec![0.0; hidden.len()];
+    {
+        use rayon::prelude::*;
+        hidden
+            .par_chunks_mut(CHUNK * hidden_width)
+            .zip(slope.par_chunks_mut(CHUNK * hidden_width))
+            .for_each(|(h, s)| gelu_in_place(h, s));
+    }
+    laps.lap("gelu");
+    let mut out = linear(&hidden, hidden_width, &p.fc2);
+    laps.lap("mlp fc2");
+    residual(&x2, &mut out, width, tokens, mask2.as_deref());
+    let out = tensor_from_slice(inp.device(), &out, shape);
+    laps.lap("residual + drop-path");
+
+    if T::OWNS_TAPE {
+        let saved = Saved {
+            heads,
+            mask1,
+            mask2,
+            norm1,
+            a1,
+            qkv,
+            probs,
+            att,
+            norm2,
+            a2,
+            hidden,
+            slope,
+            p,
+        };
+        let keys = Keys::of(block);
+        let out_key = out.clone();
+        tape.add_backward_op(move |grads| {
+            let d_out = read_buffer(grads.get_or_alloc_mut(&out_key)?, |g| g.to_vec());
+            let d_in = saved.backward(d_out, &keys, grads)?;
+            write_buffer(grads.get_or_alloc_mut(&inp)?, |g| {
+                for (a, d) in g.iter_mut().zip(&d_in) {
+                    *a += d;
+                }
+            });
+            Ok(())
+        });
+    }
+    out.put_tape(tape)
+}
+
+/// A Linear layer's weight `(out, in)` and bias on the host.
+struct HostLinear {
+    weight: Vec<f32>,
+    bias: Option<Vec<f32>>,
+    out_features: usize,
+}
+
+impl HostLinear {
+    fn of(l: &Linear) -> HostLinear {
+        HostLinear {
+            weight: l.weight.as_vec(),
+            bias: l.bias.as_ref().map(|b| b.as_vec()),
+            out_features: l.out_features(),
+        }
+    }
+}
+
+struct HostParams {
+    norm1: (Vec<f32>, Vec<f32>),
+    qkv: HostLinear,
+    proj: HostLinear,
+    norm2: (Vec<f32>, Vec<f32>),
+    fc1: HostLinear,
+    fc2: HostLinear,
+}
+
+impl HostParams {
+    fn of(b: &Block) -> HostParams {
+        let norm = |n: &LayerNorm| (n.weight.as_vec(), n.bias.as_vec());
+        HostParams {
+            norm1: norm(&b.norm1),
+            qkv: HostLinear::of(&b.attn.qkv),
+            proj: HostLinear::of(&b.attn.proj),
+            norm2: norm(&b.norm2),
+            fc1: HostLinear::of(&b.mlp.fc1),
+            fc2: HostLinear::of(&b.mlp.fc2),
+        }
+    }
+}
+
+/// `x W^T + b` for `x` of width `inp`: the bias rows are laid down first and the product
+/// accumulated onto them.
+fn linear(x: &[f32], inp: usize, l: &HostLinear) -> Vec<f32> {
+    let rows = x.len() / inp;
+    let out = l.out_features;
+    let mut y = repeat_row(rows, out, l.bias.as_deref());
+    let w = Mat::dense(out, inp).t();
+    matmul(&mut y, Mat::dense(rows, out), x, Mat::dense(rows, inp), &l.weight, w, 1.0, l.bias.is_some());
+    y
+}
+
+/// `branch = x + mask[sample] * branch`, in place on the branch.
+fn residual(x: &[f32], branch: &mut [f32], width: usize, tokens: usize, mask: Option<&[f32]>) {
+    par_rows(branch, width, |first, rows| {
+        for (i, row) in rows.chunks_exact_mut(width).enumerate() {
+            let r = first + i;
+            let xr = &x[r * width..(r + 1) * width];
+            match mask {
+                Some(m) => {
+                    let keep = m[r / tokens];
+                    for (b, x) in row.iter_mut().zip(xr) {
+                        *b = x + keep * *b;
+                    }
+                }
+                None => {
+                    for (b, x) in row.iter_mut().zip(xr) {
+                        *b += x;
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// `g * mask[sample]` per row, or `g` itself without a mask.
+fn masked<'a>(g: &'a [f32], width: usize, tokens: usize, mask: Option<&[f32]>) -> std::borrow::Cow<'a, [f32]> {
+    let Some(m) = mask else {
+        return std::borrow::Cow::Borrowed(g);
+    };
+    let mut out = g.to_vec();
+    par_rows(&mut out, width, |first, rows| {
+        for (i, row) in rows.chunks_exact_mut(width).enumerate() {
+            let keep = m[(first + i) / tokens];
+            row.iter_mut().for_each(|v| *v *= keep);
+        }
+    });
+    std::borrow::Cow::Owned(out)
+}
+
+/// The parameter tensors whose gradients the backward pass adds to.
+struct Keys {
+    norm1: (Vector, Vector),
+    qkv: (Matrix, Option<Vector>),
+    proj: (Matrix, Option<Vector>),
+    norm2: (Vector, Vector),
+    fc1: (Matrix, Option<Vector>),
+    fc2: (Matrix, Option<Vector>),
+}
+
+impl Keys {
+    fn of(b: &Block) -> Keys {
+        let lin = |l: &Linear| (l.weight.clone(), l.bias.clone());
+        let norm = |n: &LayerNorm| (n.weight.clone(), n.bias.clone());
+        Keys {
+            norm1: norm(&b.norm1),
+            qkv: lin(&b.attn.qkv),
+            proj: lin(&b.attn.proj),
+            norm2: norm(&b.norm2),
+            fc1: lin(&b.mlp.fc1),
+            fc2: lin(&b.mlp.fc2),
+        }
+    }
+}
+
+/// Activations kept from the forward pass.
+struct Saved {
+    heads: Heads,
+    mask1: Option<Vec<f32>>,
+    mask2: Option<Vec<f32>>,
+    norm1: Normalized,
+    a1: Vec<f32>,
+    qkv: Vec<f32>,
+    probs: Vec<f32>,
+    att: Vec<f32>,
+    norm2: Normalized,
+    a2: Vec<f32>,
+    /// GELU's output (fc2's input) and its slope
+    hidden: Vec<f32>,
+    slope: Vec<f32>,
+    p: HostParams,
+}
+
+type Grads = dfdx::tensor::Gradients<f32, Dev>;
+type DevError = <Dev as HasErr>::Err;
+
+impl Saved {
+    /// Adds every parameter's gradient and returns the input's, from the output's.
+    fn backward(self, d_out: Vec<f32>, keys: &Keys, grads: &mut Grads) -> Result<Vec<f32>, DevError> {
+        let mut laps = Laps::start(Pass::Backward);
+        let Heads { batch, tokens, .. } = self.heads;
+        let width = self.heads.heads * self.heads.head_dim;
+        let rows = batch * tokens;
+        let hidden_width = self.p.fc1.out_features;
+
+        // out = x2 + m2 * fc2(gelu(fc1(norm2(x2))))
+        let d_branch = masked(&d_out, width, tokens, self.mask2.as_deref());
+        laps.lap("residual + drop-path");
+        let mut d_hidden = linear_backward(&d_branch, &self.hidden, &self.p.fc2, &keys.fc2, grads)?;
+        laps.lap("mlp fc2");
+        par_rows(&mut d_hidden, hidden_width, |first, rows| {
+            let s = &self.slope[first * hidden_width..first * hidden_width + rows.len()];
+            for (d, s) in rows.iter_mut().zip(s) {
+                *d *= s;
+            }
+        });
+        laps.lap("gelu");
+        let d_a2 = linear_backward(&d_hidden, &self.a2, &self.p.fc1, &keys.fc1, grads)?;
+        drop(d_hidden);
+        laps.lap("mlp fc1");
+        let mut d_x2 = d_out;
+        norm_backward(&d_a2, &self.norm2, &self.p.norm2.0, &keys.norm2, &mut d_x2, grads)?;
+        laps.lap("layernorm");
+
+        // x2 = x + m1 * proj(attention(qkv(norm1(x))))
+        let d_branch = masked(&d_x2, width, tokens, self.mask1.as_deref());
+        laps.lap("residual + drop-path");
+        let d_att = linear_backward(&d_branch, &self.att, &self.p.proj, &keys.proj, grads)?;
+        drop(d_branch);
+        laps.lap("attention proj");
+        let mut d_qkv = vec![0.0; rows * 3 * width];
+        mha::backward(&self.qkv, &self.probs, self.heads, &d_att, &mut d_qkv);
+        laps.lap("attention scores + softmax + values");
+        let d_a1 = linear_backward(&d_qkv, &self.a1, &self.p.qkv, &keys.qkv, grads)?;
+        laps.lap("attention qkv");
+        let mut d_x = d_x2;
+        norm_backward(&d_a1, &self.norm1, &self.p.norm1.0, &keys.norm1, &mut d_x, grads)?;
+        laps.lap("layernorm");
+        Ok(d_x)
+    }
+}
+
+/// For `y = x W^T + b`: adds `dW = dy^T x` and `db = column sums of dy`, returns `dx = dy W`.
+fn linear_backward(
+    dy: &[f32],
+    x: &[f32],
+    l: &HostLinear,
+    keys: &(Matrix, Option<Vector>),
+    grads: &mut Grads,
+) -> Result<Vec<f32>, DevError> {
+    let out = l.out_features;
+    let inp = l.weight.len() / out;
+    let rows = dy.len() / out;
+    let (dy_m, x_m) = (Mat::dense(rows, out), Mat::dense(rows, inp));
+    write_buffer(grads.get_or_alloc_mut(&keys.0)?, |gw| {
+        matmul(gw, Mat::dense(out, inp), dy, dy_m.t(), x, x_m, 1.0, true)
+    });
+    if let Some(b) = &keys.1 {
+        write_buffer(grads.get_or_alloc_mut(b)?, |gb| add_column_sums(dy, out, gb));
+    }
+    let mut dx = vec![0.0; rows * inp];
+    matmul(&mut dx, x_m, dy, dy_m, &l.weight, Mat::dense(out, inp), 1.0, false);
+    Ok(dx)
+}
+
+/// LayerNorm's backward: adds into `dx` and the affine gradients.
+fn norm_backward(
+    dy: &[f32],
+    saved: &Normalized,
+    weight: &[f32],
+    keys: &(Vector, Vector),
+    dx: &mut [f32],
+    grads: &mut Grads,
+) -> Result<(), DevError> {
+    let width = weight.len();
+    let mut affine = vec![0.0; 2 * width];
+    let (dw, db) = affine.split_at_mut(width);
+    layernorm::backward(dy, saved, weight, dx, dw, db);
+    write_buffer(grads.get_or_alloc_mut(&keys.0)?, |g| g.iter_mut().zip(&*dw).for_each(|(a, v)| *a += v));
+    write_buffer(grads.get_or_alloc_mut(&keys.1)?, |g| g.iter_mut().zip(&*db).for_each(|(a, v)| *a += v));
+    Ok(())
+}

@@ -1,0 +1,123 @@
+//! Multi-head scaled dot-product attention on a fused `qkv` buffer, forward and backward, one
+//! task per (sample, head). Heads are read and written in place through strided views, so
+//! the head split and merge of the composed version (two permuted copies each way) vanish.
+
+use super::fastmath::{dot, exp};
+use super::gemm::{matmul_raw, Mat};
+use rayon::prelude::*;
+
+#[derive(Clone, Copy, Debug)]
+pub struct Heads {
+    pub batch: usize,
+    pub tokens: usize,
+    pub heads: usize,
+    pub head_dim: usize,
+}
+
+impl Heads {
+    fn width(&self) -> usize {
+        self.heads * self.head_dim
+    }
+
+    /// Head `h` of sample `b` in part `which` (0: q, 1: k, 2: v) of a `(rows, 3 width)` buffer.
+    fn qkv(&self, which: usize, b: usize, h: usize) -> Mat {
+        let d = self.width();
+        Mat::dense(self.batch * self.tokens, 3 * d).sub(
+            b * self.tokens,
+            which * d + h * self.head_dim,
+            self.tokens,
+            self.head_dim,
+        )
+    }
+
+    /// Head `h` of sample `b` in a `(rows, width)` buffer.
+    fn merged(&self, b: usize, h: usize) -> Mat {
+        Mat::dense(self.batch * self.tokens, self.width()).sub(
+            b * self.tokens,
+            h * self.head_dim,
+            self.tokens,
+            self.head_dim,
+        )
+    }
+
+    fn scale(&self) -> f32 {
+        1.0 / (self.head_dim as f32).sqrt()
+    }
+}
+
+/// A pointer that several tasks write through, each to its own elements.
+#[derive(Clone, Copy)]
+struct Disjoint(*mut f32);
+unsafe impl Send for Disjoint {}
+unsafe impl Sync for Disjoint {}
+
+/// `softmax(q k^T / sqrt(head_dim)) v` for every head: the probabilities into `probs`
+/// (`(batch * heads, tokens, tokens)`, kept for the backward pass), the heads' outputs side by
+/// side into `out` (`(rows, width)`).
+pub fn forward(qkv: &[f32], dims: Heads, probs: &mut [f32], out: &mut [f32]) {
+    let t = dims.tokens;
+    assert_eq!(qkv.len(), dims.batch * t * 3 * dims.width());
+    assert_eq!(out.len(), dims.batch * t * dims.width());
+    assert_eq!(probs.len(), dims.batch * dims.heads * t * t);
+    let out_ptr = Disjoint(out.as_mut_ptr());
+    probs.par_chunks_mut(t * t).enumerate().for_each(|(i, p)| {
+        let (b, h) = (i / dims.heads, i % dims.heads);
+        let square = Mat::dense(t, t);
+        // SAFETY (all three products): `p` is this task's own chunk; the `out` view is head h
+        // of sample b, written by this task only; the views lie within their buffers.
+        unsafe {
+            matmul_raw(p.as_mut_ptr(), square, qkv, dims.qkv(0, b, h), qkv, dims.qkv(1, b, h).t(), dims.scale(), false, 1);
+        }
+        for row in p.chunks_exact_mut(t) {
+            let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+            for v in row.iter_mut() {
+                *v = exp(*v - max);
+            }
+            let inv = 1.0 / super::fastmath::sum(row);
+            for v in row.iter_mut() {
+                *v *= inv;
+            }
+        }
+        let o = out_ptr;
+        unsafe {
+            matmul_raw(o.0, dims.merged(b, h), p, square, qkv, dims.qkv(2, b, h), 1.0, false, 1);
+        }
+    });
+}
+
+/// The gradient of `qkv` (written, not added) from the gradient of the merged output.
+pub fn backward(qkv: &[f32], probs: &[f32], dims: Heads, d_out: &[f32], d_qkv: &mut [f32]) {
+    let t = dims.tokens;
+    assert_eq!(d_qkv.len(), qkv.len());
+    let d_ptr = Disjoint(d_qkv.as_mut_ptr());
+    (0..dims.batch * dims.heads).into_par_iter().for_each_init(
+        || vec![0.0f32; t * t],
+        |dp, i| {
+            let (b, h) = (i / dims.heads, i % dims.heads);
+            let square = Mat::dense(t, t);
+            let p = &probs[i * t * t..(i + 1) * t * t];
+            let (q, k, v) = (dims.qkv(0, b, h), dims.qkv(1, b, h), dims.qkv(2, b, h));
+            let d_o = dims.merged(b, h);
+            let d = d_ptr;
+            // SAFETY: `dp` is this task's scratch; the three `d_qkv` views are head h of
+            // sample b in q, k and v, written by this task only.
+            unsafe {
+                // dP = dO V^T, dV = P^T dO
+                matmul_raw(dp.as_mut_ptr(), square, d_out, d_o, qkv, v.t(), 1.0, false, 1);
+                matmul_raw(d.0, v, p, square.t(), d_out, d_o, 1.0, false, 1);
+            }
+            // softmax: dS = P (dP - rowsum(dP P)), with the score scale folded in
+            for (dp_row, p_row) in dp.chunks_exact_mut(t).zip(p.chunks_exact(t)) {
+                let c = dot(dp_row, p_row);
+                for (g, pv) in dp_row.iter_mut().zip(p_row) {
+                    *g = pv * (*g - c) * dims.scale();
+                }
+            }
+            unsafe {
+                // dQ = dS K, dK = dS^T Q
+                matmul_raw(d.0, q, dp, square, qkv, k, 1.0, false, 1);
+                matmul_raw(d.0, k, dp, square.t(), qkv, q, 1.0, false, 1);
+            }
+        },
+    );
+}

@@ -1,0 +1,149 @@
+//! The fused CPU block (`ops::fused_block`) computes what the block built from dfdx ops
+//! computes: same output, same gradients for the input and every parameter, with and without
+//! drop-path; and it gives bit-identical results whatever the number of threads.
+#![cfg(not(feature = "cuda"))]
+
+use dfdx::prelude::*;
+use incubator_core::device::{new_device, Act, Dev};
+use incubator_core::model::block::Block;
+use incubator_core::model::{HasParams, Init, Mode, ParamRef, VitConfig};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+fn cfg(qkv_bias: bool) -> VitConfig {
+    VitConfig {
+        image_size: 8,
+        channels: 1,
+        patch_size: 4,
+        embed_dim: 24,
+        depth: 1,
+        num_heads: 3,
+        mlp_ratio: 4.0,
+        qkv_bias,
+        norm_eps: 1e-6,
+        num_classes: 3,
+    }
+}
+
+/// A block with every parameter randomised (not the init's ones and zeros, which would hide
+/// mistakes in the affine and bias gradients).
+fn block(dev: &Dev, qkv_bias: bool) -> Block {
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let mut b = Block::new(&mut Init { dev, rng: &mut rng }, &cfg(qkv_bias));
+    for (_, p) in b.named_params_mut() {
+        match p {
+            incubator_core::model::ParamMut::Vector(t) => {
+                let v = (0..t.shape().0).map(|_| rng.gen_range(-1.0..1.0)).collect();
+                *t = dev.tensor_from_vec(v, *t.shape());
+            }
+            incubator_core::model::ParamMut::Matrix(t) => {
+                let (r, c) = *t.shape();
+                let v = (0..r * c).map(|_| rng.gen_range(-0.3..0.3)).collect();
+                *t = dev.tensor_from_vec(v, *t.shape());
+            }
+        }
+    }
+    b
+}
+
+fn input(dev: &Dev) -> Act<NoneTape> {
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let (b, t, d) = (5, 7, 24);
+    let v = (0..b * t * d).map(|_| rng.gen_range(-2.0..2.0)).collect();
+    dev.tensor_from_vec(v, (b, t, d))
+}
+
+/// Output, input gradient and parameter gradients (by name) of `sum(out * probe)`.
+fn run(
+    block: &Block,
+    x: &Act<NoneTape>,
+    drop_path: f64,
+    fused: bool,
+) -> (Vec<f32>, Vec<f32>, Vec<(String, Vec<f32>)>) {
+    let dev = x.device().clone();
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let mut mode = Mode {
+        train: true,
+        rng: Some(&mut rng),
+    };
+    let out = if fused {
+        block.forward(x.leaky_trace(), drop_path, &mut mode)
+    } else {
+        block.forward_composed(x.leaky_trace(), drop_path, &mut mode)
+    };
+    let values = out.as_vec();
+    let probe: Vec<f32> = (0..values.len()).map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0).collect();
+    let probe = dev.tensor_from_vec(probe, *out.shape());
+    let grads = (out * probe).sum().backward();
+    let params = block
+        .named_params()
+        .into_iter()
+        .map(|(n, p)| {
+            let g = match p {
+                ParamRef::Vector(t) => grads.get(t).as_vec(),
+                ParamRef::Matrix(t) => grads.get(t).as_vec(),
+            };
+            (n, g)
+        })
+        .collect();
+    (values, grads.get(x).as_vec(), params)
+}
+
+fn assert_close(what: &str, a: &[f32], b: &[f32]) {
+    let norm = b.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-6);
+    let diff = a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f32>().sqrt();
+    assert_eq!(a.len(), b.len(), "{what}: lengths");
+    assert!(diff <= 2e-5 * norm, "{what}: fused and composed differ by {diff} (norm {norm})");
+}
+
+#[test]
+fn fused_block_matches_the_block_built_from_dfdx_ops() {
+    let dev = new_device(0);
+    let x = input(&dev);
+    for qkv_bias in [true, false] {
+        let b = block(&dev, qkv_bias);
+        for drop_path in [0.0, 0.4] {
+            let fused = run(&b, &x, drop_path, true);
+            let composed = run(&b, &x, drop_path, false);
+            let case = format!("qkv_bias {qkv_bias}, drop_path {drop_path}");
+            assert_close(&format!("output ({case})"), &fused.0, &composed.0);
+            assert_close(&format!("input gradient ({case})"), &fused.1, &composed.1);
+            assert_eq!(fused.2.len(), if qkv_bias { 12 } else { 11 });
+            for ((name, g), (_, want)) in fused.2.iter().zip(&composed.2) {
+                assert_close(&format!("{name} gradient ({case})"), g, want);
+            }
+            if drop_path > 0.0 {
+                // some sample's branches were dropped: the mask reached both versions alike
+                assert_ne!(fused.0, run(&b, &x, 0.0, true).0);
+            }
+        }
+    }
+}
+
+#[test]
+fn untraced_fused_block_gives_the_traced_values() {
+    let dev = new_device(0);
+    let (b, x) = (block(&dev, true), input(&dev));
+    let traced = run(&b, &x, 0.0, true).0;
+    let plain = b.forward(x.clone(), 0.0, &mut Mode::eval()).as_vec();
+    assert_eq!(plain, traced);
+}
+
+#[test]
+fn fused_block_is_bit_identical_on_any_number_of_threads() {
+    let dev = new_device(0);
+    let b = block(&dev, true);
+    // big enough that the products and row loops split across threads
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let (n, t, d) = (96, 17, 24);
+    let x: Act<NoneTape> = dev.tensor_from_vec((0..n * t * d).map(|_| rng.gen_range(-2.0..2.0)).collect(), (n, t, d));
+    let on = |threads| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| run(&b, &x, 0.2, true))
+    };
+    let one = on(1);
+    for threads in [2, 3] {
+        let other = on(threads);
+        assert!(one.0 == other.0 && one.1 == other.1 && one.2 == other.2, "{threads} threads differ from 1");
+    }
+}
