@@ -49,12 +49,39 @@ pub fn gelu_and_slope(x: f32) -> (f32, f32) {
     (x * cdf, cdf + x * INV_SQRT_2PI * e)
 }
 
-/// GELU in place on `x`, its slope into `slope`.
-pub fn gelu_in_place(x: &mut [f32], slope: &mut [f32]) {
-    for (v, s) in x.iter_mut().zip(slope.iter_mut()) {
-        let (g, d) = gelu_and_slope(*v);
-        *v = g;
-        *s = d;
+crate::multiversion! {
+    /// GELU in place on `x`, its slope into `slope`.
+    pub fn gelu_in_place(x: &mut [f32], slope: &mut [f32]) {
+        for (v, s) in x.iter_mut().zip(slope.iter_mut()) {
+            let (g, d) = gelu_and_slope(*v);
+            *v = g;
+            *s = d;
+        }
+    }
+}
+
+crate::multiversion! {
+    /// `x *= y`, element-wise.
+    pub fn mul_in_place(x: &mut [f32], y: &[f32]) {
+        for (a, b) in x.iter_mut().zip(y) {
+            *a *= b;
+        }
+    }
+}
+
+crate::multiversion! {
+    /// Softmax of each row of a row-major buffer, in place.
+    pub fn softmax_rows(x: &mut [f32], cols: usize) {
+        for row in x.chunks_exact_mut(cols) {
+            let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+            for v in row.iter_mut() {
+                *v = exp(*v - max);
+            }
+            let inv = 1.0 / sum(row);
+            for v in row.iter_mut() {
+                *v *= inv;
+            }
+        }
     }
 }
 

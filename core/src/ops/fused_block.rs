@@ -8,7 +8,8 @@
 //! rows, in parallel. `Block::forward_composed` keeps the dfdx version: the CUDA build runs
 //! it, and `tests/fused_block.rs` checks both give the same values and gradients.
 
-use super::fastmath::gelu_in_place;
+use super::fastmath::{gelu_in_place, mul_in_place};
+use std::borrow::Cow;
 use super::gemm::{matmul, Mat};
 use super::layernorm::{self, Normalized};
 use super::mha::{self, Heads};
@@ -160,39 +161,47 @@ fn linear(x: &[f32], inp: usize, l: &HostLinear) -> Vec<f32> {
 /// `branch = x + mask[sample] * branch`, in place on the branch.
 fn residual(x: &[f32], branch: &mut [f32], width: usize, tokens: usize, mask: Option<&[f32]>) {
     par_rows(branch, width, |first, rows| {
-        for (i, row) in rows.chunks_exact_mut(width).enumerate() {
-            let r = first + i;
-            let xr = &x[r * width..(r + 1) * width];
-            match mask {
-                Some(m) => {
-                    let keep = m[r / tokens];
-                    for (b, x) in row.iter_mut().zip(xr) {
-                        *b = x + keep * *b;
-                    }
-                }
-                None => {
-                    for (b, x) in row.iter_mut().zip(xr) {
-                        *b += x;
-                    }
-                }
-            }
+        let x = &x[first * width..first * width + rows.len()];
+        match mask {
+            Some(m) => scale_rows(rows, Some(x), width, tokens, first, m),
+            None => add_in_place(rows, x),
         }
     });
 }
 
 /// `g * mask[sample]` per row, or `g` itself without a mask.
-fn masked<'a>(g: &'a [f32], width: usize, tokens: usize, mask: Option<&[f32]>) -> std::borrow::Cow<'a, [f32]> {
+fn masked<'a>(g: &'a [f32], width: usize, tokens: usize, mask: Option<&[f32]>) -> Cow<'a, [f32]> {
     let Some(m) = mask else {
-        return std::borrow::Cow::Borrowed(g);
+        return Cow::Borrowed(g);
     };
     let mut out = g.to_vec();
-    par_rows(&mut out, width, |first, rows| {
-        for (i, row) in rows.chunks_exact_mut(width).enumerate() {
-            let keep = m[(first + i) / tokens];
-            row.iter_mut().for_each(|v| *v *= keep);
+    par_rows(&mut out, width, |first, rows| scale_rows(rows, None, width, tokens, first, m));
+    Cow::Owned(out)
+}
+
+crate::multiversion! {
+    fn add_in_place(x: &mut [f32], y: &[f32]) {
+        for (a, b) in x.iter_mut().zip(y) {
+            *a += b;
         }
-    });
-    std::borrow::Cow::Owned(out)
+    }
+}
+
+crate::multiversion! {
+    /// Row `r` of `rows` (global row `first + r`) times its sample's mask, plus `x`'s row.
+    fn scale_rows(rows: &mut [f32], x: Option<&[f32]>, width: usize, tokens: usize, first: usize, mask: &[f32]) {
+        for (i, row) in rows.chunks_exact_mut(width).enumerate() {
+            let keep = mask[(first + i) / tokens];
+            match x {
+                Some(x) => {
+                    for (b, x) in row.iter_mut().zip(&x[i * width..(i + 1) * width]) {
+                        *b = x + keep * *b;
+                    }
+                }
+                None => row.iter_mut().for_each(|v| *v *= keep),
+            }
+        }
+    }
 }
 
 /// The parameter tensors whose gradients the backward pass adds to.
@@ -256,10 +265,7 @@ impl Saved {
         let mut d_hidden = linear_backward(&d_branch, &self.hidden, &self.p.fc2, &keys.fc2, grads)?;
         laps.lap("mlp fc2");
         par_rows(&mut d_hidden, hidden_width, |first, rows| {
-            let s = &self.slope[first * hidden_width..first * hidden_width + rows.len()];
-            for (d, s) in rows.iter_mut().zip(s) {
-                *d *= s;
-            }
+            mul_in_place(rows, &self.slope[first * hidden_width..first * hidden_width + rows.len()])
         });
         laps.lap("gelu");
         let d_a2 = linear_backward(&d_hidden, &self.a2, &self.p.fc1, &keys.fc1, grads)?;

@@ -61,13 +61,23 @@ const PARALLEL_FROM: usize = 1 << 18;
 /// `dst = scale * a b`, or `dst += scale * a b` when `accumulate`. Large products use the rayon
 /// pool; each output element is computed the same way whatever the number of threads.
 pub fn matmul(dst: &mut [f32], d: Mat, a: &[f32], am: Mat, b: &[f32], bm: Mat, scale: f32, accumulate: bool) {
-    assert!(d.end() <= dst.len() && am.end() <= a.len() && bm.end() <= b.len());
     let work = d.rows * d.cols * am.cols;
     let threads = if work >= PARALLEL_FROM {
         rayon::current_num_threads()
     } else {
         1
     };
+    matmul_on(threads, dst, d, a, am, b, bm, scale, accumulate)
+}
+
+/// [`matmul`] on the calling thread alone (inside a task that is already one of many).
+pub fn matmul_here(dst: &mut [f32], d: Mat, a: &[f32], am: Mat, b: &[f32], bm: Mat, scale: f32, accumulate: bool) {
+    matmul_on(1, dst, d, a, am, b, bm, scale, accumulate)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn matmul_on(threads: usize, dst: &mut [f32], d: Mat, a: &[f32], am: Mat, b: &[f32], bm: Mat, scale: f32, accumulate: bool) {
+    assert!(d.end() <= dst.len() && am.end() <= a.len() && bm.end() <= b.len());
     // SAFETY: the views were checked against their buffers above, and `dst` is borrowed
     // mutably, so it cannot alias `a` or `b`.
     unsafe { matmul_raw(dst.as_mut_ptr(), d, a, am, b, bm, scale, accumulate, threads) }

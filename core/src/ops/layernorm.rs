@@ -2,7 +2,8 @@
 //! (dfdx's `normalize` is a chain of broadcast ops, each with its own pass and buffer).
 
 use super::fastmath::{dot, sum};
-use super::rows::{add_chunk_sums, par_rows};
+use super::rows::{add_chunk_sums, CHUNK};
+use rayon::prelude::*;
 
 /// What the backward pass needs: the normalised input and each row's `1 / sqrt(var + eps)`.
 pub struct Normalized {
@@ -14,35 +15,38 @@ pub struct Normalized {
 /// variance, two passes, as PyTorch).
 pub fn forward(x: &[f32], weight: &[f32], bias: &[f32], eps: f32, out: &mut [f32]) -> Normalized {
     let cols = weight.len();
-    let rows = x.len() / cols;
     let mut xhat = vec![0.0; x.len()];
-    let mut rstd = vec![0.0; rows];
-    use super::rows::CHUNK;
-    use rayon::prelude::*;
+    let mut rstd = vec![0.0; x.len() / cols];
     xhat.par_chunks_mut(CHUNK * cols)
         .zip(out.par_chunks_mut(CHUNK * cols))
         .zip(rstd.par_chunks_mut(CHUNK))
-        .enumerate()
-        .for_each(|(c, ((xh, o), rs))| {
-            for (i, r) in rs.iter_mut().enumerate() {
-                let at = i * cols..(i + 1) * cols;
-                let first = (c * CHUNK + i) * cols;
-                let row = &x[first..first + cols];
-                let mean = sum(row) / cols as f32;
-                let xh = &mut xh[at.clone()];
-                for (h, v) in xh.iter_mut().zip(row) {
-                    *h = v - mean;
-                }
-                let var = dot(xh, xh) / cols as f32;
-                let s = 1.0 / (var + eps).sqrt();
-                *r = s;
-                for (((h, o), w), b) in xh.iter_mut().zip(&mut o[at]).zip(weight).zip(bias) {
-                    *h *= s;
-                    *o = *h * w + b;
-                }
-            }
-        });
+        .zip(x.par_chunks(CHUNK * cols))
+        .for_each(|(((xh, o), rs), x)| normalize_rows(x, xh, o, rs, weight, bias, eps));
     Normalized { xhat, rstd }
+}
+
+crate::multiversion! {
+    /// [`forward`] on a block of rows, on this thread.
+    pub fn normalize_rows(x: &[f32], xhat: &mut [f32], out: &mut [f32], rstd: &mut [f32], weight: &[f32], bias: &[f32], eps: f32) {
+        let cols = weight.len();
+        for (((x, xh), o), r) in x
+            .chunks_exact(cols)
+            .zip(xhat.chunks_exact_mut(cols))
+            .zip(out.chunks_exact_mut(cols))
+            .zip(rstd.iter_mut())
+        {
+            let mean = sum(x) / cols as f32;
+            for (h, v) in xh.iter_mut().zip(x) {
+                *h = v - mean;
+            }
+            let s = 1.0 / (dot(xh, xh) / cols as f32 + eps).sqrt();
+            *r = s;
+            for (((h, o), w), b) in xh.iter_mut().zip(o.iter_mut()).zip(weight).zip(bias) {
+                *h *= s;
+                *o = *h * w + b;
+            }
+        }
+    }
 }
 
 /// Adds the input gradient into `dx` and the affine gradients into `dweight`, `dbias`, given
@@ -56,40 +60,58 @@ pub fn backward(
     dbias: &mut [f32],
 ) {
     let cols = weight.len();
-    let rows = saved.rstd.len();
     let xhat = &saved.xhat;
-    par_rows(dx, cols, |first, dx| {
-        let mut g = vec![0.0f32; cols];
-        for (i, dx) in dx.chunks_exact_mut(cols).enumerate() {
-            let r = first + i;
-            let at = r * cols..(r + 1) * cols;
-            for ((g, d), w) in g.iter_mut().zip(&dy[at.clone()]).zip(weight) {
-                *g = d * w;
-            }
-            let xh = &xhat[at];
-            let mean_g = sum(&g) / cols as f32;
-            let mean_gx = dot(&g, xh) / cols as f32;
-            let s = saved.rstd[r];
-            for ((d, g), h) in dx.iter_mut().zip(&g).zip(xh) {
-                *d += s * (g - mean_g - h * mean_gx);
-            }
-        }
-    });
+    dx.par_chunks_mut(CHUNK * cols)
+        .zip(dy.par_chunks(CHUNK * cols))
+        .zip(xhat.par_chunks(CHUNK * cols))
+        .zip(saved.rstd.par_chunks(CHUNK))
+        .for_each(|(((dx, dy), xh), rs)| input_gradient_rows(dy, xh, rs, weight, dx));
     let mut affine = vec![0.0; 2 * cols];
-    add_chunk_sums(rows, cols, 2, &mut affine, |r0, r1, acc| {
+    add_chunk_sums(saved.rstd.len(), cols, 2, &mut affine, |r0, r1, acc| {
         let (dw, db) = acc.split_at_mut(cols);
         let at = r0 * cols..r1 * cols;
-        for (d, h) in dy[at.clone()].chunks_exact(cols).zip(xhat[at].chunks_exact(cols)) {
-            for (((w, b), d), h) in dw.iter_mut().zip(db.iter_mut()).zip(d).zip(h) {
-                *w += d * h;
-                *b += d;
-            }
-        }
+        affine_sums(&dy[at.clone()], &xhat[at], dw, db);
     });
     for (o, v) in dweight.iter_mut().zip(&affine[..cols]) {
         *o += v;
     }
     for (o, v) in dbias.iter_mut().zip(&affine[cols..]) {
         *o += v;
+    }
+}
+
+crate::multiversion! {
+    /// `dx += rstd (g - mean(g) - xhat mean(g xhat))` with `g = dy * weight`, per row.
+    fn input_gradient_rows(dy: &[f32], xhat: &[f32], rstd: &[f32], weight: &[f32], dx: &mut [f32]) {
+        let cols = weight.len();
+        let mut g = vec![0.0f32; cols];
+        for (((dy, xh), s), dx) in dy
+            .chunks_exact(cols)
+            .zip(xhat.chunks_exact(cols))
+            .zip(rstd)
+            .zip(dx.chunks_exact_mut(cols))
+        {
+            for ((g, d), w) in g.iter_mut().zip(dy).zip(weight) {
+                *g = d * w;
+            }
+            let mean_g = sum(&g) / cols as f32;
+            let mean_gx = dot(&g, xh) / cols as f32;
+            for ((d, g), h) in dx.iter_mut().zip(&g).zip(xh) {
+                *d += s * (g - mean_g - h * mean_gx);
+            }
+        }
+    }
+}
+
+crate::multiversion! {
+    /// `dweight += column sums of dy * xhat`, `dbias += column sums of dy`.
+    fn affine_sums(dy: &[f32], xhat: &[f32], dweight: &mut [f32], dbias: &mut [f32]) {
+        let cols = dweight.len();
+        for (d, h) in dy.chunks_exact(cols).zip(xhat.chunks_exact(cols)) {
+            for (((w, b), d), h) in dweight.iter_mut().zip(dbias.iter_mut()).zip(d).zip(h) {
+                *w += d * h;
+                *b += d;
+            }
+        }
     }
 }

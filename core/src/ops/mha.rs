@@ -2,7 +2,7 @@
 //! task per (sample, head). Heads are read and written in place through strided views, so
 //! the head split and merge of the composed version (two permuted copies each way) vanish.
 
-use super::fastmath::{dot, exp};
+use super::fastmath::{dot, softmax_rows};
 use super::gemm::{matmul_raw, Mat};
 use rayon::prelude::*;
 
@@ -68,16 +68,7 @@ pub fn forward(qkv: &[f32], dims: Heads, probs: &mut [f32], out: &mut [f32]) {
         unsafe {
             matmul_raw(p.as_mut_ptr(), square, qkv, dims.qkv(0, b, h), qkv, dims.qkv(1, b, h).t(), dims.scale(), false, 1);
         }
-        for row in p.chunks_exact_mut(t) {
-            let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-            for v in row.iter_mut() {
-                *v = exp(*v - max);
-            }
-            let inv = 1.0 / super::fastmath::sum(row);
-            for v in row.iter_mut() {
-                *v *= inv;
-            }
-        }
+        softmax_rows(p, t);
         let o = out_ptr;
         unsafe {
             matmul_raw(o.0, dims.merged(b, h), p, square, qkv, dims.qkv(2, b, h), 1.0, false, 1);
@@ -107,12 +98,7 @@ pub fn backward(qkv: &[f32], probs: &[f32], dims: Heads, d_out: &[f32], d_qkv: &
                 matmul_raw(d.0, v, p, square.t(), d_out, d_o, 1.0, false, 1);
             }
             // softmax: dS = P (dP - rowsum(dP P)), with the score scale folded in
-            for (dp_row, p_row) in dp.chunks_exact_mut(t).zip(p.chunks_exact(t)) {
-                let c = dot(dp_row, p_row);
-                for (g, pv) in dp_row.iter_mut().zip(p_row) {
-                    *g = pv * (*g - c) * dims.scale();
-                }
-            }
+            softmax_backward_rows(dp, p, t, dims.scale());
             unsafe {
                 // dQ = dS K, dK = dS^T Q
                 matmul_raw(d.0, q, dp, square, qkv, k, 1.0, false, 1);
@@ -120,4 +106,16 @@ pub fn backward(qkv: &[f32], probs: &[f32], dims: Heads, d_out: &[f32], d_qkv: &
             }
         },
     );
+}
+
+crate::multiversion! {
+    /// Through a row softmax `p`: `g = p (g - rowsum(g p)) * scale`, in place.
+    fn softmax_backward_rows(g: &mut [f32], p: &[f32], cols: usize, scale: f32) {
+        for (g_row, p_row) in g.chunks_exact_mut(cols).zip(p.chunks_exact(cols)) {
+            let c = dot(g_row, p_row);
+            for (g, pv) in g_row.iter_mut().zip(p_row) {
+                *g = pv * (*g - c) * scale;
+            }
+        }
+    }
 }

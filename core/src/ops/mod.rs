@@ -9,6 +9,7 @@ pub mod gemm;
 pub mod layernorm;
 pub mod mha;
 pub mod rows;
+pub mod simd;
 pub mod gelu;
 pub mod profile;
 

@@ -21,12 +21,19 @@ pub fn par_rows(x: &mut [f32], cols: usize, f: impl Fn(usize, &mut [f32]) + Sync
 pub fn add_column_sums(x: &[f32], cols: usize, out: &mut [f32]) {
     let rows = if cols == 0 { 0 } else { x.len() / cols };
     add_chunk_sums(rows, cols, 1, out, |r0, r1, acc| {
-        for row in x[r0 * cols..r1 * cols].chunks_exact(cols) {
+        add_rows(&x[r0 * cols..r1 * cols], acc)
+    });
+}
+
+crate::multiversion! {
+    /// `acc +=` every row of `x` (rows as long as `acc`).
+    fn add_rows(x: &[f32], acc: &mut [f32]) {
+        for row in x.chunks_exact(acc.len()) {
             for (a, v) in acc.iter_mut().zip(row) {
                 *a += v;
             }
         }
-    });
+    }
 }
 
 /// Sums of `per_chunk`'s partial results, added in chunk order into `out`: `per_chunk(first,
