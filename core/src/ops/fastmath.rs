@@ -61,6 +61,15 @@ crate::multiversion! {
 }
 
 crate::multiversion! {
+    /// `x += y`, element-wise.
+    pub fn add_in_place(x: &mut [f32], y: &[f32]) {
+        for (a, b) in x.iter_mut().zip(y) {
+            *a += b;
+        }
+    }
+}
+
+crate::multiversion! {
     /// `x *= y`, element-wise.
     pub fn mul_in_place(x: &mut [f32], y: &[f32]) {
         for (a, b) in x.iter_mut().zip(y) {

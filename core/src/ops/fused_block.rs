@@ -8,9 +8,9 @@
 //! rows, in parallel. `Block::forward_composed` keeps the dfdx version: the CUDA build runs
 //! it, and `tests/fused_block.rs` checks both give the same values and gradients.
 
-use super::fastmath::{gelu_in_place, mul_in_place};
+use super::fastmath::{add_in_place, gelu_in_place, mul_in_place};
 use std::borrow::Cow;
-use super::gemm::{matmul, Mat};
+use super::gemm::{add_transposed_product, matmul, Mat};
 use super::layernorm::{self, Normalized};
 use super::mha::{self, Heads};
 use super::profile::{Laps, Pass};
@@ -180,14 +180,6 @@ fn masked<'a>(g: &'a [f32], width: usize, tokens: usize, mask: Option<&[f32]>) -
 }
 
 crate::multiversion! {
-    fn add_in_place(x: &mut [f32], y: &[f32]) {
-        for (a, b) in x.iter_mut().zip(y) {
-            *a += b;
-        }
-    }
-}
-
-crate::multiversion! {
     /// Row `r` of `rows` (global row `first + r`) times its sample's mask, plus `x`'s row.
     fn scale_rows(rows: &mut [f32], x: Option<&[f32]>, width: usize, tokens: usize, first: usize, mask: &[f32]) {
         for (i, row) in rows.chunks_exact_mut(width).enumerate() {
@@ -306,7 +298,7 @@ fn linear_backward(
     let rows = dy.len() / out;
     let (dy_m, x_m) = (Mat::dense(rows, out), Mat::dense(rows, inp));
     write_buffer(grads.get_or_alloc_mut(&keys.0)?, |gw| {
-        matmul(gw, Mat::dense(out, inp), dy, dy_m.t(), x, x_m, 1.0, true)
+        add_transposed_product(gw, dy, out, x, inp)
     });
     if let Some(b) = &keys.1 {
         write_buffer(grads.get_or_alloc_mut(b)?, |gb| add_column_sums(dy, out, gb));

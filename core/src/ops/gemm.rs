@@ -70,11 +70,6 @@ pub fn matmul(dst: &mut [f32], d: Mat, a: &[f32], am: Mat, b: &[f32], bm: Mat, s
     matmul_on(threads, dst, d, a, am, b, bm, scale, accumulate)
 }
 
-/// [`matmul`] on the calling thread alone (inside a task that is already one of many).
-pub fn matmul_here(dst: &mut [f32], d: Mat, a: &[f32], am: Mat, b: &[f32], bm: Mat, scale: f32, accumulate: bool) {
-    matmul_on(1, dst, d, a, am, b, bm, scale, accumulate)
-}
-
 #[allow(clippy::too_many_arguments)]
 fn matmul_on(threads: usize, dst: &mut [f32], d: Mat, a: &[f32], am: Mat, b: &[f32], bm: Mat, scale: f32, accumulate: bool) {
     assert!(d.end() <= dst.len() && am.end() <= a.len() && bm.end() <= b.len());
@@ -82,6 +77,39 @@ fn matmul_on(threads: usize, dst: &mut [f32], d: Mat, a: &[f32], am: Mat, b: &[f
     // mutably, so it cannot alias `a` or `b`.
     unsafe { matmul_raw(dst.as_mut_ptr(), d, a, am, b, bm, scale, accumulate, threads) }
 }
+
+/// `dst += a^T b` for `a` (rows, m) and `b` (rows, n) row-major: a weight gradient, summed
+/// over many rows. gemm splits a product over its output, which is small here, so two threads
+/// gain little; instead the rows are cut into a fixed number of blocks (set by `rows` alone,
+/// so the result does not depend on the thread count), each block's product is computed on
+/// one thread, and the partial results are added in block order.
+pub fn add_transposed_product(dst: &mut [f32], a: &[f32], m: usize, b: &[f32], n: usize) {
+    use rayon::prelude::*;
+    let rows = a.len() / m.max(1);
+    let (am, bm) = (Mat::dense(rows, m).t(), Mat::dense(rows, n));
+    let d = Mat::dense(m, n);
+    if rows * m * n < PARALLEL_FROM {
+        return matmul(dst, d, a, am, b, bm, 1.0, true);
+    }
+    let block = rows.div_ceil(ROW_BLOCKS).max(64);
+    let partials: Vec<Vec<f32>> = (0..rows.div_ceil(block))
+        .into_par_iter()
+        .map(|i| {
+            let (first, count) = (i * block, block.min(rows - i * block));
+            let mut p = vec![0.0; m * n];
+            let (ab, bb) = (am.sub(0, first, m, count), bm.sub(first, 0, count, n));
+            // SAFETY: `p` is this task's own buffer, sized for `d`; the views lie in `a`, `b`.
+            unsafe { matmul_raw(p.as_mut_ptr(), d, a, ab, b, bb, 1.0, false, 1) };
+            p
+        })
+        .collect();
+    for p in partials {
+        super::fastmath::add_in_place(dst, &p);
+    }
+}
+
+/// Row blocks of [`add_transposed_product`]: enough to keep a few cores busy.
+const ROW_BLOCKS: usize = 8;
 
 /// [`matmul`] into a raw destination, for callers that write disjoint views of one buffer from
 /// several threads (attention heads).
