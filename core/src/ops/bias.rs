@@ -4,7 +4,7 @@
 //! dfdx's broadcast kernels index every element through the broadcast strides; these do the
 //! same arithmetic in the same order, so results are bit-identical (tested below).
 
-use crate::device::{read_buffer, tensor_from_slice, write_buffer, Dev, Rows, Vector};
+use crate::device::{host_values, read_buffer, tensor_from_slice, write_buffer, Dev, Rows, Vector};
 use dfdx::prelude::*;
 
 pub fn add_bias<T: Tape<f32, Dev>>(x: Rows<T>, bias: &Vector) -> Rows<T> {
@@ -13,8 +13,8 @@ pub fn add_bias<T: Tape<f32, Dev>>(x: Rows<T>, bias: &Vector) -> Rows<T> {
     // contiguous input: its logical order is its buffer order
     let x = x.reshape_like(&shape);
     let (inp, mut tape) = x.split_tape();
-    let b = bias.as_vec();
-    let mut out = inp.as_vec();
+    let b = host_values(bias);
+    let mut out = host_values(&inp);
     for row in out.chunks_exact_mut(cols) {
         for (o, bj) in row.iter_mut().zip(&b) {
             *o += bj;
@@ -46,8 +46,8 @@ pub fn scale_columns<T: Tape<f32, Dev>>(x: Rows<T>, weight: &Vector) -> Rows<T> 
     let (rows, cols) = shape;
     let x = x.reshape_like(&shape);
     let (inp, mut tape) = x.split_tape();
-    let w = weight.as_vec();
-    let values = inp.as_vec();
+    let w = host_values(weight);
+    let values = host_values(&inp);
     let mut out = values.clone();
     for row in out.chunks_exact_mut(cols) {
         for (o, wj) in row.iter_mut().zip(&w) {

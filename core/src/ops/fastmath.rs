@@ -82,7 +82,7 @@ crate::multiversion! {
     /// Softmax of each row of a row-major buffer, in place.
     pub fn softmax_rows(x: &mut [f32], cols: usize) {
         for row in x.chunks_exact_mut(cols) {
-            let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+            let max = max(row);
             for v in row.iter_mut() {
                 *v = exp(*v - max);
             }
@@ -106,6 +106,21 @@ pub fn sum(x: &[f32]) -> f32 {
         }
     }
     fold(acc) + rest.iter().sum::<f32>()
+}
+
+/// Largest element with eight lanes (a single running maximum is a chain of dependent
+/// instructions as long as the row). NaNs are skipped, as by `f32::max`.
+#[inline(always)]
+pub fn max(x: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; 8];
+    let chunks = x.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for i in 0..8 {
+            acc[i] = acc[i].max(c[i]);
+        }
+    }
+    acc.iter().chain(rest).fold(f32::NEG_INFINITY, |m, &v| m.max(v))
 }
 
 /// Dot product with eight lanes.
@@ -168,5 +183,6 @@ mod tests {
         assert!((sum(&x) - x.iter().sum::<f32>()).abs() < 1e-5);
         let d: f32 = x.iter().zip(&y).map(|(a, b)| a * b).sum();
         assert!((dot(&x, &y) - d).abs() < 1e-5);
+        assert_eq!(max(&x), x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)));
     }
 }

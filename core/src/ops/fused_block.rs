@@ -15,7 +15,7 @@ use super::layernorm::{self, Normalized};
 use super::mha::{self, Heads};
 use super::profile::{Laps, Pass};
 use super::rows::{add_column_sums, par_rows, repeat_row, CHUNK};
-use crate::device::{read_buffer, tensor_from_slice, write_buffer, Act, Dev, Matrix, Vector};
+use crate::device::{host_values, read_buffer, tensor_from_slice, write_buffer, Act, Dev, Matrix, Vector};
 use crate::model::block::{drop_path_mask, Block, Mode};
 use crate::model::layers::{LayerNorm, Linear};
 use dfdx::prelude::*;
@@ -28,7 +28,7 @@ pub fn forward<T: Tape<f32, Dev>>(block: &Block, x: Act<T>, drop_path: f64, mode
     // contiguous input: its logical order is its buffer order, and its gradient's
     let x = x.reshape_like(&shape);
     let (inp, mut tape) = x.split_tape();
-    let xs = inp.as_vec();
+    let xs = host_values(&inp);
     // both masks first, in the order the composed block draws them
     let mask1 = drop_path_mask(batch, drop_path, mode);
     let mask2 = drop_path_mask(batch, drop_path, mode);
@@ -117,8 +117,8 @@ struct HostLinear {
 impl HostLinear {
     fn of(l: &Linear) -> HostLinear {
         HostLinear {
-            weight: l.weight.as_vec(),
-            bias: l.bias.as_ref().map(|b| b.as_vec()),
+            weight: host_values(&l.weight),
+            bias: l.bias.as_ref().map(host_values),
             out_features: l.out_features(),
         }
     }
@@ -135,7 +135,7 @@ struct HostParams {
 
 impl HostParams {
     fn of(b: &Block) -> HostParams {
-        let norm = |n: &LayerNorm| (n.weight.as_vec(), n.bias.as_vec());
+        let norm = |n: &LayerNorm| (host_values(&n.weight), host_values(&n.bias));
         HostParams {
             norm1: norm(&b.norm1),
             qkv: HostLinear::of(&b.attn.qkv),
