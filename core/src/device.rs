@@ -22,7 +22,16 @@ pub type Buffer = <Dev as dfdx::tensor::Storage<f32>>::Vec;
 pub fn new_device(seed: u64) -> Dev {
     use dfdx::tensor::Cache;
     keep_freed_buffers();
+    #[cfg(not(feature = "cuda"))]
     let dev = Dev::seed_from_u64(seed);
+    #[cfg(feature = "cuda")]
+    let dev = Dev::try_build(0, seed).unwrap_or_else(|e| {
+        panic!(
+            "cannot use CUDA device 0 ({e:?}): this build of incubator trains on the GPU \
+             (--features cuda); check nvidia-smi and the driver, or build without the feature \
+             to train on the CPU"
+        )
+    });
     dev.enable_cache();
     dev
 }

@@ -29,8 +29,9 @@ fn rel_error(ours: &[f32], reference: &[f32]) -> f64 {
 
 /// Forward and backward on one fixture; returns the worst relative errors (logits+loss, grads).
 fn check(case: &str, first_trained: usize) -> (f64, f64) {
-    let path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/{case}.safetensors"));
+    // relative: cargo runs tests from the package root, and so does the GPU script, where
+    // the repository lives elsewhere than where the test was compiled
+    let path = Path::new("tests/fixtures").join(format!("{case}.safetensors"));
     let fx = checkpoint::read(&path, "run scripts/reference/golden.py").unwrap();
     let meta = |k: &str| fx.metadata[k].parse::<usize>().unwrap();
     let depths: Vec<usize> = fx.metadata["depths"]

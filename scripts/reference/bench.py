@@ -1,6 +1,7 @@
 """PyTorch side of `incubator bench --pytorch PYTHON`: the same ViT (timm-style, the engine's
 shapes and recipe: AdamW, soft-target cross-entropy, drop-path 0.1) trained for a few steps on
 random data with the same batch and threads; prints one JSON line with samples/s and peak RSS.
+With `--device cuda` (what a CUDA build of the engine asks for) it trains on the GPU.
 """
 import argparse, json, os, resource, time
 
@@ -53,17 +54,19 @@ class ViT(nn.Module):
 
 def main():
     p = argparse.ArgumentParser()
-    for k, v in [("preset", "mnist-small"), ("batch", 128), ("steps", 3), ("image", 28), ("channels", 1), ("patch", 4), ("threads", os.cpu_count())]:
+    for k, v in [("preset", "mnist-small"), ("batch", 128), ("steps", 3), ("image", 28), ("channels", 1), ("patch", 4), ("threads", os.cpu_count()), ("device", "cpu")]:
         p.add_argument(f"--{k}", type=type(v), default=v)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     d, depth, heads = PRESETS[a.preset]
     patches, patch_dim = (a.image // a.patch) ** 2, a.channels * a.patch * a.patch
-    model = ViT(d, depth, heads, patch_dim, patches)
+    dev = torch.device(a.device)
+    model = ViT(d, depth, heads, patch_dim, patches).to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.05)
-    x = torch.randn(a.batch, patches, patch_dim)
-    targets = torch.rand(a.batch, 10).softmax(-1)
+    x = torch.randn(a.batch, patches, patch_dim, device=dev)
+    targets = torch.rand(a.batch, 10, device=dev).softmax(-1)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
 
     def step():
         loss = torch.sum(-targets * F.log_softmax(model(x), -1), -1).mean()
@@ -72,15 +75,19 @@ def main():
         opt.step()
 
     step()
+    sync()
     t = time.perf_counter()
     for _ in range(a.steps):
         step()
+    sync()
     secs = time.perf_counter() - t
     print(json.dumps({
         "samples_per_sec": a.steps * a.batch / secs,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
+        "device": torch.cuda.get_device_name() if dev.type == "cuda" else "cpu",
+        "peak_gpu_mib": torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda" else 0,
     }))
 
 

@@ -2,7 +2,8 @@
 //!
 //! Each preset runs in its own child process so that its peak resident memory (VmHWM) is its
 //! own. The figures are printed next to a baseline measured in the same run, the machine's
-//! matrix-multiply rate through dfdx, since absolute numbers on a shared machine say little.
+//! matrix-multiply rate through the engine's kernels, and, with `--pytorch`, next to PyTorch
+//! training the same model in the same command: absolute numbers on a shared machine say little.
 
 use clap::Args;
 use dfdx::prelude::*;
@@ -73,7 +74,7 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
         a.presets.clone()
     };
     let gemm = gemm_gflops();
-    println!("baseline: dfdx f32 matmul 512x512x512 at {gemm:.1} GFLOP/s on this machine, now");
+    println!("baseline: the engine's f32 matmul, 512x512x512, at {gemm:.1} GFLOP/s on this machine, now");
     println!(
         "batch {}, {}x{}x{} images, patch {}, {} timed steps after 1 warm-up",
         a.batch, a.channels, a.image, a.image, a.patch, a.steps
@@ -194,6 +195,8 @@ fn measure(a: &BenchArgs, preset: &str) -> anyhow::Result<Figures> {
     for _ in 0..a.steps {
         step(&mut net, &mut optimizer_s);
     }
+    // CUDA work is asynchronous: time it to its end
+    dfdx::tensor::Synchronize::synchronize(&dev);
     let secs = t.elapsed().as_secs_f64();
     let per_step = |s: f64| 1000.0 * s / a.steps as f64;
     let mut breakdown: Vec<(String, f64, f64)> = incubator_core::ops::profile::finish()
@@ -258,6 +261,8 @@ fn torch_figures(
         .args(["--preset", preset])
         .args(shape_args(a))
         .args(["--threads", &threads.to_string()])
+        // a CUDA build trains on the GPU: so does PyTorch
+        .args(["--device", if cfg!(feature = "cuda") { "cuda" } else { "cpu" }])
         .output()
         .map_err(|e| {
             anyhow::anyhow!(
@@ -275,20 +280,40 @@ fn torch_figures(
     Ok(serde_json::from_slice(&out.stdout)?)
 }
 
-/// The machine's f32 matrix-multiply rate through dfdx, best of a few tries.
+/// The machine's f32 matrix-multiply rate through the kernels the engine's blocks use (our
+/// `gemm` calls on the CPU, dfdx's cuBLAS on CUDA), 512x512x512, best of a few tries.
 fn gemm_gflops() -> f64 {
-    let dev = new_device(0);
     let n = 512;
-    let x: Tensor<(usize, usize), f32, _> = dev.sample_normal_like(&(n, n));
-    let y: Tensor<(usize, usize), f32, _> = dev.sample_normal_like(&(n, n));
-    (0..5)
-        .map(|_| {
-            let t = Instant::now();
-            let z = x.clone().matmul(y.clone());
-            std::hint::black_box(z.as_vec());
-            2.0 * (n * n * n) as f64 / t.elapsed().as_secs_f64() / 1e9
-        })
-        .fold(0.0, f64::max)
+    let rate = |secs: f64| 2.0 * (n * n * n) as f64 / secs / 1e9;
+    #[cfg(not(feature = "cuda"))]
+    {
+        use incubator_core::ops::gemm::{matmul, Mat};
+        let a: Vec<f32> = (0..n * n).map(|i| (i % 7) as f32 * 0.1).collect();
+        let mut c = vec![0.0; n * n];
+        let m = Mat::dense(n, n);
+        (0..5)
+            .map(|_| {
+                let t = Instant::now();
+                matmul(&mut c, m, &a, m, &a, m, 1.0, false);
+                std::hint::black_box(&c);
+                rate(t.elapsed().as_secs_f64())
+            })
+            .fold(0.0, f64::max)
+    }
+    #[cfg(feature = "cuda")]
+    {
+        let dev = new_device(0);
+        let x: Tensor<(usize, usize), f32, _> = dev.sample_normal_like(&(n, n));
+        let y: Tensor<(usize, usize), f32, _> = dev.sample_normal_like(&(n, n));
+        (0..5)
+            .map(|_| {
+                let t = Instant::now();
+                let z = x.clone().matmul(y.clone());
+                std::hint::black_box(z.as_vec());
+                rate(t.elapsed().as_secs_f64())
+            })
+            .fold(0.0, f64::max)
+    }
 }
 
 fn peak_rss_kib() -> u64 {

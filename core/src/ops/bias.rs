@@ -4,9 +4,12 @@
 //! dfdx's broadcast kernels index every element through the broadcast strides; these do the
 //! same arithmetic in the same order, so results are bit-identical (tested below).
 
-use crate::device::{host_values, read_buffer, tensor_from_slice, write_buffer, Dev, Rows, Vector};
+#[cfg(not(feature = "cuda"))]
+use crate::device::{host_values, read_buffer, tensor_from_slice, write_buffer};
+use crate::device::{Dev, Rows, Vector};
 use dfdx::prelude::*;
 
+#[cfg(not(feature = "cuda"))]
 pub fn add_bias<T: Tape<f32, Dev>>(x: Rows<T>, bias: &Vector) -> Rows<T> {
     let shape = *x.shape();
     let (rows, cols) = shape;
@@ -41,6 +44,7 @@ pub fn add_bias<T: Tape<f32, Dev>>(x: Rows<T>, bias: &Vector) -> Rows<T> {
     out.put_tape(tape)
 }
 
+#[cfg(not(feature = "cuda"))]
 pub fn scale_columns<T: Tape<f32, Dev>>(x: Rows<T>, weight: &Vector) -> Rows<T> {
     let shape = *x.shape();
     let (rows, cols) = shape;
@@ -78,7 +82,21 @@ pub fn scale_columns<T: Tape<f32, Dev>>(x: Rows<T>, weight: &Vector) -> Rows<T> 
     out.put_tape(tape)
 }
 
-#[cfg(test)]
+// On CUDA the data stays on the device: dfdx's broadcast kernels (the tests below show the
+// CPU versions compute the same).
+#[cfg(feature = "cuda")]
+pub fn add_bias<T: Tape<f32, Dev>>(x: Rows<T>, bias: &Vector) -> Rows<T> {
+    let shape = *x.shape();
+    x + bias.retaped::<T>().broadcast_like::<_, Axis<0>>(&shape)
+}
+
+#[cfg(feature = "cuda")]
+pub fn scale_columns<T: Tape<f32, Dev>>(x: Rows<T>, weight: &Vector) -> Rows<T> {
+    let shape = *x.shape();
+    x * weight.retaped::<T>().broadcast_like::<_, Axis<0>>(&shape)
+}
+
+#[cfg(all(test, not(feature = "cuda")))]
 mod tests {
     use super::*;
     use crate::device::new_device;
