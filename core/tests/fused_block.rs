@@ -53,13 +53,11 @@ fn input(dev: &Dev) -> Act<NoneTape> {
     dev.tensor_from_vec(v, (b, t, d))
 }
 
+/// What one pass gives.
+type Pass = (Vec<f32>, Vec<f32>, Vec<(String, Vec<f32>)>);
+
 /// Output, input gradient and parameter gradients (by name) of `sum(out * probe)`.
-fn run(
-    block: &Block,
-    x: &Act<NoneTape>,
-    drop_path: f64,
-    fused: bool,
-) -> (Vec<f32>, Vec<f32>, Vec<(String, Vec<f32>)>) {
+fn run(block: &Block, x: &Act<NoneTape>, drop_path: f64, fused: bool) -> Pass {
     let dev = x.device().clone();
     let mut rng = ChaCha8Rng::seed_from_u64(5);
     let mut mode = Mode {
@@ -72,7 +70,9 @@ fn run(
         block.forward_composed(x.leaky_trace(), drop_path, &mut mode)
     };
     let values = out.as_vec();
-    let probe: Vec<f32> = (0..values.len()).map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0).collect();
+    let probe: Vec<f32> = (0..values.len())
+        .map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0)
+        .collect();
     let probe = dev.tensor_from_vec(probe, *out.shape());
     let grads = (out * probe).sum().backward();
     let params = block
@@ -91,9 +91,17 @@ fn run(
 
 fn assert_close(what: &str, a: &[f32], b: &[f32]) {
     let norm = b.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-6);
-    let diff = a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f32>().sqrt();
+    let diff = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (x - y) * (x - y))
+        .sum::<f32>()
+        .sqrt();
     assert_eq!(a.len(), b.len(), "{what}: lengths");
-    assert!(diff <= 2e-5 * norm, "{what}: fused and composed differ by {diff} (norm {norm})");
+    assert!(
+        diff <= 2e-5 * norm,
+        "{what}: fused and composed differ by {diff} (norm {norm})"
+    );
 }
 
 #[test]
@@ -136,14 +144,23 @@ fn fused_block_is_bit_identical_on_any_number_of_threads() {
     // big enough that the products and row loops split across threads
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let (n, t, d) = (96, 17, 24);
-    let x: Act<NoneTape> = dev.tensor_from_vec((0..n * t * d).map(|_| rng.gen_range(-2.0..2.0)).collect(), (n, t, d));
+    let x: Act<NoneTape> = dev.tensor_from_vec(
+        (0..n * t * d).map(|_| rng.gen_range(-2.0..2.0)).collect(),
+        (n, t, d),
+    );
     let on = |threads| {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
         pool.install(|| run(&b, &x, 0.2, true))
     };
     let one = on(1);
     for threads in [2, 3] {
         let other = on(threads);
-        assert!(one.0 == other.0 && one.1 == other.1 && one.2 == other.2, "{threads} threads differ from 1");
+        assert!(
+            one.0 == other.0 && one.1 == other.1 && one.2 == other.2,
+            "{threads} threads differ from 1"
+        );
     }
 }

@@ -74,7 +74,9 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
         a.presets.clone()
     };
     let gemm = gemm_gflops();
-    println!("baseline: the engine's f32 matmul, 512x512x512, at {gemm:.1} GFLOP/s on this machine, now");
+    println!(
+        "baseline: the engine's f32 matmul, 512x512x512, at {gemm:.1} GFLOP/s on this machine, now"
+    );
     println!(
         "batch {}, {}x{}x{} images, patch {}, {} timed steps after 1 warm-up",
         a.batch, a.channels, a.image, a.image, a.patch, a.steps
@@ -262,7 +264,14 @@ fn torch_figures(
         .args(shape_args(a))
         .args(["--threads", &threads.to_string()])
         // a CUDA build trains on the GPU: so does PyTorch
-        .args(["--device", if cfg!(feature = "cuda") { "cuda" } else { "cpu" }])
+        .args([
+            "--device",
+            if cfg!(feature = "cuda") {
+                "cuda"
+            } else {
+                "cpu"
+            },
+        ])
         .output()
         .map_err(|e| {
             anyhow::anyhow!(

@@ -22,7 +22,7 @@ pub fn exp(x: f32) -> f32 {
         * r
         + 1.666_666_5e-1)
         * r
-        + 5.000_000_1e-1)
+        + 0.5)
         * (r * r)
         + r
         + 1.0;
@@ -42,7 +42,8 @@ pub fn gelu_and_slope(x: f32) -> (f32, f32) {
     let z = x.abs() * std::f32::consts::FRAC_1_SQRT_2;
     let t = 1.0 / (1.0 + 0.327_591_1 * z);
     let poly = t
-        * (0.254_829_6 + t * (-0.284_496_74 + t * (1.421_413_7 + t * (-1.453_152 + t * 1.061_405_4))));
+        * (0.254_829_6
+            + t * (-0.284_496_74 + t * (1.421_413_7 + t * (-1.453_152 + t * 1.061_405_4))));
     let e = exp(-0.5 * x * x);
     let tail = 0.5 * poly * e;
     let cdf = if x < 0.0 { tail } else { 1.0 - tail };
@@ -120,7 +121,9 @@ pub fn max(x: &[f32]) -> f32 {
             acc[i] = acc[i].max(c[i]);
         }
     }
-    acc.iter().chain(rest).fold(f32::NEG_INFINITY, |m, &v| m.max(v))
+    acc.iter()
+        .chain(rest)
+        .fold(f32::NEG_INFINITY, |m, &v| m.max(v))
 }
 
 /// Dot product with eight lanes.
@@ -129,7 +132,12 @@ pub fn dot(x: &[f32], y: &[f32]) -> f32 {
     debug_assert_eq!(x.len(), y.len());
     let mut acc = [0.0f32; 8];
     let (cx, cy) = (x.chunks_exact(8), y.chunks_exact(8));
-    let rest: f32 = cx.remainder().iter().zip(cy.remainder()).map(|(a, b)| a * b).sum();
+    let rest: f32 = cx
+        .remainder()
+        .iter()
+        .zip(cy.remainder())
+        .map(|(a, b)| a * b)
+        .sum();
     for (a, b) in cx.zip(cy) {
         for i in 0..8 {
             acc[i] += a[i] * b[i];
@@ -168,8 +176,14 @@ mod tests {
             let cdf = 0.5 * (1.0 + libm::erf(xd * std::f64::consts::FRAC_1_SQRT_2));
             let pdf = (-0.5 * xd * xd).exp() / (2.0 * std::f64::consts::PI).sqrt();
             let (g, s) = gelu_and_slope(x);
-            assert!((g as f64 - xd * cdf).abs() < 2e-7 * (1.0 + xd.abs()), "gelu({x})");
-            assert!((s as f64 - (cdf + xd * pdf)).abs() < 4e-7 * (1.0 + xd.abs()), "slope at {x}");
+            assert!(
+                (g as f64 - xd * cdf).abs() < 2e-7 * (1.0 + xd.abs()),
+                "gelu({x})"
+            );
+            assert!(
+                (s as f64 - (cdf + xd * pdf)).abs() < 4e-7 * (1.0 + xd.abs()),
+                "slope at {x}"
+            );
         }
         // torch.nn.functional.gelu
         assert!((gelu_and_slope(1.0).0 - 0.841_344_7).abs() < 2e-7);

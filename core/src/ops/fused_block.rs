@@ -9,18 +9,25 @@
 //! it, and `tests/fused_block.rs` checks both give the same values and gradients.
 
 use super::fastmath::{add_in_place, gelu_in_place, mul_in_place};
-use std::borrow::Cow;
 use super::gemm::{add_transposed_product, matmul, Mat};
 use super::layernorm::{self, Normalized};
 use super::mha::{self, Heads};
 use super::profile::{Laps, Pass};
 use super::rows::{add_column_sums, par_rows, repeat_row, CHUNK};
-use crate::device::{host_values, read_buffer, tensor_from_slice, write_buffer, Act, Dev, Matrix, Vector};
+use crate::device::{
+    host_values, read_buffer, tensor_from_slice, write_buffer, Act, Dev, Matrix, Vector,
+};
 use crate::model::block::{drop_path_mask, Block, Mode};
 use crate::model::layers::{LayerNorm, Linear};
 use dfdx::prelude::*;
+use std::borrow::Cow;
 
-pub fn forward<T: Tape<f32, Dev>>(block: &Block, x: Act<T>, drop_path: f64, mode: &mut Mode) -> Act<T> {
+pub fn forward<T: Tape<f32, Dev>>(
+    block: &Block,
+    x: Act<T>,
+    drop_path: f64,
+    mode: &mut Mode,
+) -> Act<T> {
     let mut laps = Laps::start(Pass::Forward);
     let shape = *x.shape();
     let (batch, tokens, width) = shape;
@@ -96,11 +103,7 @@ pub fn forward<T: Tape<f32, Dev>>(block: &Block, x: Act<T>, drop_path: f64, mode
         tape.add_backward_op(move |grads| {
             let d_out = read_buffer(grads.get_or_alloc_mut(&out_key)?, |g| g.to_vec());
             let d_in = saved.backward(d_out, &keys, grads)?;
-            write_buffer(grads.get_or_alloc_mut(&inp)?, |g| {
-                for (a, d) in g.iter_mut().zip(&d_in) {
-                    *a += d;
-                }
-            });
+            write_buffer(grads.get_or_alloc_mut(&inp)?, |g| add_in_place(g, &d_in));
             Ok(())
         });
     }
@@ -154,7 +157,16 @@ fn linear(x: &[f32], inp: usize, l: &HostLinear) -> Vec<f32> {
     let out = l.out_features;
     let mut y = repeat_row(rows, out, l.bias.as_deref());
     let w = Mat::dense(out, inp).t();
-    matmul(&mut y, Mat::dense(rows, out), x, Mat::dense(rows, inp), &l.weight, w, 1.0, l.bias.is_some());
+    matmul(
+        &mut y,
+        Mat::dense(rows, out),
+        x,
+        Mat::dense(rows, inp),
+        &l.weight,
+        w,
+        1.0,
+        l.bias.is_some(),
+    );
     y
 }
 
@@ -175,7 +187,9 @@ fn masked<'a>(g: &'a [f32], width: usize, tokens: usize, mask: Option<&[f32]>) -
         return Cow::Borrowed(g);
     };
     let mut out = g.to_vec();
-    par_rows(&mut out, width, |first, rows| scale_rows(rows, None, width, tokens, first, m));
+    par_rows(&mut out, width, |first, rows| {
+        scale_rows(rows, None, width, tokens, first, m)
+    });
     Cow::Owned(out)
 }
 
@@ -244,7 +258,12 @@ type DevError = <Dev as HasErr>::Err;
 
 impl Saved {
     /// Adds every parameter's gradient and returns the input's, from the output's.
-    fn backward(self, d_out: Vec<f32>, keys: &Keys, grads: &mut Grads) -> Result<Vec<f32>, DevError> {
+    fn backward(
+        self,
+        d_out: Vec<f32>,
+        keys: &Keys,
+        grads: &mut Grads,
+    ) -> Result<Vec<f32>, DevError> {
         let mut laps = Laps::start(Pass::Backward);
         let Heads { batch, tokens, .. } = self.heads;
         let width = self.heads.heads * self.heads.head_dim;
@@ -257,14 +276,24 @@ impl Saved {
         let mut d_hidden = linear_backward(&d_branch, &self.hidden, &self.p.fc2, &keys.fc2, grads)?;
         laps.lap("mlp fc2");
         par_rows(&mut d_hidden, hidden_width, |first, rows| {
-            mul_in_place(rows, &self.slope[first * hidden_width..first * hidden_width + rows.len()])
+            mul_in_place(
+                rows,
+                &self.slope[first * hidden_width..first * hidden_width + rows.len()],
+            )
         });
         laps.lap("gelu");
         let d_a2 = linear_backward(&d_hidden, &self.a2, &self.p.fc1, &keys.fc1, grads)?;
         drop(d_hidden);
         laps.lap("mlp fc1");
         let mut d_x2 = d_out;
-        norm_backward(&d_a2, &self.norm2, &self.p.norm2.0, &keys.norm2, &mut d_x2, grads)?;
+        norm_backward(
+            &d_a2,
+            &self.norm2,
+            &self.p.norm2.0,
+            &keys.norm2,
+            &mut d_x2,
+            grads,
+        )?;
         laps.lap("layernorm");
 
         // x2 = x + m1 * proj(attention(qkv(norm1(x))))
@@ -279,7 +308,14 @@ impl Saved {
         let d_a1 = linear_backward(&d_qkv, &self.a1, &self.p.qkv, &keys.qkv, grads)?;
         laps.lap("attention qkv");
         let mut d_x = d_x2;
-        norm_backward(&d_a1, &self.norm1, &self.p.norm1.0, &keys.norm1, &mut d_x, grads)?;
+        norm_backward(
+            &d_a1,
+            &self.norm1,
+            &self.p.norm1.0,
+            &keys.norm1,
+            &mut d_x,
+            grads,
+        )?;
         laps.lap("layernorm");
         Ok(d_x)
     }
@@ -301,10 +337,21 @@ fn linear_backward(
         add_transposed_product(gw, dy, out, x, inp)
     });
     if let Some(b) = &keys.1 {
-        write_buffer(grads.get_or_alloc_mut(b)?, |gb| add_column_sums(dy, out, gb));
+        write_buffer(grads.get_or_alloc_mut(b)?, |gb| {
+            add_column_sums(dy, out, gb)
+        });
     }
     let mut dx = vec![0.0; rows * inp];
-    matmul(&mut dx, x_m, dy, dy_m, &l.weight, Mat::dense(out, inp), 1.0, false);
+    matmul(
+        &mut dx,
+        x_m,
+        dy,
+        dy_m,
+        &l.weight,
+        Mat::dense(out, inp),
+        1.0,
+        false,
+    );
     Ok(dx)
 }
 
@@ -321,7 +368,7 @@ fn norm_backward(
     let mut affine = vec![0.0; 2 * width];
     let (dw, db) = affine.split_at_mut(width);
     layernorm::backward(dy, saved, weight, dx, dw, db);
-    write_buffer(grads.get_or_alloc_mut(&keys.0)?, |g| g.iter_mut().zip(&*dw).for_each(|(a, v)| *a += v));
-    write_buffer(grads.get_or_alloc_mut(&keys.1)?, |g| g.iter_mut().zip(&*db).for_each(|(a, v)| *a += v));
+    write_buffer(grads.get_or_alloc_mut(&keys.0)?, |g| add_in_place(g, dw));
+    write_buffer(grads.get_or_alloc_mut(&keys.1)?, |g| add_in_place(g, db));
     Ok(())
 }

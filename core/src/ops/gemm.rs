@@ -60,22 +60,39 @@ const PARALLEL_FROM: usize = 1 << 18;
 
 /// `dst = scale * a b`, or `dst += scale * a b` when `accumulate`. Large products use the rayon
 /// pool; each output element is computed the same way whatever the number of threads.
-pub fn matmul(dst: &mut [f32], d: Mat, a: &[f32], am: Mat, b: &[f32], bm: Mat, scale: f32, accumulate: bool) {
+#[allow(clippy::too_many_arguments)]
+pub fn matmul(
+    dst: &mut [f32],
+    d: Mat,
+    a: &[f32],
+    am: Mat,
+    b: &[f32],
+    bm: Mat,
+    scale: f32,
+    accumulate: bool,
+) {
     let work = d.rows * d.cols * am.cols;
     let threads = if work >= PARALLEL_FROM {
         rayon::current_num_threads()
     } else {
         1
     };
-    matmul_on(threads, dst, d, a, am, b, bm, scale, accumulate)
-}
-
-#[allow(clippy::too_many_arguments)]
-fn matmul_on(threads: usize, dst: &mut [f32], d: Mat, a: &[f32], am: Mat, b: &[f32], bm: Mat, scale: f32, accumulate: bool) {
     assert!(d.end() <= dst.len() && am.end() <= a.len() && bm.end() <= b.len());
     // SAFETY: the views were checked against their buffers above, and `dst` is borrowed
     // mutably, so it cannot alias `a` or `b`.
-    unsafe { matmul_raw(dst.as_mut_ptr(), d, a, am, b, bm, scale, accumulate, threads) }
+    unsafe {
+        matmul_raw(
+            dst.as_mut_ptr(),
+            d,
+            a,
+            am,
+            b,
+            bm,
+            scale,
+            accumulate,
+            threads,
+        )
+    }
 }
 
 /// `dst += a^T b` for `a` (rows, m) and `b` (rows, n) row-major: a weight gradient, summed
@@ -129,7 +146,10 @@ pub unsafe fn matmul_raw(
     accumulate: bool,
     threads: usize,
 ) {
-    assert!(d.rows == am.rows && d.cols == bm.cols && am.cols == bm.rows, "matmul shapes: {d:?} = {am:?} x {bm:?}");
+    assert!(
+        d.rows == am.rows && d.cols == bm.cols && am.cols == bm.rows,
+        "matmul shapes: {d:?} = {am:?} x {bm:?}"
+    );
     debug_assert!(am.end() <= a.len() && bm.end() <= b.len());
     if d.rows == 0 || d.cols == 0 {
         return;

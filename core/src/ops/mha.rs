@@ -66,12 +66,32 @@ pub fn forward(qkv: &[f32], dims: Heads, probs: &mut [f32], out: &mut [f32]) {
         // SAFETY (all three products): `p` is this task's own chunk; the `out` view is head h
         // of sample b, written by this task only; the views lie within their buffers.
         unsafe {
-            matmul_raw(p.as_mut_ptr(), square, qkv, dims.qkv(0, b, h), qkv, dims.qkv(1, b, h).t(), dims.scale(), false, 1);
+            matmul_raw(
+                p.as_mut_ptr(),
+                square,
+                qkv,
+                dims.qkv(0, b, h),
+                qkv,
+                dims.qkv(1, b, h).t(),
+                dims.scale(),
+                false,
+                1,
+            );
         }
         softmax_rows(p, t);
         let o = out_ptr;
         unsafe {
-            matmul_raw(o.0, dims.merged(b, h), p, square, qkv, dims.qkv(2, b, h), 1.0, false, 1);
+            matmul_raw(
+                o.0,
+                dims.merged(b, h),
+                p,
+                square,
+                qkv,
+                dims.qkv(2, b, h),
+                1.0,
+                false,
+                1,
+            );
         }
     });
 }
@@ -94,7 +114,17 @@ pub fn backward(qkv: &[f32], probs: &[f32], dims: Heads, d_out: &[f32], d_qkv: &
             // sample b in q, k and v, written by this task only.
             unsafe {
                 // dP = dO V^T, dV = P^T dO
-                matmul_raw(dp.as_mut_ptr(), square, d_out, d_o, qkv, v.t(), 1.0, false, 1);
+                matmul_raw(
+                    dp.as_mut_ptr(),
+                    square,
+                    d_out,
+                    d_o,
+                    qkv,
+                    v.t(),
+                    1.0,
+                    false,
+                    1,
+                );
                 matmul_raw(d.0, v, p, square.t(), d_out, d_o, 1.0, false, 1);
             }
             // softmax: dS = P (dP - rowsum(dP P)), with the score scale folded in

@@ -5,12 +5,12 @@ pub mod bias;
 pub mod fastmath;
 #[cfg(not(feature = "cuda"))]
 pub mod fused_block;
+pub mod gelu;
 pub mod gemm;
 pub mod layernorm;
 pub mod mha;
+pub mod profile;
 pub mod rows;
 pub mod simd;
-pub mod gelu;
-pub mod profile;
 
 pub use gelu::gelu;

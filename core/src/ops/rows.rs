@@ -19,7 +19,7 @@ pub fn par_rows(x: &mut [f32], cols: usize, f: impl Fn(usize, &mut [f32]) + Sync
 
 /// `out += ` the column sums of `x`.
 pub fn add_column_sums(x: &[f32], cols: usize, out: &mut [f32]) {
-    let rows = if cols == 0 { 0 } else { x.len() / cols };
+    let rows = x.len().checked_div(cols).unwrap_or(0);
     add_chunk_sums(rows, cols, 1, out, |r0, r1, acc| {
         add_rows(&x[r0 * cols..r1 * cols], acc)
     });
@@ -85,9 +85,14 @@ mod tests {
     #[test]
     fn column_sums_do_not_depend_on_the_thread_count() {
         let cols = 5;
-        let x: Vec<f32> = (0..1000 * cols).map(|i| ((i * 7919) % 1013) as f32 * 1e-3).collect();
+        let x: Vec<f32> = (0..1000 * cols)
+            .map(|i| ((i * 7919) % 1013) as f32 * 1e-3)
+            .collect();
         let sums = |threads| {
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
             let mut out = vec![0.0; cols];
             pool.install(|| add_column_sums(&x, cols, &mut out));
             out
