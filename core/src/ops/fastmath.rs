@@ -191,6 +191,29 @@ mod tests {
     }
 
     #[test]
+    fn vectorised_kernels_equal_the_scalar_formula_bit_for_bit() {
+        // gelu_in_place runs the AVX-512 or AVX2 build where the CPU has one: every lane must
+        // give exactly what the one-value function gives, so results do not depend on the CPU
+        let x: Vec<f32> = (0..4099).map(|i| (i as f32 - 2049.5) * 7.3e-3).collect();
+        let (mut g, mut s) = (x.clone(), vec![0.0; x.len()]);
+        gelu_in_place(&mut g, &mut s);
+        for ((x, g), s) in x.iter().zip(&g).zip(&s) {
+            let (want_g, want_s) = gelu_and_slope(*x);
+            assert_eq!((g.to_bits(), s.to_bits()), (want_g.to_bits(), want_s.to_bits()), "at {x}");
+        }
+        let mut p = x[..17 * 13].to_vec();
+        softmax_rows(&mut p, 17);
+        for (row, out) in x[..17 * 13].chunks(17).zip(p.chunks(17)) {
+            let m = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+            let e: Vec<f32> = row.iter().map(|v| exp(v - m)).collect();
+            let inv = 1.0 / sum(&e);
+            for (o, e) in out.iter().zip(&e) {
+                assert_eq!(o.to_bits(), (e * inv).to_bits());
+            }
+        }
+    }
+
+    #[test]
     fn lane_sums_match_plain_sums() {
         let x: Vec<f32> = (0..67).map(|i| (i as f32).sin()).collect();
         let y: Vec<f32> = (0..67).map(|i| (i as f32).cos()).collect();
