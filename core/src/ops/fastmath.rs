@@ -199,7 +199,11 @@ mod tests {
         gelu_in_place(&mut g, &mut s);
         for ((x, g), s) in x.iter().zip(&g).zip(&s) {
             let (want_g, want_s) = gelu_and_slope(*x);
-            assert_eq!((g.to_bits(), s.to_bits()), (want_g.to_bits(), want_s.to_bits()), "at {x}");
+            assert_eq!(
+                (g.to_bits(), s.to_bits()),
+                (want_g.to_bits(), want_s.to_bits()),
+                "at {x}"
+            );
         }
         let mut p = x[..17 * 13].to_vec();
         softmax_rows(&mut p, 17);

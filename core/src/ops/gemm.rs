@@ -150,7 +150,10 @@ pub unsafe fn matmul_raw(
         d.rows == am.rows && d.cols == bm.cols && am.cols == bm.rows,
         "matmul shapes: {d:?} = {am:?} x {bm:?}"
     );
-    debug_assert!(am.end() <= a.len() && bm.end() <= b.len());
+    assert!(
+        am.end() <= a.len() && bm.end() <= b.len(),
+        "matmul views outside their buffers"
+    );
     if d.rows == 0 || d.cols == 0 {
         return;
     }

@@ -100,6 +100,8 @@ pub fn forward(qkv: &[f32], dims: Heads, probs: &mut [f32], out: &mut [f32]) {
 pub fn backward(qkv: &[f32], probs: &[f32], dims: Heads, d_out: &[f32], d_qkv: &mut [f32]) {
     let t = dims.tokens;
     assert_eq!(d_qkv.len(), qkv.len());
+    assert_eq!(d_out.len(), dims.batch * t * dims.width());
+    assert_eq!(probs.len(), dims.batch * dims.heads * t * t);
     let d_ptr = Disjoint(d_qkv.as_mut_ptr());
     (0..dims.batch * dims.heads).into_par_iter().for_each_init(
         || vec![0.0f32; t * t],
