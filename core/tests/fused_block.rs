@@ -11,14 +11,18 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 fn cfg(qkv_bias: bool) -> VitConfig {
+    shaped(24, 3, 4.0, qkv_bias)
+}
+
+fn shaped(embed_dim: usize, num_heads: usize, mlp_ratio: f64, qkv_bias: bool) -> VitConfig {
     VitConfig {
         image_size: 8,
         channels: 1,
         patch_size: 4,
-        embed_dim: 24,
+        embed_dim,
         depth: 1,
-        num_heads: 3,
-        mlp_ratio: 4.0,
+        num_heads,
+        mlp_ratio,
         qkv_bias,
         norm_eps: 1e-6,
         num_classes: 3,
@@ -28,8 +32,12 @@ fn cfg(qkv_bias: bool) -> VitConfig {
 /// A block with every parameter randomised (not the init's ones and zeros, which would hide
 /// mistakes in the affine and bias gradients).
 fn block(dev: &Dev, qkv_bias: bool) -> Block {
+    block_of(dev, &cfg(qkv_bias))
+}
+
+fn block_of(dev: &Dev, cfg: &VitConfig) -> Block {
     let mut rng = ChaCha8Rng::seed_from_u64(3);
-    let mut b = Block::new(&mut Init { dev, rng: &mut rng }, &cfg(qkv_bias));
+    let mut b = Block::new(&mut Init { dev, rng: &mut rng }, cfg);
     for (_, p) in b.named_params_mut() {
         match p {
             incubator_core::model::ParamMut::Vector(t) => {
@@ -47,8 +55,11 @@ fn block(dev: &Dev, qkv_bias: bool) -> Block {
 }
 
 fn input(dev: &Dev) -> Act<NoneTape> {
+    input_of(dev, (5, 7, 24))
+}
+
+fn input_of(dev: &Dev, (b, t, d): (usize, usize, usize)) -> Act<NoneTape> {
     let mut rng = ChaCha8Rng::seed_from_u64(11);
-    let (b, t, d) = (5, 7, 24);
     let v = (0..b * t * d).map(|_| rng.gen_range(-2.0..2.0)).collect();
     dev.tensor_from_vec(v, (b, t, d))
 }
@@ -124,6 +135,24 @@ fn fused_block_matches_the_block_built_from_dfdx_ops() {
                 // some sample's branches were dropped: the mask reached both versions alike
                 assert_ne!(fused.0, run(&b, &x, 0.0, true).0);
             }
+        }
+    }
+}
+
+#[test]
+fn odd_widths_single_tokens_and_head_widths_that_fill_no_vector_match_too() {
+    let dev = new_device(0);
+    // width 10 in 2 heads of 5, MLP hidden 25; one token (a class token alone) and nine
+    for (tokens, batch) in [(1, 4), (9, 3)] {
+        let b = block_of(&dev, &shaped(10, 2, 2.5, true));
+        let x = input_of(&dev, (batch, tokens, 10));
+        let fused = run(&b, &x, 0.3, true);
+        let composed = run(&b, &x, 0.3, false);
+        let case = format!("{batch} samples of {tokens} tokens");
+        assert_close(&format!("output ({case})"), &fused.0, &composed.0);
+        assert_close(&format!("input gradient ({case})"), &fused.1, &composed.1);
+        for ((name, g), (_, want)) in fused.2.iter().zip(&composed.2) {
+            assert_close(&format!("{name} gradient ({case})"), g, want);
         }
     }
 }
