@@ -364,11 +364,8 @@ fn norm_backward(
     dx: &mut [f32],
     grads: &mut Grads,
 ) -> Result<(), DevError> {
-    let width = weight.len();
-    let mut affine = vec![0.0; 2 * width];
-    let (dw, db) = affine.split_at_mut(width);
-    layernorm::backward(dy, saved, weight, dx, dw, db);
-    write_buffer(grads.get_or_alloc_mut(&keys.0)?, |g| add_in_place(g, dw));
-    write_buffer(grads.get_or_alloc_mut(&keys.1)?, |g| add_in_place(g, db));
+    let (dw, db) = layernorm::backward(dy, saved, weight, dx);
+    write_buffer(grads.get_or_alloc_mut(&keys.0)?, |g| add_in_place(g, &dw));
+    write_buffer(grads.get_or_alloc_mut(&keys.1)?, |g| add_in_place(g, &db));
     Ok(())
 }

@@ -49,16 +49,14 @@ crate::multiversion! {
     }
 }
 
-/// Adds the input gradient into `dx` and the affine gradients into `dweight`, `dbias`, given
-/// the output gradient `dy`.
+/// Adds the input gradient into `dx`, given the output gradient `dy`, and returns the affine
+/// gradients `(dweight, dbias)`.
 pub fn backward(
     dy: &[f32],
     saved: &Normalized,
     weight: &[f32],
     dx: &mut [f32],
-    dweight: &mut [f32],
-    dbias: &mut [f32],
-) {
+) -> (Vec<f32>, Vec<f32>) {
     let cols = weight.len();
     let xhat = &saved.xhat;
     dx.par_chunks_mut(CHUNK * cols)
@@ -72,12 +70,8 @@ pub fn backward(
         let at = r0 * cols..r1 * cols;
         affine_sums(&dy[at.clone()], &xhat[at], dw, db);
     });
-    for (o, v) in dweight.iter_mut().zip(&affine[..cols]) {
-        *o += v;
-    }
-    for (o, v) in dbias.iter_mut().zip(&affine[cols..]) {
-        *o += v;
-    }
+    let dbias = affine.split_off(cols);
+    (affine, dbias)
 }
 
 crate::multiversion! {

@@ -53,19 +53,14 @@ pub fn span<S: Shape, S2: Shape, T: Tape<f32, Dev>>(
         let (profile, started) = (profile.clone(), started_backward.clone());
         tape.add_backward_op(move |_| {
             if let Some(t) = started.borrow_mut().take() {
-                profile.borrow_mut().entry(name).or_default().1 += t.elapsed().as_secs_f64();
+                book(&profile, name, Pass::Backward, t.elapsed().as_secs_f64());
             }
             Ok(())
         });
     }
     let t = Instant::now();
     let y = f(x.put_tape(tape));
-    {
-        let mut p = profile.borrow_mut();
-        let e = p.entry(name).or_default();
-        e.0 += t.elapsed().as_secs_f64();
-        e.2 += 1;
-    }
+    book(&profile, name, Pass::Forward, t.elapsed().as_secs_f64());
     // runs first in the backward pass: the start of this operation's backward
     let (y, mut tape) = y.split_tape();
     tape.add_backward_op(move |_| {
@@ -104,16 +99,20 @@ impl Laps {
             return;
         };
         let now = Instant::now();
-        let seconds = (now - self.last).as_secs_f64();
+        book(profile, name, self.pass, (now - self.last).as_secs_f64());
         self.last = now;
-        let mut p = profile.borrow_mut();
-        let e = p.entry(name).or_default();
-        match self.pass {
-            Pass::Forward => {
-                e.0 += seconds;
-                e.2 += 1;
-            }
-            Pass::Backward => e.1 += seconds,
+    }
+}
+
+/// Adds `seconds` to operation `name`'s forward (counting a call) or backward time.
+fn book(profile: &RefCell<Breakdown>, name: &'static str, pass: Pass, seconds: f64) {
+    let mut p = profile.borrow_mut();
+    let e = p.entry(name).or_default();
+    match pass {
+        Pass::Forward => {
+            e.0 += seconds;
+            e.2 += 1;
         }
+        Pass::Backward => e.1 += seconds,
     }
 }

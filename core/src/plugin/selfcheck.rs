@@ -11,31 +11,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// A run small enough for a test on 2 cores that still learns the embedded MNIST subset: the
-/// integration tests' configuration (a d32 ViT of 4 blocks, 1024 training images).
-pub const TINY_TOML: &str = r#"
-seed = 1
-[model]
-embed_dim = 32
-depth = 4
-num_heads = 2
-[split]
-divided_depths = [1, 1, 1, 1]
-[data]
-train_limit = 1024
-test_limit = 256
-[augment]
-mix_prob = 0.0
-[optim]
-batch_size = 32
-[meta]
-epochs = 3
-[incubate]
-epochs = 2
-[finetune]
-epochs = 2
-[e2e]
-epochs = 8
-"#;
+/// integration tests' configuration (a d32 ViT of 4 blocks, 1024 training images). It is
+/// `examples/tiny.toml`, so the documented example and the tested run are one file.
+pub const TINY_TOML: &str = include_str!("../../../examples/tiny.toml");
 
 /// The library cargo built for crate `crate_name` next to the running test binary
 /// (`target/<profile>/deps/lib<crate_name>.so`, the cdylib of a `["rlib", "cdylib"]` crate).
