@@ -192,8 +192,36 @@ fn serve_forever(
     }
 }
 
+/// The error and its causes, each once: a cause whose text its context already quotes (an
+/// OS error inside "cannot read config X: ...") is not repeated.
+fn describe(e: &anyhow::Error) -> String {
+    let mut out = e.to_string();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+    }
+    out
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let trains = matches!(
+        cli.command,
+        Command::Run { .. }
+            | Command::Meta(_)
+            | Command::Incubate { .. }
+            | Command::Assemble(_)
+            | Command::E2e(_)
+    );
+    if trains {
+        // Stages finish their step and save their state on SIGTERM / SIGINT / SIGUSR1.
+        if let Err(e) = incubator_core::interrupt::install() {
+            eprintln!("warning: cannot install signal handlers ({e}); a signal will stop training without saving the current epoch");
+        }
+    }
     let result = match cli.command {
         Command::Run { args, jobs, serve } => commands::stage::run(&args, jobs, serve),
         Command::Slurm {
@@ -235,8 +263,17 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            eprintln!("error: {}", describe(&e));
+            match incubator_core::interrupt::requested() {
+                Some(signal) => {
+                    if signal == incubator_core::interrupt::StopSignal::Usr1 {
+                        slurm::requeue::requeue_self();
+                    }
+                    // The shell's code for death by that signal, as if it had not been caught.
+                    ExitCode::from(128 + signal.number())
+                }
+                None => ExitCode::FAILURE,
+            }
         }
     }
 }

@@ -2,7 +2,7 @@
 
 #![allow(dead_code)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// A configuration small enough for CI (2 cores) that still learns the embedded MNIST subset.
@@ -27,4 +27,37 @@ pub fn write_config(dir: &Path, text: &str) -> String {
 
 pub fn assert_ok(o: &Output, what: &str) {
     assert!(o.status.success(), "{what} failed:\n{}", stderr(o));
+}
+
+/// A library cargo built for these tests (a dev-dependency's cdylib, next to the test binary).
+pub fn library(crate_name: &str) -> PathBuf {
+    let deps = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let file = deps.join(format!("lib{}.so", crate_name.replace('-', "_")));
+    assert!(file.exists(), "{} was not built", file.display());
+    file
+}
+
+/// Every weight file of a run (`stage/file.safetensors`) with its bytes. The resumable
+/// `state.safetensors` is left out: it also records wall-clock time.
+pub fn model_files(run: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for stage in std::fs::read_dir(run.join("stages")).unwrap() {
+        let stage = stage.unwrap().path();
+        for f in std::fs::read_dir(&stage).unwrap() {
+            let f = f.unwrap().path();
+            let name = f.file_name().unwrap().to_string_lossy().to_string();
+            if name.ends_with(".safetensors") && name != "state.safetensors" {
+                out.push((
+                    format!("{}/{name}", stage.file_name().unwrap().to_string_lossy()),
+                    std::fs::read(&f).unwrap(),
+                ));
+            }
+        }
+    }
+    out.sort();
+    out
 }

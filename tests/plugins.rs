@@ -3,39 +3,7 @@
 
 mod common;
 use common::*;
-use std::path::{Path, PathBuf};
-
-/// A library cargo built for these tests (a dev-dependency's cdylib, next to the test binary).
-fn library(crate_name: &str) -> PathBuf {
-    let deps = std::env::current_exe()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    let file = deps.join(format!("lib{}.so", crate_name.replace('-', "_")));
-    assert!(file.exists(), "{} was not built", file.display());
-    file
-}
-
-fn model_files(run: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut out = Vec::new();
-    for stage in std::fs::read_dir(run.join("stages")).unwrap() {
-        let stage = stage.unwrap().path();
-        for f in std::fs::read_dir(&stage).unwrap() {
-            let f = f.unwrap().path();
-            let name = f.file_name().unwrap().to_string_lossy().to_string();
-            // state.safetensors also holds wall-clock time; the weights are in the others
-            if name.ends_with(".safetensors") && name != "state.safetensors" {
-                out.push((
-                    format!("{}/{name}", stage.file_name().unwrap().to_string_lossy()),
-                    std::fs::read(&f).unwrap(),
-                ));
-            }
-        }
-    }
-    out.sort();
-    out
-}
+use std::path::Path;
 
 const NO_E2E: &str = "[e2e]\nenabled = false\n";
 

@@ -68,18 +68,58 @@ pub fn save(
     write_atomic(path, &data)
 }
 
-/// Writes a file so that readers never see a partial one.
+/// Writes a file so that readers never see a partial one: a temporary file in the same
+/// directory, flushed to disk, renamed over `path`, and the directory entry flushed too. If
+/// anything fails (a full disk) the temporary file is removed and `path` keeps its old content.
 pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
     std::fs::create_dir_all(dir)?;
     let tmp = dir.join(format!(
         ".{}.tmp-{}",
-        path.file_name().unwrap().to_string_lossy(),
+        path.file_name().unwrap_or_default().to_string_lossy(),
         std::process::id()
     ));
-    std::fs::write(&tmp, data)?;
-    std::fs::File::open(&tmp)?.sync_all()?;
-    std::fs::rename(&tmp, path)
+    let written = write_synced(&tmp, data).and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    // The rename is only durable once the directory is; a failure here loses nothing that a
+    // crash would not, so it is not an error.
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+fn write_synced(tmp: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::File::create(tmp)?;
+    if crate::faults::crash_in_this_write() {
+        f.write_all(&data[..data.len() / 2])?;
+        f.sync_all()?;
+        crate::faults::die();
+    }
+    f.write_all(data)?;
+    f.sync_all()
+}
+
+/// Removes temporary files that a process killed in the middle of [`write_atomic`] left in
+/// `dir` (they never replaced anything, so nothing is lost).
+pub fn remove_stale_temporaries(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') && name.contains(".tmp-") {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
 }
 
 pub fn read(path: &Path, hint: &str) -> Result<Checkpoint, CheckpointError> {
@@ -141,7 +181,7 @@ pub fn params_of(model: &impl HasParams) -> BTreeMap<String, (Vec<usize>, Vec<f3
 
 impl Checkpoint {
     /// Loads every parameter of `model` from tensors named `prefix + name`. The file may hold
-    /// other tensors (optimizer state) under other prefixes; every model parameter must be there
+    /// other tensors (optimizer state) under `optim.`; every model parameter must be there
     /// with its exact shape.
     pub fn load_into(
         &self,
@@ -149,11 +189,30 @@ impl Checkpoint {
         prefix: &str,
         dev: &Dev,
     ) -> Result<(), CheckpointError> {
+        self.load_matching(model, prefix, dev, |_| true, |k| !k.starts_with("optim."))
+    }
+
+    /// Loads the parameters of `model` whose names pass `wanted` from tensors named
+    /// `prefix + name`, leaving the others untouched. Each wanted parameter must be in the
+    /// file with its exact shape, and each file tensor that `is_param` says is a parameter must
+    /// be a wanted one: a file written for another network is refused, not half loaded.
+    pub fn load_matching(
+        &self,
+        model: &mut impl HasParams,
+        prefix: &str,
+        dev: &Dev,
+        wanted: impl Fn(&str) -> bool,
+        is_param: impl Fn(&str) -> bool,
+    ) -> Result<(), CheckpointError> {
         let mut problems = Vec::new();
-        let mut expected = 0;
+        let mut names = std::collections::BTreeSet::new();
+        let mut loaded = Vec::new();
         for (name, p) in model.named_params_mut() {
-            expected += 1;
+            if !wanted(&name) {
+                continue;
+            }
             let key = format!("{prefix}{name}");
+            names.insert(key.clone());
             let Some((shape, data)) = self.tensors.get(&key) else {
                 problems.push(format!("{key} is missing"));
                 continue;
@@ -165,37 +224,20 @@ impl Checkpoint {
                 ));
                 continue;
             }
-            match p {
-                ParamMut::Vector(t) => *t = dev.tensor_from_vec(data.clone(), (shape[0],)),
-                ParamMut::Matrix(t) => *t = dev.tensor_from_vec(data.clone(), (shape[0], shape[1])),
-            }
+            loaded.push((p, shape, data));
         }
-        let present = self
+        let extra: Vec<&String> = self
             .tensors
             .keys()
-            .filter(|k| k.starts_with(prefix) && !k.starts_with("optim."))
-            .count();
-        if problems.is_empty() && present > expected {
-            let names: std::collections::BTreeSet<String> = model
-                .named_params()
-                .into_iter()
-                .map(|(n, _)| format!("{prefix}{n}"))
-                .collect();
-            let extra: Vec<&String> = self
-                .tensors
-                .keys()
-                .filter(|k| {
-                    k.starts_with(prefix) && !k.starts_with("optim.") && !names.contains(*k)
-                })
-                .take(5)
-                .collect();
+            .filter(|k| k.starts_with(prefix) && is_param(k) && !names.contains(*k))
+            .take(5)
+            .collect();
+        if problems.is_empty() && !extra.is_empty() {
             problems.push(format!(
                 "the file has parameters the model lacks: {extra:?}"
             ));
         }
-        if problems.is_empty() {
-            Ok(())
-        } else {
+        if !problems.is_empty() {
             let n = problems.len();
             problems.truncate(5);
             let more = if n > 5 {
@@ -203,10 +245,18 @@ impl Checkpoint {
             } else {
                 String::new()
             };
-            Err(CheckpointError::Mismatch {
+            return Err(CheckpointError::Mismatch {
                 path: self.path.clone(),
                 problems: problems.join("; ") + &more,
-            })
+            });
         }
+        // Nothing changes unless everything fits.
+        for (p, shape, data) in loaded {
+            match p {
+                ParamMut::Vector(t) => *t = dev.tensor_from_vec(data.clone(), (shape[0],)),
+                ParamMut::Matrix(t) => *t = dev.tensor_from_vec(data.clone(), (shape[0], shape[1])),
+            }
+        }
+        Ok(())
     }
 }

@@ -8,6 +8,8 @@
 
 pub mod data;
 pub mod device;
+pub mod faults;
+pub mod interrupt;
 pub mod model;
 pub mod ops;
 pub mod telemetry;
@@ -21,5 +23,6 @@ pub mod config;
 pub mod plugin;
 pub mod run_dir;
 pub mod split;
+pub mod stage_lock;
 pub mod stages;
 pub mod train;

@@ -7,6 +7,7 @@
 //! RUN/tensorboard/<stage>/             TensorBoard event files
 //! RUN/stages/<stage>/state.safetensors resumable state, rewritten after every epoch
 //! RUN/stages/<stage>/<result>.safetensors  final weights (model / module / assembled)
+//! RUN/stages/<stage>/lock             held by the one process running the stage
 //! RUN/stages/<stage>/summary.json      written last: its presence means "stage finished"
 //! RUN/report.md, RUN/report.json       comparison table of `incubator run` / `incubator report`
 //! ```
@@ -43,6 +44,12 @@ impl RunDir {
         let path = run.config_path();
         if path.exists() {
             let stored = RunConfig::load(&path)?;
+            stored.validate().map_err(|e| {
+                anyhow::anyhow!(
+                    "{e}\n(in {}, the configuration this run directory was created with; fix it there or start a new --run-dir)",
+                    path.display()
+                )
+            })?;
             if let Some(cfg) = cfg {
                 if *cfg != stored {
                     anyhow::bail!(
@@ -71,6 +78,9 @@ impl RunDir {
     }
     pub fn state_path(&self, id: StageId) -> PathBuf {
         self.stage_dir(id).join("state.safetensors")
+    }
+    pub fn lock_path(&self, id: StageId) -> PathBuf {
+        self.stage_dir(id).join("lock")
     }
     pub fn summary_path(&self, id: StageId) -> PathBuf {
         self.stage_dir(id).join("summary.json")

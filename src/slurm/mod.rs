@@ -4,6 +4,7 @@
 //! its own. Every job runs the same stage command as a local run, on a run directory every
 //! node sees (a shared filesystem); finished stages are not submitted again.
 
+pub mod requeue;
 pub mod script;
 pub mod status;
 
@@ -46,7 +47,7 @@ pub fn plan(engine: &Engine, binary: &Path) -> anyhow::Result<Vec<Job>> {
         ("assemble", &s.assemble),
         ("e2e", &s.e2e),
     ] {
-        script::validate(r, key).map_err(|e| anyhow::anyhow!("config: {e}"))?;
+        r.check(key).map_err(|e| anyhow::anyhow!("config: {e}"))?;
     }
     let run_dir = std::fs::canonicalize(&engine.run.root)?;
     let run_name = run_dir

@@ -1,5 +1,6 @@
 //! Everything a stage needs, opened once per process from the run directory.
 
+use crate::checkpoint;
 use crate::config::RunConfig;
 use crate::data::{self, DataSplit};
 use crate::device::{new_device, Dev};
@@ -120,13 +121,28 @@ impl Engine {
         Init { dev, rng }
     }
 
-    /// Runs `body` as stage `id` unless its summary already exists: logs start, failure or
-    /// skip, and writes the summary (the "finished" marker) after `body` saved its results.
+    /// Runs `body` as stage `id` unless its summary already exists: takes the stage's lock
+    /// (one writer per stage), logs start, failure or skip, and writes the summary (the
+    /// "finished" marker) after `body` saved its results.
     pub fn stage(
         &self,
         id: StageId,
         body: impl FnOnce(&mut EventLog) -> anyhow::Result<TrainOutcome>,
     ) -> anyhow::Result<StageSummary> {
+        if let Some(signal) = crate::interrupt::requested() {
+            anyhow::bail!(
+                "stage {id} not started: {} received; run the same command again to continue",
+                signal.name()
+            );
+        }
+        // Before anything is written: a second process on this stage must change nothing.
+        let lock = crate::stage_lock::acquire(&self.run.lock_path(id), &id.slug(), &hostname())?;
+        if let Some(dead) = &lock.stale {
+            eprintln!(
+                "[{id}] taking over the lock of {dead}, which ended without releasing it (killed or crashed); resuming from its last saved state"
+            );
+        }
+        checkpoint::remove_stale_temporaries(&self.run.stage_dir(id));
         let mut log = EventLog::open(&self.run.root, id)?;
         if let Some(done) = self.run.summary(id)? {
             log.emit(Event::StageSkipped {

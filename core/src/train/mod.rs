@@ -4,6 +4,7 @@ pub mod batch;
 pub mod loss;
 pub mod optimizer;
 pub mod schedule;
+pub mod state;
 pub mod trainer;
 
 pub use trainer::{evaluate, train, EvalResult, TrainJob, TrainOutcome};

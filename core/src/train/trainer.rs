@@ -6,7 +6,8 @@ use super::batch::{Batch, BatchMaker};
 use super::loss::Loss;
 use super::optimizer::AdamW;
 use super::schedule::CosineSchedule;
-use crate::checkpoint::{self, Checkpoint};
+use super::state::{self, TrainState};
+use crate::checkpoint;
 use crate::config::{RunConfig, StageRecipe};
 use crate::data::{DataSplit, Dataset};
 use crate::device::{Dev, Rows};
@@ -18,7 +19,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -68,8 +69,22 @@ pub enum TrainError {
     },
     #[error(transparent)]
     Checkpoint(#[from] checkpoint::CheckpointError),
-    #[error("{0}")]
-    Other(String),
+    #[error("cannot resume from {path}: {why}; delete it to restart the stage from scratch")]
+    Resume { path: PathBuf, why: String },
+    #[error("cannot write the resumable state {path}: {source}. The previous state file is kept as it was, so nothing finished before it is lost: free space (or fix the file system) and run the same command again to resume from it")]
+    StateWrite {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{stage} stopped by {signal} at epoch {} step {step}/{steps_per_epoch}; {}. Run the same command again to resume", epoch + 1, match state { Some(p) => format!("its state is saved in {}", p.display()), None => "this job keeps no state".to_string() })]
+    Interrupted {
+        stage: StageId,
+        signal: &'static str,
+        epoch: usize,
+        step: u64,
+        steps_per_epoch: u64,
+        state: Option<PathBuf>,
+    },
 }
 
 /// A stable 64-bit mix of the run seed, the stage and the epoch: each epoch's shuffling,
@@ -125,40 +140,12 @@ pub fn train(
         .patches;
     let gflop_per_sample = flops::train_flops_per_sample(net, &probe, job.first_traced) / 1e9;
 
-    // Resume from the last finished epoch, if this stage was interrupted.
-    let mut start_epoch = 0;
-    let mut prior_wall = 0.0;
-    let mut gflop = 0.0;
-    if let Some(path) = job.state_path.as_ref().filter(|p| p.exists()) {
-        let ck = checkpoint::read(path, "")?;
-        ck.load_into(net, "", dev)?;
-        let optim: BTreeMap<String, Vec<f32>> = ck
-            .tensors
-            .iter()
-            .filter_map(|(k, (_, d))| k.strip_prefix("optim.").map(|k| (k.to_string(), d.clone())))
-            .collect();
-        let meta = |k: &str| {
-            ck.metadata
-                .get(k)
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
-        start_epoch = meta("epoch") as usize;
-        prior_wall = meta("wall_s");
-        gflop = meta("train_gflop");
-        opt.load_state(net, &optim, start_epoch as u64 * steps_per_epoch)
-            .map_err(|e| {
-                TrainError::Other(format!(
-                    "{}: {e}; delete it to restart the stage",
-                    path.display()
-                ))
-            })?;
-        eprintln!(
-            "[{}] resuming after epoch {start_epoch} from {}",
-            job.stage,
-            path.display()
-        );
-    }
+    let mut st = match job.state_path.as_ref().filter(|p| p.exists()) {
+        Some(path) => resume(&job, path, net, &mut opt, dev, steps_per_epoch)?,
+        None => TrainState::fresh(job.stage, steps_per_epoch),
+    };
+    let prior_wall = st.wall_s;
+    let wall = |started: &Instant| prior_wall + started.elapsed().as_secs_f64();
 
     let params_total = net.num_params();
     let params_trainable: usize = net
@@ -172,25 +159,27 @@ pub fn train(
         pid: std::process::id(),
         epochs: job.recipe.epochs,
         steps_per_epoch: steps_per_epoch as usize,
-        resumed_epochs: start_epoch,
+        resumed_epochs: st.epoch,
         params_total,
         params_trainable,
     });
 
     let maker = batch_maker(dev, job.cfg, job.vit);
-    let mut last = EvalResult {
-        top1: 0.0,
-        loss: 0.0,
-    };
-    let mut last_train_loss = f64::NAN;
-    for epoch in start_epoch..job.recipe.epochs {
+    let every = job.cfg.checkpoint.every_steps;
+    while st.epoch < job.recipe.epochs {
+        let epoch = st.epoch;
         let mut rng = ChaCha8Rng::seed_from_u64(epoch_seed(job.cfg.seed, job.stage, epoch));
         let mut order: Vec<usize> = (0..train_set.len).collect();
         order.shuffle(&mut rng);
+        if st.step_in_epoch > 0 {
+            // The same stream, continued where the saved step left it.
+            rng.set_word_pos(st.rng_word_pos);
+        }
         let bar = progress_bar(&job, epoch, steps_per_epoch);
+        bar.set_position(st.step_in_epoch);
         let epoch_start = Instant::now();
-        let mut loss_sum = 0.0;
-        for s in 0..steps_per_epoch {
+        let first_step = st.step_in_epoch;
+        for s in first_step..steps_per_epoch {
             let step = epoch as u64 * steps_per_epoch + s;
             let step_start = Instant::now();
             let lr = schedule.lr(step);
@@ -239,8 +228,11 @@ pub fn train(
             }
             opt.update(net, &mut grads, lr);
             drop(grads);
-            gflop += gflop_per_sample * per_step as f64;
-            loss_sum += step_loss;
+            st.train_gflop += gflop_per_sample * per_step as f64;
+            st.epoch_loss_sum += step_loss;
+            st.step_in_epoch = s + 1;
+            st.optimizer_step = opt.step;
+            st.rng_word_pos = rng.get_word_pos();
             let samples_per_sec = per_step as f64 / step_start.elapsed().as_secs_f64();
             log.emit(Event::TrainStep {
                 step: step + 1,
@@ -252,16 +244,33 @@ pub fn train(
             });
             bar.set_message(format!("loss {step_loss:.3} lr {lr:.2e}"));
             bar.inc(1);
+            crate::faults::after_step();
+            let last_of_epoch = s + 1 == steps_per_epoch;
+            let signal = crate::interrupt::requested();
+            if !last_of_epoch && (signal.is_some() || (every > 0 && (step + 1) % every == 0)) {
+                st.wall_s = wall(&started);
+                save_state(&job, &st, net, &mut opt)?;
+                if let Some(signal) = signal {
+                    bar.abandon();
+                    return Err(TrainError::Interrupted {
+                        stage: job.stage,
+                        signal: signal.name(),
+                        epoch,
+                        step: s + 1,
+                        steps_per_epoch,
+                        state: job.state_path.clone(),
+                    });
+                }
+            }
         }
         bar.finish_and_clear();
-        last_train_loss = loss_sum / steps_per_epoch as f64;
-        last = evaluate(net, &maker, &job.data.test, o.batch_size);
-        let step = (epoch as u64 + 1) * steps_per_epoch;
+        let train_loss = st.epoch_loss_sum / steps_per_epoch as f64;
+        let eval = evaluate(net, &maker, &job.data.test, o.batch_size);
         log.emit(Event::Eval {
-            step,
+            step: (epoch as u64 + 1) * steps_per_epoch,
             epoch: epoch + 1,
-            top1: last.top1,
-            loss: last.loss,
+            top1: eval.top1,
+            loss: eval.loss,
         });
         let epoch_s = epoch_start.elapsed().as_secs_f64();
         eprintln!(
@@ -269,54 +278,113 @@ pub fn train(
             job.stage,
             epoch + 1,
             job.recipe.epochs,
-            last_train_loss,
-            last.loss,
-            100.0 * last.top1,
-            (steps_per_epoch as usize * per_step) as f64 / epoch_s
+            train_loss,
+            eval.loss,
+            100.0 * eval.top1,
+            ((steps_per_epoch - first_step) as usize * per_step) as f64 / epoch_s
         );
-        if let Some(path) = &job.state_path {
-            let mut tensors = checkpoint::params_of(net);
-            tensors.retain(|name, _| job.trainable.contains(name));
-            for (k, v) in opt.state(net) {
-                let shape = vec![v.len()];
-                tensors.insert(format!("optim.{k}"), (shape, v));
+        st.epoch += 1;
+        st.step_in_epoch = 0;
+        st.rng_word_pos = 0;
+        st.epoch_loss_sum = 0.0;
+        st.last_train_loss = Some(train_loss);
+        st.last_eval = Some(eval);
+        st.wall_s = wall(&started);
+        save_state(&job, &st, net, &mut opt)?;
+        if let Some(signal) = crate::interrupt::requested() {
+            if st.epoch < job.recipe.epochs {
+                return Err(TrainError::Interrupted {
+                    stage: job.stage,
+                    signal: signal.name(),
+                    epoch: st.epoch,
+                    step: 0,
+                    steps_per_epoch,
+                    state: job.state_path.clone(),
+                });
             }
-            let wall = prior_wall + started.elapsed().as_secs_f64();
-            let meta = BTreeMap::from([
-                ("epoch".to_string(), (epoch + 1).to_string()),
-                ("wall_s".to_string(), wall.to_string()),
-                ("train_gflop".to_string(), gflop.to_string()),
-            ]);
-            checkpoint::save(path, &tensors, &meta).map_err(|e| {
-                TrainError::Other(format!("cannot write checkpoint {}: {e}", path.display()))
-            })?;
         }
     }
-    if start_epoch >= job.recipe.epochs {
-        last = evaluate(net, &maker, &job.data.test, o.batch_size);
-    }
+    let last = match st.last_eval {
+        Some(e) => e,
+        None => evaluate(net, &maker, &job.data.test, o.batch_size),
+    };
     Ok(TrainOutcome {
         top1: last.top1,
         test_loss: last.loss,
-        wall_s: prior_wall + started.elapsed().as_secs_f64(),
-        train_gflop: gflop,
+        wall_s: wall(&started),
+        train_gflop: st.train_gflop,
         epochs: job.recipe.epochs,
-        final_train_loss: last_train_loss,
+        final_train_loss: st.last_train_loss.unwrap_or(f64::NAN),
+    })
+}
+
+/// Restores the state saved at `path` into `net` and `opt`; the position to continue from.
+fn resume(
+    job: &TrainJob,
+    path: &std::path::Path,
+    net: &mut Network,
+    opt: &mut AdamW,
+    dev: &Dev,
+    steps_per_epoch: u64,
+) -> Result<TrainState, TrainError> {
+    let saved = state::load(path, job.stage, net, &job.trainable, dev)?;
+    let st = saved.state;
+    let refuse = |why: String| TrainError::Resume {
+        path: path.into(),
+        why,
+    };
+    if st.steps_per_epoch != steps_per_epoch {
+        return Err(refuse(format!(
+            "it was written with {} steps per epoch, the run now has {steps_per_epoch} (data or batch settings changed)",
+            st.steps_per_epoch
+        )));
+    }
+    if st.epoch > job.recipe.epochs {
+        return Err(refuse(format!(
+            "it has finished {} epochs, the stage now has {}",
+            st.epoch, job.recipe.epochs
+        )));
+    }
+    opt.load_state(net, &saved.moments, st.optimizer_step)
+        .map_err(refuse)?;
+    eprintln!(
+        "[{}] resuming at epoch {} step {}/{steps_per_epoch} from {}",
+        job.stage,
+        st.epoch + 1,
+        st.step_in_epoch,
+        path.display()
+    );
+    Ok(st)
+}
+
+fn save_state(
+    job: &TrainJob,
+    st: &TrainState,
+    net: &mut Network,
+    opt: &mut AdamW,
+) -> Result<(), TrainError> {
+    let Some(path) = &job.state_path else {
+        return Ok(());
+    };
+    let moments = opt.state(net);
+    state::save(path, st, net, &job.trainable, moments).map_err(|source| TrainError::StateWrite {
+        path: path.clone(),
+        source,
     })
 }
 
 /// Loads a resumable state's trainable parameters without training (used to check resumes).
 pub fn load_state(
     path: &std::path::Path,
+    stage: StageId,
     net: &mut Network,
+    trainable: &BTreeSet<String>,
     dev: &Dev,
-) -> Result<Checkpoint, TrainError> {
-    let ck = checkpoint::read(path, "")?;
-    ck.load_into(net, "", dev)?;
-    Ok(ck)
+) -> Result<TrainState, TrainError> {
+    Ok(state::load(path, stage, net, trainable, dev)?.state)
 }
 
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EvalResult {
     pub top1: f64,
     pub loss: f64,

@@ -1,6 +1,8 @@
 //! The run configuration: TOML with defaults for every field, presets for the model, and
 //! errors that name the offending key by its path.
 
+mod validate;
+
 use crate::data::DatasetName;
 use crate::model::VitConfig;
 use serde::{Deserialize, Serialize};
@@ -24,8 +26,18 @@ pub struct RunConfig {
     /// The end-to-end baseline.
     pub e2e: E2eRecipe,
     pub plugins: PluginSection,
+    /// When the resumable state is written besides after each epoch.
+    pub checkpoint: CheckpointSection,
     /// Resources of the jobs `incubator slurm submit` writes, per stage over `default`.
     pub slurm: SlurmSection,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct CheckpointSection {
+    /// Also write the resumable state every N optimizer steps (0: only after each epoch). A
+    /// stop by signal always writes it.
+    pub every_steps: u64,
 }
 
 /// What one Slurm job asks for; unset fields fall back to `[slurm.default]`, then to the
@@ -211,6 +223,7 @@ impl Default for RunConfig {
                 drop_path: 0.0,
             },
             plugins: PluginSection::default(),
+            checkpoint: CheckpointSection::default(),
             slurm: SlurmSection::default(),
         }
     }
@@ -401,55 +414,6 @@ impl RunConfig {
             )));
         }
         Ok(v)
-    }
-
-    /// Checks that do not need the data.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        let mut p = Vec::new();
-        let o = &self.optim;
-        if o.batch_size == 0 {
-            p.push("optim.batch_size must be at least 1".to_string());
-        }
-        if o.accum_steps == 0 {
-            p.push("optim.accum_steps must be at least 1".to_string());
-        }
-        if !(o.base_lr > 0.0) {
-            p.push(format!("optim.base_lr = {} must be positive", o.base_lr));
-        }
-        if let Some(c) = o.clip_grad {
-            if !(c > 0.0) {
-                p.push(format!(
-                    "optim.clip_grad = {c} must be positive (leave it out to disable clipping)"
-                ));
-            }
-        }
-        let a = &self.augment;
-        for (k, v) in [
-            ("augment.mix_prob", a.mix_prob),
-            ("augment.switch_prob", a.switch_prob),
-            ("augment.label_smoothing", a.label_smoothing),
-        ] {
-            if !(0.0..=1.0).contains(&v) {
-                p.push(format!("{k} = {v} must be between 0 and 1"));
-            }
-        }
-        for (k, r) in [
-            ("meta", &self.meta),
-            ("incubate", &self.incubate),
-            ("finetune", &self.finetune),
-        ] {
-            if r.epochs == 0 {
-                p.push(format!("{k}.epochs must be at least 1"));
-            }
-            if !(0.0..1.0).contains(&r.drop_path) {
-                p.push(format!("{k}.drop_path = {} must be in [0, 1)", r.drop_path));
-            }
-        }
-        if p.is_empty() {
-            Ok(())
-        } else {
-            Err(ConfigError::Invalid(p.join("; ")))
-        }
     }
 
     pub fn cache_dir(&self) -> PathBuf {

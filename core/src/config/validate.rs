@@ -1,0 +1,331 @@
+//! Every check of a configuration that does not need the data, section by section, each
+//! problem naming its key. Whatever passes here cannot panic in training; what depends on the
+//! data (image size, class count, the split against the depth) is checked when the run opens.
+
+use super::{ConfigError, RunConfig, SlurmResources, StageRecipe};
+
+/// Collects problems, each as `key = value: what is wrong`.
+#[derive(Default)]
+struct Problems(Vec<String>);
+
+impl Problems {
+    fn check(&mut self, ok: bool, key: &str, value: impl std::fmt::Display, rule: &str) {
+        if !ok {
+            self.0.push(format!("{key} = {value} {rule}"));
+        }
+    }
+    fn at_least_one(&mut self, key: &str, v: usize) {
+        self.check(v >= 1, key, v, "must be at least 1");
+    }
+    fn finite_at_least(&mut self, key: &str, v: f64, min: f64) {
+        self.check(
+            v.is_finite() && v >= min,
+            key,
+            v,
+            &format!("must be a number >= {min}"),
+        );
+    }
+    fn positive(&mut self, key: &str, v: f64) {
+        self.check(
+            v.is_finite() && v > 0.0,
+            key,
+            v,
+            "must be a positive number",
+        );
+    }
+    fn fraction(&mut self, key: &str, v: f64) {
+        self.check((0.0..=1.0).contains(&v), key, v, "must be between 0 and 1");
+    }
+    fn recipe(&mut self, section: &str, epochs: usize, warmup: usize, drop_path: f64) {
+        self.at_least_one(&format!("{section}.epochs"), epochs);
+        self.check(
+            warmup <= epochs,
+            &format!("{section}.warmup_epochs"),
+            warmup,
+            &format!("must not exceed {section}.epochs = {epochs}"),
+        );
+        self.check(
+            (0.0..1.0).contains(&drop_path),
+            &format!("{section}.drop_path"),
+            drop_path,
+            "must be in [0, 1) (the probability that a block is skipped)",
+        );
+    }
+}
+
+impl RunConfig {
+    /// Checks that do not need the data: every section, the E2E recipe and the Slurm
+    /// resources included.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut p = Problems::default();
+        let m = &self.model;
+        if crate::model::config::PRESETS
+            .iter()
+            .all(|(name, ..)| *name != m.preset)
+        {
+            let names: Vec<&str> = crate::model::config::PRESETS.iter().map(|p| p.0).collect();
+            p.0.push(format!(
+                "model.preset = {:?} is unknown; choose one of {}",
+                m.preset,
+                names.join(", ")
+            ));
+        }
+        for (key, v) in [
+            ("model.image_size", m.image_size),
+            ("model.channels", m.channels),
+            ("model.patch_size", m.patch_size),
+            ("model.embed_dim", m.embed_dim),
+            ("model.depth", m.depth),
+            ("model.num_heads", m.num_heads),
+            ("model.num_classes", m.num_classes),
+        ] {
+            if let Some(v) = v {
+                p.at_least_one(key, v);
+            }
+        }
+        if let Some(r) = m.mlp_ratio {
+            p.positive("model.mlp_ratio", r);
+        }
+        if let Some(e) = m.norm_eps {
+            p.positive("model.norm_eps", e);
+        }
+
+        let a = &self.augment;
+        p.check(
+            a.crop_padding <= 1024,
+            "augment.crop_padding",
+            a.crop_padding,
+            "is larger than any image; use a few pixels (CIFAR recipe: 4)",
+        );
+        p.check(
+            (0.0..1.0).contains(&a.label_smoothing),
+            "augment.label_smoothing",
+            a.label_smoothing,
+            "must be in [0, 1)",
+        );
+        p.finite_at_least("augment.mixup_alpha", a.mixup_alpha, 0.0);
+        p.finite_at_least("augment.cutmix_alpha", a.cutmix_alpha, 0.0);
+        p.fraction("augment.mix_prob", a.mix_prob);
+        p.fraction("augment.switch_prob", a.switch_prob);
+
+        let o = &self.optim;
+        p.at_least_one("optim.batch_size", o.batch_size);
+        p.at_least_one("optim.accum_steps", o.accum_steps);
+        p.positive("optim.base_lr", o.base_lr);
+        p.finite_at_least("optim.min_lr", o.min_lr, 0.0);
+        p.finite_at_least("optim.warmup_lr", o.warmup_lr, 0.0);
+        p.finite_at_least("optim.weight_decay", o.weight_decay, 0.0);
+        for (i, b) in o.betas.iter().enumerate() {
+            p.check(
+                (0.0..1.0).contains(b),
+                &format!("optim.betas[{i}]"),
+                b,
+                "must be in [0, 1)",
+            );
+        }
+        p.positive("optim.eps", o.eps);
+        if let Some(c) = o.clip_grad {
+            p.check(
+                c.is_finite() && c > 0.0,
+                "optim.clip_grad",
+                c,
+                "must be a positive number (leave the key out to disable clipping)",
+            );
+        }
+
+        for (section, r) in [
+            ("meta", &self.meta),
+            ("incubate", &self.incubate),
+            ("finetune", &self.finetune),
+        ] {
+            let StageRecipe {
+                epochs,
+                warmup_epochs,
+                drop_path,
+            } = *r;
+            p.recipe(section, epochs, warmup_epochs, drop_path);
+        }
+        let e = &self.e2e;
+        // Checked even when disabled: enabling it later must not meet a broken recipe.
+        p.recipe("e2e", e.epochs, e.warmup_epochs, e.drop_path);
+
+        for (key, name) in [
+            ("plugins.meta_design", &self.plugins.meta_design),
+            ("plugins.strategy", &self.plugins.strategy),
+            ("plugins.assembly", &self.plugins.assembly),
+        ] {
+            p.check(
+                !name.trim().is_empty(),
+                key,
+                format!("{name:?}"),
+                "must name a plugin",
+            );
+        }
+
+        let s = &self.slurm;
+        for (key, r) in [
+            ("default", &s.default),
+            ("meta", &s.meta),
+            ("incubate", &s.incubate),
+            ("assemble", &s.assemble),
+            ("e2e", &s.e2e),
+        ] {
+            if let Err(e) = r.check(key) {
+                p.0.push(e);
+            }
+        }
+
+        if p.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(p.0.join("; ")))
+        }
+    }
+}
+
+impl SlurmResources {
+    /// What sbatch would reject or misread in `[slurm.<key>]`, naming the key and the fix.
+    pub fn check(&self, key: &str) -> Result<(), String> {
+        let word = |field: &str, v: &Option<String>| -> Result<(), String> {
+            match v {
+                Some(s) if s.is_empty() || s.chars().any(|c| c.is_whitespace() || c == '#') => Err(
+                    format!("slurm.{key}.{field} = {s:?}: give a single word (no spaces, no '#')"),
+                ),
+                _ => Ok(()),
+            }
+        };
+        word("partition", &self.partition)?;
+        word("account", &self.account)?;
+        for (field, v) in [("nodes", self.nodes), ("cpus", self.cpus)] {
+            if v == Some(0) {
+                return Err(format!(
+                    "slurm.{key}.{field} = 0: must be at least 1 (or leave it out)"
+                ));
+            }
+        }
+        if let Some(mem) = &self.mem {
+            let digits = mem.trim_end_matches(['K', 'M', 'G', 'T']);
+            if digits.is_empty()
+                || !digits.chars().all(|c| c.is_ascii_digit())
+                || mem.len() - digits.len() > 1
+            {
+                return Err(format!(
+                    "slurm.{key}.mem = {mem:?}: use a number with an optional unit K, M, G or T (e.g. \"16G\")"
+                ));
+            }
+        }
+        if let Some(time) = &self.time {
+            if !valid_time(time) {
+                return Err(format!(
+                    "slurm.{key}.time = {time:?}: use minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS (e.g. \"2:00:00\")"
+                ));
+            }
+        }
+        for line in &self.extra {
+            if !line.starts_with("--") || line.contains('\n') {
+                return Err(format!(
+                    "slurm.{key}.extra: {line:?} is not an sbatch option; write options like \"--qos=high\""
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn valid_time(t: &str) -> bool {
+    let (days, rest) = match t.split_once('-') {
+        Some((d, r)) => (Some(d), r),
+        None => (None, t),
+    };
+    let num = |s: &str| !s.is_empty() && s.len() <= 4 && s.chars().all(|c| c.is_ascii_digit());
+    if days.is_some_and(|d| !num(d)) {
+        return false;
+    }
+    let parts: Vec<&str> = rest.split(':').collect();
+    parts.len() <= 3 && parts.iter().all(|p| num(p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(text: &str) -> String {
+        let cfg = RunConfig::from_toml(text, "c").unwrap();
+        cfg.validate().unwrap_err().to_string()
+    }
+
+    #[test]
+    fn the_e2e_recipe_is_checked_like_the_others() {
+        let e = refused("[e2e]\ndrop_path = 1.5\n");
+        assert!(e.contains("e2e.drop_path = 1.5"), "{e}");
+        let e = refused("[e2e]\nepochs = 0\n");
+        assert!(e.contains("e2e.epochs = 0"), "{e}");
+        let e = refused("[e2e]\nenabled = false\nwarmup_epochs = 20\nepochs = 5\n");
+        assert!(e.contains("e2e.warmup_epochs = 20"), "{e}");
+    }
+
+    #[test]
+    fn numbers_that_would_poison_training_are_refused() {
+        for (text, key) in [
+            ("[optim]\nbase_lr = nan\n", "optim.base_lr"),
+            ("[optim]\nbase_lr = inf\n", "optim.base_lr"),
+            ("[optim]\nbetas = [0.9, 1.0]\n", "optim.betas[1]"),
+            ("[optim]\neps = 0.0\n", "optim.eps"),
+            ("[optim]\nweight_decay = -1.0\n", "optim.weight_decay"),
+            ("[optim]\nclip_grad = inf\n", "optim.clip_grad"),
+            ("[augment]\nmixup_alpha = -0.5\n", "augment.mixup_alpha"),
+            (
+                "[augment]\nlabel_smoothing = 1.0\n",
+                "augment.label_smoothing",
+            ),
+            ("[model]\nmlp_ratio = 0.0\n", "model.mlp_ratio"),
+            ("[model]\npreset = \"vit-huge\"\n", "model.preset"),
+            ("[plugins]\nstrategy = \"\"\n", "plugins.strategy"),
+        ] {
+            let e = refused(text);
+            assert!(e.contains(key), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn bad_slurm_resources_are_refused_with_the_key_and_the_fix() {
+        let bad = |r: SlurmResources| r.check("incubate").unwrap_err();
+        let e = bad(SlurmResources {
+            time: Some("2 hours".into()),
+            ..Default::default()
+        });
+        assert!(
+            e.contains("slurm.incubate.time") && e.contains("HH:MM:SS"),
+            "{e}"
+        );
+        let e = bad(SlurmResources {
+            mem: Some("16GB".into()),
+            ..Default::default()
+        });
+        assert!(e.contains("slurm.incubate.mem") && e.contains("16G"), "{e}");
+        let e = bad(SlurmResources {
+            partition: Some("gpu a100".into()),
+            ..Default::default()
+        });
+        assert!(e.contains("single word"), "{e}");
+        let e = bad(SlurmResources {
+            cpus: Some(0),
+            ..Default::default()
+        });
+        assert!(e.contains("at least 1"), "{e}");
+        let e = bad(SlurmResources {
+            extra: vec!["qos=high".into()],
+            ..Default::default()
+        });
+        assert!(e.contains("--qos=high"), "{e}");
+        for ok in ["30", "2:00:00", "1-12:00:00", "1-12", "45:00"] {
+            let r = SlurmResources {
+                time: Some(ok.into()),
+                ..Default::default()
+            };
+            assert!(r.check("x").is_ok(), "{ok}");
+        }
+        let e = refused("[slurm.e2e]\ntime = \"soon\"\n");
+        assert!(e.contains("slurm.e2e.time"), "{e}");
+    }
+}
