@@ -1,0 +1,367 @@
+//! Stopping and sharing a run directory safely, on the real binary: SIGTERM from outside ends
+//! a stage after its step with its state saved and `incubator run` too; a second signal ends
+//! the process at once; a second process on a running stage is refused and a dead holder's
+//! lock is taken over; a full disk fails a stage with the last good state kept.
+
+mod common;
+use common::*;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// 1024 images, 32 steps per epoch.
+const SMALL: &str = "seed = 5
+[model]
+embed_dim = 32
+depth = 4
+num_heads = 2
+[split]
+divided_depths = [2, 2]
+[data]
+train_limit = 1024
+test_limit = 64
+[meta]
+epochs = 1
+[incubate]
+epochs = 1
+[finetune]
+epochs = 1
+[e2e]
+epochs = 2
+";
+
+/// Steps of a second or so: time enough to act while one runs.
+const SLOW: &str = "seed = 5
+[model]
+preset = \"vit-tiny\"
+patch_size = 4
+[split]
+divided_depths = [3, 3, 3, 3]
+[data]
+train_limit = 2048
+test_limit = 64
+[optim]
+batch_size = 64
+[e2e]
+epochs = 1
+";
+
+fn spawn(args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_incubator"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill")
+        .args([&format!("-{sig}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success(), "kill -{sig}");
+}
+
+/// Waits until the stage's event file has `n` train steps.
+fn wait_for_steps(run: &Path, stage: &str, n: usize) {
+    let file = run.join("events").join(format!("{stage}.jsonl"));
+    let start = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        if text.matches("\"train_step\"").count() >= n {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "{stage} took no {n} steps in 2 min"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+fn finish(child: Child) -> std::process::Output {
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn sigterm_from_outside_saves_the_step_and_the_rerun_ends_with_the_uninterrupted_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write_config(tmp.path(), SMALL);
+    let reference = tmp.path().join("reference");
+    assert_ok(
+        &incubator(&["e2e", "-c", &cfg, "-d", reference.to_str().unwrap()]),
+        "uninterrupted e2e",
+    );
+
+    let run = tmp.path().join("stopped");
+    let child = spawn(&[
+        "e2e",
+        "--no-progress",
+        "-c",
+        &cfg,
+        "-d",
+        run.to_str().unwrap(),
+    ]);
+    wait_for_steps(&run, "e2e", 3);
+    // Frozen while both signals are sent, so the stop lands in the middle of the epoch.
+    signal(&child, "STOP");
+    signal(&child, "TERM");
+    signal(&child, "CONT");
+    let out = finish(child);
+    assert_eq!(out.status.code(), Some(143), "{}", stderr(&out));
+    let e = stderr(&out);
+    assert!(
+        e.contains("e2e stopped by SIGTERM at epoch 1 step")
+            && e.contains("its state is saved in")
+            && e.contains("Run the same command again to resume"),
+        "{e}"
+    );
+    assert!(!run.join("stages/e2e/summary.json").exists());
+
+    let out = incubator(&["e2e", "-d", run.to_str().unwrap()]);
+    assert_ok(&out, "resumed e2e");
+    assert!(
+        stderr(&out).contains("resuming at epoch 1 step"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        std::fs::read(run.join("stages/e2e/model.safetensors")).unwrap()
+            == std::fs::read(reference.join("stages/e2e/model.safetensors")).unwrap(),
+        "the stopped and resumed baseline equals the uninterrupted one"
+    );
+}
+
+#[test]
+fn sigterm_stops_every_stage_of_a_whole_run_and_the_rerun_completes_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write_config(tmp.path(), SMALL);
+    let reference = tmp.path().join("reference");
+    assert_ok(
+        &incubator(&[
+            "run",
+            "--jobs",
+            "2",
+            "-c",
+            &cfg,
+            "-d",
+            reference.to_str().unwrap(),
+        ]),
+        "uninterrupted run",
+    );
+    let run = tmp.path().join("stopped");
+    // SIGTERM after the 40th step of the process (the meta model and the baseline run side by
+    // side from the start).
+    let out = Command::new(env!("CARGO_BIN_EXE_incubator"))
+        .args([
+            "run",
+            "--jobs",
+            "2",
+            "-c",
+            &cfg,
+            "-d",
+            run.to_str().unwrap(),
+        ])
+        .env("INCUBATOR_CRASH_AT", "term:40")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(143), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("stopped by SIGTERM"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!run.join("stages/assemble/summary.json").exists());
+    assert!(!run.join("stages/e2e/summary.json").exists());
+    let out = incubator(&["run", "--jobs", "2", "-d", run.to_str().unwrap()]);
+    assert_ok(&out, "the re-run");
+    assert_eq!(model_files(&run), model_files(&reference));
+}
+
+#[test]
+fn a_second_signal_ends_the_process_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write_config(tmp.path(), SLOW);
+    let run = tmp.path().join("run");
+    let child = spawn(&[
+        "e2e",
+        "--no-progress",
+        "-c",
+        &cfg,
+        "-d",
+        run.to_str().unwrap(),
+    ]);
+    wait_for_steps(&run, "e2e", 1);
+    signal(&child, "TERM");
+    std::thread::sleep(Duration::from_millis(30));
+    signal(&child, "INT");
+    let out = finish(child);
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "the second signal (SIGINT) ends the process with 128 + 2:\n{}",
+        stderr(&out)
+    );
+    assert!(!stderr(&out).contains("stopped by"), "{}", stderr(&out));
+    assert!(
+        !run.join("stages/e2e/state.safetensors").exists(),
+        "it did not wait to save"
+    );
+}
+
+#[test]
+fn a_second_writer_is_refused_and_a_dead_holders_lock_is_taken_over() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write_config(tmp.path(), SLOW);
+    let run = tmp.path().join("run");
+    let mut first = spawn(&[
+        "e2e",
+        "--no-progress",
+        "-c",
+        &cfg,
+        "-d",
+        run.to_str().unwrap(),
+    ]);
+    wait_for_steps(&run, "e2e", 1);
+
+    let second = incubator(&["e2e", "-d", run.to_str().unwrap()]);
+    assert!(!second.status.success());
+    let e = stderr(&second);
+    assert!(
+        e.contains(&format!(
+            "stage e2e is already running in pid {} on host",
+            first.id()
+        )) && e.contains("wait for it to finish"),
+        "{e}"
+    );
+    let events = std::fs::read_to_string(run.join("events/e2e.jsonl")).unwrap();
+    assert!(
+        !events.contains("stage_failed") && events.matches("stage_started").count() == 1,
+        "the refused process wrote nothing to the stage's events:\n{events}"
+    );
+
+    first.kill().unwrap(); // SIGKILL: the lock's record stays behind
+    first.wait().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_incubator"))
+        .args(["e2e", "--no-progress", "-d", run.to_str().unwrap()])
+        .env("INCUBATOR_CRASH_AT", "term:1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(143), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!(
+            "taking over the lock of pid {} on host",
+            first.id()
+        )),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// A tmpfs of `mib` MiB at `dir`, unmounted when dropped.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, mib: usize) -> Tmpfs {
+        std::fs::create_dir_all(dir).unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "this test mounts a small tmpfs and needs root (CI runs as root): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Tmpfs(dir.into())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// Fills the file system of `path` to the last byte, then frees `leave` bytes.
+fn fill(path: &Path, leave: u64) {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).unwrap();
+    let chunk = vec![0u8; 64 << 10];
+    loop {
+        if let Err(e) = f.write_all(&chunk).and_then(|()| f.sync_all()) {
+            assert_eq!(e.raw_os_error(), Some(28), "ENOSPC, got {e}");
+            break;
+        }
+    }
+    let len = std::fs::metadata(path).unwrap().len();
+    f.set_len(len.saturating_sub(leave)).unwrap();
+    f.sync_all().unwrap();
+}
+
+#[test]
+fn a_full_disk_fails_the_stage_keeps_the_last_state_and_the_next_run_resumes_from_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write_config(tmp.path(), SMALL);
+    let reference = tmp.path().join("reference");
+    assert_ok(
+        &incubator(&["e2e", "-c", &cfg, "-d", reference.to_str().unwrap()]),
+        "uninterrupted e2e",
+    );
+    let disk = Tmpfs::mount(&tmp.path().join("disk"), 4);
+    let run = disk.0.join("run");
+    let state = run.join("stages/e2e/state.safetensors");
+
+    // A state at step 20 of 32, then the disk fills up, leaving room for the small files.
+    let out = Command::new(env!("CARGO_BIN_EXE_incubator"))
+        .args(["e2e", "-c", &cfg, "-d", run.to_str().unwrap()])
+        .env("INCUBATOR_CRASH_AT", "term:20")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(143), "{}", stderr(&out));
+    let good = std::fs::read(&state).unwrap();
+    let ballast = disk.0.join("ballast");
+    fill(&ballast, 128 << 10);
+
+    let out = incubator(&["e2e", "-d", run.to_str().unwrap()]);
+    assert!(!out.status.success(), "the stage cannot save its epoch");
+    let e = stderr(&out);
+    assert!(
+        e.contains("cannot write the resumable state")
+            && e.contains("No space left on device")
+            && e.contains("previous state file is kept")
+            && e.contains("free space"),
+        "{e}"
+    );
+    assert!(!e.contains("panicked"), "{e}");
+    assert!(
+        std::fs::read(&state).unwrap() == good,
+        "the last good state is intact"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(run.join("stages/e2e"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp-"))
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "no half-written file stays: {leftovers:?}"
+    );
+
+    std::fs::remove_file(&ballast).unwrap();
+    let out = incubator(&["e2e", "-d", run.to_str().unwrap()]);
+    assert_ok(&out, "the run after freeing space");
+    assert!(
+        stderr(&out).contains("resuming at epoch 1 step 20/32"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        std::fs::read(run.join("stages/e2e/model.safetensors")).unwrap()
+            == std::fs::read(reference.join("stages/e2e/model.safetensors")).unwrap(),
+        "the same model as without the full disk"
+    );
+}
