@@ -172,42 +172,92 @@ fn nan_loss_stops_the_stage_without_marking_it_finished() {
 }
 
 #[test]
-fn killed_stage_resumes_from_its_checkpoint_to_the_same_model() {
+fn a_missing_config_file_says_so_once() {
+    let out = incubator(&[
+        "meta",
+        "-c",
+        "/nonexistent/my.toml",
+        "-d",
+        "/nonexistent/run",
+    ]);
+    assert!(!out.status.success());
+    let e = stderr(&out);
+    assert!(
+        e.contains("cannot read config /nonexistent/my.toml: No such file"),
+        "{e}"
+    );
+    assert_eq!(
+        e.matches("No such file").count(),
+        1,
+        "the OS error once: {e}"
+    );
+}
+
+/// A real `kill -9` from outside (the crash test in tests/crash.rs places its kills exactly;
+/// this one lands wherever the stage is once its first state exists).
+#[test]
+fn stages_killed_from_outside_resume_to_the_same_model() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = write_config(tmp.path(), TINY);
     let straight = tmp.path().join("straight");
-    assert_ok(
-        &incubator(&["meta", "-c", &cfg, "-d", straight.to_str().unwrap()]),
-        "meta",
-    );
-
     let killed = tmp.path().join("killed");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_incubator"))
-        .args(["meta", "-c", &cfg, "-d", killed.to_str().unwrap()])
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let state = killed.join("stages/meta/state.safetensors");
-    let t = std::time::Instant::now();
-    while !state.exists() && t.elapsed().as_secs() < 300 {
-        std::thread::sleep(std::time::Duration::from_millis(20));
+    for (stage, args, result) in [
+        ("meta", vec!["meta"], "model.safetensors"),
+        (
+            "incubate-0",
+            vec!["incubate", "--module", "0"],
+            "module.safetensors",
+        ),
+    ] {
+        let with_dir = |dir: &std::path::Path| {
+            let mut a: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+            a.extend([
+                "-c".into(),
+                cfg.clone(),
+                "-d".into(),
+                dir.display().to_string(),
+            ]);
+            a
+        };
+        let a = with_dir(&straight);
+        assert_ok(
+            &incubator(&a.iter().map(String::as_str).collect::<Vec<_>>()),
+            stage,
+        );
+
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_incubator"))
+            .args(with_dir(&killed))
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let state = killed.join("stages").join(stage).join("state.safetensors");
+        let t = std::time::Instant::now();
+        while !state.exists() && t.elapsed().as_secs() < 300 {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(
+            !killed
+                .join("stages")
+                .join(stage)
+                .join("summary.json")
+                .exists(),
+            "{stage} killed before finishing"
+        );
+        let a = with_dir(&killed);
+        let resumed = incubator(&a.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_ok(&resumed, &format!("resumed {stage}"));
+        assert!(
+            stderr(&resumed).contains("resuming at epoch"),
+            "{}",
+            stderr(&resumed)
+        );
+        let file = format!("stages/{stage}/{result}");
+        assert!(
+            std::fs::read(straight.join(&file)).unwrap()
+                == std::fs::read(killed.join(&file)).unwrap(),
+            "resumed {stage} gives the uninterrupted weights"
+        );
     }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    assert!(
-        !killed.join("stages/meta/summary.json").exists(),
-        "killed before finishing"
-    );
-    let resumed = incubator(&["meta", "-d", killed.to_str().unwrap()]);
-    assert_ok(&resumed, "resumed meta");
-    assert!(
-        stderr(&resumed).contains("resuming after epoch"),
-        "{}",
-        stderr(&resumed)
-    );
-    assert_eq!(
-        std::fs::read(straight.join("stages/meta/model.safetensors")).unwrap(),
-        std::fs::read(killed.join("stages/meta/model.safetensors")).unwrap(),
-        "resumed training gives the uninterrupted model"
-    );
 }

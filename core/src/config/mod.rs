@@ -380,6 +380,7 @@ impl RunConfig {
         num_classes: usize,
     ) -> Result<VitConfig, ConfigError> {
         let m = &self.model;
+        let data_geometry = (image_size, channels);
         let image_size = m.image_size.unwrap_or(image_size);
         let patch = m.patch_size.unwrap_or(default_patch_size(image_size));
         let mut v = VitConfig::preset(
@@ -407,10 +408,24 @@ impl RunConfig {
         if !problems.is_empty() {
             return Err(ConfigError::Invalid(problems.join("; ")));
         }
-        if image_size != v.image_size || channels != v.channels {
+        // The overrides only restate the data; anything else cannot be fed to the model.
+        let (data_size, data_channels) = (data_geometry.0, data_geometry.1);
+        if v.image_size != data_size {
             return Err(ConfigError::Invalid(format!(
-                "model.image_size/channels = {}/{} but the dataset has {}x{} images with {} channels; remove the override",
-                v.image_size, v.channels, image_size, image_size, channels
+                "model.image_size = {} but the dataset has {data_size}x{data_size} images; remove the override",
+                v.image_size
+            )));
+        }
+        if v.channels != data_channels {
+            return Err(ConfigError::Invalid(format!(
+                "model.channels = {} but the dataset's images have {data_channels}; remove the override",
+                v.channels
+            )));
+        }
+        if v.num_classes < num_classes {
+            return Err(ConfigError::Invalid(format!(
+                "model.num_classes = {} but the dataset has {num_classes} classes; remove the override or make it at least {num_classes}",
+                v.num_classes
             )));
         }
         Ok(v)

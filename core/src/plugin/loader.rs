@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 /// Why a library was refused, with what to do about it.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("plugin {path}: cannot load it as a shared library: {reason}. Give the path of a plugin library (lib<name>.so from `cargo build -p <plugin crate>`)")]
+    #[error("plugin library {path} does not exist (no such file). Check the path in plugins.libraries (relative paths are relative to the config file) or --plugin, and build the library first (`cargo build --release -p <plugin crate>` makes target/release/lib<name>.so)")]
+    NotFound { path: PathBuf },
+    #[error("plugin {path}: cannot load it as a shared library: {reason}. Give the path of a plugin library in plugins.libraries or --plugin (lib<name>.so from `cargo build -p <plugin crate>`)")]
     NotALibrary { path: PathBuf, reason: String },
     #[error("plugin {path}: no `{symbol}` symbol, so it is not an incubator plugin. Declare it with `incubator_core::declare_plugin!` (see plugins/template)")]
     MissingSymbol { path: PathBuf, symbol: String },
@@ -68,14 +70,30 @@ pub fn library_files(path: &Path) -> Result<Vec<PathBuf>, LoadError> {
     Ok(files)
 }
 
+/// libloading says "dlopen failed" and keeps the dynamic linker's own words in its source.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        cause = c.source();
+    }
+    text
+}
+
 /// Checks one library's handshake and registers its items into `registry`.
 pub fn load(path: &Path, registry: &mut Registry) -> Result<LoadedLibrary, LoadError> {
-    let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let path = std::fs::canonicalize(path).map_err(|_| LoadError::NotFound {
+        path: path.to_path_buf(),
+    })?;
     // SAFETY: loading runs the library's initialisers; a plugin library is trusted code by
     // the user's choice (as any crate they compile in).
     let lib = unsafe { libloading::Library::new(&path) }.map_err(|e| LoadError::NotALibrary {
         path: path.clone(),
-        reason: e.to_string(),
+        reason: with_causes(&e),
     })?;
     // Never unloaded, even when refused: a library's thread-local destructors and the code of
     // anything it created must outlive every use (rust-lang/rust#59629).

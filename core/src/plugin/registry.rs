@@ -34,6 +34,8 @@ pub struct Registry {
     strategies: BTreeMap<String, Entry<dyn IncubationStrategy>>,
     meta_designs: BTreeMap<String, Entry<dyn MetaDesign>>,
     assemblies: BTreeMap<String, Entry<dyn AssemblyRule>>,
+    /// `plugins.builtins = false` left the built-ins out (said when a name is not found).
+    builtins_off: bool,
 }
 
 /// What one plugin crate hands to the engine: its items, committed to the registry together
@@ -81,12 +83,14 @@ fn lookup<'a, T: ?Sized>(
     kind: &str,
     key: &str,
     name: &str,
+    builtins_off: bool,
 ) -> Result<Arc<T>, String> {
     map.get(name).map(|e| e.plugin.clone()).ok_or_else(|| {
         let known: Vec<&str> = map.keys().map(String::as_str).collect();
         format!(
-            "unknown {kind} {name:?} (plugins.{key}); registered: {}. Load the library that provides it with plugins.libraries or --plugin",
-            if known.is_empty() { "none".to_string() } else { known.join(", ") }
+            "unknown {kind} {name:?} (plugins.{key}); registered: {}{}. Load the library that provides it with plugins.libraries or --plugin",
+            if known.is_empty() { "none".to_string() } else { known.join(", ") },
+            if builtins_off { " (plugins.builtins = false leaves out the built-in deep-incubation)" } else { "" }
         )
     })
 }
@@ -177,13 +181,31 @@ impl Registry {
     }
 
     pub fn strategy(&self, name: &str) -> Result<Arc<dyn IncubationStrategy>, String> {
-        lookup(&self.strategies, "incubation strategy", "strategy", name)
+        lookup(
+            &self.strategies,
+            "incubation strategy",
+            "strategy",
+            name,
+            self.builtins_off,
+        )
     }
     pub fn meta_design(&self, name: &str) -> Result<Arc<dyn MetaDesign>, String> {
-        lookup(&self.meta_designs, "meta-model design", "meta_design", name)
+        lookup(
+            &self.meta_designs,
+            "meta-model design",
+            "meta_design",
+            name,
+            self.builtins_off,
+        )
     }
     pub fn assembly(&self, name: &str) -> Result<Arc<dyn AssemblyRule>, String> {
-        lookup(&self.assemblies, "assembly rule", "assembly", name)
+        lookup(
+            &self.assemblies,
+            "assembly rule",
+            "assembly",
+            name,
+            self.builtins_off,
+        )
     }
 
     pub fn list(&self) -> Vec<Listing> {
@@ -221,7 +243,10 @@ impl Registry {
         builtins: &dyn Fn(&mut Registrar),
         extra: &[PathBuf],
     ) -> Result<(Registry, Vec<super::LoadedLibrary>), super::LoadError> {
-        let mut registry = Registry::default();
+        let mut registry = Registry {
+            builtins_off: !plugins.builtins,
+            ..Registry::default()
+        };
         if plugins.builtins {
             let mut r = Registrar::new(Origin::BuiltIn, env!("CARGO_PKG_VERSION"));
             builtins(&mut r);

@@ -47,7 +47,13 @@ impl Engine {
             &cfg.data.dataset,
             cfg.data.path.as_deref(),
             &cfg.cache_dir(),
-        )?;
+        )
+        .map_err(|e| {
+            anyhow::Error::new(e).context(format!(
+                "cannot load the dataset of data.dataset = {:?}",
+                cfg.data.dataset.to_string()
+            ))
+        })?;
         if cfg.data.train_limit > 0 {
             data.train.truncate(cfg.data.train_limit);
         }

@@ -61,7 +61,7 @@ pub enum TrainError {
         epoch: usize,
         step: u64,
     },
-    #[error("{stage}: the training split has {have} images, fewer than one batch of {need} (optim.batch_size x optim.accum_steps); lower optim.batch_size or use more data")]
+    #[error("{stage}: the training split has {have} images, fewer than one batch of {need} (optim.batch_size x optim.accum_steps); lower optim.batch_size or optim.accum_steps, or give more images (data.train_limit, data.dataset)")]
     TooLittleData {
         stage: StageId,
         have: usize,
