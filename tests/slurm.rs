@@ -251,3 +251,182 @@ fn dry_run_prints_scripts_with_resources_and_refuses_bad_ones() {
         stderr(&out)
     );
 }
+
+fn slurm(args: &[&str]) -> String {
+    let out = std::process::Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn train_steps(run: &Path, slug: &str) -> usize {
+    events(run, slug)
+        .iter()
+        .filter(|r| matches!(r.event, Event::TrainStep { .. }))
+        .count()
+}
+
+/// Waits until task `id` is back in the queue, then lets it start at once: Slurm holds a
+/// requeued job for its credential lifetime (2 minutes by default) before it may run again.
+fn release_when_requeued(id: &str) {
+    let start = Instant::now();
+    loop {
+        let state = slurm(&["squeue", "-h", "-o", "%T", "-j", id]);
+        if state.trim() == "PENDING" {
+            slurm(&[
+                "scontrol",
+                "update",
+                &format!("JobId={id}"),
+                "StartTime=now",
+            ]);
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "{id} was not requeued (state {state:?})"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn requeued_and_time_limited_incubations_resume_and_the_run_ends_with_the_local_model() {
+    local_slurm();
+    let tmp = tempfile::tempdir().unwrap();
+    // Two incubations of 192 steps each, running side by side on the two cores.
+    let cfg = write_config(
+        tmp.path(),
+        "seed = 1
+[model]
+embed_dim = 64
+depth = 4
+num_heads = 2
+[split]
+divided_depths = [2, 2]
+[data]
+train_limit = 2048
+test_limit = 128
+[meta]
+epochs = 1
+[incubate]
+epochs = 3
+[finetune]
+epochs = 1
+[e2e]
+enabled = false
+[checkpoint]
+every_steps = 10
+",
+    );
+    let run = tmp.path().join("cluster");
+    assert_ok(
+        &incubator(&["slurm", "submit", "-c", &cfg, "-d", run.to_str().unwrap()]),
+        "slurm submit",
+    );
+    let jobs: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("slurm/jobs.json")).unwrap()).unwrap();
+    let array = jobs["jobs"]["incubate"].as_str().unwrap().to_string();
+    let start = Instant::now();
+    while train_steps(&run, "incubate-0") < 20 || train_steps(&run, "incubate-1") < 20 {
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "the incubations did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Module 0: requeued by an administrator (Slurm sends SIGTERM, then requeues it).
+    slurm(&["scontrol", "requeue", &format!("{array}_0")]);
+    // Module 1: the time-limit warning our scripts ask for (SIGUSR1 to the batch step): the
+    // stage saves its state and requeues its own job.
+    slurm(&["scancel", "--signal=USR1", "--batch", &format!("{array}_1")]);
+    release_when_requeued(&format!("{array}_0"));
+    release_when_requeued(&format!("{array}_1"));
+    wait_for_jobs(&run);
+
+    let log = |m: usize| {
+        std::fs::read_to_string(run.join(format!("slurm/logs/incubate-{m}-{array}.out"))).unwrap()
+    };
+    let (log0, log1) = (log(0), log(1));
+    assert!(
+        log0.contains("incubate-0 stopped by SIGTERM")
+            && log0.contains("[incubate-0] resuming at epoch"),
+        "{log0}"
+    );
+    assert!(
+        log1.contains("incubate-1 stopped by SIGUSR1")
+            && log1.contains(&format!("job {array}_1 requeued"))
+            && log1.contains("[incubate-1] resuming at epoch"),
+        "{log1}"
+    );
+    for m in [0, 1] {
+        let interrupted = events(&run, &format!("incubate-{m}"))
+            .iter()
+            .filter(|r| matches!(r.event, Event::StageInterrupted { .. }))
+            .count();
+        assert_eq!(interrupted, 1, "incubate-{m} was interrupted once");
+    }
+
+    let local = tmp.path().join("local");
+    assert_ok(
+        &incubator(&[
+            "run",
+            "-c",
+            &cfg,
+            "-d",
+            local.to_str().unwrap(),
+            "--no-progress",
+        ]),
+        "local run",
+    );
+    for file in [
+        "stages/incubate-0/module.safetensors",
+        "stages/incubate-1/module.safetensors",
+        "stages/assemble/model.safetensors",
+    ] {
+        assert!(
+            std::fs::read(run.join(file)).unwrap() == std::fs::read(local.join(file)).unwrap(),
+            "{file} differs from the local run's"
+        );
+    }
+    let status = incubator(&["slurm", "status", run.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert_eq!(text.matches("finished, top-1").count(), 4, "{text}");
+}
+
+#[test]
+fn status_names_cancelled_array_tasks_that_never_started() {
+    local_slurm();
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        tmp.path(),
+        &TINY.replace("[e2e]\nepochs = 8\n", "[e2e]\nenabled = false\n"),
+    );
+    let run = tmp.path().join("cluster");
+    assert_ok(
+        &incubator(&["slurm", "submit", "-c", &cfg, "-d", run.to_str().unwrap()]),
+        "slurm submit",
+    );
+    let jobs: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("slurm/jobs.json")).unwrap()).unwrap();
+    // The array waits for the meta model; cancelled now, its tasks never get records of their own.
+    slurm(&["scancel", jobs["jobs"]["incubate"].as_str().unwrap()]);
+    wait_for_jobs(&run);
+    let status = incubator(&["slurm", "status", run.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&status.stdout).to_string();
+    for m in 0..4 {
+        let row = text
+            .lines()
+            .find(|l| l.starts_with(&format!("| incubate-{m} ")))
+            .unwrap();
+        assert!(
+            row.contains("CANCELLED") && !row.contains("unknown"),
+            "{text}"
+        );
+    }
+}

@@ -10,6 +10,8 @@ pub enum Status {
     Running,
     Finished,
     Failed,
+    /// Stopped by a signal with its state saved; resumes when run again.
+    Interrupted,
     Skipped,
 }
 
@@ -220,6 +222,10 @@ impl Run {
                 s.status = Status::Failed;
                 s.error = Some(error.clone());
             }
+            Event::StageInterrupted { message, .. } => {
+                s.status = Status::Interrupted;
+                s.error = Some(message.clone());
+            }
         }
     }
 
@@ -361,6 +367,46 @@ mod tests {
         assert_eq!(run.stage(id).unwrap().status, Status::Finished);
         assert_eq!(run.stage(id).unwrap().progress(), 1.0);
         assert_eq!(run.records, 22);
+    }
+
+    #[test]
+    fn an_interrupted_stage_says_so_until_a_process_resumes_it() {
+        let mut run = Run::new("r");
+        let id = StageId::incubate(1);
+        let started = |t: f64, pid: u32, resumed_epochs: usize| {
+            rec(
+                id,
+                t,
+                Event::StageStarted {
+                    host: "node1".into(),
+                    pid,
+                    epochs: 3,
+                    steps_per_epoch: 10,
+                    resumed_epochs,
+                    params_total: 1,
+                    params_trainable: 1,
+                },
+            )
+        };
+        run.apply(&started(1.0, 10, 0));
+        run.apply(&rec(
+            id,
+            2.0,
+            Event::StageInterrupted {
+                signal: "SIGTERM".into(),
+                message: "incubate-1 stopped by SIGTERM at epoch 2 step 4/10".into(),
+            },
+        ));
+        let s = run.stage(id).unwrap();
+        assert_eq!(s.status, Status::Interrupted);
+        assert!(s.error.as_deref().unwrap().contains("SIGTERM"));
+        run.apply(&started(3.0, 11, 1));
+        let s = run.stage(id).unwrap();
+        assert_eq!(
+            (s.status, s.pid, s.error.clone()),
+            (Status::Running, 11, None)
+        );
+        assert_eq!(s.epoch, 1.0);
     }
 
     #[test]

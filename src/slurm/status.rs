@@ -92,18 +92,24 @@ fn finished_state(job_id: &str, log: Option<&Path>) -> Option<String> {
     })
 }
 
-fn last_error(run: &Path, stage: StageId) -> Option<String> {
+/// How the stage's last process ended, when it did not finish: its error, or the signal that
+/// stopped it (`None` when the last record is a start: it is running, or was killed).
+fn last_stop(run: &Path, stage: StageId) -> Option<String> {
     let text =
         std::fs::read_to_string(run.join("events").join(format!("{}.jsonl", stage.slug()))).ok()?;
-    text.lines().rev().find_map(|l| {
-        match serde_json::from_str::<incubator_core::events::Record>(l)
+    text.lines().rev().find_map(
+        |l| match serde_json::from_str::<incubator_core::events::Record>(l)
             .ok()?
             .event
         {
-            Event::StageFailed { error } => Some(error),
+            Event::StageFailed { error } => Some(Some(format!("FAILED: {error}"))),
+            Event::StageInterrupted { signal, .. } => Some(Some(format!(
+                "interrupted by {signal}, state saved; resumes when run again"
+            ))),
+            Event::StageStarted { .. } => Some(None),
             _ => None,
-        }
-    })
+        },
+    )?
 }
 
 pub struct Row {
@@ -170,12 +176,12 @@ pub fn rows(run: &Path, k: usize, e2e: bool) -> anyhow::Result<Vec<Row>> {
         let summary: Option<serde_json::Value> = std::fs::read(&summary_path)
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok());
-        let result = match (&summary, last_error(run, id)) {
+        let result = match (&summary, last_stop(run, id)) {
             (Some(s), _) => format!(
                 "finished, top-1 {:.2}%",
                 100.0 * s["top1"].as_f64().unwrap_or(f64::NAN)
             ),
-            (None, Some(e)) => format!("FAILED: {e}"),
+            (None, Some(stop)) => stop,
             (None, None)
                 if state.starts_with("FAILED")
                     || state.starts_with("CANCELLED")
@@ -219,7 +225,11 @@ pub fn print(run: &Path, k: usize, e2e: bool) -> anyhow::Result<()> {
     println!("|---|---|---|---|---|");
     for r in rows(run, k, e2e)? {
         let log = match &r.log {
-            Some(l) if r.result.starts_with("FAILED") || r.result.starts_with("not finished") => {
+            Some(l)
+                if r.result.starts_with("FAILED")
+                    || r.result.starts_with("interrupted")
+                    || r.result.starts_with("not finished") =>
+            {
                 l.display().to_string()
             }
             _ => String::new(),

@@ -182,6 +182,9 @@ pub enum Event {
     StageSkipped { reason: String },
     /// A stage stopped with an error; the run directory keeps its last checkpoint.
     StageFailed { error: String },
+    /// A stage stopped on a signal (SIGTERM, SIGINT, Slurm's time-limit SIGUSR1) after saving
+    /// its state; running it again resumes where it stopped.
+    StageInterrupted { signal: String, message: String },
 }
 
 /// JSON has no NaN or infinity and serde_json writes them as `null`; reading `null` back as NaN

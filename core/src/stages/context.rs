@@ -10,7 +10,7 @@ use crate::plugin::{PluginContext, Registrar, Registry};
 use crate::run_dir::{RunDir, StageSummary};
 use crate::split::Split;
 use crate::telemetry::EventLog;
-use crate::train::{self, TrainOutcome};
+use crate::train::{self, trainer::TrainError, TrainOutcome};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::path::Path;
@@ -193,8 +193,18 @@ impl Engine {
                 Ok(summary)
             }
             Err(e) => {
-                log.emit(Event::StageFailed {
-                    error: format!("{e:#}"),
+                let interrupted = match e.downcast_ref::<TrainError>() {
+                    Some(TrainError::Interrupted { signal, .. }) => Some(signal.to_string()),
+                    _ => None,
+                };
+                log.emit(match interrupted {
+                    Some(signal) => Event::StageInterrupted {
+                        signal,
+                        message: format!("{e:#}"),
+                    },
+                    None => Event::StageFailed {
+                        error: format!("{e:#}"),
+                    },
                 });
                 log.flush();
                 Err(e.context(format!("stage {id} failed")))

@@ -123,7 +123,10 @@ fn scalars(event: &Event) -> Vec<(&'static str, f64, u64)> {
             ("final/train_gflop", train_gflop, 0),
         ],
         // These are text, and tensorboard-rs cannot write text.
-        Event::StageStarted { .. } | Event::StageSkipped { .. } | Event::StageFailed { .. } => {
+        Event::StageStarted { .. }
+        | Event::StageSkipped { .. }
+        | Event::StageFailed { .. }
+        | Event::StageInterrupted { .. } => {
             vec![]
         }
     }

@@ -12,6 +12,7 @@ pub fn status_colour(s: Status) -> Color32 {
         Status::Running => Color32::from_rgb(80, 160, 255),
         Status::Finished => Color32::from_rgb(90, 200, 110),
         Status::Failed => Color32::from_rgb(235, 80, 80),
+        Status::Interrupted => Color32::from_rgb(240, 170, 50),
         Status::Skipped => Color32::GRAY,
     }
 }
@@ -110,7 +111,7 @@ fn card(ui: &mut Ui, s: &StageView) {
                 );
             }
             if let Some(e) = &s.error {
-                ui.colored_label(status_colour(Status::Failed), e);
+                ui.colored_label(status_colour(s.status), e);
             }
         });
 }
