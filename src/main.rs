@@ -1,8 +1,9 @@
 //! `incubator`: Deep Model Assembling from the command line.
 
 mod commands;
-mod serve;
 mod slurm;
+
+use incubator::serve;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -116,6 +117,8 @@ enum Command {
     },
     /// Training throughput (samples/s) and peak memory of the model presets.
     Bench(commands::bench::BenchArgs),
+    /// Training time with many live-server clients against none, in one command
+    BenchServe(commands::serve_load::ServeLoadArgs),
 }
 
 #[derive(Subcommand)]
@@ -250,6 +253,7 @@ fn main() -> ExitCode {
             command: PluginsCommand::Check { file },
         } => commands::plugins::check(&file),
         Command::Bench(a) => commands::bench::run(&a),
+        Command::BenchServe(a) => commands::serve_load::run(&a),
         Command::Plugin {
             command: PluginCommand::New { name, workspace },
         } => commands::scaffold::new_plugin(&name, &workspace).map(|dir| {

@@ -173,3 +173,59 @@ fn the_native_dashboard_reads_every_run_of_a_server() {
     assert_eq!(counts, [30, 12]);
     assert_eq!(sources[0].config().as_deref(), Some("seed = 3\n"));
 }
+
+fn rss_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn clients_that_never_read_hold_up_no_one_and_cost_bounded_memory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("big");
+    make_run(&run, "meta", 30_000); // a 5 MB backlog
+    let server = serve(&[&run]);
+    let addr = server.url.trim_start_matches("http://").trim_end_matches('/').to_string();
+    let before = rss_kib(server.child.id(), "VmRSS:");
+
+    // 100 clients ask for the stream and never read a byte of it
+    let stalled: Vec<std::net::TcpStream> = (0..100)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(&addr).unwrap();
+            write!(s, "GET /api/runs/big/events HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(2)); // their queues and socket buffers fill
+
+    // a reader still gets the whole backlog and a live record promptly
+    let events_url = format!("{}api/runs/big/events", server.url);
+    let meta = run.join("events/meta.jsonl");
+    let start = Instant::now();
+    let mut appended = false;
+    let got = read_events(&events_url, None, |got, kind| {
+        if kind == Some("snapshot") && !appended {
+            let mut f = std::fs::OpenOptions::new().append(true).open(&meta).unwrap();
+            f.write_all((record("meta", 30_001) + "\n").as_bytes()).unwrap();
+            appended = true;
+        }
+        got.len() == 30_001
+    });
+    assert_eq!(got.last().unwrap().1, record("meta", 30_001));
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "the reader waited {:?} behind the stalled clients",
+        start.elapsed()
+    );
+    let grown_mib = (rss_kib(server.child.id(), "VmHWM:") - before) as f64 / 1024.0;
+    assert!(
+        grown_mib < 64.0,
+        "100 stalled clients grew the server by {grown_mib:.0} MiB"
+    );
+    eprintln!("100 stalled clients: server memory +{grown_mib:.1} MiB");
+    drop(stalled);
+}

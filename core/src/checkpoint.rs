@@ -136,12 +136,17 @@ pub fn read(path: &Path, hint: &str) -> Result<Checkpoint, CheckpointError> {
             }
         }
     })?;
+    parse(path, &bytes)
+}
+
+/// A checkpoint from a file's contents; `path` names it in errors.
+pub fn parse(path: &Path, bytes: &[u8]) -> Result<Checkpoint, CheckpointError> {
     let corrupt = |reason: String| CheckpointError::Corrupt {
         path: path.into(),
         reason,
     };
-    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| corrupt(e.to_string()))?;
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| corrupt(e.to_string()))?;
+    let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| corrupt(e.to_string()))?;
+    let st = SafeTensors::deserialize(bytes).map_err(|e| corrupt(e.to_string()))?;
     let mut tensors = BTreeMap::new();
     for (name, view) in st.tensors() {
         if view.dtype() != StDtype::F32 {

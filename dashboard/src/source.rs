@@ -44,7 +44,7 @@ mod native {
     impl DirSource {
         pub fn new(dir: PathBuf) -> DirSource {
             DirSource {
-                tail: RunTail::new(&dir, None),
+                tail: RunTail::new(&dir, None).with_max_read(8 << 20),
                 dir,
                 last_poll: None,
             }

@@ -2,6 +2,7 @@ pub mod bench;
 pub mod data;
 pub mod plugins;
 pub mod scaffold;
+pub mod serve_load;
 pub mod stage;
 
 use incubator_core::plugin::Registrar;

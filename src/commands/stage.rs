@@ -41,15 +41,15 @@ pub fn run(
     );
     let served = serve
         .map(|addr| {
-            crate::serve::start(
+            incubator::serve::start(
                 &[args.run_dir.clone()],
                 addr,
-                crate::serve::bundle::find(None),
+                incubator::serve::bundle::find(None),
             )
         })
         .transpose()?;
     if let Some(addr) = served {
-        println!("live dashboard: {}", crate::serve::url(addr));
+        println!("live dashboard: {}", incubator::serve::url(addr));
     }
     let report = stages::pipeline::run(&engine, jobs)?;
     println!("{}", report.to_markdown());
@@ -60,7 +60,7 @@ pub fn run(
     if let Some(addr) = served {
         println!(
             "run finished; still serving at {} (Ctrl-C to stop)",
-            crate::serve::url(addr)
+            incubator::serve::url(addr)
         );
         loop {
             std::thread::park();

@@ -27,6 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Records queued for one client; a slower client makes its own reader wait, nothing else.
+/// With the 64 KiB read limit per file and poll, this bounds what one client costs the server.
 const CLIENT_QUEUE: usize = 256;
 const POLL: Duration = Duration::from_millis(250);
 
@@ -54,6 +55,14 @@ fn run_names(dirs: &[PathBuf]) -> BTreeMap<String, PathBuf> {
         out.insert(name, dir.clone());
     }
     out
+}
+
+/// The server's routes over `runs`, without a listener (tests and fuzzing send it requests).
+pub fn app(runs: &[PathBuf], bundle: Option<PathBuf>) -> Router {
+    router(Arc::new(Served {
+        runs: run_names(runs),
+        bundle,
+    }))
 }
 
 fn router(served: Arc<Served>) -> Router {
@@ -108,32 +117,40 @@ async fn run_events(
         .map(str::to_string)
         .or(q.from);
     let (tx, rx) = tokio::sync::mpsc::channel::<Event>(CLIENT_QUEUE);
-    tokio::task::spawn_blocking(move || {
+    // One task per client, which holds no thread while it waits: for the client to take
+    // more records (its queue is full), or for the files to grow. Reading a file is a short
+    // blocking call (at most 64 KiB per stage file per poll).
+    tokio::spawn(async move {
         let mut tail = incubator_events::tail::RunTail::new(&dir, resume.as_deref());
         let mut first = true;
         loop {
-            let lines = tail.poll();
+            let Ok((lines, back)) = tokio::task::spawn_blocking(move || {
+                let lines = tail.poll();
+                (lines, tail)
+            })
+            .await
+            else {
+                return;
+            };
+            tail = back;
             let idle = lines.is_empty();
             for (id, line) in lines {
-                if tx
-                    .blocking_send(Event::default().id(id).data(line))
-                    .is_err()
-                {
+                if tx.send(Event::default().id(id).data(line)).await.is_err() {
                     return; // the client went away
                 }
             }
-            if first || idle {
+            if first {
                 let marker = Event::default().event("snapshot").data(tail.token());
-                if first && tx.blocking_send(marker).is_err() {
+                if tx.send(marker).await.is_err() {
                     return;
                 }
                 first = false;
             }
-            if tx.is_closed() {
-                return;
-            }
             if idle {
-                std::thread::sleep(POLL);
+                tokio::select! {
+                    _ = tokio::time::sleep(POLL) => {}
+                    _ = tx.closed() => return,
+                }
             }
         }
     });

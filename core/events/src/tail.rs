@@ -7,13 +7,16 @@ use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-/// Most bytes read from one file per poll: a client far behind catches up in slices, so a
-/// server's memory per client stays bounded whatever the size of the run.
-const MAX_READ: u64 = 1 << 20;
+/// Most bytes read from one file per poll by default (64 KiB): a server's client far behind
+/// catches up in slices, so what each client costs stays bounded whatever the size of the run.
+pub const MAX_READ: u64 = 64 << 10;
+/// Longer lines are not events; a reader skips them.
+const LONGEST_LINE: u64 = 16 << 20;
 
 pub struct RunTail {
     events_dir: PathBuf,
     offsets: BTreeMap<String, u64>,
+    max_read: u64,
 }
 
 impl RunTail {
@@ -30,7 +33,15 @@ impl RunTail {
         RunTail {
             events_dir: run_dir.join("events"),
             offsets,
+            max_read: MAX_READ,
         }
+    }
+
+    /// Reads up to `bytes` per file and poll (a reader with one consumer, such as the native
+    /// dashboard, can take larger slices than a server with many).
+    pub fn with_max_read(mut self, bytes: u64) -> RunTail {
+        self.max_read = bytes.max(1);
+        self
     }
 
     /// Where this reader is: the token that resumes here.
@@ -56,11 +67,27 @@ impl RunTail {
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_default();
             let start = self.offsets.get(&stage).copied().unwrap_or(0);
-            let Ok(chunk) = read_from(&path, start) else {
+            // A line longer than the slice is read whole with larger reads.
+            let mut limit = self.max_read;
+            let chunk = loop {
+                let Ok(chunk) = read_from(&path, start, limit) else {
+                    break None;
+                };
+                if chunk.contains(&b'\n') || (chunk.len() as u64) < limit || limit >= LONGEST_LINE
+                {
+                    break Some(chunk);
+                }
+                limit = (limit * 4).min(LONGEST_LINE);
+            };
+            let Some(chunk) = chunk else {
                 continue;
             };
             // only whole lines: the engine may be in the middle of writing one
             let Some(end) = chunk.iter().rposition(|&b| b == b'\n') else {
+                if chunk.len() as u64 >= LONGEST_LINE {
+                    // no event is this long: step over it rather than wait on it forever
+                    self.offsets.insert(stage, start + chunk.len() as u64);
+                }
                 continue;
             };
             let mut at = start;
@@ -77,7 +104,7 @@ impl RunTail {
     }
 }
 
-fn read_from(path: &Path, start: u64) -> std::io::Result<Vec<u8>> {
+fn read_from(path: &Path, start: u64, max_read: u64) -> std::io::Result<Vec<u8>> {
     let mut f = std::fs::File::open(path)?;
     let len = f.metadata()?.len();
     if len <= start {
@@ -85,7 +112,7 @@ fn read_from(path: &Path, start: u64) -> std::io::Result<Vec<u8>> {
     }
     f.seek(SeekFrom::Start(start))?;
     let mut buf = Vec::new();
-    f.take((len - start).min(MAX_READ)).read_to_end(&mut buf)?;
+    f.take((len - start).min(max_read)).read_to_end(&mut buf)?;
     Ok(buf)
 }
 
@@ -115,5 +142,18 @@ mod tests {
         let mut resumed = RunTail::new(dir.path(), Some("meta=8"));
         let lines: Vec<String> = resumed.poll().into_iter().map(|(_, l)| l).collect();
         assert_eq!(lines, vec!["{\"b\":1}", "{\"a\":2}", "{\"a\":3}"]);
+    }
+
+    #[test]
+    fn a_line_longer_than_the_slice_is_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("events")).unwrap();
+        let long = format!("{{\"error\":\"{}\"}}", "x".repeat(1000));
+        std::fs::write(dir.path().join("events/meta.jsonl"), format!("{long}\n{{}}\n")).unwrap();
+        let mut tail = RunTail::new(dir.path(), None).with_max_read(100);
+        let mut got = tail.poll();
+        got.extend(tail.poll());
+        let lines: Vec<&str> = got.iter().map(|(_, l)| l.as_str()).collect();
+        assert_eq!(lines, vec![long.as_str(), "{}"]);
     }
 }

@@ -54,22 +54,9 @@ const CIFAR100: Layout = Layout {
 
 /// Reads several record files into one dataset, in the given order.
 fn read_records(files: &[PathBuf], layout: &Layout) -> Result<Dataset, DataError> {
-    let record = layout.labels_per_record + PIXELS;
     let (mut images, mut labels) = (Vec::new(), Vec::new());
     for path in files {
-        let bytes = read_file(path)?;
-        if bytes.is_empty() || bytes.len() % record != 0 {
-            return Err(DataError::CifarRecord {
-                path: path.clone(),
-                len: bytes.len(),
-                record,
-                format: layout.format,
-            });
-        }
-        for rec in bytes.chunks_exact(record) {
-            labels.push(rec[layout.label_index]);
-            images.extend_from_slice(&rec[layout.labels_per_record..]);
-        }
+        append_records(path, &read_file(path)?, layout, &mut images, &mut labels)?;
     }
     let origin = files
         .iter()
@@ -77,6 +64,47 @@ fn read_records(files: &[PathBuf], layout: &Layout) -> Result<Dataset, DataError
         .collect::<Vec<_>>()
         .join(", ");
     Dataset::with_origin(&origin, images, labels, 3, 32, 32, layout.num_classes)
+}
+
+/// Splits one file's records into pixels and labels.
+fn append_records(
+    path: &Path,
+    bytes: &[u8],
+    layout: &Layout,
+    images: &mut Vec<u8>,
+    labels: &mut Vec<u8>,
+) -> Result<(), DataError> {
+    let record = layout.labels_per_record + PIXELS;
+    if bytes.is_empty() || bytes.len() % record != 0 {
+        return Err(DataError::CifarRecord {
+            path: path.to_path_buf(),
+            len: bytes.len(),
+            record,
+            format: layout.format,
+        });
+    }
+    for rec in bytes.chunks_exact(record) {
+        labels.push(rec[layout.label_index]);
+        images.extend_from_slice(&rec[layout.labels_per_record..]);
+    }
+    Ok(())
+}
+
+/// A dataset from the contents of one CIFAR-10 (or, with `cifar100`, CIFAR-100) binary file;
+/// `path` only names it in errors.
+pub fn dataset_from_bytes(path: &Path, bytes: &[u8], cifar100: bool) -> Result<Dataset, DataError> {
+    let layout = if cifar100 { &CIFAR100 } else { &CIFAR10 };
+    let (mut images, mut labels) = (Vec::new(), Vec::new());
+    append_records(path, bytes, layout, &mut images, &mut labels)?;
+    Dataset::with_origin(
+        &path.display().to_string(),
+        images,
+        labels,
+        3,
+        32,
+        32,
+        layout.num_classes,
+    )
 }
 
 fn load(dir: &Path, layout: &Layout, name: &str) -> Result<DataSplit, DataError> {

@@ -18,7 +18,7 @@ pub const LABELS_MAGIC: u32 = 0x0000_0801;
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
 /// Decompresses `bytes` if they are gzip, else returns them unchanged.
-pub(crate) fn decode(path: &Path, bytes: Vec<u8>) -> Result<Vec<u8>, DataError> {
+pub fn decode(path: &Path, bytes: Vec<u8>) -> Result<Vec<u8>, DataError> {
     if !bytes.starts_with(&GZIP_MAGIC) {
         return Ok(bytes);
     }
@@ -110,7 +110,7 @@ pub(crate) fn parse_labels(path: &Path, bytes: &[u8]) -> Result<Vec<u8>, DataErr
 }
 
 /// Builds a dataset from decoded image and label file contents; the paths only name them in errors.
-pub(crate) fn dataset_from_bytes(
+pub fn dataset_from_bytes(
     images_path: &Path,
     images: &[u8],
     labels_path: &Path,

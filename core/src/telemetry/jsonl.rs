@@ -91,7 +91,9 @@ pub fn read_events(run_dir: &Path) -> anyhow::Result<Vec<Record>> {
     Ok(records)
 }
 
-fn parse_lines(path: &Path, bytes: &[u8], out: &mut Vec<Record>) -> anyhow::Result<()> {
+/// The records of one event file's contents; a torn last line (a writer killed mid-line) is
+/// skipped, any other malformed line is an error naming the file and line.
+pub fn parse_lines(path: &Path, bytes: &[u8], out: &mut Vec<Record>) -> anyhow::Result<()> {
     let complete = bytes.last().is_none_or(|&b| b == b'\n');
     let body = bytes.strip_suffix(b"\n").unwrap_or(bytes);
     if body.is_empty() {

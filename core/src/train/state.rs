@@ -114,7 +114,19 @@ pub fn load(
     trainable: &BTreeSet<String>,
     dev: &Dev,
 ) -> Result<SavedState, CheckpointError> {
-    let file = checkpoint::read(path, "")?;
+    from_checkpoint(checkpoint::read(path, "")?, stage, net, trainable, dev)
+}
+
+/// [`load`] on a checkpoint already read.
+pub fn from_checkpoint(
+    file: Checkpoint,
+    stage: StageId,
+    net: &mut impl HasParams,
+    trainable: &BTreeSet<String>,
+    dev: &Dev,
+) -> Result<SavedState, CheckpointError> {
+    let path = file.path.clone();
+    let path = path.as_path();
     let corrupt = |reason: String| CheckpointError::Corrupt {
         path: path.into(),
         reason,

@@ -1,0 +1,281 @@
+//! `incubator bench-serve`: does the live server slow training down when many people watch?
+//!
+//! The same small run trains twice per round, as `incubator run --serve` (server and training
+//! in one process): once with nobody connected, once with `--clients` event streams that read
+//! everything, `--stalled` ones that never read a byte, and page loads in a loop, all on
+//! loopback. The rounds alternate the order. Reported: training time as a ratio to the run
+//! without clients in the same round, the process's peak memory in both, and what each client
+//! received. The clients stop by themselves when the run ends (or after 10 minutes).
+
+use clap::Args;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Args)]
+pub struct ServeLoadArgs {
+    /// Event-stream clients that read everything.
+    #[arg(long, default_value_t = 100)]
+    clients: usize,
+    /// Clients that open the stream and never read.
+    #[arg(long, default_value_t = 10)]
+    stalled: usize,
+    /// Threads loading pages (`/`, `/api/runs`, the config, a stream's backlog) in a loop.
+    #[arg(long, default_value_t = 4)]
+    page_loaders: usize,
+    /// Rounds of (without clients, with clients), alternating which goes first.
+    #[arg(long, default_value_t = 2)]
+    rounds: usize,
+    /// The run to train (default: examples/tiny.toml with a longer baseline).
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+}
+
+const DEFAULT_RUN: &str = include_str!("../../examples/tiny.toml");
+
+const DEADLINE: Duration = Duration::from_secs(600);
+
+struct Measured {
+    train_s: f64,
+    peak_rss_mib: f64,
+    /// Records each reading client got (when loaded).
+    per_client: Vec<usize>,
+    page_loads: usize,
+    /// Longest wait of a reading client for its first record.
+    slowest_first_record_s: f64,
+    /// Records in the run's event files at the end.
+    written: usize,
+}
+
+pub fn run(a: &ServeLoadArgs) -> anyhow::Result<()> {
+    let tmp = std::env::temp_dir().join(format!("incubator-bench-serve-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp)?;
+    let config = match &a.config {
+        Some(c) => c.clone(),
+        None => {
+            let p = tmp.join("config.toml");
+            // a run of about half a minute on 2 cores: the tiny run, on 2048 images
+            let text = DEFAULT_RUN.replace("train_limit = 1024", "train_limit = 2048");
+            std::fs::write(&p, text)?;
+            p
+        }
+    };
+    println!(
+        "training {} with the live server in the same process; loaded = {} streaming + {} stalled clients + {} page loaders",
+        config.display(),
+        a.clients,
+        a.stalled,
+        a.page_loaders
+    );
+    println!("| round | train s, no clients | train s, loaded | ratio | peak RSS MiB no clients / loaded | records per client (min-max) of written | page loads | slowest first record |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    let mut ratios = Vec::new();
+    for round in 0..a.rounds {
+        let mut pair = [None, None];
+        for loaded in if round % 2 == 0 { [false, true] } else { [true, false] } {
+            let dir = tmp.join(format!("round{round}-{}", if loaded { "loaded" } else { "quiet" }));
+            pair[loaded as usize] = Some(measure(&config, &dir, loaded.then_some(a))?);
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        let [Some(quiet), Some(loaded)] = pair else {
+            unreachable!("both measured")
+        };
+        let ratio = loaded.train_s / quiet.train_s;
+        ratios.push(ratio);
+        let (lo, hi) = (
+            loaded.per_client.iter().min().copied().unwrap_or(0),
+            loaded.per_client.iter().max().copied().unwrap_or(0),
+        );
+        println!(
+            "| {} | {:.2} | {:.2} | {:.3} | {:.0} / {:.0} | {lo}-{hi} of {} | {} | {:.2} s |",
+            round + 1,
+            quiet.train_s,
+            loaded.train_s,
+            ratio,
+            quiet.peak_rss_mib,
+            loaded.peak_rss_mib,
+            loaded.written,
+            loaded.page_loads,
+            loaded.slowest_first_record_s,
+        );
+    }
+    let mean = ratios.iter().sum::<f64>() / ratios.len().max(1) as f64;
+    println!("training time with clients / without: {mean:.3} (mean of {} rounds)", ratios.len());
+    let _ = std::fs::remove_dir_all(&tmp);
+    Ok(())
+}
+
+fn measure(config: &Path, dir: &Path, load: Option<&ServeLoadArgs>) -> anyhow::Result<Measured> {
+    let exe = std::env::current_exe()?;
+    let mut child = Command::new(exe)
+        .args(["run", "--jobs", "1", "--no-progress", "--serve", "127.0.0.1:0", "-c"])
+        .arg(config)
+        .arg("-d")
+        .arg(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let result = watch(&mut child, dir, load);
+    let _ = child.kill();
+    let _ = child.wait();
+    result
+}
+
+fn watch(child: &mut Child, dir: &Path, load: Option<&ServeLoadArgs>) -> anyhow::Result<Measured> {
+    let mut out = BufReader::new(child.stdout.take().expect("piped"));
+    let mut line = String::new();
+    out.read_line(&mut line)?;
+    let addr = line
+        .trim()
+        .strip_prefix("live dashboard: http://")
+        .map(|s| s.trim_end_matches('/').to_string())
+        .ok_or_else(|| anyhow::anyhow!("the run did not start its server: {line:?}"))?;
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let done = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let mut readers = Vec::new();
+    let mut others = Vec::new();
+    let page_loads = Arc::new(AtomicUsize::new(0));
+    if let Some(a) = load {
+        for _ in 0..a.clients {
+            let (addr, name, done) = (addr.clone(), name.clone(), done.clone());
+            readers.push(std::thread::spawn(move || stream_client(&addr, &name, &done, started)));
+        }
+        for _ in 0..a.stalled {
+            let (addr, name, done) = (addr.clone(), name.clone(), done.clone());
+            others.push(std::thread::spawn(move || {
+                if let Ok(mut s) = TcpStream::connect(&addr) {
+                    let _ = write!(s, "GET /api/runs/{name}/events HTTP/1.1\r\nHost: x\r\n\r\n");
+                    while !done.load(Ordering::SeqCst) && started.elapsed() < DEADLINE {
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                }
+            }));
+        }
+        for _ in 0..a.page_loaders {
+            let (addr, name, done, count) = (addr.clone(), name.clone(), done.clone(), page_loads.clone());
+            others.push(std::thread::spawn(move || {
+                let pages = ["/".to_string(), "/api/runs".into(), format!("/api/runs/{name}/config")];
+                let mut i = 0usize;
+                while !done.load(Ordering::SeqCst) && started.elapsed() < DEADLINE && i < 100_000 {
+                    if get(&addr, &pages[i % pages.len()]).is_ok() {
+                        count.fetch_add(1, Ordering::SeqCst);
+                    }
+                    i += 1;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }));
+        }
+    }
+    let mut peak = 0.0f64;
+    let report = dir.join("report.md");
+    while !report.exists() {
+        if let Some(status) = child.try_wait()? {
+            anyhow::bail!("the run ended early ({status})");
+        }
+        if started.elapsed() > DEADLINE {
+            anyhow::bail!("the run took more than {DEADLINE:?}");
+        }
+        peak = peak.max(peak_rss_mib(child.id()));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    peak = peak.max(peak_rss_mib(child.id()));
+    // let the readers take the last records, then stop everyone
+    std::thread::sleep(Duration::from_millis(800));
+    done.store(true, Ordering::SeqCst);
+    let mut per_client = Vec::new();
+    let mut slowest = 0.0f64;
+    for r in readers {
+        let (records, first) = r.join().expect("a client thread");
+        per_client.push(records);
+        slowest = slowest.max(first);
+    }
+    for o in others {
+        let _ = o.join();
+    }
+    let train_s = training_seconds(dir)?;
+    let mut written = 0;
+    for entry in std::fs::read_dir(dir.join("events"))? {
+        written += std::fs::read(entry?.path())?.iter().filter(|&&b| b == b'\n').count();
+    }
+    Ok(Measured {
+        written,
+        train_s,
+        peak_rss_mib: peak,
+        per_client,
+        page_loads: page_loads.load(Ordering::SeqCst),
+        slowest_first_record_s: slowest,
+    })
+}
+
+/// Reads the run's stream until told to stop: (records received, seconds to the first one).
+fn stream_client(addr: &str, name: &str, done: &AtomicBool, started: Instant) -> (usize, f64) {
+    let Ok(mut s) = TcpStream::connect(addr) else {
+        return (0, f64::INFINITY);
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
+    if write!(s, "GET /api/runs/{name}/events HTTP/1.1\r\nHost: x\r\n\r\n").is_err() {
+        return (0, f64::INFINITY);
+    }
+    let (mut records, mut first) = (0usize, f64::INFINITY);
+    let mut buf = vec![0u8; 64 << 10];
+    let mut carry = Vec::new();
+    while !done.load(Ordering::SeqCst) && started.elapsed() < DEADLINE {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                carry.extend_from_slice(&buf[..n]);
+                let mut lines = carry.split(|&b| b == b'\n').collect::<Vec<_>>();
+                let rest = lines.pop().unwrap_or_default().to_vec();
+                let got = lines.iter().filter(|l| l.starts_with(b"id:")).count();
+                if got > 0 && records == 0 {
+                    first = started.elapsed().as_secs_f64();
+                }
+                records += got;
+                carry = rest;
+            }
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(_) => break,
+        }
+    }
+    (records, first)
+}
+
+/// One page load over a fresh connection: the whole response.
+fn get(addr: &str, path: &str) -> std::io::Result<usize> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
+    let mut body = Vec::new();
+    s.read_to_end(&mut body)?;
+    Ok(body.len())
+}
+
+fn peak_rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+/// Training time of every stage, from their summaries.
+fn training_seconds(dir: &Path) -> anyhow::Result<f64> {
+    let mut total = 0.0;
+    for entry in std::fs::read_dir(dir.join("stages"))? {
+        let summary = entry?.path().join("summary.json");
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&summary)?)?;
+        total += v["wall_s"].as_f64().unwrap_or(0.0);
+    }
+    Ok(total)
+}
