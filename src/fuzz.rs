@@ -52,9 +52,14 @@ pub fn idx(data: &[u8]) {
     let rest = &data[2..];
     let at = u16::from_le_bytes([data[0], data[1]]) as usize % (rest.len() + 1);
     let (images, labels) = rest.split_at(at);
-    let (ip, lp) = (Path::new("images-idx3-ubyte"), Path::new("labels-idx1-ubyte"));
-    let (Ok(images), Ok(labels)) = (idx::decode(ip, images.to_vec()), idx::decode(lp, labels.to_vec()))
-    else {
+    let (ip, lp) = (
+        Path::new("images-idx3-ubyte"),
+        Path::new("labels-idx1-ubyte"),
+    );
+    let (Ok(images), Ok(labels)) = (
+        idx::decode(ip, images.to_vec()),
+        idx::decode(lp, labels.to_vec()),
+    ) else {
         return;
     };
     if let Ok(d) = idx::dataset_from_bytes(ip, &images, lp, &labels, 10) {
@@ -89,7 +94,11 @@ pub fn checkpoint(data: &[u8]) {
     let Ok(ck) = checkpoint::parse(path, data) else {
         return;
     };
-    let dev = new_device(0);
+    thread_local! {
+        // One device for every input: a device's allocation cache is not freed when it drops.
+        static DEV: incubator_core::device::Dev = new_device(0);
+    }
+    let dev = DEV.with(|d| d.clone());
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
     let mut net = Network::vit(
         &mut Init {
@@ -102,6 +111,8 @@ pub fn checkpoint(data: &[u8]) {
     let _ = ck.load_into(&mut net, "", &dev);
     let trainable = net.named_params().into_iter().map(|(n, _)| n).collect();
     let _ = state::from_checkpoint(ck, StageId::E2E, &mut net, &trainable, &dev);
+    drop(net);
+    dfdx::tensor::Cache::empty_cache(&dev);
 }
 
 /// An event file (`events/<stage>.jsonl`) as the report and the dashboard read it.

@@ -26,7 +26,11 @@ fn every_corpus_input_runs_through_its_target_without_a_panic() {
             .map(|e| e.unwrap().path())
             .collect();
         files.sort();
-        assert!(files.len() >= 3, "{name}: a corpus of {} inputs", files.len());
+        assert!(
+            files.len() >= 3,
+            "{name}: a corpus of {} inputs",
+            files.len()
+        );
         for file in &files {
             let data = std::fs::read(file).unwrap();
             if std::panic::catch_unwind(|| target(&data)).is_err() {
@@ -76,8 +80,16 @@ fn write_seeds() {
         r.extend((0..3072).map(|i| (i % 256) as u8));
         r
     };
-    seed("cifar", "cifar10-one", &[&[0u8][..], &record(&[3])].concat());
-    seed("cifar", "cifar100-one", &[&[1u8][..], &record(&[2, 57])].concat());
+    seed(
+        "cifar",
+        "cifar10-one",
+        &[&[0u8][..], &record(&[3])].concat(),
+    );
+    seed(
+        "cifar",
+        "cifar100-one",
+        &[&[1u8][..], &record(&[2, 57])].concat(),
+    );
     seed("cifar", "short", &[0u8, 1, 2, 3]);
 
     // a real run's files: events, a state and a model of the tiny ViT the target loads into
@@ -104,14 +116,26 @@ fn write_seeds() {
         "model",
         &std::fs::read(run.join("stages/e2e/model.safetensors")).unwrap(),
     );
-    seed("checkpoint", "empty-header", &[8, 0, 0, 0, 0, 0, 0, 0, b'{', b'}']);
+    seed(
+        "checkpoint",
+        "empty-header",
+        &[8, 0, 0, 0, 0, 0, 0, 0, b'{', b'}'],
+    );
     let events = std::fs::read(run.join("events/e2e.jsonl")).unwrap();
-    let head: Vec<u8> = events.split(|&b| b == b'\n').take(4).collect::<Vec<_>>().join(&b'\n');
+    let head: Vec<u8> = events
+        .split(|&b| b == b'\n')
+        .take(4)
+        .collect::<Vec<_>>()
+        .join(&b'\n');
     seed("events", "run", &[&head[..], b"\n"].concat());
     seed("events", "torn", &head[..head.len() - 5]);
     seed("events", "nan", br#"{"v":1,"time":1.0,"stage":{"stage":"e2e"},"event":"train_step","step":1,"epoch":0.5,"loss":null,"lr":0.1,"grad_norm":null,"samples_per_sec":1.0}"#);
     seed("tail", "from-start", &[b"\n", &head[..], b"\n"].concat());
-    seed("tail", "resume", &[b"meta=40;e2e=3\n", &head[..], b"\n"].concat());
+    seed(
+        "tail",
+        "resume",
+        &[b"meta=40;e2e=3\n", &head[..], b"\n"].concat(),
+    );
     seed("tail", "past-end", b"meta=999999999\n{}\n");
     for (name, req) in [
         ("runs", &b"/api/runs"[..]),

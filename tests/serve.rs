@@ -189,14 +189,22 @@ fn clients_that_never_read_hold_up_no_one_and_cost_bounded_memory() {
     let run = tmp.path().join("big");
     make_run(&run, "meta", 30_000); // a 5 MB backlog
     let server = serve(&[&run]);
-    let addr = server.url.trim_start_matches("http://").trim_end_matches('/').to_string();
+    let addr = server
+        .url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
     let before = rss_kib(server.child.id(), "VmRSS:");
 
     // 100 clients ask for the stream and never read a byte of it
     let stalled: Vec<std::net::TcpStream> = (0..100)
         .map(|_| {
             let mut s = std::net::TcpStream::connect(&addr).unwrap();
-            write!(s, "GET /api/runs/big/events HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+            write!(
+                s,
+                "GET /api/runs/big/events HTTP/1.1\r\nHost: {addr}\r\n\r\n"
+            )
+            .unwrap();
             s
         })
         .collect();
@@ -209,8 +217,12 @@ fn clients_that_never_read_hold_up_no_one_and_cost_bounded_memory() {
     let mut appended = false;
     let got = read_events(&events_url, None, |got, kind| {
         if kind == Some("snapshot") && !appended {
-            let mut f = std::fs::OpenOptions::new().append(true).open(&meta).unwrap();
-            f.write_all((record("meta", 30_001) + "\n").as_bytes()).unwrap();
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&meta)
+                .unwrap();
+            f.write_all((record("meta", 30_001) + "\n").as_bytes())
+                .unwrap();
             appended = true;
         }
         got.len() == 30_001

@@ -2,9 +2,8 @@
 //! moments) and string metadata. Written atomically (temp file + rename), so a killed process
 //! leaves either the old file or the new one, never half of one.
 
-use crate::device::Dev;
+use crate::device::{tensor_from_slice, Dev};
 use crate::model::params::{HasParams, ParamMut};
-use dfdx::prelude::*;
 use safetensors::tensor::{Dtype as StDtype, SafeTensors, TensorView};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -258,8 +257,8 @@ impl Checkpoint {
         // Nothing changes unless everything fits.
         for (p, shape, data) in loaded {
             match p {
-                ParamMut::Vector(t) => *t = dev.tensor_from_vec(data.clone(), (shape[0],)),
-                ParamMut::Matrix(t) => *t = dev.tensor_from_vec(data.clone(), (shape[0], shape[1])),
+                ParamMut::Vector(t) => *t = tensor_from_slice(dev, data, (shape[0],)),
+                ParamMut::Matrix(t) => *t = tensor_from_slice(dev, data, (shape[0], shape[1])),
             }
         }
         Ok(())

@@ -76,8 +76,15 @@ pub fn run(a: &ServeLoadArgs) -> anyhow::Result<()> {
     let mut ratios = Vec::new();
     for round in 0..a.rounds {
         let mut pair = [None, None];
-        for loaded in if round % 2 == 0 { [false, true] } else { [true, false] } {
-            let dir = tmp.join(format!("round{round}-{}", if loaded { "loaded" } else { "quiet" }));
+        for loaded in if round % 2 == 0 {
+            [false, true]
+        } else {
+            [true, false]
+        } {
+            let dir = tmp.join(format!(
+                "round{round}-{}",
+                if loaded { "loaded" } else { "quiet" }
+            ));
             pair[loaded as usize] = Some(measure(&config, &dir, loaded.then_some(a))?);
             let _ = std::fs::remove_dir_all(&dir);
         }
@@ -104,7 +111,10 @@ pub fn run(a: &ServeLoadArgs) -> anyhow::Result<()> {
         );
     }
     let mean = ratios.iter().sum::<f64>() / ratios.len().max(1) as f64;
-    println!("training time with clients / without: {mean:.3} (mean of {} rounds)", ratios.len());
+    println!(
+        "training time with clients / without: {mean:.3} (mean of {} rounds)",
+        ratios.len()
+    );
     let _ = std::fs::remove_dir_all(&tmp);
     Ok(())
 }
@@ -112,7 +122,15 @@ pub fn run(a: &ServeLoadArgs) -> anyhow::Result<()> {
 fn measure(config: &Path, dir: &Path, load: Option<&ServeLoadArgs>) -> anyhow::Result<Measured> {
     let exe = std::env::current_exe()?;
     let mut child = Command::new(exe)
-        .args(["run", "--jobs", "1", "--no-progress", "--serve", "127.0.0.1:0", "-c"])
+        .args([
+            "run",
+            "--jobs",
+            "1",
+            "--no-progress",
+            "--serve",
+            "127.0.0.1:0",
+            "-c",
+        ])
         .arg(config)
         .arg("-d")
         .arg(dir)
@@ -146,7 +164,9 @@ fn watch(child: &mut Child, dir: &Path, load: Option<&ServeLoadArgs>) -> anyhow:
     if let Some(a) = load {
         for _ in 0..a.clients {
             let (addr, name, done) = (addr.clone(), name.clone(), done.clone());
-            readers.push(std::thread::spawn(move || stream_client(&addr, &name, &done, started)));
+            readers.push(std::thread::spawn(move || {
+                stream_client(&addr, &name, &done, started)
+            }));
         }
         for _ in 0..a.stalled {
             let (addr, name, done) = (addr.clone(), name.clone(), done.clone());
@@ -160,9 +180,14 @@ fn watch(child: &mut Child, dir: &Path, load: Option<&ServeLoadArgs>) -> anyhow:
             }));
         }
         for _ in 0..a.page_loaders {
-            let (addr, name, done, count) = (addr.clone(), name.clone(), done.clone(), page_loads.clone());
+            let (addr, name, done, count) =
+                (addr.clone(), name.clone(), done.clone(), page_loads.clone());
             others.push(std::thread::spawn(move || {
-                let pages = ["/".to_string(), "/api/runs".into(), format!("/api/runs/{name}/config")];
+                let pages = [
+                    "/".to_string(),
+                    "/api/runs".into(),
+                    format!("/api/runs/{name}/config"),
+                ];
                 let mut i = 0usize;
                 while !done.load(Ordering::SeqCst) && started.elapsed() < DEADLINE && i < 100_000 {
                     if get(&addr, &pages[i % pages.len()]).is_ok() {
@@ -203,7 +228,10 @@ fn watch(child: &mut Child, dir: &Path, load: Option<&ServeLoadArgs>) -> anyhow:
     let train_s = training_seconds(dir)?;
     let mut written = 0;
     for entry in std::fs::read_dir(dir.join("events"))? {
-        written += std::fs::read(entry?.path())?.iter().filter(|&&b| b == b'\n').count();
+        written += std::fs::read(entry?.path())?
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count();
     }
     Ok(Measured {
         written,
@@ -241,7 +269,11 @@ fn stream_client(addr: &str, name: &str, done: &AtomicBool, started: Instant) ->
                 records += got;
                 carry = rest;
             }
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
             Err(_) => break,
         }
     }
@@ -252,7 +284,10 @@ fn stream_client(addr: &str, name: &str, done: &AtomicBool, started: Instant) ->
 fn get(addr: &str, path: &str) -> std::io::Result<usize> {
     let mut s = TcpStream::connect(addr)?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )?;
     let mut body = Vec::new();
     s.read_to_end(&mut body)?;
     Ok(body.len())

@@ -73,8 +73,7 @@ impl RunTail {
                 let Ok(chunk) = read_from(&path, start, limit) else {
                     break None;
                 };
-                if chunk.contains(&b'\n') || (chunk.len() as u64) < limit || limit >= LONGEST_LINE
-                {
+                if chunk.contains(&b'\n') || (chunk.len() as u64) < limit || limit >= LONGEST_LINE {
                     break Some(chunk);
                 }
                 limit = (limit * 4).min(LONGEST_LINE);
@@ -149,7 +148,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("events")).unwrap();
         let long = format!("{{\"error\":\"{}\"}}", "x".repeat(1000));
-        std::fs::write(dir.path().join("events/meta.jsonl"), format!("{long}\n{{}}\n")).unwrap();
+        std::fs::write(
+            dir.path().join("events/meta.jsonl"),
+            format!("{long}\n{{}}\n"),
+        )
+        .unwrap();
         let mut tail = RunTail::new(dir.path(), None).with_max_read(100);
         let mut got = tail.poll();
         got.extend(tail.poll());
