@@ -15,8 +15,11 @@ use rand::SeedableRng;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+/// What a target does with one input.
+pub type Target = fn(&[u8]);
+
 /// Every target by name (the name of its folder under `fuzz/corpus/`).
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("config", config),
     ("idx", idx),
     ("cifar", cifar),

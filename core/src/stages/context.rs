@@ -71,9 +71,9 @@ impl Engine {
             );
         }
         let split = Split::resolve(&cfg, &vit)?;
-        for name in [&cfg.plugins.meta_design] {
-            registry.meta_design(name).map_err(anyhow::Error::msg)?;
-        }
+        registry
+            .meta_design(&cfg.plugins.meta_design)
+            .map_err(anyhow::Error::msg)?;
         registry
             .strategy(&cfg.plugins.strategy)
             .map_err(anyhow::Error::msg)?;
