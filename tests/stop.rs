@@ -365,3 +365,38 @@ fn a_full_disk_fails_the_stage_keeps_the_last_state_and_the_next_run_resumes_fro
         "the same model as without the full disk"
     );
 }
+
+#[test]
+fn a_finished_run_that_still_serves_stops_on_sigterm() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        tmp.path(),
+        &SMALL
+            .replace("train_limit = 1024", "train_limit = 256")
+            .replace("[e2e]\nepochs = 2\n", "[e2e]\nenabled = false\n"),
+    );
+    let run = tmp.path().join("run");
+    let child = spawn(&[
+        "run",
+        "--serve",
+        "127.0.0.1:0",
+        "-c",
+        &cfg,
+        "-d",
+        run.to_str().unwrap(),
+    ]);
+    let start = Instant::now();
+    while !run.join("report.md").exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "the run did not finish"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    signal(&child, "TERM");
+    let waited = Instant::now();
+    let out = finish(child);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(waited.elapsed() < Duration::from_secs(5));
+}

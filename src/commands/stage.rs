@@ -62,8 +62,9 @@ pub fn run(
             "run finished; still serving at {} (Ctrl-C to stop)",
             incubator::serve::url(addr)
         );
-        loop {
-            std::thread::park();
+        // The stop handlers are installed for training; here a signal ends the serving.
+        while incubator_core::interrupt::requested().is_none() {
+            std::thread::sleep(std::time::Duration::from_millis(100));
         }
     }
     Ok(())

@@ -64,7 +64,7 @@ pub fn write_mnist_subset(
     n_train: usize,
     n_test: usize,
 ) -> Result<(), DataError> {
-    let mut s = load_idx_split(src, "mnist", 10)?;
+    let mut s = load_idx_split(src, "mnist", 10, true)?;
     s.train.truncate(n_train);
     s.test.truncate(n_test);
     std::fs::create_dir_all(dst).map_err(|source| DataError::Write {

@@ -108,7 +108,7 @@ fn fetch_spec(spec: &Spec, cache_dir: &Path) -> Result<PathBuf, DataError> {
 
 /// Loads the split and checks the facts known about the real dataset.
 fn verify(spec: &Spec, dir: &Path) -> Result<DataSplit, DataError> {
-    let split = load_idx_split(dir, spec.name, 10)?;
+    let split = load_idx_split(dir, spec.name, 10, true)?;
     let wrong = |problem: String| DataError::WrongContent {
         path: dir.to_path_buf(),
         dataset: spec.name.to_string(),

@@ -149,9 +149,15 @@ pub fn load_idx_pair(
     dataset_from_bytes(images_path, &images, labels_path, &labels, num_classes)
 }
 
-/// Loads the four standard MNIST-style files from `dir`, each plain or `.gz`.
-pub fn load_idx_split(dir: &Path, name: &str, num_classes: usize) -> Result<DataSplit, DataError> {
-    let fix = if super::fetch::KNOWN.contains(&name) {
+/// Loads the four standard MNIST-style files from `dir`, each plain or `.gz`. `fetchable`:
+/// whether `incubator data fetch NAME` can get them (the message for missing files says so).
+pub fn load_idx_split(
+    dir: &Path,
+    name: &str,
+    num_classes: usize,
+    fetchable: bool,
+) -> Result<DataSplit, DataError> {
+    let fix = if fetchable {
         format!(
             "run `incubator data fetch {name}` or set data.path to a directory containing the IDX files"
         )
@@ -289,7 +295,7 @@ pub(crate) mod tests {
             let dir = tempfile::tempdir().unwrap();
             let (train, test) = (toy(13, 5, 4, 10), toy(7, 5, 4, 10));
             write_split(dir.path(), &train, &test, gzip);
-            let split = load_idx_split(dir.path(), "toy", 10).unwrap();
+            let split = load_idx_split(dir.path(), "toy", 10, false).unwrap();
             assert_eq!(split.name, "toy");
             assert_eq!(split.train, train);
             assert_eq!(split.test, test);
@@ -457,7 +463,7 @@ pub(crate) mod tests {
     #[test]
     fn missing_file_message_has_the_fix() {
         let dir = tempfile::tempdir().unwrap();
-        let err = load_idx_split(dir.path(), "mnist", 10).unwrap_err();
+        let err = load_idx_split(dir.path(), "mnist", 10, true).unwrap_err();
         let msg = err.to_string();
         assert!(matches!(err, DataError::Missing { .. }));
         assert!(
@@ -468,7 +474,7 @@ pub(crate) mod tests {
             "{msg}"
         );
         // names nobody can fetch do not advertise a fetch command
-        let msg = load_idx_split(dir.path(), "toy", 10)
+        let msg = load_idx_split(dir.path(), "toy", 10, false)
             .unwrap_err()
             .to_string();
         assert!(!msg.contains("fetch") && msg.contains("data.path"), "{msg}");
@@ -478,7 +484,7 @@ pub(crate) mod tests {
     fn train_test_shape_mismatch_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         write_split(dir.path(), &toy(3, 2, 2, 10), &toy(3, 3, 3, 10), false);
-        let err = load_idx_split(dir.path(), "toy", 10).unwrap_err();
+        let err = load_idx_split(dir.path(), "toy", 10, false).unwrap_err();
         assert!(matches!(err, DataError::Invalid { .. }), "{err}");
     }
 }

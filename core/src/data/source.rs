@@ -9,6 +9,7 @@ use super::cifar::{load_cifar10, load_cifar100};
 use super::dataset::DataSplit;
 use super::embedded::embedded_mnist;
 use super::error::DataError;
+use super::fetch::KNOWN;
 use super::idx::load_idx_split;
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -84,7 +85,7 @@ pub fn load(
                     dir
                 }
             };
-            load_idx_split(&dir, name.as_str(), 10)
+            load_idx_split(&dir, name.as_str(), 10, KNOWN.contains(&name.as_str()))
         }
         DatasetName::Cifar10 | DatasetName::Cifar100 => {
             let dir = path.ok_or_else(|| DataError::NeedsPath {

@@ -205,3 +205,29 @@ pub fn load(path: &Path, registry: &mut Registry) -> Result<LoadedLibrary, LoadE
         version,
     })
 }
+
+/// The registry is filled here, where libraries are loaded, so that the registry knows
+/// nothing of loading (it only keeps what was registered).
+impl Registry {
+    /// The registry a run uses: the built-ins (unless `plugins.builtins = false`), then every
+    /// library of `plugins.libraries` and of `extra` (command-line `--plugin`), in order.
+    pub fn for_run(
+        plugins: &crate::config::PluginSection,
+        builtins: &dyn Fn(&mut Registrar),
+        extra: &[PathBuf],
+    ) -> Result<(Registry, Vec<LoadedLibrary>), LoadError> {
+        let mut registry = Registry::empty(!plugins.builtins);
+        if plugins.builtins {
+            let mut r = Registrar::new(Origin::BuiltIn, env!("CARGO_PKG_VERSION"));
+            builtins(&mut r);
+            registry.add(r).expect("built-in plugin names are distinct");
+        }
+        let mut loaded = Vec::new();
+        for path in plugins.libraries.iter().chain(extra) {
+            for file in library_files(path)? {
+                loaded.push(load(&file, &mut registry)?);
+            }
+        }
+        Ok((registry, loaded))
+    }
+}

@@ -132,6 +132,15 @@ fn conflicts<T: ?Sized>(
 }
 
 impl Registry {
+    /// An empty registry; `builtins_off` says that `plugins.builtins = false` left the
+    /// built-ins out, which a lookup that fails mentions.
+    pub fn empty(builtins_off: bool) -> Registry {
+        Registry {
+            builtins_off,
+            ..Registry::default()
+        }
+    }
+
     /// Commits what a plugin registered; refuses all of it if any name is already taken.
     pub fn add(&mut self, r: Registrar) -> Result<(), String> {
         let mut clashes = conflicts(&self.strategies, "strategy", &r.strategies, |p| {
@@ -232,32 +241,5 @@ impl Registry {
                 .map(|(n, e)| row("assembly", n, &e.origin, &e.version)),
         );
         out
-    }
-}
-
-impl Registry {
-    /// The registry a run uses: the built-ins (unless `plugins.builtins = false`), then every
-    /// library of `plugins.libraries` and of `extra` (command-line `--plugin`), in order.
-    pub fn for_run(
-        plugins: &crate::config::PluginSection,
-        builtins: &dyn Fn(&mut Registrar),
-        extra: &[PathBuf],
-    ) -> Result<(Registry, Vec<super::LoadedLibrary>), super::LoadError> {
-        let mut registry = Registry {
-            builtins_off: !plugins.builtins,
-            ..Registry::default()
-        };
-        if plugins.builtins {
-            let mut r = Registrar::new(Origin::BuiltIn, env!("CARGO_PKG_VERSION"));
-            builtins(&mut r);
-            registry.add(r).expect("built-in plugin names are distinct");
-        }
-        let mut loaded = Vec::new();
-        for path in plugins.libraries.iter().chain(extra) {
-            for file in super::loader::library_files(path)? {
-                loaded.push(super::loader::load(&file, &mut registry)?);
-            }
-        }
-        Ok((registry, loaded))
     }
 }
