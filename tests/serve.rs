@@ -54,6 +54,12 @@ fn make_run(dir: &Path, stage: &str, steps: u64) {
     std::fs::write(dir.join(format!("events/{stage}.jsonl")), lines).unwrap();
 }
 
+/// Appends one line to an event file, as a training process does.
+fn append(file: &Path, line: &str) {
+    let mut f = std::fs::OpenOptions::new().append(true).open(file).unwrap();
+    f.write_all((line.to_string() + "\n").as_bytes()).unwrap();
+}
+
 /// Reads server-sent events until `until` says stop: (id, data) of each message.
 fn read_events(
     url: &str,
@@ -122,11 +128,7 @@ fn the_stream_sends_the_backlog_then_live_records_and_resumes_after_the_last_id(
     let mut appended = false;
     let got = read_events(&events_url, None, |got, kind| {
         if kind == Some("snapshot") && !appended {
-            let mut f = std::fs::OpenOptions::new()
-                .append(true)
-                .open(&meta)
-                .unwrap();
-            f.write_all((record("meta", 6) + "\n").as_bytes()).unwrap();
+            append(&meta, &record("meta", 6));
             appended = true;
         }
         got.len() == 6
@@ -217,12 +219,7 @@ fn clients_that_never_read_hold_up_no_one_and_cost_bounded_memory() {
     let mut appended = false;
     let got = read_events(&events_url, None, |got, kind| {
         if kind == Some("snapshot") && !appended {
-            let mut f = std::fs::OpenOptions::new()
-                .append(true)
-                .open(&meta)
-                .unwrap();
-            f.write_all((record("meta", 30_001) + "\n").as_bytes())
-                .unwrap();
+            append(&meta, &record("meta", 30_001));
             appended = true;
         }
         got.len() == 30_001

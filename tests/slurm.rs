@@ -53,6 +53,28 @@ fn wait_for_jobs(run: &Path) {
     }
 }
 
+/// Runs `cfg` locally (`incubator run`) beside `run`; each of `files` must be byte-identical.
+fn same_as_a_local_run(cfg: &str, run: &Path, scratch: &Path, files: &[&str]) {
+    let local = scratch.join("local");
+    assert_ok(
+        &incubator(&[
+            "run",
+            "-c",
+            cfg,
+            "-d",
+            local.to_str().unwrap(),
+            "--no-progress",
+        ]),
+        "local run",
+    );
+    for file in files {
+        assert!(
+            std::fs::read(run.join(file)).unwrap() == std::fs::read(local.join(file)).unwrap(),
+            "{file} differs from the local run's"
+        );
+    }
+}
+
 fn events(run: &Path, slug: &str) -> Vec<Record> {
     std::fs::read_to_string(run.join(format!("events/{slug}.jsonl")))
         .unwrap_or_default()
@@ -110,27 +132,15 @@ fn a_run_submitted_to_slurm_runs_in_order_and_ends_with_the_local_model() {
     );
 
     // the same model as a local run of the same config
-    let local = tmp.path().join("local");
-    assert_ok(
-        &incubator(&[
-            "run",
-            "-c",
-            &cfg,
-            "-d",
-            local.to_str().unwrap(),
-            "--no-progress",
-        ]),
-        "local run",
+    same_as_a_local_run(
+        &cfg,
+        &run,
+        tmp.path(),
+        &[
+            "stages/assemble/model.safetensors",
+            "stages/e2e/model.safetensors",
+        ],
     );
-    for file in [
-        "stages/assemble/model.safetensors",
-        "stages/e2e/model.safetensors",
-    ] {
-        assert!(
-            std::fs::read(run.join(file)).unwrap() == std::fs::read(local.join(file)).unwrap(),
-            "{file} differs"
-        );
-    }
 
     let status = incubator(&["slurm", "status", run.to_str().unwrap()]);
     assert_ok(&status, "slurm status");
@@ -372,28 +382,16 @@ every_steps = 10
         assert_eq!(interrupted, 1, "incubate-{m} was interrupted once");
     }
 
-    let local = tmp.path().join("local");
-    assert_ok(
-        &incubator(&[
-            "run",
-            "-c",
-            &cfg,
-            "-d",
-            local.to_str().unwrap(),
-            "--no-progress",
-        ]),
-        "local run",
+    same_as_a_local_run(
+        &cfg,
+        &run,
+        tmp.path(),
+        &[
+            "stages/incubate-0/module.safetensors",
+            "stages/incubate-1/module.safetensors",
+            "stages/assemble/model.safetensors",
+        ],
     );
-    for file in [
-        "stages/incubate-0/module.safetensors",
-        "stages/incubate-1/module.safetensors",
-        "stages/assemble/model.safetensors",
-    ] {
-        assert!(
-            std::fs::read(run.join(file)).unwrap() == std::fs::read(local.join(file)).unwrap(),
-            "{file} differs from the local run's"
-        );
-    }
     let status = incubator(&["slurm", "status", run.to_str().unwrap()]);
     let text = String::from_utf8_lossy(&status.stdout);
     assert_eq!(text.matches("finished, top-1").count(), 4, "{text}");

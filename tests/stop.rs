@@ -119,17 +119,19 @@ fn sigterm_from_outside_saves_the_step_and_the_rerun_ends_with_the_uninterrupted
     );
     assert!(!run.join("stages/e2e/summary.json").exists());
 
+    resumes_to_the_reference(&run, &reference, "resuming at epoch 1 step");
+}
+
+/// Runs the baseline in `run` again: it must resume (saying `resuming`) and end with the
+/// model of `reference`.
+fn resumes_to_the_reference(run: &Path, reference: &Path, resuming: &str) {
     let out = incubator(&["e2e", "-d", run.to_str().unwrap()]);
     assert_ok(&out, "resumed e2e");
-    assert!(
-        stderr(&out).contains("resuming at epoch 1 step"),
-        "{}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).contains(resuming), "{}", stderr(&out));
     assert!(
         std::fs::read(run.join("stages/e2e/model.safetensors")).unwrap()
             == std::fs::read(reference.join("stages/e2e/model.safetensors")).unwrap(),
-        "the stopped and resumed baseline equals the uninterrupted one"
+        "the resumed baseline equals the uninterrupted one"
     );
 }
 
@@ -352,18 +354,7 @@ fn a_full_disk_fails_the_stage_keeps_the_last_state_and_the_next_run_resumes_fro
     );
 
     std::fs::remove_file(&ballast).unwrap();
-    let out = incubator(&["e2e", "-d", run.to_str().unwrap()]);
-    assert_ok(&out, "the run after freeing space");
-    assert!(
-        stderr(&out).contains("resuming at epoch 1 step 20/32"),
-        "{}",
-        stderr(&out)
-    );
-    assert!(
-        std::fs::read(run.join("stages/e2e/model.safetensors")).unwrap()
-            == std::fs::read(reference.join("stages/e2e/model.safetensors")).unwrap(),
-        "the same model as without the full disk"
-    );
+    resumes_to_the_reference(&run, &reference, "resuming at epoch 1 step 20/32");
 }
 
 #[test]

@@ -28,7 +28,7 @@ pub struct ServeLoadArgs {
     #[arg(long, default_value_t = 4)]
     page_loaders: usize,
     /// Rounds of (without clients, with clients), alternating which goes first.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 4)]
     rounds: usize,
     /// The run to train (default: examples/tiny.toml with a longer baseline).
     #[arg(long, short)]
@@ -49,6 +49,9 @@ struct Measured {
     slowest_first_record_s: f64,
     /// Records in the run's event files at the end.
     written: usize,
+    /// CPU seconds of the training (and serving) process, and of this process's clients.
+    run_cpu_s: f64,
+    clients_cpu_s: f64,
 }
 
 pub fn run(a: &ServeLoadArgs) -> anyhow::Result<()> {
@@ -58,8 +61,8 @@ pub fn run(a: &ServeLoadArgs) -> anyhow::Result<()> {
         Some(c) => c.clone(),
         None => {
             let p = tmp.join("config.toml");
-            // a run of about half a minute on 2 cores: the tiny run, on 2048 images
-            let text = DEFAULT_RUN.replace("train_limit = 1024", "train_limit = 2048");
+            // the tiny run on 4096 images: about 10 s of training on 2 cores (release build)
+            let text = DEFAULT_RUN.replace("train_limit = 1024", "train_limit = 4096");
             std::fs::write(&p, text)?;
             p
         }
@@ -71,9 +74,10 @@ pub fn run(a: &ServeLoadArgs) -> anyhow::Result<()> {
         a.stalled,
         a.page_loaders
     );
-    println!("| round | train s, no clients | train s, loaded | ratio | peak RSS MiB no clients / loaded | records per client (min-max) of written | page loads | slowest first record |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| round | train s, no clients | train s, loaded | ratio | peak RSS MiB no clients / loaded | CPU s of the run process, no clients / loaded | CPU s of the clients | records per client (min-max) of written | page loads | slowest first record |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut ratios = Vec::new();
+    anyhow::ensure!(a.rounds > 0, "--rounds must be at least 1");
     for round in 0..a.rounds {
         let mut pair = [None, None];
         for loaded in if round % 2 == 0 {
@@ -98,22 +102,33 @@ pub fn run(a: &ServeLoadArgs) -> anyhow::Result<()> {
             loaded.per_client.iter().max().copied().unwrap_or(0),
         );
         println!(
-            "| {} | {:.2} | {:.2} | {:.3} | {:.0} / {:.0} | {lo}-{hi} of {} | {} | {:.2} s |",
+            "| {} | {:.2} | {:.2} | {:.3} | {:.0} / {:.0} | {:.1} / {:.1} | {:.1} | {lo}-{hi} of {} | {} | {:.2} s |",
             round + 1,
             quiet.train_s,
             loaded.train_s,
             ratio,
             quiet.peak_rss_mib,
             loaded.peak_rss_mib,
+            quiet.run_cpu_s,
+            loaded.run_cpu_s,
+            loaded.clients_cpu_s,
             loaded.written,
             loaded.page_loads,
             loaded.slowest_first_record_s,
         );
     }
-    let mean = ratios.iter().sum::<f64>() / ratios.len().max(1) as f64;
+    let mut sorted = ratios.clone();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    let median = if n % 2 == 1 {
+        sorted[n / 2]
+    } else {
+        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+    };
     println!(
-        "training time with clients / without: {mean:.3} (mean of {} rounds)",
-        ratios.len()
+        "training time with clients / without: median {median:.3}, range {:.3}-{:.3} over {n} rounds",
+        sorted[0],
+        sorted[n - 1]
     );
     let _ = std::fs::remove_dir_all(&tmp);
     Ok(())
@@ -200,6 +215,7 @@ fn watch(child: &mut Child, dir: &Path, load: Option<&ServeLoadArgs>) -> anyhow:
         }
     }
     let mut peak = 0.0f64;
+    let clients_cpu_before = cpu_seconds("self");
     let report = dir.join("report.md");
     while !report.exists() {
         if let Some(status) = child.try_wait()? {
@@ -212,6 +228,7 @@ fn watch(child: &mut Child, dir: &Path, load: Option<&ServeLoadArgs>) -> anyhow:
         std::thread::sleep(Duration::from_millis(100));
     }
     peak = peak.max(peak_rss_mib(child.id()));
+    let run_cpu_s = cpu_seconds(&child.id().to_string());
     // let the readers take the last records, then stop everyone
     std::thread::sleep(Duration::from_millis(800));
     done.store(true, Ordering::SeqCst);
@@ -225,6 +242,7 @@ fn watch(child: &mut Child, dir: &Path, load: Option<&ServeLoadArgs>) -> anyhow:
     for o in others {
         let _ = o.join();
     }
+    let clients_cpu_s = cpu_seconds("self") - clients_cpu_before;
     let train_s = training_seconds(dir)?;
     let mut written = 0;
     for entry in std::fs::read_dir(dir.join("events"))? {
@@ -235,6 +253,8 @@ fn watch(child: &mut Child, dir: &Path, load: Option<&ServeLoadArgs>) -> anyhow:
     }
     Ok(Measured {
         written,
+        run_cpu_s,
+        clients_cpu_s,
         train_s,
         peak_rss_mib: peak,
         per_client,
@@ -291,6 +311,21 @@ fn get(addr: &str, path: &str) -> std::io::Result<usize> {
     let mut body = Vec::new();
     s.read_to_end(&mut body)?;
     Ok(body.len())
+}
+
+/// User + system CPU seconds of process `pid` (or `self`) so far.
+fn cpu_seconds(pid: &str) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return f64::NAN;
+    };
+    // fields after the command name (which may hold spaces) in parentheses
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .map(|v| v.parse().unwrap_or(0.0))
+        .collect();
+    // utime and stime are fields 14 and 15 of stat(5), in clock ticks (100 per second on Linux)
+    (f.get(11).copied().unwrap_or(0.0) + f.get(12).copied().unwrap_or(0.0)) / 100.0
 }
 
 fn peak_rss_mib(pid: u32) -> f64 {

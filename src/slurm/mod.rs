@@ -39,16 +39,8 @@ pub fn read_submitted(run: &Path) -> Submitted {
 
 /// The jobs a run still needs, with their scripts.
 pub fn plan(engine: &Engine, binary: &Path) -> anyhow::Result<Vec<Job>> {
+    // The Slurm resources were checked with the rest of the config when the run opened.
     let s = &engine.cfg.slurm;
-    for (key, r) in [
-        ("default", &s.default),
-        ("meta", &s.meta),
-        ("incubate", &s.incubate),
-        ("assemble", &s.assemble),
-        ("e2e", &s.e2e),
-    ] {
-        r.check(key).map_err(|e| anyhow::anyhow!("config: {e}"))?;
-    }
     let run_dir = std::fs::canonicalize(&engine.run.root)?;
     let run_name = run_dir
         .file_name()
