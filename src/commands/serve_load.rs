@@ -3,7 +3,8 @@
 //! The same small run trains twice per round, as `incubator run --serve` (server and training
 //! in one process): once with nobody connected, once with `--clients` event streams that read
 //! everything, `--stalled` ones that never read a byte, and page loads in a loop, all on
-//! loopback. The rounds alternate the order. Reported: training time as a ratio to the run
+//! loopback; the client threads run at SCHED_IDLE, standing in for remote browsers (see
+//! `like_a_remote_machine`). The rounds alternate the order. Reported: training time as a ratio to the run
 //! without clients in the same round, the process's peak memory in both, and what each client
 //! received. The clients stop by themselves when the run ends (or after 10 minutes).
 
@@ -186,6 +187,7 @@ fn watch(child: &mut Child, dir: &Path, load: Option<&ServeLoadArgs>) -> anyhow:
         for _ in 0..a.stalled {
             let (addr, name, done) = (addr.clone(), name.clone(), done.clone());
             others.push(std::thread::spawn(move || {
+                like_a_remote_machine();
                 if let Ok(mut s) = TcpStream::connect(&addr) {
                     let _ = write!(s, "GET /api/runs/{name}/events HTTP/1.1\r\nHost: x\r\n\r\n");
                     while !done.load(Ordering::SeqCst) && started.elapsed() < DEADLINE {
@@ -198,6 +200,7 @@ fn watch(child: &mut Child, dir: &Path, load: Option<&ServeLoadArgs>) -> anyhow:
             let (addr, name, done, count) =
                 (addr.clone(), name.clone(), done.clone(), page_loads.clone());
             others.push(std::thread::spawn(move || {
+                like_a_remote_machine();
                 let pages = [
                     "/".to_string(),
                     "/api/runs".into(),
@@ -265,6 +268,7 @@ fn watch(child: &mut Child, dir: &Path, load: Option<&ServeLoadArgs>) -> anyhow:
 
 /// Reads the run's stream until told to stop: (records received, seconds to the first one).
 fn stream_client(addr: &str, name: &str, done: &AtomicBool, started: Instant) -> (usize, f64) {
+    like_a_remote_machine();
     let Ok(mut s) = TcpStream::connect(addr) else {
         return (0, f64::INFINITY);
     };
@@ -298,6 +302,19 @@ fn stream_client(addr: &str, name: &str, done: &AtomicBool, started: Instant) ->
         }
     }
     (records, first)
+}
+
+/// Clients stand in for browsers on other machines: on this machine they would take cores from
+/// the training they watch, which no remote client does. So their threads run only on cores
+/// that would otherwise idle (SCHED_IDLE); the server's own work still competes as it would.
+fn like_a_remote_machine() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: changes only the calling thread's scheduling policy, with a zeroed sched_param
+    // as SCHED_IDLE requires.
+    unsafe {
+        let param: libc::sched_param = std::mem::zeroed();
+        libc::sched_setscheduler(0, libc::SCHED_IDLE, &param);
+    }
 }
 
 /// One page load over a fresh connection: the whole response.

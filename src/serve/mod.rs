@@ -193,6 +193,7 @@ pub fn start(
     });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
+        .on_thread_start(yield_to_training)
         .enable_all()
         .build()?;
     let listener = rt
@@ -209,6 +210,21 @@ pub fn start(
         })
     });
     Ok(bound)
+}
+
+/// Runs the calling server thread only when a core would otherwise idle (Linux's SCHED_IDLE),
+/// so that serving never takes a core from training in the same process (`run --serve`).
+/// Training keeps every core busy in tightly synchronised steps: a server thread that
+/// preempts one of its threads for a moment stalls the whole step. Where the scheduler
+/// refuses, the thread keeps its normal priority.
+fn yield_to_training() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: changes only the calling thread's scheduling policy; the parameter is a valid,
+    // zeroed sched_param as SCHED_IDLE requires (priority 0).
+    unsafe {
+        let param: libc::sched_param = std::mem::zeroed();
+        libc::sched_setscheduler(0, libc::SCHED_IDLE, &param);
+    }
 }
 
 /// The dashboard URL for a bound address.
