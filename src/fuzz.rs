@@ -13,6 +13,7 @@ use incubator_core::split::Split;
 use incubator_core::train::state;
 use rand::SeedableRng;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
 /// What a target does with one input.
@@ -165,6 +166,7 @@ pub fn server(data: &[u8]) {
         return;
     };
     let (rt, app) = served();
+    let panics_before = SERVER_PANICS.load(Ordering::SeqCst);
     rt.block_on(async {
         use tower::ServiceExt;
         let Ok(resp) = app.clone().oneshot(req).await;
@@ -180,7 +182,17 @@ pub fn server(data: &[u8]) {
         };
         let _ = tokio::time::timeout(std::time::Duration::from_millis(50), read).await;
     });
+    // A panic inside a server task only ends that task (and the client's answer); it is a
+    // bug all the same, so it fails this input.
+    assert_eq!(
+        SERVER_PANICS.load(Ordering::SeqCst),
+        panics_before,
+        "the server panicked while answering {target:?}"
+    );
 }
+
+/// Panics on the server's runtime threads, counted by a hook installed with the server.
+static SERVER_PANICS: AtomicUsize = AtomicUsize::new(0);
 
 /// The server of the `server` target: one run with a few events, and a bundle folder.
 fn served() -> &'static (tokio::runtime::Runtime, axum::Router) {
@@ -200,8 +212,19 @@ fn served() -> &'static (tokio::runtime::Runtime, axum::Router) {
         let bundle = dir.join("bundle");
         std::fs::create_dir_all(&bundle).expect("scratch");
         std::fs::write(bundle.join("index.html"), "<!doctype html>").expect("scratch");
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if std::thread::current()
+                .name()
+                .is_some_and(|n| n.starts_with("fuzz-server"))
+            {
+                SERVER_PANICS.fetch_add(1, Ordering::SeqCst);
+            }
+            previous(info)
+        }));
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
+            .thread_name("fuzz-server")
             .enable_all()
             .build()
             .expect("a runtime");

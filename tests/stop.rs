@@ -55,6 +55,18 @@ fn spawn(args: &[&str]) -> Child {
         .unwrap()
 }
 
+/// The baseline stage of `cfg` in `run`, running in the background.
+fn spawn_e2e(cfg: &str, run: &Path) -> Child {
+    spawn(&[
+        "e2e",
+        "--no-progress",
+        "-c",
+        cfg,
+        "-d",
+        run.to_str().unwrap(),
+    ])
+}
+
 fn signal(child: &Child, sig: &str) {
     let ok = Command::new("kill")
         .args([&format!("-{sig}"), &child.id().to_string()])
@@ -95,14 +107,7 @@ fn sigterm_from_outside_saves_the_step_and_the_rerun_ends_with_the_uninterrupted
     );
 
     let run = tmp.path().join("stopped");
-    let child = spawn(&[
-        "e2e",
-        "--no-progress",
-        "-c",
-        &cfg,
-        "-d",
-        run.to_str().unwrap(),
-    ]);
+    let child = spawn_e2e(&cfg, &run);
     wait_for_steps(&run, "e2e", 3);
     // Frozen while both signals are sent, so the stop lands in the middle of the epoch.
     signal(&child, "STOP");
@@ -186,14 +191,7 @@ fn a_second_signal_ends_the_process_at_once() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = write_config(tmp.path(), SLOW);
     let run = tmp.path().join("run");
-    let child = spawn(&[
-        "e2e",
-        "--no-progress",
-        "-c",
-        &cfg,
-        "-d",
-        run.to_str().unwrap(),
-    ]);
+    let child = spawn_e2e(&cfg, &run);
     wait_for_steps(&run, "e2e", 1);
     signal(&child, "TERM");
     std::thread::sleep(Duration::from_millis(30));
@@ -217,14 +215,7 @@ fn a_second_writer_is_refused_and_a_dead_holders_lock_is_taken_over() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = write_config(tmp.path(), SLOW);
     let run = tmp.path().join("run");
-    let mut first = spawn(&[
-        "e2e",
-        "--no-progress",
-        "-c",
-        &cfg,
-        "-d",
-        run.to_str().unwrap(),
-    ]);
+    let mut first = spawn_e2e(&cfg, &run);
     wait_for_steps(&run, "e2e", 1);
 
     let second = incubator(&["e2e", "-d", run.to_str().unwrap()]);

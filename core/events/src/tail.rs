@@ -25,6 +25,9 @@ impl RunTail {
         let mut offsets = BTreeMap::new();
         for part in token.unwrap_or("").split(';').filter(|p| !p.is_empty()) {
             if let Some((stage, off)) = part.split_once('=') {
+                if !is_stage_name(stage) {
+                    continue;
+                }
                 if let Ok(off) = off.parse() {
                     offsets.insert(stage.to_string(), off);
                 }
@@ -58,7 +61,12 @@ impl RunTail {
         let mut files: Vec<PathBuf> = std::fs::read_dir(&self.events_dir)
             .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
             .unwrap_or_default();
-        files.retain(|p| p.extension().is_some_and(|e| e == "jsonl"));
+        files.retain(|p| {
+            p.extension().is_some_and(|e| e == "jsonl")
+                && p.file_stem()
+                    .and_then(|s| s.to_str())
+                    .is_some_and(is_stage_name)
+        });
         files.sort();
         let mut out = Vec::new();
         for path in files {
@@ -103,6 +111,16 @@ impl RunTail {
     }
 }
 
+/// Stage names are slugs (`meta`, `incubate-2`); anything else in a token (which clients send
+/// back and which goes out again as an SSE id, where a line break is not allowed) or in a
+/// file name is not ours.
+fn is_stage_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 fn read_from(path: &Path, start: u64, max_read: u64) -> std::io::Result<Vec<u8>> {
     let mut f = std::fs::File::open(path)?;
     let len = f.metadata()?.len();
@@ -141,6 +159,18 @@ mod tests {
         let mut resumed = RunTail::new(dir.path(), Some("meta=8"));
         let lines: Vec<String> = resumed.poll().into_iter().map(|(_, l)| l).collect();
         assert_eq!(lines, vec!["{\"b\":1}", "{\"a\":2}", "{\"a\":3}"]);
+    }
+
+    #[test]
+    fn a_token_from_a_client_cannot_put_a_line_break_into_an_id() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("events")).unwrap();
+        std::fs::write(dir.path().join("events/meta.jsonl"), "{}\n").unwrap();
+        // the fuzzer's input: `?from=metroma%0Dfrom=89` (a carriage return in a stage name)
+        let mut tail = RunTail::new(dir.path(), Some("metroma\rfrom=89;meta=0"));
+        let got = tail.poll();
+        assert_eq!(got, vec![("meta=3".to_string(), "{}".to_string())]);
+        assert!(!tail.token().contains('\r'));
     }
 
     #[test]
