@@ -252,14 +252,7 @@ pub fn train(
                 save_state(&job, &st, net, &mut opt)?;
                 if let Some(signal) = signal {
                     bar.abandon();
-                    return Err(TrainError::Interrupted {
-                        stage: job.stage,
-                        signal: signal.name(),
-                        epoch,
-                        step: s + 1,
-                        steps_per_epoch,
-                        state: job.state_path.clone(),
-                    });
+                    return Err(interrupted(&job, signal, epoch, s + 1, steps_per_epoch));
                 }
             }
         }
@@ -293,14 +286,7 @@ pub fn train(
         save_state(&job, &st, net, &mut opt)?;
         if let Some(signal) = crate::interrupt::requested() {
             if st.epoch < job.recipe.epochs {
-                return Err(TrainError::Interrupted {
-                    stage: job.stage,
-                    signal: signal.name(),
-                    epoch: st.epoch,
-                    step: 0,
-                    steps_per_epoch,
-                    state: job.state_path.clone(),
-                });
+                return Err(interrupted(&job, signal, st.epoch, 0, steps_per_epoch));
             }
         }
     }
@@ -316,6 +302,24 @@ pub fn train(
         epochs: job.recipe.epochs,
         final_train_loss: st.last_train_loss.unwrap_or(f64::NAN),
     })
+}
+
+/// The stop of a stage whose state was just saved at (`epoch`, `step`).
+fn interrupted(
+    job: &TrainJob,
+    signal: crate::interrupt::StopSignal,
+    epoch: usize,
+    step: u64,
+    steps_per_epoch: u64,
+) -> TrainError {
+    TrainError::Interrupted {
+        stage: job.stage,
+        signal: signal.name(),
+        epoch,
+        step,
+        steps_per_epoch,
+        state: job.state_path.clone(),
+    }
 }
 
 /// Restores the state saved at `path` into `net` and `opt`; the position to continue from.
