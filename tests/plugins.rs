@@ -195,6 +195,9 @@ fn plugin_libraries_share_the_engines_tensor_id_counter() {
     for plugin in [
         "incubator-deep-incubation",
         "incubator-m2mkd",
+        "incubator-meta-kd",
+        "incubator-dgl",
+        "incubator-infopro",
         "incubator-sequential",
         "incubator-stitch",
         "incubator-template",

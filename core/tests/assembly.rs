@@ -1,41 +1,18 @@
 //! Splitting, assembling and checkpointing keep the function exactly; incubation changes only
 //! the target module.
 
-use dfdx::prelude::*;
 use incubator_core::checkpoint;
 use incubator_core::config::RunConfig;
-use incubator_core::data::{DataSplit, Dataset};
 use incubator_core::device::{new_device, Dev};
 use incubator_core::events::StageId;
 use incubator_core::model::{HasParams, Init, Mode, Module, Network, VitConfig};
 use incubator_core::telemetry::EventLog;
-use incubator_core::train::{self, loss::soft_cross_entropy, TrainJob};
-use rand::{Rng, SeedableRng};
+use incubator_core::train::{self, TrainJob};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-fn cfg() -> VitConfig {
-    VitConfig {
-        image_size: 8,
-        channels: 1,
-        patch_size: 4,
-        embed_dim: 16,
-        depth: 6,
-        num_heads: 2,
-        mlp_ratio: 2.0,
-        qkv_bias: true,
-        norm_eps: 1e-6,
-        num_classes: 4,
-    }
-}
-
-fn patches(dev: &Dev, c: &VitConfig) -> Tensor<(usize, usize, usize), f32, Dev> {
-    let mut rng = ChaCha8Rng::seed_from_u64(3);
-    let n = 5 * c.num_patches() * c.patch_dim();
-    dev.tensor_from_vec(
-        (0..n).map(|_| rng.gen_range(-1.0..1.0)).collect(),
-        (5, c.num_patches(), c.patch_dim()),
-    )
-}
+mod support;
+use support::{cfg, patches, tiny_data};
 
 fn target(dev: &Dev, seed: u64) -> Network {
     Network::from_parts(modules(dev, seed))
@@ -189,28 +166,6 @@ fn checkpoint_of_another_shape_is_refused_with_names() {
     assert!(e.contains("corrupt"), "{e}");
 }
 
-fn tiny_data(c: &VitConfig) -> DataSplit {
-    let mut rng = ChaCha8Rng::seed_from_u64(4);
-    let make = |n: usize, rng: &mut ChaCha8Rng| {
-        let labels: Vec<u8> = (0..n).map(|i| (i % c.num_classes) as u8).collect();
-        // class-dependent brightness so there is something to learn
-        let images = labels
-            .iter()
-            .flat_map(|&l| {
-                (0..64)
-                    .map(|_| (l as u32 * 60 + rng.gen_range(0..40)) as u8)
-                    .collect::<Vec<_>>()
-            })
-            .collect();
-        Dataset::new(images, labels, 1, 8, 8, c.num_classes).unwrap()
-    };
-    DataSplit {
-        name: "synthetic".into(),
-        train: make(64, &mut rng),
-        test: make(16, &mut rng),
-    }
-}
-
 #[test]
 fn incubation_changes_only_the_target_module() {
     let dev = new_device(0);
@@ -248,8 +203,7 @@ fn incubation_changes_only_the_target_module() {
             .param_names_of(target..target + 1)
             .into_iter()
             .collect();
-        let loss =
-            |logits, batch: &train::batch::Batch| soft_cross_entropy(logits, batch.targets.clone());
+        let loss = train::trainer::task_loss;
         let job = TrainJob {
             stage: StageId::incubate(target),
             cfg: &run,
@@ -262,11 +216,19 @@ fn incubation_changes_only_the_target_module() {
             data: &data,
             first_traced: target,
             trainable: trainable.clone(),
+            taps: Vec::new(),
             loss: &loss,
             state_path: None,
             show_progress: false,
         };
-        train::train(job, &mut hybrid, &dev, &mut EventLog::disabled()).unwrap();
+        train::train(
+            job,
+            &mut hybrid,
+            &mut incubator_core::model::Extras::none(),
+            &dev,
+            &mut EventLog::disabled(),
+        )
+        .unwrap();
         let after: Vec<(String, Vec<f32>)> = hybrid
             .named_params()
             .into_iter()

@@ -371,3 +371,106 @@ fn whole_network_cross_entropy_gradients() {
         }
     });
 }
+
+#[test]
+fn auxiliary_classifier_and_patch_decoder_gradients() {
+    use incubator_core::model::aux_heads::{AuxClassifier, PatchDecoder};
+    use incubator_core::model::Layer;
+    let dev = new_device(0);
+    let c = cfg();
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let mut init = Init {
+        dev: &dev,
+        rng: &mut rng,
+    };
+    let mut classifier = AuxClassifier::new(&mut init, c.embed_dim, c.num_classes, 2, c.norm_eps);
+    let mut decoder = PatchDecoder::new(&mut init, c.embed_dim, c.patch_dim(), c.norm_eps);
+    let x = act(&dev, 2, c.tokens(), c.embed_dim, 9);
+    check_params(&mut classifier, &dev, |h, traced| {
+        let mut mode = Mode::eval();
+        if traced {
+            finish(probe(h.forward(x.leaky_trace(), &[], &mut mode), &dev))
+        } else {
+            finish(probe(h.forward(x.clone(), &[], &mut mode), &dev))
+        }
+    });
+    check_params(&mut decoder, &dev, |h, traced| {
+        let mut mode = Mode::eval();
+        if traced {
+            finish(probe(h.forward(x.leaky_trace(), &[], &mut mode), &dev))
+        } else {
+            finish(probe(h.forward(x.clone(), &[], &mut mode), &dev))
+        }
+    });
+}
+
+/// A loss with a term on a tapped activation (through a trained extra network) and one on the
+/// logits, put together as the trainer does it (tape-less inputs, the forward tape merged
+/// into the weighted sum): its gradients, for the network's parameters before and after the
+/// tap and the extra's, are those of the same scalar computed without taps.
+#[test]
+fn tapped_loss_terms_have_the_gradients_of_their_sum() {
+    use incubator_core::model::aux_heads::AuxClassifier;
+    use incubator_core::model::{Extras, Named, Role, WithExtras};
+    use incubator_core::train::batch::Batch;
+    use incubator_core::train::loss::{LossInputs, LossTerms, Progress};
+    let dev = new_device(0);
+    let c = cfg();
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let mut init = Init {
+        dev: &dev,
+        rng: &mut rng,
+    };
+    let mut net = Network::vit(&mut init, &c, &[1, 1]);
+    let head = AuxClassifier::new(&mut init, c.embed_dim, c.num_classes, 1, c.norm_eps);
+    let mut extras = Extras::none();
+    extras
+        .add(
+            "aux",
+            Network {
+                parts: vec![Box::new(Named::new("head", head))],
+            },
+            Role::Trained,
+        )
+        .unwrap();
+    let patches = act(&dev, 3, c.num_patches(), c.patch_dim(), 8);
+    let targets = dev.tensor_from_vec(vec![0.8, 0.1, 0.1, 0.1, 0.1, 0.8, 0.2, 0.6, 0.2], (3, 3));
+    let batch = Batch {
+        patches: patches.clone(),
+        targets: targets.clone(),
+        labels: vec![0, 2, 1],
+    };
+    let progress = Progress {
+        epoch: 0,
+        step_in_epoch: 0,
+        steps_per_epoch: 1,
+        epochs: 1,
+    };
+    let mut model = WithExtras {
+        net: &mut net,
+        extras: &mut extras,
+    };
+    check_params(&mut model, &dev, |m, traced| {
+        let mut mode = Mode::eval();
+        if traced {
+            let (logits, taps) = m
+                .net
+                .forward_tapped(patches.clone(), 0, 0.0, &mut mode, &[1]);
+            let (logits, tape) = logits.split_tape();
+            let taps = taps.into_iter().map(|t| t.split_tape().0).collect();
+            let x = LossInputs::new(logits, taps, &batch, m.extras, progress);
+            let aux = x.extras.run("aux", x.tap(0));
+            let terms =
+                LossTerms::new()
+                    .with("aux", 1.0, probe(aux, &dev))
+                    .with("task", 0.5, x.task());
+            finish(terms.total(tape).unwrap().loss)
+        } else {
+            let first = m.net.parts[0].forward_plain(patches.clone(), &[0.0], &mut mode);
+            let aux = m.extras.get("aux").unwrap().run_plain(first, &mut mode);
+            let logits = m.net.forward(patches.clone(), 0.0, &mut mode);
+            let task = cross_entropy_with_logits_loss(logits, targets.clone());
+            finish(probe(aux, &dev) + task * 0.5)
+        }
+    });
+}

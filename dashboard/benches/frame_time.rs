@@ -25,6 +25,7 @@ fn synthetic_runs(runs: usize, points: u64) -> Vec<Run> {
                         lr: 1e-3,
                         grad_norm: 1.0,
                         samples_per_sec: 500.0,
+                        terms: Default::default(),
                     },
                 ));
             }

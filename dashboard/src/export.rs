@@ -105,6 +105,7 @@ mod tests {
                     lr: 0.1,
                     grad_norm: 1.0,
                     samples_per_sec: 10.0,
+                    terms: Default::default(),
                 },
             ));
         }

@@ -32,6 +32,8 @@ pub struct StageView {
     pub lr: Series,
     pub grad_norm: Series,
     pub samples_per_sec: Series,
+    /// A plugin's named loss terms (`aux_ce`, `kd`, ...), when the loss has several.
+    pub terms: BTreeMap<String, Series>,
     pub eval_top1: Series,
     pub eval_loss: Series,
     pub wall_s: Option<f64>,
@@ -56,6 +58,7 @@ impl StageView {
             lr: Series::default(),
             grad_norm: Series::default(),
             samples_per_sec: Series::default(),
+            terms: BTreeMap::new(),
             eval_top1: Series::default(),
             eval_loss: Series::default(),
             wall_s: None,
@@ -183,8 +186,15 @@ impl Run {
                 lr,
                 grad_norm,
                 samples_per_sec,
+                terms,
             } => {
                 let x = *step as f64;
+                for (name, value) in terms {
+                    s.terms
+                        .entry(name.clone())
+                        .or_default()
+                        .push(x, *epoch, t, *value);
+                }
                 s.epoch = *epoch;
                 s.loss.push(x, *epoch, t, *loss);
                 s.lr.push(x, *epoch, t, *lr);
@@ -346,6 +356,7 @@ mod tests {
                     lr: 1e-3,
                     grad_norm: 1.0,
                     samples_per_sec: 500.0,
+                    terms: Default::default(),
                 },
             ));
         }

@@ -37,6 +37,7 @@ fn finished_run() -> Run {
                     lr: 1e-3,
                     grad_norm: 1.0,
                     samples_per_sec: 100.0,
+                    terms: Default::default(),
                 },
             ));
         }

@@ -74,6 +74,12 @@ pub fn plan(engine: &Engine, binary: &Path) -> anyhow::Result<Vec<Job>> {
         jobs.push(job("meta", &s.meta, None, "meta", vec![]));
         before_incubation.push("meta".to_string());
     }
+    // A strategy taught by this run's E2E model: the incubations wait for it too.
+    let e2e_teaches = incubate::needs_e2e_first(engine)?;
+    if e2e_teaches && !done(StageId::E2E)? {
+        jobs.push(job("e2e", &s.e2e, None, "e2e", vec![]));
+        before_incubation.push("e2e".to_string());
+    }
     let k = engine.split.k();
     let pending: Vec<usize> = (0..k)
         .filter(|&i| !matches!(done(StageId::incubate(i)), Ok(true)))
@@ -121,7 +127,7 @@ pub fn plan(engine: &Engine, binary: &Path) -> anyhow::Result<Vec<Job>> {
         }
         jobs.push(job("assemble", &s.assemble, None, "assemble", after));
     }
-    if engine.cfg.e2e.enabled && !done(StageId::E2E)? {
+    if engine.cfg.e2e.enabled && !e2e_teaches && !done(StageId::E2E)? {
         jobs.push(job("e2e", &s.e2e, None, "e2e", vec![]));
     }
     Ok(jobs)

@@ -11,6 +11,7 @@
 pub mod tail;
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fmt;
 
 /// Version written into every record's `v` field.
@@ -157,6 +158,14 @@ pub enum Event {
         grad_norm: f64,
         #[serde(deserialize_with = "f64_or_nan")]
         samples_per_sec: f64,
+        /// The loss's named terms (unweighted), when it has more than one: a plugin's
+        /// auxiliary losses (`aux_ce`, `kd`, `recon`), each a curve of its own.
+        #[serde(
+            default,
+            skip_serializing_if = "BTreeMap::is_empty",
+            deserialize_with = "map_f64_or_nan"
+        )]
+        terms: BTreeMap<String, f64>,
     },
     /// Evaluation on the test split at the end of an epoch.
     Eval {
@@ -191,6 +200,16 @@ pub enum Event {
 /// keeps a diverged loss (or an infinite rate) from making the whole stream unreadable.
 fn f64_or_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
     Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
+fn map_f64_or_nan<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, f64>, D::Error> {
+    let raw = BTreeMap::<String, Option<f64>>::deserialize(d)?;
+    Ok(raw
+        .into_iter()
+        .map(|(k, v)| (k, v.unwrap_or(f64::NAN)))
+        .collect())
 }
 
 #[cfg(test)]
@@ -279,6 +298,7 @@ mod tests {
                 lr: 1e-3,
                 grad_norm: 0.75,
                 samples_per_sec: 512.0,
+                terms: BTreeMap::from([("aux_ce".into(), 1.5), ("task".into(), 2.0)]),
             },
             Event::Eval {
                 step: 10,

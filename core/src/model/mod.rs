@@ -1,8 +1,10 @@
 //! The Vision Transformer, built from dfdx tensor ops on run-time sizes.
 
 pub mod attention;
+pub mod aux_heads;
 pub mod block;
 pub mod config;
+pub mod extras;
 pub mod flops;
 pub mod head;
 pub mod init;
@@ -14,6 +16,7 @@ pub mod stem;
 
 pub use block::Mode;
 pub use config::VitConfig;
+pub use extras::{Extras, Role, WithExtras};
 pub use init::Init;
 pub use network::{Module, Network};
 pub use params::{HasParams, ParamMut, ParamRef};

@@ -296,6 +296,83 @@ impl Network {
         logits(x)
     }
 
+    /// [`Network::forward_traced_from`] that also hands back the activations at `taps`:
+    /// position `p` is the input of part `p` (`p = parts.len()`: the last part's output), in
+    /// the order asked. Each is a tape-less copy of the very tensor the next part receives, so
+    /// a loss built on it sends gradients into the parts before it once its tape is merged
+    /// with the logits' (what [`crate::train::loss::LossTerms`] does).
+    pub fn forward_tapped(
+        &self,
+        patches: Act<NoneTape>,
+        first: usize,
+        drop_path: f64,
+        mode: &mut Mode,
+        taps: &[usize],
+    ) -> (Rows<Traced>, Vec<Act<Traced>>) {
+        let n = self.parts.len();
+        if let Some(bad) = taps.iter().find(|&&p| p > n) {
+            panic!("tap at position {bad} of a network with {n} parts (positions are 0..={n})");
+        }
+        let mut seen: Vec<Option<Act<Traced>>> = (0..taps.len()).map(|_| None).collect();
+        let mut record = |pos: usize, x: Act<Traced>| {
+            for (k, _) in taps.iter().enumerate().filter(|(_, &t)| t == pos) {
+                seen[k] = Some(x.retaped());
+            }
+        };
+        let rates = self.drop_path_rates(drop_path);
+        let mut plain = patches;
+        let mut j = 0;
+        for (p, part) in self.parts[..first].iter().enumerate() {
+            record(p, plain.retaped());
+            plain = part.forward_plain(plain, &rates[j..j + part.depth()], mode);
+            j += part.depth();
+        }
+        let mut x = plain.leaky_traced();
+        for (p, part) in self.parts.iter().enumerate().skip(first) {
+            record(p, x.retaped());
+            x = part.forward_traced(x, &rates[j..j + part.depth()], mode);
+            j += part.depth();
+        }
+        record(n, x.retaped());
+        let seen = seen
+            .into_iter()
+            .map(|t| t.expect("every tap is at a position 0..=n"))
+            .collect();
+        (logits(x), seen)
+    }
+
+    /// The parts on an activation, without gradients: an extra network (a teacher's module,
+    /// an auxiliary head) whose output need not be logits.
+    pub fn run_plain(&self, x: Act<NoneTape>, mode: &mut Mode) -> Act<NoneTape> {
+        self.run(x, 0..self.parts.len(), 0.0, mode, |p, x, r, m| {
+            p.forward_plain(x, r, m)
+        })
+    }
+
+    /// The parts on a traced activation: gradients reach `x` and every parameter on the way.
+    pub fn run_traced(&self, x: Act<Traced>, mode: &mut Mode) -> Act<Traced> {
+        self.run(x, 0..self.parts.len(), 0.0, mode, |p, x, r, m| {
+            p.forward_traced(x, r, m)
+        })
+    }
+
+    /// Forward FLOPs per sample of the whole network on an input shaped `(_, tokens, width)`.
+    pub fn flops_on(&self, tokens: usize, width: usize) -> f64 {
+        let dev = self.device();
+        let x: Act<NoneTape> = dev.zeros_like(&(1, tokens, width));
+        self.flops_per_part(&x).iter().sum()
+    }
+
+    /// The device the parameters live on.
+    fn device(&self) -> Dev {
+        let params = self.named_params();
+        match params.first() {
+            Some((_, ParamRef::Vector(t))) => t.device().clone(),
+            Some((_, ParamRef::Matrix(t))) => t.device().clone(),
+            None => Dev::default(),
+        }
+    }
+
     /// Forward FLOPs per sample of each part, for inputs shaped like `patches` (one sample
     /// is run to learn every part's input shape).
     pub fn flops_per_part(&self, patches: &Act<NoneTape>) -> Vec<f64> {
@@ -312,7 +389,7 @@ impl Network {
 }
 
 /// The last part's single output token as logits `(batch, classes)`.
-fn logits<T: Tape<f32, Dev>>(x: Act<T>) -> Rows<T> {
+pub fn logits<T: Tape<f32, Dev>>(x: Act<T>) -> Rows<T> {
     let (b, t, c) = *x.shape();
     assert_eq!(
         t, 1,

@@ -16,7 +16,7 @@ pub use assembly::AssemblyRule;
 pub use loader::{LoadError, LoadedLibrary};
 pub use meta_design::MetaDesign;
 pub use registry::{Origin, Registrar, Registry};
-pub use strategy::{task_loss, Hybrid, HybridInputs, IncubationStrategy, LossFn};
+pub use strategy::{task_loss, Hybrid, HybridInputs, IncubationStrategy, LossFn, Tap};
 
 use crate::config::RunConfig;
 use crate::device::Dev;

@@ -2,13 +2,60 @@
 //! unit into a network in place of one part.
 
 use super::PluginContext;
-use crate::model::{Init, Module, Network};
+use crate::model::aux_heads::AuxClassifier;
+use crate::model::{Init, Module, Named, Network};
 
 /// Target module `i` of the split, randomly initialised, as a one-part unit (the reference's
 /// incubation unit): module 0 brings the stem, module K-1 the final norm and head.
 pub fn target_module(ctx: &PluginContext, i: usize, init: &mut Init) -> Network {
     let depths = &ctx.split.divided_depths;
     Network::from_parts(vec![Module::new(init, ctx.vit, i, depths.len(), depths[i])])
+}
+
+/// Target module `i` followed by an auxiliary classifier on its output tokens (named
+/// `aux_heads.{i}`, with `[plugins.options] aux_hidden` hidden layers, default 1), except for
+/// the last module, which has the real head: the unit of the module-wise baselines (DGL,
+/// InfoPro). The classifier has no blocks, so stacking drops it at assembly.
+pub fn module_with_aux_classifier(
+    ctx: &PluginContext,
+    i: usize,
+    init: &mut Init,
+) -> anyhow::Result<Network> {
+    let hidden = option_f64(ctx, "aux_hidden", 1.0)?;
+    if hidden < 0.0 || hidden.fract() != 0.0 || hidden > 8.0 {
+        anyhow::bail!("plugins.options.aux_hidden = {hidden} must be a whole number from 0 to 8");
+    }
+    let hidden = hidden as usize;
+    let mut unit = target_module(ctx, i, init);
+    if i + 1 < ctx.split.k() {
+        let v = ctx.vit;
+        let head = AuxClassifier::new(init, v.embed_dim, v.num_classes, hidden, v.norm_eps);
+        unit.parts
+            .push(Box::new(Named::new(format!("aux_heads.{i}"), head)));
+    }
+    Ok(unit)
+}
+
+/// Greedy module-wise training's hybrid: the finished modules `0..i` (their blocks only,
+/// frozen, run without gradients), then module `i`'s unit. Returns the network and the
+/// unit's range.
+pub fn after_finished_modules(
+    finished: &mut std::collections::BTreeMap<usize, Network>,
+    i: usize,
+    unit: Network,
+) -> anyhow::Result<(Network, std::ops::Range<usize>)> {
+    let mut net = Network { parts: Vec::new() };
+    for j in 0..i {
+        let done = finished.remove(&j).ok_or_else(|| {
+            anyhow::anyhow!("module {j} was not handed over (depends_on must name it)")
+        })?;
+        net.parts
+            .extend(done.parts.into_iter().filter(|p| p.depth() > 0));
+    }
+    let start = net.parts.len();
+    net.parts.extend(unit.parts);
+    let end = net.parts.len();
+    Ok((net, start..end))
 }
 
 /// `net` with part `i` replaced by all parts of `unit`; returns the network and the range the
@@ -61,6 +108,15 @@ pub fn option_f64(ctx: &PluginContext, key: &str, default: f64) -> anyhow::Resul
         Some(toml::Value::Float(v)) => Ok(*v),
         Some(toml::Value::Integer(v)) => Ok(*v as f64),
         Some(other) => anyhow::bail!("plugins.options.{key} = {other} must be a number"),
+    }
+}
+
+/// A text setting from `[plugins.options]`, or `default` when absent.
+pub fn option_str(ctx: &PluginContext, key: &str, default: &str) -> anyhow::Result<String> {
+    match ctx.cfg.plugins.options.get(key) {
+        None => Ok(default.to_string()),
+        Some(toml::Value::String(v)) => Ok(v.clone()),
+        Some(other) => anyhow::bail!("plugins.options.{key} = {other} must be a string"),
     }
 }
 

@@ -1,34 +1,81 @@
 //! Incubation strategies: how target module i is trained inside the frozen meta model.
 
-use super::PluginContext;
+use super::{parts, PluginContext};
 use crate::config::StageRecipe;
-use crate::device::Rows;
-use crate::model::{Init, Network, Traced};
-use crate::train::batch::Batch;
-use crate::train::loss::{soft_cross_entropy, Loss};
+use crate::model::{Extras, Init, Network, Role};
+use crate::train::loss::{LossInputs, LossTerms};
 use std::collections::BTreeMap;
 use std::ops::Range;
 
-/// A training loss on a hybrid's logits for a batch.
+/// A training loss: named terms from the hybrid's logits, its tapped activations, the batch
+/// and its extra networks ([`LossInputs`]).
 #[cfg(not(feature = "cuda"))]
-pub type LossFn = dyn Fn(Rows<Traced>, &Batch) -> Loss + Send + Sync;
+pub type LossFn = dyn Fn(LossInputs) -> LossTerms + Send + Sync;
 /// (CUDA handles cannot cross threads: see [`crate::device::MaybeSync`].)
 #[cfg(feature = "cuda")]
-pub type LossFn = dyn Fn(Rows<Traced>, &Batch) -> Loss;
+pub type LossFn = dyn Fn(LossInputs) -> LossTerms;
 
 /// The task loss alone (soft-target cross-entropy), the reference's incubation loss.
 pub fn task_loss() -> Box<LossFn> {
-    Box::new(|logits, batch: &Batch| soft_cross_entropy(logits, batch.targets.clone()))
+    Box::new(crate::train::trainer::task_loss)
+}
+
+/// A point of a hybrid whose activation the loss receives: the input or the output of one of
+/// its parts (the output of part p is the input of part p + 1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tap {
+    Input(usize),
+    Output(usize),
+}
+
+impl Tap {
+    /// The position in [`Network::forward_tapped`]'s numbering.
+    pub fn position(self) -> usize {
+        match self {
+            Tap::Input(p) => p,
+            Tap::Output(p) => p + 1,
+        }
+    }
 }
 
 /// The network module i is trained in, and how.
 pub struct Hybrid {
     pub net: Network,
     /// The parts of `net` that are trained: module i's unit (see
-    /// [`IncubationStrategy::init_unit`]), in order. Nothing else reaches the optimizer; parts
-    /// before it run untraced.
+    /// [`IncubationStrategy::init_unit`]), in order. With the [`Role::Trained`] extras, nothing
+    /// else reaches the optimizer; parts before it run untraced.
     pub trained: Range<usize>,
+    /// Points whose activations the loss receives, in this order ([`LossInputs::tap`]).
+    pub taps: Vec<Tap>,
+    /// Networks the loss runs beside the path: auxiliary heads trained with the unit (saved
+    /// as `incubate-i/extras.safetensors`, never assembled), frozen references and teachers.
+    pub extras: Extras,
     pub loss: Box<LossFn>,
+}
+
+impl Hybrid {
+    /// `net` with the parts `trained` trained on `loss`; no taps, no extras.
+    pub fn new(net: Network, trained: Range<usize>, loss: Box<LossFn>) -> Hybrid {
+        Hybrid {
+            net,
+            trained,
+            taps: Vec::new(),
+            extras: Extras::none(),
+            loss,
+        }
+    }
+
+    /// Also hands the loss the activations at `taps`.
+    pub fn with_taps(mut self, taps: Vec<Tap>) -> Hybrid {
+        self.taps = taps;
+        self
+    }
+
+    /// Adds an extra network the loss runs under `name`.
+    pub fn with_extra(mut self, name: &str, net: Network, role: Role) -> anyhow::Result<Hybrid> {
+        self.extras.add(name, net, role)?;
+        Ok(self)
+    }
 }
 
 /// What the engine hands a strategy to build module i's hybrid from.
@@ -42,6 +89,14 @@ pub struct HybridInputs<'a> {
     pub finished: BTreeMap<usize, Network>,
     /// Another copy of the trained meta model (e.g. a distillation teacher).
     pub load_meta: &'a dyn Fn() -> anyhow::Result<Network>,
+    /// A finished model as a frozen network of its modules, one part each: `"e2e"` or
+    /// `"assemble"` of this run, or `"DIR"` / `"DIR:e2e"` / `"DIR:assemble"` of another run
+    /// directory (relative to this run's directory). Name it in
+    /// [`IncubationStrategy::teachers`] so that it is trained first.
+    pub load_teacher: &'a dyn Fn(&str) -> anyhow::Result<Network>,
+    /// Seeded initialisation for extra networks (auxiliary heads): the same weights in every
+    /// process and on every resume.
+    pub init: Init<'a>,
 }
 
 pub trait IncubationStrategy: Send + Sync {
@@ -57,7 +112,23 @@ pub trait IncubationStrategy: Send + Sync {
     /// What is trained for module `i`, freshly initialised: the target module (the reference
     /// initialises it randomly), plus anything trained with it (e.g. stitch layers). Its
     /// weights are saved as `incubate-i/module.safetensors` and handed to the assembly rule.
-    fn init_unit(&self, ctx: &PluginContext, i: usize, init: &mut Init) -> anyhow::Result<Network>;
+    fn init_unit(&self, ctx: &PluginContext, i: usize, init: &mut Init) -> anyhow::Result<Network> {
+        Ok(parts::target_module(ctx, i, init))
+    }
+
+    /// Whether the hybrids use the meta model. Module-wise baselines that train each module on
+    /// the frozen modules before it (DGL, InfoPro) do not: the meta stage then trains nothing
+    /// and costs nothing, and [`HybridInputs::meta`] is an empty network.
+    fn uses_meta(&self, _ctx: &PluginContext) -> bool {
+        true
+    }
+
+    /// The finished models [`HybridInputs::load_teacher`] will load (its specs): a teacher of
+    /// this run (`"e2e"`) is then trained before the incubations, in one process as on a
+    /// cluster.
+    fn teachers(&self, _ctx: &PluginContext) -> anyhow::Result<Vec<String>> {
+        Ok(Vec::new())
+    }
 
     /// The network module `i`'s unit is trained in, its trained parts and the loss.
     fn hybrid(&self, ctx: &PluginContext, inputs: HybridInputs) -> anyhow::Result<Hybrid>;

@@ -229,6 +229,7 @@ impl Engine {
             data: &self.data,
             first_traced,
             trainable,
+            taps: Vec::new(),
             loss,
             state_path: Some(self.run.state_path(id)),
             show_progress: self.show_progress,
@@ -247,12 +248,10 @@ impl Engine {
     ) -> anyhow::Result<TrainOutcome> {
         use crate::model::HasParams;
         let all = net.named_params().into_iter().map(|(n, _)| n).collect();
-        let loss = |logits, batch: &train::batch::Batch| {
-            train::loss::soft_cross_entropy(logits, batch.targets.clone())
-        };
         Ok(train::train(
-            self.job(id, recipe, 0, all, &loss),
+            self.job(id, recipe, 0, all, &train::trainer::task_loss),
             net,
+            &mut crate::model::Extras::none(),
             &self.dev(),
             log,
         )?)

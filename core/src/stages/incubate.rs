@@ -2,13 +2,14 @@
 //! the optimizer; parts before it run untraced, parts after it pass gradients through but are
 //! never updated. The incubation strategy decides what the unit and the hybrid are.
 
-use super::{meta, Engine};
+use super::{meta, teacher, Engine};
 use crate::checkpoint;
 use crate::events::StageId;
 use crate::model::Network;
-use crate::plugin::{HybridInputs, IncubationStrategy};
+use crate::plugin::{HybridInputs, IncubationStrategy, Tap};
 use crate::run_dir::StageSummary;
-use crate::train::{self, batch::Batch};
+use crate::stages::teacher::TeacherSpec;
+use crate::train;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -18,6 +19,14 @@ pub fn module_path(engine: &Engine, i: usize) -> PathBuf {
         .run
         .stage_dir(StageId::incubate(i))
         .join("module.safetensors")
+}
+
+/// The extra networks trained with module `i` (auxiliary heads), kept for inspection.
+pub fn extras_path(engine: &Engine, i: usize) -> PathBuf {
+    engine
+        .run
+        .stage_dir(StageId::incubate(i))
+        .join("extras.safetensors")
 }
 
 fn strategy(engine: &Engine) -> anyhow::Result<Arc<dyn IncubationStrategy>> {
@@ -66,6 +75,23 @@ pub fn dependencies(engine: &Engine, i: usize) -> anyhow::Result<Vec<usize>> {
     Ok(deps)
 }
 
+/// Whether the strategy's teachers include this run's E2E model, which must then finish
+/// before any incubation starts.
+pub fn needs_e2e_first(engine: &Engine) -> anyhow::Result<bool> {
+    let s = strategy(engine)?;
+    let specs = in_plugin(&*s, "teachers()", s.teachers(&engine.plugin_ctx()))?;
+    for spec in &specs {
+        let parsed = TeacherSpec::parse(spec)?;
+        if parsed.run.is_none() && parsed.stage == StageId::E2E {
+            if !engine.cfg.e2e.enabled {
+                anyhow::bail!("incubation strategy {:?} is taught by this run's E2E model, but e2e.enabled = false; enable it, or name another run's model as the teacher", s.name());
+            }
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// Every module's dependencies, in module order.
 pub fn all_dependencies(engine: &Engine) -> anyhow::Result<Vec<Vec<usize>>> {
     (0..engine.split.k())
@@ -96,12 +122,15 @@ pub fn run(engine: &Engine, i: usize) -> anyhow::Result<StageSummary> {
             }
             finished.insert(j, load(engine, j)?);
         }
+        let (dev, mut rng) = (engine.dev(), engine.init_rng(&format!("{}-extras", id.slug())));
         let inputs = HybridInputs {
             module: i,
             meta: meta::load(engine)?,
             unit: init_unit(engine, i)?,
             finished,
             load_meta: &|| meta::load(engine),
+            load_teacher: &|spec| teacher::load(engine, spec),
+            init: engine.init(&dev, &mut rng),
         };
         let hybrid = s.hybrid(&engine.plugin_ctx(), inputs);
         let mut hybrid = in_plugin(&*s, &format!("hybrid({i})"), hybrid)?;
@@ -113,17 +142,29 @@ pub fn run(engine: &Engine, i: usize) -> anyhow::Result<StageSummary> {
                 s.name()
             );
         }
-        let trainable = hybrid.net.param_names_of(trained.clone()).into_iter().collect();
+        let taps: Vec<usize> = hybrid.taps.iter().map(|t| t.position()).collect();
+        let out_of_range = |t: &&Tap| matches!(t, Tap::Input(p) | Tap::Output(p) if *p >= parts);
+        if let Some(bad) = hybrid.taps.iter().find(out_of_range) {
+            anyhow::bail!(
+                "incubation strategy {:?} taps {bad:?} of a hybrid with {parts} parts",
+                s.name()
+            );
+        }
+        let mut trainable: std::collections::BTreeSet<String> =
+            hybrid.net.param_names_of(trained.clone()).into_iter().collect();
+        trainable.extend(hybrid.extras.trained_param_names());
         let recipe = s.recipe(&engine.plugin_ctx(), i, engine.cfg.incubate);
-        let loss_fn = &hybrid.loss;
-        let loss = |logits, batch: &Batch| loss_fn(logits, batch);
-        let job = engine.job(id, recipe, trained.start, trainable, &loss);
-        let outcome = train::train(job, &mut hybrid.net, &engine.dev(), log)?;
+        let mut job = engine.job(id, recipe, trained.start, trainable, &*hybrid.loss);
+        job.taps = taps;
+        let outcome = train::train(job, &mut hybrid.net, &mut hybrid.extras, &engine.dev(), log)?;
         let unit = hybrid.net.split_off(trained);
-        checkpoint::save_params(
-            &module_path(engine, i),
-            &unit,
-        )?;
+        checkpoint::save_params(&module_path(engine, i), &unit)?;
+        let kept = hybrid.extras.trained_param_names();
+        if !kept.is_empty() {
+            let mut tensors = checkpoint::params_of(&hybrid.extras);
+            tensors.retain(|name, _| kept.contains(name));
+            checkpoint::save(&extras_path(engine, i), &tensors, &BTreeMap::new())?;
+        }
         Ok(outcome)
     })
 }

@@ -28,8 +28,20 @@ fn build(engine: &Engine) -> anyhow::Result<Network> {
         .map_err(|e| e.context(format!("meta design {:?}", design.name())))
 }
 
-/// The trained meta model, as later stages use it.
+/// Whether the configured strategy uses a meta model at all.
+fn used(engine: &Engine) -> anyhow::Result<bool> {
+    let s = engine
+        .registry
+        .strategy(&engine.cfg.plugins.strategy)
+        .map_err(anyhow::Error::msg)?;
+    Ok(s.uses_meta(&engine.plugin_ctx()))
+}
+
+/// The trained meta model, as later stages use it (no parts when the strategy uses none).
 pub fn load(engine: &Engine) -> anyhow::Result<Network> {
+    if !used(engine)? {
+        return Ok(Network { parts: Vec::new() });
+    }
     if engine.run.summary(StageId::META)?.is_none() {
         anyhow::bail!(
             "the meta model has not been trained in {}: run `incubator meta --run-dir {}` first",
@@ -48,6 +60,20 @@ pub fn load(engine: &Engine) -> anyhow::Result<Network> {
 
 pub fn run(engine: &Engine) -> anyhow::Result<StageSummary> {
     engine.stage(StageId::META, |log| {
+        if !used(engine)? {
+            eprintln!(
+                "[meta] strategy {:?} uses no meta model: nothing to train",
+                engine.cfg.plugins.strategy
+            );
+            return Ok(crate::train::TrainOutcome {
+                top1: 0.0,
+                test_loss: 0.0,
+                wall_s: 0.0,
+                train_gflop: 0.0,
+                epochs: 0,
+                final_train_loss: 0.0,
+            });
+        }
         let mut net = build(engine)?;
         let outcome = engine.train_all(StageId::META, engine.cfg.meta, &mut net, log)?;
         let meta = BTreeMap::from([("depths".to_string(), format!("{:?}", net.depths()))]);

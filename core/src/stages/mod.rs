@@ -9,5 +9,6 @@ pub mod incubate;
 pub mod meta;
 pub mod pipeline;
 pub mod report;
+pub mod teacher;
 
 pub use context::{Engine, PluginSources};

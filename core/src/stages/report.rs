@@ -52,7 +52,11 @@ impl Report {
         }
         let inc_max = finish.iter().copied().fold(0.0, f64::max);
         let inc_gflop: f64 = incs.iter().map(|s| s.outcome.train_gflop).sum();
-        let mut stages = vec![meta.clone()];
+        // A strategy without a meta model trained none (zero epochs): no row for it.
+        let mut stages: Vec<StageSummary> = Some(meta.clone())
+            .filter(|m| m.outcome.epochs > 0)
+            .into_iter()
+            .collect();
         stages.extend(incs);
         stages.push(ft.clone());
         stages.extend(e2e.clone());

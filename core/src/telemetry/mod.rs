@@ -109,6 +109,7 @@ mod tests {
             lr: 1e-3,
             grad_norm: 1.0,
             samples_per_sec: 50.0,
+            terms: Default::default(),
         }
     }
 

@@ -92,36 +92,48 @@ pub fn tag_prefix(stage: StageId) -> String {
 }
 
 /// The scalars an event becomes: (tag below the prefix, value, step).
-fn scalars(event: &Event) -> Vec<(&'static str, f64, u64)> {
-    match *event {
-        Event::TrainStep {
+fn scalars(event: &Event) -> Vec<(String, f64, u64)> {
+    let fixed = |v: Vec<(&str, f64, u64)>| {
+        v.into_iter()
+            .map(|(tag, value, step)| (tag.to_string(), value, step))
+            .collect()
+    };
+    match event {
+        &Event::TrainStep {
             step,
             loss,
             lr,
             grad_norm,
             samples_per_sec,
+            ref terms,
             ..
-        } => vec![
-            ("train/loss", loss, step),
-            ("train/lr", lr, step),
-            ("train/grad_norm", grad_norm, step),
-            ("train/samples_per_sec", samples_per_sec, step),
-        ],
-        Event::Eval {
-            step, top1, loss, ..
         } => {
-            vec![("eval/top1", top1, step), ("eval/loss", loss, step)]
+            let mut out: Vec<(String, f64, u64)> = fixed(vec![
+                ("train/loss", loss, step),
+                ("train/lr", lr, step),
+                ("train/grad_norm", grad_norm, step),
+                ("train/samples_per_sec", samples_per_sec, step),
+            ]);
+            out.extend(
+                terms
+                    .iter()
+                    .map(|(name, &v)| (format!("train/loss_terms/{name}"), v, step)),
+            );
+            out
         }
-        Event::StageFinished {
+        &Event::Eval {
+            step, top1, loss, ..
+        } => fixed(vec![("eval/top1", top1, step), ("eval/loss", loss, step)]),
+        &Event::StageFinished {
             wall_s,
             train_gflop,
             top1,
             ..
-        } => vec![
+        } => fixed(vec![
             ("final/top1", top1, 0),
             ("final/wall_s", wall_s, 0),
             ("final/train_gflop", train_gflop, 0),
-        ],
+        ]),
         // These are text, and tensorboard-rs cannot write text.
         Event::StageStarted { .. }
         | Event::StageSkipped { .. }
@@ -181,6 +193,7 @@ mod tests {
                 lr: 3e-4,
                 grad_norm: 0.5 * s,
                 samples_per_sec: 100.0 + s,
+                terms: Default::default(),
             });
         }
         meta.emit(Event::Eval {

@@ -2,17 +2,17 @@
 //! clipping, AdamW on the trainable set, evaluation after each epoch, a resumable checkpoint
 //! after each epoch, and events for the log.
 
-use super::batch::{Batch, BatchMaker};
-use super::loss::Loss;
+use super::batch::BatchMaker;
+use super::loss::{LossInputs, LossTerms, Progress};
 use super::optimizer::AdamW;
 use super::schedule::CosineSchedule;
 use super::state::{self, TrainState};
 use crate::checkpoint;
 use crate::config::{RunConfig, StageRecipe};
 use crate::data::{DataSplit, Dataset};
-use crate::device::{Dev, Rows};
+use crate::device::Dev;
 use crate::events::{Event, StageId};
-use crate::model::{flops, HasParams, Mode, Network, VitConfig};
+use crate::model::{flops, Extras, HasParams, Mode, Network, VitConfig, WithExtras};
 use crate::telemetry::EventLog;
 use dfdx::prelude::*;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -23,8 +23,14 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::Instant;
 
-/// The loss a stage trains on, given the network's logits for a batch.
-pub type LossFn<'a> = dyn Fn(Rows<OwnedTape<f32, Dev>>, &Batch) -> Loss + 'a;
+/// The loss a stage trains on: named terms from the logits, the tapped activations, the
+/// batch and the extra networks.
+pub type LossFn<'a> = dyn Fn(LossInputs) -> LossTerms + 'a;
+
+/// The task loss alone (meta model, fine-tuning, the E2E baseline).
+pub fn task_loss(inputs: LossInputs) -> LossTerms {
+    LossTerms::task(inputs.task())
+}
 
 pub struct TrainJob<'a> {
     pub stage: StageId,
@@ -36,6 +42,9 @@ pub struct TrainJob<'a> {
     pub first_traced: usize,
     /// Parameter names the optimizer updates; everything else stays bit-identical.
     pub trainable: BTreeSet<String>,
+    /// Positions of the network whose activations the loss receives
+    /// ([`Network::forward_tapped`]).
+    pub taps: Vec<usize>,
     pub loss: &'a LossFn<'a>,
     /// Where the per-epoch resumable state goes; `None` trains without checkpoints.
     pub state_path: Option<PathBuf>,
@@ -69,6 +78,8 @@ pub enum TrainError {
     },
     #[error(transparent)]
     Checkpoint(#[from] checkpoint::CheckpointError),
+    #[error("{stage}: the loss is refused: {message}. Fix the plugin's loss")]
+    BadLoss { stage: StageId, message: String },
     #[error("cannot resume from {path}: {why}; delete it to restart the stage from scratch")]
     Resume { path: PathBuf, why: String },
     #[error("cannot write the resumable state {path}: {source}. The previous state file is kept as it was, so nothing finished before it is lost: free space (or fix the file system) and run the same command again to resume from it")]
@@ -109,12 +120,16 @@ pub fn batch_maker<'a>(dev: &'a Dev, cfg: &'a RunConfig, vit: &'a VitConfig) -> 
     }
 }
 
+/// Trains the `job.trainable` parameters of `net` and `extras` (the extra networks a loss runs
+/// beside it, `aux.{name}.`).
 pub fn train(
     job: TrainJob,
     net: &mut Network,
+    extras: &mut Extras,
     dev: &Dev,
     log: &mut EventLog,
 ) -> Result<TrainOutcome, TrainError> {
+    let model = &mut WithExtras { net, extras };
     let started = Instant::now();
     let o = &job.cfg.optim;
     let per_step = o.batch_size * o.accum_steps;
@@ -138,17 +153,17 @@ pub fn train(
     let probe = batch_maker(dev, job.cfg, job.vit)
         .eval(train_set, &[0])
         .patches;
-    let gflop_per_sample = flops::train_flops_per_sample(net, &probe, job.first_traced) / 1e9;
+    let gflop_per_sample = flops::train_flops_per_sample(model.net, &probe, job.first_traced) / 1e9;
 
     let mut st = match job.state_path.as_ref().filter(|p| p.exists()) {
-        Some(path) => resume(&job, path, net, &mut opt, dev, steps_per_epoch)?,
+        Some(path) => resume(&job, path, model, &mut opt, dev, steps_per_epoch)?,
         None => TrainState::fresh(job.stage, steps_per_epoch),
     };
     let prior_wall = st.wall_s;
     let wall = |started: &Instant| prior_wall + started.elapsed().as_secs_f64();
 
-    let params_total = net.num_params();
-    let params_trainable: usize = net
+    let params_total = model.num_params();
+    let params_trainable: usize = model
         .named_params()
         .iter()
         .filter(|(n, _)| job.trainable.contains(n))
@@ -185,6 +200,13 @@ pub fn train(
             let lr = schedule.lr(step);
             let mut acc: Option<Gradients<f32, Dev>> = None;
             let mut step_loss = 0.0;
+            let mut step_terms = std::collections::BTreeMap::<String, f64>::new();
+            let progress = Progress {
+                epoch,
+                step_in_epoch: s,
+                steps_per_epoch,
+                epochs: job.recipe.epochs,
+            };
             for micro in 0..o.accum_steps {
                 let at = (s as usize * o.accum_steps + micro) * o.batch_size;
                 let batch = maker.train(train_set, &order[at..at + o.batch_size], &mut rng);
@@ -192,13 +214,27 @@ pub fn train(
                     train: true,
                     rng: Some(&mut rng),
                 };
-                let logits = net.forward_traced_from(
+                let (logits, taps) = model.net.forward_tapped(
                     batch.patches.clone(),
                     job.first_traced,
                     job.recipe.drop_path,
                     &mut mode,
+                    &job.taps,
                 );
-                let loss = (job.loss)(logits, &batch);
+                let (logits, tape) = logits.split_tape();
+                let taps = taps.into_iter().map(|t| t.split_tape().0).collect();
+                let inputs = LossInputs::new(logits, taps, &batch, model.extras, progress);
+                let total =
+                    (job.loss)(inputs)
+                        .total(tape)
+                        .map_err(|message| TrainError::BadLoss {
+                            stage: job.stage,
+                            message,
+                        })?;
+                let loss = total.loss;
+                for (name, v) in total.terms {
+                    *step_terms.entry(name).or_default() += v as f64 / o.accum_steps as f64;
+                }
                 let value = loss.array();
                 if !value.is_finite() {
                     bar.abandon();
@@ -213,22 +249,22 @@ pub fn train(
                 let mut grads = loss.backward();
                 match acc.as_mut() {
                     None => acc = Some(grads),
-                    Some(a) => opt.accumulate(net, a, &mut grads),
+                    Some(a) => opt.accumulate(model, a, &mut grads),
                 }
             }
             let mut grads = acc.expect("accum_steps >= 1");
             if o.accum_steps > 1 {
-                opt.scale_grads(net, &mut grads, 1.0 / o.accum_steps as f32);
+                opt.scale_grads(model, &mut grads, 1.0 / o.accum_steps as f32);
             }
-            let grad_norm = opt.grad_norm(net, &mut grads);
+            let grad_norm = opt.grad_norm(model, &mut grads);
             if let Some(max) = o.clip_grad {
                 if grad_norm > max {
-                    opt.scale_grads(net, &mut grads, (max / (grad_norm + 1e-6)) as f32);
+                    opt.scale_grads(model, &mut grads, (max / (grad_norm + 1e-6)) as f32);
                 }
             }
-            opt.update(net, &mut grads, lr);
+            opt.update(model, &mut grads, lr);
             drop(grads);
-            st.train_gflop += gflop_per_sample * per_step as f64;
+            st.train_gflop += gflop_per_sample * per_step as f64 + model.extras.take_flops() / 1e9;
             st.epoch_loss_sum += step_loss;
             st.step_in_epoch = s + 1;
             st.optimizer_step = opt.step;
@@ -241,6 +277,12 @@ pub fn train(
                 lr,
                 grad_norm,
                 samples_per_sec,
+                // One term is the loss itself: logged only when there are several.
+                terms: if step_terms.len() > 1 {
+                    step_terms
+                } else {
+                    Default::default()
+                },
             });
             bar.set_message(format!("loss {step_loss:.3} lr {lr:.2e}"));
             bar.inc(1);
@@ -249,7 +291,7 @@ pub fn train(
             let signal = crate::interrupt::requested();
             if !last_of_epoch && (signal.is_some() || (every > 0 && (step + 1) % every == 0)) {
                 st.wall_s = wall(&started);
-                save_state(&job, &st, net, &mut opt)?;
+                save_state(&job, &st, model, &mut opt)?;
                 if let Some(signal) = signal {
                     bar.abandon();
                     return Err(interrupted(&job, signal, epoch, s + 1, steps_per_epoch));
@@ -258,7 +300,7 @@ pub fn train(
         }
         bar.finish_and_clear();
         let train_loss = st.epoch_loss_sum / steps_per_epoch as f64;
-        let eval = evaluate(net, &maker, &job.data.test, o.batch_size);
+        let eval = evaluate(model.net, &maker, &job.data.test, o.batch_size);
         log.emit(Event::Eval {
             step: (epoch as u64 + 1) * steps_per_epoch,
             epoch: epoch + 1,
@@ -283,7 +325,7 @@ pub fn train(
         st.last_train_loss = Some(train_loss);
         st.last_eval = Some(eval);
         st.wall_s = wall(&started);
-        save_state(&job, &st, net, &mut opt)?;
+        save_state(&job, &st, model, &mut opt)?;
         if let Some(signal) = crate::interrupt::requested() {
             if st.epoch < job.recipe.epochs {
                 return Err(interrupted(&job, signal, st.epoch, 0, steps_per_epoch));
@@ -292,7 +334,7 @@ pub fn train(
     }
     let last = match st.last_eval {
         Some(e) => e,
-        None => evaluate(net, &maker, &job.data.test, o.batch_size),
+        None => evaluate(model.net, &maker, &job.data.test, o.batch_size),
     };
     Ok(TrainOutcome {
         top1: last.top1,
@@ -326,7 +368,7 @@ fn interrupted(
 fn resume(
     job: &TrainJob,
     path: &std::path::Path,
-    net: &mut Network,
+    net: &mut WithExtras,
     opt: &mut AdamW,
     dev: &Dev,
     steps_per_epoch: u64,
@@ -364,7 +406,7 @@ fn resume(
 fn save_state(
     job: &TrainJob,
     st: &TrainState,
-    net: &mut Network,
+    net: &mut WithExtras,
     opt: &mut AdamW,
 ) -> Result<(), TrainError> {
     let Some(path) = &job.state_path else {

@@ -34,18 +34,10 @@ impl IncubationStrategy for ModuleIncubation {
         NAME
     }
 
-    fn init_unit(&self, ctx: &PluginContext, i: usize, init: &mut Init) -> anyhow::Result<Network> {
-        Ok(parts::target_module(ctx, i, init))
-    }
-
     fn hybrid(&self, ctx: &PluginContext, inputs: HybridInputs) -> anyhow::Result<Hybrid> {
         parts::expect_one_part_per_module(ctx, &inputs.meta)?;
         let (net, trained) = parts::splice(inputs.meta, inputs.module, inputs.unit)?;
-        Ok(Hybrid {
-            net,
-            trained,
-            loss: task_loss(),
-        })
+        Ok(Hybrid::new(net, trained, task_loss()))
     }
 }
 

@@ -4,7 +4,6 @@
 //! job dependencies) run module i after modules 0..i.
 
 use incubator_core::anyhow;
-use incubator_core::model::{Init, Network};
 use incubator_core::plugin::{
     parts, task_loss, Hybrid, HybridInputs, IncubationStrategy, PluginContext, Registrar,
 };
@@ -24,10 +23,6 @@ impl IncubationStrategy for Sequential {
         (0..i).collect()
     }
 
-    fn init_unit(&self, ctx: &PluginContext, i: usize, init: &mut Init) -> anyhow::Result<Network> {
-        Ok(parts::target_module(ctx, i, init))
-    }
-
     fn hybrid(&self, ctx: &PluginContext, mut inputs: HybridInputs) -> anyhow::Result<Hybrid> {
         parts::expect_one_part_per_module(ctx, &inputs.meta)?;
         let i = inputs.module;
@@ -40,11 +35,7 @@ impl IncubationStrategy for Sequential {
             net = parts::splice(net, j, unit)?.0;
         }
         let (net, trained) = parts::splice(net, i, inputs.unit)?;
-        Ok(Hybrid {
-            net,
-            trained,
-            loss: task_loss(),
-        })
+        Ok(Hybrid::new(net, trained, task_loss()))
     }
 }
 

@@ -107,11 +107,7 @@ impl IncubationStrategy for Stitched {
     fn hybrid(&self, ctx: &PluginContext, inputs: HybridInputs) -> anyhow::Result<Hybrid> {
         parts::expect_one_part_per_module(ctx, &inputs.meta)?;
         let (net, trained) = parts::splice(inputs.meta, inputs.module, inputs.unit)?;
-        Ok(Hybrid {
-            net,
-            trained,
-            loss: task_loss(),
-        })
+        Ok(Hybrid::new(net, trained, task_loss()))
     }
 }
 

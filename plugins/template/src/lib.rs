@@ -5,7 +5,6 @@
 //! instead of from random weights. Select it with `[plugins] strategy = "template"`.
 
 use incubator_core::anyhow;
-use incubator_core::model::{Init, Network};
 use incubator_core::plugin::{
     parts, task_loss, Hybrid, HybridInputs, IncubationStrategy, PluginContext, Registrar,
 };
@@ -18,12 +17,6 @@ pub struct Template;
 impl IncubationStrategy for Template {
     fn name(&self) -> &str {
         NAME
-    }
-
-    /// What is trained for module i: the target module, randomly initialised here; `hybrid`
-    /// overwrites it from the trained meta model.
-    fn init_unit(&self, ctx: &PluginContext, i: usize, init: &mut Init) -> anyhow::Result<Network> {
-        Ok(parts::target_module(ctx, i, init))
     }
 
     /// The network module i trains in: the trained meta model with part i replaced by the
@@ -40,11 +33,7 @@ impl IncubationStrategy for Template {
             anyhow::bail!("module {i} shares no parameter with meta layer {i}: is the meta model as wide as the target?");
         }
         let (net, trained) = parts::splice(inputs.meta, i, inputs.unit)?;
-        Ok(Hybrid {
-            net,
-            trained,
-            loss: task_loss(),
-        })
+        Ok(Hybrid::new(net, trained, task_loss()))
     }
 }
 

@@ -3,7 +3,6 @@
 //! fail with the panic's message and leave the run directory consistent.
 
 use incubator_core::anyhow;
-use incubator_core::model::{Init, Network};
 use incubator_core::plugin::{
     parts, task_loss, Hybrid, HybridInputs, IncubationStrategy, PluginContext, Registrar,
 };
@@ -14,13 +13,6 @@ pub struct Panicking;
 impl IncubationStrategy for Panicking {
     fn name(&self) -> &str {
         "panicking"
-    }
-
-    fn init_unit(&self, ctx: &PluginContext, i: usize, init: &mut Init) -> anyhow::Result<Network> {
-        let d = &ctx.split.divided_depths;
-        Ok(Network::from_parts(vec![
-            incubator_core::model::Module::new(init, ctx.vit, i, d.len(), d[i]),
-        ]))
     }
 
     fn hybrid(&self, ctx: &PluginContext, inputs: HybridInputs) -> anyhow::Result<Hybrid> {
@@ -34,11 +26,7 @@ impl IncubationStrategy for Panicking {
             panic!("the panicking plugin refuses module {}", inputs.module)
         }
         let (net, trained) = parts::splice(inputs.meta, inputs.module, inputs.unit)?;
-        Ok(Hybrid {
-            net,
-            trained,
-            loss: task_loss(),
-        })
+        Ok(Hybrid::new(net, trained, task_loss()))
     }
 }
 

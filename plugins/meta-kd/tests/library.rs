@@ -6,9 +6,9 @@ use incubator_core::plugin::selfcheck;
 fn loaded_library_trains_bit_identically_to_compiled_in() {
     let dir = tempfile::tempdir().unwrap();
     let (compiled, _) = selfcheck::check_plugin(
-        incubator_m2mkd::register,
-        "incubator-m2mkd",
-        "[plugins]\nstrategy = \"m2mkd\"\n[plugins.options]\nalpha = 0.5\n",
+        incubator_meta_kd::register,
+        "incubator-meta-kd",
+        "[plugins]\nstrategy = \"meta-kd\"\n[plugins.options]\nalpha = 0.5\n",
         dir.path(),
     );
     assert_eq!(

@@ -1,0 +1,118 @@
+//! Finished models as teachers: the E2E baseline or the assembled model of this run or of
+//! another run directory, loaded as a frozen network with one part per module (so a strategy
+//! can address teacher module i, as m2mKD does).
+
+use super::Engine;
+use crate::checkpoint;
+use crate::events::StageId;
+use crate::model::Network;
+use crate::run_dir::RunDir;
+use crate::split::Split;
+use std::path::PathBuf;
+
+/// Which finished model: a stage of a run directory.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TeacherSpec {
+    /// `None`: this run.
+    pub run: Option<PathBuf>,
+    pub stage: StageId,
+}
+
+impl TeacherSpec {
+    /// `"e2e"`, `"assemble"`, `"DIR"` (its E2E model), `"DIR:e2e"` or `"DIR:assemble"`.
+    pub fn parse(spec: &str) -> anyhow::Result<TeacherSpec> {
+        let stage_of = |s: &str| {
+            match s {
+            "e2e" => Ok(StageId::E2E),
+            "assemble" => Ok(StageId::ASSEMBLE),
+            other => anyhow::bail!(
+                "teacher {spec:?}: {other:?} is not a finished model; use \"e2e\" or \"assemble\", optionally after a run directory (\"../other-run:e2e\")"
+            ),
+        }
+        };
+        if spec.trim().is_empty() {
+            anyhow::bail!("the teacher is empty; use \"e2e\", \"assemble\" or \"RUN_DIR:e2e\"");
+        }
+        if let Ok(stage) = stage_of(spec) {
+            return Ok(TeacherSpec { run: None, stage });
+        }
+        match spec.rsplit_once(':') {
+            Some((dir, stage)) if !dir.is_empty() => Ok(TeacherSpec {
+                run: Some(dir.into()),
+                stage: stage_of(stage)?,
+            }),
+            _ => Ok(TeacherSpec {
+                run: Some(spec.into()),
+                stage: StageId::E2E,
+            }),
+        }
+    }
+}
+
+/// The model `spec` names, frozen weights loaded, one part per module of its run's split.
+pub fn load(engine: &Engine, spec: &str) -> anyhow::Result<Network> {
+    let parsed = TeacherSpec::parse(spec)?;
+    let Some(dir) = &parsed.run else {
+        if parsed.stage == StageId::ASSEMBLE {
+            anyhow::bail!("teacher \"assemble\" of this run: the assembled model is made after the incubations, so it cannot teach them; name another run's (\"RUN_DIR:assemble\")");
+        }
+        return load_from(
+            engine,
+            &engine.run,
+            &engine.vit,
+            &engine.split,
+            parsed.stage,
+            spec,
+        );
+    };
+    let root = if dir.is_absolute() {
+        dir.clone()
+    } else {
+        engine.run.root.join(dir)
+    };
+    if !root.join("config.toml").is_file() {
+        anyhow::bail!(
+            "teacher {spec:?}: {} is not a run directory (no config.toml); paths are relative to this run's directory {}",
+            root.display(),
+            engine.run.root.display()
+        );
+    }
+    let (other, cfg) = RunDir::open(&root, None)?;
+    let t = &engine.data.train;
+    let vit = cfg.vit(t.height, t.channels, t.num_classes).map_err(|e| {
+        anyhow::anyhow!("teacher {spec:?}: its configuration does not fit this run's data: {e}")
+    })?;
+    let split = Split::resolve(&cfg, &vit)?;
+    load_from(engine, &other, &vit, &split, parsed.stage, spec)
+}
+
+/// A ViT skeleton of `vit` and `split` with the weights of `run`'s `stage` model.
+fn load_from(
+    engine: &Engine,
+    run: &RunDir,
+    vit: &crate::model::VitConfig,
+    split: &Split,
+    stage: StageId,
+    spec: &str,
+) -> anyhow::Result<Network> {
+    // The weights are overwritten from the file, so any seed does.
+    let (dev, mut rng) = (engine.dev(), engine.init_rng("teacher"));
+    let mut net = Network::vit(&mut engine.init(&dev, &mut rng), vit, &split.divided_depths);
+    if run.summary(stage)?.is_none() {
+        anyhow::bail!(
+            "teacher {spec:?}: the {stage} stage of {} has not finished; run `incubator {} --run-dir {}` first",
+            run.root.display(),
+            stage.stage.as_str(),
+            run.root.display()
+        );
+    }
+    // Both stages save their final model under this name (`e2e::model_path`,
+    // `assemble::model_path`).
+    let path = run.stage_dir(stage).join("model.safetensors");
+    checkpoint::read(&path, &format!("re-run `incubator {}`", stage.stage.as_str()))?
+        .load_into(&mut net, "", &dev)
+        .map_err(|e| {
+            anyhow::anyhow!("teacher {spec:?}: {e} (a teacher must be a plain ViT of its run's split: the E2E model, or a model assembled without glue)")
+        })?;
+    Ok(net)
+}

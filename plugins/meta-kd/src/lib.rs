@@ -1,0 +1,56 @@
+//! Logit distillation from the meta model: target module i is trained inside the frozen meta
+//! model as the paper does, and its loss mixes the task loss with distillation from the
+//! whole trained meta model's predictions:
+//! `(1 - alpha) * CE + alpha * T^2 * KL(softmax(meta / T) || softmax(hybrid / T))`.
+//! Options: `[plugins.options] alpha = 0.5, temperature = 1.0`.
+//!
+//! (Module-to-module distillation from a stronger teacher, as m2mKD does it, is the `m2mkd`
+//! plugin.)
+
+use incubator_core::anyhow;
+use incubator_core::model::{Network, Role};
+use incubator_core::plugin::{
+    parts, Hybrid, HybridInputs, IncubationStrategy, PluginContext, Registrar,
+};
+use incubator_core::train::loss::{kl_distillation, LossInputs, LossTerms};
+use std::sync::Arc;
+
+pub const NAME: &str = "meta-kd";
+
+pub struct MetaKd;
+
+impl IncubationStrategy for MetaKd {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn hybrid(&self, ctx: &PluginContext, inputs: HybridInputs) -> anyhow::Result<Hybrid> {
+        let alpha = parts::option_f64(ctx, "alpha", 0.5)? as f32;
+        let temperature = parts::option_f64(ctx, "temperature", 1.0)? as f32;
+        if !(0.0..=1.0).contains(&alpha) || temperature <= 0.0 {
+            anyhow::bail!("needs 0 <= alpha <= 1 and temperature > 0 (plugins.options), got {alpha} and {temperature}");
+        }
+        parts::expect_one_part_per_module(ctx, &inputs.meta)?;
+        // The teacher: a second copy of the trained meta model, frozen, run without gradients.
+        let teacher: Network = (inputs.load_meta)()?;
+        let (net, trained) = parts::splice(inputs.meta, inputs.module, inputs.unit)?;
+        let loss = move |x: LossInputs| {
+            let teacher_logits = x.extras.predict("meta", x.batch.patches.clone());
+            LossTerms::new().with("task", 1.0 - alpha, x.task()).with(
+                "kd",
+                alpha,
+                kl_distillation(x.logits(), teacher_logits, temperature),
+            )
+        };
+        Hybrid::new(net, trained, Box::new(loss)).with_extra("meta", teacher, Role::Frozen)
+    }
+}
+
+pub fn register(r: &mut Registrar) {
+    r.add_strategy(Arc::new(MetaKd));
+}
+
+incubator_core::declare_plugin!(NAME, |r: &mut Registrar| {
+    register(r);
+    Ok(())
+});
