@@ -1,0 +1,68 @@
+//! InfoPro loaded from its library trains bit-identically to InfoPro compiled in; each local
+//! module trains a decoder beside its auxiliary classifier (saved apart, never assembled), logs
+//! both terms, and weighs them as the reference interpolates them over the modules.
+
+use incubator_core::events::{Event, StageId};
+use incubator_core::plugin::selfcheck;
+use incubator_core::telemetry::jsonl::read_events;
+
+#[test]
+fn loaded_library_trains_bit_identically_with_local_losses() {
+    let dir = tempfile::tempdir().unwrap();
+    let (compiled, _) = selfcheck::check_plugin(
+        incubator_infopro::register,
+        "incubator-infopro",
+        "[plugins]\nstrategy = \"infopro\"\n[plugins.options]\nrecon_first = 2.0\nce_first = 0.5\n",
+        dir.path(),
+    );
+    for i in 0..4 {
+        let has = compiled
+            .models
+            .contains_key(&format!("incubate-{i}/extras.safetensors"));
+        assert_eq!(has, i < 3, "module {i}'s decoder file");
+    }
+    let assembled = incubator_core::checkpoint::parse(
+        std::path::Path::new("assembled"),
+        &compiled.models["assemble/assembled.safetensors"],
+    )
+    .unwrap();
+    assert!(assembled
+        .tensors
+        .keys()
+        .all(|n| !n.starts_with("aux") && !n.contains("decoder")));
+
+    // Weights from (recon 2, ce 0.5) at module 0 to the defaults (0, 1) at module K-2 = 2.
+    let want = [(2.0, 0.5), (1.0, 0.75), (0.0, 1.0)];
+    let records = read_events(&compiled.dir).unwrap();
+    for (i, (rw, cw)) in want.iter().enumerate() {
+        let mut seen = 0;
+        for r in records.iter().filter(|r| r.stage == StageId::incubate(i)) {
+            if let Event::TrainStep { loss, terms, .. } = &r.event {
+                let names: Vec<&str> = terms.keys().map(String::as_str).collect();
+                assert_eq!(names, ["aux_ce", "recon"]);
+                let sum = rw * terms["recon"] + cw * terms["aux_ce"];
+                assert!(
+                    (loss - sum).abs() < 1e-4 * sum.abs().max(1.0),
+                    "module {i}: {loss} vs {sum}"
+                );
+                seen += 1;
+            }
+        }
+        assert!(seen > 0);
+    }
+    // The last module trains on the real head alone: no terms logged.
+    assert!(records.iter().any(|r| r.stage == StageId::incubate(3)
+        && matches!(&r.event, Event::TrainStep { terms, .. } if terms.is_empty())));
+    let recon: Vec<f64> = records
+        .iter()
+        .filter(|r| r.stage == StageId::incubate(0))
+        .filter_map(|r| match &r.event {
+            Event::TrainStep { terms, .. } => Some(terms["recon"]),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        recon.last() < recon.first(),
+        "the decoder learns: {recon:?}"
+    );
+}
