@@ -208,3 +208,67 @@ fn plugin_libraries_share_the_engines_tensor_id_counter() {
         );
     }
 }
+
+/// `[plugins.options]` keys are checked against what the selected plugins declare, before
+/// anything is written or trained; `plugins list` and `plugins check` show the options.
+#[test]
+fn plugin_options_are_typed_and_checked_before_training() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lib = library("incubator-meta-kd");
+    let with = |options: &str| {
+        write_config(
+            tmp.path(),
+            &format!(
+                "{}[plugins]\nstrategy = \"meta-kd\"\nlibraries = [{:?}]\n[plugins.options]\n{options}",
+                without_e2e(),
+                lib.display().to_string()
+            ),
+        )
+    };
+    for (options, want) in [
+        (
+            "alpah = 0.5\n",
+            &[
+                "plugins.options.alpah is not an option of the selected plugins",
+                "alpha (number, default 0.5)",
+                "[strategy meta-kd]",
+            ][..],
+        ),
+        (
+            "alpha = \"half\"\n",
+            &[
+                "plugins.options.alpha = \"half\" must be a number",
+                "weight of the distillation",
+            ][..],
+        ),
+        (
+            "temperature = true\n",
+            &["plugins.options.temperature = true must be a number"][..],
+        ),
+    ] {
+        let cfg = with(options);
+        let run = tmp.path().join("refused");
+        let out = incubator(&["run", "-c", &cfg, "-d", run.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(1), "{options}: {}", stderr(&out));
+        let e = stderr(&out);
+        for w in want {
+            assert!(e.contains(w), "{options}: missing {w:?} in:\n{e}");
+        }
+        assert!(
+            !run.join("stages").exists(),
+            "{options}: a refused config must not start a stage"
+        );
+    }
+    // an integer where a number is declared is fine
+    let cfg = with("alpha = 1\n");
+    let list = incubator(&["plugins", "list", "-c", &cfg]);
+    assert_ok(&list, "plugins list");
+    let text = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        text.contains("option alpha (number, default 0.5): weight of the distillation term")
+            && text.contains("option temperature (number, default 1.0)"),
+        "{text}"
+    );
+    let check = incubator(&["plugins", "check", lib.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&check.stdout).contains("option alpha (number"));
+}

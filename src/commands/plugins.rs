@@ -16,6 +16,7 @@ pub fn list(config: Option<&Path>, extra: &[PathBuf]) -> anyhow::Result<()> {
             "{:<12} {:<20} {:<10} {}",
             l.kind, l.name, l.version, l.origin
         );
+        print_options(&l.options, "             ");
     }
     Ok(())
 }
@@ -37,6 +38,14 @@ pub fn check(file: &Path) -> anyhow::Result<()> {
     );
     for l in registry.list() {
         println!("  {:<12} {}", l.kind, l.name);
+        print_options(&l.options, "    ");
     }
     Ok(())
+}
+
+/// A plugin's `[plugins.options]`, one per line.
+fn print_options(options: &[incubator_core::plugin::OptionSpec], indent: &str) {
+    for o in options {
+        println!("{indent}option {o}");
+    }
 }

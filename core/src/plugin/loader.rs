@@ -35,6 +35,12 @@ pub enum LoadError {
         name: String,
         message: String,
     },
+    #[error("plugin {path} ({name}): {source}")]
+    Clash {
+        path: PathBuf,
+        name: String,
+        source: super::registry::RegistryError,
+    },
     #[error("plugin directory {path}: {reason}")]
     Directory { path: PathBuf, reason: String },
 }
@@ -192,12 +198,8 @@ pub fn load(path: &Path, registry: &mut Registry) -> Result<LoadedLibrary, LoadE
             message,
         });
     }
-    if let Err(message) = registry.add(registrar) {
-        return Err(LoadError::Register {
-            path,
-            name,
-            message,
-        });
+    if let Err(source) = registry.add(registrar) {
+        return Err(LoadError::Clash { path, name, source });
     }
     Ok(LoadedLibrary {
         path,

@@ -7,6 +7,7 @@ pub mod abi;
 pub mod assembly;
 pub mod loader;
 pub mod meta_design;
+pub mod options;
 pub mod parts;
 pub mod registry;
 pub mod selfcheck;
@@ -15,7 +16,8 @@ pub mod strategy;
 pub use assembly::AssemblyRule;
 pub use loader::{LoadError, LoadedLibrary};
 pub use meta_design::MetaDesign;
-pub use registry::{Origin, Registrar, Registry};
+pub use options::{OptionKind, OptionSpec};
+pub use registry::{Kind, Origin, Registrar, Registry, RegistryError};
 pub use strategy::{task_loss, Hybrid, HybridInputs, IncubationStrategy, LossFn, Tap};
 
 use crate::config::RunConfig;

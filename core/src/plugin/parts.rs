@@ -16,6 +16,15 @@ pub fn target_module(ctx: &PluginContext, i: usize, init: &mut Init) -> Network 
 /// `aux_heads.{i}`, with `[plugins.options] aux_hidden` hidden layers, default 1), except for
 /// the last module, which has the real head: the unit of the module-wise baselines (DGL,
 /// InfoPro). The classifier has no blocks, so stacking drops it at assembly.
+/// The option [`module_with_aux_classifier`] reads (declare it in the strategy's `options`).
+pub fn aux_hidden_option() -> super::OptionSpec {
+    super::OptionSpec::int(
+        "aux_hidden",
+        1,
+        "hidden Linear+GELU layers of each auxiliary classifier (0 to 8)",
+    )
+}
+
 pub fn module_with_aux_classifier(
     ctx: &PluginContext,
     i: usize,

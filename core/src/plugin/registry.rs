@@ -1,7 +1,10 @@
 //! Plugins by name, as timm registers models: configs say `strategy = "deep-incubation"`.
-//! Built-ins and libraries register the same way, through a [`Registrar`].
+//! Built-ins and libraries register the same way, through a [`Registrar`]. The three kinds
+//! live in one generic [`Slot`] each.
 
+use super::options::OptionSpec;
 use super::{AssemblyRule, IncubationStrategy, MetaDesign};
+use crate::config::PluginSection;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
@@ -23,17 +26,184 @@ impl fmt::Display for Origin {
     }
 }
 
+/// The three kinds of plugin.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Strategy,
+    MetaDesign,
+    Assembly,
+}
+
+impl Kind {
+    /// The `[plugins]` key that selects one.
+    pub fn config_key(self) -> &'static str {
+        match self {
+            Kind::Strategy => "strategy",
+            Kind::MetaDesign => "meta_design",
+            Kind::Assembly => "assembly",
+        }
+    }
+    /// The short label of `plugins list`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Kind::Strategy => "strategy",
+            Kind::MetaDesign => "meta-design",
+            Kind::Assembly => "assembly",
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(match self {
+            Kind::Strategy => "incubation strategy",
+            Kind::MetaDesign => "meta-model design",
+            Kind::Assembly => "assembly rule",
+        })
+    }
+}
+
+/// A name already taken when a plugin registered.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Clash {
+    pub kind: Kind,
+    pub name: String,
+    pub taken_by: Origin,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum RegistryError {
+    #[error("unknown {kind} {name:?} (plugins.{}); registered: {}{}. Load the library that provides it with plugins.libraries or --plugin", kind.config_key(), if registered.is_empty() { "none".to_string() } else { registered.join(", ") }, if *builtins_off { " (plugins.builtins = false leaves out the built-in deep-incubation)" } else { "" })]
+    Unknown {
+        kind: Kind,
+        name: String,
+        registered: Vec<String>,
+        builtins_off: bool,
+    },
+    #[error("{}; rename the plugin's items or load only one of them (plugins.builtins = false leaves the built-ins out)", clashes.iter().map(|c| format!("{} {:?} is already registered ({})", c.kind.label(), c.name, c.taken_by)).collect::<Vec<_>>().join("; "))]
+    Taken { clashes: Vec<Clash> },
+    #[error("plugins.options.{key} is not an option of the selected plugins; they take: {}. Remove it or fix its name", if offered.is_empty() { "no options".to_string() } else { offered.join("; ") })]
+    UnknownOption { key: String, offered: Vec<String> },
+    #[error("plugins.options.{key} = {value} must be a {want} ({spec})")]
+    OptionType {
+        key: String,
+        value: String,
+        want: super::options::OptionKind,
+        spec: String,
+    },
+}
+
+/// What the registry needs of each kind of plugin.
+pub trait Item: Send + Sync {
+    const KIND: Kind;
+    fn item_name(&self) -> &str;
+    fn item_options(&self) -> Vec<OptionSpec>;
+}
+
+impl Item for dyn IncubationStrategy {
+    const KIND: Kind = Kind::Strategy;
+    fn item_name(&self) -> &str {
+        self.name()
+    }
+    fn item_options(&self) -> Vec<OptionSpec> {
+        self.options()
+    }
+}
+
+impl Item for dyn MetaDesign {
+    const KIND: Kind = Kind::MetaDesign;
+    fn item_name(&self) -> &str {
+        self.name()
+    }
+    fn item_options(&self) -> Vec<OptionSpec> {
+        self.options()
+    }
+}
+
+impl Item for dyn AssemblyRule {
+    const KIND: Kind = Kind::Assembly;
+    fn item_name(&self) -> &str {
+        self.name()
+    }
+    fn item_options(&self) -> Vec<OptionSpec> {
+        self.options()
+    }
+}
+
 struct Entry<T: ?Sized> {
     plugin: Arc<T>,
     origin: Origin,
     version: String,
 }
 
+/// The registered plugins of one kind, by name.
+pub struct Slot<T: ?Sized> {
+    entries: BTreeMap<String, Entry<T>>,
+}
+
+impl<T: ?Sized> Default for Slot<T> {
+    fn default() -> Self {
+        Slot {
+            entries: BTreeMap::new(),
+        }
+    }
+}
+
+impl<T: ?Sized + Item> Slot<T> {
+    fn get(&self, name: &str, builtins_off: bool) -> Result<Arc<T>, RegistryError> {
+        self.entries
+            .get(name)
+            .map(|e| e.plugin.clone())
+            .ok_or_else(|| RegistryError::Unknown {
+                kind: T::KIND,
+                name: name.into(),
+                registered: self.entries.keys().cloned().collect(),
+                builtins_off,
+            })
+    }
+
+    fn clashes(&self, items: &[Arc<T>]) -> Vec<Clash> {
+        items
+            .iter()
+            .filter_map(|p| {
+                self.entries.get(p.item_name()).map(|e| Clash {
+                    kind: T::KIND,
+                    name: p.item_name().into(),
+                    taken_by: e.origin.clone(),
+                })
+            })
+            .collect()
+    }
+
+    fn commit(&mut self, items: Vec<Arc<T>>, origin: &Origin, version: &str) {
+        for plugin in items {
+            self.entries.insert(
+                plugin.item_name().into(),
+                Entry {
+                    plugin,
+                    origin: origin.clone(),
+                    version: version.into(),
+                },
+            );
+        }
+    }
+
+    fn list(&self, out: &mut Vec<Listing>) {
+        out.extend(self.entries.iter().map(|(n, e)| Listing {
+            kind: T::KIND.label(),
+            name: n.clone(),
+            origin: e.origin.clone(),
+            version: e.version.clone(),
+            options: e.plugin.item_options(),
+        }));
+    }
+}
+
 #[derive(Default)]
 pub struct Registry {
-    strategies: BTreeMap<String, Entry<dyn IncubationStrategy>>,
-    meta_designs: BTreeMap<String, Entry<dyn MetaDesign>>,
-    assemblies: BTreeMap<String, Entry<dyn AssemblyRule>>,
+    strategies: Slot<dyn IncubationStrategy>,
+    meta_designs: Slot<dyn MetaDesign>,
+    assemblies: Slot<dyn AssemblyRule>,
     /// `plugins.builtins = false` left the built-ins out (said when a name is not found).
     builtins_off: bool,
 }
@@ -76,59 +246,7 @@ pub struct Listing {
     pub name: String,
     pub origin: Origin,
     pub version: String,
-}
-
-fn lookup<'a, T: ?Sized>(
-    map: &'a BTreeMap<String, Entry<T>>,
-    kind: &str,
-    key: &str,
-    name: &str,
-    builtins_off: bool,
-) -> Result<Arc<T>, String> {
-    map.get(name).map(|e| e.plugin.clone()).ok_or_else(|| {
-        let known: Vec<&str> = map.keys().map(String::as_str).collect();
-        format!(
-            "unknown {kind} {name:?} (plugins.{key}); registered: {}{}. Load the library that provides it with plugins.libraries or --plugin",
-            if known.is_empty() { "none".to_string() } else { known.join(", ") },
-            if builtins_off { " (plugins.builtins = false leaves out the built-in deep-incubation)" } else { "" }
-        )
-    })
-}
-
-/// Adds `items` under their names (after [`conflicts`] found none taken).
-fn commit<T: ?Sized>(
-    map: &mut BTreeMap<String, Entry<T>>,
-    items: Vec<Arc<T>>,
-    name_of: impl Fn(&T) -> String,
-    origin: &Origin,
-    version: &str,
-) {
-    for plugin in items {
-        map.insert(
-            name_of(&plugin),
-            Entry {
-                plugin,
-                origin: origin.clone(),
-                version: version.into(),
-            },
-        );
-    }
-}
-
-fn conflicts<T: ?Sized>(
-    map: &BTreeMap<String, Entry<T>>,
-    kind: &str,
-    items: &[Arc<T>],
-    name_of: impl Fn(&T) -> String,
-) -> Vec<String> {
-    items
-        .iter()
-        .filter_map(|p| {
-            let name = name_of(p);
-            map.get(&name)
-                .map(|e| format!("{kind} {name:?} is already registered ({})", e.origin))
-        })
-        .collect()
+    pub options: Vec<OptionSpec>,
 }
 
 impl Registry {
@@ -142,104 +260,200 @@ impl Registry {
     }
 
     /// Commits what a plugin registered; refuses all of it if any name is already taken.
-    pub fn add(&mut self, r: Registrar) -> Result<(), String> {
-        let mut clashes = conflicts(&self.strategies, "strategy", &r.strategies, |p| {
-            p.name().into()
-        });
-        clashes.extend(conflicts(
-            &self.meta_designs,
-            "meta-design",
-            &r.meta_designs,
-            |p| p.name().into(),
-        ));
-        clashes.extend(conflicts(
-            &self.assemblies,
-            "assembly",
-            &r.assemblies,
-            |p| p.name().into(),
-        ));
+    pub fn add(&mut self, r: Registrar) -> Result<(), RegistryError> {
+        let mut clashes = self.strategies.clashes(&r.strategies);
+        clashes.extend(self.meta_designs.clashes(&r.meta_designs));
+        clashes.extend(self.assemblies.clashes(&r.assemblies));
         if !clashes.is_empty() {
-            return Err(format!(
-                "{}; rename the plugin's items or load only one of them (plugins.builtins = false leaves the built-ins out)",
-                clashes.join("; ")
-            ));
+            return Err(RegistryError::Taken { clashes });
         }
         let (o, v) = (&r.origin, r.version.as_str());
-        commit(
-            &mut self.strategies,
-            r.strategies,
-            |p| p.name().into(),
-            o,
-            v,
-        );
-        commit(
-            &mut self.meta_designs,
-            r.meta_designs,
-            |p| p.name().into(),
-            o,
-            v,
-        );
-        commit(
-            &mut self.assemblies,
-            r.assemblies,
-            |p| p.name().into(),
-            o,
-            v,
-        );
+        self.strategies.commit(r.strategies, o, v);
+        self.meta_designs.commit(r.meta_designs, o, v);
+        self.assemblies.commit(r.assemblies, o, v);
         Ok(())
     }
 
-    pub fn strategy(&self, name: &str) -> Result<Arc<dyn IncubationStrategy>, String> {
-        lookup(
-            &self.strategies,
-            "incubation strategy",
-            "strategy",
-            name,
-            self.builtins_off,
-        )
+    pub fn strategy(&self, name: &str) -> Result<Arc<dyn IncubationStrategy>, RegistryError> {
+        self.strategies.get(name, self.builtins_off)
     }
-    pub fn meta_design(&self, name: &str) -> Result<Arc<dyn MetaDesign>, String> {
-        lookup(
-            &self.meta_designs,
-            "meta-model design",
-            "meta_design",
-            name,
-            self.builtins_off,
-        )
+    pub fn meta_design(&self, name: &str) -> Result<Arc<dyn MetaDesign>, RegistryError> {
+        self.meta_designs.get(name, self.builtins_off)
     }
-    pub fn assembly(&self, name: &str) -> Result<Arc<dyn AssemblyRule>, String> {
-        lookup(
-            &self.assemblies,
-            "assembly rule",
-            "assembly",
-            name,
-            self.builtins_off,
-        )
+    pub fn assembly(&self, name: &str) -> Result<Arc<dyn AssemblyRule>, RegistryError> {
+        self.assemblies.get(name, self.builtins_off)
     }
 
     pub fn list(&self) -> Vec<Listing> {
-        let row = |kind, name: &String, origin: &Origin, version: &String| Listing {
-            kind,
-            name: name.clone(),
-            origin: origin.clone(),
-            version: version.clone(),
-        };
         let mut out = Vec::new();
-        out.extend(
-            self.strategies
-                .iter()
-                .map(|(n, e)| row("strategy", n, &e.origin, &e.version)),
-        );
-        out.extend(
-            self.meta_designs
-                .iter()
-                .map(|(n, e)| row("meta-design", n, &e.origin, &e.version)),
-        );
-        out.extend(
-            self.assemblies
-                .iter()
-                .map(|(n, e)| row("assembly", n, &e.origin, &e.version)),
-        );
+        self.strategies.list(&mut out);
+        self.meta_designs.list(&mut out);
+        self.assemblies.list(&mut out);
         out
+    }
+
+    /// Checks that the plugins `plugins` selects exist and that every `[plugins.options]` key
+    /// is an option one of them declares, with a value of its type.
+    pub fn check_selection(&self, plugins: &PluginSection) -> Result<(), RegistryError> {
+        let specs: Vec<(String, OptionSpec)> = [
+            (
+                format!("strategy {}", plugins.strategy),
+                self.strategy(&plugins.strategy)?.options(),
+            ),
+            (
+                format!("meta design {}", plugins.meta_design),
+                self.meta_design(&plugins.meta_design)?.options(),
+            ),
+            (
+                format!("assembly {}", plugins.assembly),
+                self.assembly(&plugins.assembly)?.options(),
+            ),
+        ]
+        .into_iter()
+        .flat_map(|(who, specs)| specs.into_iter().map(move |s| (who.clone(), s)))
+        .collect();
+        for (key, value) in &plugins.options {
+            let declared: Vec<&OptionSpec> = specs
+                .iter()
+                .filter(|(_, s)| &s.name == key)
+                .map(|(_, s)| s)
+                .collect();
+            if declared.is_empty() {
+                return Err(RegistryError::UnknownOption {
+                    key: key.clone(),
+                    offered: specs
+                        .iter()
+                        .map(|(who, s)| format!("{s} [{who}]"))
+                        .collect(),
+                });
+            }
+            if let Some(spec) = declared.iter().find(|s| !s.kind.accepts(value)) {
+                return Err(RegistryError::OptionType {
+                    key: key.clone(),
+                    value: value.to_string(),
+                    want: spec.kind,
+                    spec: spec.to_string(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Init, Network};
+    use crate::plugin::{task_loss, Hybrid, HybridInputs, PluginContext};
+
+    struct S(&'static str, Vec<OptionSpec>);
+    impl IncubationStrategy for S {
+        fn name(&self) -> &str {
+            self.0
+        }
+        fn options(&self) -> Vec<OptionSpec> {
+            self.1.clone()
+        }
+        fn hybrid(&self, _: &PluginContext, i: HybridInputs) -> anyhow::Result<Hybrid> {
+            Ok(Hybrid::new(i.unit, 0..1, task_loss()))
+        }
+    }
+    struct M;
+    impl MetaDesign for M {
+        fn name(&self) -> &str {
+            "m"
+        }
+        fn build(&self, _: &PluginContext, _: &mut Init) -> anyhow::Result<Network> {
+            Ok(Network { parts: Vec::new() })
+        }
+    }
+    struct A;
+    impl AssemblyRule for A {
+        fn name(&self) -> &str {
+            "a"
+        }
+        fn options(&self) -> Vec<OptionSpec> {
+            vec![OptionSpec::bool("keep", false, "keep glue")]
+        }
+        fn assemble(
+            &self,
+            _: &PluginContext,
+            u: Vec<Network>,
+            _: Network,
+        ) -> anyhow::Result<Network> {
+            Ok(u.into_iter().next().unwrap())
+        }
+    }
+
+    fn registry() -> Registry {
+        let mut r = Registrar::new(Origin::BuiltIn, "1");
+        r.add_strategy(Arc::new(S("s", vec![OptionSpec::int("n", 2, "count")])));
+        r.add_meta_design(Arc::new(M));
+        r.add_assembly(Arc::new(A));
+        let mut reg = Registry::empty(false);
+        reg.add(r).unwrap();
+        reg
+    }
+
+    #[test]
+    fn errors_are_values_a_caller_can_match() {
+        let mut reg = registry();
+        let mut again = Registrar::new(Origin::Library("/x.so".into()), "2");
+        again.add_strategy(Arc::new(S("s", vec![])));
+        again.add_strategy(Arc::new(S("t", vec![])));
+        assert_eq!(
+            reg.add(again),
+            Err(RegistryError::Taken {
+                clashes: vec![Clash {
+                    kind: Kind::Strategy,
+                    name: "s".into(),
+                    taken_by: Origin::BuiltIn
+                }]
+            })
+        );
+        assert!(
+            reg.strategy("t").is_err(),
+            "a refused registrar adds nothing"
+        );
+        match reg.assembly("stacked") {
+            Err(RegistryError::Unknown {
+                kind: Kind::Assembly,
+                registered,
+                ..
+            }) => assert_eq!(registered, ["a"]),
+            other => panic!("{:?}", other.map(|_| ())),
+        }
+    }
+
+    #[test]
+    fn options_are_checked_against_every_selected_plugin() {
+        let reg = registry();
+        let mut sel = PluginSection {
+            strategy: "s".into(),
+            meta_design: "m".into(),
+            assembly: "a".into(),
+            ..PluginSection::default()
+        };
+        sel.options.insert("n".into(), toml::Value::Integer(3));
+        sel.options
+            .insert("keep".into(), toml::Value::Boolean(true));
+        assert_eq!(reg.check_selection(&sel), Ok(()));
+        sel.options.insert("n".into(), toml::Value::Float(2.5));
+        assert!(matches!(
+            reg.check_selection(&sel),
+            Err(RegistryError::OptionType { ref key, want: super::super::OptionKind::Int, .. }) if key == "n"
+        ));
+        sel.options.remove("n");
+        sel.options.insert("nn".into(), toml::Value::Integer(1));
+        let e = reg.check_selection(&sel).unwrap_err();
+        assert!(
+            matches!(e, RegistryError::UnknownOption { ref key, ref offered } if key == "nn" && offered.len() == 2),
+            "{e}"
+        );
+        assert!(
+            e.to_string()
+                .contains("n (integer, default 2): count [strategy s]"),
+            "{e}"
+        );
     }
 }

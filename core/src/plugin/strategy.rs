@@ -103,6 +103,12 @@ pub trait IncubationStrategy: Send + Sync {
     /// The name configs select it by (`plugins.strategy`).
     fn name(&self) -> &str;
 
+    /// The `[plugins.options]` keys it reads; a run refuses any other key, or a value of
+    /// another type, before training.
+    fn options(&self) -> Vec<super::options::OptionSpec> {
+        Vec::new()
+    }
+
     /// Modules whose incubation must finish before module `i` starts. The reference trains
     /// all modules independently: none.
     fn depends_on(&self, _ctx: &PluginContext, _i: usize) -> Vec<usize> {

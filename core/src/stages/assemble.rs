@@ -47,10 +47,7 @@ pub fn assemble(engine: &Engine) -> anyhow::Result<Network> {
     let units = (0..k)
         .map(|i| incubate::load(engine, i))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let rule = engine
-        .registry
-        .assembly(&engine.cfg.plugins.assembly)
-        .map_err(anyhow::Error::msg)?;
+    let rule = engine.registry.assembly(&engine.cfg.plugins.assembly)?;
     let net = rule
         .assemble(&engine.plugin_ctx(), units, meta::load(engine)?)
         .map_err(|e| e.context(format!("assembly rule {:?}", rule.name())))?;

@@ -41,8 +41,19 @@ impl Engine {
         cfg: Option<&RunConfig>,
         plugins: &PluginSources,
     ) -> anyhow::Result<Engine> {
+        // The plugins and their options are checked before a new run directory is created, so
+        // a refused config leaves nothing behind.
+        let registry_of = |cfg: &RunConfig| -> anyhow::Result<Registry> {
+            let (registry, _) = Registry::for_run(&cfg.plugins, plugins.builtins, &plugins.extra)?;
+            registry.check_selection(&cfg.plugins)?;
+            Ok(registry)
+        };
+        let checked = cfg.map(registry_of).transpose()?;
         let (run, cfg) = RunDir::open(root, cfg)?;
-        let (registry, _) = Registry::for_run(&cfg.plugins, plugins.builtins, &plugins.extra)?;
+        let registry = match checked {
+            Some(r) => r, // the stored config is the one given (RunDir::open checks)
+            None => registry_of(&cfg)?,
+        };
         let mut data = data::load(
             &cfg.data.dataset,
             cfg.data.path.as_deref(),
@@ -71,15 +82,6 @@ impl Engine {
             );
         }
         let split = Split::resolve(&cfg, &vit)?;
-        registry
-            .meta_design(&cfg.plugins.meta_design)
-            .map_err(anyhow::Error::msg)?;
-        registry
-            .strategy(&cfg.plugins.strategy)
-            .map_err(anyhow::Error::msg)?;
-        registry
-            .assembly(&cfg.plugins.assembly)
-            .map_err(anyhow::Error::msg)?;
         Ok(Engine {
             devices: Default::default(),
             registry,

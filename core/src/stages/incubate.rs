@@ -33,7 +33,7 @@ fn strategy(engine: &Engine) -> anyhow::Result<Arc<dyn IncubationStrategy>> {
     engine
         .registry
         .strategy(&engine.cfg.plugins.strategy)
-        .map_err(anyhow::Error::msg)
+        .map_err(anyhow::Error::from)
 }
 
 fn in_plugin<T>(s: &dyn IncubationStrategy, what: &str, r: anyhow::Result<T>) -> anyhow::Result<T> {

@@ -19,8 +19,7 @@ pub fn model_path(engine: &Engine) -> PathBuf {
 fn build(engine: &Engine) -> anyhow::Result<Network> {
     let design = engine
         .registry
-        .meta_design(&engine.cfg.plugins.meta_design)
-        .map_err(anyhow::Error::msg)?;
+        .meta_design(&engine.cfg.plugins.meta_design)?;
     let mut rng = engine.init_rng("meta");
     let dev = engine.dev();
     design
@@ -30,10 +29,7 @@ fn build(engine: &Engine) -> anyhow::Result<Network> {
 
 /// Whether the configured strategy uses a meta model at all.
 fn used(engine: &Engine) -> anyhow::Result<bool> {
-    let s = engine
-        .registry
-        .strategy(&engine.cfg.plugins.strategy)
-        .map_err(anyhow::Error::msg)?;
+    let s = engine.registry.strategy(&engine.cfg.plugins.strategy)?;
     Ok(s.uses_meta(&engine.plugin_ctx()))
 }
 

@@ -8,6 +8,8 @@ use std::fmt::Write;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
+    /// The method's row label: the incubation strategy and the stages it trained.
+    pub method: String,
     pub stages: Vec<StageSummary>,
     pub assembled_top1: f64,
     pub e2e_top1: Option<f64>,
@@ -32,6 +34,19 @@ impl Report {
             })
         };
         let meta = need(StageId::META)?;
+        let strategy = crate::config::RunConfig::load(&run.config_path())?
+            .plugins
+            .strategy;
+        let method = if strategy == "deep-incubation" {
+            "Deep Model Assembling".to_string()
+        } else {
+            format!("strategy {strategy}")
+        };
+        let method = if meta.outcome.epochs > 0 {
+            format!("{method} (meta + incubations + fine-tune)")
+        } else {
+            format!("{method} (incubations + fine-tune; no meta model)")
+        };
         let incs = (0..k)
             .map(|i| need(StageId::incubate(i)))
             .collect::<anyhow::Result<Vec<_>>>()?;
@@ -61,6 +76,7 @@ impl Report {
         stages.push(ft.clone());
         stages.extend(e2e.clone());
         Ok(Report {
+            method,
             assembled_top1: ft.outcome.top1,
             e2e_top1: e2e.as_ref().map(|s| s.outcome.top1),
             method_wall_s: meta.outcome.wall_s + inc_wall + ft.outcome.wall_s,
@@ -103,7 +119,8 @@ impl Report {
         writeln!(s, "|---|---:|---:|---:|").unwrap();
         writeln!(
             s,
-            "| Deep Model Assembling (meta + incubations + fine-tune) | {:.2} | {:.1} (parallel incubations: {:.1}) | {:.0} |",
+            "| {} | {:.2} | {:.1} (parallel incubations: {:.1}) | {:.0} |",
+            self.method,
             100.0 * self.assembled_top1,
             self.method_wall_s,
             self.method_parallel_wall_s,

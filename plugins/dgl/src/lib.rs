@@ -11,7 +11,8 @@
 use incubator_core::anyhow;
 use incubator_core::model::{Init, Network};
 use incubator_core::plugin::{
-    parts, task_loss, Hybrid, HybridInputs, IncubationStrategy, PluginContext, Registrar,
+    parts, task_loss, Hybrid, HybridInputs, IncubationStrategy, OptionSpec, PluginContext,
+    Registrar,
 };
 use std::sync::Arc;
 
@@ -22,6 +23,10 @@ pub struct Dgl;
 impl IncubationStrategy for Dgl {
     fn name(&self) -> &str {
         NAME
+    }
+
+    fn options(&self) -> Vec<OptionSpec> {
+        vec![parts::aux_hidden_option()]
     }
 
     fn uses_meta(&self, _ctx: &PluginContext) -> bool {

@@ -19,7 +19,8 @@ use incubator_core::anyhow;
 use incubator_core::model::aux_heads::PatchDecoder;
 use incubator_core::model::{Init, Named, Network, Role};
 use incubator_core::plugin::{
-    parts, task_loss, Hybrid, HybridInputs, IncubationStrategy, PluginContext, Registrar, Tap,
+    parts, task_loss, Hybrid, HybridInputs, IncubationStrategy, OptionSpec, PluginContext,
+    Registrar, Tap,
 };
 use incubator_core::train::loss::{mse, LossInputs, LossTerms};
 use std::sync::Arc;
@@ -53,6 +54,32 @@ pub fn weights(ctx: &PluginContext, i: usize) -> anyhow::Result<(f32, f32)> {
 impl IncubationStrategy for InfoPro {
     fn name(&self) -> &str {
         NAME
+    }
+
+    fn options(&self) -> Vec<OptionSpec> {
+        vec![
+            OptionSpec::float(
+                "recon_first",
+                1.0,
+                "reconstruction weight at module 0 (the reference's ixx_1)",
+            ),
+            OptionSpec::float(
+                "recon_last",
+                0.0,
+                "reconstruction weight at module K-2 (ixx_2)",
+            ),
+            OptionSpec::float(
+                "ce_first",
+                0.0,
+                "auxiliary cross-entropy weight at module 0 (ixy_1)",
+            ),
+            OptionSpec::float(
+                "ce_last",
+                1.0,
+                "auxiliary cross-entropy weight at module K-2 (ixy_2)",
+            ),
+            parts::aux_hidden_option(),
+        ]
     }
 
     fn uses_meta(&self, _ctx: &PluginContext) -> bool {

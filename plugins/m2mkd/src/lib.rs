@@ -13,7 +13,7 @@
 use incubator_core::anyhow;
 use incubator_core::model::{Network, Part, Role};
 use incubator_core::plugin::{
-    parts, Hybrid, HybridInputs, IncubationStrategy, PluginContext, Registrar, Tap,
+    parts, Hybrid, HybridInputs, IncubationStrategy, OptionSpec, PluginContext, Registrar, Tap,
 };
 use incubator_core::train::loss::{kl_distillation, LossInputs, LossTerms};
 use std::sync::Arc;
@@ -39,6 +39,14 @@ fn width(part: &dyn Part) -> Option<usize> {
 impl IncubationStrategy for M2mKd {
     fn name(&self) -> &str {
         NAME
+    }
+
+    fn options(&self) -> Vec<OptionSpec> {
+        vec![
+            OptionSpec::text("teacher", "e2e", "the finished model whose modules teach: \"e2e\" (this run's, trained first) or \"RUN_DIR:e2e\" / \"RUN_DIR:assemble\" (relative to this run's directory)"),
+            OptionSpec::float("alpha", 0.5, "weight of the distillation term (0 to 1); the task loss gets 1 - alpha"),
+            OptionSpec::float("temperature", 1.0, "softmax temperature of the distillation (> 0)"),
+        ]
     }
 
     fn teachers(&self, ctx: &PluginContext) -> anyhow::Result<Vec<String>> {

@@ -10,7 +10,7 @@
 use incubator_core::anyhow;
 use incubator_core::model::{Network, Role};
 use incubator_core::plugin::{
-    parts, Hybrid, HybridInputs, IncubationStrategy, PluginContext, Registrar,
+    parts, Hybrid, HybridInputs, IncubationStrategy, OptionSpec, PluginContext, Registrar,
 };
 use incubator_core::train::loss::{kl_distillation, LossInputs, LossTerms};
 use std::sync::Arc;
@@ -22,6 +22,21 @@ pub struct MetaKd;
 impl IncubationStrategy for MetaKd {
     fn name(&self) -> &str {
         NAME
+    }
+
+    fn options(&self) -> Vec<OptionSpec> {
+        vec![
+            OptionSpec::float(
+                "alpha",
+                0.5,
+                "weight of the distillation term (0 to 1); the task loss gets 1 - alpha",
+            ),
+            OptionSpec::float(
+                "temperature",
+                1.0,
+                "softmax temperature of the distillation (> 0)",
+            ),
+        ]
     }
 
     fn hybrid(&self, ctx: &PluginContext, inputs: HybridInputs) -> anyhow::Result<Hybrid> {

@@ -15,7 +15,7 @@ use incubator_core::model::layers::{LayerNorm, Linear};
 use incubator_core::model::{Init, Layer, Mode, Named, Network, VitConfig};
 use incubator_core::plugin::{
     parts, task_loss, AssemblyRule, Hybrid, HybridInputs, IncubationStrategy, MetaDesign,
-    PluginContext, Registrar,
+    OptionSpec, PluginContext, Registrar,
 };
 use std::sync::Arc;
 
@@ -48,10 +48,22 @@ impl Layer for Stitch {
     }
 }
 
+/// The option both the meta design and the strategy read.
+fn meta_width_option() -> OptionSpec {
+    OptionSpec::int(
+        "meta_width",
+        0,
+        "the meta model's width, a multiple of the head size (0: half the target's)",
+    )
+}
+
 /// The meta model's shape: the target's, narrower, with as many heads as keep the head size.
 pub fn thin_vit(ctx: &PluginContext) -> anyhow::Result<VitConfig> {
     let d = ctx.vit.embed_dim;
-    let width = parts::option_f64(ctx, "meta_width", (d / 2) as f64)? as usize;
+    let width = match parts::option_f64(ctx, "meta_width", 0.0)? as usize {
+        0 => d / 2,
+        w => w,
+    };
     let head_dim = ctx.vit.head_dim();
     if width == 0 || width % head_dim != 0 {
         anyhow::bail!(
@@ -72,6 +84,10 @@ impl MetaDesign for ThinMeta {
         "thin"
     }
 
+    fn options(&self) -> Vec<OptionSpec> {
+        vec![meta_width_option()]
+    }
+
     fn build(&self, ctx: &PluginContext, init: &mut Init) -> anyhow::Result<Network> {
         Ok(Network::vit(init, &thin_vit(ctx)?, &vec![1; ctx.split.k()]))
     }
@@ -82,6 +98,10 @@ pub struct Stitched;
 impl IncubationStrategy for Stitched {
     fn name(&self) -> &str {
         NAME
+    }
+
+    fn options(&self) -> Vec<OptionSpec> {
+        vec![meta_width_option()]
     }
 
     /// `[stitch in,] module i [, stitch out]`: no stitch before the stem or after the head.

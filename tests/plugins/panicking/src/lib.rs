@@ -4,7 +4,8 @@
 
 use incubator_core::anyhow;
 use incubator_core::plugin::{
-    parts, task_loss, Hybrid, HybridInputs, IncubationStrategy, PluginContext, Registrar,
+    parts, task_loss, Hybrid, HybridInputs, IncubationStrategy, OptionSpec, PluginContext,
+    Registrar,
 };
 use std::sync::Arc;
 
@@ -15,6 +16,14 @@ impl IncubationStrategy for Panicking {
         "panicking"
     }
 
+    fn options(&self) -> Vec<OptionSpec> {
+        vec![OptionSpec::int(
+            "fail_module",
+            -1,
+            "the only module that panics (-1: every module)",
+        )]
+    }
+
     fn hybrid(&self, ctx: &PluginContext, inputs: HybridInputs) -> anyhow::Result<Hybrid> {
         let only = ctx
             .cfg
@@ -22,7 +31,10 @@ impl IncubationStrategy for Panicking {
             .options
             .get("fail_module")
             .and_then(|v| v.as_integer());
-        if only.is_none_or(|m| m as usize == inputs.module) {
+        if only
+            .filter(|m| *m >= 0)
+            .is_none_or(|m| m as usize == inputs.module)
+        {
             panic!("the panicking plugin refuses module {}", inputs.module)
         }
         let (net, trained) = parts::splice(inputs.meta, inputs.module, inputs.unit)?;
