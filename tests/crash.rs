@@ -75,7 +75,7 @@ fn strategies() -> Vec<(&'static str, Option<&'static str>, &'static str)> {
         (
             "stitch",
             Some("incubator-stitch"),
-            "meta_design = \"thin\"\nstrategy = \"stitched\"\nassembly = \"stitched\"\n[plugins.options]\nmeta_width = 16\n",
+            "meta_design = \"thin\"\nstrategy = \"stitched\"\nassembly = \"stitched\"\n[plugins.options]\nmeta_width = 16\nstitch_lr_scale = 2.0\nmodule_frozen_epochs = 1\n",
         ),
         (
             "template",

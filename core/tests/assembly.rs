@@ -218,6 +218,7 @@ fn incubation_changes_only_the_target_module() {
             trainable: trainable.clone(),
             taps: Vec::new(),
             loss: &loss,
+            settings: None,
             state_path: None,
             show_progress: false,
         };

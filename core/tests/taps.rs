@@ -142,6 +142,7 @@ fn training_updates_the_unit_and_trained_extras_only_and_counts_every_extra_pass
         trainable: trainable.clone(),
         taps: vec![2],
         loss: &loss,
+        settings: None,
         state_path: None,
         show_progress: false,
     };
@@ -229,4 +230,89 @@ fn zero() -> incubator_core::train::loss::Loss {
     let dev = new_device(0);
     let z: Tensor<Rank0, f32, _> = dev.zeros();
     z.leaky_traced()
+}
+
+/// Per-step optimizer settings: a part frozen while `epoch < 1` is bit-identical after one
+/// epoch and trains in the second; the rest trains throughout.
+#[test]
+fn a_part_frozen_for_an_epoch_starts_training_after_it() {
+    use incubator_core::train::optimizer::{ParamSettings, Settings};
+    let dev = new_device(0);
+    let c = cfg();
+    let data = tiny_data(&c);
+    let mut run = RunConfig::default();
+    run.optim.batch_size = 16;
+    let build = || {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        Network::vit(
+            &mut Init {
+                dev: &dev,
+                rng: &mut rng,
+            },
+            &c,
+            &[1, 1, 1],
+        )
+    };
+    let start: Vec<Vec<f32>> = build()
+        .named_params()
+        .iter()
+        .map(|(_, p)| p.to_vec())
+        .collect();
+    let net0 = build();
+    let (part1, part2): (Vec<String>, Vec<String>) =
+        (net0.param_names_of(1..2), net0.param_names_of(2..3));
+    let trainable: std::collections::BTreeSet<String> =
+        part1.iter().chain(&part2).cloned().collect();
+    let settings = |p: &incubator_core::train::loss::Progress| -> Result<Settings, String> {
+        Ok(part1
+            .iter()
+            .map(|n| {
+                (
+                    n.clone(),
+                    ParamSettings {
+                        frozen: p.epoch < 1,
+                        ..Default::default()
+                    },
+                )
+            })
+            .collect())
+    };
+    for epochs in [1, 2] {
+        let mut net = build();
+        let job = TrainJob {
+            stage: StageId::incubate(1),
+            cfg: &run,
+            vit: &c,
+            recipe: StageRecipe {
+                epochs,
+                warmup_epochs: 0,
+                drop_path: 0.0,
+            },
+            data: &data,
+            first_traced: 1,
+            trainable: trainable.clone(),
+            taps: vec![],
+            loss: &train::trainer::task_loss,
+            settings: Some(&settings),
+            state_path: None,
+            show_progress: false,
+        };
+        train::train(
+            job,
+            &mut net,
+            &mut Extras::none(),
+            &dev,
+            &mut EventLog::disabled(),
+        )
+        .unwrap();
+        for ((name, p), before) in net.named_params().iter().zip(&start) {
+            let moved = p.to_vec() != *before;
+            let want = if part1.contains(name) {
+                epochs > 1
+            } else {
+                part2.contains(name)
+            };
+            assert_eq!(moved, want, "{name} after {epochs} epoch(s)");
+        }
+    }
 }

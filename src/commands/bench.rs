@@ -186,7 +186,7 @@ fn measure(a: &BenchArgs, preset: &str) -> anyhow::Result<Figures> {
         let logits = net.forward_traced_from(patches.clone(), 0, 0.1, &mut mode);
         let mut grads = soft_cross_entropy(logits, targets.clone()).backward();
         let t = Instant::now();
-        opt.update(net, &mut grads, 1e-4);
+        opt.update(net, &mut grads, 1e-4, &Default::default());
         *optimizer_s += t.elapsed().as_secs_f64();
     };
     step(&mut net, &mut 0.0);

@@ -13,6 +13,8 @@ pub enum LoadError {
     NotFound { path: PathBuf },
     #[error("plugin {path}: cannot load it as a shared library: {reason}. Give the path of a plugin library in plugins.libraries or --plugin (lib<name>.so from `cargo build -p <plugin crate>`)")]
     NotALibrary { path: PathBuf, reason: String },
+    #[error("plugin {path} was built against another build of the engine library, which no longer has what it links to ({reason}). The engine was rebuilt since (e.g. `cargo run --release` after `cargo build --release --workspace` builds the engine with other features): rebuild the plugin with the engine in one command, `cargo build --release --workspace`, and run that build's binary (target/release/incubator)")]
+    StaleLink { path: PathBuf, reason: String },
     #[error("plugin {path}: no `{symbol}` symbol, so it is not an incubator plugin. Declare it with `incubator_core::declare_plugin!` (see plugins/template)")]
     MissingSymbol { path: PathBuf, symbol: String },
     #[error("plugin {path}: plugin ABI version {found}, this engine speaks {expected}. Rebuild the plugin against this engine (cargo build -p <plugin crate> in this workspace)")]
@@ -97,9 +99,19 @@ pub fn load(path: &Path, registry: &mut Registry) -> Result<LoadedLibrary, LoadE
     })?;
     // SAFETY: loading runs the library's initialisers; a plugin library is trusted code by
     // the user's choice (as any crate they compile in).
-    let lib = unsafe { libloading::Library::new(&path) }.map_err(|e| LoadError::NotALibrary {
-        path: path.clone(),
-        reason: with_causes(&e),
+    let lib = unsafe { libloading::Library::new(&path) }.map_err(|e| {
+        let reason = with_causes(&e);
+        if reason.contains("undefined symbol") {
+            LoadError::StaleLink {
+                path: path.clone(),
+                reason,
+            }
+        } else {
+            LoadError::NotALibrary {
+                path: path.clone(),
+                reason,
+            }
+        }
     })?;
     // Never unloaded, even when refused: a library's thread-local destructors and the code of
     // anything it created must outlive every use (rust-lang/rust#59629).

@@ -18,7 +18,10 @@ pub use loader::{LoadError, LoadedLibrary};
 pub use meta_design::MetaDesign;
 pub use options::{OptionKind, OptionSpec};
 pub use registry::{Kind, Origin, Registrar, Registry, RegistryError};
-pub use strategy::{task_loss, Hybrid, HybridInputs, IncubationStrategy, LossFn, Tap};
+pub use strategy::{
+    task_loss, Hybrid, HybridInputs, IncubationStrategy, LossFn, PartSettings, PartSettingsFn, Tap,
+    Target,
+};
 
 use crate::config::RunConfig;
 use crate::device::Dev;

@@ -3,7 +3,8 @@
 use super::{parts, PluginContext};
 use crate::config::StageRecipe;
 use crate::model::{Extras, Init, Network, Role};
-use crate::train::loss::{LossInputs, LossTerms};
+use crate::train::loss::{LossInputs, LossTerms, Progress};
+pub use crate::train::optimizer::ParamSettings as PartSettings;
 use std::collections::BTreeMap;
 use std::ops::Range;
 
@@ -38,6 +39,25 @@ impl Tap {
     }
 }
 
+/// Which trained parameters a [`PartSettings`] applies to.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Target {
+    /// The parts of the hybrid in this range (within [`Hybrid::trained`]).
+    Parts(Range<usize>),
+    /// A [`Role::Trained`] extra network, by name.
+    Extra(String),
+}
+
+/// The optimizer settings of parts of the hybrid at a position of the stage: learning-rate
+/// scales (a new module faster than its glue), weight decay, freezing (unfreeze a part after N
+/// epochs: `frozen: p.epoch < n`). Called before every optimizer step; it must depend on the
+/// position only (not on earlier calls), so that a resumed stage trains as an uninterrupted
+/// one. Parameters no target names keep the defaults.
+#[cfg(not(feature = "cuda"))]
+pub type PartSettingsFn = dyn Fn(&Progress) -> Vec<(Target, PartSettings)> + Send + Sync;
+#[cfg(feature = "cuda")]
+pub type PartSettingsFn = dyn Fn(&Progress) -> Vec<(Target, PartSettings)>;
+
 /// The network module i is trained in, and how.
 pub struct Hybrid {
     pub net: Network,
@@ -51,6 +71,8 @@ pub struct Hybrid {
     /// as `incubate-i/extras.safetensors`, never assembled), frozen references and teachers.
     pub extras: Extras,
     pub loss: Box<LossFn>,
+    /// Per-part optimizer settings over the stage ([`PartSettingsFn`]); `None`: all alike.
+    pub part_settings: Option<Box<PartSettingsFn>>,
 }
 
 impl Hybrid {
@@ -62,7 +84,14 @@ impl Hybrid {
             taps: Vec::new(),
             extras: Extras::none(),
             loss,
+            part_settings: None,
         }
+    }
+
+    /// Sets the per-part optimizer settings ([`PartSettingsFn`]).
+    pub fn with_part_settings(mut self, f: Box<PartSettingsFn>) -> Hybrid {
+        self.part_settings = Some(f);
+        self
     }
 
     /// Also hands the loss the activations at `taps`.

@@ -233,6 +233,7 @@ impl Engine {
             trainable,
             taps: Vec::new(),
             loss,
+            settings: None,
             state_path: Some(self.run.state_path(id)),
             show_progress: self.show_progress,
         }

@@ -6,11 +6,15 @@ use super::{meta, teacher, Engine};
 use crate::checkpoint;
 use crate::events::StageId;
 use crate::model::Network;
-use crate::plugin::{HybridInputs, IncubationStrategy, Tap};
+use crate::model::{Extras, Role};
+use crate::plugin::{HybridInputs, IncubationStrategy, PartSettingsFn, Tap, Target};
 use crate::run_dir::StageSummary;
 use crate::stages::teacher::TeacherSpec;
 use crate::train;
+use crate::train::loss::Progress;
+use crate::train::optimizer::Settings;
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -73,6 +77,65 @@ pub fn dependencies(engine: &Engine, i: usize) -> anyhow::Result<Vec<usize>> {
         );
     }
     Ok(deps)
+}
+
+/// The hybrid's per-part settings as the optimizer takes them: by parameter name.
+fn part_settings_by_name<'h>(
+    net: &Network,
+    extras: &Extras,
+    settings: &'h Option<Box<PartSettingsFn>>,
+    trained: &Range<usize>,
+) -> impl Fn(&Progress) -> Result<Settings, String> + 'h {
+    let part_names: Vec<Vec<String>> = (0..net.parts.len())
+        .map(|p| net.param_names_of(p..p + 1))
+        .collect();
+    let extra_names: BTreeMap<String, Vec<String>> = extras
+        .names()
+        .into_iter()
+        .filter(|n| extras.role(n) == Some(Role::Trained))
+        .map(|n| {
+            let prefix = format!("aux.{n}.");
+            let names = extras
+                .trained_param_names()
+                .into_iter()
+                .filter(|p| p.starts_with(&prefix))
+                .collect();
+            (n.to_string(), names)
+        })
+        .collect();
+    let trained = trained.clone();
+    move |p: &Progress| {
+        let Some(f) = settings else {
+            return Ok(Settings::new());
+        };
+        let mut out = Settings::new();
+        for (target, s) in f(p) {
+            let names = match &target {
+                Target::Parts(r)
+                    if !r.is_empty() && r.start >= trained.start && r.end <= trained.end =>
+                {
+                    r.clone()
+                        .flat_map(|q| part_names[q].iter().cloned())
+                        .collect()
+                }
+                Target::Parts(r) => {
+                    return Err(format!(
+                        "parts {r:?} are not within the trained parts {trained:?}"
+                    ))
+                }
+                Target::Extra(n) => extra_names.get(n).cloned().ok_or_else(|| {
+                    format!(
+                        "{n:?} is not a trained extra network (trained: {:?})",
+                        extra_names.keys().collect::<Vec<_>>()
+                    )
+                })?,
+            };
+            for name in names {
+                out.insert(name, s);
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// Whether the strategy's teachers include this run's E2E model, which must then finish
@@ -154,8 +217,25 @@ pub fn run(engine: &Engine, i: usize) -> anyhow::Result<StageSummary> {
             hybrid.net.param_names_of(trained.clone()).into_iter().collect();
         trainable.extend(hybrid.extras.trained_param_names());
         let recipe = s.recipe(&engine.plugin_ctx(), i, engine.cfg.incubate);
+        let resolve = part_settings_by_name(
+            &hybrid.net,
+            &hybrid.extras,
+            &hybrid.part_settings,
+            &trained,
+        );
+        // Refused before the first step rather than at it.
+        resolve(&Progress {
+            epoch: 0,
+            step_in_epoch: 0,
+            steps_per_epoch: 1,
+            epochs: recipe.epochs,
+        })
+        .map_err(|e| anyhow::anyhow!("incubation strategy {:?}: part settings: {e}", s.name()))?;
         let mut job = engine.job(id, recipe, trained.start, trainable, &*hybrid.loss);
         job.taps = taps;
+        if hybrid.part_settings.is_some() {
+            job.settings = Some(&resolve);
+        }
         let outcome = train::train(job, &mut hybrid.net, &mut hybrid.extras, &engine.dev(), log)?;
         let unit = hybrid.net.split_off(trained);
         checkpoint::save_params(&module_path(engine, i), &unit)?;

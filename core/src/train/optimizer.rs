@@ -15,11 +15,45 @@ pub struct AdamW {
     pub betas: [f64; 2],
     pub eps: f64,
     pub weight_decay: f64,
-    /// Optimizer steps taken (bias correction uses it).
+    /// Optimizer steps taken.
     pub step: u64,
+    /// Updates each parameter received (bias correction uses it, as PyTorch's per-parameter
+    /// `step`): a parameter frozen for a while starts its correction when it first moves.
+    updates: BTreeMap<String, u64>,
     m: Gradients<f32, Dev>,
     v: Gradients<f32, Dev>,
     trainable: BTreeSet<String>,
+}
+
+/// How the optimizer treats one trainable parameter at a step (a plugin sets it per part).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ParamSettings {
+    /// Multiplies the schedule's learning rate.
+    pub lr_scale: f64,
+    /// Replaces the configured weight decay (the no-decay group still gets none).
+    pub weight_decay: Option<f64>,
+    /// Not updated at this step, and left out of the gradient norm and clipping.
+    pub frozen: bool,
+}
+
+impl Default for ParamSettings {
+    fn default() -> Self {
+        ParamSettings {
+            lr_scale: 1.0,
+            weight_decay: None,
+            frozen: false,
+        }
+    }
+}
+
+/// Settings by parameter name; parameters not named get the defaults.
+pub type Settings = BTreeMap<String, ParamSettings>;
+
+fn settings_of<'a>(settings: &'a Settings, name: &str) -> std::borrow::Cow<'a, ParamSettings> {
+    match settings.get(name) {
+        Some(s) => std::borrow::Cow::Borrowed(s),
+        None => std::borrow::Cow::Owned(ParamSettings::default()),
+    }
 }
 
 /// Runs `f` on the tensor of either rank behind a `ParamMut`.
@@ -39,6 +73,7 @@ impl AdamW {
             eps,
             weight_decay,
             step: 0,
+            updates: BTreeMap::new(),
             m: Gradients::leaky(),
             v: Gradients::leaky(),
             trainable,
@@ -49,11 +84,16 @@ impl AdamW {
         &self.trainable
     }
 
-    /// Global L2 norm of the trainable parameters' gradients.
-    pub fn grad_norm(&self, model: &mut impl HasParams, grads: &mut Gradients<f32, Dev>) -> f64 {
+    /// Global L2 norm of the gradients of the trainable parameters not frozen by `settings`.
+    pub fn grad_norm(
+        &self,
+        model: &mut impl HasParams,
+        grads: &mut Gradients<f32, Dev>,
+        settings: &Settings,
+    ) -> f64 {
         let mut sum = 0.0f64;
         for (name, p) in model.named_params_mut() {
-            if self.trainable.contains(&name) {
+            if self.trainable.contains(&name) && !settings_of(settings, &name).frozen {
                 let g = with_tensor!(p, |t| grads.get_or_alloc_mut(&*t).expect("alloc"));
                 sum += read_buffer(g, |g| {
                     g.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>()
@@ -95,21 +135,31 @@ impl AdamW {
         }
     }
 
-    /// One AdamW step on every trainable parameter; frozen ones are not touched at all.
-    pub fn update(&mut self, model: &mut impl HasParams, grads: &mut Gradients<f32, Dev>, lr: f64) {
+    /// One AdamW step on every trainable parameter `settings` does not freeze; the others are
+    /// not touched at all.
+    pub fn update(
+        &mut self,
+        model: &mut impl HasParams,
+        grads: &mut Gradients<f32, Dev>,
+        lr: f64,
+        settings: &Settings,
+    ) {
         self.step += 1;
-        let t = self.step as i32;
         for (name, p) in model.named_params_mut() {
-            if !self.trainable.contains(&name) {
+            let s = settings_of(settings, &name);
+            if !self.trainable.contains(&name) || s.frozen {
                 continue;
             }
+            let updates = self.updates.entry(name.clone()).or_insert(0);
+            *updates += 1;
+            let t = *updates as i32;
             let wd = if decays(&name, &p.as_ref().shape()) {
-                self.weight_decay
+                s.weight_decay.unwrap_or(self.weight_decay)
             } else {
                 0.0
             };
             let cfg = AdamConfig {
-                lr,
+                lr: lr * s.lr_scale,
                 betas: self.betas,
                 eps: self.eps,
                 weight_decay: (wd > 0.0).then_some(WeightDecay::Decoupled(wd)),
@@ -134,6 +184,9 @@ impl AdamW {
                 ));
                 out.insert(format!("m.{name}"), m);
                 out.insert(format!("v.{name}"), v);
+                // Exact in f32 up to 2^24 updates.
+                let t = self.updates.get(&name).copied().unwrap_or(0);
+                out.insert(format!("t.{name}"), vec![t as f32]);
             }
         }
         out
@@ -170,8 +223,122 @@ impl AdamW {
                     Ok(())
                 })?;
             }
+            // States written before per-parameter counts: every parameter moved at every step.
+            let t = match state.get(&format!("t.{name}")) {
+                Some(t) => t.first().copied().unwrap_or(0.0) as u64,
+                None => step,
+            };
+            self.updates.insert(name, t);
         }
         self.step = step;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::new_device;
+    use crate::model::layers::Linear;
+    use crate::model::Init;
+    use rand::SeedableRng;
+
+    fn layer() -> (Dev, Linear) {
+        let dev = new_device(0);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        let l = Linear::new(
+            &mut Init {
+                dev: &dev,
+                rng: &mut rng,
+            },
+            3,
+            2,
+            true,
+        );
+        (dev, l)
+    }
+
+    /// Gradients of a fixed scalar of the layer's output.
+    fn grads(dev: &Dev, l: &Linear) -> Gradients<f32, Dev> {
+        let x: crate::device::Rows<NoneTape> =
+            dev.tensor_from_vec(vec![0.5, -1.0, 2.0, 1.5, 0.25, -0.75], (2, 3));
+        (l.forward(x.leaky_traced()).square().sum()).backward()
+    }
+
+    fn values(l: &Linear) -> Vec<Vec<f32>> {
+        l.named_params().iter().map(|(_, p)| p.to_vec()).collect()
+    }
+
+    #[test]
+    fn frozen_parameters_do_not_move_and_start_their_correction_when_unfrozen() {
+        let (dev, mut l) = layer();
+        let all: BTreeSet<String> = l.named_params().into_iter().map(|(n, _)| n).collect();
+        let frozen: Settings = all
+            .iter()
+            .map(|n| {
+                (
+                    n.clone(),
+                    ParamSettings {
+                        frozen: true,
+                        ..Default::default()
+                    },
+                )
+            })
+            .collect();
+        let mut opt = AdamW::new(all.clone(), [0.9, 0.999], 1e-8, 0.05);
+        let start = values(&l);
+        let mut g = grads(&dev, &l);
+        assert_eq!(opt.grad_norm(&mut l, &mut g, &frozen), 0.0);
+        opt.update(&mut l, &mut g, 1e-2, &frozen);
+        assert_eq!(values(&l), start, "a frozen step moved a parameter");
+
+        // Unfrozen at step 2: the same update as a fresh optimizer's first step.
+        let (_, mut fresh) = layer();
+        let mut fresh_opt = AdamW::new(all.clone(), [0.9, 0.999], 1e-8, 0.05);
+        let mut g = grads(&dev, &l);
+        opt.update(&mut l, &mut g, 1e-2, &Settings::new());
+        let mut g = grads(&dev, &fresh);
+        fresh_opt.update(&mut fresh, &mut g, 1e-2, &Settings::new());
+        assert_eq!(values(&l), values(&fresh));
+        assert_eq!((opt.step, fresh_opt.step), (2, 1));
+
+        // Saved and restored, the per-parameter counts continue.
+        let saved = opt.state(&mut l);
+        assert_eq!(saved["t.weight"], vec![1.0]);
+        let mut restored = AdamW::new(all, [0.9, 0.999], 1e-8, 0.05);
+        restored.load_state(&mut l, &saved, opt.step).unwrap();
+        assert_eq!(restored.state(&mut l), saved);
+    }
+
+    #[test]
+    fn a_learning_rate_scale_and_weight_decay_apply_to_their_parameters_only() {
+        let (dev, mut a) = layer();
+        let (_, mut b) = layer();
+        let all: BTreeSet<String> = a.named_params().into_iter().map(|(n, _)| n).collect();
+        let scaled: Settings = [(
+            "weight".to_string(),
+            ParamSettings {
+                lr_scale: 0.0,
+                weight_decay: Some(0.0),
+                frozen: false,
+            },
+        )]
+        .into();
+        let (mut oa, mut ob) = (
+            AdamW::new(all.clone(), [0.9, 0.999], 1e-8, 0.05),
+            AdamW::new(all, [0.9, 0.999], 1e-8, 0.05),
+        );
+        let before = values(&a);
+        let mut g = grads(&dev, &a);
+        oa.update(&mut a, &mut g, 1e-2, &scaled);
+        let mut g = grads(&dev, &b);
+        ob.update(&mut b, &mut g, 1e-2, &Settings::new());
+        let (va, vb) = (values(&a), values(&b));
+        assert_eq!(
+            va[0], before[0],
+            "lr scale 0 leaves the weight where it was"
+        );
+        assert_ne!(vb[0], before[0]);
+        assert_eq!(va[1], vb[1], "the bias trains as usual");
     }
 }

@@ -4,7 +4,8 @@
 //! One safetensors file per stage (`RUN/stages/<stage>/state.safetensors`):
 //! - the trained parameters under their path names (only those the stage trains: an
 //!   incubation's frozen meta layers are rebuilt from the meta model, not copied);
-//! - AdamW's moments as `optim.m.<name>` and `optim.v.<name>`;
+//! - AdamW's moments as `optim.m.<name>` and `optim.v.<name>`, and the number of updates each
+//!   parameter received as `optim.t.<name>` (one value);
 //! - a [`TrainState`] as JSON in the metadata key `incubator.train_state`: counters, the
 //!   position of the epoch's random stream, and the running sums of the outcome.
 //!

@@ -27,6 +27,10 @@ use std::time::Instant;
 /// batch and the extra networks.
 pub type LossFn<'a> = dyn Fn(LossInputs) -> LossTerms + 'a;
 
+/// The optimizer settings of the trainable parameters at a position (per-part learning-rate
+/// scales, weight decay, freezing), by parameter name.
+pub type SettingsFn<'a> = dyn Fn(&Progress) -> Result<super::optimizer::Settings, String> + 'a;
+
 /// The task loss alone (meta model, fine-tuning, the E2E baseline).
 pub fn task_loss(inputs: LossInputs) -> LossTerms {
     LossTerms::task(inputs.task())
@@ -46,6 +50,8 @@ pub struct TrainJob<'a> {
     /// ([`Network::forward_tapped`]).
     pub taps: Vec<usize>,
     pub loss: &'a LossFn<'a>,
+    /// Per-step optimizer settings; `None`: every trainable parameter alike.
+    pub settings: Option<&'a SettingsFn<'a>>,
     /// Where the per-epoch resumable state goes; `None` trains without checkpoints.
     pub state_path: Option<PathBuf>,
     pub show_progress: bool,
@@ -78,8 +84,12 @@ pub enum TrainError {
     },
     #[error(transparent)]
     Checkpoint(#[from] checkpoint::CheckpointError),
-    #[error("{stage}: the loss is refused: {message}. Fix the plugin's loss")]
-    BadLoss { stage: StageId, message: String },
+    #[error("{stage}: the plugin's {what} is refused: {message}")]
+    Plugin {
+        stage: StageId,
+        what: &'static str,
+        message: String,
+    },
     #[error("cannot resume from {path}: {why}; delete it to restart the stage from scratch")]
     Resume { path: PathBuf, why: String },
     #[error("cannot write the resumable state {path}: {source}. The previous state file is kept as it was, so nothing finished before it is lost: free space (or fix the file system) and run the same command again to resume from it")]
@@ -207,6 +217,14 @@ pub fn train(
                 steps_per_epoch,
                 epochs: job.recipe.epochs,
             };
+            let settings = match job.settings {
+                None => Default::default(),
+                Some(f) => f(&progress).map_err(|message| TrainError::Plugin {
+                    stage: job.stage,
+                    what: "optimizer settings",
+                    message,
+                })?,
+            };
             for micro in 0..o.accum_steps {
                 let at = (s as usize * o.accum_steps + micro) * o.batch_size;
                 let batch = maker.train(train_set, &order[at..at + o.batch_size], &mut rng);
@@ -227,8 +245,9 @@ pub fn train(
                 let total =
                     (job.loss)(inputs)
                         .total(tape)
-                        .map_err(|message| TrainError::BadLoss {
+                        .map_err(|message| TrainError::Plugin {
                             stage: job.stage,
+                            what: "loss",
                             message,
                         })?;
                 let loss = total.loss;
@@ -256,13 +275,13 @@ pub fn train(
             if o.accum_steps > 1 {
                 opt.scale_grads(model, &mut grads, 1.0 / o.accum_steps as f32);
             }
-            let grad_norm = opt.grad_norm(model, &mut grads);
+            let grad_norm = opt.grad_norm(model, &mut grads, &settings);
             if let Some(max) = o.clip_grad {
                 if grad_norm > max {
                     opt.scale_grads(model, &mut grads, (max / (grad_norm + 1e-6)) as f32);
                 }
             }
-            opt.update(model, &mut grads, lr);
+            opt.update(model, &mut grads, lr, &settings);
             drop(grads);
             st.train_gflop += gflop_per_sample * per_step as f64 + model.extras.take_flops() / 1e9;
             st.epoch_loss_sum += step_loss;

@@ -2,7 +2,9 @@
 //! - meta design `thin`: the target's depth-per-module layout with one block per module, at a
 //!   fraction of the width (`[plugins.options] meta_width`, default half; head size kept);
 //! - strategy `stitched`: target module i is incubated between LayerNorm+Linear stitches
-//!   (meta width -> target width before it, back after it), trained together with it;
+//!   (meta width -> target width before it, back after it), trained together with it; options
+//!   `stitch_lr_scale` (the stitches' learning rate relative to the module's) and
+//!   `module_frozen_epochs` (train the stitches alone first, then the module too);
 //! - assembly `stitched`: the modules stacked with the stitches they were incubated with kept
 //!   between them (out of module i, into module i+1: a learned bottleneck adapter), all
 //!   fine-tuned. (`deep-incubation` stacking drops the stitches instead.)
@@ -15,8 +17,9 @@ use incubator_core::model::layers::{LayerNorm, Linear};
 use incubator_core::model::{Init, Layer, Mode, Named, Network, VitConfig};
 use incubator_core::plugin::{
     parts, task_loss, AssemblyRule, Hybrid, HybridInputs, IncubationStrategy, MetaDesign,
-    OptionSpec, PluginContext, Registrar,
+    OptionSpec, PartSettings, PluginContext, Registrar, Target,
 };
+use incubator_core::train::loss::Progress;
 use std::sync::Arc;
 
 pub const NAME: &str = "stitched";
@@ -101,7 +104,19 @@ impl IncubationStrategy for Stitched {
     }
 
     fn options(&self) -> Vec<OptionSpec> {
-        vec![meta_width_option()]
+        vec![
+            meta_width_option(),
+            OptionSpec::float(
+                "stitch_lr_scale",
+                1.0,
+                "the stitches' learning rate as a multiple of the module's",
+            ),
+            OptionSpec::int(
+                "module_frozen_epochs",
+                0,
+                "epochs at the start of each incubation in which only the stitches train",
+            ),
+        ]
     }
 
     /// `[stitch in,] module i [, stitch out]`: no stitch before the stem or after the head.
@@ -126,8 +141,44 @@ impl IncubationStrategy for Stitched {
 
     fn hybrid(&self, ctx: &PluginContext, inputs: HybridInputs) -> anyhow::Result<Hybrid> {
         parts::expect_one_part_per_module(ctx, &inputs.meta)?;
-        let (net, trained) = parts::splice(inputs.meta, inputs.module, inputs.unit)?;
-        Ok(Hybrid::new(net, trained, task_loss()))
+        let i = inputs.module;
+        let (net, trained) = parts::splice(inputs.meta, i, inputs.unit)?;
+        let hybrid = Hybrid::new(net, trained.clone(), task_loss());
+        let lr_scale = parts::option_f64(ctx, "stitch_lr_scale", 1.0)?;
+        let frozen_epochs = parts::option_f64(ctx, "module_frozen_epochs", 0.0)?;
+        if !(lr_scale >= 0.0 && lr_scale.is_finite()) {
+            anyhow::bail!("plugins.options.stitch_lr_scale = {lr_scale} must be finite and >= 0");
+        }
+        if frozen_epochs < 0.0 || frozen_epochs >= ctx.cfg.incubate.epochs as f64 {
+            anyhow::bail!(
+                "plugins.options.module_frozen_epochs = {frozen_epochs} must be from 0 to incubate.epochs - 1 = {}",
+                ctx.cfg.incubate.epochs.saturating_sub(1)
+            );
+        }
+        if lr_scale == 1.0 && frozen_epochs == 0.0 {
+            return Ok(hybrid);
+        }
+        let frozen_epochs = frozen_epochs as usize;
+        // The unit is `[stitch in,] module [, stitch out]`.
+        let module = trained.start + usize::from(i > 0);
+        let stitches: Vec<usize> = trained.filter(|&p| p != module).collect();
+        Ok(hybrid.with_part_settings(Box::new(move |p: &Progress| {
+            let mut v = vec![(
+                Target::Parts(module..module + 1),
+                PartSettings {
+                    frozen: p.epoch < frozen_epochs,
+                    ..PartSettings::default()
+                },
+            )];
+            v.extend(stitches.iter().map(|&s| {
+                let settings = PartSettings {
+                    lr_scale,
+                    ..PartSettings::default()
+                };
+                (Target::Parts(s..s + 1), settings)
+            }));
+            v
+        })))
     }
 }
 
