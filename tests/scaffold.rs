@@ -70,3 +70,81 @@ fn plugin_new_copies_the_template_under_the_new_name() {
         stderr(&out)
     );
 }
+
+/// `plugin new NAME --path DIR`: a crate outside the repository that depends on the engine by
+/// path, builds its library and an `incubator` around the same engine, and trains with them;
+/// another build of the engine (this repository's binary) refuses the library.
+#[test]
+fn an_out_of_tree_plugin_builds_loads_and_trains() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("feature-kd");
+    let repo = env!("CARGO_MANIFEST_DIR");
+    let out = incubator(&[
+        "plugin", "new", "feature-kd", "--path", dir.to_str().unwrap(), "--engine", repo,
+    ]);
+    assert_ok(&out, "plugin new --path");
+    let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+    assert!(manifest.contains(&format!("incubator-core = {{ path = \"{repo}/core\" }}")), "{manifest}");
+    assert!(dir.join("Cargo.lock").is_file() && dir.join(".cargo/config.toml").is_file());
+
+    // A persistent target folder: later runs rebuild only what changed.
+    let target = std::path::Path::new(repo).join("target/out-of-tree");
+    let build = std::process::Command::new(env!("CARGO"))
+        .args(["build", "--offline", "--manifest-path"])
+        .arg(dir.join("Cargo.toml"))
+        .env("CARGO_TARGET_DIR", &target)
+        .output()
+        .unwrap();
+    assert_ok(&build, "cargo build of the out-of-tree crate");
+    // Its own test (the library loaded vs compiled in, as every plugin crate's) passes there.
+    let test = std::process::Command::new(env!("CARGO"))
+        .args(["test", "--offline", "--manifest-path"])
+        .arg(dir.join("Cargo.toml"))
+        .env("CARGO_TARGET_DIR", &target)
+        .env_remove("LD_LIBRARY_PATH")
+        .output()
+        .unwrap();
+    assert_ok(&test, "cargo test of the out-of-tree crate");
+    let lib = target.join("debug/libincubator_feature_kd.so");
+    let own_incubator = target.join("debug/incubator");
+    assert!(lib.is_file() && own_incubator.is_file());
+
+    let cfg = write_config(
+        tmp.path(),
+        &format!(
+            "{}[plugins]\nstrategy = \"feature-kd\"\nlibraries = [{:?}]\n",
+            TINY.replace("[e2e]\nepochs = 8\n", "[e2e]\nenabled = false\n"),
+            lib.display().to_string()
+        ),
+    );
+    let run = tmp.path().join("run");
+    // (cargo test points LD_LIBRARY_PATH at this repository's engine, which would win over the
+    // binary's own RUNPATH)
+    let out = std::process::Command::new(&own_incubator)
+        .args(["run", "--no-progress", "-c", &cfg, "-d", run.to_str().unwrap()])
+        .env_remove("LD_LIBRARY_PATH")
+        .output()
+        .unwrap();
+    assert_ok(&out, "training with the out-of-tree plugin");
+    let report = std::fs::read_to_string(run.join("report.md")).unwrap();
+    assert!(report.contains("strategy feature-kd"), "{report}");
+    assert!(run.join("stages/assemble/model.safetensors").is_file());
+
+    // This repository's binary is another engine build: refused, with what to run instead.
+    let other = tmp.path().join("other");
+    let out = incubator(&["run", "-c", &cfg, "-d", other.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let e = stderr(&out);
+    assert!(
+        e.contains("another build of the engine") && e.contains("target/<profile>/incubator"),
+        "{e}"
+    );
+
+    // A folder in use, and an engine path that is not the repository, are refused.
+    let again = incubator(&["plugin", "new", "x", "--path", dir.to_str().unwrap(), "--engine", repo]);
+    assert!(stderr(&again).contains("is not empty"), "{}", stderr(&again));
+    let wrong = incubator(&[
+        "plugin", "new", "x", "--path", tmp.path().join("y").to_str().unwrap(), "--engine", tmp.path().to_str().unwrap(),
+    ]);
+    assert!(stderr(&wrong).contains("is not the incubator repository"), "{}", stderr(&wrong));
+}

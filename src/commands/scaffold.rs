@@ -1,6 +1,13 @@
-//! `incubator plugin new NAME`: a new plugin crate in the workspace's `plugins/`, copied from
-//! `plugins/template` with its names changed. It must live in this workspace: a plugin links
-//! the very engine library the binary uses (see core/src/plugin/abi.rs).
+//! `incubator plugin new NAME`: a new plugin crate, copied from `plugins/template` with its
+//! names changed, either in this workspace's `plugins/` or (`--path DIR`) as a crate of its own
+//! outside it.
+//!
+//! A plugin links the very engine library the binary uses (core/src/plugin/abi.rs), so the
+//! two must come from one build. In the workspace, `cargo build --workspace` builds both. Out
+//! of tree, the crate depends on the engine (by path or git) and carries a two-line binary that
+//! runs the engine's command line, so `cargo build` in its folder builds the plugin, the engine
+//! and `incubator` together; it starts from the engine's `Cargo.lock`, so it uses the versions
+//! the engine was tested with.
 
 use std::path::{Path, PathBuf};
 
@@ -55,6 +62,170 @@ pub fn render(text: &str, name: &str) -> String {
         .replace("\\\"template\\\"", &format!("\\\"{name}\\\""))
         .replace("`template`", &format!("`{name}`"))
         .replace("Template", &camel_case(name))
+}
+
+/// Where an out-of-tree plugin takes the engine from.
+pub enum EngineSource {
+    Path(PathBuf),
+    Git { url: String, rev: Option<String> },
+}
+
+impl EngineSource {
+    /// The dependency table of the engine's package at `dir` in the repository (`""`: root).
+    fn dependency(&self, dir: &str) -> String {
+        match self {
+            EngineSource::Path(root) => {
+                let path = if dir.is_empty() {
+                    root.clone()
+                } else {
+                    root.join(dir)
+                };
+                format!("{{ path = {:?} }}", path.display().to_string())
+            }
+            EngineSource::Git { url, rev } => match rev {
+                Some(rev) => format!("{{ git = {url:?}, rev = {rev:?} }}"),
+                None => format!("{{ git = {url:?} }}"),
+            },
+        }
+    }
+}
+
+/// The out-of-tree crate's manifest: its plugin library, the `incubator` binary built around
+/// the same engine, and the engine's build profiles (shared standard library, rpath).
+fn out_of_tree_manifest(name: &str, engine: &EngineSource) -> String {
+    format!(
+        r#"# A plugin crate for incubator, outside the engine's repository. `cargo build --release` here
+# builds the plugin library (target/release/libincubator_{lib}.so) and the `incubator` binary
+# around the same engine build: run that binary with the library (see README.md).
+[package]
+name = "incubator-{name}"
+description = "An incubator plugin"
+version = "0.1.0"
+edition = "2021"
+
+# rlib: compiled into this crate's test; cdylib: the library `plugins.libraries` loads.
+[lib]
+crate-type = ["rlib", "cdylib"]
+
+# The engine's command line, linked to the engine this plugin is built against.
+[[bin]]
+name = "incubator"
+path = "src/main.rs"
+test = false
+
+# Only the engine: it re-exports dfdx and anyhow, and a second dfdx would not train with it.
+[dependencies]
+incubator-core = {core}
+incubator = {cli}
+
+[dev-dependencies]
+incubator-deep-incubation = {reference}
+tempfile = "3"
+
+# Its own workspace, with the engine's profiles: the engine library is built as the engine's
+# own workspace builds it.
+[workspace]
+
+[profile.dev]
+opt-level = 1
+rpath = true
+
+[profile.dev.package."*"]
+opt-level = 3
+
+[profile.test]
+opt-level = 1
+rpath = true
+
+[profile.release]
+rpath = true
+debug = "line-tables-only"
+"#,
+        lib = name.replace('-', "_"),
+        core = engine.dependency("core"),
+        cli = engine.dependency(""),
+        reference = engine.dependency("plugins/deep-incubation"),
+    )
+}
+
+const MAIN_RS: &str = r#"//! The `incubator` command line, built with this plugin's engine: run it with this crate's
+//! library (`plugins.libraries` or `--plugin`). It does not link the plugin itself.
+
+fn main() -> std::process::ExitCode {
+    incubator::cli::main()
+}
+"#;
+
+/// The engine's `.cargo/config.toml` (the shared standard library) and its toolchain file.
+const CARGO_CONFIG: &str = include_str!("../../.cargo/config.toml");
+const TOOLCHAIN: &str = include_str!("../../rust-toolchain.toml");
+
+fn readme(name: &str) -> String {
+    format!(
+        r#"# incubator-{name}
+
+An incubation strategy for [incubator](https://github.com/), built outside the engine's
+repository. Edit `src/lib.rs` (the engine's docs/plugins.md explains the interfaces), then:
+
+```sh
+cargo test                      # the library loaded vs compiled in: bit-identical training
+cargo build --release           # target/release/libincubator_{lib}.so and target/release/incubator
+./target/release/incubator run -c my.toml
+```
+
+with, in `my.toml`:
+
+```toml
+[plugins]
+strategy = "{name}"
+libraries = ["target/release/libincubator_{lib}.so"]   # relative to my.toml
+```
+
+Run the `incubator` built here, not another build: a plugin loads only into the engine build it
+was compiled with (another build refuses it and says why). The engine is a dependency in
+Cargo.toml (by path or git); update it and rebuild both with `cargo build --release`.
+"#,
+        lib = name.replace('-', "_")
+    )
+}
+
+/// A new plugin crate at `dir`, outside any workspace, depending on `engine`.
+pub fn new_out_of_tree(name: &str, dir: &Path, engine: &EngineSource) -> anyhow::Result<PathBuf> {
+    check_name(name)?;
+    if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
+        anyhow::bail!("{} exists and is not empty; choose a new folder", dir.display());
+    }
+    if let EngineSource::Path(root) = engine {
+        if !root.join("core/Cargo.toml").is_file() || !root.join("src/cli.rs").is_file() {
+            anyhow::bail!(
+                "{} is not the incubator repository (no core/Cargo.toml and src/cli.rs); pass its root with --engine, or --engine-git URL",
+                root.display()
+            );
+        }
+    }
+    let files: Vec<(&str, String)> = vec![
+        ("Cargo.toml", out_of_tree_manifest(name, engine)),
+        ("src/lib.rs", render(FILES[1].1, name)),
+        ("src/main.rs", MAIN_RS.to_string()),
+        ("tests/library.rs", render(FILES[2].1, name)),
+        (".cargo/config.toml", CARGO_CONFIG.to_string()),
+        ("rust-toolchain.toml", TOOLCHAIN.to_string()),
+        ("README.md", readme(name)),
+        (".gitignore", "/target
+".to_string()),
+    ];
+    for (file, text) in files {
+        let path = dir.join(file);
+        std::fs::create_dir_all(path.parent().expect("has a parent"))?;
+        std::fs::write(&path, text)?;
+    }
+    // The versions the engine was tested with (cargo drops what this crate does not use).
+    if let EngineSource::Path(root) = engine {
+        if let Ok(lock) = std::fs::read(root.join("Cargo.lock")) {
+            std::fs::write(dir.join("Cargo.lock"), lock)?;
+        }
+    }
+    Ok(dir.to_path_buf())
 }
 
 pub fn new_plugin(name: &str, workspace: &Path) -> anyhow::Result<PathBuf> {

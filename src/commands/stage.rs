@@ -1,6 +1,6 @@
 //! The stage commands: each opens the run directory, runs one stage (or all), and exits.
 
-use crate::StageArgs;
+use crate::cli::StageArgs;
 use incubator_core::config::RunConfig;
 use incubator_core::stages::{self, report::Report, Engine};
 use std::io::IsTerminal;
@@ -41,15 +41,15 @@ pub fn run(
     );
     let served = serve
         .map(|addr| {
-            incubator::serve::start(
+            crate::serve::start(
                 &[args.run_dir.clone()],
                 addr,
-                incubator::serve::bundle::find(None),
+                crate::serve::bundle::find(None),
             )
         })
         .transpose()?;
     if let Some(addr) = served {
-        println!("live dashboard: {}", incubator::serve::url(addr));
+        println!("live dashboard: {}", crate::serve::url(addr));
     }
     let report = stages::pipeline::run(&engine, jobs)?;
     println!("{}", report.to_markdown());
@@ -60,7 +60,7 @@ pub fn run(
     if let Some(addr) = served {
         println!(
             "run finished; still serving at {} (Ctrl-C to stop)",
-            incubator::serve::url(addr)
+            crate::serve::url(addr)
         );
         // The stop handlers are installed for training; here a signal ends the serving.
         while incubator_core::interrupt::requested().is_none() {

@@ -13,7 +13,7 @@ pub enum LoadError {
     NotFound { path: PathBuf },
     #[error("plugin {path}: cannot load it as a shared library: {reason}. Give the path of a plugin library in plugins.libraries or --plugin (lib<name>.so from `cargo build -p <plugin crate>`)")]
     NotALibrary { path: PathBuf, reason: String },
-    #[error("plugin {path} was built against another build of the engine library, which no longer has what it links to ({reason}). The engine was rebuilt since (e.g. `cargo run --release` after `cargo build --release --workspace` builds the engine with other features): rebuild the plugin with the engine in one command, `cargo build --release --workspace`, and run that build's binary (target/release/incubator)")]
+    #[error("plugin {path} was built against another build of the engine library than this binary's ({reason}). A plugin loads only into the engine it was built with: in the engine's workspace, build both in one command (`cargo build --release --workspace`) and run that build's target/release/incubator; an out-of-tree plugin crate builds its own incubator beside its library (its target/<profile>/incubator): run that one")]
     StaleLink { path: PathBuf, reason: String },
     #[error("plugin {path}: no `{symbol}` symbol, so it is not an incubator plugin. Declare it with `incubator_core::declare_plugin!` (see plugins/template)")]
     MissingSymbol { path: PathBuf, symbol: String },

