@@ -104,3 +104,38 @@ fn curve_controls_change_the_settings() {
     assert_eq!(s.x_axis, incubator_dashboard::series::XAxis::Epoch);
     assert!(s.hidden_stages.contains("e2e"));
 }
+
+#[test]
+fn a_plugins_loss_terms_get_a_plot_of_their_own() {
+    let mut run = Run::new("demo");
+    for step in 1..=3u64 {
+        run.apply(&Record::new(
+            StageId::incubate(1),
+            step as f64,
+            Event::TrainStep {
+                step,
+                epoch: step as f64 / 3.0,
+                loss: 1.0,
+                lr: 1e-3,
+                grad_norm: 1.0,
+                samples_per_sec: 100.0,
+                terms: [("recon".to_string(), 0.5), ("aux_ce".to_string(), 2.0 / step as f64)].into(),
+            },
+        ));
+    }
+    let terms = incubator_dashboard::views::curves::term_lines(
+        std::slice::from_ref(&run),
+        &Default::default(),
+        (f64::NEG_INFINITY, f64::INFINITY),
+        1000,
+    );
+    let names: Vec<&str> = terms.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["incubate-1 aux_ce", "incubate-1 recon"]);
+    assert_eq!(terms[0].1, [[1.0, 2.0], [2.0, 1.0], [3.0, 2.0 / 3.0]]);
+    let app = DashboardApp::with_runs(vec![run]);
+    let mut harness = Harness::new_ui_state(|ui, app: &mut DashboardApp| app.show(ui), app);
+    harness.run_steps(2);
+    harness.get_by_label("loss terms");
+    // the legend names each term
+    harness.get_by_label("incubate-1 recon");
+}

@@ -124,6 +124,38 @@ pub fn lines(
     out
 }
 
+/// A plugin's named loss terms (`aux_ce`, `kd`, `recon`, ...) of every shown stage, raw,
+/// within `[x0, x1]`: (legend name, points).
+pub fn term_lines(
+    runs: &[Run],
+    settings: &CurveSettings,
+    (x0, x1): (f64, f64),
+    buckets: usize,
+) -> Vec<(String, Vec<[f64; 2]>)> {
+    let mut out = Vec::new();
+    for run in runs
+        .iter()
+        .filter(|r| !settings.hidden_runs.contains(&r.name))
+    {
+        for (id, stage) in &run.stages {
+            let slug = id.slug();
+            if settings.hidden_stages.contains(&slug) {
+                continue;
+            }
+            for (term, series) in &stage.terms {
+                let pts = downsample(series.xs(settings.x_axis), &series.value, x0, x1, buckets);
+                let name = if runs.len() > 1 {
+                    format!("{}/{slug} {term}", run.name)
+                } else {
+                    format!("{slug} {term}")
+                };
+                out.push((name, pts));
+            }
+        }
+    }
+    out
+}
+
 fn controls(ui: &mut Ui, s: &mut CurveSettings, runs: &[Run]) {
     ui.horizontal_wrapped(|ui| {
         for m in Metric::ALL {
@@ -235,6 +267,20 @@ pub fn show(ui: &mut Ui, app: &mut DashboardApp) {
                     }
                 }
             });
+        }
+        let runs = &app.runs;
+        let settings = &app.curves;
+        if runs.iter().any(|r| r.stages.values().any(|s| !s.terms.is_empty())) {
+            ui.label("loss terms");
+            Plot::new("loss-terms")
+                .height(height)
+                .legend(Legend::default())
+                .show(ui, |plot_ui| {
+                    let all = (f64::NEG_INFINITY, f64::INFINITY);
+                    for (name, pts) in term_lines(runs, settings, all, buckets) {
+                        plot_ui.line(Line::new(name, PlotPoints::from(pts)));
+                    }
+                });
         }
     });
 }
