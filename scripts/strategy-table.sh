@@ -15,7 +15,7 @@ bin="${INCUBATOR_BIN:-$root/target/release}"
 base="$root/examples/strategies-fashion-mnist.toml"
 mkdir -p "$out"; out="$(cd "$out" && pwd)"
 
-strategies=(deep-incubation meta-kd m2mkd sequential stitch template dgl infopro)
+strategies=(deep-incubation meta-kd m2mkd feature-kd sequential stitch template dgl infopro)
 
 plugins_of() { # the [plugins] section of examples/$1.toml with the library path made absolute
     local ex="$root/examples/$1.toml"
@@ -66,7 +66,7 @@ def ms(xs, fmt):
     if len(xs) < 2: return fmt.format(xs[0])
     return (fmt + " ± " + fmt).format(statistics.mean(xs), statistics.stdev(xs))
 rows = []
-names = ["deep-incubation", "meta-kd", "m2mkd", "sequential", "stitch", "template", "dgl", "infopro"]
+names = ["deep-incubation", "meta-kd", "m2mkd", "feature-kd", "sequential", "stitch", "template", "dgl", "infopro"]
 print(f"| strategy | assembled top-1 (%) | method compute (GFLOP) | method wall (s) | per seed top-1 ({', '.join(seeds)}) |")
 print("|---|---:|---:|---:|---|")
 for n in names:

@@ -63,6 +63,11 @@ fn strategies() -> Vec<(&'static str, Option<&'static str>, &'static str)> {
         ),
         ("dgl", Some("incubator-dgl"), "strategy = \"dgl\"\n"),
         (
+            "feature-kd",
+            Some("incubator-feature-kd"),
+            "strategy = \"feature-kd\"\n[plugins.options]\nhint_weight = 0.5\n",
+        ),
+        (
             "infopro",
             Some("incubator-infopro"),
             "strategy = \"infopro\"\n[plugins.options]\nce_first = 0.5\n",

@@ -29,7 +29,11 @@ fn features(select: &[&str], edges: &str) -> BTreeMap<String, BTreeSet<String>> 
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut map: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for line in String::from_utf8(out.stdout).unwrap().lines() {
         let Some((package, feats)) = line.split_once('|') else {
@@ -37,9 +41,12 @@ fn features(select: &[&str], edges: &str) -> BTreeMap<String, BTreeSet<String>> 
         };
         // "name v1.2.3 (path)" -> "name v1.2.3"
         let package: String = package.split(" (").next().unwrap().trim().to_string();
-        map.entry(package)
-            .or_default()
-            .extend(feats.split(',').filter(|f| !f.is_empty()).map(str::to_string));
+        map.entry(package).or_default().extend(
+            feats
+                .split(',')
+                .filter(|f| !f.is_empty())
+                .map(str::to_string),
+        );
     }
     map
 }

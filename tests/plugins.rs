@@ -198,6 +198,7 @@ fn plugin_libraries_share_the_engines_tensor_id_counter() {
         "incubator-meta-kd",
         "incubator-dgl",
         "incubator-infopro",
+        "incubator-feature-kd",
         "incubator-sequential",
         "incubator-stitch",
         "incubator-template",

@@ -80,11 +80,20 @@ fn an_out_of_tree_plugin_builds_loads_and_trains() {
     let dir = tmp.path().join("feature-kd");
     let repo = env!("CARGO_MANIFEST_DIR");
     let out = incubator(&[
-        "plugin", "new", "feature-kd", "--path", dir.to_str().unwrap(), "--engine", repo,
+        "plugin",
+        "new",
+        "feature-kd",
+        "--path",
+        dir.to_str().unwrap(),
+        "--engine",
+        repo,
     ]);
     assert_ok(&out, "plugin new --path");
     let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
-    assert!(manifest.contains(&format!("incubator-core = {{ path = \"{repo}/core\" }}")), "{manifest}");
+    assert!(
+        manifest.contains(&format!("incubator-core = {{ path = \"{repo}/core\" }}")),
+        "{manifest}"
+    );
     assert!(dir.join("Cargo.lock").is_file() && dir.join(".cargo/config.toml").is_file());
 
     // A persistent target folder: later runs rebuild only what changed.
@@ -121,7 +130,14 @@ fn an_out_of_tree_plugin_builds_loads_and_trains() {
     // (cargo test points LD_LIBRARY_PATH at this repository's engine, which would win over the
     // binary's own RUNPATH)
     let out = std::process::Command::new(&own_incubator)
-        .args(["run", "--no-progress", "-c", &cfg, "-d", run.to_str().unwrap()])
+        .args([
+            "run",
+            "--no-progress",
+            "-c",
+            &cfg,
+            "-d",
+            run.to_str().unwrap(),
+        ])
         .env_remove("LD_LIBRARY_PATH")
         .output()
         .unwrap();
@@ -141,10 +157,32 @@ fn an_out_of_tree_plugin_builds_loads_and_trains() {
     );
 
     // A folder in use, and an engine path that is not the repository, are refused.
-    let again = incubator(&["plugin", "new", "x", "--path", dir.to_str().unwrap(), "--engine", repo]);
-    assert!(stderr(&again).contains("is not empty"), "{}", stderr(&again));
-    let wrong = incubator(&[
-        "plugin", "new", "x", "--path", tmp.path().join("y").to_str().unwrap(), "--engine", tmp.path().to_str().unwrap(),
+    let again = incubator(&[
+        "plugin",
+        "new",
+        "x",
+        "--path",
+        dir.to_str().unwrap(),
+        "--engine",
+        repo,
     ]);
-    assert!(stderr(&wrong).contains("is not the incubator repository"), "{}", stderr(&wrong));
+    assert!(
+        stderr(&again).contains("is not empty"),
+        "{}",
+        stderr(&again)
+    );
+    let wrong = incubator(&[
+        "plugin",
+        "new",
+        "x",
+        "--path",
+        tmp.path().join("y").to_str().unwrap(),
+        "--engine",
+        tmp.path().to_str().unwrap(),
+    ]);
+    assert!(
+        stderr(&wrong).contains("is not the incubator repository"),
+        "{}",
+        stderr(&wrong)
+    );
 }

@@ -119,7 +119,11 @@ fn a_plugins_loss_terms_get_a_plot_of_their_own() {
                 lr: 1e-3,
                 grad_norm: 1.0,
                 samples_per_sec: 100.0,
-                terms: [("recon".to_string(), 0.5), ("aux_ce".to_string(), 2.0 / step as f64)].into(),
+                terms: [
+                    ("recon".to_string(), 0.5),
+                    ("aux_ce".to_string(), 2.0 / step as f64),
+                ]
+                .into(),
             },
         ));
     }

@@ -193,7 +193,10 @@ Cargo.toml (by path or git); update it and rebuild both with `cargo build --rele
 pub fn new_out_of_tree(name: &str, dir: &Path, engine: &EngineSource) -> anyhow::Result<PathBuf> {
     check_name(name)?;
     if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
-        anyhow::bail!("{} exists and is not empty; choose a new folder", dir.display());
+        anyhow::bail!(
+            "{} exists and is not empty; choose a new folder",
+            dir.display()
+        );
     }
     if let EngineSource::Path(root) = engine {
         if !root.join("core/Cargo.toml").is_file() || !root.join("src/cli.rs").is_file() {
@@ -211,8 +214,12 @@ pub fn new_out_of_tree(name: &str, dir: &Path, engine: &EngineSource) -> anyhow:
         (".cargo/config.toml", CARGO_CONFIG.to_string()),
         ("rust-toolchain.toml", TOOLCHAIN.to_string()),
         ("README.md", readme(name)),
-        (".gitignore", "/target
-".to_string()),
+        (
+            ".gitignore",
+            "/target
+"
+            .to_string(),
+        ),
     ];
     for (file, text) in files {
         let path = dir.join(file);

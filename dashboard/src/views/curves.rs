@@ -270,7 +270,10 @@ pub fn show(ui: &mut Ui, app: &mut DashboardApp) {
         }
         let runs = &app.runs;
         let settings = &app.curves;
-        if runs.iter().any(|r| r.stages.values().any(|s| !s.terms.is_empty())) {
+        if runs
+            .iter()
+            .any(|r| r.stages.values().any(|s| !s.terms.is_empty()))
+        {
             ui.label("loss terms");
             Plot::new("loss-terms")
                 .height(height)
