@@ -49,6 +49,10 @@ SlurmctldHost=localhost
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
+# A requeued job may start again once its old credential expires (default 120 s); the tests
+# requeue jobs and should not wait that long, nor force an early start (Slurm kills a job
+# started with a revoked credential)
+AuthInfo=cred_expire=10
 NodeName=$host NodeAddr=127.0.0.1 $topology State=UNKNOWN
 PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP
 ProctrackType=proctrack/linuxproc

@@ -37,13 +37,21 @@ fn wait_for_jobs(run: &Path) {
         .map(|v| v.as_str().unwrap().to_string())
         .collect();
     let start = Instant::now();
+    // Empty three polls in a row: a requeued task can be missing from one listing while
+    // slurmctld moves it back to the queue.
+    let mut empty = 0;
     loop {
         let out = std::process::Command::new("squeue")
             .args(["-h", "-o", "%i", "-j", &ids.join(",")])
             .output()
             .unwrap();
-        if String::from_utf8_lossy(&out.stdout).trim().is_empty() {
-            return;
+        if out.status.success() && String::from_utf8_lossy(&out.stdout).trim().is_empty() {
+            empty += 1;
+            if empty == 3 {
+                return;
+            }
+        } else {
+            empty = 0;
         }
         assert!(
             start.elapsed() < Duration::from_secs(600),
@@ -282,26 +290,27 @@ fn train_steps(run: &Path, slug: &str) -> usize {
         .count()
 }
 
-/// Waits until task `id` is back in the queue, then lets it start at once: Slurm holds a
-/// requeued job for its credential lifetime (2 minutes by default) before it may run again.
-fn release_when_requeued(id: &str) {
+/// Waits until the tasks `ids` were each requeued and run again. Slurm holds a requeued job
+/// until its old credential expires (scripts/slurm-local.sh sets 10 s); starting it earlier by
+/// force makes Slurm kill it ("job credential revoked"), so the test waits as a cluster would.
+fn wait_until_requeued_and_running(ids: &[String]) {
     let start = Instant::now();
-    loop {
-        let state = slurm(&["squeue", "-h", "-o", "%T", "-j", id]);
-        if state.trim() == "PENDING" {
-            slurm(&[
-                "scontrol",
-                "update",
-                &format!("JobId={id}"),
-                "StartTime=now",
-            ]);
-            return;
+    let mut requeued = vec![false; ids.len()];
+    let mut back = vec![false; ids.len()];
+    while back.iter().any(|b| !b) {
+        for (k, id) in ids.iter().enumerate() {
+            let state = slurm(&["squeue", "-h", "-o", "%T", "-j", id]);
+            if state.trim() == "PENDING" {
+                requeued[k] = true;
+            } else if requeued[k] {
+                back[k] = true; // running again (or already done)
+            }
         }
         assert!(
             start.elapsed() < Duration::from_secs(120),
-            "{id} was not requeued (state {state:?})"
+            "{ids:?} were not all requeued and restarted (requeued {requeued:?}, back {back:?})"
         );
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -309,7 +318,8 @@ fn release_when_requeued(id: &str) {
 fn requeued_and_time_limited_incubations_resume_and_the_run_ends_with_the_local_model() {
     local_slurm();
     let tmp = tempfile::tempdir().unwrap();
-    // Two incubations of 192 steps each, running side by side on the two cores.
+    // Two incubations of 512 steps each, running side by side on the two cores: long enough
+    // (several seconds on an idle machine) that the signals below arrive while they train.
     let cfg = write_config(
         tmp.path(),
         "seed = 1
@@ -325,7 +335,7 @@ test_limit = 128
 [meta]
 epochs = 1
 [incubate]
-epochs = 3
+epochs = 8
 [finetune]
 epochs = 1
 [e2e]
@@ -355,14 +365,26 @@ every_steps = 10
     // Module 1: the time-limit warning our scripts ask for (SIGUSR1 to the batch step): the
     // stage saves its state and requeues its own job.
     slurm(&["scancel", "--signal=USR1", "--batch", &format!("{array}_1")]);
-    release_when_requeued(&format!("{array}_0"));
-    release_when_requeued(&format!("{array}_1"));
+    wait_until_requeued_and_running(&[format!("{array}_0"), format!("{array}_1")]);
     wait_for_jobs(&run);
 
+    // The resumed stages' lines, once they are in the logs (the queue can look empty for a
+    // moment between a requeued task's two runs).
     let log = |m: usize| {
-        std::fs::read_to_string(run.join(format!("slurm/logs/incubate-{m}-{array}.out"))).unwrap()
+        let path = run.join(format!("slurm/logs/incubate-{m}-{array}.out"));
+        let start = Instant::now();
+        loop {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            if text.contains(&format!("[incubate-{m}] resuming at epoch"))
+                || start.elapsed() > Duration::from_secs(120)
+            {
+                return text;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
     };
     let (log0, log1) = (log(0), log(1));
+    wait_for_jobs(&run);
     assert!(
         log0.contains("incubate-0 stopped by SIGTERM")
             && log0.contains("[incubate-0] resuming at epoch"),
