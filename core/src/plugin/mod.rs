@@ -5,6 +5,7 @@
 
 pub mod abi;
 pub mod assembly;
+pub mod distill;
 pub mod loader;
 pub mod meta_design;
 pub mod options;

@@ -12,10 +12,11 @@
 
 use incubator_core::anyhow;
 use incubator_core::model::{Network, Part, Role};
+use incubator_core::plugin::distill::Distillation;
 use incubator_core::plugin::{
     parts, Hybrid, HybridInputs, IncubationStrategy, OptionSpec, PluginContext, Registrar, Tap,
 };
-use incubator_core::train::loss::{kl_distillation, LossInputs, LossTerms};
+use incubator_core::train::loss::LossInputs;
 use std::sync::Arc;
 
 pub const NAME: &str = "m2mkd";
@@ -42,11 +43,14 @@ impl IncubationStrategy for M2mKd {
     }
 
     fn options(&self) -> Vec<OptionSpec> {
-        vec![
-            OptionSpec::text("teacher", "e2e", "the finished model whose modules teach: \"e2e\" (this run's, trained first) or \"RUN_DIR:e2e\" / \"RUN_DIR:assemble\" (relative to this run's directory)"),
-            OptionSpec::float("alpha", 0.5, "weight of the distillation term (0 to 1); the task loss gets 1 - alpha"),
-            OptionSpec::float("temperature", 1.0, "softmax temperature of the distillation (> 0)"),
-        ]
+        let teacher = OptionSpec::text(
+            "teacher",
+            "e2e",
+            "the finished model whose modules teach: \"e2e\" (this run's, trained first) or \"RUN_DIR:e2e\" / \"RUN_DIR:assemble\" (relative to this run's directory)",
+        );
+        std::iter::once(teacher)
+            .chain(Distillation::options())
+            .collect()
     }
 
     fn teachers(&self, ctx: &PluginContext) -> anyhow::Result<Vec<String>> {
@@ -54,11 +58,7 @@ impl IncubationStrategy for M2mKd {
     }
 
     fn hybrid(&self, ctx: &PluginContext, inputs: HybridInputs) -> anyhow::Result<Hybrid> {
-        let alpha = parts::option_f64(ctx, "alpha", 0.5)? as f32;
-        let temperature = parts::option_f64(ctx, "temperature", 1.0)? as f32;
-        if !(0.0..=1.0).contains(&alpha) || temperature <= 0.0 {
-            anyhow::bail!("needs 0 <= alpha <= 1 and temperature > 0 (plugins.options), got {alpha} and {temperature}");
-        }
+        let kd = Distillation::from_options(ctx)?;
         parts::expect_one_part_per_module(ctx, &inputs.meta)?;
         let (i, k) = (inputs.module, ctx.split.k());
         let spec = teacher_spec(ctx)?;
@@ -85,11 +85,7 @@ impl IncubationStrategy for M2mKd {
         let (net, trained) = parts::splice(inputs.meta, i, inputs.unit)?;
         let loss = move |x: LossInputs| {
             let teacher_logits = x.extras.predict("teacher", x.tap_plain(0));
-            LossTerms::new().with("task", 1.0 - alpha, x.task()).with(
-                "kd",
-                alpha,
-                kl_distillation(x.logits(), teacher_logits, temperature),
-            )
+            kd.terms(&x, teacher_logits)
         };
         Hybrid::new(net, trained, Box::new(loss))
             .with_taps(vec![Tap::Input(i)])

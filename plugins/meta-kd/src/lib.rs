@@ -9,10 +9,11 @@
 
 use incubator_core::anyhow;
 use incubator_core::model::{Network, Role};
+use incubator_core::plugin::distill::Distillation;
 use incubator_core::plugin::{
     parts, Hybrid, HybridInputs, IncubationStrategy, OptionSpec, PluginContext, Registrar,
 };
-use incubator_core::train::loss::{kl_distillation, LossInputs, LossTerms};
+use incubator_core::train::loss::LossInputs;
 use std::sync::Arc;
 
 pub const NAME: &str = "meta-kd";
@@ -25,37 +26,18 @@ impl IncubationStrategy for MetaKd {
     }
 
     fn options(&self) -> Vec<OptionSpec> {
-        vec![
-            OptionSpec::float(
-                "alpha",
-                0.5,
-                "weight of the distillation term (0 to 1); the task loss gets 1 - alpha",
-            ),
-            OptionSpec::float(
-                "temperature",
-                1.0,
-                "softmax temperature of the distillation (> 0)",
-            ),
-        ]
+        Distillation::options()
     }
 
     fn hybrid(&self, ctx: &PluginContext, inputs: HybridInputs) -> anyhow::Result<Hybrid> {
-        let alpha = parts::option_f64(ctx, "alpha", 0.5)? as f32;
-        let temperature = parts::option_f64(ctx, "temperature", 1.0)? as f32;
-        if !(0.0..=1.0).contains(&alpha) || temperature <= 0.0 {
-            anyhow::bail!("needs 0 <= alpha <= 1 and temperature > 0 (plugins.options), got {alpha} and {temperature}");
-        }
+        let kd = Distillation::from_options(ctx)?;
         parts::expect_one_part_per_module(ctx, &inputs.meta)?;
         // The teacher: a second copy of the trained meta model, frozen, run without gradients.
         let teacher: Network = (inputs.load_meta)()?;
         let (net, trained) = parts::splice(inputs.meta, inputs.module, inputs.unit)?;
         let loss = move |x: LossInputs| {
             let teacher_logits = x.extras.predict("meta", x.batch.patches.clone());
-            LossTerms::new().with("task", 1.0 - alpha, x.task()).with(
-                "kd",
-                alpha,
-                kl_distillation(x.logits(), teacher_logits, temperature),
-            )
+            kd.terms(&x, teacher_logits)
         };
         Hybrid::new(net, trained, Box::new(loss)).with_extra("meta", teacher, Role::Frozen)
     }
