@@ -386,20 +386,22 @@ fn auxiliary_classifier_and_patch_decoder_gradients() {
     let mut classifier = AuxClassifier::new(&mut init, c.embed_dim, c.num_classes, 2, c.norm_eps);
     let mut decoder = PatchDecoder::new(&mut init, c.embed_dim, c.patch_dim(), c.norm_eps);
     let x = act(&dev, 2, c.tokens(), c.embed_dim, 9);
-    check_params(&mut classifier, &dev, |h, traced| {
+    check_layer(&mut classifier, &x, &dev);
+    check_layer(&mut decoder, &x, &dev);
+}
+
+/// [`check_params`] for a block-less layer on tokens `x`.
+fn check_layer<L: incubator_core::model::Layer>(
+    layer: &mut L,
+    x: &Tensor<(usize, usize, usize), f32, Dev>,
+    dev: &Dev,
+) {
+    check_params(layer, dev, |h, traced| {
         let mut mode = Mode::eval();
         if traced {
-            finish(probe(h.forward(x.leaky_trace(), &[], &mut mode), &dev))
+            finish(probe(h.forward(x.leaky_trace(), &[], &mut mode), dev))
         } else {
-            finish(probe(h.forward(x.clone(), &[], &mut mode), &dev))
-        }
-    });
-    check_params(&mut decoder, &dev, |h, traced| {
-        let mut mode = Mode::eval();
-        if traced {
-            finish(probe(h.forward(x.leaky_trace(), &[], &mut mode), &dev))
-        } else {
-            finish(probe(h.forward(x.clone(), &[], &mut mode), &dev))
+            finish(probe(h.forward(x.clone(), &[], &mut mode), dev))
         }
     });
 }

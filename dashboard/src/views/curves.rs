@@ -6,7 +6,7 @@
 use crate::app::{CurveSettings, DashboardApp};
 use crate::colors;
 use crate::series::{downsample, log10, Series, XAxis};
-use crate::store::{Metric, Run};
+use crate::store::{Metric, Run, StageView};
 use egui::Ui;
 use egui_plot::{Legend, Line, Plot, PlotPoints};
 use incubator_events::StageId;
@@ -68,6 +68,21 @@ pub struct VisibleLine {
     pub smoothed: Vec<[f64; 2]>,
 }
 
+/// The stages the settings show: (run, stage, its slug, what is known of it).
+fn shown_stages<'a>(
+    runs: &'a [Run],
+    settings: &'a CurveSettings,
+) -> impl Iterator<Item = (&'a Run, &'a StageId, String, &'a StageView)> + 'a {
+    runs.iter()
+        .filter(|r| !settings.hidden_runs.contains(&r.name))
+        .flat_map(|run| {
+            run.stages
+                .iter()
+                .map(move |(id, stage)| (run, id, id.slug(), stage))
+        })
+        .filter(|(_, _, slug, _)| !settings.hidden_stages.contains(slug))
+}
+
 /// The lines of `metric` for the current settings within `[x0, x1]`, `buckets` wide.
 pub fn lines(
     runs: &[Run],
@@ -78,48 +93,39 @@ pub fn lines(
     buckets: usize,
 ) -> Vec<VisibleLine> {
     let mut out = Vec::new();
-    for run in runs
-        .iter()
-        .filter(|r| !settings.hidden_runs.contains(&r.name))
-    {
-        for (id, stage) in &run.stages {
-            let slug = id.slug();
-            if settings.hidden_stages.contains(&slug) {
-                continue;
-            }
-            let series = stage.metric(metric);
-            if series.is_empty() {
-                continue;
-            }
-            let xs = series.xs(settings.x_axis);
-            let to_plot = |pts: Vec<[f64; 2]>| -> Vec<[f64; 2]> {
-                if settings.log_y {
-                    pts.into_iter()
-                        .filter_map(|[x, y]| log10(y).map(|l| [x, l]))
-                        .collect()
-                } else {
-                    pts
-                }
-            };
-            let raw = if settings.show_raw || settings.smoothing == 0.0 {
-                to_plot(downsample(xs, &series.value, x0, x1, buckets))
-            } else {
-                Vec::new()
-            };
-            let smoothed = if settings.smoothing > 0.0 {
-                let ys = cache.get(&run.name, *id, metric, series, settings.smoothing);
-                to_plot(downsample(xs, ys, x0, x1, buckets))
-            } else {
-                Vec::new()
-            };
-            out.push(VisibleLine {
-                run: run.name.clone(),
-                stage: slug,
-                metric,
-                raw,
-                smoothed,
-            });
+    for (run, id, slug, stage) in shown_stages(runs, settings) {
+        let series = stage.metric(metric);
+        if series.is_empty() {
+            continue;
         }
+        let xs = series.xs(settings.x_axis);
+        let to_plot = |pts: Vec<[f64; 2]>| -> Vec<[f64; 2]> {
+            if settings.log_y {
+                pts.into_iter()
+                    .filter_map(|[x, y]| log10(y).map(|l| [x, l]))
+                    .collect()
+            } else {
+                pts
+            }
+        };
+        let raw = if settings.show_raw || settings.smoothing == 0.0 {
+            to_plot(downsample(xs, &series.value, x0, x1, buckets))
+        } else {
+            Vec::new()
+        };
+        let smoothed = if settings.smoothing > 0.0 {
+            let ys = cache.get(&run.name, *id, metric, series, settings.smoothing);
+            to_plot(downsample(xs, ys, x0, x1, buckets))
+        } else {
+            Vec::new()
+        };
+        out.push(VisibleLine {
+            run: run.name.clone(),
+            stage: slug.clone(),
+            metric,
+            raw,
+            smoothed,
+        });
     }
     out
 }
@@ -133,24 +139,15 @@ pub fn term_lines(
     buckets: usize,
 ) -> Vec<(String, Vec<[f64; 2]>)> {
     let mut out = Vec::new();
-    for run in runs
-        .iter()
-        .filter(|r| !settings.hidden_runs.contains(&r.name))
-    {
-        for (id, stage) in &run.stages {
-            let slug = id.slug();
-            if settings.hidden_stages.contains(&slug) {
-                continue;
-            }
-            for (term, series) in &stage.terms {
-                let pts = downsample(series.xs(settings.x_axis), &series.value, x0, x1, buckets);
-                let name = if runs.len() > 1 {
-                    format!("{}/{slug} {term}", run.name)
-                } else {
-                    format!("{slug} {term}")
-                };
-                out.push((name, pts));
-            }
+    for (run, _, slug, stage) in shown_stages(runs, settings) {
+        for (term, series) in &stage.terms {
+            let pts = downsample(series.xs(settings.x_axis), &series.value, x0, x1, buckets);
+            let name = if runs.len() > 1 {
+                format!("{}/{slug} {term}", run.name)
+            } else {
+                format!("{slug} {term}")
+            };
+            out.push((name, pts));
         }
     }
     out
