@@ -94,3 +94,114 @@ fn loaded_library_trains_bit_identically_taught_by_another_runs_model() {
         "{e}"
     );
 }
+
+/// The teacher hybrid m2mKD builds is teacher module i followed by the meta model's later
+/// layers, and training the student leaves it bit-identical (and the student's prefix too).
+#[test]
+fn the_teacher_hybrid_is_teacher_module_i_then_the_meta_suffix_and_stays_frozen() {
+    use incubator_core::checkpoint::params_of;
+    use incubator_core::device::new_device;
+    use incubator_core::model::{Init, Network};
+    use incubator_core::plugin::{HybridInputs, IncubationStrategy, PluginContext};
+    use incubator_core::split::Split;
+    use incubator_core::telemetry::EventLog;
+    use incubator_core::train::{self, TrainJob};
+    use rand::SeedableRng;
+
+    let cfg = RunConfig::from_toml(selfcheck::TINY_TOML, "tiny").unwrap();
+    let mut data = incubator_core::data::load(&cfg.data.dataset, None, &cfg.cache_dir()).unwrap();
+    data.train.truncate(256);
+    data.test.truncate(64);
+    let t = &data.train;
+    let vit = cfg.vit(t.height, t.channels, t.num_classes).unwrap();
+    let split = Split::resolve(&cfg, &vit).unwrap();
+    let dev = new_device(0);
+    let ctx = PluginContext {
+        vit: &vit,
+        split: &split,
+        cfg: &cfg,
+        dev: dev.clone(),
+    };
+    let net = |seed: u64, depths: &[usize]| {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        Network::vit(
+            &mut Init {
+                dev: &dev,
+                rng: &mut rng,
+            },
+            &vit,
+            depths,
+        )
+    };
+    let (i, k) = (1, split.k());
+    let meta = || net(1, &vec![1; k]);
+    let teacher = || net(2, &split.divided_depths);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+    let inputs = HybridInputs {
+        module: i,
+        meta: meta(),
+        unit: net(4, &split.divided_depths).split_off(i..i + 1),
+        finished: Default::default(),
+        load_meta: &|| Ok(meta()),
+        load_teacher: &|spec| {
+            assert_eq!(spec, "e2e");
+            Ok(teacher())
+        },
+        init: Init {
+            dev: &dev,
+            rng: &mut rng,
+        },
+    };
+    let mut hybrid = incubator_m2mkd::M2mKd.hybrid(&ctx, inputs).unwrap();
+
+    // teacher module i, then meta layers i+1.. (parameter names are the suffix network's own)
+    let mut want = teacher().split_off(i..i + 1);
+    want.parts.extend(meta().split_off(i + 1..k).parts);
+    let want = params_of(&want);
+    let got_before = params_of(hybrid.extras.get("teacher").unwrap());
+    assert_eq!(got_before, want, "the teacher hybrid's suffix");
+
+    let trained = hybrid.trained.clone();
+    let trainable = hybrid
+        .net
+        .param_names_of(trained.clone())
+        .into_iter()
+        .collect();
+    let net_before = params_of(&hybrid.net);
+    let job = TrainJob {
+        stage: incubator_core::events::StageId::incubate(i),
+        cfg: &cfg,
+        vit: &vit,
+        recipe: cfg.incubate,
+        data: &data,
+        first_traced: trained.start,
+        trainable,
+        taps: hybrid.taps.iter().map(|t| t.position()).collect(),
+        loss: &*hybrid.loss,
+        settings: None,
+        state_path: None,
+        show_progress: false,
+    };
+    train::train(
+        job,
+        &mut hybrid.net,
+        &mut hybrid.extras,
+        &dev,
+        &mut EventLog::disabled(),
+    )
+    .unwrap();
+    assert_eq!(
+        params_of(hybrid.extras.get("teacher").unwrap()),
+        got_before,
+        "the teacher changed while the student trained"
+    );
+    let net_after = params_of(&hybrid.net);
+    let names: Vec<String> = hybrid.net.param_names_of(trained);
+    for (name, before) in &net_before {
+        assert_eq!(
+            &net_after[name] == before,
+            !names.contains(name),
+            "{name}: only the student module may change"
+        );
+    }
+}
