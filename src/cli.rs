@@ -30,9 +30,10 @@ struct Cli {
 #[derive(clap::Args, Clone)]
 pub struct StageArgs {
     /// TOML config (see `incubator config`). Needed only when the run directory is new; an
-    /// existing run keeps its stored config.
+    /// existing run keeps its stored config. Repeatable: later files override earlier ones key
+    /// by key (`-c examples/deit-recipe.toml -c examples/dgl.toml`).
     #[arg(long, short)]
-    pub config: Option<PathBuf>,
+    pub config: Vec<PathBuf>,
     /// Run directory: config, checkpoints, events, TensorBoard files, report.
     #[arg(long, short = 'd', default_value = "runs/default")]
     pub run_dir: PathBuf,

@@ -47,3 +47,82 @@ fn every_example_config_is_valid_with_its_plugins_and_options() {
     }
     assert!(checked >= 10, "{checked} examples");
 }
+
+/// Config files lay over each other (`-c recipe.toml -c plugin.toml`): the paper's CIFAR
+/// comparison is the recipe with each method's plugin file on top, and a run directory keeps
+/// the merged configuration.
+#[test]
+fn config_files_lay_over_each_other() {
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    for (overlay, strategy) in [("dgl", "dgl"), ("infopro", "infopro"), ("m2mkd", "m2mkd")] {
+        let cfg = RunConfig::load_layers(&[
+            examples.join("deit-recipe.toml"),
+            examples.join(format!("{overlay}.toml")),
+        ])
+        .unwrap();
+        assert_eq!(cfg.plugins.strategy, strategy);
+        assert_eq!(
+            cfg.data.dataset.to_string(),
+            "cifar100",
+            "the recipe's data stay"
+        );
+        assert_eq!(cfg.optim.accum_steps, 16, "the recipe's optimizer stays");
+        let lib = &cfg.plugins.libraries[0];
+        assert!(
+            lib.is_absolute()
+                && lib.ends_with(format!("target/release/libincubator_{strategy}.so")),
+            "relative to the file that names it: {lib:?}"
+        );
+    }
+
+    let tmp = tempfile::tempdir().unwrap();
+    let base = write_config(
+        tmp.path(),
+        &TINY.replace("[e2e]\nepochs = 8\n", "[e2e]\nenabled = false\n"),
+    );
+    let over = tmp.path().join("over.toml");
+    std::fs::write(
+        &over,
+        "seed = 7\n[incubate]\nepochs = 1\n[data]\ntrain_limit = 256\n",
+    )
+    .unwrap();
+    let run = tmp.path().join("run");
+    assert_ok(
+        &incubator(&[
+            "run",
+            "-c",
+            &base,
+            "-c",
+            over.to_str().unwrap(),
+            "-d",
+            run.to_str().unwrap(),
+        ]),
+        "run with two config files",
+    );
+    let stored = RunConfig::load(&run.join("config.toml")).unwrap();
+    assert_eq!(
+        (stored.seed, stored.incubate.epochs, stored.data.train_limit),
+        (7, 1, 256)
+    );
+    assert_eq!(
+        stored.model.embed_dim,
+        Some(32),
+        "the base file's model stays"
+    );
+    // a bad key in a later file is reported with both files
+    std::fs::write(&over, "[optim]\nbatch_sise = 8\n").unwrap();
+    let out = incubator(&[
+        "run",
+        "-c",
+        &base,
+        "-c",
+        over.to_str().unwrap(),
+        "-d",
+        tmp.path().join("x").to_str().unwrap(),
+    ]);
+    let e = stderr(&out);
+    assert!(
+        e.contains("optim.batch_sise") && e.contains("over.toml"),
+        "{e}"
+    );
+}

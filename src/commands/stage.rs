@@ -7,7 +7,9 @@ use std::io::IsTerminal;
 use std::path::Path;
 
 fn engine(args: &StageArgs) -> anyhow::Result<Engine> {
-    let cfg = args.config.as_deref().map(RunConfig::load).transpose()?;
+    let cfg = (!args.config.is_empty())
+        .then(|| RunConfig::load_layers(&args.config))
+        .transpose()?;
     let mut engine = Engine::open(
         &args.run_dir,
         cfg.as_ref(),

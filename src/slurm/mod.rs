@@ -154,7 +154,9 @@ fn sbatch(path: &Path, after: &[String]) -> anyhow::Result<String> {
 }
 
 pub fn submit(args: &StageArgs, dry_run: bool) -> anyhow::Result<()> {
-    let cfg = args.config.as_deref().map(RunConfig::load).transpose()?;
+    let cfg = (!args.config.is_empty())
+        .then(|| RunConfig::load_layers(&args.config))
+        .transpose()?;
     let engine = Engine::open(
         &args.run_dir,
         cfg.as_ref(),

@@ -351,21 +351,48 @@ impl RunConfig {
     }
 
     pub fn load(path: &Path) -> Result<RunConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.into(),
-            source,
-        })?;
-        let mut cfg = RunConfig::from_toml(&text, &path.display().to_string())?;
-        let base = path.parent().unwrap_or(Path::new("."));
-        for lib in &mut cfg.plugins.libraries {
-            if lib.is_relative() {
-                *lib = base.join(&*lib);
+        RunConfig::load_layers(&[path])
+    }
+
+    /// Config files laid over each other, later ones overriding earlier ones key by key (e.g.
+    /// a recipe, then a file with only a `[plugins]` section): `-c recipe.toml -c dgl.toml`.
+    /// Plugin library paths are relative to the file that names them.
+    pub fn load_layers<P: AsRef<Path>>(paths: &[P]) -> Result<RunConfig, ConfigError> {
+        let mut merged = toml::Table::new();
+        let mut origins = Vec::new();
+        for path in paths {
+            let path = path.as_ref();
+            let origin = path.display().to_string();
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.into(),
+                source,
+            })?;
+            let mut layer: toml::Table = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+                path: origin.clone(),
+                message: e.to_string(),
+            })?;
+            let base = path.parent().unwrap_or(Path::new("."));
+            if let Some(toml::Value::Array(libs)) = layer
+                .get_mut("plugins")
+                .and_then(|p| p.as_table_mut())
+                .and_then(|p| p.get_mut("libraries"))
+            {
+                for lib in libs.iter_mut() {
+                    if let toml::Value::String(s) = lib {
+                        let mut p = std::path::PathBuf::from(&*s);
+                        if p.is_relative() {
+                            p = base.join(p);
+                        }
+                        let p = std::fs::canonicalize(&p).unwrap_or(p);
+                        *s = p.display().to_string();
+                    }
+                }
             }
-            if let Ok(abs) = std::fs::canonicalize(&*lib) {
-                *lib = abs;
-            }
+            merge(&mut merged, layer);
+            origins.push(origin);
         }
-        Ok(cfg)
+        let text = toml::to_string(&merged).expect("a parsed table serialises");
+        RunConfig::from_toml(&text, &origins.join(" + "))
     }
 
     pub fn to_toml(&self) -> String {
