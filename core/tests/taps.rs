@@ -17,6 +17,35 @@ use rand_chacha::ChaCha8Rng;
 mod support;
 use support::{cfg, patches, tiny_data};
 
+/// Training module 1 of a three-part hybrid (parts before it untraced), without state files.
+fn module_1_job<'a>(
+    run: &'a RunConfig,
+    vit: &'a incubator_core::model::VitConfig,
+    data: &'a incubator_core::data::DataSplit,
+    epochs: usize,
+    trainable: std::collections::BTreeSet<String>,
+    loss: &'a train::trainer::LossFn<'a>,
+) -> TrainJob<'a> {
+    TrainJob {
+        stage: StageId::incubate(1),
+        cfg: run,
+        vit,
+        recipe: StageRecipe {
+            epochs,
+            warmup_epochs: 0,
+            drop_path: 0.0,
+        },
+        data,
+        first_traced: 1,
+        trainable,
+        taps: Vec::new(),
+        loss,
+        settings: None,
+        state_path: None,
+        show_progress: false,
+    }
+}
+
 #[test]
 fn a_tap_sees_exactly_what_the_next_part_receives() {
     let dev = new_device(0);
@@ -128,24 +157,8 @@ fn training_updates_the_unit_and_trained_extras_only_and_counts_every_extra_pass
     let dir = tempfile::tempdir().unwrap();
     let stage = StageId::incubate(1);
     let epochs = 2;
-    let job = TrainJob {
-        stage,
-        cfg: &run,
-        vit: &c,
-        recipe: StageRecipe {
-            epochs,
-            warmup_epochs: 0,
-            drop_path: 0.0,
-        },
-        data: &data,
-        first_traced: 1,
-        trainable: trainable.clone(),
-        taps: vec![2],
-        loss: &loss,
-        settings: None,
-        state_path: None,
-        show_progress: false,
-    };
+    let mut job = module_1_job(&run, &c, &data, epochs, trainable.clone(), &loss);
+    job.taps = vec![2];
     let mut log = EventLog::open(dir.path(), stage).unwrap();
     let outcome = train::train(job, &mut hybrid, &mut extras, &dev, &mut log).unwrap();
     log.flush();
@@ -279,24 +292,15 @@ fn a_part_frozen_for_an_epoch_starts_training_after_it() {
     };
     for epochs in [1, 2] {
         let mut net = build();
-        let job = TrainJob {
-            stage: StageId::incubate(1),
-            cfg: &run,
-            vit: &c,
-            recipe: StageRecipe {
-                epochs,
-                warmup_epochs: 0,
-                drop_path: 0.0,
-            },
-            data: &data,
-            first_traced: 1,
-            trainable: trainable.clone(),
-            taps: vec![],
-            loss: &train::trainer::task_loss,
-            settings: Some(&settings),
-            state_path: None,
-            show_progress: false,
-        };
+        let mut job = module_1_job(
+            &run,
+            &c,
+            &data,
+            epochs,
+            trainable.clone(),
+            &train::trainer::task_loss,
+        );
+        job.settings = Some(&settings);
         train::train(
             job,
             &mut net,
