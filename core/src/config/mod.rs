@@ -123,6 +123,15 @@ pub struct DataSection {
     /// Use only the first N training / test images (0: all).
     pub train_limit: usize,
     pub test_limit: usize,
+    /// A class-balanced training subset: this fraction of every class (1: all), as the paper's
+    /// data-efficiency study uses. Drawn with `subset_seed`; a smaller fraction is a subset
+    /// of a larger one.
+    pub train_fraction: f64,
+    /// A class-balanced training subset of this many images per class (0: all).
+    pub train_per_class: usize,
+    /// The seed of the class-balanced subset (not the run's seed, so that runs with several
+    /// seeds train on the same images).
+    pub subset_seed: u64,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -263,6 +272,9 @@ impl Default for DataSection {
             cache_dir: None,
             train_limit: 0,
             test_limit: 0,
+            train_fraction: 1.0,
+            train_per_class: 0,
+            subset_seed: 0,
         }
     }
 }

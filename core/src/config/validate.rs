@@ -90,6 +90,27 @@ impl RunConfig {
             p.positive("model.norm_eps", e);
         }
 
+        let d = &self.data;
+        p.check(
+            d.train_fraction > 0.0 && d.train_fraction <= 1.0,
+            "data.train_fraction",
+            d.train_fraction,
+            "must be in (0, 1] (1: the whole training set)",
+        );
+        let balanced = d.train_fraction < 1.0 || d.train_per_class > 0;
+        p.check(
+            !(d.train_fraction < 1.0 && d.train_per_class > 0),
+            "data.train_per_class",
+            d.train_per_class,
+            "and data.train_fraction both choose a subset; set only one",
+        );
+        p.check(
+            !(balanced && d.train_limit > 0),
+            "data.train_limit",
+            d.train_limit,
+            "takes the first images, whatever their class; with a class-balanced subset (data.train_fraction or data.train_per_class) leave it 0",
+        );
+
         let a = &self.augment;
         p.check(
             a.crop_padding <= 1024,

@@ -118,6 +118,54 @@ impl Dataset {
         self.len = n;
     }
 
+    /// The samples at `indices`, in that order.
+    pub fn select(&self, indices: &[usize]) -> Dataset {
+        let mut images = Vec::with_capacity(indices.len() * self.sample_len());
+        for &i in indices {
+            images.extend_from_slice(self.image(i));
+        }
+        Dataset {
+            images,
+            labels: indices.iter().map(|&i| self.labels[i]).collect(),
+            len: indices.len(),
+            ..self.clone_shape()
+        }
+    }
+
+    fn clone_shape(&self) -> Dataset {
+        Dataset {
+            images: Vec::new(),
+            labels: Vec::new(),
+            len: 0,
+            channels: self.channels,
+            height: self.height,
+            width: self.width,
+            num_classes: self.num_classes,
+        }
+    }
+
+    /// A class-balanced subset: `keep(count)` images of each class that has `count`, drawn
+    /// with `seed` (each class shuffled by its own stream, the first `keep` taken, so a smaller
+    /// subset of the same seed is part of a larger one), in the dataset's order.
+    pub fn balanced_subset(&self, keep: impl Fn(usize) -> usize, seed: u64) -> Dataset {
+        use rand::seq::SliceRandom;
+        use rand::SeedableRng;
+        let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); self.num_classes];
+        for (i, &l) in self.labels.iter().enumerate() {
+            by_class[l as usize].push(i);
+        }
+        let mut chosen = Vec::new();
+        for (class, mut members) in by_class.into_iter().enumerate() {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+            rng.set_stream(class as u64);
+            members.shuffle(&mut rng);
+            let n = keep(members.len()).min(members.len());
+            chosen.extend_from_slice(&members[..n]);
+        }
+        chosen.sort_unstable();
+        self.select(&chosen)
+    }
+
     pub fn class_counts(&self) -> Vec<usize> {
         let mut counts = vec![0; self.num_classes];
         for &l in &self.labels {
@@ -183,5 +231,54 @@ mod tests {
             msg.contains("7 pixel bytes") && msg.contains("8 bytes expected"),
             "{msg}"
         );
+    }
+
+    /// 10 classes of unequal sizes; pixel = the sample's index, so images follow their labels.
+    fn unbalanced() -> Dataset {
+        let labels: Vec<u8> = (0..1000u32).map(|i| ((i * 7) % 13 % 10) as u8).collect();
+        let images = (0..1000u32).map(|i| (i % 251) as u8).collect();
+        Dataset::new(images, labels, 1, 1, 1, 10).unwrap()
+    }
+
+    #[test]
+    fn a_balanced_subset_takes_its_share_of_every_class_and_nests() {
+        let d = unbalanced();
+        let counts = d.class_counts();
+        let share = |f: f64| move |c: usize| ((f * c as f64).round() as usize).max(1);
+        let quarter = d.balanced_subset(share(0.25), 7);
+        let want: Vec<usize> = counts.iter().map(|&c| share(0.25)(c)).collect();
+        assert_eq!(quarter.class_counts(), want);
+        // the same images for the same seed; another seed draws others
+        assert_eq!(quarter, d.balanced_subset(share(0.25), 7));
+        assert_ne!(quarter, d.balanced_subset(share(0.25), 8));
+        // images stay with their labels, in the dataset's order
+        let full: Vec<(u8, u8)> = d
+            .images
+            .iter()
+            .copied()
+            .zip(d.labels.iter().copied())
+            .collect();
+        for (img, lab) in quarter.images.iter().zip(&quarter.labels) {
+            assert!(full.contains(&(*img, *lab)));
+        }
+        // smaller fractions are subsets of larger ones
+        let tenth = d.balanced_subset(share(0.1), 7);
+        let half = d.balanced_subset(share(0.5), 7);
+        let pairs = |s: &Dataset| -> Vec<(u8, u8)> {
+            s.images
+                .iter()
+                .copied()
+                .zip(s.labels.iter().copied())
+                .collect()
+        };
+        for p in pairs(&tenth) {
+            assert!(pairs(&quarter).contains(&p));
+        }
+        for p in pairs(&quarter) {
+            assert!(pairs(&half).contains(&p));
+        }
+        let per_class = d.balanced_subset(|_| 5, 0);
+        assert_eq!(per_class.class_counts(), vec![5; 10]);
+        assert_eq!(per_class.len, 50);
     }
 }

@@ -68,6 +68,16 @@ impl Engine {
         if cfg.data.train_limit > 0 {
             data.train.truncate(cfg.data.train_limit);
         }
+        let d = &cfg.data;
+        if d.train_per_class > 0 {
+            data.train = data
+                .train
+                .balanced_subset(|_| d.train_per_class, d.subset_seed);
+        } else if d.train_fraction < 1.0 {
+            // at least one image of every class
+            let keep = |count: usize| ((d.train_fraction * count as f64).round() as usize).max(1);
+            data.train = data.train.balanced_subset(keep, d.subset_seed);
+        }
         if cfg.data.test_limit > 0 {
             data.test.truncate(cfg.data.test_limit);
         }
