@@ -128,15 +128,6 @@ impl Dataset {
             images,
             labels: indices.iter().map(|&i| self.labels[i]).collect(),
             len: indices.len(),
-            ..self.clone_shape()
-        }
-    }
-
-    fn clone_shape(&self) -> Dataset {
-        Dataset {
-            images: Vec::new(),
-            labels: Vec::new(),
-            len: 0,
             channels: self.channels,
             height: self.height,
             width: self.width,

@@ -65,10 +65,6 @@ impl Extras {
         Ok(())
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
-    }
-
     pub fn names(&self) -> Vec<&str> {
         self.items.iter().map(|e| e.name.as_str()).collect()
     }
@@ -130,8 +126,17 @@ impl Extras {
 
     /// Parameter names of the trained extras (as [`HasParams`] lists them).
     pub fn trained_param_names(&self) -> Vec<String> {
+        self.items
+            .iter()
+            .filter(|e| e.role == Role::Trained)
+            .flat_map(|e| self.param_names(&e.name))
+            .collect()
+    }
+
+    /// Parameter names of the extra `name` (`aux.{name}.…`); none if there is no such extra.
+    pub fn param_names(&self, name: &str) -> Vec<String> {
         let mut out = Vec::new();
-        for e in self.items.iter().filter(|e| e.role == Role::Trained) {
+        if let Some(e) = self.items.iter().find(|e| e.name == name) {
             e.net.params(&format!("aux.{}.", e.name), &mut out);
         }
         out.into_iter().map(|(n, _)| n).collect()

@@ -30,8 +30,8 @@ pub fn module_with_aux_classifier(
     i: usize,
     init: &mut Init,
 ) -> anyhow::Result<Network> {
-    let hidden = option_f64(ctx, "aux_hidden", 1.0)?;
-    if hidden < 0.0 || hidden.fract() != 0.0 || hidden > 8.0 {
+    let hidden = option_int(ctx, "aux_hidden", 1)?;
+    if !(0..=8).contains(&hidden) {
         anyhow::bail!("plugins.options.aux_hidden = {hidden} must be a whole number from 0 to 8");
     }
     let hidden = hidden as usize;
@@ -117,6 +117,15 @@ pub fn option_f64(ctx: &PluginContext, key: &str, default: f64) -> anyhow::Resul
         Some(toml::Value::Float(v)) => Ok(*v),
         Some(toml::Value::Integer(v)) => Ok(*v as f64),
         Some(other) => anyhow::bail!("plugins.options.{key} = {other} must be a number"),
+    }
+}
+
+/// A whole-number setting from `[plugins.options]`, or `default` when absent.
+pub fn option_int(ctx: &PluginContext, key: &str, default: i64) -> anyhow::Result<i64> {
+    match ctx.cfg.plugins.options.get(key) {
+        None => Ok(default),
+        Some(toml::Value::Integer(v)) => Ok(*v),
+        Some(other) => anyhow::bail!("plugins.options.{key} = {other} must be a whole number"),
     }
 }
 

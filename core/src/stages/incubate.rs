@@ -93,15 +93,7 @@ fn part_settings_by_name<'h>(
         .names()
         .into_iter()
         .filter(|n| extras.role(n) == Some(Role::Trained))
-        .map(|n| {
-            let prefix = format!("aux.{n}.");
-            let names = extras
-                .trained_param_names()
-                .into_iter()
-                .filter(|p| p.starts_with(&prefix))
-                .collect();
-            (n.to_string(), names)
-        })
+        .map(|n| (n.to_string(), extras.param_names(n)))
         .collect();
     let trained = trained.clone();
     move |p: &Progress| {

@@ -63,9 +63,10 @@ fn meta_width_option() -> OptionSpec {
 /// The meta model's shape: the target's, narrower, with as many heads as keep the head size.
 pub fn thin_vit(ctx: &PluginContext) -> anyhow::Result<VitConfig> {
     let d = ctx.vit.embed_dim;
-    let width = match parts::option_f64(ctx, "meta_width", 0.0)? as usize {
+    // (a negative width is refused below, as 0 after the default)
+    let width = match parts::option_int(ctx, "meta_width", 0)? {
         0 => d / 2,
-        w => w,
+        w => usize::try_from(w).unwrap_or(0),
     };
     let head_dim = ctx.vit.head_dim();
     if width == 0 || width % head_dim != 0 {
@@ -145,17 +146,17 @@ impl IncubationStrategy for Stitched {
         let (net, trained) = parts::splice(inputs.meta, i, inputs.unit)?;
         let hybrid = Hybrid::new(net, trained.clone(), task_loss());
         let lr_scale = parts::option_f64(ctx, "stitch_lr_scale", 1.0)?;
-        let frozen_epochs = parts::option_f64(ctx, "module_frozen_epochs", 0.0)?;
+        let frozen_epochs = parts::option_int(ctx, "module_frozen_epochs", 0)?;
         if !(lr_scale >= 0.0 && lr_scale.is_finite()) {
             anyhow::bail!("plugins.options.stitch_lr_scale = {lr_scale} must be finite and >= 0");
         }
-        if frozen_epochs < 0.0 || frozen_epochs >= ctx.cfg.incubate.epochs as f64 {
+        if frozen_epochs < 0 || frozen_epochs >= ctx.cfg.incubate.epochs as i64 {
             anyhow::bail!(
                 "plugins.options.module_frozen_epochs = {frozen_epochs} must be from 0 to incubate.epochs - 1 = {}",
                 ctx.cfg.incubate.epochs.saturating_sub(1)
             );
         }
-        if lr_scale == 1.0 && frozen_epochs == 0.0 {
+        if lr_scale == 1.0 && frozen_epochs == 0 {
             return Ok(hybrid);
         }
         let frozen_epochs = frozen_epochs as usize;
