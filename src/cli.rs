@@ -2,7 +2,7 @@
 //! out-of-tree plugin crate builds the same command line around its own build of the engine
 //! (`incubator plugin new NAME --path DIR`).
 
-use crate::{commands, serve, slurm};
+use crate::{commands, serve, slurm, sweep};
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -61,6 +61,12 @@ enum Command {
         /// until interrupted.
         #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:8787")]
         serve: Option<std::net::SocketAddr>,
+    },
+    /// A grid of configurations x seeds, each an ordinary run under one sweep directory,
+    /// and the report over seeds (mean, sd, paired difference with its 95% interval, plots).
+    Sweep {
+        #[command(subcommand)]
+        command: SweepCommand,
     },
     /// Run the stages as Slurm jobs (meta, an array of incubations, assembly, E2E).
     Slurm {
@@ -130,6 +136,40 @@ enum DataCommand {
         /// Cache directory (default: $INCUBATOR_DATA or ~/.cache/incubator).
         #[arg(long)]
         cache_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum SweepCommand {
+    /// Trains every unfinished run of the sweep on this machine, then writes the report.
+    /// Resumable: finished runs are skipped, interrupted ones continue from their state.
+    Run {
+        /// The sweep file ([sweep] configs and seeds, [grid] keys; see examples/study-*.toml).
+        file: PathBuf,
+        /// The sweep directory (runs/, configs/, logs/, report.md, plots/).
+        #[arg(long, short = 'd')]
+        dir: PathBuf,
+        /// Runs at the same time (each is its own process).
+        #[arg(long, short, default_value_t = 1)]
+        jobs: usize,
+        /// Stages at the same time inside each run (`incubator run --jobs`).
+        #[arg(long, default_value_t = 1)]
+        run_jobs: usize,
+    },
+    /// Submits every unfinished run's stages to Slurm, each with its dependencies;
+    /// `incubator sweep report` once they finish.
+    Submit {
+        file: PathBuf,
+        #[arg(long, short = 'd')]
+        dir: PathBuf,
+        /// Print the scripts and the sbatch commands; submit nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// The report of the runs finished so far: report.md, report.json and plots/.
+    Report {
+        #[arg(long, short = 'd')]
+        dir: PathBuf,
     },
 }
 
@@ -233,6 +273,9 @@ pub fn main() -> ExitCode {
             | Command::Incubate { .. }
             | Command::Assemble(_)
             | Command::E2e(_)
+            | Command::Sweep {
+                command: SweepCommand::Run { .. }
+            }
     );
     if trains {
         // Stages finish their step and save their state on SIGTERM / SIGINT / SIGUSR1.
@@ -242,6 +285,21 @@ pub fn main() -> ExitCode {
     }
     let result = match cli.command {
         Command::Run { args, jobs, serve } => commands::stage::run(&args, jobs, serve),
+        Command::Sweep {
+            command:
+                SweepCommand::Run {
+                    file,
+                    dir,
+                    jobs,
+                    run_jobs,
+                },
+        } => sweep::run(&file, &dir, &sweep::local::LocalOptions { jobs, run_jobs }),
+        Command::Sweep {
+            command: SweepCommand::Submit { file, dir, dry_run },
+        } => sweep::submit(&file, &dir, dry_run),
+        Command::Sweep {
+            command: SweepCommand::Report { dir },
+        } => sweep::write_report(&sweep::plan::SweepDir::new(&dir)).map(|_| ()),
         Command::Slurm {
             command: SlurmCommand::Submit { args, dry_run },
         } => slurm::submit(&args, dry_run),

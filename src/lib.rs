@@ -8,3 +8,4 @@ mod commands;
 pub mod fuzz;
 pub mod serve;
 mod slurm;
+pub mod sweep;

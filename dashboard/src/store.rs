@@ -206,6 +206,7 @@ impl Run {
                 epoch,
                 top1,
                 loss,
+                ..
             } => {
                 let (x, e) = (*step as f64, *epoch as f64);
                 s.epoch = s.epoch.max(e);
@@ -323,6 +324,9 @@ mod tests {
                 wall_s: wall,
                 train_gflop: gflop,
                 top1,
+                top5: f64::NAN,
+                best_top1: top1,
+                best_epoch: 1,
                 epochs: 1,
             },
         )

@@ -157,14 +157,20 @@ pub fn submit(args: &StageArgs, dry_run: bool) -> anyhow::Result<()> {
     let cfg = (!args.config.is_empty())
         .then(|| RunConfig::load_layers(&args.config))
         .transpose()?;
-    let engine = Engine::open(
-        &args.run_dir,
-        cfg.as_ref(),
-        &crate::commands::plugin_sources(&args.plugins),
-    )?;
-    if !args.plugins.is_empty() {
+    submit_run(&args.run_dir, cfg.as_ref(), &args.plugins, dry_run)
+}
+
+/// Submits the unfinished stages of the run in `run_dir` (created with `cfg` if new).
+pub fn submit_run(
+    run_dir: &Path,
+    cfg: Option<&RunConfig>,
+    plugins: &[PathBuf],
+    dry_run: bool,
+) -> anyhow::Result<()> {
+    if !plugins.is_empty() {
         anyhow::bail!("--plugin is not passed to cluster jobs: list the libraries in the config's plugins.libraries instead");
     }
+    let engine = Engine::open(run_dir, cfg, &crate::commands::plugin_sources(plugins))?;
     let binary = match &engine.cfg.slurm.binary {
         Some(b) => b.clone(),
         None => std::env::current_exe()?,

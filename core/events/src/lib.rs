@@ -173,6 +173,9 @@ pub enum Event {
         epoch: usize,
         #[serde(deserialize_with = "f64_or_nan")]
         top1: f64,
+        /// Top-5 accuracy (NaN in logs written before it was recorded).
+        #[serde(default = "nan", deserialize_with = "f64_or_nan")]
+        top5: f64,
         #[serde(deserialize_with = "f64_or_nan")]
         loss: f64,
     },
@@ -183,8 +186,16 @@ pub enum Event {
         /// Training compute in GFLOP (analytic count of forward and backward passes).
         #[serde(deserialize_with = "f64_or_nan")]
         train_gflop: f64,
+        /// Top-1 after the last epoch: the stage's result.
         #[serde(deserialize_with = "f64_or_nan")]
         top1: f64,
+        #[serde(default = "nan", deserialize_with = "f64_or_nan")]
+        top5: f64,
+        /// The best top-1 of any epoch's evaluation, and that epoch (1-based; 0: none).
+        #[serde(default = "nan", deserialize_with = "f64_or_nan")]
+        best_top1: f64,
+        #[serde(default)]
+        best_epoch: usize,
         epochs: usize,
     },
     /// A stage found its result already on disk and did nothing.
@@ -198,6 +209,10 @@ pub enum Event {
 
 /// JSON has no NaN or infinity and serde_json writes them as `null`; reading `null` back as NaN
 /// keeps a diverged loss (or an infinite rate) from making the whole stream unreadable.
+fn nan() -> f64 {
+    f64::NAN
+}
+
 fn f64_or_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
     Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
@@ -240,15 +255,35 @@ mod tests {
                 step: 10,
                 epoch: 1,
                 top1: 0.5,
+                top5: 0.75,
                 loss: 1.25,
             },
         );
         let line = serde_json::to_string(&r).unwrap();
         assert_eq!(
             line,
-            r#"{"v":1,"time":1.5,"stage":"incubate","module":2,"event":"eval","step":10,"epoch":1,"top1":0.5,"loss":1.25}"#
+            r#"{"v":1,"time":1.5,"stage":"incubate","module":2,"event":"eval","step":10,"epoch":1,"top1":0.5,"top5":0.75,"loss":1.25}"#
         );
         assert_eq!(serde_json::from_str::<Record>(&line).unwrap(), r);
+    }
+
+    #[test]
+    fn logs_without_top5_or_best_epoch_still_read() {
+        let eval = r#"{"v":1,"time":1.5,"stage":"meta","event":"eval","step":10,"epoch":1,"top1":0.5,"loss":1.25}"#;
+        match serde_json::from_str::<Record>(eval).unwrap().event {
+            Event::Eval { top1, top5, .. } => assert!(top1 == 0.5 && top5.is_nan()),
+            other => panic!("{other:?}"),
+        }
+        let done = r#"{"v":1,"time":2.0,"stage":"meta","event":"stage_finished","wall_s":1.0,"train_gflop":2.0,"top1":0.5,"epochs":3}"#;
+        match serde_json::from_str::<Record>(done).unwrap().event {
+            Event::StageFinished {
+                top5,
+                best_top1,
+                best_epoch,
+                ..
+            } => assert!(top5.is_nan() && best_top1.is_nan() && best_epoch == 0),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
@@ -260,11 +295,12 @@ mod tests {
                 step: 1,
                 epoch: 1,
                 top1: f64::INFINITY,
+                top5: 1.0,
                 loss: f64::NAN,
             },
         );
         let line = serde_json::to_string(&r).unwrap();
-        assert!(line.contains(r#""top1":null,"loss":null"#), "{line}");
+        assert!(line.contains(r#""top1":null,"top5":1.0,"loss":null"#), "{line}");
         match serde_json::from_str::<Record>(&line).unwrap().event {
             Event::Eval { top1, loss, .. } => assert!(top1.is_nan() && loss.is_nan()),
             other => panic!("{other:?}"),
@@ -304,12 +340,16 @@ mod tests {
                 step: 10,
                 epoch: 1,
                 top1: 0.5,
+                top5: 0.875,
                 loss: 1.5,
             },
             Event::StageFinished {
                 wall_s: 12.5,
                 train_gflop: 3.25,
                 top1: 0.875,
+                top5: 1.0,
+                best_top1: 0.9,
+                best_epoch: 2,
                 epochs: 3,
             },
             Event::StageSkipped {

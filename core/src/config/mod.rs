@@ -370,6 +370,15 @@ impl RunConfig {
     /// a recipe, then a file with only a `[plugins]` section): `-c recipe.toml -c dgl.toml`.
     /// Plugin library paths are relative to the file that names them.
     pub fn load_layers<P: AsRef<Path>>(paths: &[P]) -> Result<RunConfig, ConfigError> {
+        RunConfig::load_layers_with(paths, &[])
+    }
+
+    /// [`RunConfig::load_layers`], then single keys set over the result: `("model.depth", 16)`,
+    /// a sweep's grid point. A key that names no setting is refused like one in a file.
+    pub fn load_layers_with<P: AsRef<Path>>(
+        paths: &[P],
+        overrides: &[(String, toml::Value)],
+    ) -> Result<RunConfig, ConfigError> {
         let mut merged = toml::Table::new();
         let mut origins = Vec::new();
         for path in paths {
@@ -403,8 +412,13 @@ impl RunConfig {
             merge(&mut merged, layer);
             origins.push(origin);
         }
+        let mut origins_with_keys = origins.join(" + ");
+        for (key, value) in overrides {
+            set_dotted(&mut merged, key, value.clone())?;
+            origins_with_keys.push_str(&format!(" + {key} = {value}"));
+        }
         let text = toml::to_string(&merged).expect("a parsed table serialises");
-        RunConfig::from_toml(&text, &origins.join(" + "))
+        RunConfig::from_toml(&text, &origins_with_keys)
     }
 
     pub fn to_toml(&self) -> String {
@@ -494,6 +508,37 @@ pub fn default_patch_size(image_size: usize) -> usize {
         s if s <= 32 => 4,
         _ => 16,
     }
+}
+
+/// Sets `a.b.c = value` in `table`, creating the tables on the way.
+fn set_dotted(table: &mut toml::Table, key: &str, value: toml::Value) -> Result<(), ConfigError> {
+    let mut parts: Vec<&str> = key.split('.').collect();
+    let last = parts.pop().filter(|l| !l.is_empty()).ok_or_else(|| {
+        ConfigError::Invalid(format!("`{key}` is not a config key (like `model.depth`)"))
+    })?;
+    let mut at = table;
+    for (i, part) in parts.iter().enumerate() {
+        let entry = at
+            .entry(part.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        at = entry.as_table_mut().ok_or_else(|| {
+            ConfigError::Invalid(format!(
+                "cannot set `{key}`: `{}` is a value, not a section",
+                parts[..=i].join(".")
+            ))
+        })?;
+    }
+    let value = match (at.get(last), value) {
+        // a table merges into the section it replaces, as a config layer would
+        (Some(toml::Value::Table(old)), toml::Value::Table(new)) => {
+            let mut t = old.clone();
+            merge(&mut t, new);
+            toml::Value::Table(t)
+        }
+        (_, v) => v,
+    };
+    at.insert(last.to_string(), value);
+    Ok(())
 }
 
 fn merge(base: &mut toml::Table, over: toml::Table) {

@@ -189,6 +189,9 @@ impl Engine {
                     wall_s: outcome.wall_s,
                     train_gflop: outcome.train_gflop,
                     top1: outcome.top1,
+                    top5: outcome.top5,
+                    best_top1: outcome.best_top1,
+                    best_epoch: outcome.best_epoch,
                     epochs: outcome.epochs,
                 });
                 let summary = StageSummary {

@@ -63,6 +63,9 @@ pub fn run(engine: &Engine) -> anyhow::Result<StageSummary> {
             );
             return Ok(crate::train::TrainOutcome {
                 top1: 0.0,
+                top5: 0.0,
+                best_top1: 0.0,
+                best_epoch: 0,
                 test_loss: 0.0,
                 wall_s: 0.0,
                 train_gflop: 0.0,

@@ -12,7 +12,9 @@ pub struct Report {
     pub method: String,
     pub stages: Vec<StageSummary>,
     pub assembled_top1: f64,
+    pub assembled_top5: f64,
     pub e2e_top1: Option<f64>,
+    pub e2e_top5: Option<f64>,
     /// Meta + all incubations + fine-tuning.
     pub method_wall_s: f64,
     pub method_gflop: f64,
@@ -78,7 +80,9 @@ impl Report {
         Ok(Report {
             method,
             assembled_top1: ft.outcome.top1,
+            assembled_top5: ft.outcome.top5,
             e2e_top1: e2e.as_ref().map(|s| s.outcome.top1),
+            e2e_top5: e2e.as_ref().map(|s| s.outcome.top5),
             method_wall_s: meta.outcome.wall_s + inc_wall + ft.outcome.wall_s,
             method_gflop: meta.outcome.train_gflop + inc_gflop + ft.outcome.train_gflop,
             method_parallel_wall_s: meta.outcome.wall_s + inc_max + ft.outcome.wall_s,
@@ -93,18 +97,24 @@ impl Report {
         let mut s = String::new();
         writeln!(
             s,
-            "| stage | epochs | top-1 (%) | wall (s) | train compute (GFLOP) |"
+            "| stage | epochs | top-1 (%) | top-5 (%) | best top-1 (%) (epoch) | wall (s) | train compute (GFLOP) |"
         )
         .unwrap();
-        writeln!(s, "|---|---:|---:|---:|---:|").unwrap();
+        writeln!(s, "|---|---:|---:|---:|---:|---:|---:|").unwrap();
         for st in &self.stages {
             let o = &st.outcome;
             writeln!(
                 s,
-                "| {} | {} | {:.2} | {:.1} | {:.0} |",
+                "| {} | {} | {:.2} | {} | {} | {:.1} | {:.0} |",
                 st.stage,
                 o.epochs,
                 100.0 * o.top1,
+                percent(o.top5),
+                if o.best_epoch == 0 {
+                    "-".to_string()
+                } else {
+                    format!("{:.2} ({})", 100.0 * o.best_top1, o.best_epoch)
+                },
                 o.wall_s,
                 o.train_gflop
             )
@@ -113,15 +123,16 @@ impl Report {
         writeln!(s).unwrap();
         writeln!(
             s,
-            "| method | top-1 (%) | wall (s) | train compute (GFLOP) |"
+            "| method | top-1 (%) | top-5 (%) | wall (s) | train compute (GFLOP) |"
         )
         .unwrap();
-        writeln!(s, "|---|---:|---:|---:|").unwrap();
+        writeln!(s, "|---|---:|---:|---:|---:|").unwrap();
         writeln!(
             s,
-            "| {} | {:.2} | {:.1} (parallel incubations: {:.1}) | {:.0} |",
+            "| {} | {:.2} | {} | {:.1} (parallel incubations: {:.1}) | {:.0} |",
             self.method,
             100.0 * self.assembled_top1,
+            percent(self.assembled_top5),
             self.method_wall_s,
             self.method_parallel_wall_s,
             self.method_gflop
@@ -132,8 +143,9 @@ impl Report {
         {
             writeln!(
                 s,
-                "| End-to-end baseline | {:.2} | {:.1} | {:.0} |",
+                "| End-to-end baseline | {:.2} | {} | {:.1} | {:.0} |",
                 100.0 * top1,
+                percent(self.e2e_top5.unwrap_or(f64::NAN)),
                 wall,
                 gflop
             )
@@ -161,5 +173,14 @@ impl Report {
             serde_json::to_string_pretty(self)?.as_bytes(),
         )?;
         Ok(())
+    }
+}
+
+/// A fraction as a percentage with two decimals; "-" for a value the run did not record.
+fn percent(v: f64) -> String {
+    if v.is_finite() {
+        format!("{:.2}", 100.0 * v)
+    } else {
+        "-".into()
     }
 }

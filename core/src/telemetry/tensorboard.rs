@@ -122,15 +122,27 @@ fn scalars(event: &Event) -> Vec<(String, f64, u64)> {
             out
         }
         &Event::Eval {
-            step, top1, loss, ..
-        } => fixed(vec![("eval/top1", top1, step), ("eval/loss", loss, step)]),
+            step,
+            top1,
+            top5,
+            loss,
+            ..
+        } => fixed(vec![
+            ("eval/top1", top1, step),
+            ("eval/top5", top5, step),
+            ("eval/loss", loss, step),
+        ]),
         &Event::StageFinished {
             wall_s,
             train_gflop,
             top1,
+            top5,
+            best_top1,
             ..
         } => fixed(vec![
             ("final/top1", top1, 0),
+            ("final/top5", top5, 0),
+            ("final/best_top1", best_top1, 0),
             ("final/wall_s", wall_s, 0),
             ("final/train_gflop", train_gflop, 0),
         ]),
@@ -200,18 +212,23 @@ mod tests {
             step: 3,
             epoch: 1,
             top1: 0.25,
+            top5: 0.5,
             loss: 2.5,
         });
         meta.emit(Event::StageFinished {
             wall_s: 12.5,
             train_gflop: 1024.0,
             top1: 0.25,
+            top5: 0.5,
+            best_top1: 0.375,
+            best_epoch: 1,
             epochs: 1,
         });
         inc.emit(Event::Eval {
             step: 7,
             epoch: 1,
             top1: 0.75,
+            top5: 1.0,
             loss: 0.125,
         });
         inc.emit(Event::StageFailed {
@@ -240,13 +257,17 @@ mod tests {
                 "meta/train/grad_norm": [[1, 0.5], [2, 1.0], [3, 1.5]],
                 "meta/train/samples_per_sec": [[1, 101.0], [2, 102.0], [3, 103.0]],
                 "meta/eval/top1": [[3, 0.25]],
+                "meta/eval/top5": [[3, 0.5]],
                 "meta/eval/loss": [[3, 2.5]],
                 "meta/final/top1": [[0, 0.25]],
+                "meta/final/top5": [[0, 0.5]],
+                "meta/final/best_top1": [[0, 0.375]],
                 "meta/final/wall_s": [[0, 12.5]],
                 "meta/final/train_gflop": [[0, 1024.0]],
             },
             "incubate-2": {
                 "incubate/module-2/eval/top1": [[7, 0.75]],
+                "incubate/module-2/eval/top5": [[7, 1.0]],
                 "incubate/module-2/eval/loss": [[7, 0.125]],
             },
         });

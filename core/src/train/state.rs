@@ -50,9 +50,20 @@ pub struct TrainState {
     pub last_train_loss: Option<f64>,
     /// Evaluation after the last finished epoch.
     pub last_eval: Option<EvalResult>,
+    /// The finished epoch with the best top-1 so far (states written before it: none).
+    #[serde(default)]
+    pub best: Option<BestEval>,
     /// Training time and compute spent so far, across every process that worked on the stage.
     pub wall_s: f64,
     pub train_gflop: f64,
+}
+
+/// The best evaluation of a stage so far: its epoch (1-based) and top-1.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BestEval {
+    pub epoch: usize,
+    pub top1: f64,
 }
 
 impl TrainState {
@@ -69,6 +80,7 @@ impl TrainState {
             epoch_loss_sum: 0.0,
             last_train_loss: None,
             last_eval: None,
+            best: None,
             wall_s: 0.0,
             train_gflop: 0.0,
         }
@@ -185,7 +197,12 @@ mod tests {
         s.rng_word_pos = (1u128 << 70) + 5;
         s.last_eval = Some(EvalResult {
             top1: 0.5,
+            top5: 0.75,
             loss: 1.25,
+        });
+        s.best = Some(BestEval {
+            epoch: 2,
+            top1: 0.625,
         });
         s.last_train_loss = Some(0.1 + 0.2);
         let json = serde_json::to_string(&s).unwrap();

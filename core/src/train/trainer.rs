@@ -6,7 +6,7 @@ use super::batch::BatchMaker;
 use super::loss::{LossInputs, LossTerms, Progress};
 use super::optimizer::AdamW;
 use super::schedule::CosineSchedule;
-use super::state::{self, TrainState};
+use super::state::{self, BestEval, TrainState};
 use crate::checkpoint;
 use crate::config::{RunConfig, StageRecipe};
 use crate::data::{DataSplit, Dataset};
@@ -59,7 +59,17 @@ pub struct TrainJob<'a> {
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TrainOutcome {
+    /// Top-1 and top-5 after the last epoch: the stage's result.
     pub top1: f64,
+    #[serde(default = "nan")]
+    pub top5: f64,
+    /// The best top-1 of any epoch's evaluation and that epoch (1-based; 0 when the stage
+    /// trained no epoch). Reported beside the final one, never chosen by it: picking the best
+    /// test epoch would select on the test set.
+    #[serde(default = "nan")]
+    pub best_top1: f64,
+    #[serde(default)]
+    pub best_epoch: usize,
     pub test_loss: f64,
     pub wall_s: f64,
     pub train_gflop: f64,
@@ -324,6 +334,7 @@ pub fn train(
             step: (epoch as u64 + 1) * steps_per_epoch,
             epoch: epoch + 1,
             top1: eval.top1,
+            top5: eval.top5,
             loss: eval.loss,
         });
         let epoch_s = epoch_start.elapsed().as_secs_f64();
@@ -343,6 +354,12 @@ pub fn train(
         st.epoch_loss_sum = 0.0;
         st.last_train_loss = Some(train_loss);
         st.last_eval = Some(eval);
+        if st.best.as_ref().is_none_or(|b| eval.top1 > b.top1) {
+            st.best = Some(BestEval {
+                epoch: st.epoch,
+                top1: eval.top1,
+            });
+        }
         st.wall_s = wall(&started);
         save_state(&job, &st, model, &mut opt)?;
         if let Some(signal) = crate::interrupt::requested() {
@@ -355,8 +372,15 @@ pub fn train(
         Some(e) => e,
         None => evaluate(model.net, &maker, &job.data.test, o.batch_size),
     };
+    let (best_top1, best_epoch) = match &st.best {
+        Some(b) => (b.top1, b.epoch),
+        None => (last.top1, 0),
+    };
     Ok(TrainOutcome {
         top1: last.top1,
+        top5: last.top5,
+        best_top1,
+        best_epoch,
         test_loss: last.loss,
         wall_s: wall(&started),
         train_gflop: st.train_gflop,
@@ -452,7 +476,14 @@ pub fn load_state(
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EvalResult {
     pub top1: f64,
+    /// NaN in states written before top-5 was recorded.
+    #[serde(default = "nan")]
+    pub top5: f64,
     pub loss: f64,
+}
+
+fn nan() -> f64 {
+    f64::NAN
 }
 
 /// Top-1 accuracy and cross-entropy on a whole split, without augmentation or drop-path.
@@ -462,7 +493,7 @@ pub fn evaluate(
     data: &Dataset,
     batch_size: usize,
 ) -> EvalResult {
-    let (mut correct, mut loss_sum) = (0usize, 0.0f64);
+    let (mut correct, mut correct5, mut loss_sum) = (0usize, 0usize, 0.0f64);
     let indices: Vec<usize> = (0..data.len).collect();
     for chunk in indices.chunks(batch_size) {
         let batch = maker.eval(data, chunk);
@@ -479,10 +510,15 @@ pub fn evaluate(
                 .enumerate()
                 .fold(0, |best, (i, v)| if *v > row[best] { i } else { best });
             correct += (argmax == label) as usize;
+            // In the top five when fewer than five classes score strictly higher (a tie
+            // counts for the label, as torch.topk's order among equals is unspecified).
+            let higher = row.iter().filter(|&&v| v > row[label]).count();
+            correct5 += (higher < 5) as usize;
         }
     }
     EvalResult {
         top1: correct as f64 / data.len.max(1) as f64,
+        top5: correct5 as f64 / data.len.max(1) as f64,
         loss: loss_sum / data.len.max(1) as f64,
     }
 }

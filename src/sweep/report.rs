@@ -1,0 +1,195 @@
+//! The sweep report: per configuration, the assembled model and the E2E baseline over seeds
+//! (mean and standard deviation of top-1 and top-5), their paired difference with its 95%
+//! confidence interval, and the cost of each; as Markdown, JSON and plots.
+
+use super::plan::{Plan, SweepDir};
+use super::results::{self, RunResult};
+use super::spec::GridPoint;
+use super::stats::{mean_ci95, mean_sd, MeanCi, MeanSd};
+use serde::Serialize;
+use std::fmt::Write;
+use std::path::PathBuf;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct SweepReport {
+    pub title: String,
+    pub spec: PathBuf,
+    pub seeds: Vec<u64>,
+    pub points: Vec<PointStats>,
+    /// Every finished run's own numbers.
+    pub runs: Vec<RunResult>,
+    /// Runs without a result yet (`point/seedN`).
+    pub missing: Vec<String>,
+}
+
+/// One configuration over its finished seeds. Accuracies are fractions (0.9 = 90%).
+#[derive(Clone, Debug, Serialize)]
+pub struct PointStats {
+    pub point: GridPoint,
+    pub seeds: Vec<u64>,
+    pub assembled_top1: MeanSd,
+    pub assembled_top5: MeanSd,
+    pub e2e_top1: Option<MeanSd>,
+    pub e2e_top5: Option<MeanSd>,
+    /// Assembled minus E2E of the same seed, over the seeds that have both.
+    pub diff_top1: Option<MeanCi>,
+    pub diff_top5: Option<MeanCi>,
+    pub method_gflop: MeanSd,
+    pub e2e_gflop: Option<MeanSd>,
+    pub method_wall_s: MeanSd,
+    pub e2e_wall_s: Option<MeanSd>,
+}
+
+impl SweepReport {
+    pub fn build(dir: &SweepDir, plan: &Plan) -> anyhow::Result<SweepReport> {
+        let mut points = Vec::new();
+        let mut runs = Vec::new();
+        let mut missing = Vec::new();
+        for point in &plan.points {
+            let mut mine = Vec::new();
+            for &seed in &plan.seeds {
+                match results::read(&dir.run_dir(&point.name, seed), &point.name, seed)? {
+                    Some(r) => mine.push(r),
+                    None => missing.push(format!("{}/seed{seed}", point.name)),
+                }
+            }
+            if !mine.is_empty() {
+                points.push(PointStats::of(point, &mine));
+            }
+            runs.extend(mine);
+        }
+        Ok(SweepReport {
+            title: plan.title.clone(),
+            spec: plan.spec.clone(),
+            seeds: plan.seeds.clone(),
+            points,
+            runs,
+            missing,
+        })
+    }
+
+    pub fn to_markdown(&self) -> String {
+        let mut s = String::new();
+        let w = &mut s;
+        writeln!(w, "## {}\n", self.title).unwrap();
+        writeln!(
+            w,
+            "Sweep `{}`, seeds {:?}. Mean ± standard deviation over seeds; the difference is assembled minus E2E of the same seed, with its 95% confidence interval (Student's t over the paired seeds). Compute in TFLOP (training, forward and backward), wall time in minutes (the method's stages one after another).\n",
+            self.spec.display(),
+            self.seeds
+        )
+        .unwrap();
+        writeln!(w, "| configuration | seeds | assembled top-1 (%) | E2E top-1 (%) | difference top-1 (points) [95% CI] | assembled top-5 (%) | E2E top-5 (%) | difference top-5 [95% CI] | compute method / E2E (TFLOP) | wall method / E2E (min) |").unwrap();
+        writeln!(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|").unwrap();
+        for p in &self.points {
+            writeln!(
+                w,
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} / {} | {} / {} |",
+                p.point.name,
+                p.seeds.len(),
+                pct(&p.assembled_top1),
+                p.e2e_top1.as_ref().map(pct).unwrap_or("-".into()),
+                p.diff_top1.as_ref().map(diff).unwrap_or("-".into()),
+                pct(&p.assembled_top5),
+                p.e2e_top5.as_ref().map(pct).unwrap_or("-".into()),
+                p.diff_top5.as_ref().map(diff).unwrap_or("-".into()),
+                num(p.method_gflop.mean / 1e3, 1),
+                p.e2e_gflop.map(|g| num(g.mean / 1e3, 1)).unwrap_or("-".into()),
+                num(p.method_wall_s.mean / 60.0, 1),
+                p.e2e_wall_s.map(|g| num(g.mean / 60.0, 1)).unwrap_or("-".into()),
+            )
+            .unwrap();
+        }
+        if !self.missing.is_empty() {
+            writeln!(
+                w,
+                "\nNot finished yet (left out above): {}.",
+                self.missing.join(", ")
+            )
+            .unwrap();
+        }
+        writeln!(w, "\n<details><summary>Every run</summary>\n").unwrap();
+        writeln!(w, "| configuration | seed | assembled top-1 | E2E top-1 | assembled top-5 | E2E top-5 | method GFLOP | E2E GFLOP |").unwrap();
+        writeln!(w, "|---|---:|---:|---:|---:|---:|---:|---:|").unwrap();
+        for r in &self.runs {
+            let e = r.e2e.as_ref();
+            writeln!(
+                w,
+                "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                r.point,
+                r.seed,
+                num(100.0 * r.assembled_top1, 2),
+                e.map(|e| num(100.0 * e.top1, 2)).unwrap_or("-".into()),
+                num(100.0 * r.assembled_top5, 2),
+                e.map(|e| num(100.0 * e.top5, 2)).unwrap_or("-".into()),
+                num(r.method_gflop, 0),
+                e.map(|e| num(e.gflop, 0)).unwrap_or("-".into()),
+            )
+            .unwrap();
+        }
+        writeln!(w, "\n</details>").unwrap();
+        s
+    }
+}
+
+impl PointStats {
+    fn of(point: &GridPoint, runs: &[RunResult]) -> PointStats {
+        let col = |f: &dyn Fn(&RunResult) -> f64| mean_sd(&runs.iter().map(f).collect::<Vec<_>>());
+        let with_e2e: Vec<&RunResult> = runs.iter().filter(|r| r.e2e.is_some()).collect();
+        let e2e_col = |f: &dyn Fn(&RunResult) -> f64| {
+            (!with_e2e.is_empty())
+                .then(|| mean_sd(&with_e2e.iter().map(|r| f(r)).collect::<Vec<_>>()))
+        };
+        let e = |r: &RunResult| r.e2e.clone().expect("filtered");
+        let paired = |f: &dyn Fn(&RunResult) -> f64| {
+            (!with_e2e.is_empty())
+                .then(|| mean_ci95(&with_e2e.iter().map(|r| f(r)).collect::<Vec<_>>()))
+        };
+        PointStats {
+            point: point.clone(),
+            seeds: runs.iter().map(|r| r.seed).collect(),
+            assembled_top1: col(&|r| r.assembled_top1),
+            assembled_top5: col(&|r| r.assembled_top5),
+            e2e_top1: e2e_col(&|r| e(r).top1),
+            e2e_top5: e2e_col(&|r| e(r).top5),
+            diff_top1: paired(&|r| r.assembled_top1 - e(r).top1),
+            diff_top5: paired(&|r| r.assembled_top5 - e(r).top5),
+            method_gflop: col(&|r| r.method_gflop),
+            e2e_gflop: e2e_col(&|r| e(r).gflop),
+            method_wall_s: col(&|r| r.method_wall_s),
+            e2e_wall_s: e2e_col(&|r| e(r).wall_s),
+        }
+    }
+}
+
+fn num(v: f64, digits: usize) -> String {
+    if v.is_finite() {
+        format!("{v:.digits$}")
+    } else {
+        "-".into()
+    }
+}
+
+/// "91.20 ± 0.35" in percent (no ± for a single seed).
+fn pct(m: &MeanSd) -> String {
+    if m.sd.is_finite() {
+        format!("{:.2} ± {:.2}", 100.0 * m.mean, 100.0 * m.sd)
+    } else {
+        num(100.0 * m.mean, 2)
+    }
+}
+
+/// "+1.25 [+0.40, +2.10]" in points; a * marks an interval that excludes zero.
+fn diff(c: &MeanCi) -> String {
+    if c.lo.is_finite() {
+        format!(
+            "{:+.2} [{:+.2}, {:+.2}]{}",
+            100.0 * c.mean,
+            100.0 * c.lo,
+            100.0 * c.hi,
+            if c.excludes_zero() { " *" } else { "" }
+        )
+    } else {
+        format!("{:+.2}", 100.0 * c.mean)
+    }
+}

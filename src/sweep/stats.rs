@@ -1,0 +1,93 @@
+//! Summary statistics over seeds: mean and sample standard deviation, and the mean with its
+//! 95% confidence interval from Student's t (for paired differences: method minus E2E of the
+//! same seed, which removes what the seed does to both).
+
+use serde::Serialize;
+use statrs::distribution::{ContinuousCDF, StudentsT};
+
+#[derive(Clone, Copy, Debug, Serialize, PartialEq)]
+pub struct MeanSd {
+    pub n: usize,
+    pub mean: f64,
+    /// Sample standard deviation (n - 1); NaN below two values.
+    pub sd: f64,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, PartialEq)]
+pub struct MeanCi {
+    pub n: usize,
+    pub mean: f64,
+    pub sd: f64,
+    /// The 95% interval of the mean, mean -+ t(0.975, n - 1) sd / sqrt(n); NaN below two values.
+    pub lo: f64,
+    pub hi: f64,
+}
+
+pub fn mean_sd(xs: &[f64]) -> MeanSd {
+    let n = xs.len();
+    let mean = if n == 0 {
+        f64::NAN
+    } else {
+        xs.iter().sum::<f64>() / n as f64
+    };
+    let sd = if n < 2 {
+        f64::NAN
+    } else {
+        (xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt()
+    };
+    MeanSd { n, mean, sd }
+}
+
+/// The two-sided 95% quantile of Student's t with `df` degrees of freedom.
+pub fn t975(df: usize) -> f64 {
+    StudentsT::new(0.0, 1.0, df as f64)
+        .map(|t| t.inverse_cdf(0.975))
+        .unwrap_or(f64::NAN)
+}
+
+pub fn mean_ci95(xs: &[f64]) -> MeanCi {
+    let MeanSd { n, mean, sd } = mean_sd(xs);
+    let half = if n < 2 {
+        f64::NAN
+    } else {
+        t975(n - 1) * sd / (n as f64).sqrt()
+    };
+    MeanCi {
+        n,
+        mean,
+        sd,
+        lo: mean - half,
+        hi: mean + half,
+    }
+}
+
+impl MeanCi {
+    /// Whether the interval excludes zero: the difference is unlikely to be seed noise.
+    pub fn excludes_zero(&self) -> bool {
+        self.lo > 0.0 || self.hi < 0.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn t_quantiles_match_the_table() {
+        // Any statistics textbook's t table, two-sided 95%.
+        for (df, t) in [(1, 12.706), (2, 4.303), (4, 2.776), (9, 2.262), (30, 2.042)] {
+            assert!((t975(df) - t).abs() < 1e-3, "df {df}: {}", t975(df));
+        }
+    }
+
+    #[test]
+    fn interval_of_a_small_sample() {
+        let c = mean_ci95(&[1.0, 2.0, 3.0]);
+        assert_eq!((c.n, c.mean, c.sd), (3, 2.0, 1.0));
+        let half = 4.302652729911275 / 3f64.sqrt();
+        assert!((c.lo - (2.0 - half)).abs() < 1e-9 && (c.hi - (2.0 + half)).abs() < 1e-9);
+        assert!(c.excludes_zero());
+        let one = mean_ci95(&[0.5]);
+        assert!(one.mean == 0.5 && one.sd.is_nan() && one.lo.is_nan() && !one.excludes_zero());
+    }
+}

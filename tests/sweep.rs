@@ -1,0 +1,262 @@
+//! `incubator sweep` through the real binary: a tiny grid x 2 seeds, its report's statistics
+//! recomputed here from the runs' own summaries; resuming after failed and interrupted runs
+//! ends with the same numbers as an undisturbed sweep; a changed sweep is refused.
+
+mod common;
+use common::*;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Two learning rates x seeds 0 and 1 on the tiny model, one epoch per method stage.
+fn spec(dir: &Path, name: &str, extra_set: &str) -> PathBuf {
+    let tiny = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/tiny.toml");
+    let text = format!(
+        r#"[sweep]
+title = "tiny"
+configs = ["{tiny}"]
+seeds = [0, 1]
+
+[sweep.set]
+"data.train_limit" = 256
+"data.test_limit" = 128
+"meta.epochs" = 1
+"meta.warmup_epochs" = 0
+"incubate.epochs" = 1
+"incubate.warmup_epochs" = 0
+"finetune.epochs" = 1
+"e2e.warmup_epochs" = 0
+{extra_set}
+
+[grid]
+"optim.base_lr" = [0.032, 0.064]
+"#
+    );
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+const E2E3: &str = "\"e2e.epochs\" = 3";
+const POINTS: [&str; 2] = ["optim.base_lr=0.032", "optim.base_lr=0.064"];
+
+fn sweep(args: &[&str]) -> std::process::Output {
+    incubator(&[&["sweep"], args].concat())
+}
+
+fn json(path: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+        .unwrap()
+}
+
+fn summary(run: &Path, stage: &str) -> Value {
+    json(&run.join("stages").join(stage).join("summary.json"))
+}
+
+fn mean(xs: &[f64]) -> f64 {
+    xs.iter().sum::<f64>() / xs.len() as f64
+}
+
+fn sd(xs: &[f64]) -> f64 {
+    let m = mean(xs);
+    (xs.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (xs.len() - 1) as f64).sqrt()
+}
+
+fn close(a: &Value, b: f64, what: &str) {
+    let a = a.as_f64().unwrap_or_else(|| panic!("{what}: {a}"));
+    assert!((a - b).abs() < 1e-12, "{what}: report {a}, recomputed {b}");
+}
+
+/// Each finished run's numbers that do not depend on timing, by (point, seed).
+fn results(dir: &Path) -> Vec<(String, u64, f64, f64, f64, f64, f64)> {
+    json(&dir.join("report.json"))["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["point"].as_str().unwrap().to_string(),
+                r["seed"].as_u64().unwrap(),
+                r["assembled_top1"].as_f64().unwrap(),
+                r["assembled_top5"].as_f64().unwrap(),
+                r["e2e"]["top1"].as_f64().unwrap(),
+                r["e2e"]["top5"].as_f64().unwrap(),
+                r["method_gflop"].as_f64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn sweep_report_statistics_match_the_runs_and_a_rerun_trains_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = spec(tmp.path(), "sweep.toml", E2E3);
+    let dir = tmp.path().join("sw");
+    let (f, d) = (file.to_str().unwrap(), dir.to_str().unwrap());
+    let out = sweep(&["run", f, "-d", d, "--jobs", "2"]);
+    assert_ok(&out, "sweep run");
+
+    let report = json(&dir.join("report.json"));
+    let points = report["points"].as_array().unwrap();
+    assert_eq!(points.len(), 2);
+    assert!(report["missing"].as_array().unwrap().is_empty());
+    // Student's t, two-sided 95%, one degree of freedom (any t table)
+    let t = 12.706204736174705;
+    for (p, name) in points.iter().zip(POINTS) {
+        assert_eq!(p["point"]["name"], name);
+        let runs: Vec<PathBuf> = [0, 1]
+            .iter()
+            .map(|s| dir.join("runs").join(name).join(format!("seed{s}")))
+            .collect();
+        let col = |stage: &str, key: &str| -> Vec<f64> {
+            runs.iter()
+                .map(|r| summary(r, stage)[key].as_f64().unwrap())
+                .collect()
+        };
+        for (k, key) in [("top1", "top1"), ("top5", "top5")] {
+            let a = col("assemble", key);
+            let e = col("e2e", key);
+            close(&p[format!("assembled_{k}")]["mean"], mean(&a), "assembled mean");
+            close(&p[format!("assembled_{k}")]["sd"], sd(&a), "assembled sd");
+            close(&p[format!("e2e_{k}")]["mean"], mean(&e), "e2e mean");
+            close(&p[format!("e2e_{k}")]["sd"], sd(&e), "e2e sd");
+            let diff: Vec<f64> = a.iter().zip(&e).map(|(a, e)| a - e).collect();
+            let half = t * sd(&diff) / 2f64.sqrt();
+            let d = &p[format!("diff_{k}")];
+            close(&d["mean"], mean(&diff), "difference");
+            close(&d["lo"], mean(&diff) - half, "interval low");
+            close(&d["hi"], mean(&diff) + half, "interval high");
+        }
+        // the method's compute: meta, the four incubations and the fine-tune
+        let method: Vec<f64> = runs
+            .iter()
+            .map(|r| {
+                ["meta", "incubate-0", "incubate-1", "incubate-2", "incubate-3", "assemble"]
+                    .iter()
+                    .map(|s| summary(r, s)["train_gflop"].as_f64().unwrap())
+                    .sum()
+            })
+            .collect();
+        close(&p["method_gflop"]["mean"], mean(&method), "method compute");
+        close(&p["e2e_gflop"]["mean"], mean(&col("e2e", "train_gflop")), "E2E compute");
+    }
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    let first = &points[0]["assembled_top1"];
+    let shown = format!(
+        "{:.2} ± {:.2}",
+        100.0 * first["mean"].as_f64().unwrap(),
+        100.0 * first["sd"].as_f64().unwrap()
+    );
+    assert!(md.contains(&shown), "{shown} not in\n{md}");
+    for plot in ["accuracy-vs-compute.svg", "accuracy-vs-axis.svg"] {
+        let svg = std::fs::read_to_string(dir.join("plots").join(plot)).unwrap();
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"), "{plot}");
+        // a dot per configuration and method, plus the legend's two
+        assert_eq!(svg.matches("<circle").count(), 2 * 2 + 2, "{plot}");
+    }
+    assert!(md.contains("plots/accuracy-vs-axis.svg"));
+
+    // Again: every run is finished, nothing trains, the numbers stay.
+    let before = results(&dir);
+    let again = sweep(&["run", f, "-d", d]);
+    assert_ok(&again, "sweep run again");
+    let said = String::from_utf8_lossy(&again.stdout);
+    assert!(said.contains("4 runs, 4 finished, 0 to train"), "{said}");
+    assert_eq!(results(&dir), before);
+
+    // The report alone reads the same runs.
+    std::fs::remove_file(dir.join("report.json")).unwrap();
+    assert_ok(&sweep(&["report", "-d", d]), "sweep report");
+    assert_eq!(results(&dir), before);
+
+    // A sweep file that now gives those runs another config is refused, naming them.
+    let changed = spec(tmp.path(), "changed.toml", "\"e2e.epochs\" = 4");
+    let refused = sweep(&["run", changed.to_str().unwrap(), "-d", d]);
+    assert!(!refused.status.success());
+    let e = stderr(&refused);
+    assert!(
+        e.contains("made with another config") && e.contains("optim.base_lr=0.064/seed1"),
+        "{e}"
+    );
+
+    // A key no config has is refused before anything trains.
+    let typo = tmp.path().join("typo.toml");
+    std::fs::write(
+        &typo,
+        std::fs::read_to_string(&file)
+            .unwrap()
+            .replace("optim.base_lr", "optim.base_rl"),
+    )
+    .unwrap();
+    let fresh = tmp.path().join("typo-dir");
+    let refused = sweep(&["run", typo.to_str().unwrap(), "-d", fresh.to_str().unwrap()]);
+    let e = stderr(&refused);
+    assert!(e.contains("unknown key `optim.base_rl`"), "{e}");
+    assert!(!fresh.join("runs").exists());
+
+    // Failed runs (each stops itself after its 3rd step) leave the others going; the same
+    // command afterwards resumes them to the numbers of the undisturbed sweep.
+    let broken = tmp.path().join("broken");
+    let b = broken.to_str().unwrap();
+    let failed = Command::new(env!("CARGO_BIN_EXE_incubator"))
+        .args(["sweep", "run", f, "-d", b, "--jobs", "2"])
+        .env("INCUBATOR_CRASH_AT", "term:3")
+        .output()
+        .unwrap();
+    assert!(!failed.status.success());
+    let e = stderr(&failed);
+    assert!(
+        e.contains("4 of 4 runs failed") && e.contains("run the same command again"),
+        "{e}"
+    );
+    assert!(String::from_utf8_lossy(&failed.stdout).contains("FAILED"));
+    let resumed = sweep(&["run", f, "-d", b, "--jobs", "2"]);
+    assert_ok(&resumed, "resumed sweep");
+    let log = std::fs::read_to_string(
+        broken.join("logs").join(POINTS[0]).join("seed0.log"),
+    )
+    .unwrap();
+    assert!(log.contains("resuming at epoch 1 step 3"), "{log}");
+    assert_eq!(results(&broken), results(&dir));
+}
+
+#[test]
+fn a_signal_to_the_sweep_stops_its_runs_with_their_state_saved() {
+    let tmp = tempfile::tempdir().unwrap();
+    // a long E2E so that the signal finds a run training
+    let file = spec(tmp.path(), "long.toml", "\"e2e.epochs\" = 200");
+    let dir = tmp.path().join("sw");
+    let child = Command::new(env!("CARGO_BIN_EXE_incubator"))
+        .args(["sweep", "run", file.to_str().unwrap(), "-d", dir.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = dir.join("logs").join(POINTS[0]).join("seed0.log");
+    let start = Instant::now();
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("[e2e] epoch 2/200")
+    {
+        assert!(start.elapsed() < Duration::from_secs(300), "no E2E epoch in {}", log.display());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(143), "{}", stderr(&out));
+    let e = stderr(&out);
+    assert!(e.contains("SIGTERM: stopped the sweep") && e.contains("resumes"), "{e}");
+    // the run got the signal too, saved its state and stopped
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("SIGTERM"), "{text}");
+    let run = dir.join("runs").join(POINTS[0]).join("seed0");
+    let events = std::fs::read_to_string(run.join("events/e2e.jsonl")).unwrap();
+    assert!(events.contains("stage_interrupted"), "{events}");
+    assert!(run.join("stages/e2e/state.safetensors").exists());
+    assert!(!run.join("stages/e2e/summary.json").exists());
+    // and the child is gone: nothing writes to its log any more
+    let len = std::fs::metadata(&log).unwrap().len();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(std::fs::metadata(&log).unwrap().len(), len);
+}
