@@ -16,6 +16,22 @@ fn every_example_config_is_valid_with_its_plugins_and_options() {
         if path.extension().and_then(|e| e.to_str()) != Some("toml") {
             continue;
         }
+        if std::fs::read_to_string(&path).unwrap().contains("\n[sweep]\n") {
+            // a sweep: every configuration of its grid, for every seed, is a valid config
+            let spec = incubator::sweep::spec::SweepSpec::load(&path)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            for (point, set) in spec.points() {
+                for &seed in &spec.seeds {
+                    let cfg = spec
+                        .config(&set, seed)
+                        .unwrap_or_else(|e| panic!("{} {}: {e}", path.display(), point.name));
+                    cfg.validate()
+                        .unwrap_or_else(|e| panic!("{} {}: {e}", path.display(), point.name));
+                }
+            }
+            checked += 1;
+            continue;
+        }
         let mut cfg = RunConfig::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         cfg.validate()
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -125,4 +141,45 @@ fn config_files_lay_over_each_other() {
         e.contains("optim.batch_sise") && e.contains("over.toml"),
         "{e}"
     );
+}
+
+/// The paper's CIFAR models and the reference's exact loop, as overlays of the recipe.
+#[test]
+fn the_recipe_overlays_give_the_papers_models_and_the_reference_loop() {
+    use incubator_core::config::ScheduleForm;
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let recipe = RunConfig::load(&examples.join("deit-recipe.toml")).unwrap();
+    assert_eq!(recipe.model.depth, Some(32), "DeiT-T-32");
+    assert_eq!(recipe.split.divided_depths, [8, 8, 8, 8]);
+    assert_eq!(recipe.e2e.warmup_epochs, 5, "DeiT's warmup for the E2E baseline");
+    let stages = |c: &RunConfig| [c.meta, c.incubate, c.finetune, c.e2e.recipe()];
+    for s in stages(&recipe) {
+        assert_eq!(s.clip_grad(&recipe.optim), Some(1.0));
+        assert_eq!(s.schedule(&recipe.optim), ScheduleForm::PerStep);
+    }
+    let deep = RunConfig::load_layers(&[
+        examples.join("deit-recipe.toml"),
+        examples.join("deit-t-128.toml"),
+    ])
+    .unwrap();
+    assert_eq!(deep.model.depth, Some(128));
+    assert_eq!(deep.split.divided_depths, [32, 32, 32, 32]);
+    let exact = RunConfig::load_layers(&[
+        examples.join("deit-recipe.toml"),
+        examples.join("reference-exact.toml"),
+    ])
+    .unwrap();
+    exact.validate().unwrap();
+    for s in stages(&exact) {
+        assert_eq!(s.clip_grad(&exact.optim), None, "the reference never clips by default");
+        assert_eq!(s.schedule(&exact.optim), ScheduleForm::Deit);
+    }
+    // everything else is the recipe's
+    let mut back = exact.clone();
+    back.optim.schedule = ScheduleForm::PerStep;
+    for s in [&mut back.meta, &mut back.incubate, &mut back.finetune] {
+        s.clip_grad = None;
+    }
+    back.e2e.clip_grad = None;
+    assert_eq!(back, recipe);
 }

@@ -208,11 +208,7 @@ fn incubation_changes_only_the_target_module() {
             stage: StageId::incubate(target),
             cfg: &run,
             vit: &c,
-            recipe: incubator_core::config::StageRecipe {
-                epochs: 2,
-                warmup_epochs: 0,
-                drop_path: 0.1,
-            },
+            recipe: incubator_core::config::StageRecipe::new(2, 0, 0.1),
             data: &data,
             first_traced: target,
             trainable: trainable.clone(),

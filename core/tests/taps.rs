@@ -30,11 +30,7 @@ fn module_1_job<'a>(
         stage: StageId::incubate(1),
         cfg: run,
         vit,
-        recipe: StageRecipe {
-            epochs,
-            warmup_epochs: 0,
-            drop_path: 0.0,
-        },
+        recipe: StageRecipe::new(epochs, 0, 0.0),
         data,
         first_traced: 1,
         trainable,

@@ -165,8 +165,12 @@ pub struct OptimSection {
     pub weight_decay: f64,
     pub betas: [f64; 2],
     pub eps: f64,
-    /// Clip the global gradient norm to this value; none: no clipping.
+    /// Clip the global gradient norm to this value; none: no clipping. A stage's own
+    /// `clip_grad` overrides it (0 there: none).
     pub clip_grad: Option<f64>,
+    /// The learning-rate schedule's form ("per-step" or "deit"); a stage's own `schedule`
+    /// overrides it.
+    pub schedule: ScheduleForm,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
@@ -175,6 +179,56 @@ pub struct StageRecipe {
     pub epochs: usize,
     pub warmup_epochs: usize,
     pub drop_path: f64,
+    /// This stage's gradient clipping: the global norm's bound, 0 for none; left out:
+    /// `optim.clip_grad`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clip_grad: Option<f64>,
+    /// This stage's learning-rate schedule; left out: `optim.schedule`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<ScheduleForm>,
+}
+
+impl StageRecipe {
+    /// A recipe with the global clipping and schedule.
+    pub fn new(epochs: usize, warmup_epochs: usize, drop_path: f64) -> StageRecipe {
+        StageRecipe {
+            epochs,
+            warmup_epochs,
+            drop_path,
+            clip_grad: None,
+            schedule: None,
+        }
+    }
+
+    /// The clipping bound this stage trains with, `optim`'s unless it sets its own.
+    pub fn clip_grad(&self, optim: &OptimSection) -> Option<f64> {
+        match self.clip_grad {
+            Some(c) if c == 0.0 => None,
+            Some(c) => Some(c),
+            None => optim.clip_grad,
+        }
+    }
+
+    pub fn schedule(&self, optim: &OptimSection) -> ScheduleForm {
+        self.schedule.unwrap_or(optim.schedule)
+    }
+}
+
+/// How the learning rate moves over a stage: both warm up linearly from `optim.warmup_lr` to
+/// the peak and follow a cosine to `optim.min_lr`.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum ScheduleForm {
+    /// Per optimizer step; the cosine spans the steps after the warmup, so the peak is
+    /// reached at the warmup's end. Smooth at any number of epochs (the default: our short
+    /// schedules have few epochs, where per-epoch steps are coarse).
+    #[default]
+    PerStep,
+    /// timm's CosineLRScheduler as DeiT's main.py drives it (the reference's): one value per
+    /// epoch, the cosine spanning all epochs from the first (the warmup included, so the
+    /// peak is never reached exactly when warming up), set by `scheduler.step(epoch)` after
+    /// each epoch, so epoch e trains at the value for max(e - 1, 0).
+    Deit,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
@@ -184,6 +238,22 @@ pub struct E2eRecipe {
     pub epochs: usize,
     pub warmup_epochs: usize,
     pub drop_path: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clip_grad: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<ScheduleForm>,
+}
+
+impl E2eRecipe {
+    pub fn recipe(&self) -> StageRecipe {
+        StageRecipe {
+            epochs: self.epochs,
+            warmup_epochs: self.warmup_epochs,
+            drop_path: self.drop_path,
+            clip_grad: self.clip_grad,
+            schedule: self.schedule,
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -210,26 +280,16 @@ impl Default for RunConfig {
             data: DataSection::default(),
             augment: AugmentSection::default(),
             optim: OptimSection::default(),
-            meta: StageRecipe {
-                epochs: 4,
-                warmup_epochs: 1,
-                drop_path: 0.0,
-            },
-            incubate: StageRecipe {
-                epochs: 3,
-                warmup_epochs: 1,
-                drop_path: 0.0,
-            },
-            finetune: StageRecipe {
-                epochs: 2,
-                warmup_epochs: 0,
-                drop_path: 0.0,
-            },
+            meta: StageRecipe::new(4, 1, 0.0),
+            incubate: StageRecipe::new(3, 1, 0.0),
+            finetune: StageRecipe::new(2, 0, 0.0),
             e2e: E2eRecipe {
                 enabled: true,
                 epochs: 10,
                 warmup_epochs: 1,
                 drop_path: 0.0,
+                clip_grad: None,
+                schedule: None,
             },
             plugins: PluginSection::default(),
             checkpoint: CheckpointSection::default(),
@@ -305,6 +365,7 @@ impl Default for OptimSection {
             betas: [0.9, 0.999],
             eps: 1e-8,
             clip_grad: Some(1.0),
+            schedule: ScheduleForm::PerStep,
         }
     }
 }

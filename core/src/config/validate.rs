@@ -154,21 +154,31 @@ impl RunConfig {
             );
         }
 
+        // The E2E recipe is checked even when disabled: enabling it later must not meet a
+        // broken recipe.
         for (section, r) in [
-            ("meta", &self.meta),
-            ("incubate", &self.incubate),
-            ("finetune", &self.finetune),
+            ("meta", self.meta),
+            ("incubate", self.incubate),
+            ("finetune", self.finetune),
+            ("e2e", self.e2e.recipe()),
         ] {
             let StageRecipe {
                 epochs,
                 warmup_epochs,
                 drop_path,
-            } = *r;
+                clip_grad,
+                schedule: _,
+            } = r;
             p.recipe(section, epochs, warmup_epochs, drop_path);
+            if let Some(c) = clip_grad {
+                p.check(
+                    c.is_finite() && c >= 0.0,
+                    &format!("{section}.clip_grad"),
+                    c,
+                    "must be a positive number, or 0 for no clipping in this stage (leave it out to use optim.clip_grad)",
+                );
+            }
         }
-        let e = &self.e2e;
-        // Checked even when disabled: enabling it later must not meet a broken recipe.
-        p.recipe("e2e", e.epochs, e.warmup_epochs, e.drop_path);
 
         for (key, name) in [
             ("plugins.meta_design", &self.plugins.meta_design),

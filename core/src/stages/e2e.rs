@@ -2,7 +2,6 @@
 
 use super::Engine;
 use crate::checkpoint;
-use crate::config::StageRecipe;
 use crate::events::StageId;
 use crate::model::Network;
 use crate::run_dir::StageSummary;
@@ -21,12 +20,7 @@ pub fn run(engine: &Engine) -> anyhow::Result<StageSummary> {
             &engine.vit,
             &engine.split.divided_depths,
         );
-        let e = engine.cfg.e2e;
-        let recipe = StageRecipe {
-            epochs: e.epochs,
-            warmup_epochs: e.warmup_epochs,
-            drop_path: e.drop_path,
-        };
+        let recipe = engine.cfg.e2e.recipe();
         let outcome = engine.train_all(StageId::E2E, recipe, &mut net, log)?;
         checkpoint::save_params(&model_path(engine), &net)?;
         Ok(outcome)

@@ -163,12 +163,15 @@ pub fn train(
     }
     let steps_per_epoch = (train_set.len / per_step) as u64;
     let schedule = CosineSchedule {
+        form: job.recipe.schedule(o),
         peak_lr: o.base_lr * per_step as f64 / 512.0,
         min_lr: o.min_lr,
         warmup_lr: o.warmup_lr,
-        warmup_steps: job.recipe.warmup_epochs as u64 * steps_per_epoch,
-        total_steps: job.recipe.epochs as u64 * steps_per_epoch,
+        warmup_epochs: job.recipe.warmup_epochs as u64,
+        epochs: job.recipe.epochs as u64,
+        steps_per_epoch,
     };
+    let clip_grad = job.recipe.clip_grad(o);
     let mut opt = AdamW::new(job.trainable.clone(), o.betas, o.eps, o.weight_decay);
     let probe = batch_maker(dev, job.cfg, job.vit)
         .eval(train_set, &[0])
@@ -286,7 +289,7 @@ pub fn train(
                 opt.scale_grads(model, &mut grads, 1.0 / o.accum_steps as f32);
             }
             let grad_norm = opt.grad_norm(model, &mut grads, &settings);
-            if let Some(max) = o.clip_grad {
+            if let Some(max) = clip_grad {
                 if grad_norm > max {
                     opt.scale_grads(model, &mut grads, (max / (grad_norm + 1e-6)) as f32);
                 }
