@@ -450,3 +450,64 @@ fn status_names_cancelled_array_tasks_that_never_started() {
         );
     }
 }
+
+/// `incubator sweep submit`: one command submits every run's stages; once they finish, the
+/// sweep's report has the numbers the same sweep trained here has, and submitting again
+/// submits nothing.
+#[test]
+fn a_sweep_submitted_to_slurm_reports_what_the_same_sweep_run_here_reports() {
+    local_slurm();
+    let tmp = tempfile::tempdir().unwrap();
+    let tiny = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/tiny.toml");
+    let spec = tmp.path().join("sweep.toml");
+    std::fs::write(
+        &spec,
+        format!(
+            "[sweep]\nconfigs = [\"{tiny}\"]\nseeds = [0, 1]\n[sweep.set]\n\"data.train_limit\" = 256\n\"data.test_limit\" = 128\n\"e2e.epochs\" = 3\n[grid]\n\"optim.base_lr\" = [0.032]\n"
+        ),
+    )
+    .unwrap();
+    let spec = spec.to_str().unwrap();
+    let cluster = tmp.path().join("cluster");
+    let out = incubator(&["sweep", "submit", spec, "-d", cluster.to_str().unwrap()]);
+    assert_ok(&out, "sweep submit");
+    let printed = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(printed.contains("2 of 2 runs submitted"), "{printed}");
+    for seed in [0, 1] {
+        wait_for_jobs(&cluster.join(format!("runs/optim.base_lr=0.032/seed{seed}")));
+    }
+    assert_ok(
+        &incubator(&["sweep", "report", "-d", cluster.to_str().unwrap()]),
+        "sweep report",
+    );
+    let local = tmp.path().join("local");
+    assert_ok(
+        &incubator(&["sweep", "run", spec, "-d", local.to_str().unwrap()]),
+        "the same sweep here",
+    );
+    let numbers = |dir: &Path| -> Vec<serde_json::Value> {
+        let r: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("report.json")).unwrap()).unwrap();
+        r["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|run| {
+                serde_json::json!([
+                    run["seed"],
+                    run["assembled_top1"],
+                    run["assembled_top5"],
+                    run["method_gflop"],
+                    run["e2e"]["top1"],
+                    run["e2e"]["top5"]
+                ])
+            })
+            .collect()
+    };
+    let cluster_numbers = numbers(&cluster);
+    assert_eq!(cluster_numbers.len(), 2);
+    assert_eq!(cluster_numbers, numbers(&local));
+    let again = incubator(&["sweep", "submit", spec, "-d", cluster.to_str().unwrap()]);
+    assert_ok(&again, "sweep submit again");
+    assert!(String::from_utf8_lossy(&again.stdout).contains("0 of 2 runs submitted"));
+}
