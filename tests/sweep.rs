@@ -260,3 +260,59 @@ fn a_signal_to_the_sweep_stops_its_runs_with_their_state_saved() {
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(std::fs::metadata(&log).unwrap().len(), len);
 }
+
+/// A configuration without its own E2E runs (a strategy among several) is compared with the
+/// baseline configuration's E2E run of the same seed.
+#[test]
+fn runs_without_a_baseline_of_their_own_are_paired_with_the_named_ones_of_the_same_seed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tiny = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/tiny.toml");
+    let file = tmp.path().join("s.toml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"[sweep]
+configs = ["{tiny}"]
+seeds = [0, 1]
+baseline = "v=a"
+[sweep.set]
+"data.train_limit" = 256
+"data.test_limit" = 128
+"meta.epochs" = 1
+"incubate.epochs" = 1
+"finetune.epochs" = 1
+"e2e.epochs" = 2
+[[grid.v]]
+label = "a"
+[[grid.v]]
+label = "b"
+"e2e.enabled" = false
+"finetune.epochs" = 2
+"#
+        ),
+    )
+    .unwrap();
+    let dir = tmp.path().join("sw");
+    assert_ok(
+        &sweep(&["run", file.to_str().unwrap(), "-d", dir.to_str().unwrap(), "--jobs", "2"]),
+        "sweep",
+    );
+    assert!(!dir.join("runs/v=b/seed0/stages/e2e/summary.json").exists(), "b trains no E2E");
+    let report = json(&dir.join("report.json"));
+    let b = &report["points"][1];
+    assert_eq!(b["point"]["name"], "v=b");
+    let diffs: Vec<f64> = [0, 1]
+        .iter()
+        .map(|s| {
+            summary(&dir.join(format!("runs/v=b/seed{s}")), "assemble")["top1"].as_f64().unwrap()
+                - summary(&dir.join(format!("runs/v=a/seed{s}")), "e2e")["top1"].as_f64().unwrap()
+        })
+        .collect();
+    close(&b["diff_top1"]["mean"], mean(&diffs), "paired with a's E2E");
+    for run in report["runs"].as_array().unwrap() {
+        let from = if run["point"] == "v=b" { serde_json::json!("v=a") } else { Value::Null };
+        assert_eq!(run["e2e_from"], from, "{run}");
+    }
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(md.contains("compared with the E2E run of `v=a` of the same seed"), "{md}");
+}

@@ -18,6 +18,9 @@ pub struct Plan {
     pub axes: Vec<(String, Vec<String>)>,
     pub seeds: Vec<u64>,
     pub points: Vec<GridPoint>,
+    /// The configuration whose E2E runs stand in for the others' missing ones.
+    #[serde(default)]
+    pub baseline: Option<String>,
 }
 
 /// One run of the sweep: a configuration and a seed.
@@ -118,6 +121,7 @@ impl SweepDir {
                 .collect(),
             seeds: spec.seeds.clone(),
             points,
+            baseline: spec.baseline.clone(),
         };
         incubator_core::checkpoint::write_atomic(
             &self.plan_path(),

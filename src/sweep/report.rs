@@ -15,6 +15,7 @@ pub struct SweepReport {
     pub title: String,
     pub spec: PathBuf,
     pub seeds: Vec<u64>,
+    pub baseline: Option<String>,
     pub points: Vec<PointStats>,
     /// Every finished run's own numbers.
     pub runs: Vec<RunResult>,
@@ -49,7 +50,14 @@ impl SweepReport {
             let mut mine = Vec::new();
             for &seed in &plan.seeds {
                 match results::read(&dir.run_dir(&point.name, seed), &point.name, seed)? {
-                    Some(r) => mine.push(r),
+                    Some(mut r) => {
+                        if let (None, Some(b)) = (&r.e2e, &plan.baseline) {
+                            let theirs = results::read(&dir.run_dir(b, seed), b, seed)?;
+                            r.e2e = theirs.and_then(|t| t.e2e);
+                            r.e2e_from = r.e2e.is_some().then(|| b.clone());
+                        }
+                        mine.push(r)
+                    }
                     None => missing.push(format!("{}/seed{seed}", point.name)),
                 }
             }
@@ -62,6 +70,7 @@ impl SweepReport {
             title: plan.title.clone(),
             spec: plan.spec.clone(),
             seeds: plan.seeds.clone(),
+            baseline: plan.baseline.clone(),
             points,
             runs,
             missing,
@@ -79,6 +88,13 @@ impl SweepReport {
             self.seeds
         )
         .unwrap();
+        if let Some(b) = &self.baseline {
+            writeln!(
+                w,
+                "Configurations that train no E2E model are compared with the E2E run of `{b}` of the same seed.\n"
+            )
+            .unwrap();
+        }
         writeln!(w, "| configuration | seeds | assembled top-1 (%) | E2E top-1 (%) | difference top-1 (points) [95% CI] | assembled top-5 (%) | E2E top-5 (%) | difference top-5 [95% CI] | compute method / E2E (TFLOP) | wall method / E2E (min) |").unwrap();
         writeln!(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|").unwrap();
         for p in &self.points {

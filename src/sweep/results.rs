@@ -17,6 +17,9 @@ pub struct RunResult {
     /// The same stages one after another (one machine).
     pub method_wall_s: f64,
     pub e2e: Option<E2eResult>,
+    /// The configuration whose run of this seed trained `e2e`, when not this run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub e2e_from: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -57,5 +60,6 @@ pub fn read(run: &Path, point: &str, seed: u64) -> anyhow::Result<Option<RunResu
         method_gflop: method.iter().map(|s| s.outcome.train_gflop).sum(),
         method_wall_s: method.iter().map(|s| s.outcome.wall_s).sum(),
         e2e,
+        e2e_from: None,
     }))
 }

@@ -16,6 +16,10 @@
 //! label = "1x"
 //! "meta.epochs" = 1
 //! "e2e.epochs" = 3
+//!
+//! [[grid.strategy]]                         # a point may lay config files over the base
+//! label = "dgl"
+//! config = "dgl.toml"                       # (relative to this file)
 //! ```
 //!
 //! Every combination of the axes' points is one configuration, run once per seed.
@@ -33,6 +37,9 @@ pub struct SweepSpec {
     /// Keys set in every run, before the grid's.
     pub set: Vec<(String, toml::Value)>,
     pub axes: Vec<Axis>,
+    /// The configuration whose E2E runs stand for those of configurations that train none
+    /// (`e2e.enabled = false`), seed by seed: a strategy sweep trains one baseline per seed.
+    pub baseline: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -45,6 +52,15 @@ pub struct Axis {
 #[derive(Clone, Debug, PartialEq)]
 pub struct AxisPoint {
     pub label: String,
+    /// Config files laid over the base ones (absolute), before any key is set.
+    pub configs: Vec<PathBuf>,
+    pub set: Vec<(String, toml::Value)>,
+}
+
+/// A configuration of the grid with everything it changes: files, then keys.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct PointSettings {
+    pub configs: Vec<PathBuf>,
     pub set: Vec<(String, toml::Value)>,
 }
 
@@ -55,7 +71,7 @@ pub struct GridPoint {
     pub name: String,
     /// (axis, label) per axis, in axis order.
     pub coords: Vec<(String, String)>,
-    /// Every key the point sets, as TOML text (`model.depth = 16`).
+    /// Every key the point sets, as TOML text (`model.depth = 16`), and its config files.
     pub set: Vec<String>,
 }
 
@@ -108,8 +124,10 @@ impl SweepSpec {
         let mut configs = Vec::new();
         let mut seeds = Vec::new();
         let mut set = Vec::new();
+        let mut baseline = None;
         for (key, value) in sweep {
             match (key.as_str(), value) {
+                ("baseline", toml::Value::String(b)) => baseline = Some(b),
                 ("set", toml::Value::Table(t)) => {
                     if t.contains_key("seed") {
                         return Err(bad("`sweep.set` sets `seed`: seeds go in `sweep.seeds`".into()));
@@ -139,12 +157,12 @@ impl SweepSpec {
                         seeds.push(s);
                     }
                 }
-                (k @ ("title" | "configs" | "seeds" | "set"), v) => {
+                (k @ ("title" | "configs" | "seeds" | "set" | "baseline"), v) => {
                     return Err(bad(format!("`sweep.{k}` has the wrong type ({})", v.type_str())))
                 }
                 (k, _) => {
                     return Err(bad(format!(
-                        "unknown key `sweep.{k}`; the keys are title, configs, seeds and set"
+                        "unknown key `sweep.{k}`; the keys are title, configs, seeds, set and baseline"
                     )))
                 }
             }
@@ -156,31 +174,46 @@ impl SweepSpec {
         }
         let mut axes = Vec::new();
         for (name, value) in grid {
-            axes.push(axis(&name, value).map_err(bad)?);
+            axes.push(axis(&name, value, base).map_err(bad)?);
         }
-        Ok(SweepSpec {
+        let spec = SweepSpec {
             file: path.into(),
             title,
             configs,
             seeds,
             set,
             axes,
-        })
+            baseline,
+        };
+        if let Some(b) = &spec.baseline {
+            if !spec.points().iter().any(|(p, _)| &p.name == b) {
+                return Err(bad(format!(
+                    "`sweep.baseline` = {b:?} is not a configuration of the grid; they are: {}",
+                    spec.points()
+                        .iter()
+                        .map(|(p, _)| p.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+        }
+        Ok(spec)
     }
 
     /// Every configuration of the grid, the first axis varying slowest.
-    pub fn points(&self) -> Vec<(GridPoint, Vec<(String, toml::Value)>)> {
-        let mut out: Vec<(Vec<(String, String)>, Vec<(String, toml::Value)>)> =
-            vec![(Vec::new(), Vec::new())];
+    pub fn points(&self) -> Vec<(GridPoint, PointSettings)> {
+        let mut out: Vec<(Vec<(String, String)>, PointSettings)> =
+            vec![(Vec::new(), PointSettings::default())];
         for axis in &self.axes {
             out = out
                 .into_iter()
-                .flat_map(|(coords, set)| {
+                .flat_map(|(coords, settings)| {
                     axis.points.iter().map(move |p| {
                         let mut c = coords.clone();
                         c.push((axis.name.clone(), p.label.clone()));
-                        let mut s = set.clone();
-                        s.extend(p.set.iter().cloned());
+                        let mut s = settings.clone();
+                        s.configs.extend(p.configs.iter().cloned());
+                        s.set.extend(p.set.iter().cloned());
                         (c, s)
                     })
                 })
@@ -197,7 +230,12 @@ impl SweepSpec {
                         .collect::<Vec<_>>()
                         .join(",")
                 };
-                let text = set.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+                let text = set
+                    .configs
+                    .iter()
+                    .map(|c| format!("config {}", c.display()))
+                    .chain(set.set.iter().map(|(k, v)| format!("{k} = {v}")))
+                    .collect();
                 (
                     GridPoint {
                         name,
@@ -210,12 +248,14 @@ impl SweepSpec {
             .collect()
     }
 
-    /// The full config of one point and seed; an unknown key or bad value names the point.
-    pub fn config(&self, set: &[(String, toml::Value)], seed: u64) -> Result<RunConfig, ConfigError> {
+    /// The full config of one point and seed: the base files, the point's files, the
+    /// sweep's keys, the point's keys, the seed. An unknown key or bad value names the point.
+    pub fn config(&self, point: &PointSettings, seed: u64) -> Result<RunConfig, ConfigError> {
         let mut all = self.set.clone();
-        all.extend(set.iter().cloned());
+        all.extend(point.set.iter().cloned());
         all.push(("seed".into(), toml::Value::Integer(seed as i64)));
-        RunConfig::load_layers_with(&self.configs, &all)
+        let files: Vec<&PathBuf> = self.configs.iter().chain(&point.configs).collect();
+        RunConfig::load_layers_with(&files, &all)
     }
 }
 
@@ -225,7 +265,7 @@ fn absolute(base: &Path, p: &str) -> PathBuf {
     std::path::absolute(&p).unwrap_or(p)
 }
 
-fn axis(name: &str, value: toml::Value) -> Result<Axis, String> {
+fn axis(name: &str, value: toml::Value, base: &Path) -> Result<Axis, String> {
     if name == "seed" {
         return Err("`grid.seed`: seeds go in `sweep.seeds`".into());
     }
@@ -249,14 +289,26 @@ fn axis(name: &str, value: toml::Value) -> Result<Axis, String> {
                         ))
                     }
                 };
-                if t.is_empty() {
-                    return Err(format!("point `{label}` of `grid.{name}` sets no key"));
-                }
+                let configs = match t.remove("config") {
+                    None => Vec::new(),
+                    Some(toml::Value::String(c)) => vec![absolute(base, &c)],
+                    Some(toml::Value::Array(a)) => a
+                        .iter()
+                        .map(|v| v.as_str().map(|c| absolute(base, c)))
+                        .collect::<Option<Vec<_>>>()
+                        .ok_or_else(|| format!("point `{label}` of `grid.{name}`: `config` lists file paths (strings)"))?,
+                    Some(_) => {
+                        return Err(format!(
+                            "point `{label}` of `grid.{name}`: `config` is a file path or a list of them"
+                        ))
+                    }
+                };
                 if t.contains_key("seed") {
                     return Err(format!("point `{label}` of `grid.{name}` sets `seed`: seeds go in `sweep.seeds`"));
                 }
                 AxisPoint {
                     label,
+                    configs,
                     set: t.into_iter().collect(),
                 }
             }
@@ -268,6 +320,7 @@ fn axis(name: &str, value: toml::Value) -> Result<Axis, String> {
                     toml::Value::String(s) => s.clone(),
                     other => other.to_string(),
                 },
+                configs: Vec::new(),
                 set: vec![(name.to_string(), scalar)],
             },
         };
@@ -335,7 +388,7 @@ label = "2x"
         );
         let (_, set) = &s.points()[3];
         assert_eq!(
-            set.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
+            set.set.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
             ["e2e.epochs=6", "meta.epochs=2", "model.depth=16"]
         );
     }
@@ -351,7 +404,10 @@ label = "2x"
         assert!(err("[sweep]\nseeds = [0]\n[grid]\n\"a.b\" = 3\n").contains("must list its points"));
         assert!(err("[sweep]\nseeds = [0]\n[grid]\n\"a.b\" = [\"x/y\"]\n").contains("names directories"));
         assert!(err("[sweep]\nseeds = [0]\n[[grid.b]]\n\"a.b\" = 1\n").contains("needs a `label`"));
+        assert!(err("[sweep]\nseeds = [0]\n[[grid.b]]\nlabel = \"x\"\nconfig = 3\n").contains("a file path"));
         assert!(err("[sweep]\nseeds = [0]\n[grid]\n\"a.b\" = [1, 1]\n").contains("twice"));
+        let e = err("[sweep]\nseeds = [0]\nbaseline = \"a.b=3\"\n[grid]\n\"a.b\" = [1, 2]\n");
+        assert!(e.contains("not a configuration of the grid; they are: a.b=1, a.b=2"), "{e}");
     }
 
     #[test]
@@ -377,5 +433,19 @@ label = "2x"
         let c = good.config(set, 5).unwrap();
         // the grid's value wins over the sweep's fixed one, which wins over the file's
         assert_eq!((c.model.depth, c.model.embed_dim, c.seed), (Some(8), Some(32), 5));
+
+        // a point's own config file, relative to the sweep file, lies over the base
+        std::fs::write(dir.path().join("wide.toml"), "[model]\nembed_dim = 48\ndepth = 6\n").unwrap();
+        let layered = SweepSpec::parse(
+            "[sweep]\nconfigs = [\"base.toml\"]\nseeds = [0]\n[[grid.shape]]\nlabel = \"wide\"\nconfig = \"wide.toml\"\n[[grid.shape]]\nlabel = \"wide-deep\"\nconfig = \"wide.toml\"\n\"model.depth\" = 12\n",
+            &file,
+        )
+        .unwrap();
+        let points = layered.points();
+        let wide = layered.config(&points[0].1, 0).unwrap();
+        assert_eq!((wide.model.embed_dim, wide.model.depth), (Some(48), Some(6)));
+        let deep = layered.config(&points[1].1, 0).unwrap();
+        assert_eq!((deep.model.embed_dim, deep.model.depth), (Some(48), Some(12)));
+        assert!(points[0].0.set[0].starts_with("config ") && points[0].0.set[0].ends_with("wide.toml"));
     }
 }
