@@ -4,11 +4,9 @@
 use incubator_core::config::{RunConfig, ScheduleForm, StageRecipe};
 use incubator_core::device::new_device;
 use incubator_core::events::{Event, StageId};
-use incubator_core::model::{Extras, HasParams, Init, Network};
+use incubator_core::model::{Extras, HasParams};
 use incubator_core::telemetry::EventLog;
 use incubator_core::train::{self, TrainJob};
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 
 mod support;
 use support::{cfg, tiny_data};
@@ -18,15 +16,7 @@ fn train_with(run: &RunConfig, recipe: StageRecipe) -> (Vec<Vec<f32>>, Vec<(f64,
     let dev = new_device(0);
     let c = cfg();
     let data = tiny_data(&c);
-    let mut rng = ChaCha8Rng::seed_from_u64(3);
-    let mut net = Network::vit(
-        &mut Init {
-            dev: &dev,
-            rng: &mut rng,
-        },
-        &c,
-        &[1, 1],
-    );
+    let mut net = support::network(&dev, &c, 3, &[1, 1]);
     let trainable = net.named_params().into_iter().map(|(n, _)| n).collect();
     let loss = train::trainer::task_loss;
     let job = TrainJob {

@@ -6,7 +6,7 @@
 use dfdx::prelude::*;
 use incubator_core::data::{DataSplit, Dataset};
 use incubator_core::device::Dev;
-use incubator_core::model::VitConfig;
+use incubator_core::model::{Init, Network, VitConfig};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -23,6 +23,12 @@ pub fn cfg() -> VitConfig {
         norm_eps: 1e-6,
         num_classes: 4,
     }
+}
+
+/// A freshly initialised network of `c`'s shape with modules of `depths` blocks.
+pub fn network(dev: &Dev, c: &VitConfig, seed: u64, depths: &[usize]) -> Network {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    Network::vit(&mut Init { dev, rng: &mut rng }, c, depths)
 }
 
 pub fn patches(dev: &Dev, c: &VitConfig) -> Tensor<(usize, usize, usize), f32, Dev> {
