@@ -375,7 +375,6 @@ fn whole_network_cross_entropy_gradients() {
 #[test]
 fn auxiliary_classifier_and_patch_decoder_gradients() {
     use incubator_core::model::aux_heads::{AuxClassifier, PatchDecoder};
-    use incubator_core::model::Layer;
     let dev = new_device(0);
     let c = cfg();
     let mut rng = ChaCha8Rng::seed_from_u64(0);

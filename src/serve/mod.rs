@@ -30,6 +30,8 @@ use std::time::Duration;
 /// With the 64 KiB read limit per file and poll, this bounds what one client costs the server.
 const CLIENT_QUEUE: usize = 256;
 const POLL: Duration = Duration::from_millis(250);
+/// Threads reading run files at once, for all clients together.
+const BLOCKING_THREADS: usize = 4;
 
 struct Served {
     runs: BTreeMap<String, PathBuf>,
@@ -193,6 +195,10 @@ pub fn start(
     });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
+        // File reads run on blocking threads; at lowest priority on a busy machine they
+        // finish slowly, and tokio would start one more thread (stack and malloc arena) for
+        // every client waiting: a few threads take turns instead, whatever the load.
+        .max_blocking_threads(BLOCKING_THREADS)
         .on_thread_start(yield_to_training)
         .enable_all()
         .build()?;
