@@ -5,7 +5,7 @@
 #
 #   cargo build --release && scripts/study.sh [OUT_DIR]        (default: runs/)
 #
-# Hours on a 2-core machine (depth about 35 minutes, data 25, cost 45); resumable: stop it
+# About 2.5 hours on a 2-core machine (depth 50 minutes, data 40, cost 60); resumable: stop it
 # at any moment and run it again, finished runs are skipped and interrupted stages resume.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
