@@ -16,7 +16,10 @@ fn every_example_config_is_valid_with_its_plugins_and_options() {
         if path.extension().and_then(|e| e.to_str()) != Some("toml") {
             continue;
         }
-        if std::fs::read_to_string(&path).unwrap().contains("\n[sweep]\n") {
+        if std::fs::read_to_string(&path)
+            .unwrap()
+            .contains("\n[sweep]\n")
+        {
             // a sweep: every configuration of its grid, for every seed, is a valid config
             let spec = incubator::sweep::spec::SweepSpec::load(&path)
                 .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -151,7 +154,10 @@ fn the_recipe_overlays_give_the_papers_models_and_the_reference_loop() {
     let recipe = RunConfig::load(&examples.join("deit-recipe.toml")).unwrap();
     assert_eq!(recipe.model.depth, Some(32), "DeiT-T-32");
     assert_eq!(recipe.split.divided_depths, [8, 8, 8, 8]);
-    assert_eq!(recipe.e2e.warmup_epochs, 5, "DeiT's warmup for the E2E baseline");
+    assert_eq!(
+        recipe.e2e.warmup_epochs, 5,
+        "DeiT's warmup for the E2E baseline"
+    );
     let stages = |c: &RunConfig| [c.meta, c.incubate, c.finetune, c.e2e.recipe()];
     for s in stages(&recipe) {
         assert_eq!(s.clip_grad(&recipe.optim), Some(1.0));
@@ -171,7 +177,11 @@ fn the_recipe_overlays_give_the_papers_models_and_the_reference_loop() {
     .unwrap();
     exact.validate().unwrap();
     for s in stages(&exact) {
-        assert_eq!(s.clip_grad(&exact.optim), None, "the reference never clips by default");
+        assert_eq!(
+            s.clip_grad(&exact.optim),
+            None,
+            "the reference never clips by default"
+        );
         assert_eq!(s.schedule(&exact.optim), ScheduleForm::Deit);
     }
     // everything else is the recipe's

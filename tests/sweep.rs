@@ -46,8 +46,10 @@ fn sweep(args: &[&str]) -> std::process::Output {
 }
 
 fn json(path: &Path) -> Value {
-    serde_json::from_slice(&std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
-        .unwrap()
+    serde_json::from_slice(
+        &std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+    )
+    .unwrap()
 }
 
 fn summary(run: &Path, stage: &str) -> Value {
@@ -117,7 +119,11 @@ fn sweep_report_statistics_match_the_runs_and_a_rerun_trains_nothing() {
         for (k, key) in [("top1", "top1"), ("top5", "top5")] {
             let a = col("assemble", key);
             let e = col("e2e", key);
-            close(&p[format!("assembled_{k}")]["mean"], mean(&a), "assembled mean");
+            close(
+                &p[format!("assembled_{k}")]["mean"],
+                mean(&a),
+                "assembled mean",
+            );
             close(&p[format!("assembled_{k}")]["sd"], sd(&a), "assembled sd");
             close(&p[format!("e2e_{k}")]["mean"], mean(&e), "e2e mean");
             close(&p[format!("e2e_{k}")]["sd"], sd(&e), "e2e sd");
@@ -132,14 +138,25 @@ fn sweep_report_statistics_match_the_runs_and_a_rerun_trains_nothing() {
         let method: Vec<f64> = runs
             .iter()
             .map(|r| {
-                ["meta", "incubate-0", "incubate-1", "incubate-2", "incubate-3", "assemble"]
-                    .iter()
-                    .map(|s| summary(r, s)["train_gflop"].as_f64().unwrap())
-                    .sum()
+                [
+                    "meta",
+                    "incubate-0",
+                    "incubate-1",
+                    "incubate-2",
+                    "incubate-3",
+                    "assemble",
+                ]
+                .iter()
+                .map(|s| summary(r, s)["train_gflop"].as_f64().unwrap())
+                .sum()
             })
             .collect();
         close(&p["method_gflop"]["mean"], mean(&method), "method compute");
-        close(&p["e2e_gflop"]["mean"], mean(&col("e2e", "train_gflop")), "E2E compute");
+        close(
+            &p["e2e_gflop"]["mean"],
+            mean(&col("e2e", "train_gflop")),
+            "E2E compute",
+        );
     }
     let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
     let first = &points[0]["assembled_top1"];
@@ -151,7 +168,10 @@ fn sweep_report_statistics_match_the_runs_and_a_rerun_trains_nothing() {
     assert!(md.contains(&shown), "{shown} not in\n{md}");
     for plot in ["accuracy-vs-compute.svg", "accuracy-vs-axis.svg"] {
         let svg = std::fs::read_to_string(dir.join("plots").join(plot)).unwrap();
-        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"), "{plot}");
+        assert!(
+            svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"),
+            "{plot}"
+        );
         // a dot per configuration and method, plus the legend's two
         assert_eq!(svg.matches("<circle").count(), 2 * 2 + 2, "{plot}");
     }
@@ -213,10 +233,8 @@ fn sweep_report_statistics_match_the_runs_and_a_rerun_trains_nothing() {
     assert!(String::from_utf8_lossy(&failed.stdout).contains("FAILED"));
     let resumed = sweep(&["run", f, "-d", b, "--jobs", "2"]);
     assert_ok(&resumed, "resumed sweep");
-    let log = std::fs::read_to_string(
-        broken.join("logs").join(POINTS[0]).join("seed0.log"),
-    )
-    .unwrap();
+    let log =
+        std::fs::read_to_string(broken.join("logs").join(POINTS[0]).join("seed0.log")).unwrap();
     assert!(log.contains("resuming at epoch 1 step 3"), "{log}");
     assert_eq!(results(&broken), results(&dir));
 }
@@ -228,7 +246,13 @@ fn a_signal_to_the_sweep_stops_its_runs_with_their_state_saved() {
     let file = spec(tmp.path(), "long.toml", "\"e2e.epochs\" = 200");
     let dir = tmp.path().join("sw");
     let child = Command::new(env!("CARGO_BIN_EXE_incubator"))
-        .args(["sweep", "run", file.to_str().unwrap(), "-d", dir.to_str().unwrap()])
+        .args([
+            "sweep",
+            "run",
+            file.to_str().unwrap(),
+            "-d",
+            dir.to_str().unwrap(),
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -239,14 +263,21 @@ fn a_signal_to_the_sweep_stops_its_runs_with_their_state_saved() {
         .unwrap_or_default()
         .contains("[e2e] epoch 2/200")
     {
-        assert!(start.elapsed() < Duration::from_secs(300), "no E2E epoch in {}", log.display());
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "no E2E epoch in {}",
+            log.display()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(143), "{}", stderr(&out));
     let e = stderr(&out);
-    assert!(e.contains("SIGTERM: stopped the sweep") && e.contains("resumes"), "{e}");
+    assert!(
+        e.contains("SIGTERM: stopped the sweep") && e.contains("resumes"),
+        "{e}"
+    );
     // the run got the signal too, saved its state and stopped
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("SIGTERM"), "{text}");
@@ -294,25 +325,46 @@ label = "b"
     .unwrap();
     let dir = tmp.path().join("sw");
     assert_ok(
-        &sweep(&["run", file.to_str().unwrap(), "-d", dir.to_str().unwrap(), "--jobs", "2"]),
+        &sweep(&[
+            "run",
+            file.to_str().unwrap(),
+            "-d",
+            dir.to_str().unwrap(),
+            "--jobs",
+            "2",
+        ]),
         "sweep",
     );
-    assert!(!dir.join("runs/v=b/seed0/stages/e2e/summary.json").exists(), "b trains no E2E");
+    assert!(
+        !dir.join("runs/v=b/seed0/stages/e2e/summary.json").exists(),
+        "b trains no E2E"
+    );
     let report = json(&dir.join("report.json"));
     let b = &report["points"][1];
     assert_eq!(b["point"]["name"], "v=b");
     let diffs: Vec<f64> = [0, 1]
         .iter()
         .map(|s| {
-            summary(&dir.join(format!("runs/v=b/seed{s}")), "assemble")["top1"].as_f64().unwrap()
-                - summary(&dir.join(format!("runs/v=a/seed{s}")), "e2e")["top1"].as_f64().unwrap()
+            summary(&dir.join(format!("runs/v=b/seed{s}")), "assemble")["top1"]
+                .as_f64()
+                .unwrap()
+                - summary(&dir.join(format!("runs/v=a/seed{s}")), "e2e")["top1"]
+                    .as_f64()
+                    .unwrap()
         })
         .collect();
     close(&b["diff_top1"]["mean"], mean(&diffs), "paired with a's E2E");
     for run in report["runs"].as_array().unwrap() {
-        let from = if run["point"] == "v=b" { serde_json::json!("v=a") } else { Value::Null };
+        let from = if run["point"] == "v=b" {
+            serde_json::json!("v=a")
+        } else {
+            Value::Null
+        };
         assert_eq!(run["e2e_from"], from, "{run}");
     }
     let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
-    assert!(md.contains("compared with the E2E run of `v=a` of the same seed"), "{md}");
+    assert!(
+        md.contains("compared with the E2E run of `v=a` of the same seed"),
+        "{md}"
+    );
 }

@@ -20,7 +20,11 @@ struct Running {
 }
 
 /// Trains every unfinished run; the runs that failed, with their logs' last lines.
-pub fn run_all(dir: &SweepDir, runs: &[PlannedRun], opts: &LocalOptions) -> anyhow::Result<Vec<String>> {
+pub fn run_all(
+    dir: &SweepDir,
+    runs: &[PlannedRun],
+    opts: &LocalOptions,
+) -> anyhow::Result<Vec<String>> {
     let exe = std::env::current_exe()?;
     let todo: Vec<usize> = (0..runs.len())
         .filter(|&i| !finished(&dir.run_dir(&runs[i].point, runs[i].seed), &runs[i].config))
@@ -58,7 +62,10 @@ pub fn run_all(dir: &SweepDir, runs: &[PlannedRun], opts: &LocalOptions) -> anyh
             let r = &runs[i];
             let log_path = dir.log_file(&r.point, r.seed);
             std::fs::create_dir_all(log_path.parent().expect("has a parent"))?;
-            let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log_path)?;
             let child = Command::new(&exe)
                 .arg("run")
                 .arg("--no-progress")
@@ -74,7 +81,12 @@ pub fn run_all(dir: &SweepDir, runs: &[PlannedRun], opts: &LocalOptions) -> anyh
                 .process_group(0)
                 .spawn()
                 .map_err(|e| anyhow::anyhow!("cannot start {}: {e}", exe.display()))?;
-            println!("  started  {} seed {} (log {})", r.point, r.seed, log_path.display());
+            println!(
+                "  started  {} seed {} (log {})",
+                r.point,
+                r.seed,
+                log_path.display()
+            );
             running.push(Running {
                 child,
                 run: i,

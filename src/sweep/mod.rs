@@ -28,7 +28,9 @@ pub fn write_report(dir: &SweepDir) -> anyhow::Result<report::SweepReport> {
         md.push_str("\n![top-1 against compute](plots/accuracy-vs-compute.svg)\n");
         let axis = plots.join("accuracy-vs-axis.svg");
         if let Some(name) = plot::accuracy_vs_axis(&rep, &axis)? {
-            md.push_str(&format!("\n![top-1 against {name}](plots/accuracy-vs-axis.svg)\n"));
+            md.push_str(&format!(
+                "\n![top-1 against {name}](plots/accuracy-vs-axis.svg)\n"
+            ));
         }
         print!("{md}");
     }
@@ -37,7 +39,10 @@ pub fn write_report(dir: &SweepDir) -> anyhow::Result<report::SweepReport> {
         &dir.root.join("report.json"),
         serde_json::to_string_pretty(&rep)?.as_bytes(),
     )?;
-    println!("\nreport written to {}", dir.root.join("report.md").display());
+    println!(
+        "\nreport written to {}",
+        dir.root.join("report.md").display()
+    );
     Ok(rep)
 }
 

@@ -43,13 +43,22 @@ impl SweepDir {
         self.root.join("sweep.json")
     }
     pub fn run_dir(&self, point: &str, seed: u64) -> PathBuf {
-        self.root.join("runs").join(point).join(format!("seed{seed}"))
+        self.root
+            .join("runs")
+            .join(point)
+            .join(format!("seed{seed}"))
     }
     pub fn config_file(&self, point: &str, seed: u64) -> PathBuf {
-        self.root.join("configs").join(point).join(format!("seed{seed}.toml"))
+        self.root
+            .join("configs")
+            .join(point)
+            .join(format!("seed{seed}.toml"))
     }
     pub fn log_file(&self, point: &str, seed: u64) -> PathBuf {
-        self.root.join("logs").join(point).join(format!("seed{seed}.log"))
+        self.root
+            .join("logs")
+            .join(point)
+            .join(format!("seed{seed}.log"))
     }
 
     pub fn read_plan(&self) -> anyhow::Result<Plan> {
@@ -62,8 +71,12 @@ impl SweepDir {
                 self.root.display()
             )
         })?;
-        serde_json::from_str(&text)
-            .map_err(|e| anyhow::anyhow!("{} is corrupt ({e}); run the sweep command again to rewrite it", path.display()))
+        serde_json::from_str(&text).map_err(|e| {
+            anyhow::anyhow!(
+                "{} is corrupt ({e}); run the sweep command again to rewrite it",
+                path.display()
+            )
+        })
     }
 
     /// Every run of `spec`, its config checked; an existing run directory must have been
@@ -75,10 +88,18 @@ impl SweepDir {
         for (point, set) in spec.points() {
             for &seed in &spec.seeds {
                 let config = spec.config(&set, seed).map_err(|e| {
-                    anyhow::anyhow!("sweep {}: configuration {}: {e}", spec.file.display(), point.name)
+                    anyhow::anyhow!(
+                        "sweep {}: configuration {}: {e}",
+                        spec.file.display(),
+                        point.name
+                    )
                 })?;
                 config.validate().map_err(|e| {
-                    anyhow::anyhow!("sweep {}: configuration {} (seed {seed}): {e}", spec.file.display(), point.name)
+                    anyhow::anyhow!(
+                        "sweep {}: configuration {} (seed {seed}): {e}",
+                        spec.file.display(),
+                        point.name
+                    )
                 })?;
                 runs.push(PlannedRun {
                     point: point.name.clone(),
@@ -91,7 +112,10 @@ impl SweepDir {
         let changed: Vec<String> = runs
             .iter()
             .filter_map(|r| {
-                let stored = RunDir { root: self.run_dir(&r.point, r.seed) }.config_path();
+                let stored = RunDir {
+                    root: self.run_dir(&r.point, r.seed),
+                }
+                .config_path();
                 let same = RunConfig::load(&stored).map(|c| c == r.config);
                 match same {
                     Ok(false) => Some(format!("  {}", stored.display())),
@@ -117,7 +141,12 @@ impl SweepDir {
             axes: spec
                 .axes
                 .iter()
-                .map(|a| (a.name.clone(), a.points.iter().map(|p| p.label.clone()).collect()))
+                .map(|a| {
+                    (
+                        a.name.clone(),
+                        a.points.iter().map(|p| p.label.clone()).collect(),
+                    )
+                })
                 .collect(),
             seeds: spec.seeds.clone(),
             points,
@@ -134,7 +163,9 @@ impl SweepDir {
 /// Whether a run has every result the report reads: the assembled model, and the E2E
 /// baseline when the run trains one.
 pub fn finished(run: &Path, config: &RunConfig) -> bool {
-    let run = RunDir { root: run.to_path_buf() };
+    let run = RunDir {
+        root: run.to_path_buf(),
+    };
     let done = |id| matches!(run.summary(id), Ok(Some(_)));
     done(StageId::ASSEMBLE) && (!config.e2e.enabled || done(StageId::E2E))
 }

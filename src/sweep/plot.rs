@@ -48,7 +48,11 @@ pub fn accuracy_vs_compute(report: &SweepReport, path: &Path) -> anyhow::Result<
         .points
         .iter()
         .filter_map(|p| {
-            Some(mark(p.e2e_gflop?.mean / 1e3, p.e2e_top1.as_ref()?, short(p)))
+            Some(mark(
+                p.e2e_gflop?.mean / 1e3,
+                p.e2e_top1.as_ref()?,
+                short(p),
+            ))
         })
         .collect();
     draw(
@@ -57,7 +61,10 @@ pub fn accuracy_vs_compute(report: &SweepReport, path: &Path) -> anyhow::Result<
         "training compute (TFLOP)",
         &method,
         &e2e,
-        report.points.first().is_some_and(|p| p.point.coords.len() == 1),
+        report
+            .points
+            .first()
+            .is_some_and(|p| p.point.coords.len() == 1),
     )
 }
 
@@ -125,7 +132,9 @@ fn draw(
     };
     let (x0, x1) = pad(x0, x1);
     let (y0, y1) = pad(y0, y1);
-    let err = |e: DrawingAreaErrorKind<std::io::Error>| anyhow::anyhow!("drawing {}: {e}", path.display());
+    let err = |e: DrawingAreaErrorKind<std::io::Error>| {
+        anyhow::anyhow!("drawing {}: {e}", path.display())
+    };
     let root = SVGBackend::new(path, (800, 520)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
     let mut chart = ChartBuilder::on(&root)
@@ -142,14 +151,20 @@ fn draw(
         .y_desc("test top-1 (%), mean and ±1 sd over seeds")
         .draw()
         .map_err(err)?;
-    for (marks, color, name) in [(method, METHOD, "assembled (method)"), (e2e, E2E, "end-to-end")] {
+    for (marks, color, name) in [
+        (method, METHOD, "assembled (method)"),
+        (e2e, E2E, "end-to-end"),
+    ] {
         let mut sorted: Vec<&Mark> = marks.iter().collect();
         sorted.sort_by(|a, b| a.x.total_cmp(&b.x));
         if !join {
             sorted.clear();
         }
         chart
-            .draw_series(LineSeries::new(sorted.iter().map(|m| (m.x, m.y)), color.stroke_width(1)))
+            .draw_series(LineSeries::new(
+                sorted.iter().map(|m| (m.x, m.y)),
+                color.stroke_width(1),
+            ))
             .map_err(err)?
             .label(name)
             .legend(move |(x, y)| Circle::new((x + 10, y), 4, color.filled()));
@@ -161,7 +176,11 @@ fn draw(
             .map_err(err)?;
         chart
             .draw_series(marks.iter().filter(|m| !m.label.is_empty()).map(|m| {
-                Text::new(m.label.clone(), (m.x, m.y), ("sans-serif", 12).into_font().color(&color))
+                Text::new(
+                    m.label.clone(),
+                    (m.x, m.y),
+                    ("sans-serif", 12).into_font().color(&color),
+                )
             }))
             .map_err(err)?;
     }

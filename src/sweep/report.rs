@@ -110,9 +110,13 @@ impl SweepReport {
                 p.e2e_top5.as_ref().map(pct).unwrap_or("-".into()),
                 p.diff_top5.as_ref().map(diff).unwrap_or("-".into()),
                 num(p.method_gflop.mean / 1e3, 1),
-                p.e2e_gflop.map(|g| num(g.mean / 1e3, 1)).unwrap_or("-".into()),
+                p.e2e_gflop
+                    .map(|g| num(g.mean / 1e3, 1))
+                    .unwrap_or("-".into()),
                 num(p.method_wall_s.mean / 60.0, 1),
-                p.e2e_wall_s.map(|g| num(g.mean / 60.0, 1)).unwrap_or("-".into()),
+                p.e2e_wall_s
+                    .map(|g| num(g.mean / 60.0, 1))
+                    .unwrap_or("-".into()),
             )
             .unwrap();
         }

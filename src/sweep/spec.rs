@@ -130,7 +130,9 @@ impl SweepSpec {
                 ("baseline", toml::Value::String(b)) => baseline = Some(b),
                 ("set", toml::Value::Table(t)) => {
                     if t.contains_key("seed") {
-                        return Err(bad("`sweep.set` sets `seed`: seeds go in `sweep.seeds`".into()));
+                        return Err(bad(
+                            "`sweep.set` sets `seed`: seeds go in `sweep.seeds`".into()
+                        ));
                     }
                     set = t.into_iter().collect();
                 }
@@ -149,7 +151,9 @@ impl SweepSpec {
                             .as_integer()
                             .and_then(|i| u64::try_from(i).ok())
                             .ok_or_else(|| {
-                                bad(format!("`sweep.seeds`: {v} is not a seed (a whole number, 0 or more)"))
+                                bad(format!(
+                                    "`sweep.seeds`: {v} is not a seed (a whole number, 0 or more)"
+                                ))
                             })?;
                         if seeds.contains(&s) {
                             return Err(bad(format!("`sweep.seeds` lists {s} twice")));
@@ -158,12 +162,15 @@ impl SweepSpec {
                     }
                 }
                 (k @ ("title" | "configs" | "seeds" | "set" | "baseline"), v) => {
-                    return Err(bad(format!("`sweep.{k}` has the wrong type ({})", v.type_str())))
+                    return Err(bad(format!(
+                        "`sweep.{k}` has the wrong type ({})",
+                        v.type_str()
+                    )))
                 }
                 (k, _) => {
                     return Err(bad(format!(
-                        "unknown key `sweep.{k}`; the keys are title, configs, seeds, set and baseline"
-                    )))
+                    "unknown key `sweep.{k}`; the keys are title, configs, seeds, set and baseline"
+                )))
                 }
             }
         }
@@ -304,7 +311,9 @@ fn axis(name: &str, value: toml::Value, base: &Path) -> Result<Axis, String> {
                     }
                 };
                 if t.contains_key("seed") {
-                    return Err(format!("point `{label}` of `grid.{name}` sets `seed`: seeds go in `sweep.seeds`"));
+                    return Err(format!(
+                        "point `{label}` of `grid.{name}` sets `seed`: seeds go in `sweep.seeds`"
+                    ));
                 }
                 AxisPoint {
                     label,
@@ -336,7 +345,10 @@ fn axis(name: &str, value: toml::Value, base: &Path) -> Result<Axis, String> {
             ));
         }
         if points.iter().any(|p: &AxisPoint| p.label == point.label) {
-            return Err(format!("`grid.{name}` has the point `{}` twice", point.label));
+            return Err(format!(
+                "`grid.{name}` has the point `{}` twice",
+                point.label
+            ));
         }
         points.push(point);
     }
@@ -388,7 +400,10 @@ label = "2x"
         );
         let (_, set) = &s.points()[3];
         assert_eq!(
-            set.set.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
+            set.set
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>(),
             ["e2e.epochs=6", "meta.epochs=2", "model.depth=16"]
         );
     }
@@ -399,15 +414,24 @@ label = "2x"
         assert!(err("[sweep]\nseeds = []\n").contains("`sweep.seeds` is empty"));
         assert!(err("[sweep]\nseeds = [1, 1]\n").contains("lists 1 twice"));
         assert!(err("[sweep]\nseeds = [0]\nseed = 3\n").contains("unknown key `sweep.seed`"));
-        assert!(err("[sweep]\nseeds = [0]\n[model]\ndepth = 3\n").contains("unknown section `model`"));
+        assert!(
+            err("[sweep]\nseeds = [0]\n[model]\ndepth = 3\n").contains("unknown section `model`")
+        );
         assert!(err("[sweep]\nseeds = [0]\n[grid]\nseed = [1]\n").contains("sweep.seeds"));
         assert!(err("[sweep]\nseeds = [0]\n[grid]\n\"a.b\" = 3\n").contains("must list its points"));
-        assert!(err("[sweep]\nseeds = [0]\n[grid]\n\"a.b\" = [\"x/y\"]\n").contains("names directories"));
+        assert!(err("[sweep]\nseeds = [0]\n[grid]\n\"a.b\" = [\"x/y\"]\n")
+            .contains("names directories"));
         assert!(err("[sweep]\nseeds = [0]\n[[grid.b]]\n\"a.b\" = 1\n").contains("needs a `label`"));
-        assert!(err("[sweep]\nseeds = [0]\n[[grid.b]]\nlabel = \"x\"\nconfig = 3\n").contains("a file path"));
+        assert!(
+            err("[sweep]\nseeds = [0]\n[[grid.b]]\nlabel = \"x\"\nconfig = 3\n")
+                .contains("a file path")
+        );
         assert!(err("[sweep]\nseeds = [0]\n[grid]\n\"a.b\" = [1, 1]\n").contains("twice"));
         let e = err("[sweep]\nseeds = [0]\nbaseline = \"a.b=3\"\n[grid]\n\"a.b\" = [1, 2]\n");
-        assert!(e.contains("not a configuration of the grid; they are: a.b=1, a.b=2"), "{e}");
+        assert!(
+            e.contains("not a configuration of the grid; they are: a.b=1, a.b=2"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -432,10 +456,17 @@ label = "2x"
         let (_, set) = &good.points()[0];
         let c = good.config(set, 5).unwrap();
         // the grid's value wins over the sweep's fixed one, which wins over the file's
-        assert_eq!((c.model.depth, c.model.embed_dim, c.seed), (Some(8), Some(32), 5));
+        assert_eq!(
+            (c.model.depth, c.model.embed_dim, c.seed),
+            (Some(8), Some(32), 5)
+        );
 
         // a point's own config file, relative to the sweep file, lies over the base
-        std::fs::write(dir.path().join("wide.toml"), "[model]\nembed_dim = 48\ndepth = 6\n").unwrap();
+        std::fs::write(
+            dir.path().join("wide.toml"),
+            "[model]\nembed_dim = 48\ndepth = 6\n",
+        )
+        .unwrap();
         let layered = SweepSpec::parse(
             "[sweep]\nconfigs = [\"base.toml\"]\nseeds = [0]\n[[grid.shape]]\nlabel = \"wide\"\nconfig = \"wide.toml\"\n[[grid.shape]]\nlabel = \"wide-deep\"\nconfig = \"wide.toml\"\n\"model.depth\" = 12\n",
             &file,
@@ -443,9 +474,17 @@ label = "2x"
         .unwrap();
         let points = layered.points();
         let wide = layered.config(&points[0].1, 0).unwrap();
-        assert_eq!((wide.model.embed_dim, wide.model.depth), (Some(48), Some(6)));
+        assert_eq!(
+            (wide.model.embed_dim, wide.model.depth),
+            (Some(48), Some(6))
+        );
         let deep = layered.config(&points[1].1, 0).unwrap();
-        assert_eq!((deep.model.embed_dim, deep.model.depth), (Some(48), Some(12)));
-        assert!(points[0].0.set[0].starts_with("config ") && points[0].0.set[0].ends_with("wide.toml"));
+        assert_eq!(
+            (deep.model.embed_dim, deep.model.depth),
+            (Some(48), Some(12))
+        );
+        assert!(
+            points[0].0.set[0].starts_with("config ") && points[0].0.set[0].ends_with("wide.toml")
+        );
     }
 }

@@ -300,7 +300,10 @@ mod tests {
             },
         );
         let line = serde_json::to_string(&r).unwrap();
-        assert!(line.contains(r#""top1":null,"top5":1.0,"loss":null"#), "{line}");
+        assert!(
+            line.contains(r#""top1":null,"top5":1.0,"loss":null"#),
+            "{line}"
+        );
         match serde_json::from_str::<Record>(&line).unwrap().event {
             Event::Eval { top1, loss, .. } => assert!(top1.is_nan() && loss.is_nan()),
             other => panic!("{other:?}"),

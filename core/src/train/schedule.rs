@@ -91,14 +91,24 @@ mod tests {
         // timm: t=0 -> 0 (warmup start), t=1 -> 0.5, t>=2 -> cosine over t/12
         let timm = |t: f64| 0.1 + 0.45 * (1.0 + (std::f64::consts::PI * t / 12.0).cos());
         for step in 0..10 {
-            assert_eq!(s.lr(step), 0.0, "epochs 0 and 1 both train at t=0 (step {step})");
+            assert_eq!(
+                s.lr(step),
+                0.0,
+                "epochs 0 and 1 both train at t=0 (step {step})"
+            );
         }
         for step in 10..15 {
             assert!((s.lr(step) - 0.5).abs() < 1e-12, "epoch 2 at t=1");
         }
-        assert!((s.lr(15) - timm(2.0)).abs() < 1e-12, "epoch 3 at t=2: below the peak");
+        assert!(
+            (s.lr(15) - timm(2.0)).abs() < 1e-12,
+            "epoch 3 at t=2: below the peak"
+        );
         assert!(s.lr(15) < 1.0);
-        assert!((s.lr(59) - timm(10.0)).abs() < 1e-12, "the last epoch at t=10");
+        assert!(
+            (s.lr(59) - timm(10.0)).abs() < 1e-12,
+            "the last epoch at t=10"
+        );
         let finetune = CosineSchedule {
             warmup_epochs: 0,
             ..s
