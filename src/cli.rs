@@ -75,7 +75,8 @@ enum Command {
     },
     /// The live dashboard and event stream of one or more run directories, over HTTP.
     Serve {
-        /// Run directories (each may still be training, or not started yet).
+        /// Run directories (each may still be training, or not started yet), or sweep
+        /// directories (`incubator sweep`: every run of the sweep, grouped by configuration).
         #[arg(required = true)]
         runs: Vec<PathBuf>,
         /// Address to listen on; 127.0.0.1 keeps it on this machine.
@@ -243,7 +244,12 @@ fn serve_forever(
     bundle: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
     let bound = serve::start(runs, addr, serve::bundle::find(bundle))?;
-    println!("serving {} run(s) at {}", runs.len(), serve::url(bound));
+    println!(
+        "serving {} director{} at {}",
+        runs.len(),
+        if runs.len() == 1 { "y" } else { "ies" },
+        serve::url(bound)
+    );
     loop {
         std::thread::park();
     }

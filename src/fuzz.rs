@@ -228,6 +228,9 @@ fn served() -> &'static (tokio::runtime::Runtime, axum::Router) {
             .enable_all()
             .build()
             .expect("a runtime");
-        (rt, crate::serve::app(&[run], Some(bundle)))
+        (
+            rt,
+            crate::serve::app(&[run], Some(bundle)).expect("a plain run directory"),
+        )
     })
 }

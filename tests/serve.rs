@@ -176,6 +176,62 @@ fn the_native_dashboard_reads_every_run_of_a_server() {
     assert_eq!(sources[0].config().as_deref(), Some("seed = 3\n"));
 }
 
+#[test]
+fn a_sweep_directory_is_served_as_its_runs_grouped_by_configuration() {
+    use incubator_dashboard::source::{DirSource, HttpSource, Source};
+    let tmp = tempfile::tempdir().unwrap();
+    let sweep = tmp.path().join("sweep");
+    std::fs::create_dir_all(&sweep).unwrap();
+    std::fs::write(
+        sweep.join("sweep.json"),
+        r#"{"title":"t","spec":"s.toml","axes":[],"points":[{"name":"model.depth=8,lr=0.1","coords":[],"set":[]}],"seeds":[0,1]}"#,
+    )
+    .unwrap();
+    make_run(&sweep.join("runs/model.depth=8,lr=0.1/seed0"), "meta", 5);
+    make_run(&sweep.join("runs/model.depth=8,lr=0.1/seed1"), "meta", 7);
+    let server = serve(&[&sweep]);
+    let mut sources = HttpSource::all(&server.url).unwrap();
+    let names: Vec<(String, Option<String>)> =
+        sources.iter().map(|s| (s.name(), s.group())).collect();
+    let point = Some("model.depth=8,lr=0.1".to_string());
+    assert_eq!(
+        names,
+        [
+            ("model.depth=8,lr=0.1/seed0".to_string(), point.clone()),
+            ("model.depth=8,lr=0.1/seed1".to_string(), point.clone())
+        ]
+    );
+    // names with `/`, `=` and `,` reach their streams (percent-encoded in the URL)
+    let mut counts = [0usize; 2];
+    let start = Instant::now();
+    while counts != [5, 7] && start.elapsed() < Duration::from_secs(20) {
+        for (s, n) in sources.iter_mut().zip(&mut counts) {
+            *n += s.poll().len();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(counts, [5, 7]);
+    assert_eq!(sources[1].config().as_deref(), Some("seed = 3\n"));
+    // the native dashboard opens the same directory directly, with the same names and groups
+    let local: Vec<(String, Option<String>)> = DirSource::open(sweep.clone())
+        .unwrap()
+        .iter()
+        .map(|s| (s.name(), s.group()))
+        .collect();
+    assert_eq!(local, names);
+    // a corrupt plan is a clear error, not an empty dashboard
+    std::fs::write(sweep.join("sweep.json"), "{").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_incubator"))
+        .args(["serve", sweep.to_str().unwrap(), "--addr", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("sweep.json") && err.contains("not a sweep plan"),
+        "{err}"
+    );
+}
+
 fn rss_kib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status

@@ -217,6 +217,7 @@ fn incubation_changes_only_the_target_module() {
             settings: None,
             state_path: None,
             show_progress: false,
+            depends_on: Vec::new(),
         };
         train::train(
             job,

@@ -32,6 +32,7 @@ fn train_with(run: &RunConfig, recipe: StageRecipe) -> (Vec<Vec<f32>>, Vec<(f64,
         settings: None,
         state_path: None,
         show_progress: false,
+        depends_on: Vec::new(),
     };
     let dir = tempfile::tempdir().unwrap();
     let mut log = EventLog::open(dir.path(), StageId::E2E).unwrap();

@@ -39,6 +39,7 @@ fn module_1_job<'a>(
         settings: None,
         state_path: None,
         show_progress: false,
+        depends_on: Vec::new(),
     }
 }
 

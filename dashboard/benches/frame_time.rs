@@ -4,6 +4,7 @@
 
 use incubator_dashboard::app::DashboardApp;
 use incubator_dashboard::store::Run;
+use incubator_dashboard::views::curves::{CurveSettings, CurvesView};
 use incubator_events::{Event, Record, StageId};
 use std::time::Instant;
 
@@ -80,13 +81,19 @@ fn main() {
         t.elapsed().as_secs_f64()
     );
 
+    fn curves(app: &mut DashboardApp) -> &mut CurveSettings {
+        &mut app
+            .view_mut::<CurvesView>()
+            .expect("a curves view")
+            .settings
+    }
     let mut app = DashboardApp::with_runs(data.clone());
-    app.curves.smoothing = 0.9; // smoothed + raw: two lines per curve
+    curves(&mut app).smoothing = 0.9; // smoothed + raw: two lines per curve
     let fast = frame_ms(&mut app, 20);
 
     let mut naive = DashboardApp::with_runs(data);
-    naive.curves.smoothing = 0.9;
-    naive.curves.downsample = false;
+    curves(&mut naive).smoothing = 0.9;
+    curves(&mut naive).downsample = false;
     let slow = frame_ms(&mut naive, 3);
 
     println!("| curves view, 1600x1000 | ms per frame |");

@@ -1,109 +1,111 @@
-//! The dashboard application: runs fed by their sources every frame, three views over them.
+//! The dashboard application: the workspace (runs fed by their sources every frame), the views
+//! as tabs, and what is remembered of them (a link in the browser, storage natively).
 
-use crate::series::XAxis;
+use crate::memory::{self, Memory};
 use crate::source::Source;
-use crate::store::{Metric, Run};
-use crate::views;
-use std::collections::BTreeSet;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Tab {
-    Pipeline,
-    Curves,
-    Compare,
-}
-
-/// What the curves view shows, and how.
-#[derive(Clone, Debug)]
-pub struct CurveSettings {
-    pub metrics: BTreeSet<Metric>,
-    /// Debiased EMA weight, 0 = raw.
-    pub smoothing: f64,
-    pub show_raw: bool,
-    pub log_y: bool,
-    pub x_axis: XAxis,
-    /// Stage slugs hidden from the plots (`e2e`, `incubate-2`, ...).
-    pub hidden_stages: BTreeSet<String>,
-    /// Run names hidden from the plots.
-    pub hidden_runs: BTreeSet<String>,
-    /// Reduce each line to min/max buckets of the plot's width (off: every point is drawn;
-    /// the frame-time benchmark's baseline).
-    pub downsample: bool,
-}
-
-impl Default for CurveSettings {
-    fn default() -> Self {
-        CurveSettings {
-            metrics: [Metric::Loss, Metric::TestTop1].into_iter().collect(),
-            smoothing: 0.6,
-            show_raw: true,
-            log_y: false,
-            x_axis: XAxis::Step,
-            hidden_stages: BTreeSet::new(),
-            hidden_runs: BTreeSet::new(),
-            downsample: true,
-        }
-    }
-}
+use crate::store::Run;
+use crate::view::{downcast, downcast_mut, View};
+use crate::workspace::Workspace;
 
 pub struct DashboardApp {
-    pub runs: Vec<Run>,
-    sources: Vec<Box<dyn Source>>,
-    pub tab: Tab,
-    pub curves: CurveSettings,
-    pub smoothing_cache: views::curves::SmoothCache,
-    /// A line for the status bar (an export's path, a source's problem).
-    pub message: String,
+    pub workspace: Workspace,
+    views: Vec<Box<dyn View>>,
+    open: usize,
+    /// A line for the status bar (a saved screenshot's path).
+    message: String,
     pub frames: u64,
-    config_checked: f64,
     /// Where the screenshot callback leaves the image for the next frame to save.
     screenshot: std::sync::Arc<std::sync::Mutex<Option<std::sync::Arc<egui::ColorImage>>>>,
 }
 
 impl DashboardApp {
     pub fn new(sources: Vec<Box<dyn Source>>) -> DashboardApp {
-        DashboardApp {
-            runs: sources.iter().map(|s| Run::new(s.name())).collect(),
-            sources,
-            tab: Tab::Curves,
-            curves: CurveSettings::default(),
-            smoothing_cache: Default::default(),
-            message: String::new(),
-            frames: 0,
-            config_checked: f64::NEG_INFINITY,
-            screenshot: Default::default(),
-        }
+        DashboardApp::over(Workspace::new(sources))
     }
 
     /// Runs given directly (tests, benchmarks): no sources.
     pub fn with_runs(runs: Vec<Run>) -> DashboardApp {
-        let mut app = DashboardApp::new(Vec::new());
-        app.runs = runs;
-        app
+        DashboardApp::over(Workspace::with_runs(runs))
     }
 
-    /// Takes in what every source has; returns whether anything changed.
-    pub fn pull(&mut self, now: f64) -> bool {
-        let mut changed = false;
-        let check_config = now - self.config_checked > 2.0;
-        for (run, source) in self.runs.iter_mut().zip(&mut self.sources) {
-            for r in source.poll() {
-                run.apply(&r);
-                changed = true;
-            }
-            if run.config.is_none() && check_config {
-                run.config = source.config();
-            }
+    fn over(workspace: Workspace) -> DashboardApp {
+        let views = crate::views::all();
+        let open = views.iter().position(|v| v.id() == "curves").unwrap_or(0);
+        DashboardApp {
+            workspace,
+            views,
+            open,
+            message: String::new(),
+            frames: 0,
+            screenshot: Default::default(),
         }
-        if check_config {
-            self.config_checked = now;
-        }
-        changed
     }
 
-    /// Problems reported by the sources.
-    pub fn problems(&self) -> Vec<String> {
-        self.sources.iter().filter_map(|s| s.problem()).collect()
+    /// The open view's id.
+    pub fn open_id(&self) -> &'static str {
+        self.views[self.open].id()
+    }
+
+    /// Opens the view with this id; false if there is none.
+    pub fn open_view(&mut self, id: &str) -> bool {
+        match self.views.iter().position(|v| v.id() == id) {
+            Some(i) => {
+                self.open = i;
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn view<T: View>(&self) -> Option<&T> {
+        self.views.iter().find_map(|v| downcast::<T>(v.as_ref()))
+    }
+
+    pub fn view_mut<T: View>(&mut self) -> Option<&mut T> {
+        self.views
+            .iter_mut()
+            .find_map(|v| downcast_mut::<T>(v.as_mut()))
+    }
+
+    /// Every view's state and the open view: what the native app saves between sessions.
+    pub fn memory(&self) -> Memory {
+        Memory {
+            view: self.open_id().to_string(),
+            views: self
+                .views
+                .iter()
+                .map(|v| (v.id().to_string(), v.state()))
+                .collect(),
+        }
+    }
+
+    pub fn restore(&mut self, memory: Memory) {
+        for v in &mut self.views {
+            if let Some(state) = memory.views.get(v.id()) {
+                v.restore(state.clone());
+            }
+        }
+        self.open_view(&memory.view);
+    }
+
+    /// The URL fragment for what is shown now (the open view and its state).
+    pub fn link(&self) -> String {
+        let v = &self.views[self.open];
+        memory::to_fragment(v.id(), &v.state())
+    }
+
+    /// Shows what a link's fragment names; false if it names no view.
+    pub fn follow_link(&mut self, fragment: &str) -> bool {
+        let Some((id, state)) = memory::from_fragment(fragment) else {
+            return false;
+        };
+        if !self.open_view(&id) {
+            return false;
+        }
+        if !state.is_null() {
+            self.views[self.open].restore(state);
+        }
+        true
     }
 
     /// One frame of the whole UI (separate from `eframe::App` so tests and benchmarks can
@@ -112,7 +114,7 @@ impl DashboardApp {
         let ctx = ui.ctx().clone();
         self.frames += 1;
         let now = ctx.input(|i| i.time);
-        if self.pull(now) {
+        if self.workspace.pull(now) {
             ctx.request_repaint();
         }
         // live data: look again soon even when the user does nothing
@@ -122,17 +124,12 @@ impl DashboardApp {
             ui.horizontal(|ui| {
                 ui.heading("incubator");
                 ui.separator();
-                for (tab, label) in [
-                    (Tab::Pipeline, "Pipeline"),
-                    (Tab::Curves, "Curves"),
-                    (Tab::Compare, "Compare"),
-                ] {
-                    ui.selectable_value(&mut self.tab, tab, label);
+                for (i, v) in self.views.iter().enumerate() {
+                    if ui.selectable_label(self.open == i, v.title()).clicked() {
+                        self.open = i;
+                    }
                 }
                 ui.separator();
-                if ui.button("Export CSV").clicked() {
-                    self.message = crate::export::csv_of_visible(self);
-                }
                 if ui.button("Save PNG").clicked() {
                     let slot = self.screenshot.clone();
                     let repaint = ctx.clone();
@@ -146,9 +143,12 @@ impl DashboardApp {
         });
         egui::Panel::bottom("status").show(ui, |ui| {
             ui.horizontal(|ui| {
-                let records: usize = self.runs.iter().map(|r| r.records).sum();
-                ui.label(format!("{} run(s), {records} records", self.runs.len()));
-                for p in self.problems() {
+                let records: usize = self.workspace.runs.iter().map(|r| r.records).sum();
+                ui.label(format!(
+                    "{} run(s), {records} records",
+                    self.workspace.runs.len()
+                ));
+                for p in self.workspace.problems() {
                     ui.colored_label(egui::Color32::YELLOW, p);
                 }
                 if !self.message.is_empty() {
@@ -160,17 +160,22 @@ impl DashboardApp {
         if let Some(image) = shot {
             self.message = crate::export::save_png(&image);
         }
-        egui::CentralPanel::default().show(ui, |ui| match self.tab {
-            Tab::Pipeline => views::pipeline::show(ui, &self.runs),
-            Tab::Curves => views::curves::show(ui, self),
-            Tab::Compare => views::compare::show(ui, &self.runs),
-        });
+        let workspace = &self.workspace;
+        let view = &mut self.views[self.open];
+        egui::CentralPanel::default().show(ui, |ui| view.ui(ui, workspace));
     }
 }
+
+/// The key under which the native app keeps its [`Memory`].
+pub const MEMORY_KEY: &str = "incubator-dashboard";
 
 impl eframe::App for DashboardApp {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         self.show(ui);
+    }
+
+    fn save(&mut self, storage: &mut dyn eframe::Storage) {
+        eframe::set_value(storage, MEMORY_KEY, &self.memory());
     }
 
     #[cfg(target_arch = "wasm32")]
@@ -179,9 +184,10 @@ impl eframe::App for DashboardApp {
     }
 }
 
-/// A summary of what the app holds, as JSON (for tests, native or in the browser).
+/// A summary of what the app holds and shows, as JSON (for tests, native or in the browser).
 pub fn state_json(app: &DashboardApp) -> String {
     let runs: Vec<serde_json::Value> = app
+        .workspace
         .runs
         .iter()
         .map(|r| {
@@ -199,9 +205,16 @@ pub fn state_json(app: &DashboardApp) -> String {
                     )
                 })
                 .collect();
-            serde_json::json!({"name": r.name, "records": r.records, "stages": stages})
+            serde_json::json!({"name": r.name, "group": r.group, "records": r.records, "stages": stages})
         })
         .collect();
-    serde_json::json!({"runs": runs, "frames": app.frames, "tab": format!("{:?}", app.tab)})
-        .to_string()
+    let open = &app.views[app.open];
+    serde_json::json!({
+        "runs": runs,
+        "frames": app.frames,
+        "view": open.id(),
+        "link": app.link(),
+        "shows": open.describe(&app.workspace),
+    })
+    .to_string()
 }

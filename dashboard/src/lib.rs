@@ -1,15 +1,25 @@
 //! The incubator dashboard: runs as the engine's event stream describes them, drawn with egui,
 //! the same code natively (`incubator-dashboard`) and in the browser (WASM, served by
 //! `incubator serve`).
+//!
+//! Layers, each importing only those above it in this list: `series`, `bands`, `store`
+//! (a run built from its records), `configs`, `source` (where records come from), `workspace`
+//! (the open runs), `view` (the trait), `views/*` (one file per tab), `memory` (links and
+//! saved state), `app` (tabs over the views), `web` (the browser entry point).
 
 pub mod app;
+pub mod bands;
 pub mod colors;
+pub mod configs;
 pub mod export;
+pub mod memory;
 pub mod series;
 pub mod source;
 pub mod store;
+pub mod view;
 pub mod views;
 #[cfg(target_arch = "wasm32")]
 pub mod web;
+pub mod workspace;
 
 pub use app::DashboardApp;

@@ -1,5 +1,6 @@
-//! `incubator-dashboard RUN_DIR...` or `incubator-dashboard --url http://127.0.0.1:8787`:
-//! the dashboard in a native window.
+//! `incubator-dashboard DIR...` (run or sweep directories) or
+//! `incubator-dashboard --url http://127.0.0.1:8787`: the dashboard in a native window. It
+//! remembers the open view and every view's settings between sessions.
 
 #[cfg(not(target_arch = "wasm32"))]
 fn main() -> eframe::Result {
@@ -10,19 +11,28 @@ fn main() -> eframe::Result {
     #[derive(Parser)]
     #[command(version)]
     struct Args {
-        /// Run directories to show (they may still be training).
+        /// Run directories, or sweep directories (every run of the sweep, grouped by
+        /// configuration), to show; they may still be training.
         runs: Vec<std::path::PathBuf>,
+        /// Start from the default views instead of what the last session showed.
+        #[arg(long)]
+        fresh: bool,
         /// A live server (`incubator serve`) to show every run of.
         #[arg(long)]
         url: Option<String>,
     }
 
     let args = Args::parse();
-    let mut sources: Vec<Box<dyn Source>> = args
-        .runs
-        .into_iter()
-        .map(|d| Box::new(DirSource::new(d)) as Box<dyn Source>)
-        .collect();
+    let mut sources: Vec<Box<dyn Source>> = Vec::new();
+    for dir in args.runs {
+        match DirSource::open(dir) {
+            Ok(list) => sources.extend(list.into_iter().map(|s| Box::new(s) as Box<dyn Source>)),
+            Err(e) => {
+                eprintln!("error: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
     if let Some(url) = &args.url {
         match HttpSource::all(url) {
             Ok(list) => sources.extend(list.into_iter().map(|s| Box::new(s) as Box<dyn Source>)),
@@ -42,7 +52,19 @@ fn main() -> eframe::Result {
             viewport: egui::ViewportBuilder::default().with_inner_size([1400.0, 900.0]),
             ..Default::default()
         },
-        Box::new(|_cc| Ok(Box::new(incubator_dashboard::DashboardApp::new(sources)))),
+        Box::new(move |cc| {
+            let mut app = incubator_dashboard::DashboardApp::new(sources);
+            let remembered = cc.storage.and_then(|s| {
+                eframe::get_value::<incubator_dashboard::memory::Memory>(
+                    s,
+                    incubator_dashboard::app::MEMORY_KEY,
+                )
+            });
+            if let Some(memory) = remembered.filter(|_| !args.fresh) {
+                app.restore(memory);
+            }
+            Ok(Box::new(app))
+        }),
     )
 }
 

@@ -7,6 +7,10 @@ use incubator_events::Record;
 pub trait Source {
     /// The run's name as the dashboard shows it.
     fn name(&self) -> String;
+    /// The configuration it is a seed of (a sweep point), if any.
+    fn group(&self) -> Option<String> {
+        None
+    }
     /// Records that arrived since the last call.
     fn poll(&mut self) -> Vec<Record>;
     /// The run's resolved config (TOML), once known.
@@ -15,6 +19,32 @@ pub trait Source {
     fn problem(&self) -> Option<String> {
         None
     }
+}
+
+/// A run's name as one URL path segment (a sweep's runs are named `point/seedN`).
+pub fn path_segment(name: &str) -> String {
+    name.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The server's run list (`GET /api/runs`): (name, group) of each run.
+pub fn parse_run_list(text: &str) -> Result<Vec<(String, Option<String>)>, String> {
+    let list: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    Ok(list
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| {
+            let name = r["name"].as_str()?.to_string();
+            Some((name, r["group"].as_str().map(str::to_string)))
+        })
+        .collect())
 }
 
 /// Parses one JSONL line; lines of a newer, unknown event kind are skipped, not fatal.
@@ -27,7 +57,7 @@ pub use native::{DirSource, HttpSource};
 
 #[cfg(not(target_arch = "wasm32"))]
 mod native {
-    use super::{parse, Source};
+    use super::{parse, parse_run_list, path_segment, Source};
     use incubator_events::tail::RunTail;
     use incubator_events::Record;
     use std::path::PathBuf;
@@ -39,6 +69,8 @@ mod native {
         dir: PathBuf,
         tail: RunTail,
         last_poll: Option<Instant>,
+        /// For a sweep's run: (`point/seedN`, point).
+        in_sweep: Option<(String, String)>,
     }
 
     impl DirSource {
@@ -47,16 +79,43 @@ mod native {
                 tail: RunTail::new(&dir, None).with_max_read(8 << 20),
                 dir,
                 last_poll: None,
+                in_sweep: None,
             }
+        }
+
+        /// The runs under `dir`: every run of a sweep directory (`incubator sweep`), named
+        /// `point/seedN` and grouped by point, or the run directory itself.
+        pub fn open(dir: PathBuf) -> Result<Vec<DirSource>, String> {
+            let plan = dir.join("sweep.json");
+            if !plan.exists() {
+                return Ok(vec![DirSource::new(dir)]);
+            }
+            let runs = incubator_events::sweep::runs_of(&dir)
+                .map_err(|e| format!("{}: {e}", plan.display()))?;
+            Ok(runs
+                .into_iter()
+                .map(|r| {
+                    let mut s = DirSource::new(r.dir);
+                    s.in_sweep = Some((r.name, r.point));
+                    s
+                })
+                .collect())
         }
     }
 
     impl Source for DirSource {
         fn name(&self) -> String {
+            if let Some((name, _)) = &self.in_sweep {
+                return name.clone();
+            }
             let dir = self.dir.canonicalize().unwrap_or_else(|_| self.dir.clone());
             dir.file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_else(|| self.dir.display().to_string())
+        }
+
+        fn group(&self) -> Option<String> {
+            self.in_sweep.as_ref().map(|(_, point)| point.clone())
         }
 
         fn poll(&mut self) -> Vec<Record> {
@@ -89,6 +148,7 @@ mod native {
     /// that reconnects and resumes from the last record it got.
     pub struct HttpSource {
         name: String,
+        group: Option<String>,
         config: Option<String>,
         rx: mpsc::Receiver<Result<Record, String>>,
         problem: Option<String>,
@@ -103,26 +163,20 @@ mod native {
                 .call()
                 .and_then(|mut r| r.body_mut().read_to_string())
                 .map_err(|e| format!("{base}/api/runs: {e}"))?;
-            let list: serde_json::Value =
-                serde_json::from_str(&text).map_err(|e| format!("{base}/api/runs: {e}"))?;
-            let names: Vec<String> = list
-                .as_array()
+            let list = parse_run_list(&text).map_err(|e| format!("{base}/api/runs: {e}"))?;
+            Ok(list
                 .into_iter()
-                .flatten()
-                .filter_map(|r| r["name"].as_str().map(str::to_string))
-                .collect();
-            Ok(names
-                .into_iter()
-                .map(|n| HttpSource::new(&base, n))
+                .map(|(name, group)| HttpSource::new(&base, name, group))
                 .collect())
         }
 
-        fn new(base: &str, name: String) -> HttpSource {
+        fn new(base: &str, name: String, group: Option<String>) -> HttpSource {
             let (tx, rx) = mpsc::channel();
-            let url = format!("{base}/api/runs/{name}/events");
+            let url = format!("{base}/api/runs/{}/events", path_segment(&name));
             std::thread::spawn(move || stream(url, tx));
             HttpSource {
                 name,
+                group,
                 config: None,
                 rx,
                 problem: None,
@@ -176,6 +230,10 @@ mod native {
             self.name.clone()
         }
 
+        fn group(&self) -> Option<String> {
+            self.group.clone()
+        }
+
         fn poll(&mut self) -> Vec<Record> {
             let mut out = Vec::new();
             while let Ok(item) = self.rx.try_recv() {
@@ -192,7 +250,7 @@ mod native {
 
         fn config(&mut self) -> Option<String> {
             if self.config.is_none() {
-                let url = format!("{}/api/runs/{}/config", self.base, self.name);
+                let url = format!("{}/api/runs/{}/config", self.base, path_segment(&self.name));
                 self.config = ureq::get(&url)
                     .call()
                     .ok()

@@ -2,6 +2,7 @@
 //! (the same records the engine writes to `events/<stage>.jsonl`).
 
 use crate::series::Series;
+use incubator_compare::{compare, Comparison, StageResult};
 use incubator_events::{Event, Record, StageId, StageKind};
 use std::collections::BTreeMap;
 
@@ -13,6 +14,36 @@ pub enum Status {
     /// Stopped by a signal with its state saved; resumes when run again.
     Interrupted,
     Skipped,
+}
+
+/// How a process's time on a stage ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SegmentEnd {
+    /// Still running (its last record is the end so far).
+    Open,
+    Finished,
+    Failed,
+    Interrupted,
+    /// Another process started the stage again without this one saying it stopped: it was
+    /// killed or its machine went away.
+    Lost,
+}
+
+/// One process's time on a stage: from its start record to its last.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Segment {
+    pub host: String,
+    pub pid: u32,
+    /// Seconds since the run's first record.
+    pub start: f64,
+    pub end: f64,
+    pub ended: SegmentEnd,
+    /// It continued from a checkpoint (epochs already done).
+    pub resumed: bool,
+    /// Seconds the Slurm job waited in the queue after its dependencies were met, and from its
+    /// submission until then (only for stages run as Slurm jobs).
+    pub queued_s: Option<f64>,
+    pub held_s: Option<f64>,
 }
 
 /// One stage (or one module's incubation) of a run.
@@ -39,7 +70,12 @@ pub struct StageView {
     pub wall_s: Option<f64>,
     pub gflop: Option<f64>,
     pub top1: Option<f64>,
+    pub top5: Option<f64>,
     pub error: Option<String>,
+    /// The modules an incubation waited for.
+    pub depends_on: Vec<usize>,
+    /// Every process that worked on it, in order.
+    pub segments: Vec<Segment>,
 }
 
 impl StageView {
@@ -64,7 +100,10 @@ impl StageView {
             wall_s: None,
             gflop: None,
             top1: None,
+            top5: None,
             error: None,
+            depends_on: Vec::new(),
+            segments: Vec::new(),
         }
     }
 
@@ -82,6 +121,16 @@ impl StageView {
         let p = self.progress();
         (self.status == Status::Running && p > 0.0 && p < 1.0)
             .then(|| (self.updated - self.started) * (1.0 - p) / p)
+    }
+
+    /// What a finished stage measured, as the comparison takes it.
+    pub fn result(&self) -> Option<StageResult> {
+        Some(StageResult {
+            top1: self.top1?,
+            top5: self.top5.unwrap_or(f64::NAN),
+            gflop: self.gflop?,
+            wall_s: self.wall_s?,
+        })
     }
 
     pub fn metric(&self, m: Metric) -> &Series {
@@ -135,6 +184,8 @@ impl Metric {
 #[derive(Clone, Debug, Default)]
 pub struct Run {
     pub name: String,
+    /// The configuration this run is a seed of (a sweep point); `None` for a run on its own.
+    pub group: Option<String>,
     pub stages: BTreeMap<StageId, StageView>,
     /// Time of the run's first record: x = 0 on the time axis.
     pub t0: Option<f64>,
@@ -161,6 +212,22 @@ impl Run {
             .entry(r.stage)
             .or_insert_with(|| StageView::new(r.stage, r.time));
         s.updated = r.time;
+        if let Some(open) = s
+            .segments
+            .last_mut()
+            .filter(|g| g.ended == SegmentEnd::Open)
+        {
+            open.end = t;
+        }
+        let close = |s: &mut StageView, how: SegmentEnd| {
+            if let Some(open) = s
+                .segments
+                .last_mut()
+                .filter(|g| g.ended == SegmentEnd::Open)
+            {
+                open.ended = how;
+            }
+        };
         match &r.event {
             Event::StageStarted {
                 host,
@@ -168,9 +235,24 @@ impl Run {
                 epochs,
                 steps_per_epoch,
                 resumed_epochs,
+                depends_on,
+                queued_s,
+                held_s,
                 ..
             } => {
+                close(s, SegmentEnd::Lost);
+                s.segments.push(Segment {
+                    host: host.clone(),
+                    pid: *pid,
+                    start: t,
+                    end: t,
+                    ended: SegmentEnd::Open,
+                    resumed: *resumed_epochs > 0,
+                    queued_s: *queued_s,
+                    held_s: *held_s,
+                });
                 s.status = Status::Running;
+                s.depends_on = depends_on.clone();
                 s.host = host.clone();
                 s.pid = *pid;
                 s.epochs = *epochs;
@@ -217,12 +299,15 @@ impl Run {
                 wall_s,
                 train_gflop,
                 top1,
+                top5,
                 ..
             } => {
+                close(s, SegmentEnd::Finished);
                 s.status = Status::Finished;
                 s.wall_s = Some(*wall_s);
                 s.gflop = Some(*train_gflop);
                 s.top1 = Some(*top1);
+                s.top5 = Some(*top5);
             }
             Event::StageSkipped { .. } => {
                 if s.status != Status::Finished {
@@ -230,10 +315,12 @@ impl Run {
                 }
             }
             Event::StageFailed { error } => {
+                close(s, SegmentEnd::Failed);
                 s.status = Status::Failed;
                 s.error = Some(error.clone());
             }
             Event::StageInterrupted { message, .. } => {
+                close(s, SegmentEnd::Interrupted);
                 s.status = Status::Interrupted;
                 s.error = Some(message.clone());
             }
@@ -251,7 +338,8 @@ impl Run {
         self.stages.get(&id)
     }
 
-    /// The paper-style comparison, once the stages it needs have finished.
+    /// The paper-style comparison ([`incubator_compare::compare`], as the report computes
+    /// it), once the stages it needs have finished.
     pub fn comparison(&self) -> Option<Comparison> {
         let done = |id: StageId| self.stage(id).filter(|s| s.status == Status::Finished);
         let meta = done(StageId::META)?;
@@ -260,51 +348,16 @@ impl Run {
         if incubations.is_empty() || incubations.iter().any(|s| s.status != Status::Finished) {
             return None;
         }
-        let method_stages: Vec<&StageView> = std::iter::once(meta)
-            .chain(incubations.iter().copied())
-            .chain(std::iter::once(assemble))
-            .collect();
-        let sum = |f: fn(&StageView) -> Option<f64>| {
-            method_stages.iter().filter_map(|s| f(s)).sum::<f64>()
-        };
-        let parallel_wall = meta.wall_s.unwrap_or(0.0)
-            + incubations
-                .iter()
-                .filter_map(|s| s.wall_s)
-                .fold(0.0, f64::max)
-            + assemble.wall_s.unwrap_or(0.0);
-        let e2e = done(StageId::E2E);
-        Some(Comparison {
-            method_top1: assemble.top1.unwrap_or(f64::NAN),
-            method_gflop: sum(|s| s.gflop),
-            method_wall_s: sum(|s| s.wall_s),
-            method_parallel_wall_s: parallel_wall,
-            e2e_top1: e2e.and_then(|s| s.top1),
-            e2e_gflop: e2e.and_then(|s| s.gflop),
-            e2e_wall_s: e2e.and_then(|s| s.wall_s),
-        })
-    }
-}
-
-/// Assembled model vs the E2E baseline: accuracy and cost, meta model included in the cost.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Comparison {
-    pub method_top1: f64,
-    pub method_gflop: f64,
-    pub method_wall_s: f64,
-    /// Wall time if the incubations run side by side (meta + slowest incubation + assembly).
-    pub method_parallel_wall_s: f64,
-    pub e2e_top1: Option<f64>,
-    pub e2e_gflop: Option<f64>,
-    pub e2e_wall_s: Option<f64>,
-}
-
-impl Comparison {
-    /// Method compute over E2E compute.
-    pub fn cost_ratio(&self) -> Option<f64> {
-        self.e2e_gflop
-            .filter(|g| *g > 0.0)
-            .map(|g| self.method_gflop / g)
+        let depends_on: Vec<Vec<usize>> =
+            incubations.iter().map(|s| s.depends_on.clone()).collect();
+        let results: Vec<StageResult> = incubations.iter().filter_map(|s| s.result()).collect();
+        Some(compare(
+            meta.result().as_ref(),
+            &results,
+            &depends_on,
+            &assemble.result()?,
+            done(StageId::E2E).and_then(|s| s.result()).as_ref(),
+        ))
     }
 }
 
@@ -347,6 +400,9 @@ mod tests {
                 resumed_epochs: 0,
                 params_total: 1,
                 params_trainable: 1,
+                depends_on: vec![],
+                held_s: None,
+                queued_s: None,
             },
         ));
         for step in 1..=20u64 {
@@ -400,6 +456,9 @@ mod tests {
                     resumed_epochs,
                     params_total: 1,
                     params_trainable: 1,
+                    depends_on: vec![],
+                    held_s: None,
+                    queued_s: None,
                 },
             )
         };
@@ -441,11 +500,41 @@ mod tests {
         run.apply(&finished(StageId::incubate(1), 4.0, 0.8, 20.0, 8.0));
         run.apply(&finished(StageId::E2E, 5.0, 0.85, 40.0, 30.0));
         let c = run.comparison().unwrap();
-        assert_eq!(c.method_top1, 0.9);
+        assert_eq!(c.assembled_top1, 0.9);
         assert_eq!(c.method_gflop, 80.0);
         assert_eq!(c.method_wall_s, 29.0);
         assert_eq!(c.method_parallel_wall_s, 5.0 + 8.0 + 9.0);
         assert_eq!(c.cost_ratio(), Some(2.0));
-        assert_eq!(c.e2e_top1, Some(0.85));
+        assert_eq!(c.e2e.map(|e| e.top1), Some(0.85));
+    }
+
+    #[test]
+    fn side_by_side_wall_time_follows_the_dependencies_the_events_name() {
+        // `sequential`: module 1 waited for module 0, so nothing ran side by side
+        let mut run = Run::new("r");
+        run.apply(&finished(StageId::META, 1.0, 0.8, 10.0, 5.0));
+        for (i, wall) in [(0usize, 7.0), (1, 8.0)] {
+            run.apply(&rec(
+                StageId::incubate(i),
+                2.0,
+                Event::StageStarted {
+                    host: "h".into(),
+                    pid: 1,
+                    epochs: 1,
+                    steps_per_epoch: 1,
+                    resumed_epochs: 0,
+                    params_total: 1,
+                    params_trainable: 1,
+                    depends_on: if i == 1 { vec![0] } else { vec![] },
+                    held_s: None,
+                    queued_s: None,
+                },
+            ));
+            run.apply(&finished(StageId::incubate(i), 3.0, 0.8, 20.0, wall));
+        }
+        run.apply(&finished(StageId::ASSEMBLE, 4.0, 0.9, 30.0, 9.0));
+        let c = run.comparison().unwrap();
+        assert_eq!(c.method_parallel_wall_s, 5.0 + 7.0 + 8.0 + 9.0);
+        assert_eq!(c.method_parallel_wall_s, c.method_wall_s);
     }
 }

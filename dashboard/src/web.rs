@@ -2,7 +2,7 @@
 //! (EventSource reconnects by itself and sends `Last-Event-ID`, so the stream resumes).
 
 use crate::app::DashboardApp;
-use crate::source::{parse, Source};
+use crate::source::{parse, parse_run_list, path_segment, Source};
 use incubator_events::Record;
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -12,6 +12,7 @@ use wasm_bindgen::JsCast;
 /// One run's stream from the server that served this page.
 struct WebSource {
     name: String,
+    group: Option<String>,
     queue: Rc<RefCell<Vec<Record>>>,
     config: Rc<RefCell<Option<String>>>,
     problem: Rc<RefCell<Option<String>>>,
@@ -20,8 +21,9 @@ struct WebSource {
 }
 
 impl WebSource {
-    fn open(name: String) -> Result<WebSource, JsValue> {
-        let events = web_sys::EventSource::new(&format!("api/runs/{name}/events"))?;
+    fn open(name: String, group: Option<String>) -> Result<WebSource, JsValue> {
+        let events =
+            web_sys::EventSource::new(&format!("api/runs/{}/events", path_segment(&name)))?;
         let queue: Rc<RefCell<Vec<Record>>> = Default::default();
         let problem: Rc<RefCell<Option<String>>> = Default::default();
         let on_message = {
@@ -45,7 +47,7 @@ impl WebSource {
         events.set_onerror(Some(on_error.as_ref().unchecked_ref()));
         let config: Rc<RefCell<Option<String>>> = Default::default();
         let slot = config.clone();
-        let url = format!("api/runs/{name}/config");
+        let url = format!("api/runs/{}/config", path_segment(&name));
         wasm_bindgen_futures::spawn_local(async move {
             if let Ok(text) = fetch_text(&url).await {
                 *slot.borrow_mut() = Some(text);
@@ -53,6 +55,7 @@ impl WebSource {
         });
         Ok(WebSource {
             name,
+            group,
             queue,
             config,
             problem,
@@ -65,6 +68,9 @@ impl WebSource {
 impl Source for WebSource {
     fn name(&self) -> String {
         self.name.clone()
+    }
+    fn group(&self) -> Option<String> {
+        self.group.clone()
     }
     fn poll(&mut self) -> Vec<Record> {
         std::mem::take(&mut *self.queue.borrow_mut())
@@ -114,6 +120,52 @@ pub fn download(name: &str, bytes: &[u8], mime: &str) -> String {
     }
 }
 
+/// The page's URL fragment, without the `#`.
+fn fragment() -> String {
+    web_sys::window()
+        .and_then(|w| w.location().hash().ok())
+        .unwrap_or_default()
+        .trim_start_matches('#')
+        .to_string()
+}
+
+/// The app, keeping the URL's fragment on what it shows (so the address bar is always a link
+/// to the current view), and following the fragment when the user edits it or goes back.
+pub struct LinkedApp {
+    pub app: DashboardApp,
+    /// The fragment as last written or followed.
+    shown: String,
+}
+
+impl eframe::App for LinkedApp {
+    fn ui(&mut self, ui: &mut egui::Ui, frame: &mut eframe::Frame) {
+        let now = fragment();
+        if now != self.shown && !now.is_empty() {
+            // changed from outside (typed, pasted, back button)
+            self.app.follow_link(&now);
+            self.shown = now;
+        }
+        self.app.show(ui);
+        let link = self.app.link();
+        if link != self.shown {
+            if let Some(history) = web_sys::window().and_then(|w| w.history().ok()) {
+                let _ =
+                    history.replace_state_with_url(&JsValue::NULL, "", Some(&format!("#{link}")));
+            }
+            self.shown = link;
+        }
+        let _ = frame;
+    }
+
+    fn save(&mut self, storage: &mut dyn eframe::Storage) {
+        eframe::set_value(storage, crate::app::MEMORY_KEY, &self.app.memory());
+    }
+
+    fn as_any_mut(&mut self) -> Option<&mut dyn std::any::Any> {
+        Some(self)
+    }
+}
+
 thread_local! {
     static RUNNER: RefCell<Option<eframe::WebRunner>> = const { RefCell::new(None) };
 }
@@ -130,17 +182,11 @@ pub fn start() {
 
 async fn run() -> Result<(), JsValue> {
     let incoming: Rc<RefCell<Vec<Box<dyn Source>>>> = Default::default();
-    let list = fetch_text("api/runs").await?;
-    let runs: serde_json::Value = serde_json::from_str(&list).map_err(|e| e.to_string())?;
-    for name in runs
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|r| r["name"].as_str())
-    {
+    let list = parse_run_list(&fetch_text("api/runs").await?)?;
+    for (name, group) in list {
         incoming
             .borrow_mut()
-            .push(Box::new(WebSource::open(name.to_string())?));
+            .push(Box::new(WebSource::open(name, group)?));
     }
     let document = web_sys::window()
         .ok_or("no window")?
@@ -156,7 +202,22 @@ async fn run() -> Result<(), JsValue> {
         .start(
             canvas,
             eframe::WebOptions::default(),
-            Box::new(move |_cc| Ok(Box::new(DashboardApp::new(sources)))),
+            Box::new(move |cc| {
+                let mut app = DashboardApp::new(sources);
+                // a link's fragment wins; without one, what this browser showed last time
+                if !app.follow_link(&fragment()) {
+                    let remembered = cc.storage.and_then(|s| {
+                        eframe::get_value::<crate::memory::Memory>(s, crate::app::MEMORY_KEY)
+                    });
+                    if let Some(memory) = remembered {
+                        app.restore(memory);
+                    }
+                }
+                Ok(Box::new(LinkedApp {
+                    app,
+                    shown: String::new(),
+                }))
+            }),
         )
         .await?;
     RUNNER.with(|r| *r.borrow_mut() = Some(runner));
@@ -175,9 +236,9 @@ pub fn dashboard_state() -> String {
         if runner.has_panicked() {
             return "{\"panicked\":true}".to_string();
         }
-        let Some(app) = runner.app_mut::<DashboardApp>() else {
+        let Some(linked) = runner.app_mut::<LinkedApp>() else {
             return "{}".to_string();
         };
-        crate::app::state_json(&app)
+        crate::app::state_json(&linked.app)
     })
 }

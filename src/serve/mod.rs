@@ -3,7 +3,9 @@
 //! serves the dashboard and the event stream:
 //!
 //! - `GET /` and its files: the WASM dashboard bundle (`dashboard/dist`, see `bundle.rs`);
-//! - `GET /api/runs`: the runs, `[{"name": .., "dir": ..}]`;
+//! - `GET /api/runs`: the runs, `[{"name": .., "dir": .., "group": ..}]`; a sweep directory
+//!   stands for its runs, named `point/seedN` (percent-encode the `/` in URLs) and grouped by
+//!   point;
 //! - `GET /api/runs/NAME/config`: the run's resolved config (TOML);
 //! - `GET /api/runs/NAME/events`: server-sent events, one record per event (`data:` is the
 //!   JSONL line), first everything logged so far, then new records as they are written. Each
@@ -34,14 +36,30 @@ const POLL: Duration = Duration::from_millis(250);
 const BLOCKING_THREADS: usize = 4;
 
 struct Served {
-    runs: BTreeMap<String, PathBuf>,
+    runs: BTreeMap<String, ServedRun>,
     bundle: Option<PathBuf>,
 }
 
-/// Names for run directories: their last path component, made unique.
-fn run_names(dirs: &[PathBuf]) -> BTreeMap<String, PathBuf> {
+struct ServedRun {
+    dir: PathBuf,
+    /// The sweep point it is a seed of.
+    group: Option<String>,
+}
+
+/// Names for run directories: their last path component, made unique; a sweep directory's
+/// runs as `point/seedN`. A directory whose `sweep.json` cannot be read is an error.
+fn run_names(dirs: &[PathBuf]) -> anyhow::Result<BTreeMap<String, ServedRun>> {
     let mut out = BTreeMap::new();
     for dir in dirs {
+        if dir.join("sweep.json").exists() {
+            let runs = incubator_core::events::sweep::runs_of(dir)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", dir.join("sweep.json").display()))?;
+            for r in runs {
+                let group = Some(r.point);
+                out.insert(r.name, ServedRun { dir: r.dir, group });
+            }
+            continue;
+        }
         let base = dir
             .canonicalize()
             .unwrap_or_else(|_| dir.clone())
@@ -54,17 +72,21 @@ fn run_names(dirs: &[PathBuf]) -> BTreeMap<String, PathBuf> {
             name = format!("{base}-{n}");
             n += 1;
         }
-        out.insert(name, dir.clone());
+        let run = ServedRun {
+            dir: dir.clone(),
+            group: None,
+        };
+        out.insert(name, run);
     }
-    out
+    Ok(out)
 }
 
 /// The server's routes over `runs`, without a listener (tests and fuzzing send it requests).
-pub fn app(runs: &[PathBuf], bundle: Option<PathBuf>) -> Router {
-    router(Arc::new(Served {
-        runs: run_names(runs),
+pub fn app(runs: &[PathBuf], bundle: Option<PathBuf>) -> anyhow::Result<Router> {
+    Ok(router(Arc::new(Served {
+        runs: run_names(runs)?,
         bundle,
-    }))
+    })))
 }
 
 fn router(served: Arc<Served>) -> Router {
@@ -80,7 +102,9 @@ async fn list_runs(State(s): State<Arc<Served>>) -> impl IntoResponse {
     let runs: Vec<serde_json::Value> = s
         .runs
         .iter()
-        .map(|(name, dir)| serde_json::json!({"name": name, "dir": dir.display().to_string()}))
+        .map(|(name, r)| {
+            serde_json::json!({"name": name, "dir": r.dir.display().to_string(), "group": r.group})
+        })
         .collect();
     Json(runs)
 }
@@ -90,7 +114,7 @@ fn not_found(what: String) -> Response {
 }
 
 async fn run_config(State(s): State<Arc<Served>>, UrlPath(name): UrlPath<String>) -> Response {
-    let Some(dir) = s.runs.get(&name) else {
+    let Some(dir) = s.runs.get(&name).map(|r| &r.dir) else {
         return not_found(format!("no run named {name}"));
     };
     match tokio::fs::read_to_string(dir.join("config.toml")).await {
@@ -110,7 +134,7 @@ async fn run_events(
     Query(q): Query<From>,
     headers: HeaderMap,
 ) -> Response {
-    let Some(dir) = s.runs.get(&name).cloned() else {
+    let Some(dir) = s.runs.get(&name).map(|r| r.dir.clone()) else {
         return not_found(format!("no run named {name}"));
     };
     let resume = headers
@@ -190,7 +214,7 @@ pub fn start(
     bundle: Option<PathBuf>,
 ) -> anyhow::Result<SocketAddr> {
     let served = Arc::new(Served {
-        runs: run_names(runs),
+        runs: run_names(runs)?,
         bundle,
     });
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -3,20 +3,12 @@
 //! next allocation resumes it. SIGTERM (preemption, `scancel`, `scontrol requeue`) only stops:
 //! Slurm requeues preempted jobs itself, and a cancelled job must stay cancelled.
 
+use incubator_core::telemetry::host::slurm_job_id;
 use std::process::Command;
-
-/// This process's job as `scontrol` names it: `ARRAYJOB_TASK` for an array task.
-pub fn own_job_id() -> Option<String> {
-    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    match (var("SLURM_ARRAY_JOB_ID"), var("SLURM_ARRAY_TASK_ID")) {
-        (Some(job), Some(task)) => Some(format!("{job}_{task}")),
-        _ => var("SLURM_JOB_ID"),
-    }
-}
 
 /// Requeues this job; says what happened either way.
 pub fn requeue_self() {
-    let Some(job) = own_job_id() else {
+    let Some(job) = slurm_job_id() else {
         eprintln!("SIGUSR1 outside a Slurm job: stopped without requeueing");
         return;
     };

@@ -7,7 +7,6 @@ pub mod plot;
 pub mod report;
 pub mod results;
 pub mod spec;
-pub mod stats;
 
 use plan::{finished, SweepDir};
 use std::path::Path;

@@ -43,10 +43,7 @@ impl SweepDir {
         self.root.join("sweep.json")
     }
     pub fn run_dir(&self, point: &str, seed: u64) -> PathBuf {
-        self.root
-            .join("runs")
-            .join(point)
-            .join(format!("seed{seed}"))
+        incubator_core::events::sweep::run_dir(&self.root, point, seed)
     }
     pub fn config_file(&self, point: &str, seed: u64) -> PathBuf {
         self.root

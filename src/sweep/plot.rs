@@ -3,7 +3,7 @@
 //! numeric axis, top-1 against that axis.
 
 use super::report::{PointStats, SweepReport};
-use super::stats::MeanSd;
+use incubator_compare::MeanSd;
 use plotters::prelude::*;
 use std::path::Path;
 
@@ -42,15 +42,21 @@ pub fn accuracy_vs_compute(report: &SweepReport, path: &Path) -> anyhow::Result<
     let method: Vec<Mark> = report
         .points
         .iter()
-        .map(|p| mark(p.method_gflop.mean / 1e3, &p.assembled_top1, short(p)))
+        .map(|p| {
+            mark(
+                p.stats.method_gflop.mean / 1e3,
+                &p.stats.assembled_top1,
+                short(p),
+            )
+        })
         .collect();
     let e2e: Vec<Mark> = report
         .points
         .iter()
         .filter_map(|p| {
             Some(mark(
-                p.e2e_gflop?.mean / 1e3,
-                p.e2e_top1.as_ref()?,
+                p.stats.e2e_gflop?.mean / 1e3,
+                p.stats.e2e_top1.as_ref()?,
                 short(p),
             ))
         })
@@ -87,13 +93,13 @@ pub fn accuracy_vs_axis(report: &SweepReport, path: &Path) -> anyhow::Result<Opt
         .points
         .iter()
         .zip(&xs)
-        .map(|(p, &x)| mark(x, &p.assembled_top1, String::new()))
+        .map(|(p, &x)| mark(x, &p.stats.assembled_top1, String::new()))
         .collect();
     let e2e: Vec<Mark> = report
         .points
         .iter()
         .zip(&xs)
-        .filter_map(|(p, &x)| Some(mark(x, p.e2e_top1.as_ref()?, String::new())))
+        .filter_map(|(p, &x)| Some(mark(x, p.stats.e2e_top1.as_ref()?, String::new())))
         .collect();
     draw(
         path,

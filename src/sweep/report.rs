@@ -5,7 +5,7 @@
 use super::plan::{Plan, SweepDir};
 use super::results::{self, RunResult};
 use super::spec::GridPoint;
-use super::stats::{mean_ci95, mean_sd, MeanCi, MeanSd};
+use incubator_compare::{over_seeds, Comparison, MeanCi, MeanSd, OverSeeds};
 use serde::Serialize;
 use std::fmt::Write;
 use std::path::PathBuf;
@@ -28,17 +28,8 @@ pub struct SweepReport {
 pub struct PointStats {
     pub point: GridPoint,
     pub seeds: Vec<u64>,
-    pub assembled_top1: MeanSd,
-    pub assembled_top5: MeanSd,
-    pub e2e_top1: Option<MeanSd>,
-    pub e2e_top5: Option<MeanSd>,
-    /// Assembled minus E2E of the same seed, over the seeds that have both.
-    pub diff_top1: Option<MeanCi>,
-    pub diff_top5: Option<MeanCi>,
-    pub method_gflop: MeanSd,
-    pub e2e_gflop: Option<MeanSd>,
-    pub method_wall_s: MeanSd,
-    pub e2e_wall_s: Option<MeanSd>,
+    #[serde(flatten)]
+    pub stats: OverSeeds,
 }
 
 impl SweepReport {
@@ -51,10 +42,10 @@ impl SweepReport {
             for &seed in &plan.seeds {
                 match results::read(&dir.run_dir(&point.name, seed), &point.name, seed)? {
                     Some(mut r) => {
-                        if let (None, Some(b)) = (&r.e2e, &plan.baseline) {
+                        if let (None, Some(b)) = (&r.comparison.e2e, &plan.baseline) {
                             let theirs = results::read(&dir.run_dir(b, seed), b, seed)?;
-                            r.e2e = theirs.and_then(|t| t.e2e);
-                            r.e2e_from = r.e2e.is_some().then(|| b.clone());
+                            r.comparison.e2e = theirs.and_then(|t| t.comparison.e2e);
+                            r.e2e_from = r.comparison.e2e.is_some().then(|| b.clone());
                         }
                         mine.push(r)
                     }
@@ -103,18 +94,20 @@ impl SweepReport {
                 "| {} | {} | {} | {} | {} | {} | {} | {} | {} / {} | {} / {} |",
                 p.point.name,
                 p.seeds.len(),
-                pct(&p.assembled_top1),
-                p.e2e_top1.as_ref().map(pct).unwrap_or("-".into()),
-                p.diff_top1.as_ref().map(diff).unwrap_or("-".into()),
-                pct(&p.assembled_top5),
-                p.e2e_top5.as_ref().map(pct).unwrap_or("-".into()),
-                p.diff_top5.as_ref().map(diff).unwrap_or("-".into()),
-                num(p.method_gflop.mean / 1e3, 1),
-                p.e2e_gflop
+                pct(&p.stats.assembled_top1),
+                p.stats.e2e_top1.as_ref().map(pct).unwrap_or("-".into()),
+                p.stats.diff_top1.as_ref().map(diff).unwrap_or("-".into()),
+                pct(&p.stats.assembled_top5),
+                p.stats.e2e_top5.as_ref().map(pct).unwrap_or("-".into()),
+                p.stats.diff_top5.as_ref().map(diff).unwrap_or("-".into()),
+                num(p.stats.method_gflop.mean / 1e3, 1),
+                p.stats
+                    .e2e_gflop
                     .map(|g| num(g.mean / 1e3, 1))
                     .unwrap_or("-".into()),
-                num(p.method_wall_s.mean / 60.0, 1),
-                p.e2e_wall_s
+                num(p.stats.method_wall_s.mean / 60.0, 1),
+                p.stats
+                    .e2e_wall_s
                     .map(|g| num(g.mean / 60.0, 1))
                     .unwrap_or("-".into()),
             )
@@ -132,17 +125,17 @@ impl SweepReport {
         writeln!(w, "| configuration | seed | assembled top-1 | E2E top-1 | assembled top-5 | E2E top-5 | method GFLOP | E2E GFLOP |").unwrap();
         writeln!(w, "|---|---:|---:|---:|---:|---:|---:|---:|").unwrap();
         for r in &self.runs {
-            let e = r.e2e.as_ref();
+            let e = r.comparison.e2e.as_ref();
             writeln!(
                 w,
                 "| {} | {} | {} | {} | {} | {} | {} | {} |",
                 r.point,
                 r.seed,
-                num(100.0 * r.assembled_top1, 2),
+                num(100.0 * r.comparison.assembled_top1, 2),
                 e.map(|e| num(100.0 * e.top1, 2)).unwrap_or("-".into()),
-                num(100.0 * r.assembled_top5, 2),
+                num(100.0 * r.comparison.assembled_top5, 2),
                 e.map(|e| num(100.0 * e.top5, 2)).unwrap_or("-".into()),
-                num(r.method_gflop, 0),
+                num(r.comparison.method_gflop, 0),
                 e.map(|e| num(e.gflop, 0)).unwrap_or("-".into()),
             )
             .unwrap();
@@ -154,30 +147,11 @@ impl SweepReport {
 
 impl PointStats {
     fn of(point: &GridPoint, runs: &[RunResult]) -> PointStats {
-        let col = |f: &dyn Fn(&RunResult) -> f64| mean_sd(&runs.iter().map(f).collect::<Vec<_>>());
-        let with_e2e: Vec<&RunResult> = runs.iter().filter(|r| r.e2e.is_some()).collect();
-        let e2e_col = |f: &dyn Fn(&RunResult) -> f64| {
-            (!with_e2e.is_empty())
-                .then(|| mean_sd(&with_e2e.iter().map(|r| f(r)).collect::<Vec<_>>()))
-        };
-        let e = |r: &RunResult| r.e2e.clone().expect("filtered");
-        let paired = |f: &dyn Fn(&RunResult) -> f64| {
-            (!with_e2e.is_empty())
-                .then(|| mean_ci95(&with_e2e.iter().map(|r| f(r)).collect::<Vec<_>>()))
-        };
+        let comparisons: Vec<Comparison> = runs.iter().map(|r| r.comparison.clone()).collect();
         PointStats {
             point: point.clone(),
             seeds: runs.iter().map(|r| r.seed).collect(),
-            assembled_top1: col(&|r| r.assembled_top1),
-            assembled_top5: col(&|r| r.assembled_top5),
-            e2e_top1: e2e_col(&|r| e(r).top1),
-            e2e_top5: e2e_col(&|r| e(r).top5),
-            diff_top1: paired(&|r| r.assembled_top1 - e(r).top1),
-            diff_top5: paired(&|r| r.assembled_top5 - e(r).top5),
-            method_gflop: col(&|r| r.method_gflop),
-            e2e_gflop: e2e_col(&|r| e(r).gflop),
-            method_wall_s: col(&|r| r.method_wall_s),
-            e2e_wall_s: e2e_col(&|r| e(r).wall_s),
+            stats: over_seeds(&comparisons),
         }
     }
 }

@@ -8,6 +8,7 @@
 //! optional fields get `#[serde(default)]`, and a change that old readers would misread bumps
 //! [`SCHEMA_VERSION`].
 
+pub mod sweep;
 pub mod tail;
 
 use serde::{Deserialize, Serialize};
@@ -142,6 +143,16 @@ pub enum Event {
         resumed_epochs: usize,
         params_total: usize,
         params_trainable: usize,
+        /// The modules an incubation waited for (its strategy's `depends_on`; empty for the
+        /// reference strategy and for other stages).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        depends_on: Vec<usize>,
+        /// For a Slurm job: seconds from submission until its dependencies were met (held),
+        /// and from then until it started (queued). Absent outside Slurm.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        held_s: Option<f64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        queued_s: Option<f64>,
     },
     /// One optimizer step (after gradient accumulation).
     TrainStep {
@@ -329,6 +340,9 @@ mod tests {
                 resumed_epochs: 1,
                 params_total: 100,
                 params_trainable: 40,
+                depends_on: vec![0],
+                held_s: Some(30.0),
+                queued_s: Some(2.5),
             },
             Event::TrainStep {
                 step: 5,

@@ -249,6 +249,7 @@ impl Engine {
             settings: None,
             state_path: Some(self.run.state_path(id)),
             show_progress: self.show_progress,
+            depends_on: Vec::new(),
         }
     }
 }
@@ -274,8 +275,4 @@ impl Engine {
     }
 }
 
-pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "unknown".into())
-}
+pub use crate::telemetry::host::hostname;

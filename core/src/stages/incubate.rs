@@ -225,6 +225,7 @@ pub fn run(engine: &Engine, i: usize) -> anyhow::Result<StageSummary> {
         .map_err(|e| anyhow::anyhow!("incubation strategy {:?}: part settings: {e}", s.name()))?;
         let mut job = engine.job(id, recipe, trained.start, trainable, &*hybrid.loss);
         job.taps = taps;
+        job.depends_on = deps.clone();
         if hybrid.part_settings.is_some() {
             job.settings = Some(&resolve);
         }

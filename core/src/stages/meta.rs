@@ -71,6 +71,7 @@ pub fn run(engine: &Engine) -> anyhow::Result<StageSummary> {
                 train_gflop: 0.0,
                 epochs: 0,
                 final_train_loss: 0.0,
+                depends_on: Vec::new(),
             });
         }
         let mut net = build(engine)?;

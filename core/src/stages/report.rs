@@ -3,6 +3,7 @@
 
 use crate::events::StageId;
 use crate::run_dir::{RunDir, StageSummary};
+use incubator_compare::{compare, StageResult};
 use serde::Serialize;
 use std::fmt::Write;
 
@@ -27,7 +28,7 @@ pub struct Report {
 impl Report {
     /// Reads every stage summary; all method stages must have finished. `deps[i]` are the
     /// modules incubation i waited for (none for the reference strategy): the wall time with
-    /// incubations side by side follows the longest chain of them.
+    /// incubations side by side follows the longest chain of them ([`compare`]).
     pub fn from_run(run: &RunDir, deps: &[Vec<usize>]) -> anyhow::Result<Report> {
         let k = deps.len();
         let need = |id: StageId| -> anyhow::Result<StageSummary> {
@@ -54,40 +55,32 @@ impl Report {
             .collect::<anyhow::Result<Vec<_>>>()?;
         let ft = need(StageId::ASSEMBLE)?;
         let e2e = run.summary(StageId::E2E)?;
-        let inc_wall: f64 = incs.iter().map(|s| s.outcome.wall_s).sum();
-        // Finish time of each incubation with unlimited workers: its own time after the
-        // latest of its dependencies (which have lower indices in every strategy we run, and
-        // are resolved in order here).
-        let mut finish = vec![0.0f64; k];
-        for i in 0..k {
-            let ready = deps[i]
-                .iter()
-                .filter(|&&j| j < i)
-                .map(|&j| finish[j])
-                .fold(0.0, f64::max);
-            finish[i] = ready + incs[i].outcome.wall_s;
-        }
-        let inc_max = finish.iter().copied().fold(0.0, f64::max);
-        let inc_gflop: f64 = incs.iter().map(|s| s.outcome.train_gflop).sum();
+        let c = compare(
+            Some(&result(&meta)),
+            &incs.iter().map(result).collect::<Vec<_>>(),
+            deps,
+            &result(&ft),
+            e2e.as_ref().map(result).as_ref(),
+        );
         // A strategy without a meta model trained none (zero epochs): no row for it.
         let mut stages: Vec<StageSummary> = Some(meta.clone())
             .filter(|m| m.outcome.epochs > 0)
             .into_iter()
             .collect();
         stages.extend(incs);
-        stages.push(ft.clone());
-        stages.extend(e2e.clone());
+        stages.push(ft);
+        stages.extend(e2e);
         Ok(Report {
             method,
-            assembled_top1: ft.outcome.top1,
-            assembled_top5: ft.outcome.top5,
-            e2e_top1: e2e.as_ref().map(|s| s.outcome.top1),
-            e2e_top5: e2e.as_ref().map(|s| s.outcome.top5),
-            method_wall_s: meta.outcome.wall_s + inc_wall + ft.outcome.wall_s,
-            method_gflop: meta.outcome.train_gflop + inc_gflop + ft.outcome.train_gflop,
-            method_parallel_wall_s: meta.outcome.wall_s + inc_max + ft.outcome.wall_s,
-            e2e_wall_s: e2e.as_ref().map(|s| s.outcome.wall_s),
-            e2e_gflop: e2e.as_ref().map(|s| s.outcome.train_gflop),
+            assembled_top1: c.assembled_top1,
+            assembled_top5: c.assembled_top5,
+            e2e_top1: c.e2e.map(|e| e.top1),
+            e2e_top5: c.e2e.map(|e| e.top5),
+            method_wall_s: c.method_wall_s,
+            method_gflop: c.method_gflop,
+            method_parallel_wall_s: c.method_parallel_wall_s,
+            e2e_wall_s: c.e2e.map(|e| e.wall_s),
+            e2e_gflop: c.e2e.map(|e| e.gflop),
             stages,
         })
     }
@@ -173,6 +166,16 @@ impl Report {
             serde_json::to_string_pretty(self)?.as_bytes(),
         )?;
         Ok(())
+    }
+}
+
+/// What the comparison needs of a stage summary.
+pub fn result(s: &StageSummary) -> StageResult {
+    StageResult {
+        top1: s.outcome.top1,
+        top5: s.outcome.top5,
+        gflop: s.outcome.train_gflop,
+        wall_s: s.outcome.wall_s,
     }
 }
 

@@ -1,9 +1,11 @@
 //! The event stream of a run: each [`Event`] goes to `RUN/events/<slug>.jsonl` (read by
-//! [`read_events`] and the dashboard) and to TensorBoard files under `RUN/tensorboard/<slug>/`.
+//! [`read_events`] and the dashboard) and to TensorBoard files under `RUN/tensorboard/<slug>/`
+//! (the stage as TensorBoard's run, the same tags in every stage).
 //!
 //! TensorBoard samples scalars down to 1,000 points per tag unless started with
 //! `--samples_per_plugin scalars=0`.
 
+pub mod host;
 pub mod jsonl;
 pub mod tensorboard;
 
@@ -31,7 +33,12 @@ impl EventLog {
         let events = run_dir.join("events");
         std::fs::create_dir_all(&events)?;
         let jsonl = JsonlWriter::open(&events.join(format!("{slug}.jsonl")))?;
-        let tensorboard = TensorBoardWriter::open(&run_dir.join("tensorboard").join(&slug))?;
+        // the run's configuration: the stage's hyperparameters in TensorBoard's HParams table
+        let config = std::fs::read_to_string(run_dir.join("config.toml")).unwrap_or_default();
+        let tensorboard = TensorBoardWriter::open(
+            &run_dir.join("tensorboard").join(&slug),
+            tensorboard::hparams_of_config(&config),
+        )?;
         Ok(EventLog {
             stage,
             jsonl: Some(jsonl),

@@ -1,32 +1,90 @@
-//! TensorBoard scalars through tensorboard-rs, one log directory per stage:
-//! `RUN/tensorboard/<slug>/`, so TensorBoard lists each stage (and module) as its own run.
+//! TensorBoard files through tensorboard-rs, one log directory per stage:
+//! `RUN/tensorboard/<slug>/`, so TensorBoard lists each stage (and module) as a run of its own.
+//! Tags are the same in every stage (`train/loss`, `eval/top1`, `final/top1`), so one chart
+//! overlays the assembled model, the E2E baseline and the modules. Each stage is also an HParams
+//! session: the run's configuration (every scalar of `config.toml`, and the stage) as its
+//! hyperparameters, its scalars as metrics; a sweep directory opened as one logdir lists every
+//! stage of every run in the HParams table.
 //!
 //! tensorboard-rs panics instead of returning errors (`expect` on every I/O step, and
-//! `unimplemented!()` in about a dozen methods), so every call into it goes through
-//! [`catch_unwind`] and only `add_scalar` and `flush` are used.
+//! `unimplemented!()` in about a dozen methods, `add_hparams` among them), so every call into it
+//! goes through [`catch_unwind`], and HParams summaries are built from its protobuf types.
 
 use anyhow::Context;
-use incubator_events::{Event, Record, StageId};
+use incubator_events::{Event, Record};
+use protobuf::well_known_types::Value;
+use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
-use tensorboard_rs::summary_writer::SummaryWriter;
+use tensorboard_proto::plugin_hparams::{HParamsPluginData, SessionEndInfo, SessionStartInfo};
+use tensorboard_proto::summary::{
+    Summary, SummaryMetadata, SummaryMetadata_PluginData, Summary_Value,
+};
+use tensorboard_rs::summary::scalar;
+use tensorboard_rs::summary_writer::FileWriter;
+
+/// A hyperparameter as the HParams plugin takes it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum HParam {
+    Number(f64),
+    Text(String),
+    Bool(bool),
+}
+
+/// Every scalar of a TOML config by its dotted key (`optim.base_lr`); arrays as their TOML text.
+pub fn hparams_of_config(toml_text: &str) -> BTreeMap<String, HParam> {
+    fn walk(prefix: &str, v: &toml::Value, out: &mut BTreeMap<String, HParam>) {
+        let hp = match v {
+            toml::Value::Table(t) => {
+                for (k, v) in t {
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    walk(&key, v, out);
+                }
+                return;
+            }
+            toml::Value::Integer(i) => HParam::Number(*i as f64),
+            toml::Value::Float(f) => HParam::Number(*f),
+            toml::Value::Boolean(b) => HParam::Bool(*b),
+            toml::Value::String(s) => HParam::Text(s.clone()),
+            other => HParam::Text(other.to_string()),
+        };
+        out.insert(prefix.to_string(), hp);
+    }
+    let mut out = BTreeMap::new();
+    if let Ok(t) = toml_text.parse::<toml::Table>() {
+        walk("", &toml::Value::Table(t), &mut out);
+    }
+    out
+}
 
 pub struct TensorBoardWriter {
-    writer: Option<SummaryWriter>,
+    writer: Option<FileWriter>,
+    /// The session's hyperparameters, written once this process starts training.
+    hparams: BTreeMap<String, HParam>,
+    session_started: bool,
 }
 
 impl TensorBoardWriter {
-    pub fn open(logdir: &Path) -> anyhow::Result<TensorBoardWriter> {
+    pub fn open(
+        logdir: &Path,
+        hparams: BTreeMap<String, HParam>,
+    ) -> anyhow::Result<TensorBoardWriter> {
         std::fs::create_dir_all(logdir)?;
-        // If its writer thread dies inside `SummaryWriter::new`, the half-built writer panics
+        // If its writer thread dies inside `FileWriter::new`, the half-built writer panics
         // again while unwinding, which aborts the process: so fail here on an unwritable directory.
         let probe = logdir.join(".write-probe");
         std::fs::File::create(&probe)
             .and_then(|_| std::fs::remove_file(&probe))
             .with_context(|| format!("{} is not writable", logdir.display()))?;
-        let writer = guarded(|| SummaryWriter::new(logdir))?;
+        let writer = guarded(|| FileWriter::new(logdir))?;
         Ok(TensorBoardWriter {
             writer: Some(writer),
+            hparams,
+            session_started: false,
         })
     }
 
@@ -34,10 +92,28 @@ impl TensorBoardWriter {
         let Some(writer) = self.writer.as_mut() else {
             return Ok(());
         };
-        let prefix = tag_prefix(record.stage);
+        let mut summaries: Vec<(Summary, u64)> = scalars(&record.event)
+            .into_iter()
+            .map(|(tag, value, step)| (scalar(&tag, value as f32), step))
+            .collect();
+        match &record.event {
+            Event::StageStarted { .. } if !self.session_started => {
+                let mut hp = self.hparams.clone();
+                hp.insert("stage".into(), HParam::Text(record.stage.slug()));
+                hp.insert(
+                    "stage_kind".into(),
+                    HParam::Text(record.stage.stage.as_str().into()),
+                );
+                summaries.push((session_start(&hp, record.time), 0));
+                self.session_started = true;
+            }
+            Event::StageFinished { .. } => summaries.push((session_end(1, record.time), 0)),
+            Event::StageFailed { .. } => summaries.push((session_end(3, record.time), 0)),
+            _ => {}
+        }
         let result = guarded(|| {
-            for (name, value, step) in scalars(&record.event) {
-                writer.add_scalar(&format!("{prefix}/{name}"), value as f32, step as usize);
+            for (summary, step) in summaries {
+                writer.add_summary(summary, step as usize);
             }
         });
         self.forget_if_failed(result)
@@ -82,16 +158,54 @@ fn guarded<T>(f: impl FnOnce() -> T) -> anyhow::Result<T> {
     })
 }
 
-/// `incubate/module-2` for `incubate-2`, plain `meta`, `assemble`, `e2e` otherwise: a TensorBoard
-/// tag group per stage kind, a sub-group per module.
-pub fn tag_prefix(stage: StageId) -> String {
-    match stage.module {
-        Some(m) => format!("{}/module-{m}", stage.stage.as_str()),
-        None => stage.stage.as_str().to_string(),
-    }
+/// A summary the HParams plugin reads: its data in the metadata's plugin content, under one of
+/// the plugin's tags (as TensorBoard's own `hparams.summary` writes them).
+fn hparams_summary(tag: &str, mut data: HParamsPluginData) -> Summary {
+    data.set_version(0);
+    let mut plugin = SummaryMetadata_PluginData::new();
+    plugin.set_plugin_name("hparams".into());
+    plugin.set_content(protobuf::Message::write_to_bytes(&data).unwrap_or_default());
+    let mut meta = SummaryMetadata::new();
+    meta.set_plugin_data(plugin);
+    let mut value = Summary_Value::new();
+    value.set_tag(tag.into());
+    value.set_metadata(meta);
+    let mut summary = Summary::new();
+    summary.set_value(protobuf::RepeatedField::from(vec![value]));
+    summary
 }
 
-/// The scalars an event becomes: (tag below the prefix, value, step).
+fn session_start(hparams: &BTreeMap<String, HParam>, time: f64) -> Summary {
+    let mut info = SessionStartInfo::new();
+    for (k, v) in hparams {
+        let mut value = Value::new();
+        match v {
+            HParam::Number(n) => value.set_number_value(*n),
+            HParam::Text(t) => value.set_string_value(t.clone()),
+            HParam::Bool(b) => value.set_bool_value(*b),
+        }
+        info.mut_hparams().insert(k.clone(), value);
+    }
+    info.set_start_time_secs(time);
+    let mut data = HParamsPluginData::new();
+    data.set_session_start_info(info);
+    hparams_summary("_hparams_/session_start_info", data)
+}
+
+/// `status`: 1 success, 3 failure (tensorboard.hparams.Status).
+fn session_end(status: i32, time: f64) -> Summary {
+    let mut info = SessionEndInfo::new();
+    info.set_status(
+        <tensorboard_proto::api::Status as protobuf::ProtobufEnum>::from_i32(status)
+            .unwrap_or(tensorboard_proto::api::Status::STATUS_UNKNOWN),
+    );
+    info.set_end_time_secs(time);
+    let mut data = HParamsPluginData::new();
+    data.set_session_end_info(info);
+    hparams_summary("_hparams_/session_end_info", data)
+}
+
+/// The scalars an event becomes: (tag, value, step). The same tags in every stage.
 fn scalars(event: &Event) -> Vec<(String, f64, u64)> {
     let fixed = |v: Vec<(&str, f64, u64)>| {
         v.into_iter()
@@ -160,16 +274,10 @@ fn scalars(event: &Event) -> Vec<(String, f64, u64)> {
 mod tests {
     use super::*;
     use crate::telemetry::EventLog;
+    use incubator_events::StageId;
     use serde_json::{json, Value};
     use std::path::PathBuf;
     use std::process::Command;
-
-    #[test]
-    fn tag_prefixes_group_by_stage_then_module() {
-        assert_eq!(tag_prefix(StageId::incubate(2)), "incubate/module-2");
-        assert_eq!(tag_prefix(StageId::META), "meta");
-        assert_eq!(tag_prefix(StageId::E2E), "e2e");
-    }
 
     #[test]
     fn panics_become_errors() {
@@ -194,7 +302,24 @@ mod tests {
         let python = repo.join(PathBuf::from(python));
 
         let run = tempfile::tempdir().unwrap();
+        std::fs::write(
+            run.path().join("config.toml"),
+            "seed = 3\n[optim]\nbase_lr = 0.001\nschedule = \"deit\"\n[e2e]\nenabled = true\n",
+        )
+        .unwrap();
         let mut meta = EventLog::open(run.path(), StageId::META).unwrap();
+        meta.emit(Event::StageStarted {
+            host: "h".into(),
+            pid: 1,
+            epochs: 1,
+            steps_per_epoch: 3,
+            resumed_epochs: 0,
+            params_total: 1,
+            params_trainable: 1,
+            depends_on: vec![],
+            held_s: None,
+            queued_s: None,
+        });
         let mut inc = EventLog::open(run.path(), StageId::incubate(2)).unwrap();
         for step in 1..=3u64 {
             let s = step as f64;
@@ -250,27 +375,74 @@ mod tests {
         let got: Value = serde_json::from_slice(&out.stdout).unwrap();
 
         let lr = 3e-4f32 as f64; // Event files hold f32.
+                                 // the same tags in every stage: a chart overlays them, the stage is the run
         let expected = json!({
             "meta": {
-                "meta/train/loss": [[1, 3.0], [2, 2.0], [3, 1.0]],
-                "meta/train/lr": [[1, lr], [2, lr], [3, lr]],
-                "meta/train/grad_norm": [[1, 0.5], [2, 1.0], [3, 1.5]],
-                "meta/train/samples_per_sec": [[1, 101.0], [2, 102.0], [3, 103.0]],
-                "meta/eval/top1": [[3, 0.25]],
-                "meta/eval/top5": [[3, 0.5]],
-                "meta/eval/loss": [[3, 2.5]],
-                "meta/final/top1": [[0, 0.25]],
-                "meta/final/top5": [[0, 0.5]],
-                "meta/final/best_top1": [[0, 0.375]],
-                "meta/final/wall_s": [[0, 12.5]],
-                "meta/final/train_gflop": [[0, 1024.0]],
+                "scalars": {
+                    "train/loss": [[1, 3.0], [2, 2.0], [3, 1.0]],
+                    "train/lr": [[1, lr], [2, lr], [3, lr]],
+                    "train/grad_norm": [[1, 0.5], [2, 1.0], [3, 1.5]],
+                    "train/samples_per_sec": [[1, 101.0], [2, 102.0], [3, 103.0]],
+                    "eval/top1": [[3, 0.25]],
+                    "eval/top5": [[3, 0.5]],
+                    "eval/loss": [[3, 2.5]],
+                    "final/top1": [[0, 0.25]],
+                    "final/top5": [[0, 0.5]],
+                    "final/best_top1": [[0, 0.375]],
+                    "final/wall_s": [[0, 12.5]],
+                    "final/train_gflop": [[0, 1024.0]],
+                },
+                "hparams": {
+                    "seed": 3.0, "optim.base_lr": 0.001, "optim.schedule": "deit",
+                    "e2e.enabled": true, "stage": "meta", "stage_kind": "meta",
+                },
+                "status": 1,
             },
             "incubate-2": {
-                "incubate/module-2/eval/top1": [[7, 0.75]],
-                "incubate/module-2/eval/top5": [[7, 1.0]],
-                "incubate/module-2/eval/loss": [[7, 0.125]],
+                "scalars": {
+                    "eval/top1": [[7, 0.75]],
+                    "eval/top5": [[7, 1.0]],
+                    "eval/loss": [[7, 0.125]],
+                },
+                "status": 3,
             },
         });
         assert_eq!(got, expected);
+
+        // TensorBoard's server, as a user opens it: the stages as runs with the same tags, and
+        // the meta stage as an HParams session with the configuration and its final top-1
+        let out = Command::new(&python)
+            .arg(repo.join("tests/tensorboard_reader.py"))
+            .arg("--http")
+            .arg(run.path().join("tensorboard"))
+            .current_dir(&repo)
+            .output()
+            .unwrap_or_else(|e| panic!("running {}: {e}", python.display()));
+        assert!(
+            out.status.success(),
+            "TensorBoard's server: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let http: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(http["runs"], json!(["incubate-2", "meta"]), "{http}");
+        assert!(http["tags"]["incubate-2"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("eval/top1")));
+        assert!(http["tags"]["meta"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("eval/top1")));
+        assert!(
+            http["hparam_names"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("optim.base_lr")),
+            "{http}"
+        );
+        let session = &http["sessions"][0];
+        assert_eq!(session["name"], "meta", "{http}");
+        assert_eq!(session["hparams"]["optim.base_lr"], 0.001);
+        assert_eq!(session["metrics"][":final/top1"], 0.25, "{http}");
     }
 }

@@ -13,6 +13,7 @@ use crate::data::{DataSplit, Dataset};
 use crate::device::Dev;
 use crate::events::{Event, StageId};
 use crate::model::{flops, Extras, HasParams, Mode, Network, VitConfig, WithExtras};
+use crate::telemetry::host;
 use crate::telemetry::EventLog;
 use dfdx::prelude::*;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -55,6 +56,9 @@ pub struct TrainJob<'a> {
     /// Where the per-epoch resumable state goes; `None` trains without checkpoints.
     pub state_path: Option<PathBuf>,
     pub show_progress: bool,
+    /// The modules this incubation waited for (its strategy's `depends_on`): recorded in the
+    /// start event and the outcome, so that a report or dashboard knows which stages overlap.
+    pub depends_on: Vec<usize>,
 }
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -75,6 +79,9 @@ pub struct TrainOutcome {
     pub train_gflop: f64,
     pub epochs: usize,
     pub final_train_loss: f64,
+    /// See [`TrainJob::depends_on`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<usize>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -192,14 +199,18 @@ pub fn train(
         .filter(|(n, _)| job.trainable.contains(n))
         .map(|(_, p)| p.numel())
         .sum();
+    let (held_s, queued_s) = host::slurm_wait().unzip();
     log.emit(Event::StageStarted {
-        host: hostname(),
+        host: host::hostname(),
         pid: std::process::id(),
         epochs: job.recipe.epochs,
         steps_per_epoch: steps_per_epoch as usize,
         resumed_epochs: st.epoch,
         params_total,
         params_trainable,
+        depends_on: job.depends_on.clone(),
+        held_s,
+        queued_s,
     });
 
     let maker = batch_maker(dev, job.cfg, job.vit);
@@ -389,6 +400,7 @@ pub fn train(
         train_gflop: st.train_gflop,
         epochs: job.recipe.epochs,
         final_train_loss: st.last_train_loss.unwrap_or(f64::NAN),
+        depends_on: job.depends_on.clone(),
     })
 }
 
@@ -545,11 +557,4 @@ fn progress_bar(job: &TrainJob, epoch: usize, steps: u64) -> ProgressBar {
         job.recipe.epochs
     ));
     bar
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .or_else(|_| std::env::var("HOSTNAME"))
-        .unwrap_or_else(|_| "unknown".into())
 }

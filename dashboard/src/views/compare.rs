@@ -1,123 +1,199 @@
-//! Comparison: the assembled model against the E2E baseline per run (the paper's table:
-//! accuracy, compute with the meta model included, wall time), and the runs' hyperparameters
-//! side by side, differences first.
+//! Comparison: the assembled model against the E2E baseline (the paper's table: accuracy,
+//! compute with the meta model included, wall time), per configuration over its seeds with the
+//! paired difference's 95% interval, and per run; then the configurations' hyperparameters
+//! side by side, differences first. Every number comes from `incubator_compare`, as in the
+//! engine's and the sweep's reports.
 
 use super::{duration, percent};
+use crate::configs::table;
 use crate::store::Run;
+use crate::view::View;
+use crate::workspace::{Group, Workspace};
 use egui::{RichText, Ui};
-use std::collections::{BTreeMap, BTreeSet};
+use incubator_compare::{over_seeds, Comparison, MeanCi, MeanSd, OverSeeds};
 
-pub fn show(ui: &mut Ui, runs: &[Run]) {
-    egui::ScrollArea::vertical().show(ui, |ui| {
-        ui.heading("Deep Model Assembling vs end-to-end");
-        egui::Grid::new("comparison").striped(true).show(ui, |ui| {
+#[derive(Default)]
+pub struct CompareView;
+
+impl View for CompareView {
+    fn id(&self) -> &'static str {
+        "compare"
+    }
+
+    fn title(&self) -> &'static str {
+        "Compare"
+    }
+
+    fn state(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+
+    fn restore(&mut self, _state: serde_json::Value) {}
+
+    fn describe(&self, ws: &Workspace) -> serde_json::Value {
+        let configurations: Vec<serde_json::Value> = ws
+            .groups()
+            .iter()
+            .filter_map(|g| {
+                let (n, stats) = group_stats(g)?;
+                Some(serde_json::json!({"name": g.name, "seeds": n, "diff_top1": stats.diff_top1}))
+            })
+            .collect();
+        serde_json::json!({ "configurations": configurations })
+    }
+
+    fn ui(&mut self, ui: &mut Ui, ws: &Workspace) {
+        egui::ScrollArea::vertical().show(ui, |ui| {
+            let groups = ws.groups();
+            if ws.has_seeds() {
+                ui.heading("Per configuration, over seeds");
+                ui.label(
+                    RichText::new(
+                        "mean ± sd; the difference is assembled minus E2E of the same seed with its 95% interval (Student's t); * marks an interval that excludes zero",
+                    )
+                    .weak(),
+                );
+                per_configuration(ui, &groups);
+                ui.add_space(12.0);
+            }
+            ui.heading("Deep Model Assembling vs end-to-end, per run");
+            per_run(ui, &ws.runs);
+            ui.add_space(12.0);
+            ui.heading("Hyperparameters");
+            // one column per configuration: its seeds differ in nothing else
+            let firsts: Vec<&Run> = groups.iter().map(|g| g.runs[0]).collect();
+            let names: Vec<&str> = groups.iter().map(|g| g.name.as_str()).collect();
+            hyperparameters(ui, &firsts, &names);
+        });
+    }
+}
+
+/// The finished runs' comparisons of a configuration and their statistics.
+fn group_stats(g: &Group) -> Option<(usize, OverSeeds)> {
+    let cs: Vec<Comparison> = g.runs.iter().filter_map(|r| r.comparison()).collect();
+    (!cs.is_empty()).then(|| (cs.len(), over_seeds(&cs)))
+}
+
+fn per_configuration(ui: &mut Ui, groups: &[Group]) {
+    egui::Grid::new("per-configuration")
+        .striped(true)
+        .show(ui, |ui| {
             for h in [
-                "run",
+                "configuration",
+                "seeds",
                 "assembled top-1",
                 "E2E top-1",
-                "difference",
+                "difference [95% CI]",
                 "method GFLOP",
                 "E2E GFLOP",
-                "cost ratio",
-                "method wall",
-                "side by side",
-                "E2E wall",
             ] {
                 ui.label(RichText::new(h).strong());
             }
             ui.end_row();
-            for run in runs {
-                ui.label(&run.name);
-                match run.comparison() {
-                    None => {
-                        ui.label("(stages still running)");
-                    }
-                    Some(c) => {
-                        ui.label(percent(c.method_top1));
-                        ui.label(c.e2e_top1.map(percent).unwrap_or_else(|| "-".into()));
-                        ui.label(
-                            c.e2e_top1
-                                .map(|e| format!("{:+.2} points", 100.0 * (c.method_top1 - e)))
-                                .unwrap_or_else(|| "-".into()),
-                        );
-                        ui.label(format!("{:.0}", c.method_gflop));
-                        ui.label(
-                            c.e2e_gflop
-                                .map(|g| format!("{g:.0}"))
-                                .unwrap_or_else(|| "-".into()),
-                        );
-                        ui.label(
-                            c.cost_ratio()
-                                .map(|r| format!("{r:.2}x"))
-                                .unwrap_or_else(|| "-".into()),
-                        );
-                        ui.label(duration(c.method_wall_s));
-                        ui.label(duration(c.method_parallel_wall_s));
-                        ui.label(c.e2e_wall_s.map(duration).unwrap_or_else(|| "-".into()));
-                    }
-                }
+            for g in groups {
+                ui.label(&g.name);
+                let Some((n, s)) = group_stats(g) else {
+                    ui.label(format!("0 of {}", g.runs.len()));
+                    ui.end_row();
+                    continue;
+                };
+                ui.label(format!("{n} of {}", g.runs.len()));
+                ui.label(pct_sd(&s.assembled_top1));
+                ui.label(s.e2e_top1.as_ref().map(pct_sd).unwrap_or("-".into()));
+                ui.label(s.diff_top1.as_ref().map(diff_ci).unwrap_or("-".into()));
+                ui.label(format!("{:.0}", s.method_gflop.mean));
+                ui.label(
+                    s.e2e_gflop
+                        .map(|g| format!("{:.0}", g.mean))
+                        .unwrap_or("-".into()),
+                );
                 ui.end_row();
             }
         });
-        ui.add_space(12.0);
-        ui.heading("Hyperparameters");
-        hyperparameters(ui, runs);
+}
+
+/// `91.20 ± 0.35 %` (no ± for one seed).
+pub fn pct_sd(m: &MeanSd) -> String {
+    if m.sd.is_finite() {
+        format!("{:.2} ± {:.2} %", 100.0 * m.mean, 100.0 * m.sd)
+    } else {
+        percent(m.mean)
+    }
+}
+
+/// `+1.25 [+0.40, +2.10] *` in points.
+pub fn diff_ci(c: &MeanCi) -> String {
+    if c.lo.is_finite() {
+        format!(
+            "{:+.2} [{:+.2}, {:+.2}]{}",
+            100.0 * c.mean,
+            100.0 * c.lo,
+            100.0 * c.hi,
+            if c.excludes_zero() { " *" } else { "" }
+        )
+    } else {
+        format!("{:+.2}", 100.0 * c.mean)
+    }
+}
+
+fn per_run(ui: &mut Ui, runs: &[Run]) {
+    egui::Grid::new("comparison").striped(true).show(ui, |ui| {
+        for h in [
+            "run",
+            "assembled top-1",
+            "E2E top-1",
+            "difference",
+            "method GFLOP",
+            "E2E GFLOP",
+            "cost ratio",
+            "method wall",
+            "side by side",
+            "E2E wall",
+        ] {
+            ui.label(RichText::new(h).strong());
+        }
+        ui.end_row();
+        let dash = || "-".to_string();
+        for run in runs {
+            ui.label(&run.name);
+            match run.comparison() {
+                None => {
+                    ui.label("(stages still running)");
+                }
+                Some(c) => {
+                    ui.label(percent(c.assembled_top1));
+                    ui.label(c.e2e.map(|e| percent(e.top1)).unwrap_or_else(dash));
+                    ui.label(
+                        c.diff_top1()
+                            .map(|d| format!("{:+.2} points", 100.0 * d))
+                            .unwrap_or_else(dash),
+                    );
+                    ui.label(format!("{:.0}", c.method_gflop));
+                    ui.label(
+                        c.e2e
+                            .map(|e| format!("{:.0}", e.gflop))
+                            .unwrap_or_else(dash),
+                    );
+                    ui.label(
+                        c.cost_ratio()
+                            .map(|r| format!("{r:.2}x"))
+                            .unwrap_or_else(dash),
+                    );
+                    ui.label(duration(c.method_wall_s));
+                    ui.label(duration(c.method_parallel_wall_s));
+                    ui.label(c.e2e.map(|e| duration(e.wall_s)).unwrap_or_else(dash));
+                }
+            }
+            ui.end_row();
+        }
     });
 }
 
-/// `section.key` -> value of every scalar in a TOML config.
-pub fn flatten(config: &str) -> BTreeMap<String, String> {
-    fn walk(prefix: &str, v: &toml::Value, out: &mut BTreeMap<String, String>) {
-        match v {
-            toml::Value::Table(t) => {
-                for (k, v) in t {
-                    let key = if prefix.is_empty() {
-                        k.clone()
-                    } else {
-                        format!("{prefix}.{k}")
-                    };
-                    walk(&key, v, out);
-                }
-            }
-            other => {
-                out.insert(prefix.to_string(), other.to_string());
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    if let Ok(v) = config.parse::<toml::Table>() {
-        walk("", &toml::Value::Table(v), &mut out);
-    }
-    out
-}
-
-/// Rows of the hyperparameter table: keys whose values differ between runs first.
-pub fn table(runs: &[Run]) -> Vec<(String, Vec<String>, bool)> {
-    let configs: Vec<BTreeMap<String, String>> = runs
-        .iter()
-        .map(|r| r.config.as_deref().map(flatten).unwrap_or_default())
-        .collect();
-    let keys: BTreeSet<&String> = configs.iter().flat_map(|c| c.keys()).collect();
-    let mut rows: Vec<(String, Vec<String>, bool)> = keys
-        .into_iter()
-        .map(|k| {
-            let values: Vec<String> = configs
-                .iter()
-                .map(|c| c.get(k).cloned().unwrap_or_else(|| "-".into()))
-                .collect();
-            let differs = values.iter().any(|v| v != &values[0]);
-            (k.clone(), values, differs)
-        })
-        .collect();
-    rows.sort_by_key(|(k, _, differs)| (!differs, k.clone()));
-    rows
-}
-
-fn hyperparameters(ui: &mut Ui, runs: &[Run]) {
+fn hyperparameters(ui: &mut Ui, runs: &[&Run], names: &[&str]) {
     egui::Grid::new("hparams").striped(true).show(ui, |ui| {
         ui.label(RichText::new("key").strong());
-        for r in runs {
-            ui.label(RichText::new(&r.name).strong());
+        for n in names {
+            ui.label(RichText::new(*n).strong());
         }
         ui.end_row();
         for (key, values, differs) in table(runs) {
@@ -133,24 +209,4 @@ fn hyperparameters(ui: &mut Ui, runs: &[Run]) {
             ui.end_row();
         }
     });
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn differing_keys_come_first() {
-        let mut a = Run::new("a");
-        a.config = Some("seed = 0\n[optim]\nbase_lr = 0.01\nbatch_size = 32\n".into());
-        let mut b = Run::new("b");
-        b.config = Some("seed = 0\n[optim]\nbase_lr = 0.02\nbatch_size = 32\n".into());
-        let rows = table(&[a, b]);
-        assert_eq!(rows[0].0, "optim.base_lr");
-        assert!(rows[0].2);
-        assert_eq!(rows[0].1, vec!["0.01", "0.02"]);
-        assert!(rows
-            .iter()
-            .any(|(k, v, d)| k == "seed" && !d && v == &vec!["0", "0"]));
-    }
 }

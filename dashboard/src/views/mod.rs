@@ -1,8 +1,24 @@
-//! The dashboard's views: the pipeline of each run, the curves, and the comparison.
+//! The dashboard's views, one file each: the pipeline of each run, the stage timeline, the
+//! curves, accuracy against cost, and the comparison. Each owns its state (see `view.rs`).
 
 pub mod compare;
+pub mod cost;
 pub mod curves;
 pub mod pipeline;
+pub mod timeline;
+
+use crate::view::View;
+
+/// Every view, in tab order.
+pub fn all() -> Vec<Box<dyn View>> {
+    vec![
+        Box::new(pipeline::PipelineView::default()),
+        Box::new(timeline::TimelineView::default()),
+        Box::new(curves::CurvesView::default()),
+        Box::new(cost::CostView::default()),
+        Box::new(compare::CompareView),
+    ]
+}
 
 /// `95.2 %` for a fraction.
 pub fn percent(v: f64) -> String {

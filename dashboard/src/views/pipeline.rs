@@ -4,6 +4,8 @@
 
 use super::{duration, percent};
 use crate::store::{Run, StageView, Status};
+use crate::view::View;
+use crate::workspace::Workspace;
 use egui::{Color32, RichText, Ui};
 use incubator_events::{StageId, StageKind};
 
@@ -17,7 +19,58 @@ pub fn status_colour(s: Status) -> Color32 {
     }
 }
 
-pub fn show(ui: &mut Ui, runs: &[Run]) {
+/// The pipeline view: every run, or the one picked.
+#[derive(Default)]
+pub struct PipelineView {
+    pub only: Option<String>,
+}
+
+impl View for PipelineView {
+    fn id(&self) -> &'static str {
+        "pipeline"
+    }
+
+    fn title(&self) -> &'static str {
+        "Pipeline"
+    }
+
+    fn state(&self) -> serde_json::Value {
+        serde_json::json!({ "run": self.only })
+    }
+
+    fn restore(&mut self, state: serde_json::Value) {
+        self.only = state["run"].as_str().map(str::to_string);
+    }
+
+    fn ui(&mut self, ui: &mut Ui, ws: &Workspace) {
+        if ws.runs.len() > 1 {
+            pick_run(ui, "pipeline-run", &mut self.only, &ws.runs);
+        }
+        let runs: Vec<&Run> = ws
+            .runs
+            .iter()
+            .filter(|r| self.only.as_ref().is_none_or(|o| *o == r.name))
+            .collect();
+        show(ui, &runs);
+    }
+}
+
+/// A choice of one run (or all of them).
+pub fn pick_run(ui: &mut Ui, id: &str, only: &mut Option<String>, runs: &[Run]) {
+    ui.horizontal(|ui| {
+        ui.label("run:");
+        egui::ComboBox::from_id_salt(id)
+            .selected_text(only.as_deref().unwrap_or("all"))
+            .show_ui(ui, |ui| {
+                ui.selectable_value(only, None, "all");
+                for r in runs {
+                    ui.selectable_value(only, Some(r.name.clone()), &r.name);
+                }
+            });
+    });
+}
+
+fn show(ui: &mut Ui, runs: &[&Run]) {
     egui::ScrollArea::vertical().show(ui, |ui| {
         for run in runs {
             ui.heading(&run.name);

@@ -181,6 +181,7 @@ fn the_teacher_hybrid_is_teacher_module_i_then_the_meta_suffix_and_stays_frozen(
         settings: None,
         state_path: None,
         show_progress: false,
+        depends_on: Vec::new(),
     };
     train::train(
         job,

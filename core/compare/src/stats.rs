@@ -2,10 +2,10 @@
 //! 95% confidence interval from Student's t (for paired differences: method minus E2E of the
 //! same seed, which removes what the seed does to both).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use statrs::distribution::{ContinuousCDF, StudentsT};
 
-#[derive(Clone, Copy, Debug, Serialize, PartialEq)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
 pub struct MeanSd {
     pub n: usize,
     pub mean: f64,
@@ -13,7 +13,7 @@ pub struct MeanSd {
     pub sd: f64,
 }
 
-#[derive(Clone, Copy, Debug, Serialize, PartialEq)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
 pub struct MeanCi {
     pub n: usize,
     pub mean: f64,
