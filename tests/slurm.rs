@@ -138,6 +138,32 @@ fn a_run_submitted_to_slurm_runs_in_order_and_ends_with_the_local_model() {
         time_of(&run, "assemble", true) >= last_incubation,
         "assembly before the incubations finished"
     );
+    // each job's wait, as Slurm reports it, is in its start event (the dashboard's timeline
+    // draws it): an incubation was held at least until the meta model finished
+    for slug in ["meta", "incubate-2", "assemble"] {
+        let (held, queued, started) = events(&run, slug)
+            .iter()
+            .find_map(|r| match &r.event {
+                Event::StageStarted {
+                    held_s, queued_s, ..
+                } => Some((*held_s, *queued_s, r.time)),
+                _ => None,
+            })
+            .unwrap();
+        let (held, queued) = (held.expect("held_s"), queued.expect("queued_s"));
+        assert!(
+            held >= 0.0 && queued >= 0.0,
+            "{slug}: held {held}, queued {queued}"
+        );
+        if slug == "incubate-2" {
+            // scontrol's times have whole seconds
+            let submitted = started - queued - held;
+            assert!(
+                submitted + held >= meta_done - 2.0,
+                "{slug} eligible before meta finished: held {held} s"
+            );
+        }
+    }
 
     // the same model as a local run of the same config
     same_as_a_local_run(

@@ -90,6 +90,63 @@ fn results(dir: &Path) -> Vec<(String, u64, f64, f64, f64, f64, f64)> {
         .collect()
 }
 
+/// The sweep directory as one TensorBoard logdir, asked through TensorBoard's own server: every
+/// stage of every run is a run with the same tags, and an HParams session whose settings say
+/// which configuration and stage it is and whose metrics hold its final top-1.
+fn tensorboard_sees_the_sweep(dir: &Path) {
+    let Some(python) = std::env::var_os("INCUBATOR_TB_PYTHON") else {
+        panic!(
+            "INCUBATOR_TB_PYTHON is not set: ./scripts/test.sh sets it (a python with tensorboard)"
+        );
+    };
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = std::process::Command::new(repo.join(PathBuf::from(python)))
+        .arg(repo.join("tests/tensorboard_reader.py"))
+        .arg("--http")
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tb: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let runs = tb["runs"].as_array().unwrap();
+    // 2 configurations x 2 seeds x (meta, 4 incubations, assemble, e2e)
+    assert_eq!(runs.len(), 2 * 2 * 7, "{runs:?}");
+    let run = "runs/optim.base_lr=0.064/seed1/tensorboard/assemble";
+    assert!(runs.contains(&Value::from(run)), "{runs:?}");
+    for stage in ["assemble", "e2e"] {
+        let r = format!("runs/optim.base_lr=0.032/seed0/tensorboard/{stage}");
+        assert!(
+            tb["tags"][&r]
+                .as_array()
+                .unwrap()
+                .contains(&Value::from("eval/top1")),
+            "{r}: {}",
+            tb["tags"][&r]
+        );
+    }
+    let sessions = tb["sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), runs.len(), "a session per stage");
+    let s = sessions
+        .iter()
+        .find(|s| s["name"] == run)
+        .expect("the assembly's session");
+    assert_eq!(s["hparams"]["optim.base_lr"], 0.064);
+    assert_eq!(s["hparams"]["seed"], 1.0);
+    assert_eq!(s["hparams"]["stage"], "assemble");
+    let top1 = summary(&dir.join("runs/optim.base_lr=0.064/seed1"), "assemble")["top1"]
+        .as_f64()
+        .unwrap();
+    let shown = s["metrics"][":final/top1"].as_f64().unwrap();
+    assert!(
+        (shown - top1).abs() < 1e-6,
+        "TensorBoard {shown}, summary {top1}"
+    );
+}
+
 #[test]
 fn sweep_report_statistics_match_the_runs_and_a_rerun_trains_nothing() {
     let tmp = tempfile::tempdir().unwrap();
@@ -176,6 +233,7 @@ fn sweep_report_statistics_match_the_runs_and_a_rerun_trains_nothing() {
         assert_eq!(svg.matches("<circle").count(), 2 * 2 + 2, "{plot}");
     }
     assert!(md.contains("plots/accuracy-vs-axis.svg"));
+    tensorboard_sees_the_sweep(&dir);
 
     // Again: every run is finished, nothing trains, the numbers stay.
     let before = results(&dir);

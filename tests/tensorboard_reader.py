@@ -64,6 +64,17 @@ def read_http(logdir: str) -> dict:
         with urllib.request.urlopen(req, timeout=60) as r:
             return json.loads(r.read())
 
+    # TensorBoard loads the logdir in the background: wait until it lists runs and that list
+    # has stopped growing
+    import time
+    deadline = time.time() + 120
+    seen = None
+    while time.time() < deadline:
+        runs = get("/data/runs")
+        if runs and runs == seen:
+            break
+        seen = runs
+        time.sleep(1.0)
     tags = get("/data/plugin/scalars/tags")
     experiment = get("/data/plugin/hparams/experiment", {"experimentName": ""})
     groups = get("/data/plugin/hparams/session_groups", {

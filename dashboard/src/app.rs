@@ -174,6 +174,7 @@ impl eframe::App for DashboardApp {
         self.show(ui);
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     fn save(&mut self, storage: &mut dyn eframe::Storage) {
         eframe::set_value(storage, MEMORY_KEY, &self.memory());
     }

@@ -4,30 +4,12 @@
 use crate::store::Run;
 use std::collections::{BTreeMap, BTreeSet};
 
-/// `section.key` -> value of every scalar in a TOML config.
+/// `section.key` -> value of every scalar in a TOML config, as shown.
 pub fn flatten(config: &str) -> BTreeMap<String, String> {
-    fn walk(prefix: &str, v: &toml::Value, out: &mut BTreeMap<String, String>) {
-        match v {
-            toml::Value::Table(t) => {
-                for (k, v) in t {
-                    let key = if prefix.is_empty() {
-                        k.clone()
-                    } else {
-                        format!("{prefix}.{k}")
-                    };
-                    walk(&key, v, out);
-                }
-            }
-            other => {
-                out.insert(prefix.to_string(), other.to_string());
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    if let Ok(v) = config.parse::<toml::Table>() {
-        walk("", &toml::Value::Table(v), &mut out);
-    }
-    out
+    incubator_compare::settings(config)
+        .into_iter()
+        .map(|(k, v)| (k, v.to_string()))
+        .collect()
 }
 
 /// Rows of the hyperparameter table of `runs`: (key, value per run, whether they differ), keys

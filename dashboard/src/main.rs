@@ -17,6 +17,10 @@ fn main() -> eframe::Result {
         /// Start from the default views instead of what the last session showed.
         #[arg(long)]
         fresh: bool,
+        /// Open what a link of the browser dashboard shows: its part after `#`
+        /// (`view=timeline&state=...`).
+        #[arg(long)]
+        link: Option<String>,
         /// A live server (`incubator serve`) to show every run of.
         #[arg(long)]
         url: Option<String>,
@@ -62,6 +66,11 @@ fn main() -> eframe::Result {
             });
             if let Some(memory) = remembered.filter(|_| !args.fresh) {
                 app.restore(memory);
+            }
+            if let Some(link) = &args.link {
+                if !app.follow_link(link) {
+                    eprintln!("warning: --link {link:?} names no view; showing the last one");
+                }
             }
             Ok(Box::new(app))
         }),

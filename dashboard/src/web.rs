@@ -157,10 +157,6 @@ impl eframe::App for LinkedApp {
         let _ = frame;
     }
 
-    fn save(&mut self, storage: &mut dyn eframe::Storage) {
-        eframe::set_value(storage, crate::app::MEMORY_KEY, &self.app.memory());
-    }
-
     fn as_any_mut(&mut self) -> Option<&mut dyn std::any::Any> {
         Some(self)
     }
@@ -202,17 +198,9 @@ async fn run() -> Result<(), JsValue> {
         .start(
             canvas,
             eframe::WebOptions::default(),
-            Box::new(move |cc| {
+            Box::new(move |_cc| {
                 let mut app = DashboardApp::new(sources);
-                // a link's fragment wins; without one, what this browser showed last time
-                if !app.follow_link(&fragment()) {
-                    let remembered = cc.storage.and_then(|s| {
-                        eframe::get_value::<crate::memory::Memory>(s, crate::app::MEMORY_KEY)
-                    });
-                    if let Some(memory) = remembered {
-                        app.restore(memory);
-                    }
-                }
+                app.follow_link(&fragment());
                 Ok(Box::new(LinkedApp {
                     app,
                     shown: String::new(),

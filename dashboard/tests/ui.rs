@@ -310,10 +310,10 @@ fn the_timeline_shows_processes_as_lanes_and_whether_incubations_overlapped() {
     for lane in ["node1 pid 1", "node1 pid 5", "node2 pid 9"] {
         harness.get_by_label(lane);
     }
-    harness.get_by_label("incubate-1 interrupted (11-20 s)");
-    harness.get_by_label("incubate-1 resumed, finished (22-35 s)");
+    harness.get_by_label("incubate-1 interrupted (11.0-20.0 s)");
+    harness.get_by_label("incubate-1 resumed, finished (22.0-35.0 s)");
     // the assembly could start at 35 s (the last module finished) and started at 40 s
-    harness.get_by_label("assemble waiting for a worker (35-40 s)");
+    harness.get_by_label("assemble waiting for a worker (35.0-40.0 s)");
     let state: serde_json::Value =
         serde_json::from_str(&incubator_dashboard::app::state_json(harness.state())).unwrap();
     assert_eq!(state["view"], "timeline");
@@ -322,6 +322,66 @@ fn the_timeline_shows_processes_as_lanes_and_whether_incubations_overlapped() {
         state["shows"]["lanes"][0]["name"], "node1 pid 1",
         "lanes in start order"
     );
+}
+
+#[test]
+fn stages_one_process_runs_at_once_get_rows_of_their_own() {
+    // `incubator run`: every stage in one process, the baseline on a thread beside the method
+    let mut run = Run::new("one");
+    process(
+        &mut run,
+        StageId::E2E,
+        "vm",
+        7,
+        (0.0, 60.0),
+        false,
+        vec![],
+        None,
+        done(0.8, 9.0, 60.0),
+    );
+    process(
+        &mut run,
+        StageId::META,
+        "vm",
+        7,
+        (0.0, 10.0),
+        false,
+        vec![],
+        None,
+        done(0.5, 1.0, 10.0),
+    );
+    for i in 0..2usize {
+        let t = 10.0 + 10.0 * i as f64;
+        process(
+            &mut run,
+            StageId::incubate(i),
+            "vm",
+            7,
+            (t, t + 10.0),
+            false,
+            vec![],
+            None,
+            done(0.6, 1.0, 10.0),
+        );
+    }
+    let lanes = incubator_dashboard::views::timeline::lanes(&run);
+    assert_eq!(lanes.len(), 1);
+    // the baseline beside the method's stages, and module 1 waiting (from 10 s, when the meta
+    // model finished) beside module 0 until a worker was free
+    assert_eq!(lanes[0].rows, 3);
+    let row = |stage: &str| lanes[0].bars.iter().find(|b| b.stage == stage).unwrap().row;
+    assert_ne!(row("e2e"), row("meta"));
+    assert_eq!(
+        row("meta"),
+        row("incubate-0"),
+        "one after the other share a row"
+    );
+    assert_ne!(row("incubate-0"), row("incubate-1"));
+    let mut app = DashboardApp::with_runs(vec![run]);
+    app.open_view("timeline");
+    let mut harness = Harness::new_ui_state(|ui, app: &mut DashboardApp| app.show(ui), app);
+    harness.run_steps(2);
+    harness.get_by_label("the 2 incubations ran one at a time");
 }
 
 #[test]
@@ -361,9 +421,9 @@ fn the_timeline_says_when_modules_waited_for_each_other_and_for_slurm() {
     harness.run_steps(2);
     harness.get_by_label("the 3 incubations ran one at a time");
     // the meta job queued 4 s before it started: the axis starts at its submission
-    harness.get_by_label("meta queued (Slurm) (0-4 s)");
-    harness.get_by_label("incubate-2 held for dependencies (Slurm) (0-34 s)");
-    harness.get_by_label("incubate-2 queued (Slurm) (34-36 s)");
+    harness.get_by_label("meta queued (Slurm) (0.0-4.0 s)");
+    harness.get_by_label("incubate-2 held for dependencies (Slurm) (0.0-34.0 s)");
+    harness.get_by_label("incubate-2 queued (Slurm) (34.0-36.0 s)");
 }
 
 /// A sweep: two configurations, two seeds each, as the dashboard opens a sweep directory.
@@ -448,6 +508,22 @@ fn accuracy_against_cost_has_a_point_per_configuration_with_its_spread() {
     app.open_view("cost");
     let mut harness = Harness::new_ui_state(|ui, app: &mut DashboardApp| app.show(ui), app);
     harness.run_steps(2);
+    // hovering a point names its configuration, its numbers and what sets it apart
+    let state: serde_json::Value =
+        serde_json::from_str(&incubator_dashboard::app::state_json(harness.state())).unwrap();
+    let drawn = state["shows"]["drawn"].as_array().unwrap();
+    let mark = drawn
+        .iter()
+        .find(|d| d["configuration"] == "lr=0.2" && d["e2e"] == false)
+        .unwrap();
+    let at = egui::pos2(
+        mark["at"][0].as_f64().unwrap() as f32,
+        mark["at"][1].as_f64().unwrap() as f32,
+    );
+    harness.hover_at(at);
+    harness.run_steps(2);
+    harness.get_by_label("optim.base_lr = 0.2");
+    harness.get_by_label("top-1 82.50 ± 0.71 % over 2 seed(s)");
     harness
         .get_by_label("wall time, a machine per module (s)")
         .click();

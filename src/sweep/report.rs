@@ -94,12 +94,28 @@ impl SweepReport {
                 "| {} | {} | {} | {} | {} | {} | {} | {} | {} / {} | {} / {} |",
                 p.point.name,
                 p.seeds.len(),
-                pct(&p.stats.assembled_top1),
-                p.stats.e2e_top1.as_ref().map(pct).unwrap_or("-".into()),
-                p.stats.diff_top1.as_ref().map(diff).unwrap_or("-".into()),
-                pct(&p.stats.assembled_top5),
-                p.stats.e2e_top5.as_ref().map(pct).unwrap_or("-".into()),
-                p.stats.diff_top5.as_ref().map(diff).unwrap_or("-".into()),
+                p.stats.assembled_top1.percent(),
+                p.stats
+                    .e2e_top1
+                    .as_ref()
+                    .map(MeanSd::percent)
+                    .unwrap_or("-".into()),
+                p.stats
+                    .diff_top1
+                    .as_ref()
+                    .map(MeanCi::points)
+                    .unwrap_or("-".into()),
+                p.stats.assembled_top5.percent(),
+                p.stats
+                    .e2e_top5
+                    .as_ref()
+                    .map(MeanSd::percent)
+                    .unwrap_or("-".into()),
+                p.stats
+                    .diff_top5
+                    .as_ref()
+                    .map(MeanCi::points)
+                    .unwrap_or("-".into()),
                 num(p.stats.method_gflop.mean / 1e3, 1),
                 p.stats
                     .e2e_gflop
@@ -161,29 +177,5 @@ fn num(v: f64, digits: usize) -> String {
         format!("{v:.digits$}")
     } else {
         "-".into()
-    }
-}
-
-/// "91.20 ± 0.35" in percent (no ± for a single seed).
-fn pct(m: &MeanSd) -> String {
-    if m.sd.is_finite() {
-        format!("{:.2} ± {:.2}", 100.0 * m.mean, 100.0 * m.sd)
-    } else {
-        num(100.0 * m.mean, 2)
-    }
-}
-
-/// "+1.25 [+0.40, +2.10]" in points; a * marks an interval that excludes zero.
-fn diff(c: &MeanCi) -> String {
-    if c.lo.is_finite() {
-        format!(
-            "{:+.2} [{:+.2}, {:+.2}]{}",
-            100.0 * c.mean,
-            100.0 * c.lo,
-            100.0 * c.hi,
-            if c.excludes_zero() { " *" } else { "" }
-        )
-    } else {
-        format!("{:+.2}", 100.0 * c.mean)
     }
 }

@@ -1,10 +1,14 @@
 // The live dashboard in a real browser: starts a real training run with `incubator run --serve`,
 // opens the page in headless Chromium, and checks that the run appears and its curves grow
-// while it trains. Screenshots go to $ARTEFACTS (default target/browser-test).
+// while it trains, that the timeline shows it live, that the URL follows the open view and a
+// pasted link opens the same view; then trains a small sweep (`incubator sweep run`), serves
+// the sweep directory and visits the curves grouped by configuration, the per-configuration
+// comparison and accuracy against cost. Screenshots go to $ARTEFACTS (default
+// target/browser-test).
 //
 // usage: node tests/browser/live.mjs path/to/incubator
 import { chromium } from "playwright-core";
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, writeFileSync, mkdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -81,20 +85,120 @@ try {
   if (second.panicked) fail("the app panicked");
   if (!(steps(second) > steps(first))) fail("the curves did not grow");
   if (second.runs.length !== 1) fail(`expected one run, got ${second.runs.length}`);
+  // the timeline while it trains, opened by a link (the URL's fragment)
+  await page.evaluate(() => { location.hash = "view=timeline"; });
+  await page.waitForFunction(() => window.dashboardState().view === "timeline", null, { timeout: 10000 });
+  await page.waitForTimeout(1500);
+  const live = await state();
+  await page.screenshot({ path: join(artefacts, "timeline-live.png") });
+  console.log(`timeline while training: ${JSON.stringify(live.shows.lanes.map((l) => l.name))}`);
+  if (!(live.shows.lanes.length >= 1)) fail("the timeline shows no process");
+  if (!live.shows.lanes.some((l) => l.bars.some((b) => b.kind.ran?.ended === "running")))
+    fail(`no running bar on the live timeline: ${JSON.stringify(live.shows)}`);
   // the pipeline view, once everything has finished
   await page.waitForFunction(() => {
     const s = window.dashboardState();
     return s.runs && ["meta", "incubate-3", "assemble", "e2e"].every((k) => s.runs[0].stages[k]?.status === "finished");
   }, null, { timeout: 300000 });
-  await page.mouse.click(130, 15); // the "Pipeline" tab
+  await page.mouse.click(130, 15); // the first tab, "Pipeline": the address bar follows
   await page.waitForTimeout(1000);
+  if (!page.url().includes("view=pipeline")) fail(`the URL does not name the open view: ${page.url()}`);
   await page.screenshot({ path: join(artefacts, "pipeline.png") });
-  await page.mouse.click(275, 15); // "Compare"
-  await page.waitForTimeout(1000);
-  await page.screenshot({ path: join(artefacts, "compare.png") });
+  for (const view of ["timeline", "compare", "cost"]) {
+    await page.evaluate((v) => { location.hash = `view=${v}`; }, view);
+    await page.waitForFunction((v) => window.dashboardState().view === v, view, { timeout: 10000 });
+    await page.waitForTimeout(1000);
+    await page.screenshot({ path: join(artefacts, `${view}.png`) });
+  }
+  const done = await state();
+  if (done.shows.points?.length !== 2) fail(`accuracy vs cost: expected method and E2E points, got ${JSON.stringify(done.shows)}`);
+  // a pasted link opens the same view with the same selections in a fresh page
+  const link = `${url.replace(/\/$/, "")}/#view=cost&state=${encodeURIComponent(JSON.stringify({ x: "wall", log_x: true }))}`;
+  const pasted = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+  await pasted.goto(link);
+  await pasted.waitForFunction(() => window.dashboardState && window.dashboardState().view === "cost", null, { timeout: 60000 });
+  const shown = await pasted.evaluate(() => window.dashboardState());
+  if (shown.shows.x !== "wall") fail(`the pasted link's axis was not restored: ${JSON.stringify(shown.shows)}`);
+  await pasted.close();
   if (errors.length) fail(`page errors:\n${errors.join("\n")}`);
 } finally {
-  await browser.close();
   run.kill();
+}
+
+// A sweep: one configuration x two seeds on the tiny model, trained for real, then served.
+const sweepFile = join(dir, "sweep.toml");
+writeFileSync(sweepFile, `
+[sweep]
+title = "browser"
+configs = ["${process.cwd()}/examples/tiny.toml"]
+seeds = [0, 1]
+[sweep.set]
+"data.train_limit" = 256
+"data.test_limit" = 128
+"meta.epochs" = 1
+"meta.warmup_epochs" = 0
+"incubate.epochs" = 1
+"incubate.warmup_epochs" = 0
+"finetune.epochs" = 1
+"e2e.epochs" = 2
+"e2e.warmup_epochs" = 0
+[grid]
+"optim.base_lr" = [0.032, 0.064]
+`);
+const swept = spawnSync(binary, ["sweep", "run", sweepFile, "-d", join(dir, "sweep"), "--jobs", "2"], { encoding: "utf8" });
+if (swept.status !== 0) fail(`incubator sweep run failed:\n${swept.stdout}\n${swept.stderr}`);
+const server = spawn(binary, ["serve", join(dir, "sweep"), "--addr", "127.0.0.1:0"], { stdio: ["ignore", "pipe", "pipe"] });
+try {
+  const sweepUrl = await new Promise((resolve, reject) => {
+    let out = "";
+    server.stdout.on("data", (d) => {
+      out += d;
+      const m = out.match(/ at (http:\/\/\S+)/);
+      if (m) resolve(m[1]);
+    });
+    server.on("exit", (code) => reject(new Error(`incubator serve exited (${code})`)));
+    setTimeout(() => reject(new Error("no URL printed within 30 s")), 30000);
+  });
+  const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(String(e)));
+  const bands = encodeURIComponent(JSON.stringify({ by_configuration: true, metrics: ["Loss", "TestTop1"], smoothing: 0.6 }));
+  await page.goto(`${sweepUrl.replace(/\/$/, "")}/#view=curves&state=${bands}`);
+  const finished = () => {
+    const s = window.dashboardState && window.dashboardState();
+    return s && s.runs && s.runs.length === 4 && s.runs.every((r) => r.stages.assemble?.status === "finished");
+  };
+  await page.waitForFunction(finished, null, { timeout: 120000 });
+  await page.waitForTimeout(1500);
+  const curves = await page.evaluate(() => window.dashboardState());
+  await page.screenshot({ path: join(artefacts, "sweep-curves.png") });
+  console.log(`sweep curves: ${JSON.stringify(curves.shows)}`);
+  if (!curves.shows.by_configuration || !curves.shows.lines.some((l) => l.includes("(2 runs)")))
+    fail(`the sweep's curves are not grouped by configuration: ${JSON.stringify(curves.shows)}`);
+  for (const view of ["compare", "cost"]) {
+    await page.evaluate((v) => { location.hash = `view=${v}`; }, view);
+    await page.waitForFunction((v) => window.dashboardState().view === v, view, { timeout: 10000 });
+    await page.waitForTimeout(1000);
+    await page.screenshot({ path: join(artefacts, `sweep-${view}.png`) });
+    const s = await page.evaluate(() => window.dashboardState());
+    console.log(`sweep ${view}: ${JSON.stringify(s.shows)}`);
+    if (view === "compare" && !(s.shows.configurations.length === 2 && s.shows.configurations.every((c) => c.seeds === 2 && c.diff_top1?.n === 2)))
+      fail(`per-configuration comparison: ${JSON.stringify(s.shows)}`);
+    if (view === "cost" && !(s.shows.points.length === 4 && s.shows.points.every((p) => p.seeds === 2)))
+      fail(`accuracy vs cost of the sweep: ${JSON.stringify(s.shows)}`);
+    if (view === "cost") {
+      // the pointer on a point: its tooltip (configuration, numbers, what sets it apart)
+      const mark = s.shows.drawn.find((d) => !d.e2e);
+      await page.mouse.move(mark.at[0], mark.at[1]);
+      await page.waitForTimeout(800);
+      await page.screenshot({ path: join(artefacts, "sweep-cost-hover.png") });
+      const hovered = (await page.evaluate(() => window.dashboardState())).shows.hovered;
+      if (!hovered || hovered[0] !== mark.configuration) fail(`no tooltip for ${mark.configuration}: ${JSON.stringify(hovered)}`);
+    }
+  }
+  if (errors.length) fail(`page errors:\n${errors.join("\n")}`);
+} finally {
+  server.kill();
+  await browser.close();
 }
 console.log(process.exitCode ? "browser test failed" : `browser test passed; screenshots in ${artefacts}`);

@@ -66,6 +66,35 @@ impl MeanCi {
     pub fn excludes_zero(&self) -> bool {
         self.lo > 0.0 || self.hi < 0.0
     }
+
+    /// A difference of fractions in points with its interval: `+1.25 [+0.40, +2.10] *` (the
+    /// `*` when the interval excludes zero; no interval below two values).
+    pub fn points(&self) -> String {
+        if self.lo.is_finite() {
+            format!(
+                "{:+.2} [{:+.2}, {:+.2}]{}",
+                100.0 * self.mean,
+                100.0 * self.lo,
+                100.0 * self.hi,
+                if self.excludes_zero() { " *" } else { "" }
+            )
+        } else {
+            format!("{:+.2}", 100.0 * self.mean)
+        }
+    }
+}
+
+impl MeanSd {
+    /// A fraction in percent with its spread: `91.20 ± 0.35` (no ± for one value, `-` for none).
+    pub fn percent(&self) -> String {
+        if !self.mean.is_finite() {
+            "-".into()
+        } else if self.sd.is_finite() {
+            format!("{:.2} ± {:.2}", 100.0 * self.mean, 100.0 * self.sd)
+        } else {
+            format!("{:.2}", 100.0 * self.mean)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -91,6 +120,12 @@ mod tests {
         );
         assert!(!c.excludes_zero(), "2 -+ 2.48 holds zero");
         assert!(mean_ci95(&[1.0, 1.1, 0.9]).excludes_zero());
+        assert_eq!(
+            mean_ci95(&[0.01, 0.011, 0.009]).points(),
+            "+1.00 [+0.75, +1.25] *"
+        );
+        assert_eq!(mean_sd(&[0.9, 0.92]).percent(), "91.00 ± 1.41");
+        assert_eq!(mean_sd(&[0.9]).percent(), "90.00");
         let one = mean_ci95(&[0.5]);
         assert!(one.mean == 0.5 && one.sd.is_nan() && one.lo.is_nan() && !one.excludes_zero());
     }

@@ -37,7 +37,7 @@ impl EventLog {
         let config = std::fs::read_to_string(run_dir.join("config.toml")).unwrap_or_default();
         let tensorboard = TensorBoardWriter::open(
             &run_dir.join("tensorboard").join(&slug),
-            tensorboard::hparams_of_config(&config),
+            incubator_compare::settings(&config),
         )?;
         Ok(EventLog {
             stage,

@@ -11,6 +11,7 @@
 //! goes through [`catch_unwind`], and HParams summaries are built from its protobuf types.
 
 use anyhow::Context;
+use incubator_compare::Setting;
 use incubator_events::{Event, Record};
 use protobuf::well_known_types::Value;
 use std::collections::BTreeMap;
@@ -23,55 +24,17 @@ use tensorboard_proto::summary::{
 use tensorboard_rs::summary::scalar;
 use tensorboard_rs::summary_writer::FileWriter;
 
-/// A hyperparameter as the HParams plugin takes it.
-#[derive(Clone, Debug, PartialEq)]
-pub enum HParam {
-    Number(f64),
-    Text(String),
-    Bool(bool),
-}
-
-/// Every scalar of a TOML config by its dotted key (`optim.base_lr`); arrays as their TOML text.
-pub fn hparams_of_config(toml_text: &str) -> BTreeMap<String, HParam> {
-    fn walk(prefix: &str, v: &toml::Value, out: &mut BTreeMap<String, HParam>) {
-        let hp = match v {
-            toml::Value::Table(t) => {
-                for (k, v) in t {
-                    let key = if prefix.is_empty() {
-                        k.clone()
-                    } else {
-                        format!("{prefix}.{k}")
-                    };
-                    walk(&key, v, out);
-                }
-                return;
-            }
-            toml::Value::Integer(i) => HParam::Number(*i as f64),
-            toml::Value::Float(f) => HParam::Number(*f),
-            toml::Value::Boolean(b) => HParam::Bool(*b),
-            toml::Value::String(s) => HParam::Text(s.clone()),
-            other => HParam::Text(other.to_string()),
-        };
-        out.insert(prefix.to_string(), hp);
-    }
-    let mut out = BTreeMap::new();
-    if let Ok(t) = toml_text.parse::<toml::Table>() {
-        walk("", &toml::Value::Table(t), &mut out);
-    }
-    out
-}
-
 pub struct TensorBoardWriter {
     writer: Option<FileWriter>,
     /// The session's hyperparameters, written once this process starts training.
-    hparams: BTreeMap<String, HParam>,
+    hparams: BTreeMap<String, Setting>,
     session_started: bool,
 }
 
 impl TensorBoardWriter {
     pub fn open(
         logdir: &Path,
-        hparams: BTreeMap<String, HParam>,
+        hparams: BTreeMap<String, Setting>,
     ) -> anyhow::Result<TensorBoardWriter> {
         std::fs::create_dir_all(logdir)?;
         // If its writer thread dies inside `FileWriter::new`, the half-built writer panics
@@ -99,10 +62,10 @@ impl TensorBoardWriter {
         match &record.event {
             Event::StageStarted { .. } if !self.session_started => {
                 let mut hp = self.hparams.clone();
-                hp.insert("stage".into(), HParam::Text(record.stage.slug()));
+                hp.insert("stage".into(), Setting::Text(record.stage.slug()));
                 hp.insert(
                     "stage_kind".into(),
-                    HParam::Text(record.stage.stage.as_str().into()),
+                    Setting::Text(record.stage.stage.as_str().into()),
                 );
                 summaries.push((session_start(&hp, record.time), 0));
                 self.session_started = true;
@@ -175,14 +138,14 @@ fn hparams_summary(tag: &str, mut data: HParamsPluginData) -> Summary {
     summary
 }
 
-fn session_start(hparams: &BTreeMap<String, HParam>, time: f64) -> Summary {
+fn session_start(hparams: &BTreeMap<String, Setting>, time: f64) -> Summary {
     let mut info = SessionStartInfo::new();
     for (k, v) in hparams {
         let mut value = Value::new();
         match v {
-            HParam::Number(n) => value.set_number_value(*n),
-            HParam::Text(t) => value.set_string_value(t.clone()),
-            HParam::Bool(b) => value.set_bool_value(*b),
+            Setting::Number(n) => value.set_number_value(*n),
+            Setting::Text(t) | Setting::Other(t) => value.set_string_value(t.clone()),
+            Setting::Bool(b) => value.set_bool_value(*b),
         }
         info.mut_hparams().insert(k.clone(), value);
     }

@@ -100,7 +100,12 @@ fn per_configuration(ui: &mut Ui, groups: &[Group]) {
                 ui.label(format!("{n} of {}", g.runs.len()));
                 ui.label(pct_sd(&s.assembled_top1));
                 ui.label(s.e2e_top1.as_ref().map(pct_sd).unwrap_or("-".into()));
-                ui.label(s.diff_top1.as_ref().map(diff_ci).unwrap_or("-".into()));
+                ui.label(
+                    s.diff_top1
+                        .as_ref()
+                        .map(MeanCi::points)
+                        .unwrap_or("-".into()),
+                );
                 ui.label(format!("{:.0}", s.method_gflop.mean));
                 ui.label(
                     s.e2e_gflop
@@ -114,26 +119,7 @@ fn per_configuration(ui: &mut Ui, groups: &[Group]) {
 
 /// `91.20 ± 0.35 %` (no ± for one seed).
 pub fn pct_sd(m: &MeanSd) -> String {
-    if m.sd.is_finite() {
-        format!("{:.2} ± {:.2} %", 100.0 * m.mean, 100.0 * m.sd)
-    } else {
-        percent(m.mean)
-    }
-}
-
-/// `+1.25 [+0.40, +2.10] *` in points.
-pub fn diff_ci(c: &MeanCi) -> String {
-    if c.lo.is_finite() {
-        format!(
-            "{:+.2} [{:+.2}, {:+.2}]{}",
-            100.0 * c.mean,
-            100.0 * c.lo,
-            100.0 * c.hi,
-            if c.excludes_zero() { " *" } else { "" }
-        )
-    } else {
-        format!("{:+.2}", 100.0 * c.mean)
-    }
+    format!("{} %", m.percent())
 }
 
 fn per_run(ui: &mut Ui, runs: &[Run]) {

@@ -53,6 +53,10 @@ impl Default for CostSettings {
 #[derive(Default)]
 pub struct CostView {
     pub settings: CostSettings,
+    /// Where the last frame drew each mark on screen: (configuration, e2e, position).
+    drawn: Vec<(String, bool, egui::Pos2)>,
+    /// The mark whose tooltip the last frame showed.
+    hovered: Option<(String, bool)>,
 }
 
 /// One point of the plot: a configuration's method or baseline, over its finished seeds.
@@ -146,10 +150,21 @@ impl View for CostView {
                 })
             })
             .collect();
-        serde_json::json!({ "x": self.settings.x, "points": points })
+        let drawn: Vec<serde_json::Value> = self
+            .drawn
+            .iter()
+            .map(
+                |(c, e2e, p)| serde_json::json!({"configuration": c, "e2e": e2e, "at": [p.x, p.y]}),
+            )
+            .collect();
+        serde_json::json!({
+            "x": self.settings.x, "points": points, "drawn": drawn, "hovered": self.hovered,
+        })
     }
 
     fn ui(&mut self, ui: &mut Ui, ws: &Workspace) {
+        self.drawn.clear();
+        self.hovered = None;
         let s = &mut self.settings;
         ui.horizontal(|ui| {
             ui.label("x:");
@@ -171,8 +186,21 @@ impl View for CostView {
         );
         let tx = |v: f64| if s.log_x { v.max(1e-12).log10() } else { v };
         let log_x = s.log_x;
+        // room on the right for the points' names
+        let xs: Vec<f64> = marks.iter().map(|m| tx(m.x.mean)).collect();
+        let (lo, hi) = xs
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| {
+                (a.min(x), b.max(x))
+            });
+        let pad = ((hi - lo) * 0.1).max(hi.abs() * 0.05).max(1e-9);
         let mut plot = Plot::new("accuracy-vs-cost")
+            .include_x(lo - pad)
+            .include_x(hi + 3.0 * pad)
             .legend(Legend::default())
+            // the tooltip below names marks; the plot's own coordinate label would name bar ends
+            .show_x(false)
+            .show_y(false)
             .x_axis_label(s.x.label())
             .y_axis_label("top-1 (%)");
         if log_x {
@@ -197,7 +225,21 @@ impl View for CostView {
                         .filled(true)
                         .color(colour),
                 );
+                // few enough points to name them: the configuration beside each
+                let named = marks.len() <= 16;
                 for m in mine {
+                    if named {
+                        let at = egui_plot::PlotPoint::new(tx(m.x.mean), 100.0 * m.top1.mean);
+                        plot_ui.text(
+                            egui_plot::Text::new(
+                                "",
+                                at,
+                                RichText::new(format!("   {}", m.configuration)).size(13.0),
+                            )
+                            .anchor(egui::Align2::LEFT_CENTER)
+                            .color(colour),
+                        );
+                    }
                     for seg in error_bars(m, &tx) {
                         plot_ui.line(Line::new("", PlotPoints::from(seg.to_vec())).color(colour));
                     }
@@ -205,13 +247,20 @@ impl View for CostView {
             }
             plot_ui.pointer_coordinate()
         });
+        let to_screen = |x: f64, y: f64| {
+            response
+                .transform
+                .position_from_point(&egui_plot::PlotPoint::new(x, y))
+        };
+        self.drawn = marks
+            .iter()
+            .map(|m| {
+                let at = to_screen(tx(m.x.mean), 100.0 * m.top1.mean);
+                (m.configuration.clone(), m.e2e, at)
+            })
+            .collect();
         // the tooltip names the mark nearest the pointer, if it is close on screen
         if let Some(pointer) = response.inner {
-            let to_screen = |x: f64, y: f64| {
-                response
-                    .transform
-                    .position_from_point(&egui_plot::PlotPoint::new(x, y))
-            };
             let at = to_screen(pointer.x, pointer.y);
             let near = marks
                 .iter()
@@ -219,9 +268,13 @@ impl View for CostView {
                 .filter(|(_, d)| *d < 12.0)
                 .min_by(|a, b| a.1.total_cmp(&b.1));
             if let Some((m, _)) = near {
-                response
-                    .response
-                    .on_hover_ui_at_pointer(|ui| tooltip(ui, m, s.x));
+                self.hovered = Some((m.configuration.clone(), m.e2e));
+                // at once, as a plot's own hover label (a widget's tooltip waits for the
+                // pointer to rest)
+                egui::containers::Tooltip::for_widget(&response.response)
+                    .at_pointer()
+                    .gap(12.0)
+                    .show(|ui| tooltip(ui, m, s.x));
             }
         }
     }

@@ -10,7 +10,7 @@ use crate::store::{Metric, Run, StageView};
 use crate::view::{from_state, to_state, View};
 use crate::workspace::Workspace;
 use egui::Ui;
-use egui_plot::{Legend, Line, Plot, PlotPoints, PlotUi, Polygon};
+use egui_plot::{Legend, Line, Plot, PlotPoints, PlotUi, Points, Polygon};
 use incubator_events::StageId;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap};
@@ -254,6 +254,14 @@ fn draw_band(
         .into_iter()
         .filter_map(|[x, v]| Some([x, y(v)?]))
         .collect();
+    // sparse curves (an evaluation per epoch) also get their points: one point draws no line
+    if mean.len() < 30 {
+        plot_ui.points(
+            Points::new("", PlotPoints::from(mean.clone()))
+                .radius(2.5)
+                .color(colour),
+        );
+    }
     plot_ui.line(Line::new(name, PlotPoints::from(mean)).color(colour));
 }
 

@@ -60,12 +60,16 @@ pub struct Bar {
     /// Seconds since the run's first stage started.
     pub start: f64,
     pub end: f64,
+    /// The row within its lane: a process that runs stages at the same time (`incubator run`
+    /// trains independent stages on threads) gets a row per overlapping stage.
+    pub row: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Lane {
     /// `host pid N`
     pub name: String,
+    pub rows: usize,
     pub bars: Vec<Bar>,
 }
 
@@ -90,6 +94,7 @@ pub fn lanes(run: &Run) -> Vec<Lane> {
                 None => {
                     lanes.push(Lane {
                         name: name.clone(),
+                        rows: 0,
                         bars: Vec::new(),
                     });
                     order.push((g.start, name));
@@ -98,13 +103,22 @@ pub fn lanes(run: &Run) -> Vec<Lane> {
             };
             order[lane].0 = order[lane].0.min(g.start);
             let slug = id.slug();
+            // this process's time on the stage and what it waited before: one item, one row
+            let mut item: Vec<Bar> = Vec::new();
             let mut bar = |kind, start: f64, end: f64| {
-                if end > start || matches!(kind, BarKind::Ran { .. }) {
-                    lanes[lane].bars.push(Bar {
+                // a wait of a few milliseconds (a worker was free at once) is no wait
+                let shown = match kind {
+                    BarKind::Ran { .. } => true,
+                    BarKind::Waiting => end - start >= 0.1,
+                    BarKind::Held | BarKind::Queued => end > start,
+                };
+                if shown {
+                    item.push(Bar {
                         stage: slug.clone(),
                         kind,
                         start: start - t0,
                         end: end - t0,
+                        row: 0,
                     })
                 }
             };
@@ -129,12 +143,50 @@ pub fn lanes(run: &Run) -> Vec<Lane> {
                 g.start,
                 g.end,
             );
+            lanes[lane].bars.extend(item);
         }
+    }
+    for lane in &mut lanes {
+        lane.rows = pack_rows(&mut lane.bars);
     }
     // lanes in the order their processes started
     let mut idx: Vec<usize> = (0..lanes.len()).collect();
     idx.sort_by(|&a, &b| order[a].0.total_cmp(&order[b].0));
     idx.into_iter().map(|i| lanes[i].clone()).collect()
+}
+
+/// Gives each stage's bars (waits and its run) a row, the first row free at its first bar, so
+/// that stages one process ran at the same time do not cover each other; returns the rows used.
+fn pack_rows(bars: &mut [Bar]) -> usize {
+    // items: the bars of one stage segment are consecutive, its run last
+    let mut items: Vec<(f64, f64, std::ops::Range<usize>)> = Vec::new();
+    let mut first = 0;
+    for (i, b) in bars.iter().enumerate() {
+        if matches!(b.kind, BarKind::Ran { .. }) {
+            let start = bars[first..=i]
+                .iter()
+                .map(|b| b.start)
+                .fold(f64::INFINITY, f64::min);
+            items.push((start, b.end.max(b.start), first..i + 1));
+            first = i + 1;
+        }
+    }
+    items.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut row_ends: Vec<f64> = Vec::new();
+    for (start, end, range) in items {
+        let row = match row_ends.iter().position(|&e| e <= start) {
+            Some(r) => r,
+            None => {
+                row_ends.push(f64::NEG_INFINITY);
+                row_ends.len() - 1
+            }
+        };
+        row_ends[row] = end;
+        for b in &mut bars[range] {
+            b.row = row;
+        }
+    }
+    row_ends.len()
 }
 
 /// When a stage could have started: when the last stage it needs finished (`None` for stages
@@ -312,8 +364,19 @@ impl View for TimelineView {
             )
             .weak(),
         );
-        let names: Vec<String> = lanes.iter().map(|l| l.name.clone()).collect();
-        let height = (40.0 * lanes.len() as f32 + 60.0).min(ui.available_height() * 0.7);
+        // each lane takes as many rows as it needs; its name labels its first row
+        let mut offsets = Vec::with_capacity(lanes.len());
+        let mut rows = 0usize;
+        for l in &lanes {
+            offsets.push(rows);
+            rows += l.rows.max(1);
+        }
+        let names: Vec<(usize, String)> = offsets
+            .iter()
+            .zip(&lanes)
+            .map(|(&o, l)| (o, l.name.clone()))
+            .collect();
+        let height = (34.0 * rows as f32 + 60.0).min(ui.available_height() * 0.7);
         Plot::new(("timeline", run.name.as_str()))
             .height(height.max(120.0))
             .legend(Legend::default())
@@ -322,16 +385,19 @@ impl View for TimelineView {
             .allow_scroll(false)
             .y_axis_formatter(move |mark, _| {
                 let i = (-mark.value).round();
-                if (mark.value + i).abs() < 1e-6 && i >= 0.0 {
-                    names.get(i as usize).cloned().unwrap_or_default()
-                } else {
-                    String::new()
+                if (mark.value + i).abs() > 1e-6 || i < 0.0 {
+                    return String::new();
                 }
+                names
+                    .iter()
+                    .find(|(o, _)| *o == i as usize)
+                    .map(|(_, n)| n.clone())
+                    .unwrap_or_default()
             })
             .show(ui, |plot_ui| {
-                for (i, lane) in lanes.iter().enumerate() {
-                    let y = -(i as f64);
+                for (lane, &offset) in lanes.iter().zip(&offsets) {
                     for b in &lane.bars {
+                        let y = -((offset + b.row) as f64);
                         let (lo, hi) = match b.kind {
                             BarKind::Ran { .. } => (y - 0.3, y + 0.3),
                             _ => (y - 0.15, y + 0.15),
@@ -364,7 +430,7 @@ impl View for TimelineView {
                     ui.label(RichText::new(&lane.name).strong());
                     for b in &lane.bars {
                         ui.label(format!(
-                            "{} ({:.0}-{:.0} s)",
+                            "{} ({:.1}-{:.1} s)",
                             describe_bar(b),
                             b.start,
                             b.end
