@@ -75,4 +75,36 @@ fn pipeline_learns_and_separate_stage_processes_give_the_same_models() {
     }
     let report_cmd = incubator(&["report", "-d", sep_s]);
     assert_ok(&report_cmd, "report");
+
+    // Commands that only read a run do not load its data: with the dataset gone (the run now
+    // names MNIST files that do not exist), the report and a Slurm plan still work, and a
+    // training command says what is missing.
+    let config = std::fs::read_to_string(sep.join("config.toml")).unwrap();
+    let moved = config.replace(
+        "dataset = \"embedded-mnist\"",
+        "dataset = \"mnist\"\npath = \"/nonexistent/mnist\"",
+    );
+    assert_ne!(
+        moved, config,
+        "the run's config names its dataset:\n{config}"
+    );
+    std::fs::write(sep.join("config.toml"), moved).unwrap();
+    let table = incubator(&["report", "-d", sep_s]);
+    assert_ok(&table, "report without the data");
+    assert_eq!(
+        String::from_utf8_lossy(&table.stdout),
+        String::from_utf8_lossy(&report_cmd.stdout),
+        "the same table"
+    );
+    let plan = incubator(&["slurm", "submit", "--dry-run", "-d", sep_s]);
+    assert_ok(&plan, "slurm submit --dry-run without the data");
+    assert!(String::from_utf8_lossy(&plan.stdout).contains("nothing to submit"));
+    std::fs::remove_file(sep.join("stages/e2e/summary.json")).unwrap();
+    let train = incubator(&["e2e", "-d", sep_s]);
+    assert!(!train.status.success());
+    let e = stderr(&train);
+    assert!(
+        e.contains("/nonexistent/mnist") && e.contains("data.dataset"),
+        "{e}"
+    );
 }

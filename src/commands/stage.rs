@@ -2,7 +2,7 @@
 
 use crate::cli::StageArgs;
 use incubator_core::config::RunConfig;
-use incubator_core::stages::{self, report::Report, Engine};
+use incubator_core::stages::{self, report::Report, Engine, OpenRun};
 use std::io::IsTerminal;
 use std::path::Path;
 
@@ -96,7 +96,8 @@ pub fn report(run_dir: &Path) -> anyhow::Result<()> {
             run_dir.display()
         );
     }
-    let engine = Engine::open(run_dir, None, &super::plugin_sources(&[]))?;
+    // what the run is, not its data: the table comes from the stage summaries
+    let engine = OpenRun::open(run_dir, None, &super::plugin_sources(&[]))?;
     let deps = stages::incubate::all_dependencies(&engine)?;
     let report = Report::from_run(&engine.run, &deps)?;
     report.write(&engine.run)?;

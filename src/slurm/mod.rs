@@ -11,7 +11,7 @@ pub mod status;
 use crate::cli::StageArgs;
 use incubator_core::config::RunConfig;
 use incubator_core::events::StageId;
-use incubator_core::stages::{incubate, Engine};
+use incubator_core::stages::{incubate, OpenRun};
 use script::Job;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -38,7 +38,7 @@ pub fn read_submitted(run: &Path) -> Submitted {
 }
 
 /// The jobs a run still needs, with their scripts.
-pub fn plan(engine: &Engine, binary: &Path) -> anyhow::Result<Vec<Job>> {
+pub fn plan(engine: &OpenRun, binary: &Path) -> anyhow::Result<Vec<Job>> {
     // The Slurm resources were checked with the rest of the config when the run opened.
     let s = &engine.cfg.slurm;
     let run_dir = std::fs::canonicalize(&engine.run.root)?;
@@ -170,7 +170,8 @@ pub fn submit_run(
     if !plugins.is_empty() {
         anyhow::bail!("--plugin is not passed to cluster jobs: list the libraries in the config's plugins.libraries instead");
     }
-    let engine = Engine::open(run_dir, cfg, &crate::commands::plugin_sources(plugins))?;
+    // what the run is, not its data: submitting reads no dataset
+    let engine = OpenRun::open(run_dir, cfg, &crate::commands::plugin_sources(plugins))?;
     let binary = match &engine.cfg.slurm.binary {
         Some(b) => b.clone(),
         None => std::env::current_exe()?,

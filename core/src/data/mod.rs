@@ -18,4 +18,4 @@ pub use embedded::embedded_mnist;
 pub use error::DataError;
 pub use fetch::fetch;
 pub use idx::{load_idx_split, write_idx_images, write_idx_labels};
-pub use source::{load, mean_std, DatasetName};
+pub use source::{load, mean_std, DatasetName, ImageShape};

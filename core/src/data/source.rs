@@ -43,6 +43,34 @@ impl DatasetName {
     }
 }
 
+/// What a dataset's images are, known without reading them: what a model for it is built for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ImageShape {
+    pub height: usize,
+    pub width: usize,
+    pub channels: usize,
+    pub num_classes: usize,
+}
+
+impl DatasetName {
+    /// The images' shape and the number of classes (what `load` returns has exactly these).
+    pub fn shape(&self) -> ImageShape {
+        let (side, channels, num_classes) = match self {
+            DatasetName::EmbeddedMnist | DatasetName::Mnist | DatasetName::FashionMnist => {
+                (28, 1, 10)
+            }
+            DatasetName::Cifar10 => (32, 3, 10),
+            DatasetName::Cifar100 => (32, 3, 100),
+        };
+        ImageShape {
+            height: side,
+            width: side,
+            channels,
+            num_classes,
+        }
+    }
+}
+
 impl fmt::Display for DatasetName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

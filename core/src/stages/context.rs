@@ -1,37 +1,29 @@
-//! Everything a stage needs, opened once per process from the run directory.
+//! Everything a stage needs, opened once per process from the run directory: the run
+//! ([`OpenRun`]) and its data.
 
+pub use super::open_run::{OpenRun, PluginSources};
 use crate::checkpoint;
 use crate::config::RunConfig;
 use crate::data::{self, DataSplit};
-use crate::device::{new_device, Dev};
 use crate::events::{Event, StageId};
-use crate::model::{Init, VitConfig};
-use crate::plugin::{PluginContext, Registrar, Registry};
-use crate::run_dir::{RunDir, StageSummary};
-use crate::split::Split;
+use crate::run_dir::StageSummary;
 use crate::telemetry::EventLog;
 use crate::train::{self, trainer::TrainError, TrainOutcome};
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use std::path::Path;
 
-/// Where a process's plugins come from besides the run's config.
-pub struct PluginSources<'a> {
-    /// Registers the plugins compiled into the binary.
-    pub builtins: &'a dyn Fn(&mut Registrar),
-    /// Libraries named on the command line (`--plugin`).
-    pub extra: Vec<std::path::PathBuf>,
+/// A run opened for training: what the run is ([`OpenRun`], which an `Engine` derefs to) and
+/// the data it trains on.
+pub struct Engine {
+    open: OpenRun,
+    pub data: DataSplit,
+    pub show_progress: bool,
 }
 
-pub struct Engine {
-    devices: std::sync::Mutex<std::collections::HashMap<std::thread::ThreadId, Dev>>,
-    pub registry: Registry,
-    pub run: RunDir,
-    pub cfg: RunConfig,
-    pub data: DataSplit,
-    pub vit: VitConfig,
-    pub split: Split,
-    pub show_progress: bool,
+impl std::ops::Deref for Engine {
+    type Target = OpenRun;
+    fn deref(&self) -> &OpenRun {
+        &self.open
+    }
 }
 
 impl Engine {
@@ -41,102 +33,13 @@ impl Engine {
         cfg: Option<&RunConfig>,
         plugins: &PluginSources,
     ) -> anyhow::Result<Engine> {
-        // The plugins and their options are checked before a new run directory is created, so
-        // a refused config leaves nothing behind.
-        let registry_of = |cfg: &RunConfig| -> anyhow::Result<Registry> {
-            let (registry, _) = Registry::for_run(&cfg.plugins, plugins.builtins, &plugins.extra)?;
-            registry.check_selection(&cfg.plugins)?;
-            Ok(registry)
-        };
-        let checked = cfg.map(registry_of).transpose()?;
-        let (run, cfg) = RunDir::open(root, cfg)?;
-        let registry = match checked {
-            Some(r) => r, // the stored config is the one given (RunDir::open checks)
-            None => registry_of(&cfg)?,
-        };
-        let mut data = data::load(
-            &cfg.data.dataset,
-            cfg.data.path.as_deref(),
-            &cfg.cache_dir(),
-        )
-        .map_err(|e| {
-            anyhow::Error::new(e).context(format!(
-                "cannot load the dataset of data.dataset = {:?}",
-                cfg.data.dataset.to_string()
-            ))
-        })?;
-        if cfg.data.train_limit > 0 {
-            data.train.truncate(cfg.data.train_limit);
-        }
-        let d = &cfg.data;
-        if d.train_per_class > 0 {
-            data.train = data
-                .train
-                .balanced_subset(|_| d.train_per_class, d.subset_seed);
-        } else if d.train_fraction < 1.0 {
-            // at least one image of every class
-            let keep = |count: usize| ((d.train_fraction * count as f64).round() as usize).max(1);
-            data.train = data.train.balanced_subset(keep, d.subset_seed);
-        }
-        if cfg.data.test_limit > 0 {
-            data.test.truncate(cfg.data.test_limit);
-        }
-        let t = &data.train;
-        let vit = cfg.vit(t.height, t.channels, t.num_classes)?;
-        if t.height != t.width {
-            anyhow::bail!(
-                "dataset {} has {}x{} images; only square images are supported",
-                data.name,
-                t.height,
-                t.width
-            );
-        }
-        let split = Split::resolve(&cfg, &vit)?;
+        let open = OpenRun::open(root, cfg, plugins)?;
+        let data = load_data(&open.cfg)?;
         Ok(Engine {
-            devices: Default::default(),
-            registry,
-            run,
-            cfg,
+            open,
             data,
-            vit,
-            split,
             show_progress: true,
         })
-    }
-
-    pub fn plugin_ctx(&self) -> PluginContext<'_> {
-        PluginContext {
-            vit: &self.vit,
-            split: &self.split,
-            cfg: &self.cfg,
-            dev: self.dev(),
-        }
-    }
-
-    /// A seeded initialiser for one purpose (`"meta"`, `"incubate-2"`, `"e2e"`): each stage's
-    /// random weights depend only on the run seed and the stage, whichever process makes them.
-    pub fn init_rng(&self, purpose: &str) -> ChaCha8Rng {
-        let mut h: u64 = 0x9e3779b97f4a7c15 ^ self.cfg.seed;
-        for b in purpose.bytes() {
-            h = (h ^ b as u64).wrapping_mul(0x100000001b3);
-        }
-        ChaCha8Rng::seed_from_u64(h)
-    }
-
-    /// This thread's device. Each stage thread computes on its own: dfdx 0.13's allocation
-    /// cache is not safe to share between threads (a buffer can be taken twice between its
-    /// read and write locks, which panics), and tensors never cross stages anyway.
-    pub fn dev(&self) -> Dev {
-        let mut devices = self.devices.lock().expect("no panics while holding it");
-        devices
-            .entry(std::thread::current().id())
-            .or_insert_with(|| new_device(self.cfg.seed))
-            .clone()
-    }
-
-    /// A seeded initialiser on `dev` (see [`Engine::init_rng`]).
-    pub fn init<'a>(&self, dev: &'a Dev, rng: &'a mut ChaCha8Rng) -> Init<'a> {
-        Init { dev, rng }
     }
 
     /// Runs `body` as stage `id` unless its summary already exists: takes the stage's lock
@@ -276,3 +179,59 @@ impl Engine {
 }
 
 pub use crate::telemetry::host::hostname;
+
+/// The dataset `cfg` names, cut to its limits and subsets; it must have the shape the model was
+/// built for ([`crate::data::DatasetName::shape`]).
+fn load_data(cfg: &RunConfig) -> anyhow::Result<DataSplit> {
+    let mut data = data::load(
+        &cfg.data.dataset,
+        cfg.data.path.as_deref(),
+        &cfg.cache_dir(),
+    )
+    .map_err(|e| {
+        anyhow::Error::new(e).context(format!(
+            "cannot load the dataset of data.dataset = {:?}",
+            cfg.data.dataset.to_string()
+        ))
+    })?;
+    if cfg.data.train_limit > 0 {
+        data.train.truncate(cfg.data.train_limit);
+    }
+    let d = &cfg.data;
+    if d.train_per_class > 0 {
+        data.train = data
+            .train
+            .balanced_subset(|_| d.train_per_class, d.subset_seed);
+    } else if d.train_fraction < 1.0 {
+        // at least one image of every class
+        let keep = |count: usize| ((d.train_fraction * count as f64).round() as usize).max(1);
+        data.train = data.train.balanced_subset(keep, d.subset_seed);
+    }
+    if cfg.data.test_limit > 0 {
+        data.test.truncate(cfg.data.test_limit);
+    }
+    let want = cfg.data.dataset.shape();
+    let t = &data.train;
+    let got = crate::data::ImageShape {
+        height: t.height,
+        width: t.width,
+        channels: t.channels,
+        num_classes: t.num_classes,
+    };
+    if got != want {
+        anyhow::bail!(
+            "dataset {} has {}x{}x{} images in {} classes, not the {}x{}x{} in {} classes that {} has; check data.path",
+            data.name,
+            got.height,
+            got.width,
+            got.channels,
+            got.num_classes,
+            want.height,
+            want.width,
+            want.channels,
+            want.num_classes,
+            cfg.data.dataset
+        );
+    }
+    Ok(data)
+}

@@ -2,7 +2,7 @@
 //! the optimizer; parts before it run untraced, parts after it pass gradients through but are
 //! never updated. The incubation strategy decides what the unit and the hybrid are.
 
-use super::{meta, teacher, Engine};
+use super::{meta, teacher, Engine, OpenRun};
 use crate::checkpoint;
 use crate::events::StageId;
 use crate::model::Network;
@@ -18,7 +18,7 @@ use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub fn module_path(engine: &Engine, i: usize) -> PathBuf {
+pub fn module_path(engine: &OpenRun, i: usize) -> PathBuf {
     engine
         .run
         .stage_dir(StageId::incubate(i))
@@ -26,14 +26,14 @@ pub fn module_path(engine: &Engine, i: usize) -> PathBuf {
 }
 
 /// The extra networks trained with module `i` (auxiliary heads), kept for inspection.
-pub fn extras_path(engine: &Engine, i: usize) -> PathBuf {
+pub fn extras_path(engine: &OpenRun, i: usize) -> PathBuf {
     engine
         .run
         .stage_dir(StageId::incubate(i))
         .join("extras.safetensors")
 }
 
-fn strategy(engine: &Engine) -> anyhow::Result<Arc<dyn IncubationStrategy>> {
+fn strategy(engine: &OpenRun) -> anyhow::Result<Arc<dyn IncubationStrategy>> {
     engine
         .registry
         .strategy(&engine.cfg.plugins.strategy)
@@ -65,7 +65,7 @@ pub fn load(engine: &Engine, i: usize) -> anyhow::Result<Network> {
 }
 
 /// Modules that must finish before module `i` starts, by the configured strategy.
-pub fn dependencies(engine: &Engine, i: usize) -> anyhow::Result<Vec<usize>> {
+pub fn dependencies(engine: &OpenRun, i: usize) -> anyhow::Result<Vec<usize>> {
     let s = strategy(engine)?;
     let k = engine.split.k();
     let deps = s.depends_on(&engine.plugin_ctx(), i);
@@ -132,7 +132,7 @@ fn part_settings_by_name<'h>(
 
 /// Whether the strategy's teachers include this run's E2E model, which must then finish
 /// before any incubation starts.
-pub fn needs_e2e_first(engine: &Engine) -> anyhow::Result<bool> {
+pub fn needs_e2e_first(engine: &OpenRun) -> anyhow::Result<bool> {
     let s = strategy(engine)?;
     let specs = in_plugin(&*s, "teachers()", s.teachers(&engine.plugin_ctx()))?;
     for spec in &specs {
@@ -148,7 +148,7 @@ pub fn needs_e2e_first(engine: &Engine) -> anyhow::Result<bool> {
 }
 
 /// Every module's dependencies, in module order.
-pub fn all_dependencies(engine: &Engine) -> anyhow::Result<Vec<Vec<usize>>> {
+pub fn all_dependencies(engine: &OpenRun) -> anyhow::Result<Vec<Vec<usize>>> {
     (0..engine.split.k())
         .map(|i| dependencies(engine, i))
         .collect()

@@ -7,8 +7,10 @@ pub mod context;
 pub mod e2e;
 pub mod incubate;
 pub mod meta;
+pub mod open_run;
 pub mod pipeline;
 pub mod report;
 pub mod teacher;
 
-pub use context::{Engine, PluginSources};
+pub use context::Engine;
+pub use open_run::{OpenRun, PluginSources};

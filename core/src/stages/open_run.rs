@@ -1,0 +1,109 @@
+//! What a run is: its directory, configuration, model shape, split into modules and plugin
+//! registry. Opening one reads the config and loads the plugins, nothing else: no dataset is
+//! read and no device is made until something asks for one, so commands that only read a run
+//! (`incubator report`, `incubator slurm submit`) cost what the run's files cost.
+
+use crate::config::RunConfig;
+use crate::device::{new_device, Dev};
+use crate::model::{Init, VitConfig};
+use crate::plugin::{PluginContext, Registrar, Registry};
+use crate::run_dir::RunDir;
+use crate::split::Split;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use std::path::Path;
+
+/// Where a process's plugins come from besides the run's config.
+pub struct PluginSources<'a> {
+    /// Registers the plugins compiled into the binary.
+    pub builtins: &'a dyn Fn(&mut Registrar),
+    /// Libraries named on the command line (`--plugin`).
+    pub extra: Vec<std::path::PathBuf>,
+}
+
+pub struct OpenRun {
+    devices: std::sync::Mutex<std::collections::HashMap<std::thread::ThreadId, Dev>>,
+    pub registry: Registry,
+    pub run: RunDir,
+    pub cfg: RunConfig,
+    /// The model, shaped for the dataset's images as its name says they are.
+    pub vit: VitConfig,
+    pub split: Split,
+}
+
+impl OpenRun {
+    /// Opens (or creates, with `cfg`) the run directory and its plugins.
+    pub fn open(
+        root: &Path,
+        cfg: Option<&RunConfig>,
+        plugins: &PluginSources,
+    ) -> anyhow::Result<OpenRun> {
+        // The plugins and their options are checked before a new run directory is created, so
+        // a refused config leaves nothing behind.
+        let registry_of = |cfg: &RunConfig| -> anyhow::Result<Registry> {
+            let (registry, _) = Registry::for_run(&cfg.plugins, plugins.builtins, &plugins.extra)?;
+            registry.check_selection(&cfg.plugins)?;
+            Ok(registry)
+        };
+        let checked = cfg.map(registry_of).transpose()?;
+        let (run, cfg) = RunDir::open(root, cfg)?;
+        let registry = match checked {
+            Some(r) => r, // the stored config is the one given (RunDir::open checks)
+            None => registry_of(&cfg)?,
+        };
+        let shape = cfg.data.dataset.shape();
+        if shape.height != shape.width {
+            anyhow::bail!(
+                "dataset {} has {}x{} images; only square images are supported",
+                cfg.data.dataset,
+                shape.height,
+                shape.width
+            );
+        }
+        let vit = cfg.vit(shape.height, shape.channels, shape.num_classes)?;
+        let split = Split::resolve(&cfg, &vit)?;
+        Ok(OpenRun {
+            devices: Default::default(),
+            registry,
+            run,
+            cfg,
+            vit,
+            split,
+        })
+    }
+
+    pub fn plugin_ctx(&self) -> PluginContext<'_> {
+        PluginContext {
+            vit: &self.vit,
+            split: &self.split,
+            cfg: &self.cfg,
+            dev: self.dev(),
+        }
+    }
+
+    /// A seeded initialiser for one purpose (`"meta"`, `"incubate-2"`, `"e2e"`): each stage's
+    /// random weights depend only on the run seed and the stage, whichever process makes them.
+    pub fn init_rng(&self, purpose: &str) -> ChaCha8Rng {
+        let mut h: u64 = 0x9e3779b97f4a7c15 ^ self.cfg.seed;
+        for b in purpose.bytes() {
+            h = (h ^ b as u64).wrapping_mul(0x100000001b3);
+        }
+        ChaCha8Rng::seed_from_u64(h)
+    }
+
+    /// This thread's device. Each stage thread computes on its own: dfdx 0.13's allocation
+    /// cache is not safe to share between threads (a buffer can be taken twice between its
+    /// read and write locks, which panics), and tensors never cross stages anyway.
+    pub fn dev(&self) -> Dev {
+        let mut devices = self.devices.lock().expect("no panics while holding it");
+        devices
+            .entry(std::thread::current().id())
+            .or_insert_with(|| new_device(self.cfg.seed))
+            .clone()
+    }
+
+    /// A seeded initialiser on `dev` (see [`OpenRun::init_rng`]).
+    pub fn init<'a>(&self, dev: &'a Dev, rng: &'a mut ChaCha8Rng) -> Init<'a> {
+        Init { dev, rng }
+    }
+}
