@@ -100,6 +100,9 @@ enum Command {
     Assemble(StageArgs),
     /// The end-to-end baseline: the target trained from scratch with the same recipe.
     E2e(StageArgs),
+    /// A run's model (or a checkpoint of its shape) on a dataset split: top-1, top-5, loss
+    /// and the confusion matrix (CSV and PNG).
+    Eval(commands::eval::EvalArgs),
     /// Print the comparison table of a finished run.
     Report {
         #[arg(long, short = 'd', default_value = "runs/default")]
@@ -318,6 +321,7 @@ pub fn main() -> ExitCode {
         Command::Assemble(a) => commands::stage::assemble(&a),
         Command::E2e(a) => commands::stage::e2e(&a),
         Command::Report { run_dir } => commands::stage::report(&run_dir),
+        Command::Eval(a) => commands::eval::run(&a),
         Command::Config => {
             print!("{}", incubator_core::config::RunConfig::default().to_toml());
             Ok(())

@@ -1,5 +1,6 @@
 pub mod bench;
 pub mod data;
+pub mod eval;
 pub mod plugins;
 pub mod scaffold;
 pub mod serve_load;

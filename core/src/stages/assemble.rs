@@ -1,6 +1,6 @@
 //! Phase FT: stack the K incubated modules into the target model, then fine-tune it end to end.
 
-use super::{incubate, meta, Engine};
+use super::{incubate, meta, Engine, OpenRun};
 use crate::checkpoint;
 use crate::events::StageId;
 use crate::model::Network;
@@ -8,7 +8,7 @@ use crate::run_dir::StageSummary;
 use std::path::PathBuf;
 
 /// The stacked model before fine-tuning.
-pub fn assembled_path(engine: &Engine) -> PathBuf {
+pub fn assembled_path(engine: &OpenRun) -> PathBuf {
     engine
         .run
         .stage_dir(StageId::ASSEMBLE)
@@ -16,7 +16,7 @@ pub fn assembled_path(engine: &Engine) -> PathBuf {
 }
 
 /// The final model after fine-tuning.
-pub fn model_path(engine: &Engine) -> PathBuf {
+pub fn model_path(engine: &OpenRun) -> PathBuf {
     engine
         .run
         .stage_dir(StageId::ASSEMBLE)
@@ -25,7 +25,7 @@ pub fn model_path(engine: &Engine) -> PathBuf {
 
 /// Stacks the incubated modules with the configured assembly rule. Refuses partial results:
 /// every module must have finished incubation.
-pub fn assemble(engine: &Engine) -> anyhow::Result<Network> {
+pub fn assemble(engine: &OpenRun) -> anyhow::Result<Network> {
     let k = engine.split.k();
     let mut missing = Vec::new();
     for i in 0..k {

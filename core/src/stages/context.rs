@@ -182,7 +182,7 @@ pub use crate::telemetry::host::hostname;
 
 /// The dataset `cfg` names, cut to its limits and subsets; it must have the shape the model was
 /// built for ([`crate::data::DatasetName::shape`]).
-fn load_data(cfg: &RunConfig) -> anyhow::Result<DataSplit> {
+pub fn load_data(cfg: &RunConfig) -> anyhow::Result<DataSplit> {
     let mut data = data::load(
         &cfg.data.dataset,
         cfg.data.path.as_deref(),

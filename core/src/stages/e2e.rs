@@ -1,13 +1,13 @@
 //! The baseline: the same target model trained end to end from scratch with the same recipe.
 
-use super::Engine;
+use super::{Engine, OpenRun};
 use crate::checkpoint;
 use crate::events::StageId;
 use crate::model::Network;
 use crate::run_dir::StageSummary;
 use std::path::PathBuf;
 
-pub fn model_path(engine: &Engine) -> PathBuf {
+pub fn model_path(engine: &OpenRun) -> PathBuf {
     engine.run.stage_dir(StageId::E2E).join("model.safetensors")
 }
 

@@ -45,7 +45,7 @@ fn in_plugin<T>(s: &dyn IncubationStrategy, what: &str, r: anyhow::Result<T>) ->
 }
 
 /// Module `i`'s unit, freshly initialised as the strategy does it.
-pub fn init_unit(engine: &Engine, i: usize) -> anyhow::Result<Network> {
+pub fn init_unit(engine: &OpenRun, i: usize) -> anyhow::Result<Network> {
     let s = strategy(engine)?;
     let mut rng = engine.init_rng(&StageId::incubate(i).slug());
     let dev = engine.dev();
@@ -54,7 +54,7 @@ pub fn init_unit(engine: &Engine, i: usize) -> anyhow::Result<Network> {
 }
 
 /// Module `i`'s trained unit.
-pub fn load(engine: &Engine, i: usize) -> anyhow::Result<Network> {
+pub fn load(engine: &OpenRun, i: usize) -> anyhow::Result<Network> {
     let mut unit = init_unit(engine, i)?;
     checkpoint::read(
         &module_path(engine, i),

@@ -1,6 +1,6 @@
 //! Phase PT: train the meta model (one layer per module by default) end to end.
 
-use super::Engine;
+use super::{Engine, OpenRun};
 use crate::checkpoint;
 use crate::events::StageId;
 use crate::model::Network;
@@ -8,7 +8,7 @@ use crate::run_dir::StageSummary;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-pub fn model_path(engine: &Engine) -> PathBuf {
+pub fn model_path(engine: &OpenRun) -> PathBuf {
     engine
         .run
         .stage_dir(StageId::META)
@@ -16,7 +16,7 @@ pub fn model_path(engine: &Engine) -> PathBuf {
 }
 
 /// The meta model's skeleton from its design, with freshly drawn weights.
-fn build(engine: &Engine) -> anyhow::Result<Network> {
+fn build(engine: &OpenRun) -> anyhow::Result<Network> {
     let design = engine
         .registry
         .meta_design(&engine.cfg.plugins.meta_design)?;
@@ -28,13 +28,13 @@ fn build(engine: &Engine) -> anyhow::Result<Network> {
 }
 
 /// Whether the configured strategy uses a meta model at all.
-fn used(engine: &Engine) -> anyhow::Result<bool> {
+fn used(engine: &OpenRun) -> anyhow::Result<bool> {
     let s = engine.registry.strategy(&engine.cfg.plugins.strategy)?;
     Ok(s.uses_meta(&engine.plugin_ctx()))
 }
 
 /// The trained meta model, as later stages use it (no parts when the strategy uses none).
-pub fn load(engine: &Engine) -> anyhow::Result<Network> {
+pub fn load(engine: &OpenRun) -> anyhow::Result<Network> {
     if !used(engine)? {
         return Ok(Network { parts: Vec::new() });
     }

@@ -508,6 +508,18 @@ pub fn evaluate(
     data: &Dataset,
     batch_size: usize,
 ) -> EvalResult {
+    evaluate_each(net, maker, data, batch_size, |_, _| {})
+}
+
+/// [`evaluate`], also handing each image's (label, predicted class) to `each` (a confusion
+/// matrix is built from these).
+pub fn evaluate_each(
+    net: &Network,
+    maker: &BatchMaker,
+    data: &Dataset,
+    batch_size: usize,
+    mut each: impl FnMut(usize, usize),
+) -> EvalResult {
     let (mut correct, mut correct5, mut loss_sum) = (0usize, 0usize, 0.0f64);
     let indices: Vec<usize> = (0..data.len).collect();
     for chunk in indices.chunks(batch_size) {
@@ -529,6 +541,7 @@ pub fn evaluate(
             // counts for the label, as torch.topk's order among equals is unspecified).
             let higher = row.iter().filter(|&&v| v > row[label]).count();
             correct5 += (higher < 5) as usize;
+            each(label, argmax);
         }
     }
     EvalResult {

@@ -1,0 +1,95 @@
+//! `incubator eval`: a run's model (or a checkpoint of its shape) on a dataset split, with
+//! top-1, top-5, loss and the confusion matrix as CSV and PNG.
+
+use incubator_core::data::{self, DatasetName};
+use incubator_core::stages::eval::{self, ModelChoice};
+use incubator_core::stages::{context::load_data, OpenRun};
+use std::path::{Path, PathBuf};
+
+#[derive(clap::Args, Debug)]
+pub struct EvalArgs {
+    #[arg(long, short = 'd', default_value = "runs/default")]
+    pub run_dir: PathBuf,
+    /// `assemble`, `e2e`, `meta`, or a safetensors file with the run's model (a plain ViT).
+    #[arg(long, default_value = "assemble")]
+    pub model: String,
+    /// `test` or `train`.
+    #[arg(long, default_value = "test")]
+    pub split: String,
+    /// Another dataset with the same images and classes (`mnist`, `fashion-mnist`, ...), whole;
+    /// default: the run's own, with its limits, as training evaluated it.
+    #[arg(long)]
+    pub dataset: Option<String>,
+    /// Where that dataset's files are (default: `incubator data fetch`'s cache).
+    #[arg(long)]
+    pub data_path: Option<PathBuf>,
+    /// Where the results go (default: RUN/eval/<model>-<dataset>-<split>/).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
+    if args.split != "test" && args.split != "train" {
+        anyhow::bail!("--split {:?}: use `test` or `train`", args.split);
+    }
+    let run = OpenRun::open(&args.run_dir, None, &super::plugin_sources(&[]))?;
+    let which = ModelChoice::parse(&args.model);
+    let (name, split) = match &args.dataset {
+        None => (run.cfg.data.dataset.to_string(), load_data(&run.cfg)?),
+        Some(name) => {
+            let parsed: DatasetName = name.parse()?;
+            let split = data::load(&parsed, args.data_path.as_deref(), &run.cfg.cache_dir())
+                .map_err(|e| {
+                    anyhow::Error::new(e).context(format!("cannot load --dataset {name}"))
+                })?;
+            (parsed.to_string(), split)
+        }
+    };
+    let images = if args.split == "test" {
+        &split.test
+    } else {
+        &split.train
+    };
+    let net = eval::model(&run, &which)?;
+    let e = eval::evaluate(&run, &net, images, (&which.name(), &name, &args.split))?;
+    let out = args.out.clone().unwrap_or_else(|| {
+        run.run
+            .root
+            .join("eval")
+            .join(format!("{}-{}-{}", e.model, e.dataset, e.split))
+    });
+    std::fs::create_dir_all(&out)?;
+    write(&out, &e)?;
+    println!(
+        "{} on {} {} ({} images): top-1 {:.2}%, top-5 {:.2}%, loss {:.4}\nconfusion matrix: {}, {}",
+        e.model,
+        e.dataset,
+        e.split,
+        e.images,
+        100.0 * e.result.top1,
+        100.0 * e.result.top5,
+        e.result.loss,
+        out.join("confusion.csv").display(),
+        out.join("confusion.png").display()
+    );
+    Ok(())
+}
+
+fn write(out: &Path, e: &eval::Evaluation) -> anyhow::Result<()> {
+    use incubator_core::checkpoint::write_atomic;
+    write_atomic(
+        &out.join("metrics.json"),
+        serde_json::to_string_pretty(e)?.as_bytes(),
+    )?;
+    write_atomic(&out.join("confusion.csv"), e.confusion_csv().as_bytes())?;
+    let (side, rgb) = e.confusion_rgb();
+    let mut bytes = Vec::new();
+    {
+        let mut enc = png::Encoder::new(&mut bytes, side as u32, side as u32);
+        enc.set_color(png::ColorType::Rgb);
+        enc.set_depth(png::BitDepth::Eight);
+        enc.write_header()?.write_image_data(&rgb)?;
+    }
+    write_atomic(&out.join("confusion.png"), &bytes)?;
+    Ok(())
+}
