@@ -85,7 +85,7 @@ pub fn cifar(data: &[u8]) {
 
 /// The model of the `checkpoint` seeds (a d4 ViT of one block on 28 px images, patch 7).
 fn tiny_vit() -> VitConfig {
-    let mut v = VitConfig::preset("mnist-small", 28, 1, 7, 10).expect("a preset");
+    let mut v = VitConfig::preset("mnist-small", 28, 1, Some(7), 10).expect("a preset");
     v.embed_dim = 4;
     v.depth = 1;
     v.num_heads = 1;

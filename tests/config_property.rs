@@ -41,7 +41,7 @@ const KEYS: &[(&str, &[&str])] = &[
     ("seed", &["0", "7", "-1", "\"x\"", "1.5"]),
     (
         "model.preset",
-        &["\"mnist-small\"", "\"vit-tiny\"", "\"vit-huge\"", "3"],
+        &["\"mnist-small\"", "\"vit-tiny\"", "\"vit-gigantic\"", "3"],
     ),
     ("model.image_size", &["28", "32", "0", "-3"]),
     ("model.channels", &["1", "3", "0"]),

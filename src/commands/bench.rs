@@ -66,9 +66,11 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let presets: Vec<String> = if a.presets.is_empty() {
+        // ViT-L and ViT-H take minutes per step here: name them with --presets to include them
         incubator_core::model::config::PRESETS
             .iter()
-            .map(|p| p.0.to_string())
+            .filter(|p| p.embed_dim <= 768)
+            .map(|p| p.name.to_string())
             .collect()
     } else {
         a.presets.clone()
@@ -158,7 +160,7 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
 }
 
 fn measure(a: &BenchArgs, preset: &str) -> anyhow::Result<Figures> {
-    let vit = VitConfig::preset(preset, a.image, a.channels, a.patch, 10)
+    let vit = VitConfig::preset(preset, a.image, a.channels, Some(a.patch), 10)
         .ok_or_else(|| anyhow::anyhow!("unknown preset {preset}"))?;
     let dev = new_device(0);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);

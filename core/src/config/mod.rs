@@ -416,16 +416,18 @@ impl RunConfig {
         let m = &self.model;
         let data_geometry = (image_size, channels);
         let image_size = m.image_size.unwrap_or(image_size);
-        let patch = m.patch_size.unwrap_or(default_patch_size(image_size));
         let mut v = VitConfig::preset(
             &m.preset,
             image_size,
             m.channels.unwrap_or(channels),
-            patch,
+            m.patch_size,
             m.num_classes.unwrap_or(num_classes),
         )
         .ok_or_else(|| {
-            let names: Vec<&str> = crate::model::config::PRESETS.iter().map(|p| p.0).collect();
+            let names: Vec<&str> = crate::model::config::PRESETS
+                .iter()
+                .map(|p| p.name)
+                .collect();
             ConfigError::Invalid(format!(
                 "model.preset = {:?} is unknown; choose one of {}",
                 m.preset,
@@ -479,17 +481,7 @@ impl RunConfig {
     }
 }
 
-/// Overlays `over` on `base`, table by table, so unspecified keys keep their defaults.
-/// Patch size when the config gives none: 7 for 28 px images (a 4x4 grid: a ViT on 16 tokens
-/// learns MNIST several times faster than on 49 with no loss of accuracy), 4 up to 32 px (the
-/// CIFAR ViTs of the paper's CIFAR-100 table), 16 above (ImageNet ViTs).
-pub fn default_patch_size(image_size: usize) -> usize {
-    match image_size {
-        28 => 7,
-        s if s <= 32 => 4,
-        _ => 16,
-    }
-}
+pub use crate::model::config::default_patch_size;
 
 /// Sets `a.b.c = value` in `table`, creating the tables on the way.
 fn set_dotted(table: &mut toml::Table, key: &str, value: toml::Value) -> Result<(), ConfigError> {
@@ -601,5 +593,14 @@ mod tests {
         );
         let c = RunConfig::from_toml("[model]\npatch_size = 5\n", "c").unwrap();
         assert!(c.vit(28, 1, 10).unwrap_err().to_string().contains("divide"));
+        // ViT-H/14 on CIFAR's 32 px: its patch does not divide the image; the error says so
+        let c = RunConfig::from_toml("[model]\npreset = \"vit-huge\"\n", "c").unwrap();
+        let e = c.vit(32, 3, 100).unwrap_err().to_string();
+        assert!(
+            e.contains("patch_size = 14") && e.contains("image_size = 32"),
+            "{e}"
+        );
+        let h = c.vit(224, 3, 1000).unwrap();
+        assert_eq!((h.patch_size, h.qkv_bias, h.norm_eps), (14, false, 1e-5));
     }
 }

@@ -61,9 +61,12 @@ impl RunConfig {
         let m = &self.model;
         if crate::model::config::PRESETS
             .iter()
-            .all(|(name, ..)| *name != m.preset)
+            .all(|p| p.name != m.preset)
         {
-            let names: Vec<&str> = crate::model::config::PRESETS.iter().map(|p| p.0).collect();
+            let names: Vec<&str> = crate::model::config::PRESETS
+                .iter()
+                .map(|p| p.name)
+                .collect();
             p.0.push(format!(
                 "model.preset = {:?} is unknown; choose one of {}",
                 m.preset,
@@ -310,7 +313,7 @@ mod tests {
                 "augment.label_smoothing",
             ),
             ("[model]\nmlp_ratio = 0.0\n", "model.mlp_ratio"),
-            ("[model]\npreset = \"vit-huge\"\n", "model.preset"),
+            ("[model]\npreset = \"vit-gigantic\"\n", "model.preset"),
             ("[plugins]\nstrategy = \"\"\n", "plugins.strategy"),
         ] {
             let e = refused(text);
