@@ -12,6 +12,7 @@ pub mod layers;
 pub mod network;
 pub mod params;
 pub mod part;
+pub mod resample;
 pub mod stem;
 
 pub use block::Mode;
