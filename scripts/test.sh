@@ -12,6 +12,13 @@ if [ ! -x .venv-tb/bin/python ] || ! .venv-tb/bin/python -c "import tensorboard"
 fi
 export INCUBATOR_TB_PYTHON="$PWD/.venv-tb/bin/python"
 
+# PyTorch with timm: the other side of `incubator export --format timm` (tests/timm.rs)
+if [ ! -x .venv-torch/bin/python ] || ! .venv-torch/bin/python -c "import torch, timm, safetensors" 2>/dev/null; then
+    python3 -m venv .venv-torch
+    .venv-torch/bin/pip install --quiet --disable-pip-version-check torch timm safetensors
+fi
+export INCUBATOR_TORCH_PYTHON="$PWD/.venv-torch/bin/python"
+
 # tests/slurm.rs starts a single-node Slurm (scripts/slurm-local.sh); stop it when done
 trap './scripts/slurm-local.sh stop >/dev/null 2>&1 || true' EXIT
 cargo test --workspace --all-targets -- --include-ignored --skip regenerate_assets

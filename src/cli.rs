@@ -103,6 +103,8 @@ enum Command {
     /// A run's model (or a checkpoint of its shape) on a dataset split: top-1, top-5, loss
     /// and the confusion matrix (CSV and PNG).
     Eval(commands::eval::EvalArgs),
+    /// A run's model for PyTorch: timm's VisionTransformer loads it with strict=True.
+    Export(commands::export::ExportArgs),
     /// Print the comparison table of a finished run.
     Report {
         #[arg(long, short = 'd', default_value = "runs/default")]
@@ -322,6 +324,7 @@ pub fn main() -> ExitCode {
         Command::E2e(a) => commands::stage::e2e(&a),
         Command::Report { run_dir } => commands::stage::report(&run_dir),
         Command::Eval(a) => commands::eval::run(&a),
+        Command::Export(a) => commands::export::run(&a),
         Command::Config => {
             print!("{}", incubator_core::config::RunConfig::default().to_toml());
             Ok(())

@@ -1,6 +1,7 @@
 pub mod bench;
 pub mod data;
 pub mod eval;
+pub mod export;
 pub mod plugins;
 pub mod scaffold;
 pub mod serve_load;

@@ -6,6 +6,7 @@ pub mod assemble;
 pub mod context;
 pub mod e2e;
 pub mod eval;
+pub mod export;
 pub mod incubate;
 pub mod meta;
 pub mod open_run;

@@ -58,6 +58,17 @@ impl BatchMaker<'_> {
     pub fn eval(&self, data: &Dataset, indices: &[usize]) -> Batch {
         let (c, h, w) = (data.channels, data.height, data.width);
         let n = indices.len();
+        let images = self.eval_images(data, indices);
+        let labels: Vec<usize> = indices.iter().map(|&i| data.labels[i] as usize).collect();
+        let targets = self.soft_targets(&labels, 1.0, 0.0);
+        self.finish(images, targets, labels, (n, c, h, w))
+    }
+
+    /// The normalised images of an evaluation batch, `(n, c, h, w)` row-major: what a PyTorch
+    /// model of the same weights takes as input.
+    pub fn eval_images(&self, data: &Dataset, indices: &[usize]) -> Vec<f32> {
+        let (c, h, w) = (data.channels, data.height, data.width);
+        let n = indices.len();
         let mut images = vec![0f32; n * c * h * w];
         for (k, &i) in indices.iter().enumerate() {
             self.write_image(
@@ -69,9 +80,7 @@ impl BatchMaker<'_> {
                 false,
             );
         }
-        let labels: Vec<usize> = indices.iter().map(|&i| data.labels[i] as usize).collect();
-        let targets = self.soft_targets(&labels, 1.0, 0.0);
-        self.finish(images, targets, labels, (n, c, h, w))
+        images
     }
 
     /// Normalised pixels of one image, shifted by (oy, ox) with zero padding (torchvision's

@@ -1,0 +1,72 @@
+//! A run's model in timm's format: `timm.models.vision_transformer.VisionTransformer` loads it
+//! with `strict=True`. The names are the same but for the stem: the patch embedding is a Linear
+//! on flattened patches here and a Conv2d there (the same numbers: patches are flattened in
+//! the convolution's (channel, row, column) order), and the class token and position
+//! embedding carry timm's leading batch dimensions.
+
+use crate::model::{Network, VitConfig};
+use std::collections::BTreeMap;
+
+pub type Tensors = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
+
+/// `net`'s parameters under timm's names and shapes. A model with parts timm's ViT does not
+/// have (an assembly rule's glue) is refused, naming them.
+pub fn to_timm(net: &Network, vit: &VitConfig) -> anyhow::Result<Tensors> {
+    let mut out = Tensors::new();
+    let mut foreign = Vec::new();
+    let (d, c, p) = (vit.embed_dim, vit.channels, vit.patch_size);
+    for (name, (shape, data)) in crate::checkpoint::params_of(net) {
+        let (to, shape) = match name.as_str() {
+            "stem.patch_embed.weight" => ("patch_embed.proj.weight".to_string(), vec![d, c, p, p]),
+            "stem.patch_embed.bias" => ("patch_embed.proj.bias".to_string(), shape),
+            "stem.cls_token" => ("cls_token".to_string(), vec![1, 1, d]),
+            "stem.pos_embed" => ("pos_embed".to_string(), vec![1, vit.tokens(), d]),
+            n if n.starts_with("blocks.") || n.starts_with("norm.") || n.starts_with("head.") => {
+                (n.to_string(), shape)
+            }
+            _ => {
+                foreign.push(name);
+                continue;
+            }
+        };
+        out.insert(to, (shape, data));
+    }
+    if !foreign.is_empty() {
+        anyhow::bail!(
+            "the model has parameters timm's VisionTransformer does not ({}): an assembly rule's glue cannot be exported; export the E2E model, or a model assembled by plain stacking",
+            foreign.join(", ")
+        );
+    }
+    let blocks = out
+        .keys()
+        .filter(|k| k.starts_with("blocks.") && k.ends_with(".norm1.weight"))
+        .count();
+    if blocks != vit.depth {
+        anyhow::bail!(
+            "the model has {blocks} blocks where the run's ViT has {}: not a plain ViT of this run",
+            vit.depth
+        );
+    }
+    Ok(out)
+}
+
+/// The keyword arguments that build the same model with timm:
+/// `VisionTransformer(**kwargs, norm_layer=partial(nn.LayerNorm, eps=norm_eps))`.
+pub fn timm_kwargs(vit: &VitConfig) -> serde_json::Value {
+    serde_json::json!({
+        "kwargs": {
+            "img_size": vit.image_size,
+            "patch_size": vit.patch_size,
+            "in_chans": vit.channels,
+            "num_classes": vit.num_classes,
+            "embed_dim": vit.embed_dim,
+            "depth": vit.depth,
+            "num_heads": vit.num_heads,
+            "mlp_ratio": vit.mlp_ratio,
+            "qkv_bias": vit.qkv_bias,
+            "class_token": true,
+            "global_pool": "token",
+        },
+        "norm_eps": vit.norm_eps,
+    })
+}
