@@ -61,3 +61,27 @@ pub fn model_files(run: &Path) -> Vec<(String, Vec<u8>)> {
     out.sort();
     out
 }
+
+/// Runs one of the tests' Python scripts (`tests/NAME.py`) with `args` under the Python whose
+/// path the environment variable `var` holds (relative to the repository root; `./scripts/test.sh`
+/// sets it), and parses the JSON it prints.
+pub fn python_json(var: &str, script: &str, args: &[&std::ffi::OsStr]) -> serde_json::Value {
+    let Some(python) = std::env::var_os(var) else {
+        panic!(
+            "{var} is not set: ./scripts/test.sh sets it (a venv with what tests/{script} imports)"
+        );
+    };
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new(repo.join(PathBuf::from(python)))
+        .arg(repo.join("tests").join(script))
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running tests/{script}: {e}"));
+    assert!(
+        out.status.success(),
+        "tests/{script} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("tests/{script} printed no JSON: {e}"))
+}

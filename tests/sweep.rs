@@ -94,24 +94,11 @@ fn results(dir: &Path) -> Vec<(String, u64, f64, f64, f64, f64, f64)> {
 /// stage of every run is a run with the same tags, and an HParams session whose settings say
 /// which configuration and stage it is and whose metrics hold its final top-1.
 fn tensorboard_sees_the_sweep(dir: &Path) {
-    let Some(python) = std::env::var_os("INCUBATOR_TB_PYTHON") else {
-        panic!(
-            "INCUBATOR_TB_PYTHON is not set: ./scripts/test.sh sets it (a python with tensorboard)"
-        );
-    };
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let out = std::process::Command::new(repo.join(PathBuf::from(python)))
-        .arg(repo.join("tests/tensorboard_reader.py"))
-        .arg("--http")
-        .arg(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let tb = python_json(
+        "INCUBATOR_TB_PYTHON",
+        "tensorboard_reader.py",
+        &["--http".as_ref(), dir.as_os_str()],
     );
-    let tb: Value = serde_json::from_slice(&out.stdout).unwrap();
     let runs = tb["runs"].as_array().unwrap();
     // 2 configurations x 2 seeds x (meta, 4 incubations, assemble, e2e)
     assert_eq!(runs.len(), 2 * 2 * 7, "{runs:?}");

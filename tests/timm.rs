@@ -4,23 +4,10 @@
 
 mod common;
 use common::*;
-use std::path::{Path, PathBuf};
-
-fn torch_python() -> PathBuf {
-    let Some(python) = std::env::var_os("INCUBATOR_TORCH_PYTHON") else {
-        panic!(
-            "INCUBATOR_TORCH_PYTHON is not set: a python with torch, timm and safetensors. \
-             ./scripts/test.sh makes one: python3 -m venv .venv-torch && \
-             .venv-torch/bin/pip install torch timm safetensors"
-        )
-    };
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(PathBuf::from(python))
-}
 
 #[test]
 #[ignore = "needs INCUBATOR_TORCH_PYTHON: a python with torch and timm (./scripts/test.sh sets it)"]
 fn exported_models_load_into_timm_strictly_and_give_the_same_logits() {
-    let python = torch_python();
     let tmp = tempfile::tempdir().unwrap();
     let cfg = write_config(tmp.path(), TINY);
     let run = tmp.path().join("run");
@@ -29,17 +16,11 @@ fn exported_models_load_into_timm_strictly_and_give_the_same_logits() {
     for model in ["e2e", "assemble"] {
         assert_ok(&incubator(&["export", "-d", r, "--model", model]), "export");
         let dir = run.join(format!("export/{model}-timm"));
-        let out = std::process::Command::new(&python)
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/timm_check.py"))
-            .arg(&dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        let got = python_json(
+            "INCUBATOR_TORCH_PYTHON",
+            "timm_check.py",
+            &[dir.as_os_str()],
         );
-        let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(got["missing"], serde_json::json!([]), "{model}: {got}");
         assert_eq!(got["unexpected"], serde_json::json!([]), "{model}: {got}");
         assert!(got["rel_error"].as_f64().unwrap() < 1e-5, "{model}: {got}");
