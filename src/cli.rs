@@ -105,6 +105,17 @@ enum Command {
     Eval(commands::eval::EvalArgs),
     /// A run's model for PyTorch: timm's VisionTransformer loads it with strict=True.
     Export(commands::export::ExportArgs),
+    /// A timm ViT checkpoint (safetensors state dict) as a run's meta model or E2E model (a
+    /// teacher); it must fit the run's configured model.
+    Import {
+        #[command(flatten)]
+        args: StageArgs,
+        /// The timm checkpoint (`model.safetensors`, a VisionTransformer's state dict).
+        file: PathBuf,
+        /// `meta` (the modules incubate inside it) or `e2e` (a teacher, the baseline).
+        #[arg(long = "as")]
+        stage: String,
+    },
     /// Print the comparison table of a finished run.
     Report {
         #[arg(long, short = 'd', default_value = "runs/default")]
@@ -325,6 +336,7 @@ pub fn main() -> ExitCode {
         Command::Report { run_dir } => commands::stage::report(&run_dir),
         Command::Eval(a) => commands::eval::run(&a),
         Command::Export(a) => commands::export::run(&a),
+        Command::Import { args, file, stage } => commands::stage::import(&args, &file, &stage),
         Command::Config => {
             print!("{}", incubator_core::config::RunConfig::default().to_toml());
             Ok(())

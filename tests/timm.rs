@@ -32,3 +32,130 @@ fn exported_models_load_into_timm_strictly_and_give_the_same_logits() {
         "{e}"
     );
 }
+
+#[test]
+#[ignore = "needs INCUBATOR_TORCH_PYTHON: a python with torch and timm (./scripts/test.sh sets it)"]
+fn timm_models_import_as_meta_and_e2e_models() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write_config(tmp.path(), TINY);
+    // timm's constructor arguments for this config, as export writes them
+    let a = tmp.path().join("a");
+    assert_ok(
+        &incubator(&["e2e", "-c", &cfg, "-d", a.to_str().unwrap()]),
+        "e2e",
+    );
+    assert_ok(
+        &incubator(&["export", "-d", a.to_str().unwrap(), "--model", "e2e"]),
+        "export",
+    );
+    let config = a.join("export/e2e-timm/config.json");
+    let timm_file = tmp.path().join("timm.safetensors");
+    python_json(
+        "INCUBATOR_TORCH_PYTHON",
+        "timm_make.py",
+        &[config.as_os_str(), timm_file.as_os_str()],
+    );
+    let file = timm_file.to_str().unwrap();
+
+    // as the E2E model: our logits on the run's images are timm's, and exporting it again gives
+    // back timm's tensors exactly
+    let b = tmp.path().join("b");
+    let bs = b.to_str().unwrap();
+    let out = incubator(&["import", file, "--as", "e2e", "-c", &cfg, "-d", bs]);
+    assert_ok(&out, "import --as e2e");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("imported as the e2e model"));
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(b.join("stages/e2e/summary.json")).unwrap()).unwrap();
+    assert_eq!(
+        (summary["epochs"].as_u64(), summary["train_gflop"].as_f64()),
+        (Some(0), Some(0.0))
+    );
+    let exported = b.join("again");
+    assert_ok(
+        &incubator(&[
+            "export",
+            "-d",
+            bs,
+            "--model",
+            "e2e",
+            "-o",
+            exported.to_str().unwrap(),
+        ]),
+        "export again",
+    );
+    let got = python_json(
+        "INCUBATOR_TORCH_PYTHON",
+        "timm_check.py",
+        &[exported.as_os_str()],
+    );
+    assert!(
+        got["rel_error"].as_f64().unwrap() < 1e-5 && got["argmax_agree"] == true,
+        "{got}"
+    );
+    let read = |p: &std::path::Path| incubator_core::checkpoint::read(p, "").unwrap().tensors;
+    assert!(
+        read(&timm_file) == read(&exported.join("model.safetensors")),
+        "the round trip changes nothing"
+    );
+    // the imported model's top-1 in the summary is what eval measures
+    assert_ok(&incubator(&["eval", "-d", bs, "--model", "e2e"]), "eval");
+    let m: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(b.join("eval/e2e-embedded-mnist-test/metrics.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(m["top1"], summary["top1"]);
+    let e = stderr(&incubator(&["import", file, "--as", "e2e", "-d", bs]));
+    assert!(
+        e.contains("has finished already") && e.contains("fresh run directory"),
+        "{e}"
+    );
+
+    // as the meta model (this config's meta model has the target's shape): a module incubates in it
+    let c = tmp.path().join("c");
+    let cs = c.to_str().unwrap();
+    assert_ok(
+        &incubator(&["import", file, "--as", "meta", "-c", &cfg, "-d", cs]),
+        "import --as meta",
+    );
+    assert_ok(
+        &incubator(&["incubate", "--module", "0", "-d", cs]),
+        "incubate in the imported meta model",
+    );
+
+    // a model that does not fit the run, a stage that cannot be imported
+    let wide = tmp.path().join("wide.safetensors");
+    python_json(
+        "INCUBATOR_TORCH_PYTHON",
+        "timm_make.py",
+        &[config.as_os_str(), wide.as_os_str(), "48".as_ref()],
+    );
+    let d = tmp.path().join("d");
+    let out = incubator(&[
+        "import",
+        wide.to_str().unwrap(),
+        "--as",
+        "e2e",
+        "-c",
+        &cfg,
+        "-d",
+        d.to_str().unwrap(),
+    ]);
+    let e = stderr(&out);
+    assert!(
+        !out.status.success() && e.contains("does not fit this run's e2e model"),
+        "{e}"
+    );
+    assert!(
+        !d.join("stages/e2e/summary.json").exists(),
+        "nothing is marked finished"
+    );
+    let e = stderr(&incubator(&[
+        "import",
+        file,
+        "--as",
+        "assemble",
+        "-d",
+        d.to_str().unwrap(),
+    ]));
+    assert!(e.contains("`meta` or `e2e`"), "{e}");
+}

@@ -5,7 +5,7 @@
 
 use incubator_core::checkpoint;
 use incubator_core::stages::eval::{self, ModelChoice};
-use incubator_core::stages::export::{timm_kwargs, to_timm, Tensors};
+use incubator_core::stages::timm::{timm_kwargs, to_timm, Tensors};
 use incubator_core::stages::{context::load_data, OpenRun};
 use incubator_core::train::batch::patchify;
 use incubator_core::train::trainer::batch_maker;

@@ -6,7 +6,7 @@ use incubator_core::stages::{self, report::Report, Engine, OpenRun};
 use std::io::IsTerminal;
 use std::path::Path;
 
-fn engine(args: &StageArgs) -> anyhow::Result<Engine> {
+pub fn engine(args: &StageArgs) -> anyhow::Result<Engine> {
     let cfg = (!args.config.is_empty())
         .then(|| RunConfig::load_layers(&args.config))
         .transpose()?;
@@ -86,6 +86,26 @@ pub fn assemble(args: &StageArgs) -> anyhow::Result<()> {
 
 pub fn e2e(args: &StageArgs) -> anyhow::Result<()> {
     stages::e2e::run(&engine(args)?).map(|_| ())
+}
+
+/// `incubator import FILE --as meta|e2e`: a timm checkpoint as a finished stage.
+pub fn import(args: &StageArgs, file: &Path, stage: &str) -> anyhow::Result<()> {
+    let id = match stage {
+        "meta" => incubator_core::events::StageId::META,
+        "e2e" => incubator_core::events::StageId::E2E,
+        other => anyhow::bail!("--as {other:?}: a timm model can be imported as `meta` or `e2e`"),
+    };
+    let engine = engine(args)?;
+    let s = stages::import::import_timm(&engine, file, id)?;
+    println!(
+        "{} imported as the {id} model of {}: top-1 {:.2}%, top-5 {:.2}% on its test split ({} images)",
+        file.display(),
+        args.run_dir.display(),
+        100.0 * s.outcome.top1,
+        100.0 * s.outcome.top5,
+        engine.data.test.len
+    );
+    Ok(())
 }
 
 pub fn report(run_dir: &Path) -> anyhow::Result<()> {

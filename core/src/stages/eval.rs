@@ -53,14 +53,7 @@ pub fn model(run: &OpenRun, which: &ModelChoice) -> anyhow::Result<Network> {
         }
         Ok(())
     };
-    let plain_vit = || {
-        let (dev, mut rng) = (run.dev(), run.init_rng("eval"));
-        Network::vit(
-            &mut run.init(&dev, &mut rng),
-            &run.vit,
-            &run.split.divided_depths,
-        )
-    };
+    let plain_vit = || plain_vit(run);
     let (mut net, path, fix) = match which {
         ModelChoice::Stage(id) if *id == StageId::META => {
             finished(*id)?;
@@ -94,6 +87,16 @@ pub fn model(run: &OpenRun, which: &ModelChoice) -> anyhow::Result<Network> {
         .load_into(&mut net, "", &run.dev())
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     Ok(net)
+}
+
+/// The run's target ViT with any weights (they are loaded over).
+pub fn plain_vit(run: &OpenRun) -> Network {
+    let (dev, mut rng) = (run.dev(), run.init_rng("eval"));
+    Network::vit(
+        &mut run.init(&dev, &mut rng),
+        &run.vit,
+        &run.split.divided_depths,
+    )
 }
 
 /// One model on one split.

@@ -16,7 +16,7 @@ pub fn model_path(engine: &OpenRun) -> PathBuf {
 }
 
 /// The meta model's skeleton from its design, with freshly drawn weights.
-fn build(engine: &OpenRun) -> anyhow::Result<Network> {
+pub fn build(engine: &OpenRun) -> anyhow::Result<Network> {
     let design = engine
         .registry
         .meta_design(&engine.cfg.plugins.meta_design)?;

@@ -6,13 +6,14 @@ pub mod assemble;
 pub mod context;
 pub mod e2e;
 pub mod eval;
-pub mod export;
+pub mod import;
 pub mod incubate;
 pub mod meta;
 pub mod open_run;
 pub mod pipeline;
 pub mod report;
 pub mod teacher;
+pub mod timm;
 
 pub use context::Engine;
 pub use open_run::{OpenRun, PluginSources};

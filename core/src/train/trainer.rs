@@ -61,23 +61,30 @@ pub struct TrainJob<'a> {
     pub depends_on: Vec<usize>,
 }
 
+/// JSON has no NaN: serde_json writes it as `null`, which reads back as NaN here (a stage
+/// that trained no epoch has no final training loss).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TrainOutcome {
     /// Top-1 and top-5 after the last epoch: the stage's result.
+    #[serde(deserialize_with = "f64_or_nan")]
     pub top1: f64,
-    #[serde(default = "nan")]
+    #[serde(default = "nan", deserialize_with = "f64_or_nan")]
     pub top5: f64,
     /// The best top-1 of any epoch's evaluation and that epoch (1-based; 0 when the stage
     /// trained no epoch). Reported beside the final one, never chosen by it: picking the best
     /// test epoch would select on the test set.
-    #[serde(default = "nan")]
+    #[serde(default = "nan", deserialize_with = "f64_or_nan")]
     pub best_top1: f64,
     #[serde(default)]
     pub best_epoch: usize,
+    #[serde(deserialize_with = "f64_or_nan")]
     pub test_loss: f64,
+    #[serde(deserialize_with = "f64_or_nan")]
     pub wall_s: f64,
+    #[serde(deserialize_with = "f64_or_nan")]
     pub train_gflop: f64,
     pub epochs: usize,
+    #[serde(deserialize_with = "f64_or_nan")]
     pub final_train_loss: f64,
     /// See [`TrainJob::depends_on`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -499,6 +506,11 @@ pub struct EvalResult {
 
 fn nan() -> f64 {
     f64::NAN
+}
+
+fn f64_or_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    use serde::Deserialize;
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 /// Top-1 accuracy and cross-entropy on a whole split, without augmentation or drop-path.

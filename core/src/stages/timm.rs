@@ -1,5 +1,6 @@
-//! A run's model in timm's format: `timm.models.vision_transformer.VisionTransformer` loads it
-//! with `strict=True`. The names are the same but for the stem: the patch embedding is a Linear
+//! timm's format, both ways: `timm.models.vision_transformer.VisionTransformer` loads what
+//! [`to_timm`] writes with `strict=True`, and [`from_timm`] reads its state dicts. The names
+//! are the same but for the stem: the patch embedding is a Linear
 //! on flattened patches here and a Conv2d there (the same numbers: patches are flattened in
 //! the convolution's (channel, row, column) order), and the class token and position
 //! embedding carry timm's leading batch dimensions.
@@ -45,6 +46,51 @@ pub fn to_timm(net: &Network, vit: &VitConfig) -> anyhow::Result<Tensors> {
         anyhow::bail!(
             "the model has {blocks} blocks where the run's ViT has {}: not a plain ViT of this run",
             vit.depth
+        );
+    }
+    Ok(out)
+}
+
+/// A timm ViT state dict under this engine's names and shapes; tensors this engine's ViT does
+/// not have (`fc_norm`, register tokens, ...) are refused, naming them. Shapes are checked
+/// when the result is loaded into the run's model.
+pub fn from_timm(timm: Tensors, vit: &VitConfig) -> anyhow::Result<Tensors> {
+    let mut out = Tensors::new();
+    let mut foreign = Vec::new();
+    let d = vit.embed_dim;
+    for (name, (shape, data)) in timm {
+        let to = match name.as_str() {
+            "patch_embed.proj.weight" => {
+                // (D, C, p, p) -> (D, C*p*p): the same numbers
+                let rest: usize = shape.iter().skip(1).product();
+                out.insert(
+                    "stem.patch_embed.weight".into(),
+                    (vec![shape[0], rest], data),
+                );
+                continue;
+            }
+            "patch_embed.proj.bias" => "stem.patch_embed.bias",
+            "cls_token" => {
+                out.insert("stem.cls_token".into(), (vec![data.len()], data));
+                continue;
+            }
+            "pos_embed" => {
+                let tokens = data.len() / d.max(1);
+                out.insert("stem.pos_embed".into(), (vec![tokens, d], data));
+                continue;
+            }
+            n if n.starts_with("blocks.") || n.starts_with("norm.") || n.starts_with("head.") => n,
+            _ => {
+                foreign.push(name);
+                continue;
+            }
+        };
+        out.insert(to.to_string(), (shape, data));
+    }
+    if !foreign.is_empty() {
+        anyhow::bail!(
+            "the checkpoint has tensors this engine's ViT does not ({}): import a plain timm VisionTransformer (class token, no fc_norm, no register tokens)",
+            foreign.join(", ")
         );
     }
     Ok(out)

@@ -1,0 +1,58 @@
+//! `incubator import`: a timm ViT checkpoint as a stage's finished model of a run: its meta
+//! model (the modules then incubate inside it) or its E2E model (a teacher for distilling
+//! strategies, and the report's baseline). The weights must fit the run's configured model;
+//! the stage's summary records the imported model's accuracy on the run's test split, measured
+//! here, with no training epochs and no compute.
+
+use super::{eval, meta, timm, Engine};
+use crate::checkpoint::{self, Checkpoint};
+use crate::events::StageId;
+use crate::run_dir::StageSummary;
+use crate::train::trainer::{batch_maker, evaluate};
+use crate::train::TrainOutcome;
+use std::path::Path;
+
+/// Imports `file` (a timm state dict, safetensors) as stage `id` (meta or e2e) of the run.
+pub fn import_timm(engine: &Engine, file: &Path, id: StageId) -> anyhow::Result<StageSummary> {
+    let (mut net, path) = match id {
+        StageId::META => (meta::build(engine)?, meta::model_path(engine)),
+        StageId::E2E => (eval::plain_vit(engine), super::e2e::model_path(engine)),
+        other => anyhow::bail!("--as {other}: a timm model can be imported as `meta` or `e2e`"),
+    };
+    if engine.run.summary(id)?.is_some() {
+        anyhow::bail!(
+            "the {id} stage of {} has finished already; import into a fresh run directory (nothing was changed)",
+            engine.run.root.display()
+        );
+    }
+    let read = checkpoint::read(
+        file,
+        "give a timm VisionTransformer state dict saved as safetensors",
+    )?;
+    let ours = Checkpoint {
+        tensors: timm::from_timm(read.tensors, &engine.vit)?,
+        ..read
+    };
+    ours.load_into(&mut net, "", &engine.dev()).map_err(|e| {
+        anyhow::anyhow!("{} does not fit this run's {id} model: {e}", file.display())
+    })?;
+    engine.stage(id, |log| {
+        checkpoint::save_params(&path, &net)?;
+        let dev = engine.dev();
+        let maker = batch_maker(&dev, &engine.cfg, &engine.vit);
+        let r = evaluate(&net, &maker, &engine.data.test, engine.cfg.optim.batch_size);
+        log.flush();
+        Ok(TrainOutcome {
+            top1: r.top1,
+            top5: r.top5,
+            best_top1: r.top1,
+            best_epoch: 0,
+            test_loss: r.loss,
+            wall_s: 0.0,
+            train_gflop: 0.0,
+            epochs: 0,
+            final_train_loss: f64::NAN,
+            depends_on: Vec::new(),
+        })
+    })
+}
