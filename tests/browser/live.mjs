@@ -18,7 +18,8 @@ const artefacts = process.env.ARTEFACTS ?? "target/browser-test";
 mkdirSync(artefacts, { recursive: true });
 const fail = (msg) => { console.error(`FAIL: ${msg}`); process.exitCode = 1; };
 
-// A run long enough to watch: the tests' tiny model, more epochs.
+// A run long enough to watch: the tests' tiny model, more epochs (the baseline trains for half a
+// minute or more, so its bar is still running when the timeline is checked).
 const dir = mkdtempSync(join(tmpdir(), "incubator-browser-"));
 writeFileSync(join(dir, "config.toml"), `
 seed = 1
@@ -40,7 +41,7 @@ epochs = 3
 [finetune]
 epochs = 3
 [e2e]
-epochs = 20
+epochs = 80
 `);
 const run = spawn(binary, ["run", "-c", join(dir, "config.toml"), "-d", join(dir, "run"),
   "--no-progress", "--serve", "127.0.0.1:0"], { stdio: ["ignore", "pipe", "pipe"] });
