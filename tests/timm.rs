@@ -157,5 +157,68 @@ fn timm_models_import_as_meta_and_e2e_models() {
         "-d",
         d.to_str().unwrap(),
     ]));
-    assert!(e.contains("`meta` or `e2e`"), "{e}");
+    assert!(e.contains("`meta`, `e2e` or `init`"), "{e}");
+
+    // as the weights the baseline starts from: at a learning rate of 1e-12 one epoch leaves
+    // them as they were, so the trained baseline is timm's model
+    let over = tmp.path().join("still.toml");
+    std::fs::write(
+        &over,
+        "[optim]\nbase_lr = 1e-12\nmin_lr = 1e-13\nwarmup_lr = 1e-13\n[e2e]\nepochs = 1\nwarmup_epochs = 0\n",
+    )
+    .unwrap();
+    let f = tmp.path().join("f");
+    let fs = f.to_str().unwrap();
+    let out = incubator(&[
+        "import",
+        file,
+        "--as",
+        "init",
+        "-c",
+        &cfg,
+        "-c",
+        over.to_str().unwrap(),
+        "-d",
+        fs,
+    ]);
+    assert_ok(&out, "import --as init");
+    assert!(
+        !f.join("stages/e2e/summary.json").exists(),
+        "imported, not trained"
+    );
+    let trained = incubator(&["e2e", "-d", fs]);
+    assert_ok(&trained, "e2e from imported weights");
+    assert!(stderr(&trained).contains("starting from imported weights"));
+    let again = f.join("again");
+    assert_ok(
+        &incubator(&[
+            "export",
+            "-d",
+            fs,
+            "--model",
+            "e2e",
+            "-o",
+            again.to_str().unwrap(),
+        ]),
+        "export",
+    );
+    let (before, after) = (read(&timm_file), read(&again.join("model.safetensors")));
+    assert_eq!(
+        before.keys().collect::<Vec<_>>(),
+        after.keys().collect::<Vec<_>>()
+    );
+    for (name, (_, a)) in &before {
+        let b = &after[name].1;
+        let worst = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max);
+        assert!(
+            worst < 1e-6,
+            "{name} moved by {worst} at a learning rate of 1e-12"
+        );
+    }
+    let e = stderr(&incubator(&["import", file, "--as", "init", "-d", fs]));
+    assert!(e.contains("has started or finished already"), "{e}");
 }

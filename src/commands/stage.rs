@@ -93,7 +93,20 @@ pub fn import(args: &StageArgs, file: &Path, stage: &str) -> anyhow::Result<()> 
     let id = match stage {
         "meta" => incubator_core::events::StageId::META,
         "e2e" => incubator_core::events::StageId::E2E,
-        other => anyhow::bail!("--as {other:?}: a timm model can be imported as `meta` or `e2e`"),
+        "init" => {
+            let engine = engine(args)?;
+            stages::import::import_timm_init(&engine, file)?;
+            println!(
+                "{} imported as the weights the E2E baseline of {} starts from; train it with `incubator e2e -d {}`",
+                file.display(),
+                args.run_dir.display(),
+                args.run_dir.display()
+            );
+            return Ok(());
+        }
+        other => {
+            anyhow::bail!("--as {other:?}: a timm model can be imported as `meta`, `e2e` or `init`")
+        }
     };
     let engine = engine(args)?;
     let s = stages::import::import_timm(&engine, file, id)?;

@@ -11,6 +11,12 @@ pub fn model_path(engine: &OpenRun) -> PathBuf {
     engine.run.stage_dir(StageId::E2E).join("model.safetensors")
 }
 
+/// Weights the baseline starts from instead of a random initialisation (`incubator import
+/// --as init`: a pretrained model fine-tuned end to end).
+pub fn init_path(engine: &OpenRun) -> PathBuf {
+    engine.run.stage_dir(StageId::E2E).join("init.safetensors")
+}
+
 pub fn run(engine: &Engine) -> anyhow::Result<StageSummary> {
     engine.stage(StageId::E2E, |log| {
         let mut rng = engine.init_rng("e2e");
@@ -20,6 +26,12 @@ pub fn run(engine: &Engine) -> anyhow::Result<StageSummary> {
             &engine.vit,
             &engine.split.divided_depths,
         );
+        let init = init_path(engine);
+        if init.exists() {
+            eprintln!("[e2e] starting from imported weights {}", init.display());
+            checkpoint::read(&init, "import it again: `incubator import FILE --as init`")?
+                .load_into(&mut net, "", &dev)?;
+        }
         let recipe = engine.cfg.e2e.recipe();
         let outcome = engine.train_all(StageId::E2E, recipe, &mut net, log)?;
         checkpoint::save_params(&model_path(engine), &net)?;

@@ -1,6 +1,7 @@
 //! `incubator import`: a timm ViT checkpoint as a stage's finished model of a run: its meta
 //! model (the modules then incubate inside it) or its E2E model (a teacher for distilling
-//! strategies, and the report's baseline). The weights must fit the run's configured model;
+//! strategies, and the report's baseline); or as the weights the E2E baseline starts from
+//! (`init`: a pretrained model fine-tuned end to end). The weights must fit the run's configured model;
 //! the stage's summary records the imported model's accuracy on the run's test split, measured
 //! here, with no training epochs and no compute.
 
@@ -55,4 +56,34 @@ pub fn import_timm(engine: &Engine, file: &Path, id: StageId) -> anyhow::Result<
             depends_on: Vec::new(),
         })
     })
+}
+
+/// Imports `file` as the weights the E2E stage starts from; it trains when `incubator e2e`
+/// (or `run`) runs. Refused once that stage has started or finished.
+pub fn import_timm_init(engine: &Engine, file: &Path) -> anyhow::Result<()> {
+    let id = StageId::E2E;
+    if engine.run.summary(id)?.is_some() || engine.run.state_path(id).exists() {
+        anyhow::bail!(
+            "the e2e stage of {} has started or finished already; import into a fresh run directory (nothing was changed)",
+            engine.run.root.display()
+        );
+    }
+    let read = checkpoint::read(
+        file,
+        "give a timm VisionTransformer state dict saved as safetensors",
+    )?;
+    let ours = Checkpoint {
+        tensors: timm::from_timm(read.tensors, &engine.vit)?,
+        ..read
+    };
+    let mut net = eval::plain_vit(engine);
+    ours.load_into(&mut net, "", &engine.dev()).map_err(|e| {
+        anyhow::anyhow!(
+            "{} does not fit this run's target model: {e}",
+            file.display()
+        )
+    })?;
+    std::fs::create_dir_all(engine.run.stage_dir(id))?;
+    checkpoint::save_params(&super::e2e::init_path(engine), &net)?;
+    Ok(())
 }
