@@ -178,11 +178,6 @@ impl eframe::App for DashboardApp {
     fn save(&mut self, storage: &mut dyn eframe::Storage) {
         eframe::set_value(storage, MEMORY_KEY, &self.memory());
     }
-
-    #[cfg(target_arch = "wasm32")]
-    fn as_any_mut(&mut self) -> Option<&mut dyn std::any::Any> {
-        Some(self)
-    }
 }
 
 /// A summary of what the app holds and shows, as JSON (for tests, native or in the browser).

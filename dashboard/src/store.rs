@@ -17,9 +17,11 @@ pub enum Status {
 }
 
 /// How a process's time on a stage ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum SegmentEnd {
     /// Still running (its last record is the end so far).
+    #[serde(rename = "running")]
     Open,
     Finished,
     Failed,

@@ -23,6 +23,16 @@ pub struct DataSplit {
 }
 
 impl Dataset {
+    /// Its images' shape and its number of classes.
+    pub fn shape(&self) -> super::ImageShape {
+        super::ImageShape {
+            height: self.height,
+            width: self.width,
+            channels: self.channels,
+            num_classes: self.num_classes,
+        }
+    }
+
     /// Checks the invariants every consumer relies on, so that indexing never panics later.
     pub fn new(
         images: Vec<u8>,

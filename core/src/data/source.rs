@@ -52,6 +52,17 @@ pub struct ImageShape {
     pub num_classes: usize,
 }
 
+impl fmt::Display for ImageShape {
+    /// `28x28x1 images in 10 classes`
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}x{}x{} images in {} classes",
+            self.height, self.width, self.channels, self.num_classes
+        )
+    }
+}
+
 impl DatasetName {
     /// The images' shape and the number of classes (what `load` returns has exactly these).
     pub fn shape(&self) -> ImageShape {

@@ -210,26 +210,11 @@ pub fn load_data(cfg: &RunConfig) -> anyhow::Result<DataSplit> {
     if cfg.data.test_limit > 0 {
         data.test.truncate(cfg.data.test_limit);
     }
-    let want = cfg.data.dataset.shape();
-    let t = &data.train;
-    let got = crate::data::ImageShape {
-        height: t.height,
-        width: t.width,
-        channels: t.channels,
-        num_classes: t.num_classes,
-    };
+    let (want, got) = (cfg.data.dataset.shape(), data.train.shape());
     if got != want {
         anyhow::bail!(
-            "dataset {} has {}x{}x{} images in {} classes, not the {}x{}x{} in {} classes that {} has; check data.path",
+            "dataset {} has {got}, not the {want} that {} has; check data.path",
             data.name,
-            got.height,
-            got.width,
-            got.channels,
-            got.num_classes,
-            want.height,
-            want.width,
-            want.channels,
-            want.num_classes,
             cfg.data.dataset
         );
     }

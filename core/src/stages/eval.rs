@@ -5,7 +5,7 @@
 
 use super::{assemble, e2e, meta, OpenRun};
 use crate::checkpoint;
-use crate::data::{Dataset, ImageShape};
+use crate::data::Dataset;
 use crate::events::StageId;
 use crate::model::Network;
 use crate::train::trainer::{batch_maker, evaluate_each, EvalResult};
@@ -119,18 +119,11 @@ pub fn evaluate(
     data: &Dataset,
     (model, dataset, split): (&str, &str, &str),
 ) -> anyhow::Result<Evaluation> {
-    let want = run.cfg.data.dataset.shape();
-    let got = ImageShape {
-        height: data.height,
-        width: data.width,
-        channels: data.channels,
-        num_classes: data.num_classes,
-    };
+    let (want, got) = (run.cfg.data.dataset.shape(), data.shape());
     if got != want {
         anyhow::bail!(
-            "the model is for {}x{}x{} images in {} classes ({}); {dataset} has {}x{}x{} images in {} classes",
-            want.height, want.width, want.channels, want.num_classes, run.cfg.data.dataset,
-            got.height, got.width, got.channels, got.num_classes
+            "the model is for {want} ({}); {dataset} has {got}",
+            run.cfg.data.dataset
         );
     }
     let dev = run.dev();

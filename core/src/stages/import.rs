@@ -26,23 +26,12 @@ pub fn import_timm(engine: &Engine, file: &Path, id: StageId) -> anyhow::Result<
             engine.run.root.display()
         );
     }
-    let read = checkpoint::read(
-        file,
-        "give a timm VisionTransformer state dict saved as safetensors",
-    )?;
-    let ours = Checkpoint {
-        tensors: timm::from_timm(read.tensors, &engine.vit)?,
-        ..read
-    };
-    ours.load_into(&mut net, "", &engine.dev()).map_err(|e| {
-        anyhow::anyhow!("{} does not fit this run's {id} model: {e}", file.display())
-    })?;
-    engine.stage(id, |log| {
+    load_timm(engine, file, &mut net, &format!("{id}"))?;
+    engine.stage(id, |_log| {
         checkpoint::save_params(&path, &net)?;
         let dev = engine.dev();
         let maker = batch_maker(&dev, &engine.cfg, &engine.vit);
         let r = evaluate(&net, &maker, &engine.data.test, engine.cfg.optim.batch_size);
-        log.flush();
         Ok(TrainOutcome {
             top1: r.top1,
             top5: r.top5,
@@ -68,6 +57,20 @@ pub fn import_timm_init(engine: &Engine, file: &Path) -> anyhow::Result<()> {
             engine.run.root.display()
         );
     }
+    let mut net = eval::plain_vit(engine);
+    load_timm(engine, file, &mut net, "target")?;
+    std::fs::create_dir_all(engine.run.stage_dir(id))?;
+    checkpoint::save_params(&super::e2e::init_path(engine), &net)?;
+    Ok(())
+}
+
+/// Reads `file` (a timm state dict) into `net`, naming the file and the model it does not fit.
+fn load_timm(
+    engine: &Engine,
+    file: &Path,
+    net: &mut crate::model::Network,
+    model: &str,
+) -> anyhow::Result<()> {
     let read = checkpoint::read(
         file,
         "give a timm VisionTransformer state dict saved as safetensors",
@@ -76,14 +79,10 @@ pub fn import_timm_init(engine: &Engine, file: &Path) -> anyhow::Result<()> {
         tensors: timm::from_timm(read.tensors, &engine.vit)?,
         ..read
     };
-    let mut net = eval::plain_vit(engine);
-    ours.load_into(&mut net, "", &engine.dev()).map_err(|e| {
+    ours.load_into(net, "", &engine.dev()).map_err(|e| {
         anyhow::anyhow!(
-            "{} does not fit this run's target model: {e}",
+            "{} does not fit this run's {model} model: {e}",
             file.display()
         )
-    })?;
-    std::fs::create_dir_all(engine.run.stage_dir(id))?;
-    checkpoint::save_params(&super::e2e::init_path(engine), &net)?;
-    Ok(())
+    })
 }

@@ -45,7 +45,7 @@ impl View for CompareView {
     fn ui(&mut self, ui: &mut Ui, ws: &Workspace) {
         egui::ScrollArea::vertical().show(ui, |ui| {
             let groups = ws.groups();
-            if ws.has_seeds() {
+            if groups.iter().any(|g| g.runs.len() > 1) {
                 ui.heading("Per configuration, over seeds");
                 ui.label(
                     RichText::new(

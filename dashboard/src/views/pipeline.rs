@@ -44,7 +44,7 @@ impl View for PipelineView {
 
     fn ui(&mut self, ui: &mut Ui, ws: &Workspace) {
         if ws.runs.len() > 1 {
-            pick_run(ui, "pipeline-run", &mut self.only, &ws.runs);
+            pick_run(ui, "pipeline-run", &mut self.only, &ws.runs, true);
         }
         let runs: Vec<&Run> = ws
             .runs
@@ -55,14 +55,16 @@ impl View for PipelineView {
     }
 }
 
-/// A choice of one run (or all of them).
-pub fn pick_run(ui: &mut Ui, id: &str, only: &mut Option<String>, runs: &[Run]) {
+/// A choice of one run, or of all of them when `all` (`None`).
+pub fn pick_run(ui: &mut Ui, id: &str, only: &mut Option<String>, runs: &[Run], all: bool) {
     ui.horizontal(|ui| {
         ui.label("run:");
         egui::ComboBox::from_id_salt(id)
             .selected_text(only.as_deref().unwrap_or("all"))
             .show_ui(ui, |ui| {
-                ui.selectable_value(only, None, "all");
+                if all {
+                    ui.selectable_value(only, None, "all");
+                }
                 for r in runs {
                     ui.selectable_value(only, Some(r.name.clone()), &r.name);
                 }

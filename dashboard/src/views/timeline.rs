@@ -5,7 +5,7 @@
 //! dependencies, then queued, as the job's own times say). One look shows whether the K
 //! incubations ran side by side.
 
-use super::pipeline::status_colour;
+use super::pipeline::{pick_run, status_colour};
 use crate::store::{Run, SegmentEnd, StageView, Status};
 use crate::view::{from_state, to_state, View};
 use crate::workspace::Workspace;
@@ -24,33 +24,7 @@ pub enum BarKind {
     /// Ready (what it needs had finished) but not started: no free worker.
     Waiting,
     /// A process worked on it.
-    Ran {
-        ended: SegmentEndName,
-        resumed: bool,
-    },
-}
-
-/// [`SegmentEnd`] as the timeline names it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SegmentEndName {
-    Running,
-    Finished,
-    Failed,
-    Interrupted,
-    Lost,
-}
-
-impl From<SegmentEnd> for SegmentEndName {
-    fn from(e: SegmentEnd) -> Self {
-        match e {
-            SegmentEnd::Open => SegmentEndName::Running,
-            SegmentEnd::Finished => SegmentEndName::Finished,
-            SegmentEnd::Failed => SegmentEndName::Failed,
-            SegmentEnd::Interrupted => SegmentEndName::Interrupted,
-            SegmentEnd::Lost => SegmentEndName::Lost,
-        }
-    }
+    Ran { ended: SegmentEnd, resumed: bool },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -84,7 +58,8 @@ pub fn lanes(run: &Run) -> Vec<Lane> {
                 .map(|g| g.start - g.queued_s.unwrap_or(0.0) - g.held_s.unwrap_or(0.0))
         })
         .fold(f64::INFINITY, f64::min);
-    let mut order: Vec<(f64, String)> = Vec::new();
+    // when each lane's process first started
+    let mut first_start: Vec<f64> = Vec::new();
     let mut lanes: Vec<Lane> = Vec::new();
     for (id, s) in &run.stages {
         for (i, g) in s.segments.iter().enumerate() {
@@ -93,15 +68,15 @@ pub fn lanes(run: &Run) -> Vec<Lane> {
                 Some(l) => l,
                 None => {
                     lanes.push(Lane {
-                        name: name.clone(),
+                        name,
                         rows: 0,
                         bars: Vec::new(),
                     });
-                    order.push((g.start, name));
+                    first_start.push(g.start);
                     lanes.len() - 1
                 }
             };
-            order[lane].0 = order[lane].0.min(g.start);
+            first_start[lane] = first_start[lane].min(g.start);
             let slug = id.slug();
             // this process's time on the stage and what it waited before: one item, one row
             let mut item: Vec<Bar> = Vec::new();
@@ -137,7 +112,7 @@ pub fn lanes(run: &Run) -> Vec<Lane> {
             }
             bar(
                 BarKind::Ran {
-                    ended: g.ended.into(),
+                    ended: g.ended,
                     resumed: g.resumed,
                 },
                 g.start,
@@ -150,9 +125,9 @@ pub fn lanes(run: &Run) -> Vec<Lane> {
         lane.rows = pack_rows(&mut lane.bars);
     }
     // lanes in the order their processes started
-    let mut idx: Vec<usize> = (0..lanes.len()).collect();
-    idx.sort_by(|&a, &b| order[a].0.total_cmp(&order[b].0));
-    idx.into_iter().map(|i| lanes[i].clone()).collect()
+    let mut ordered: Vec<(f64, Lane)> = first_start.into_iter().zip(lanes).collect();
+    ordered.sort_by(|a, b| a.0.total_cmp(&b.0));
+    ordered.into_iter().map(|(_, lane)| lane).collect()
 }
 
 /// Gives each stage's bars (waits and its run) a row, the first row free at its first bar, so
@@ -251,11 +226,11 @@ fn colour(kind: BarKind) -> Color32 {
         BarKind::Queued => Color32::from_rgb(150, 120, 200),
         BarKind::Waiting => Color32::from_gray(140),
         BarKind::Ran { ended, .. } => match ended {
-            SegmentEndName::Running => status_colour(Status::Running),
-            SegmentEndName::Finished => status_colour(Status::Finished),
-            SegmentEndName::Failed => status_colour(Status::Failed),
-            SegmentEndName::Interrupted => status_colour(Status::Interrupted),
-            SegmentEndName::Lost => Color32::from_rgb(150, 40, 40),
+            SegmentEnd::Open => status_colour(Status::Running),
+            SegmentEnd::Finished => status_colour(Status::Finished),
+            SegmentEnd::Failed => status_colour(Status::Failed),
+            SegmentEnd::Interrupted => status_colour(Status::Interrupted),
+            SegmentEnd::Lost => Color32::from_rgb(150, 40, 40),
         },
     }
 }
@@ -269,11 +244,11 @@ fn describe_bar(b: &Bar) -> String {
             "{}{}",
             if resumed { "resumed, " } else { "" },
             match ended {
-                SegmentEndName::Running => "running",
-                SegmentEndName::Finished => "finished",
-                SegmentEndName::Failed => "failed",
-                SegmentEndName::Interrupted => "interrupted",
-                SegmentEndName::Lost => "lost (process vanished)",
+                SegmentEnd::Open => "running",
+                SegmentEnd::Finished => "finished",
+                SegmentEnd::Failed => "failed",
+                SegmentEnd::Interrupted => "interrupted",
+                SegmentEnd::Lost => "lost (process vanished)",
             }
         ),
     };
@@ -329,17 +304,9 @@ impl View for TimelineView {
 
     fn ui(&mut self, ui: &mut Ui, ws: &Workspace) {
         if ws.runs.len() > 1 {
-            let mut pick = Some(self.shown(ws).map(|r| r.name.clone()).unwrap_or_default());
-            ui.horizontal(|ui| {
-                ui.label("run:");
-                egui::ComboBox::from_id_salt("timeline-run")
-                    .selected_text(pick.clone().unwrap_or_default())
-                    .show_ui(ui, |ui| {
-                        for r in &ws.runs {
-                            ui.selectable_value(&mut pick, Some(r.name.clone()), &r.name);
-                        }
-                    });
-            });
+            // one run at a time: the one shown is picked, the first by default
+            let mut pick = self.shown(ws).map(|r| r.name.clone());
+            pick_run(ui, "timeline-run", &mut pick, &ws.runs, false);
             self.settings.run = pick;
         }
         let Some(run) = self.shown(ws) else {
