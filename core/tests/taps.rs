@@ -21,7 +21,7 @@ use support::{cfg, patches, tiny_data};
 fn module_1_job<'a>(
     run: &'a RunConfig,
     vit: &'a incubator_core::model::VitConfig,
-    data: &'a incubator_core::data::DataSplit,
+    data: &'a incubator_core::data::Data,
     epochs: usize,
     trainable: std::collections::BTreeSet<String>,
     loss: &'a train::trainer::LossFn<'a>,
@@ -185,7 +185,7 @@ fn training_updates_the_unit_and_trained_extras_only_and_counts_every_extra_pass
             .get("teacher")
             .unwrap()
             .flops_on(c.num_patches(), c.patch_dim());
-    let steps = (data.train.len / 16 * epochs) as f64;
+    let steps = (data.train().len() / 16 * epochs) as f64;
     let want = per_sample * 16.0 * steps / 1e9;
     assert!(
         (outcome.train_gflop - want).abs() <= 1e-9 * want,

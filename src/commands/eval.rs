@@ -1,9 +1,10 @@
 //! `incubator eval`: a run's model (or a checkpoint of its shape) on a dataset split, with
 //! top-1, top-5, loss and the confusion matrix as CSV and PNG.
 
-use incubator_core::data::{self, DatasetName};
+use incubator_core::data::DatasetName;
 use incubator_core::stages::eval::{self, ModelChoice};
-use incubator_core::stages::{context::load_data, OpenRun};
+use incubator_core::stages::context::{load_data, load_other};
+use incubator_core::stages::OpenRun;
 use std::path::{Path, PathBuf};
 
 #[derive(clap::Args, Debug)]
@@ -35,20 +36,18 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     let run = OpenRun::open(&args.run_dir, None, &super::plugin_sources(&[]))?;
     let which = ModelChoice::parse(&args.model);
     let (name, split) = match &args.dataset {
-        None => (run.cfg.data.dataset.to_string(), load_data(&run.cfg)?),
+        None => (run.cfg.data.dataset.to_string(), load_data(&run)?),
         Some(name) => {
             let parsed: DatasetName = name.parse()?;
-            let split = data::load(&parsed, args.data_path.as_deref(), &run.cfg.cache_dir())
-                .map_err(|e| {
-                    anyhow::Error::new(e).context(format!("cannot load --dataset {name}"))
-                })?;
+            let split = load_other(&run, &parsed, args.data_path.as_deref())
+                .map_err(|e| e.context(format!("cannot load --dataset {name}")))?;
             (parsed.to_string(), split)
         }
     };
     let images = if args.split == "test" {
-        &split.test
+        split.test()
     } else {
-        &split.train
+        split.train()
     };
     let net = eval::model(&run, &which)?;
     let e = eval::evaluate(&run, &net, images, (&which.name(), &name, &args.split))?;

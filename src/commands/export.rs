@@ -8,6 +8,7 @@ use incubator_core::stages::eval::{self, ModelChoice};
 use incubator_core::stages::timm::{timm_kwargs, to_timm, Tensors};
 use incubator_core::stages::{context::load_data, OpenRun};
 use incubator_core::train::batch::patchify;
+use incubator_core::train::feed::eval_images;
 use incubator_core::train::trainer::batch_maker;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -55,14 +56,13 @@ pub fn run(args: &ExportArgs) -> anyhow::Result<()> {
     )?;
 
     // the check: test images through this engine
-    let data = load_data(&run.cfg)?;
-    let n = args.check_images.min(data.test.len);
-    let indices: Vec<usize> = (0..n).collect();
+    let data = load_data(&run)?;
     let dev = run.dev();
     let maker = batch_maker(&dev, &run.cfg, &run.vit);
-    let images = maker.eval_images(&data.test, &indices);
-    let t = &data.test;
-    let (c, h, w) = (t.channels, t.height, t.width);
+    let images = eval_images(&maker, data.test(), args.check_images)
+        .map_err(|e| anyhow::anyhow!("reading the check images: {e}"))?;
+    let (c, h, w) = (run.vit.channels, run.vit.image_size, run.vit.image_size);
+    let n = images.len() / (c * h * w);
     let logits = {
         use dfdx::prelude::*;
         let patches = patchify(&images, (n, c, h, w), run.vit.patch_size);

@@ -33,9 +33,9 @@ pub fn run(
     eprintln!(
         "run {}: {} ({} train / {} test images), ViT d{} depth {} heads {}, modules {:?}",
         args.run_dir.display(),
-        engine.data.name,
-        engine.data.train.len,
-        engine.data.test.len,
+        engine.data.name(),
+        engine.data.train().len(),
+        engine.data.test().len(),
         engine.vit.embed_dim,
         engine.vit.depth,
         engine.vit.num_heads,
@@ -116,7 +116,7 @@ pub fn import(args: &StageArgs, file: &Path, stage: &str) -> anyhow::Result<()> 
         args.run_dir.display(),
         100.0 * s.outcome.top1,
         100.0 * s.outcome.top5,
-        engine.data.test.len
+        engine.data.test().len()
     );
     Ok(())
 }

@@ -136,6 +136,14 @@ pub struct DataSection {
     /// The seed of the class-balanced subset (not the run's seed, so that runs with several
     /// seeds train on the same images).
     pub subset_seed: u64,
+    /// Image folders (`dataset = "folder"`): the side of the square crops the model takes.
+    pub image_size: usize,
+    /// Image folders: decoding threads (default: the machine's cores; 0 decodes on the
+    /// training thread).
+    pub workers: Option<usize>,
+    /// Image folders: batches decoded ahead per worker (torchvision's `prefetch_factor`); the
+    /// loader holds at most workers x prefetch batches.
+    pub prefetch: usize,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -154,6 +162,17 @@ pub struct AugmentSection {
     pub mix_prob: f64,
     /// When both are on, probability of CutMix instead of Mixup.
     pub switch_prob: f64,
+    /// Image folders only (the in-memory datasets keep crop_padding and hflip): timm's
+    /// RandAugment spec ("" for none), the DeiT default.
+    pub rand_augment: String,
+    /// Image folders: probability of random erasing (one box of normal noise).
+    pub reprob: f64,
+    /// Image folders: RandomResizedCrop's area fraction and aspect-ratio ranges.
+    pub rrc_scale: [f64; 2],
+    pub rrc_ratio: [f64; 2],
+    /// Image folders: evaluation resizes the shorter side to image_size / crop_pct, then crops
+    /// the centre.
+    pub crop_pct: f64,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -256,6 +275,9 @@ impl Default for DataSection {
             train_fraction: 1.0,
             train_per_class: 0,
             subset_seed: 0,
+            image_size: 224,
+            workers: None,
+            prefetch: 2,
         }
     }
 }
@@ -270,6 +292,11 @@ impl Default for AugmentSection {
             cutmix_alpha: 1.0,
             mix_prob: 0.0,
             switch_prob: 0.5,
+            rand_augment: "rand-m9-mstd0.5-inc1".into(),
+            reprob: 0.25,
+            rrc_scale: [0.08, 1.0],
+            rrc_ratio: [3.0 / 4.0, 4.0 / 3.0],
+            crop_pct: 0.875,
         }
     }
 }

@@ -131,6 +131,34 @@ impl RunConfig {
         p.finite_at_least("augment.cutmix_alpha", a.cutmix_alpha, 0.0);
         p.fraction("augment.mix_prob", a.mix_prob);
         p.fraction("augment.switch_prob", a.switch_prob);
+        if !a.rand_augment.is_empty() {
+            if let Err(e) = crate::data::folder::RandAugment::parse(&a.rand_augment) {
+                p.0.push(format!("augment.rand_augment = {e}"));
+            }
+        }
+        p.fraction("augment.reprob", a.reprob);
+        let [s0, s1] = a.rrc_scale;
+        p.check(
+            s0 > 0.0 && s0 <= s1 && s1 <= 1.0,
+            "augment.rrc_scale",
+            format!("[{s0}, {s1}]"),
+            "must be [low, high] with 0 < low <= high <= 1 (area fractions; DeiT: [0.08, 1])",
+        );
+        let [r0, r1] = a.rrc_ratio;
+        p.check(
+            r0 > 0.0 && r0 <= r1 && r1.is_finite(),
+            "augment.rrc_ratio",
+            format!("[{r0}, {r1}]"),
+            "must be [low, high] with 0 < low <= high (aspect ratios; DeiT: [0.75, 1.3333])",
+        );
+        p.check(
+            a.crop_pct > 0.0 && a.crop_pct <= 1.0,
+            "augment.crop_pct",
+            a.crop_pct,
+            "must be in (0, 1] (DeiT: 0.875)",
+        );
+        p.at_least_one("data.image_size", d.image_size);
+        p.at_least_one("data.prefetch", d.prefetch);
 
         let o = &self.optim;
         p.at_least_one("optim.batch_size", o.batch_size);

@@ -149,22 +149,8 @@ impl Dataset {
     /// with `seed` (each class shuffled by its own stream, the first `keep` taken, so a smaller
     /// subset of the same seed is part of a larger one), in the dataset's order.
     pub fn balanced_subset(&self, keep: impl Fn(usize) -> usize, seed: u64) -> Dataset {
-        use rand::seq::SliceRandom;
-        use rand::SeedableRng;
-        let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); self.num_classes];
-        for (i, &l) in self.labels.iter().enumerate() {
-            by_class[l as usize].push(i);
-        }
-        let mut chosen = Vec::new();
-        for (class, mut members) in by_class.into_iter().enumerate() {
-            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-            rng.set_stream(class as u64);
-            members.shuffle(&mut rng);
-            let n = keep(members.len()).min(members.len());
-            chosen.extend_from_slice(&members[..n]);
-        }
-        chosen.sort_unstable();
-        self.select(&chosen)
+        let labels = self.labels.iter().map(|&l| l as usize);
+        self.select(&balanced_indices(labels, self.num_classes, keep, seed))
     }
 
     pub fn class_counts(&self) -> Vec<usize> {
@@ -174,6 +160,32 @@ impl Dataset {
         }
         counts
     }
+}
+
+/// The indices of a class-balanced subset of images labelled `labels` (see
+/// [`Dataset::balanced_subset`]), in order.
+pub fn balanced_indices(
+    labels: impl Iterator<Item = usize>,
+    num_classes: usize,
+    keep: impl Fn(usize) -> usize,
+    seed: u64,
+) -> Vec<usize> {
+    use rand::seq::SliceRandom;
+    use rand::SeedableRng;
+    let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); num_classes];
+    for (i, l) in labels.enumerate() {
+        by_class[l].push(i);
+    }
+    let mut chosen = Vec::new();
+    for (class, mut members) in by_class.into_iter().enumerate() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        rng.set_stream(class as u64);
+        members.shuffle(&mut rng);
+        let n = keep(members.len()).min(members.len());
+        chosen.extend_from_slice(&members[..n]);
+    }
+    chosen.sort_unstable();
+    chosen
 }
 
 #[cfg(test)]

@@ -156,4 +156,10 @@ pub enum DataError {
          it and set data.path to the unpacked directory"
     )]
     NeedsPath { name: String },
+    #[error(
+        "{name} is read from its files as training goes, not loaded into memory; this command needs an in-memory dataset"
+    )]
+    NotInMemory { name: String },
+    #[error(transparent)]
+    Folder(#[from] super::folder::FolderError),
 }

@@ -20,15 +20,18 @@ pub enum DatasetName {
     FashionMnist,
     Cifar10,
     Cifar100,
+    /// An image folder in the ImageNet layout at `data.path`, read as the training goes.
+    Folder,
 }
 
 impl DatasetName {
-    pub const ALL: [DatasetName; 5] = [
+    pub const ALL: [DatasetName; 6] = [
         DatasetName::EmbeddedMnist,
         DatasetName::Mnist,
         DatasetName::FashionMnist,
         DatasetName::Cifar10,
         DatasetName::Cifar100,
+        DatasetName::Folder,
     ];
 
     /// The config spelling, also the cache subdirectory and the `incubator data fetch` argument.
@@ -39,6 +42,7 @@ impl DatasetName {
             DatasetName::FashionMnist => "fashion-mnist",
             DatasetName::Cifar10 => "cifar10",
             DatasetName::Cifar100 => "cifar100",
+            DatasetName::Folder => "folder",
         }
     }
 }
@@ -64,21 +68,24 @@ impl fmt::Display for ImageShape {
 }
 
 impl DatasetName {
-    /// The images' shape and the number of classes (what `load` returns has exactly these).
-    pub fn shape(&self) -> ImageShape {
+    /// The images' shape and the number of classes (what `load` returns has exactly these);
+    /// `None` for an image folder, whose classes are its directories and whose crop size is
+    /// the config's.
+    pub fn fixed_shape(&self) -> Option<ImageShape> {
         let (side, channels, num_classes) = match self {
             DatasetName::EmbeddedMnist | DatasetName::Mnist | DatasetName::FashionMnist => {
                 (28, 1, 10)
             }
             DatasetName::Cifar10 => (32, 3, 10),
             DatasetName::Cifar100 => (32, 3, 100),
+            DatasetName::Folder => return None,
         };
-        ImageShape {
+        Some(ImageShape {
             height: side,
             width: side,
             channels,
             num_classes,
-        }
+        })
     }
 }
 
@@ -102,7 +109,8 @@ impl std::str::FromStr for DatasetName {
 }
 
 /// Loads `name` from `path` if given, else from where `incubator data fetch` puts it
-/// (`cache_dir/<name>/`). The embedded subset ignores both.
+/// (`cache_dir/<name>/`). The embedded subset ignores both; an image folder is not loaded into
+/// memory (see [`super::folder::FolderSplit`]).
 pub fn load(
     name: &DatasetName,
     path: Option<&Path>,
@@ -136,6 +144,9 @@ pub fn load(
                 load_cifar100(dir)
             }
         }
+        DatasetName::Folder => Err(DataError::NotInMemory {
+            name: name.to_string(),
+        }),
     }
 }
 
@@ -147,6 +158,10 @@ pub fn mean_std(name: &DatasetName) -> (Vec<f32>, Vec<f32>) {
         DatasetName::FashionMnist => (vec![0.2860], vec![0.3530]),
         DatasetName::Cifar10 => (vec![0.4914, 0.4822, 0.4465], vec![0.2470, 0.2435, 0.2616]),
         DatasetName::Cifar100 => (vec![0.5071, 0.4865, 0.4409], vec![0.2673, 0.2564, 0.2762]),
+        DatasetName::Folder => (
+            super::folder::IMAGENET_MEAN.map(f32::from).to_vec(),
+            super::folder::IMAGENET_STD.map(f32::from).to_vec(),
+        ),
     }
 }
 
@@ -169,7 +184,7 @@ mod tests {
         );
         let msg = "mnsit".parse::<DatasetName>().unwrap_err().to_string();
         assert!(
-            msg.contains("embedded-mnist, mnist, fashion-mnist, cifar10, cifar100"),
+            msg.contains("embedded-mnist, mnist, fashion-mnist, cifar10, cifar100, folder"),
             "{msg}"
         );
     }
@@ -220,7 +235,10 @@ mod tests {
         for n in DatasetName::ALL {
             let (m, s) = mean_std(&n);
             assert_eq!(m.len(), s.len());
-            let c = if matches!(n, DatasetName::Cifar10 | DatasetName::Cifar100) {
+            let c = if matches!(
+                n,
+                DatasetName::Cifar10 | DatasetName::Cifar100 | DatasetName::Folder
+            ) {
                 3
             } else {
                 1

@@ -4,7 +4,7 @@
 pub use super::open_run::{OpenRun, PluginSources};
 use crate::checkpoint;
 use crate::config::RunConfig;
-use crate::data::{self, DataSplit};
+use crate::data::{self, Data, DataSplit, DatasetName};
 use crate::events::{Event, StageId};
 use crate::run_dir::StageSummary;
 use crate::telemetry::EventLog;
@@ -15,7 +15,7 @@ use std::path::Path;
 /// the data it trains on.
 pub struct Engine {
     open: OpenRun,
-    pub data: DataSplit,
+    pub data: Data,
     pub show_progress: bool,
 }
 
@@ -34,7 +34,7 @@ impl Engine {
         plugins: &PluginSources,
     ) -> anyhow::Result<Engine> {
         let open = OpenRun::open(root, cfg, plugins)?;
-        let data = load_data(&open.cfg)?;
+        let data = load_data(&open)?;
         Ok(Engine {
             open,
             data,
@@ -180,9 +180,65 @@ impl Engine {
 
 pub use crate::telemetry::host::hostname;
 
-/// The dataset `cfg` names, cut to its limits and subsets; it must have the shape the model was
-/// built for ([`crate::data::DatasetName::shape`]).
-pub fn load_data(cfg: &RunConfig) -> anyhow::Result<DataSplit> {
+/// The data of `run`: an in-memory dataset loaded and checked against the shape the model
+/// was built for, or an image folder listed (and checked against the run's classes).
+pub fn load_data(run: &OpenRun) -> anyhow::Result<Data> {
+    let cfg = &run.cfg;
+    if cfg.data.dataset != DatasetName::Folder {
+        return Ok(Data::Memory(load_in_memory(cfg)?));
+    }
+    let root = cfg.data.path.as_deref().expect("OpenRun checks a folder run has data.path");
+    let recorded = run.classes.clone().expect("OpenRun lists a folder run's classes");
+    let context = || format!("cannot read the image folder data.path = {}", root.display());
+    let found = data::folder::list_classes(root).map_err(|e| anyhow::Error::new(e).context(context()))?;
+    data::folder::check_classes(&recorded, &found, &run.run.root.join(super::open_run::CLASSES_FILE), &root.join("train"))?;
+    let mut split = data::FolderSplit::open(root, recorded).map_err(|e| anyhow::Error::new(e).context(context()))?;
+    for side in [&split.train, &split.test] {
+        if let Some(w) = side.skipped_warning() {
+            eprintln!("{w}");
+        }
+    }
+    let d = &cfg.data;
+    let mut train = (*split.train).clone();
+    if d.train_limit > 0 {
+        train.truncate(d.train_limit);
+    }
+    if d.train_per_class > 0 {
+        train = train.balanced_subset(|_| d.train_per_class, d.subset_seed);
+    } else if d.train_fraction < 1.0 {
+        let keep = |count: usize| ((d.train_fraction * count as f64).round() as usize).max(1);
+        train = train.balanced_subset(keep, d.subset_seed);
+    }
+    split.train = std::sync::Arc::new(train);
+    if d.test_limit > 0 {
+        let mut test = (*split.test).clone();
+        test.truncate(d.test_limit);
+        split.test = std::sync::Arc::new(test);
+    }
+    Ok(Data::Folder(split))
+}
+
+/// Another dataset for `run`'s model, whole (`incubator eval --dataset`): an in-memory one
+/// from `path` or the fetch cache, or an image folder at `path` (with the run's classes, when
+/// the run has recorded some).
+pub fn load_other(run: &OpenRun, name: &DatasetName, path: Option<&Path>) -> anyhow::Result<Data> {
+    if *name != DatasetName::Folder {
+        return Ok(Data::Memory(data::load(name, path, &run.cfg.cache_dir())?));
+    }
+    let Some(root) = path else {
+        anyhow::bail!("an image folder needs --data-path: the directory that holds train/ and val/");
+    };
+    let found = data::folder::list_classes(root)?;
+    if let Some(recorded) = &run.classes {
+        let file = run.run.root.join(super::open_run::CLASSES_FILE);
+        data::folder::check_classes(recorded, &found, &file, &root.join("train"))?;
+    }
+    Ok(Data::Folder(data::FolderSplit::open(root, found)?))
+}
+
+/// The in-memory dataset `cfg` names, cut to its limits and subsets; it must have the shape
+/// the model was built for ([`crate::data::DatasetName::fixed_shape`]).
+pub fn load_in_memory(cfg: &RunConfig) -> anyhow::Result<DataSplit> {
     let mut data = data::load(
         &cfg.data.dataset,
         cfg.data.path.as_deref(),
@@ -210,8 +266,8 @@ pub fn load_data(cfg: &RunConfig) -> anyhow::Result<DataSplit> {
     if cfg.data.test_limit > 0 {
         data.test.truncate(cfg.data.test_limit);
     }
-    let (want, got) = (cfg.data.dataset.shape(), data.train.shape());
-    if got != want {
+    let (want, got) = (cfg.data.dataset.fixed_shape(), data.train.shape());
+    if let Some(want) = want.filter(|w| *w != got) {
         anyhow::bail!(
             "dataset {} has {got}, not the {want} that {} has; check data.path",
             data.name,

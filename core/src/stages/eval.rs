@@ -5,7 +5,8 @@
 
 use super::{assemble, e2e, meta, OpenRun};
 use crate::checkpoint;
-use crate::data::Dataset;
+use crate::data::folder::folder_shape;
+use crate::data::{ImageShape, Images};
 use crate::events::StageId;
 use crate::model::Network;
 use crate::train::trainer::{batch_maker, evaluate_each, EvalResult};
@@ -116,10 +117,14 @@ pub struct Evaluation {
 pub fn evaluate(
     run: &OpenRun,
     net: &Network,
-    data: &Dataset,
+    data: Images,
     (model, dataset, split): (&str, &str, &str),
 ) -> anyhow::Result<Evaluation> {
-    let (want, got) = (run.cfg.data.dataset.shape(), data.shape());
+    let want = run.shape;
+    let got = data.stored_shape().unwrap_or(ImageShape {
+        num_classes: data.num_classes(),
+        ..folder_shape(&[], run.vit.image_size)
+    });
     if got != want {
         anyhow::bail!(
             "the model is for {want} ({}); {dataset} has {got}",
@@ -128,7 +133,7 @@ pub fn evaluate(
     }
     let dev = run.dev();
     let maker = batch_maker(&dev, &run.cfg, &run.vit);
-    let k = data.num_classes;
+    let k = data.num_classes();
     let mut confusion = vec![vec![0u64; k]; k];
     let result = evaluate_each(
         net,
@@ -138,12 +143,13 @@ pub fn evaluate(
         |label, pred| {
             confusion[label][pred] += 1;
         },
-    );
+    )
+    .map_err(|e| anyhow::anyhow!("evaluating on {dataset} {split}: {e}"))?;
     Ok(Evaluation {
         model: model.into(),
         dataset: dataset.into(),
         split: split.into(),
-        images: data.len,
+        images: confusion.iter().flatten().sum::<u64>() as usize,
         result,
         confusion,
     })

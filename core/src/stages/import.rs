@@ -31,7 +31,8 @@ pub fn import_timm(engine: &Engine, file: &Path, id: StageId) -> anyhow::Result<
         checkpoint::save_params(&path, &net)?;
         let dev = engine.dev();
         let maker = batch_maker(&dev, &engine.cfg, &engine.vit);
-        let r = evaluate(&net, &maker, &engine.data.test, engine.cfg.optim.batch_size);
+        let r = evaluate(&net, &maker, engine.data.test(), engine.cfg.optim.batch_size)
+            .map_err(|e| anyhow::anyhow!("evaluating the imported model: {e}"))?;
         Ok(TrainOutcome {
             top1: r.top1,
             top5: r.top5,

@@ -11,7 +11,25 @@ use crate::run_dir::RunDir;
 use crate::split::Split;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use crate::data::folder::{folder_shape, list_classes};
+use crate::data::DatasetName;
 use std::path::Path;
+
+/// Where a run on an image folder records its classes (in the run directory).
+pub const CLASSES_FILE: &str = "classes.json";
+
+/// The classes of `cfg`'s image folder; `None` for the other datasets.
+fn folder_classes(cfg: &RunConfig) -> anyhow::Result<Option<Vec<String>>> {
+    if cfg.data.dataset != DatasetName::Folder {
+        return Ok(None);
+    }
+    let Some(root) = &cfg.data.path else {
+        anyhow::bail!("data.dataset = \"folder\" needs data.path: the directory that holds train/<class>/ and val/<class>/ (the ImageNet layout)");
+    };
+    Ok(Some(list_classes(root).map_err(|e| {
+        anyhow::Error::new(e).context("cannot list the classes of data.path")
+    })?))
+}
 
 /// Where a process's plugins come from besides the run's config.
 pub struct PluginSources<'a> {
@@ -29,6 +47,10 @@ pub struct OpenRun {
     /// The model, shaped for the dataset's images as its name says they are.
     pub vit: VitConfig,
     pub split: Split,
+    /// An image folder's classes as the run recorded them when it was made (`classes.json`).
+    pub classes: Option<Vec<String>>,
+    /// The images and classes the model is for.
+    pub shape: crate::data::ImageShape,
 }
 
 impl OpenRun {
@@ -46,12 +68,38 @@ impl OpenRun {
             Ok(registry)
         };
         let checked = cfg.map(registry_of).transpose()?;
+        // A folder's classes are listed before a new run directory is made, so that a wrong
+        // data.path leaves nothing behind either.
+        let recorded = root.join(CLASSES_FILE);
+        let listed = match (cfg, recorded.is_file()) {
+            (Some(c), false) => folder_classes(c)?,
+            _ => None,
+        };
         let (run, cfg) = RunDir::open(root, cfg)?;
         let registry = match checked {
             Some(r) => r, // the stored config is the one given (RunDir::open checks)
             None => registry_of(&cfg)?,
         };
-        let shape = cfg.data.dataset.shape();
+        let classes = if recorded.is_file() {
+            let text = std::fs::read_to_string(&recorded)?;
+            Some(serde_json::from_str::<Vec<String>>(&text).map_err(|e| {
+                anyhow::anyhow!("{} is not a list of class names ({e}); it records the classes of the run's image folder: restore it, or delete it to list them again from data.path", recorded.display())
+            })?)
+        } else {
+            let classes = match listed {
+                Some(c) => Some(c),
+                None => folder_classes(&cfg)?,
+            };
+            if let Some(c) = &classes {
+                crate::checkpoint::write_atomic(&recorded, serde_json::to_string_pretty(c)?.as_bytes())?;
+            }
+            classes
+        };
+        let shape = match (cfg.data.dataset.fixed_shape(), &classes) {
+            (Some(shape), _) => shape,
+            (None, Some(classes)) => folder_shape(classes, cfg.data.image_size),
+            (None, None) => unreachable!("folder_classes lists a folder's classes"),
+        };
         if shape.height != shape.width {
             anyhow::bail!(
                 "dataset {} has {}x{} images; only square images are supported",
@@ -69,6 +117,8 @@ impl OpenRun {
             cfg,
             vit,
             split,
+            classes,
+            shape,
         })
     }
 

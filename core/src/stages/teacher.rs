@@ -78,7 +78,7 @@ pub fn load(engine: &Engine, spec: &str) -> anyhow::Result<Network> {
         );
     }
     let (other, cfg) = RunDir::open(&root, None)?;
-    let t = &engine.data.train;
+    let t = engine.shape;
     let vit = cfg.vit(t.height, t.channels, t.num_classes).map_err(|e| {
         anyhow::anyhow!("teacher {spec:?}: its configuration does not fit this run's data: {e}")
     })?;

@@ -1,7 +1,10 @@
 //! Turning dataset samples into model inputs: random crop and flip, normalisation, mixup /
 //! cutmix with label smoothing (timm's `Mixup` in batch mode), and patchification.
 
+use std::sync::Arc;
+
 use crate::config::AugmentSection;
+use crate::data::folder::{LoadedBatch, LoaderSettings, Pipeline};
 use crate::data::Dataset;
 use crate::device::{tensor_from_slice, Act, Dev, Rows};
 use crate::model::VitConfig;
@@ -23,6 +26,16 @@ pub struct BatchMaker<'a> {
     pub augment: &'a AugmentSection,
     pub mean: Vec<f32>,
     pub std: Vec<f32>,
+    /// Image folders: the DeiT pipelines their images are decoded through.
+    pub folder: Option<FolderPipelines>,
+}
+
+/// How an image folder's images become model inputs.
+#[derive(Clone, Debug)]
+pub struct FolderPipelines {
+    pub train: Arc<Pipeline>,
+    pub eval: Arc<Pipeline>,
+    pub loader: LoaderSettings,
 }
 
 impl BatchMaker<'_> {
@@ -52,6 +65,28 @@ impl BatchMaker<'_> {
         let lam = self.mix(&mut images, (n, c, h, w), rng);
         let targets = self.soft_targets(&labels, lam, self.augment.label_smoothing);
         self.finish(images, targets, labels, (n, c, h, w))
+    }
+
+    /// A training batch of images an image folder's loader decoded and augmented: mixed, with
+    /// smoothed soft targets.
+    pub fn train_loaded(&self, loaded: LoadedBatch, rng: &mut ChaCha8Rng) -> Batch {
+        let dims = self.loaded_dims(&loaded);
+        let mut images = loaded.images;
+        let lam = self.mix(&mut images, dims, rng);
+        let targets = self.soft_targets(&loaded.labels, lam, self.augment.label_smoothing);
+        self.finish(images, targets, loaded.labels, dims)
+    }
+
+    /// An evaluation batch of images an image folder's loader decoded.
+    pub fn eval_loaded(&self, loaded: LoadedBatch) -> Batch {
+        let dims = self.loaded_dims(&loaded);
+        let targets = self.soft_targets(&loaded.labels, 1.0, 0.0);
+        self.finish(loaded.images, targets, loaded.labels, dims)
+    }
+
+    fn loaded_dims(&self, loaded: &LoadedBatch) -> (usize, usize, usize, usize) {
+        let s = self.vit.image_size;
+        (loaded.labels.len(), 3, s, s)
     }
 
     /// An evaluation batch: no augmentation, one-hot targets.

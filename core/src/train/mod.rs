@@ -1,6 +1,8 @@
 //! The training recipe (DeiT's, as the reference uses it) and the loop that applies it.
 
 pub mod batch;
+pub mod feed;
+pub mod folder_pipelines;
 pub mod loss;
 pub mod optimizer;
 pub mod schedule;

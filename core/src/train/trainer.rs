@@ -3,13 +3,14 @@
 //! after each epoch, and events for the log.
 
 use super::batch::BatchMaker;
+use super::feed::Feed;
 use super::loss::{LossInputs, LossTerms, Progress};
 use super::optimizer::AdamW;
 use super::schedule::CosineSchedule;
 use super::state::{self, BestEval, TrainState};
 use crate::checkpoint;
 use crate::config::{RunConfig, StageRecipe};
-use crate::data::{DataSplit, Dataset};
+use crate::data::{Data, Images};
 use crate::device::Dev;
 use crate::events::{Event, StageId};
 use crate::model::{flops, Extras, HasParams, Mode, Network, VitConfig, WithExtras};
@@ -42,7 +43,7 @@ pub struct TrainJob<'a> {
     pub cfg: &'a RunConfig,
     pub vit: &'a VitConfig,
     pub recipe: StageRecipe,
-    pub data: &'a DataSplit,
+    pub data: &'a Data,
     /// Modules before this one are frozen and run untraced.
     pub first_traced: usize,
     /// Parameter names the optimizer updates; everything else stays bit-identical.
@@ -106,6 +107,8 @@ pub enum TrainError {
         have: usize,
         need: usize,
     },
+    #[error("{stage}: {message}")]
+    Data { stage: StageId, message: String },
     #[error(transparent)]
     Checkpoint(#[from] checkpoint::CheckpointError),
     #[error("{stage}: the plugin's {what} is refused: {message}")]
@@ -145,12 +148,15 @@ fn epoch_seed(seed: u64, stage: StageId, epoch: usize) -> u64 {
 
 pub fn batch_maker<'a>(dev: &'a Dev, cfg: &'a RunConfig, vit: &'a VitConfig) -> BatchMaker<'a> {
     let (mean, std) = crate::data::mean_std(&cfg.data.dataset);
+    let folder = (cfg.data.dataset == crate::data::DatasetName::Folder)
+        .then(|| super::folder_pipelines::pipelines(cfg, vit.image_size));
     BatchMaker {
         dev,
         vit,
         augment: &cfg.augment,
         mean,
         std,
+        folder,
     }
 }
 
@@ -167,15 +173,15 @@ pub fn train(
     let started = Instant::now();
     let o = &job.cfg.optim;
     let per_step = o.batch_size * o.accum_steps;
-    let train_set = &job.data.train;
-    if train_set.len < per_step {
+    let train_set = job.data.train();
+    if train_set.len() < per_step {
         return Err(TrainError::TooLittleData {
             stage: job.stage,
-            have: train_set.len,
+            have: train_set.len(),
             need: per_step,
         });
     }
-    let steps_per_epoch = (train_set.len / per_step) as u64;
+    let steps_per_epoch = (train_set.len() / per_step) as u64;
     let schedule = CosineSchedule {
         form: job.recipe.schedule(o),
         peak_lr: o.base_lr * per_step as f64 / 512.0,
@@ -187,9 +193,8 @@ pub fn train(
     };
     let clip_grad = job.recipe.clip_grad(o);
     let mut opt = AdamW::new(job.trainable.clone(), o.betas, o.eps, o.weight_decay);
-    let probe = batch_maker(dev, job.cfg, job.vit)
-        .eval(train_set, &[0])
-        .patches;
+    // The count depends on the input's shape only.
+    let probe = dev.zeros_like(&(1, job.vit.num_patches(), job.vit.patch_dim()));
     let gflop_per_sample = flops::train_flops_per_sample(model.net, &probe, job.first_traced) / 1e9;
 
     let mut st = match job.state_path.as_ref().filter(|p| p.exists()) {
@@ -224,9 +229,17 @@ pub fn train(
     let every = job.cfg.checkpoint.every_steps;
     while st.epoch < job.recipe.epochs {
         let epoch = st.epoch;
-        let mut rng = ChaCha8Rng::seed_from_u64(epoch_seed(job.cfg.seed, job.stage, epoch));
-        let mut order: Vec<usize> = (0..train_set.len).collect();
+        let seed = epoch_seed(job.cfg.seed, job.stage, epoch);
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut order: Vec<usize> = (0..train_set.len()).collect();
         order.shuffle(&mut rng);
+        let first_step = st.step_in_epoch;
+        let first_image = first_step as usize * per_step;
+        let batches = order[first_image..steps_per_epoch as usize * per_step]
+            .chunks(o.batch_size)
+            .map(<[usize]>::to_vec)
+            .collect();
+        let mut feed = Feed::new(&maker, train_set, batches, true, seed, first_image as u64);
         if st.step_in_epoch > 0 {
             // The same stream, continued where the saved step left it.
             rng.set_word_pos(st.rng_word_pos);
@@ -234,7 +247,6 @@ pub fn train(
         let bar = progress_bar(&job, epoch, steps_per_epoch);
         bar.set_position(st.step_in_epoch);
         let epoch_start = Instant::now();
-        let first_step = st.step_in_epoch;
         for s in first_step..steps_per_epoch {
             let step = epoch as u64 * steps_per_epoch + s;
             let step_start = Instant::now();
@@ -256,9 +268,13 @@ pub fn train(
                     message,
                 })?,
             };
-            for micro in 0..o.accum_steps {
-                let at = (s as usize * o.accum_steps + micro) * o.batch_size;
-                let batch = maker.train(train_set, &order[at..at + o.batch_size], &mut rng);
+            for _ in 0..o.accum_steps {
+                let batch = feed
+                    .next_train(&maker, &mut rng)
+                    .map_err(|message| TrainError::Data {
+                        stage: job.stage,
+                        message,
+                    })?;
                 let mut mode = Mode {
                     train: true,
                     rng: Some(&mut rng),
@@ -350,7 +366,9 @@ pub fn train(
         }
         bar.finish_and_clear();
         let train_loss = st.epoch_loss_sum / steps_per_epoch as f64;
-        let eval = evaluate(model.net, &maker, &job.data.test, o.batch_size);
+        drop(feed);
+        let eval = evaluate(model.net, &maker, job.data.test(), o.batch_size)
+            .map_err(|message| TrainError::Data { stage: job.stage, message })?;
         log.emit(Event::Eval {
             step: (epoch as u64 + 1) * steps_per_epoch,
             epoch: epoch + 1,
@@ -391,7 +409,8 @@ pub fn train(
     }
     let last = match st.last_eval {
         Some(e) => e,
-        None => evaluate(model.net, &maker, &job.data.test, o.batch_size),
+        None => evaluate(model.net, &maker, job.data.test(), o.batch_size)
+            .map_err(|message| TrainError::Data { stage: job.stage, message })?,
     };
     let (best_top1, best_epoch) = match &st.best {
         Some(b) => (b.top1, b.epoch),
@@ -514,12 +533,14 @@ fn f64_or_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
 }
 
 /// Top-1 accuracy and cross-entropy on a whole split, without augmentation or drop-path.
+/// An image folder's unreadable images are left out (with a warning); an error when the
+/// loader cannot go on.
 pub fn evaluate(
     net: &Network,
     maker: &BatchMaker,
-    data: &Dataset,
+    data: Images,
     batch_size: usize,
-) -> EvalResult {
+) -> Result<EvalResult, String> {
     evaluate_each(net, maker, data, batch_size, |_, _| {})
 }
 
@@ -528,14 +549,21 @@ pub fn evaluate(
 pub fn evaluate_each(
     net: &Network,
     maker: &BatchMaker,
-    data: &Dataset,
+    data: Images,
     batch_size: usize,
     mut each: impl FnMut(usize, usize),
-) -> EvalResult {
+) -> Result<EvalResult, String> {
     let (mut correct, mut correct5, mut loss_sum) = (0usize, 0usize, 0.0f64);
-    let indices: Vec<usize> = (0..data.len).collect();
-    for chunk in indices.chunks(batch_size) {
-        let batch = maker.eval(data, chunk);
+    let indices: Vec<usize> = (0..data.len()).collect();
+    let batches = indices.chunks(batch_size).map(<[usize]>::to_vec).collect();
+    let mut feed = Feed::new(maker, data, batches, false, 0, 0);
+    let mut seen = 0usize;
+    while let Some(batch) = feed.next_eval(maker) {
+        let batch = batch?;
+        seen += batch.labels.len();
+        if batch.labels.is_empty() {
+            continue;
+        }
         let logits = net.forward(batch.patches, 0.0, &mut Mode::eval());
         let classes = logits.shape().1;
         let values = logits.as_vec();
@@ -556,11 +584,11 @@ pub fn evaluate_each(
             each(label, argmax);
         }
     }
-    EvalResult {
-        top1: correct as f64 / data.len.max(1) as f64,
-        top5: correct5 as f64 / data.len.max(1) as f64,
-        loss: loss_sum / data.len.max(1) as f64,
-    }
+    Ok(EvalResult {
+        top1: correct as f64 / seen.max(1) as f64,
+        top5: correct5 as f64 / seen.max(1) as f64,
+        loss: loss_sum / seen.max(1) as f64,
+    })
 }
 
 fn progress_bar(job: &TrainJob, epoch: usize, steps: u64) -> ProgressBar {

@@ -4,7 +4,7 @@
 #![allow(dead_code)] // each test file uses its own subset
 
 use dfdx::prelude::*;
-use incubator_core::data::{DataSplit, Dataset};
+use incubator_core::data::{Data, DataSplit, Dataset};
 use incubator_core::device::Dev;
 use incubator_core::model::{Init, Network, VitConfig};
 use rand::{Rng, SeedableRng};
@@ -40,7 +40,7 @@ pub fn patches(dev: &Dev, c: &VitConfig) -> Tensor<(usize, usize, usize), f32, D
     )
 }
 
-pub fn tiny_data(c: &VitConfig) -> DataSplit {
+pub fn tiny_data(c: &VitConfig) -> Data {
     let mut rng = ChaCha8Rng::seed_from_u64(4);
     let make = |n: usize, rng: &mut ChaCha8Rng| {
         let labels: Vec<u8> = (0..n).map(|i| (i % c.num_classes) as u8).collect();
@@ -55,9 +55,9 @@ pub fn tiny_data(c: &VitConfig) -> DataSplit {
             .collect();
         Dataset::new(images, labels, 1, 8, 8, c.num_classes).unwrap()
     };
-    DataSplit {
+    Data::Memory(DataSplit {
         name: "synthetic".into(),
         train: make(64, &mut rng),
         test: make(16, &mut rng),
-    }
+    })
 }

@@ -173,7 +173,7 @@ fn the_teacher_hybrid_is_teacher_module_i_then_the_meta_suffix_and_stays_frozen(
         cfg: &cfg,
         vit: &vit,
         recipe: cfg.incubate,
-        data: &data,
+        data: &incubator_core::data::Data::Memory(data.clone()),
         first_traced: trained.start,
         trainable,
         taps: hybrid.taps.iter().map(|t| t.position()).collect(),

@@ -1,0 +1,286 @@
+//! Decoding an image folder in worker threads with bounded memory: the batches of an epoch
+//! are handed out to `workers` threads and delivered in order; at most `in_flight` batches are
+//! decoded ahead of the one the trainer is on, so memory stays `in_flight` batches however
+//! large the folder.
+//!
+//! Each image's random transform draws from its own stream, seeded by the epoch's seed and
+//! the image's position in the epoch: the result does not depend on the number of workers,
+//! and a run resumed mid-epoch sees exactly the images it would have seen.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+
+use fast_image_resize::Resizer;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use super::index::ImageFolder;
+use super::transform::{decode, EvalTransform, TrainTransform};
+
+/// What is done to each image.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Pipeline {
+    Train(TrainTransform),
+    Eval(EvalTransform),
+}
+
+impl Pipeline {
+    pub fn size(&self) -> usize {
+        match self {
+            Pipeline::Train(t) => t.size,
+            Pipeline::Eval(t) => t.size,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LoaderSettings {
+    /// Decoding threads; 0 decodes on the calling thread.
+    pub workers: usize,
+    /// Batches decoded ahead per worker (torchvision's `prefetch_factor`).
+    pub prefetch: usize,
+}
+
+impl LoaderSettings {
+    /// The most batches decoded and not yet taken: the memory bound.
+    pub fn in_flight(&self) -> usize {
+        (self.workers * self.prefetch).max(1)
+    }
+}
+
+/// An image that could not be decoded: its file and why.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Unreadable {
+    pub path: PathBuf,
+    pub error: String,
+}
+
+/// A decoded batch: (n, 3, size, size) normalised floats and the labels.
+#[derive(Debug)]
+pub struct LoadedBatch {
+    pub images: Vec<f32>,
+    pub labels: Vec<usize>,
+    /// Images that could not be decoded: in training each was replaced by the next readable
+    /// image of the folder (so batches keep their size); in evaluation each was left out.
+    pub unreadable: Vec<Unreadable>,
+}
+
+/// How many unreadable images in a row a training batch looks past before giving up.
+pub const MAX_CONSECUTIVE_UNREADABLE: usize = 16;
+
+/// One pass over `batches` (lists of image indices) of `folder`.
+pub struct Stream {
+    shared: Arc<(Mutex<Shared>, Condvar)>,
+    threads: Vec<JoinHandle<()>>,
+    work: Arc<Work>,
+    next: usize,
+}
+
+struct Work {
+    folder: Arc<ImageFolder>,
+    pipeline: Arc<Pipeline>,
+    /// Per batch: (image index, position in the epoch).
+    batches: Vec<Vec<(usize, u64)>>,
+    seed: u64,
+    in_flight: usize,
+}
+
+#[derive(Default)]
+struct Shared {
+    next_job: usize,
+    taken: usize,
+    ready: BTreeMap<usize, Result<LoadedBatch, String>>,
+    stop: bool,
+}
+
+impl Stream {
+    /// Starts decoding. `first_position` is the epoch position of the first image of
+    /// `batches[0]` (nonzero when resuming mid-epoch).
+    pub fn new(
+        folder: Arc<ImageFolder>,
+        pipeline: Arc<Pipeline>,
+        batches: Vec<Vec<usize>>,
+        seed: u64,
+        first_position: u64,
+        settings: LoaderSettings,
+    ) -> Stream {
+        let mut position = first_position;
+        let batches = batches
+            .into_iter()
+            .map(|b| {
+                b.into_iter()
+                    .map(|i| {
+                        position += 1;
+                        (i, position - 1)
+                    })
+                    .collect()
+            })
+            .collect();
+        let work = Arc::new(Work {
+            folder,
+            pipeline,
+            batches,
+            seed,
+            in_flight: settings.in_flight(),
+        });
+        let shared = Arc::new((Mutex::new(Shared::default()), Condvar::new()));
+        let threads = (0..settings.workers)
+            .map(|k| {
+                let (work, shared) = (work.clone(), shared.clone());
+                std::thread::Builder::new()
+                    .name(format!("loader-{k}"))
+                    .spawn(move || worker(&work, &shared))
+                    .expect("spawning a loader thread")
+            })
+            .collect();
+        Stream {
+            shared,
+            threads,
+            work,
+            next: 0,
+        }
+    }
+
+    /// The next batch in order; an error when the folder cannot give one (too many unreadable
+    /// images in a row).
+    pub fn next_batch(&mut self) -> Option<Result<LoadedBatch, String>> {
+        if self.next >= self.work.batches.len() {
+            return None;
+        }
+        let k = self.next;
+        self.next += 1;
+        if self.threads.is_empty() {
+            return Some(self.work.load(k, &mut Resizer::new()));
+        }
+        let (lock, ready) = &*self.shared;
+        let mut s = lock.lock().expect("loader threads do not panic holding the lock");
+        loop {
+            if let Some(b) = s.ready.remove(&k) {
+                s.taken = k + 1;
+                ready.notify_all();
+                return Some(b);
+            }
+            s = ready.wait(s).expect("lock not poisoned");
+        }
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        let (lock, cv) = &*self.shared;
+        if let Ok(mut s) = lock.lock() {
+            s.stop = true;
+        }
+        cv.notify_all();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+fn worker(work: &Work, shared: &(Mutex<Shared>, Condvar)) {
+    let (lock, cv) = shared;
+    let mut resizer = Resizer::new();
+    loop {
+        let k = {
+            let mut s = lock.lock().expect("not poisoned");
+            loop {
+                if s.stop || s.next_job >= work.batches.len() {
+                    return;
+                }
+                if s.next_job < s.taken + work.in_flight {
+                    break;
+                }
+                s = cv.wait(s).expect("not poisoned");
+            }
+            s.next_job += 1;
+            s.next_job - 1
+        };
+        // A panic in a decoder fails the batch, not the process (and not silently).
+        let batch = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            work.load(k, &mut resizer)
+        }))
+        .unwrap_or_else(|p| Err(format!("decoding panicked: {}", panic_text(&*p))));
+        let mut s = lock.lock().expect("not poisoned");
+        s.ready.insert(k, batch);
+        cv.notify_all();
+    }
+}
+
+fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+/// The random stream of the image at `position` of an epoch seeded `seed`.
+fn image_rng(seed: u64, position: u64) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(position);
+    rng
+}
+
+impl Work {
+    fn load(&self, k: usize, resizer: &mut Resizer) -> Result<LoadedBatch, String> {
+        let size = self.pipeline.size();
+        let per_image = 3 * size * size;
+        let batch = &self.batches[k];
+        let mut images = vec![0f32; batch.len() * per_image];
+        let mut labels = Vec::with_capacity(batch.len());
+        let mut unreadable = Vec::new();
+        let mut filled = 0;
+        for &(index, position) in batch {
+            let out = &mut images[filled * per_image..(filled + 1) * per_image];
+            match &*self.pipeline {
+                Pipeline::Eval(t) => match decode(&self.folder.files[index]) {
+                    Ok(img) => {
+                        t.apply(resizer, &img, out);
+                        labels.push(self.folder.labels[index] as usize);
+                        filled += 1;
+                    }
+                    Err(error) => unreadable.push(Unreadable {
+                        path: self.folder.files[index].clone(),
+                        error,
+                    }),
+                },
+                Pipeline::Train(t) => {
+                    let n = self.folder.len();
+                    let mut found = None;
+                    for step in 0..MAX_CONSECUTIVE_UNREADABLE.min(n) {
+                        let i = (index + step) % n;
+                        match decode(&self.folder.files[i]) {
+                            Ok(img) => {
+                                found = Some((i, img));
+                                break;
+                            }
+                            Err(error) => unreadable.push(Unreadable {
+                                path: self.folder.files[i].clone(),
+                                error,
+                            }),
+                        }
+                    }
+                    let Some((i, img)) = found else {
+                        return Err(format!(
+                            "{} images in a row from {} cannot be decoded (the last: {}); check the folder's files",
+                            MAX_CONSECUTIVE_UNREADABLE.min(n),
+                            self.folder.files[index].display(),
+                            unreadable.last().map(|u| u.error.as_str()).unwrap_or("")
+                        ));
+                    };
+                    t.apply(resizer, &img, &mut image_rng(self.seed, position), out);
+                    labels.push(self.folder.labels[i] as usize);
+                    filled += 1;
+                }
+            }
+        }
+        images.truncate(filled * per_image);
+        Ok(LoadedBatch {
+            images,
+            labels,
+            unreadable,
+        })
+    }
+}

@@ -1,0 +1,291 @@
+//! The DeiT image pipelines on decoded images: training (RandomResizedCrop with bicubic
+//! resize, horizontal flip, RandAugment, normalisation, random erasing) and evaluation (resize
+//! the shorter side to `size / crop_pct`, centre crop). Resizes are fast_image_resize's
+//! antialiased Catmull-Rom convolution: Pillow's bicubic filter, which torchvision uses.
+
+use std::path::Path;
+
+use fast_image_resize::{images::Image, FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+use image::RgbImage;
+use rand::Rng;
+use rand_distr::{Distribution, StandardNormal};
+
+use super::rand_augment::RandAugment;
+
+/// ImageNet's per-channel mean and standard deviation (of pixels scaled to [0, 1]): what
+/// DeiT and timm normalise with.
+pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+
+/// Reads an image file as 8-bit RGB (grey and palette images expanded, alpha dropped: PIL's
+/// `convert("RGB")`). The format is taken from the content, not the extension.
+pub fn decode(path: &Path) -> Result<RgbImage, String> {
+    let reader = image::ImageReader::open(path)
+        .map_err(|e| e.to_string())?
+        .with_guessed_format()
+        .map_err(|e| e.to_string())?;
+    let img = reader.decode().map_err(|e| e.to_string())?;
+    if img.width() == 0 || img.height() == 0 {
+        return Err("the image has no pixels".into());
+    }
+    Ok(img.to_rgb8())
+}
+
+/// Per-channel normalisation into CHW floats.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Normalize {
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+}
+
+impl Normalize {
+    /// Writes `img` (HWC u8) normalised into `out` (CHW).
+    pub fn write(&self, img: &RgbImage, out: &mut [f32]) {
+        let (w, h) = (img.width() as usize, img.height() as usize);
+        debug_assert_eq!(out.len(), 3 * w * h);
+        let scale: [f32; 3] = std::array::from_fn(|c| 1.0 / (255.0 * self.std[c]));
+        let shift: [f32; 3] = std::array::from_fn(|c| self.mean[c] / self.std[c]);
+        for (i, px) in img.as_raw().chunks_exact(3).enumerate() {
+            for c in 0..3 {
+                out[c * w * h + i] = px[c] as f32 * scale[c] - shift[c];
+            }
+        }
+    }
+}
+
+/// The training pipeline (timm's `create_transform(is_training=True)` as DeiT configures it).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainTransform {
+    pub size: usize,
+    /// RandomResizedCrop's area fraction and aspect-ratio ranges.
+    pub scale: (f64, f64),
+    pub ratio: (f64, f64),
+    pub hflip: bool,
+    pub rand_augment: Option<RandAugment>,
+    /// Probability of one random-erasing box of per-pixel normal noise (timm's `mode="pixel"`).
+    pub erase_prob: f64,
+    pub normalize: Normalize,
+}
+
+/// The evaluation pipeline: resize the shorter side to `size / crop_pct`, crop the centre.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EvalTransform {
+    pub size: usize,
+    pub crop_pct: f64,
+    pub normalize: Normalize,
+}
+
+fn bicubic() -> ResizeOptions {
+    ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::CatmullRom))
+}
+
+/// `src` cropped to (left, top, w, h) and resized to `out_w` x `out_h`, bicubic.
+fn resize(
+    resizer: &mut Resizer,
+    src: &RgbImage,
+    (left, top, w, h): (u32, u32, u32, u32),
+    (out_w, out_h): (u32, u32),
+) -> RgbImage {
+    let view = Image::from_vec_u8(src.width(), src.height(), src.as_raw().clone(), PixelType::U8x3)
+        .expect("an RgbImage's buffer is width * height * 3 bytes");
+    let mut dst = Image::new(out_w, out_h, PixelType::U8x3);
+    resizer
+        .resize(
+            &view,
+            &mut dst,
+            &bicubic().crop(left as f64, top as f64, w as f64, h as f64),
+        )
+        .expect("same pixel type, crop inside the image");
+    RgbImage::from_raw(out_w, out_h, dst.into_vec()).expect("out_w * out_h * 3 bytes")
+}
+
+impl TrainTransform {
+    /// One augmented image, normalised, into `out` (3 x size x size, CHW).
+    pub fn apply(&self, resizer: &mut Resizer, img: &RgbImage, rng: &mut impl Rng, out: &mut [f32]) {
+        let crop = random_resized_crop(img.width(), img.height(), self.scale, self.ratio, rng);
+        let s = self.size as u32;
+        let mut x = resize(resizer, img, crop, (s, s));
+        if self.hflip && rng.gen_bool(0.5) {
+            image::imageops::flip_horizontal_in_place(&mut x);
+        }
+        if let Some(ra) = &self.rand_augment {
+            x = ra.apply(x, rng);
+        }
+        self.normalize.write(&x, out);
+        if self.erase_prob > 0.0 && rng.gen_bool(self.erase_prob) {
+            random_erase(out, self.size, rng);
+        }
+    }
+}
+
+impl EvalTransform {
+    /// The shorter side the image is resized to before the centre crop.
+    pub fn resize_to(&self) -> u32 {
+        (self.size as f64 / self.crop_pct).floor() as u32
+    }
+
+    /// One evaluation image, normalised, into `out` (3 x size x size, CHW).
+    pub fn apply(&self, resizer: &mut Resizer, img: &RgbImage, out: &mut [f32]) {
+        let x = self.crop(resizer, img);
+        self.normalize.write(&x, out);
+    }
+
+    /// The resized and centre-cropped image, before normalisation (torchvision's `Resize`
+    /// then `CenterCrop`).
+    pub fn crop(&self, resizer: &mut Resizer, img: &RgbImage) -> RgbImage {
+        let (w, h) = (img.width(), img.height());
+        let short = self.resize_to();
+        // torchvision: the longer side is int(short * long / short_side)
+        let (nw, nh) = if w <= h {
+            (short, (short as u64 * h as u64 / w as u64) as u32)
+        } else {
+            ((short as u64 * w as u64 / h as u64) as u32, short)
+        };
+        let resized = resize(resizer, img, (0, 0, w, h), (nw, nh));
+        let s = self.size as u32;
+        // CenterCrop pads with zeros when the image is smaller than the crop (crop_pct > 1)
+        let top = ((nh as f64 - s as f64) / 2.0).round() as i64;
+        let left = ((nw as f64 - s as f64) / 2.0).round() as i64;
+        RgbImage::from_fn(s, s, |x, y| {
+            let (sx, sy) = (x as i64 + left, y as i64 + top);
+            if (0..nw as i64).contains(&sx) && (0..nh as i64).contains(&sy) {
+                *resized.get_pixel(sx as u32, sy as u32)
+            } else {
+                image::Rgb([0, 0, 0])
+            }
+        })
+    }
+}
+
+/// torchvision's `RandomResizedCrop.get_params`: (left, top, width, height) of a box with a
+/// random share `scale` of the area and a log-uniform aspect ratio in `ratio`, ten tries, then
+/// the centre crop of the clamped ratio.
+pub fn random_resized_crop(
+    width: u32,
+    height: u32,
+    scale: (f64, f64),
+    ratio: (f64, f64),
+    rng: &mut impl Rng,
+) -> (u32, u32, u32, u32) {
+    let (w, h) = (width as f64, height as f64);
+    let area = w * h;
+    let (lr0, lr1) = (ratio.0.ln(), ratio.1.ln());
+    for _ in 0..10 {
+        let target = area * rng.gen_range(scale.0..=scale.1);
+        let aspect = rng.gen_range(lr0..=lr1).exp();
+        let cw = (target * aspect).sqrt().round();
+        let ch = (target / aspect).sqrt().round();
+        if cw > 0.0 && ch > 0.0 && cw <= w && ch <= h {
+            let (cw, ch) = (cw as u32, ch as u32);
+            let top = rng.gen_range(0..=height - ch);
+            let left = rng.gen_range(0..=width - cw);
+            return (left, top, cw, ch);
+        }
+    }
+    let in_ratio = w / h;
+    let (cw, ch) = if in_ratio < ratio.0 {
+        (w, (w / ratio.0).round())
+    } else if in_ratio > ratio.1 {
+        ((h * ratio.1).round(), h)
+    } else {
+        (w, h)
+    };
+    let (cw, ch) = ((cw as u32).clamp(1, width), (ch as u32).clamp(1, height));
+    ((width - cw) / 2, (height - ch) / 2, cw, ch)
+}
+
+/// timm's `RandomErasing(mode="pixel", max_count=1)` on a normalised CHW image: a box of
+/// 2%..1/3 of the area, aspect ratio log-uniform in 0.3..1/0.3, filled with standard normal
+/// noise per pixel and channel; ten tries to fit one.
+pub fn random_erase(img: &mut [f32], size: usize, rng: &mut impl Rng) {
+    let area = (size * size) as f64;
+    let (lr0, lr1) = (0.3f64.ln(), (1.0f64 / 0.3).ln());
+    for _ in 0..10 {
+        let target = rng.gen_range(0.02..=1.0 / 3.0) * area;
+        let aspect = rng.gen_range(lr0..=lr1).exp();
+        let h = (target * aspect).sqrt().round() as usize;
+        let w = (target / aspect).sqrt().round() as usize;
+        if w < size && h < size {
+            let top = rng.gen_range(0..=size - h);
+            let left = rng.gen_range(0..=size - w);
+            for c in 0..3 {
+                for y in top..top + h {
+                    for x in left..left + w {
+                        img[c * size * size + y * size + x] = StandardNormal.sample(rng);
+                    }
+                }
+            }
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn random_resized_crops_stay_inside_and_follow_the_ranges() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        for (w, h) in [(500, 375), (28, 28), (1, 300), (640, 2)] {
+            for _ in 0..200 {
+                let (l, t, cw, ch) =
+                    random_resized_crop(w, h, (0.08, 1.0), (3.0 / 4.0, 4.0 / 3.0), &mut rng);
+                assert!(cw >= 1 && ch >= 1 && l + cw <= w && t + ch <= h, "{w}x{h}: {l},{t},{cw},{ch}");
+            }
+        }
+        // a full-area, square-only range on a square image is the whole image
+        assert_eq!(
+            random_resized_crop(64, 64, (1.0, 1.0), (1.0, 1.0), &mut rng),
+            (0, 0, 64, 64)
+        );
+    }
+
+    #[test]
+    fn erasing_changes_one_box_only() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let size = 32;
+        let mut img = vec![7.0f32; 3 * size * size];
+        random_erase(&mut img, size, &mut rng);
+        let changed: Vec<usize> = (0..size * size).filter(|&i| img[i] != 7.0).collect();
+        let n = changed.len() as f64 / (size * size) as f64;
+        assert!((0.01..=0.34).contains(&n), "{n}");
+        // the same pixels in every channel
+        for &i in &changed {
+            assert!(img[size * size + i] != 7.0 && img[2 * size * size + i] != 7.0);
+        }
+        let (ys, xs): (Vec<usize>, Vec<usize>) = changed.iter().map(|i| (i / size, i % size)).unzip();
+        let box_area = (ys.iter().max().unwrap() - ys.iter().min().unwrap() + 1)
+            * (xs.iter().max().unwrap() - xs.iter().min().unwrap() + 1);
+        assert_eq!(box_area, changed.len(), "a rectangle");
+    }
+
+    #[test]
+    fn eval_crop_keeps_a_centred_square() {
+        // a 40x20 image, left half black and right half white; crop_pct 1: resize short side
+        // to 20, crop 20x20 from the centre: half black, half white
+        let img = RgbImage::from_fn(40, 20, |x, _| {
+            if x < 20 {
+                image::Rgb([0, 0, 0])
+            } else {
+                image::Rgb([255, 255, 255])
+            }
+        });
+        let t = EvalTransform {
+            size: 20,
+            crop_pct: 1.0,
+            normalize: Normalize {
+                mean: [0.0; 3],
+                std: [1.0; 3],
+            },
+        };
+        let out = t.crop(&mut Resizer::new(), &img);
+        assert_eq!((out.width(), out.height()), (20, 20));
+        assert_eq!(out.get_pixel(0, 10).0, [0, 0, 0]);
+        assert_eq!(out.get_pixel(19, 10).0, [255, 255, 255]);
+        let mut chw = vec![0f32; 3 * 20 * 20];
+        t.apply(&mut Resizer::new(), &img, &mut chw);
+        assert_eq!((chw[0], chw[19]), (0.0, 1.0));
+    }
+}

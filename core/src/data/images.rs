@@ -1,0 +1,72 @@
+//! What a run trains on, whatever its source: images held in memory (the IDX and CIFAR sets)
+//! or an image folder read from disk as the training goes.
+
+use std::sync::Arc;
+
+use super::dataset::{DataSplit, Dataset};
+use super::folder::{FolderSplit, ImageFolder};
+use super::ImageShape;
+
+pub enum Data {
+    Memory(DataSplit),
+    Folder(FolderSplit),
+}
+
+/// One split of [`Data`]: the training or the test images.
+#[derive(Clone, Copy)]
+pub enum Images<'a> {
+    Memory(&'a Dataset),
+    Folder(&'a Arc<ImageFolder>),
+}
+
+impl Data {
+    pub fn name(&self) -> String {
+        match self {
+            Data::Memory(d) => d.name.clone(),
+            Data::Folder(f) => format!("folder {}", f.root.display()),
+        }
+    }
+
+    pub fn train(&self) -> Images<'_> {
+        match self {
+            Data::Memory(d) => Images::Memory(&d.train),
+            Data::Folder(f) => Images::Folder(&f.train),
+        }
+    }
+
+    pub fn test(&self) -> Images<'_> {
+        match self {
+            Data::Memory(d) => Images::Memory(&d.test),
+            Data::Folder(f) => Images::Folder(&f.test),
+        }
+    }
+}
+
+impl Images<'_> {
+    pub fn len(&self) -> usize {
+        match self {
+            Images::Memory(d) => d.len,
+            Images::Folder(f) => f.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn num_classes(&self) -> usize {
+        match self {
+            Images::Memory(d) => d.num_classes,
+            Images::Folder(f) => f.num_classes,
+        }
+    }
+
+    /// The stored shape of in-memory images; `None` for a folder (its images come in any
+    /// size and are cropped to the model's).
+    pub fn stored_shape(&self) -> Option<ImageShape> {
+        match self {
+            Images::Memory(d) => Some(d.shape()),
+            Images::Folder(_) => None,
+        }
+    }
+}

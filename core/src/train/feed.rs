@@ -1,0 +1,136 @@
+//! Where batches come from: an in-memory dataset (augmented on the training thread, from the
+//! epoch's random stream) or an image folder (decoded and augmented by the loader's workers,
+//! each image from its own stream). The trainer and the evaluation see one interface.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+use super::batch::{Batch, BatchMaker};
+use crate::data::folder::{Stream, Unreadable};
+use crate::data::{Dataset, Images};
+use rand_chacha::ChaCha8Rng;
+
+/// The batches of one pass, in order.
+pub enum Feed<'a> {
+    Memory {
+        data: &'a Dataset,
+        batches: std::vec::IntoIter<Vec<usize>>,
+    },
+    Folder(Stream),
+}
+
+/// Image folders: the loader's streams differ from the main one, so that the images'
+/// augmentation and the batch's mixing are independent draws.
+const FOLDER_STREAM: u64 = 0x6a09e667f3bcc908;
+
+impl<'a> Feed<'a> {
+    /// The batches of `images` at `batches` (index lists); `seed` and `first_position`
+    /// place a folder's images in the epoch (see [`crate::data::folder::loader`]).
+    pub fn new(
+        maker: &BatchMaker,
+        images: Images<'a>,
+        batches: Vec<Vec<usize>>,
+        train: bool,
+        seed: u64,
+        first_position: u64,
+    ) -> Feed<'a> {
+        match images {
+            Images::Memory(data) => Feed::Memory {
+                data,
+                batches: batches.into_iter(),
+            },
+            Images::Folder(folder) => {
+                let p = maker
+                    .folder
+                    .as_ref()
+                    .expect("a folder run's batch maker has its pipelines");
+                let pipeline = if train { &p.train } else { &p.eval };
+                Feed::Folder(Stream::new(
+                    folder.clone(),
+                    pipeline.clone(),
+                    batches,
+                    seed ^ FOLDER_STREAM,
+                    first_position,
+                    p.loader,
+                ))
+            }
+        }
+    }
+
+    /// The next training batch; `rng` is the epoch's stream (crop, flip and mixing of
+    /// in-memory images; mixing alone for a folder's).
+    pub fn next_train(&mut self, maker: &BatchMaker, rng: &mut ChaCha8Rng) -> Result<Batch, String> {
+        match self {
+            Feed::Memory { data, batches } => {
+                let indices = batches.next().expect("as many batches as steps");
+                Ok(maker.train(data, &indices, rng))
+            }
+            Feed::Folder(stream) => {
+                let loaded = next_loaded(stream)?;
+                Ok(maker.train_loaded(loaded, rng))
+            }
+        }
+    }
+
+    /// The next evaluation batch (`None` after the last).
+    pub fn next_eval(&mut self, maker: &BatchMaker) -> Option<Result<Batch, String>> {
+        match self {
+            Feed::Memory { data, batches } => batches.next().map(|i| Ok(maker.eval(data, &i))),
+            Feed::Folder(stream) => match stream.next_batch()? {
+                Err(e) => Some(Err(e)),
+                Ok(loaded) => {
+                    warn(&loaded.unreadable, "left out of the evaluation");
+                    Some(Ok(maker.eval_loaded(loaded)))
+                }
+            },
+        }
+    }
+}
+
+/// The first `n` images of `images` (fewer if it has fewer) as an evaluation normalises them,
+/// `(n, c, h, w)` row-major: what a PyTorch model of the same weights takes as input. An image
+/// folder's unreadable images are left out.
+pub fn eval_images(maker: &BatchMaker, images: Images, n: usize) -> Result<Vec<f32>, String> {
+    let indices: Vec<usize> = (0..n.min(images.len())).collect();
+    match images {
+        Images::Memory(data) => Ok(maker.eval_images(data, &indices)),
+        Images::Folder(_) => match Feed::new(maker, images, vec![indices], false, 0, 0) {
+            Feed::Folder(mut stream) => match stream.next_batch() {
+                None => Ok(Vec::new()),
+                Some(loaded) => {
+                    let loaded = loaded?;
+                    warn(&loaded.unreadable, "left out");
+                    Ok(loaded.images)
+                }
+            },
+            Feed::Memory { .. } => unreachable!("a folder is fed by its loader"),
+        },
+    }
+}
+
+fn next_loaded(stream: &mut Stream) -> Result<crate::data::folder::LoadedBatch, String> {
+    let loaded = stream
+        .next_batch()
+        .expect("as many batches as steps")?;
+    warn(&loaded.unreadable, "replaced by the next readable image");
+    Ok(loaded)
+}
+
+/// Prints one warning per unreadable file per process: a corrupt image in a folder of a
+/// million is news once, not every epoch.
+fn warn(unreadable: &[Unreadable], what: &str) {
+    static SEEN: Mutex<Option<HashSet<std::path::PathBuf>>> = Mutex::new(None);
+    let mut seen = SEEN.lock().unwrap_or_else(|p| p.into_inner());
+    let seen = seen.get_or_insert_with(HashSet::new);
+    for u in unreadable {
+        if seen.insert(u.path.clone()) {
+            eprintln!(
+                "warning: cannot decode {} ({}); {what} ({} unreadable image{} so far)",
+                u.path.display(),
+                u.error,
+                seen.len(),
+                if seen.len() == 1 { "" } else { "s" }
+            );
+        }
+    }
+}
