@@ -155,6 +155,9 @@ enum DataCommand {
         #[arg(long)]
         cache_dir: Option<PathBuf>,
     },
+    /// Write an in-memory dataset out as an image folder (train/<class>/*.png, val/...), the
+    /// layout `data.dataset = "folder"` reads.
+    Folder(commands::data::FolderArgs),
 }
 
 #[derive(Subcommand)]
@@ -345,6 +348,9 @@ pub fn main() -> ExitCode {
         Command::Data {
             command: DataCommand::Fetch { name, cache_dir },
         } => commands::data::fetch(&name, cache_dir),
+        Command::Data {
+            command: DataCommand::Folder(a),
+        } => commands::data::folder(&a),
         Command::Plugins {
             command: PluginsCommand::List { config, plugins },
         } => commands::plugins::list(config.as_deref(), &plugins),

@@ -1,4 +1,4 @@
-//! `incubator data fetch`.
+//! `incubator data fetch` and `incubator data folder`.
 
 use incubator_core::config::RunConfig;
 use std::path::PathBuf;
@@ -10,6 +10,55 @@ pub fn fetch(name: &str, cache_dir: Option<PathBuf>) -> anyhow::Result<()> {
     eprintln!(
         "{name} is ready in {}; use it with `[data] dataset = \"{name}\"`",
         dir.display()
+    );
+    Ok(())
+}
+
+#[derive(clap::Args, Debug)]
+pub struct FolderArgs {
+    /// The dataset to write out (embedded-mnist, mnist, fashion-mnist, cifar10, cifar100).
+    pub name: String,
+    /// The folder to make (it gets train/ and val/).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// png or jpeg.
+    #[arg(long, default_value = "png")]
+    pub format: String,
+    /// Resize every image to this side (bicubic), e.g. to give the loader work of ImageNet's size.
+    #[arg(long)]
+    pub side: Option<u32>,
+    /// Where the dataset's files are (default: the fetch cache).
+    #[arg(long)]
+    pub data_path: Option<PathBuf>,
+    /// Write only the first N training / test images (0: all).
+    #[arg(long, default_value_t = 0)]
+    pub train_limit: usize,
+    #[arg(long, default_value_t = 0)]
+    pub test_limit: usize,
+}
+
+pub fn folder(a: &FolderArgs) -> anyhow::Result<()> {
+    use incubator_core::data::folder::write::{write_folder, ImageFormat};
+    let name: incubator_core::data::DatasetName = a.name.parse()?;
+    let format: ImageFormat = a.format.parse().map_err(|e: String| anyhow::anyhow!("--format {e}"))?;
+    let mut split = incubator_core::data::load(&name, a.data_path.as_deref(), &RunConfig::default().cache_dir())?;
+    if a.train_limit > 0 {
+        split.train.truncate(a.train_limit);
+    }
+    if a.test_limit > 0 {
+        split.test.truncate(a.test_limit);
+    }
+    if a.out.join("train").exists() || a.out.join("val").exists() {
+        anyhow::bail!("{} already has train/ or val/; choose a new --out (nothing was written)", a.out.display());
+    }
+    let n = write_folder(&split, &a.out, format, a.side)?;
+    println!("{}", a.out.display());
+    eprintln!(
+        "{n} images of {name} written to {} ({} train, {} val); use it with `[data] dataset = \"folder\"`, `path = {:?}`",
+        a.out.display(),
+        split.train.len,
+        split.test.len,
+        a.out.display().to_string()
     );
     Ok(())
 }

@@ -33,6 +33,23 @@ impl Engine {
         cfg: Option<&RunConfig>,
         plugins: &PluginSources,
     ) -> anyhow::Result<Engine> {
+        // A new run on an image folder is made only if the folder can be read: listing it
+        // again afterwards costs a directory walk, and a refused folder leaves nothing behind.
+        if let Some(c) = cfg.filter(|c| {
+            c.data.dataset == DatasetName::Folder && !root.join("config.toml").exists()
+        }) {
+            if let Some(path) = &c.data.path {
+                let classes = data::folder::list_classes(path);
+                classes
+                    .and_then(|classes| data::FolderSplit::open(path, classes))
+                    .map_err(|e| {
+                        anyhow::Error::new(e).context(format!(
+                            "cannot read the image folder data.path = {}",
+                            path.display()
+                        ))
+                    })?;
+            }
+        }
         let open = OpenRun::open(root, cfg, plugins)?;
         let data = load_data(&open)?;
         Ok(Engine {

@@ -6,6 +6,7 @@ pub mod index;
 pub mod loader;
 pub mod rand_augment;
 pub mod transform;
+pub mod write;
 
 pub use index::{check_classes, folder_shape, list_classes, FolderError, ImageFolder};
 pub use loader::{LoadedBatch, LoaderSettings, Pipeline, Stream, Unreadable};

@@ -1,0 +1,303 @@
+//! Image folders (`data.dataset = "folder"`), through the real binary on real images: the
+//! embedded MNIST subset written out as PNG and as JPEG files in the ImageNet layout.
+//!
+//! A folder run trains every stage and its evaluation repeats the training's; a run killed
+//! mid-epoch resumes to the uninterrupted bytes (the loader's per-image streams); unreadable
+//! images and other files are skipped with a warning and counted; an empty class, a missing
+//! split, an unknown class and a folder whose classes changed under a run are refused with
+//! what to do, leaving nothing behind.
+
+mod common;
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// `incubator data folder` of the first `train`/`val` embedded MNIST images.
+fn write_folder(dir: &Path, format: &str, train: usize, val: usize) -> PathBuf {
+    let out = dir.join(format!("mnist-{format}"));
+    let o = incubator(&[
+        "data",
+        "folder",
+        "embedded-mnist",
+        "--out",
+        out.to_str().unwrap(),
+        "--format",
+        format,
+        "--train-limit",
+        &train.to_string(),
+        "--test-limit",
+        &val.to_string(),
+    ]);
+    assert_ok(&o, "incubator data folder");
+    out
+}
+
+fn config(folder: &Path, extra: &str) -> String {
+    format!(
+        r#"seed = 3
+[model]
+embed_dim = 32
+depth = 4
+num_heads = 2
+patch_size = 8
+[split]
+divided_depths = [1, 1, 1, 1]
+[data]
+dataset = "folder"
+path = "{}"
+image_size = 32
+workers = 2
+[optim]
+batch_size = 32
+[meta]
+epochs = 1
+[incubate]
+epochs = 1
+[finetune]
+epochs = 1
+[e2e]
+epochs = 2
+{extra}"#,
+        folder.display()
+    )
+}
+
+fn stage(args: &[&str], cfg: &str, run: &Path) -> std::process::Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_incubator"));
+    cmd.args(args)
+        .args(["--no-progress", "-c", cfg, "-d", run.to_str().unwrap()]);
+    cmd.env_remove("INCUBATOR_CRASH_AT");
+    cmd.output().unwrap()
+}
+
+fn summary(run: &Path, stage: &str) -> serde_json::Value {
+    let text = std::fs::read_to_string(run.join("stages").join(stage).join("summary.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+#[test]
+fn a_folder_run_trains_every_stage_and_eval_repeats_its_numbers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let png = write_folder(tmp.path(), "png", 256, 96);
+    let jpeg = write_folder(tmp.path(), "jpeg", 256, 96);
+    // the layout: ten class directories, files sorted in label order
+    let classes: Vec<String> = {
+        let mut c: Vec<String> = std::fs::read_dir(png.join("train"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        c.sort();
+        c
+    };
+    assert_eq!(classes, (0..10).map(|d| d.to_string()).collect::<Vec<_>>());
+    let cfg = write_config(tmp.path(), &config(&png, ""));
+    let run = tmp.path().join("run");
+    let o = stage(&["run"], &cfg, &run);
+    assert_ok(&o, "incubator run on a folder");
+    let recorded: Vec<String> =
+        serde_json::from_str(&std::fs::read_to_string(run.join("classes.json")).unwrap()).unwrap();
+    assert_eq!(recorded, classes);
+    for s in ["meta", "incubate-0", "incubate-3", "assemble", "e2e"] {
+        let top1 = summary(&run, s)["top1"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&top1), "{s}: {top1}");
+    }
+    // eval on the run's own split gives the stage's numbers (the same evaluation pipeline)
+    for (model, stage_name) in [("e2e", "e2e"), ("assemble", "assemble")] {
+        let out = tmp.path().join(format!("eval-{model}"));
+        let o = incubator(&[
+            "eval",
+            "-d",
+            run.to_str().unwrap(),
+            "--model",
+            model,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert_ok(&o, "incubator eval");
+        let m: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+        let s = summary(&run, stage_name);
+        assert_eq!(m["images"], 96);
+        assert_eq!(m["top1"], s["top1"], "{model}");
+        assert_eq!(m["loss"], s["test_loss"], "{model}");
+    }
+    // the same images as JPEG: another folder with the same classes; JPEG's loss changes
+    // the pixels a little, so the accuracy is close, not equal
+    let out = tmp.path().join("eval-jpeg");
+    let o = incubator(&[
+        "eval", "-d", run.to_str().unwrap(), "--model", "e2e", "--dataset", "folder",
+        "--data-path", jpeg.to_str().unwrap(), "--out", out.to_str().unwrap(),
+    ]);
+    assert_ok(&o, "incubator eval on the JPEG folder");
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    let png_top1 = summary(&run, "e2e")["top1"].as_f64().unwrap();
+    let jpeg_top1 = m["top1"].as_f64().unwrap();
+    assert!((png_top1 - jpeg_top1).abs() <= 0.1, "png {png_top1} jpeg {jpeg_top1}");
+    // the report reads the run without its folder
+    std::fs::rename(&png, tmp.path().join("moved")).unwrap();
+    let o = incubator(&["report", "-d", run.to_str().unwrap()]);
+    assert_ok(&o, "incubator report without the folder");
+    let o = incubator(&["eval", "-d", run.to_str().unwrap(), "--model", "e2e"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("data.path") && stderr(&o).contains("train"), "{}", stderr(&o));
+}
+
+#[test]
+fn a_folder_run_killed_mid_epoch_resumes_to_the_uninterrupted_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    let png = write_folder(tmp.path(), "png", 256, 64);
+    // mixing on, so that the main stream and the loader's streams both matter
+    let extra = "[checkpoint]\nevery_steps = 2\n[augment]\nhflip = true\nmix_prob = 1.0\n";
+    let cfg = write_config(tmp.path(), &config(&png, extra));
+    let (whole, killed) = (tmp.path().join("whole"), tmp.path().join("killed"));
+    assert_ok(&stage(&["e2e"], &cfg, &whole), "uninterrupted e2e");
+    // 8 steps per epoch: killed after step 11, the state of step 10 is mid epoch 2
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_incubator"));
+    cmd.args(["e2e", "--no-progress", "-c", &cfg, "-d", killed.to_str().unwrap()])
+        .env("INCUBATOR_CRASH_AT", "step:11");
+    let o = cmd.output().unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(o.status.signal(), Some(9), "{}", stderr(&o));
+    let o = stage(&["e2e"], &cfg, &killed);
+    assert_ok(&o, "resumed e2e");
+    assert!(stderr(&o).contains("resuming at epoch 2 step 2/8"), "{}", stderr(&o));
+    let bytes = |run: &Path| std::fs::read(run.join("stages/e2e/model.safetensors")).unwrap();
+    assert!(bytes(&whole) == bytes(&killed), "the resumed model differs");
+    // and the number of loader threads changes nothing
+    let cfg0 = write_config(&tmp.path().join("w0").tap_mkdir(), &config(&png, extra).replace("workers = 2", "workers = 0"));
+    let w0 = tmp.path().join("w0run");
+    assert_ok(&stage(&["e2e"], &cfg0, &w0), "e2e decoding on the training thread");
+    assert!(bytes(&whole) == bytes(&w0), "workers = 0 trained another model");
+}
+
+trait TapMkdir {
+    fn tap_mkdir(self) -> Self;
+}
+impl TapMkdir for PathBuf {
+    fn tap_mkdir(self) -> Self {
+        std::fs::create_dir_all(&self).unwrap();
+        self
+    }
+}
+
+#[test]
+fn unreadable_images_and_other_files_are_skipped_with_a_count() {
+    let tmp = tempfile::tempdir().unwrap();
+    let png = write_folder(tmp.path(), "png", 128, 64);
+    // a truncated PNG and a text file named .jpg in train/; a corrupt image in val/; a
+    // README and a dot file that are not images at all
+    let victim = std::fs::read_dir(png.join("train/3")).unwrap().next().unwrap().unwrap().path();
+    let bytes = std::fs::read(&victim).unwrap();
+    std::fs::write(&victim, &bytes[..bytes.len() / 2]).unwrap();
+    std::fs::write(png.join("train/5/notes.jpg"), "not an image").unwrap();
+    // a stray file beside the class directories is not a class
+    std::fs::write(png.join("train/README.txt"), "").unwrap();
+    std::fs::write(png.join("train/7/README.txt"), "about class 7").unwrap();
+    std::fs::write(png.join("train/7/.DS_Store"), "finder").unwrap();
+    let val_victim = std::fs::read_dir(png.join("val/2")).unwrap().next().unwrap().unwrap().path();
+    std::fs::write(&val_victim, b"\x89PNG garbage").unwrap();
+    let cfg = write_config(tmp.path(), &config(&png, ""));
+    let run = tmp.path().join("run");
+    let o = stage(&["e2e"], &cfg, &run);
+    assert_ok(&o, "e2e over a folder with bad files");
+    let err = stderr(&o);
+    assert!(err.contains("skipped 1 files that are not .jpg/.jpeg/.png images") && err.contains("README.txt"), "{err}");
+    assert!(!err.contains(".DS_Store"), "{err}");
+    for bad in [&victim, &png.join("train/5/notes.jpg")] {
+        assert!(
+            err.contains(&format!("warning: cannot decode {}", bad.display()))
+                && err.contains("replaced by the next readable image"),
+            "{err}"
+        );
+    }
+    assert!(err.contains(&format!("cannot decode {}", val_victim.display())) && err.contains("left out of the evaluation"), "{err}");
+    // once per file, however many epochs read it
+    assert_eq!(err.matches(&format!("cannot decode {}", victim.display())).count(), 1, "{err}");
+    // the evaluation counts the 63 readable images
+    let out = tmp.path().join("eval");
+    let o = incubator(&["eval", "-d", run.to_str().unwrap(), "--model", "e2e", "--out", out.to_str().unwrap()]);
+    assert_ok(&o, "eval");
+    let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(m["images"], 63);
+}
+
+#[test]
+fn bad_folders_are_refused_with_what_to_do_and_leave_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let png = write_folder(tmp.path(), "png", 64, 32);
+    let refuse = |name: &str, folder: &Path, wants: &[&str]| {
+        let dir = tmp.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let cfg = write_config(&dir, &config(folder, ""));
+        let run = dir.join("run");
+        let o = stage(&["e2e"], &cfg, &run);
+        assert!(!o.status.success(), "{name} was accepted");
+        let err = stderr(&o);
+        for w in wants {
+            assert!(err.contains(w), "{name}: {w:?} not in\n{err}");
+        }
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(!run.exists(), "{name} left a run directory");
+    };
+    // an empty class
+    let empty = tmp.path().join("empty");
+    copy_dir(&png, &empty);
+    for f in std::fs::read_dir(empty.join("train/4")).unwrap() {
+        std::fs::remove_file(f.unwrap().path()).unwrap();
+    }
+    refuse("empty", &empty, &["class \"4\"", "has no images", "remove the directory or add"]);
+    // a class directory with only non-images
+    std::fs::write(empty.join("train/4/labels.csv"), "x").unwrap();
+    refuse("only-text", &empty, &["has no images (1 other files"]);
+    // no val/
+    let no_val = tmp.path().join("no-val");
+    copy_dir(&png, &no_val);
+    std::fs::remove_dir_all(no_val.join("val")).unwrap();
+    refuse("no-val", &no_val, &["val", "does not exist", "ImageNet layout"]);
+    // a class in val/ that train/ lacks
+    let extra = tmp.path().join("extra");
+    copy_dir(&png, &extra);
+    std::fs::create_dir_all(extra.join("val/zebra")).unwrap();
+    refuse("extra", &extra, &["zebra", "train/ does not have"]);
+    // data.path that is not a folder at all
+    refuse("nowhere", &tmp.path().join("nowhere"), &["nowhere", "does not exist", "data.path"]);
+
+    // classes that change under a run: the run's recorded classes win, with an error
+    let changing = tmp.path().join("changing");
+    copy_dir(&png, &changing);
+    let dir = tmp.path().join("changes");
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = write_config(&dir, &config(&changing, ""));
+    let run = dir.join("run");
+    assert_ok(&stage(&["meta"], &cfg, &run), "meta");
+    std::fs::rename(changing.join("train/9"), changing.join("train/nine")).unwrap();
+    let o = stage(&["e2e"], &cfg, &run);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.contains("classes.json") && err.contains("missing [\"9\"]") && err.contains("new [\"nine\"]"), "{err}");
+    assert!(!run.join("stages/e2e").exists() || !run.join("stages/e2e/summary.json").exists());
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        let dest = to.join(p.file_name().unwrap());
+        if p.is_dir() {
+            copy_dir(&p, &dest);
+        } else {
+            std::fs::copy(&p, &dest).unwrap();
+        }
+    }
+}
+
+#[test]
+fn data_folder_refuses_to_overwrite_and_names_bad_formats() {
+    let tmp = tempfile::tempdir().unwrap();
+    let png = write_folder(tmp.path(), "png", 16, 8);
+    let o = incubator(&["data", "folder", "embedded-mnist", "--out", png.to_str().unwrap()]);
+    assert!(!o.status.success() && stderr(&o).contains("already has train/"), "{}", stderr(&o));
+    let o = incubator(&["data", "folder", "embedded-mnist", "--out", tmp.path().join("x").to_str().unwrap(), "--format", "gif"]);
+    assert!(!o.status.success() && stderr(&o).contains("\"gif\": write png or jpeg"), "{}", stderr(&o));
+}
