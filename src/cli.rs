@@ -143,6 +143,9 @@ enum Command {
     Bench(commands::bench::BenchArgs),
     /// Training time with many live-server clients against none, in one command
     BenchServe(commands::serve_load::ServeLoadArgs),
+    /// Images per second of the image-folder loader (DeiT training pipeline), with
+    /// `--torchvision PYTHON` against torchvision's DataLoader in the same command.
+    BenchLoader(commands::bench_loader::BenchLoaderArgs),
 }
 
 #[derive(Subcommand)]
@@ -359,6 +362,7 @@ pub fn main() -> ExitCode {
         } => commands::plugins::check(&file),
         Command::Bench(a) => commands::bench::run(&a),
         Command::BenchServe(a) => commands::serve_load::run(&a),
+        Command::BenchLoader(a) => commands::bench_loader::run(&a),
         Command::Plugin {
             command:
                 PluginCommand::New {

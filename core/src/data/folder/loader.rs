@@ -143,6 +143,12 @@ impl Stream {
         }
     }
 
+    /// How many batches the workers have started decoding so far (the memory bound says this
+    /// never exceeds the batches taken plus `in_flight`).
+    pub fn started(&self) -> usize {
+        self.shared.0.lock().map_or(0, |s| s.next_job)
+    }
+
     /// The next batch in order; an error when the folder cannot give one (too many unreadable
     /// images in a row).
     pub fn next_batch(&mut self) -> Option<Result<LoadedBatch, String>> {
@@ -282,5 +288,76 @@ impl Work {
             labels,
             unreadable,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::folder::{Normalize, RandAugment};
+
+    /// A folder of `n` random-content PNGs of varied sizes, one class.
+    fn folder(dir: &std::path::Path, n: usize) -> ImageFolder {
+        let class = dir.join("train").join("a");
+        std::fs::create_dir_all(&class).unwrap();
+        for i in 0..n {
+            let (w, h) = (20 + (i as u32 * 7) % 30, 16 + (i as u32 * 5) % 25);
+            let img = image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x * 9) as u8, (y * 11) as u8, (i * 13) as u8]));
+            img.save(class.join(format!("{i:03}.png"))).unwrap();
+        }
+        ImageFolder::scan(&dir.join("train"), &["a".to_string()], true).unwrap()
+    }
+
+    fn train_pipeline() -> Pipeline {
+        Pipeline::Train(TrainTransform {
+            size: 16,
+            scale: (0.08, 1.0),
+            ratio: (0.75, 4.0 / 3.0),
+            hflip: true,
+            rand_augment: Some(RandAugment::parse("rand-m9-mstd0.5-inc1").unwrap()),
+            erase_prob: 0.25,
+            normalize: Normalize { mean: [0.5; 3], std: [0.25; 3] },
+        })
+    }
+
+    fn all(mut s: Stream) -> Vec<Vec<f32>> {
+        std::iter::from_fn(|| s.next_batch()).map(|b| b.unwrap().images).collect()
+    }
+
+    #[test]
+    fn workers_decode_at_most_in_flight_batches_ahead() {
+        let tmp = tempfile::tempdir().unwrap();
+        let f = Arc::new(folder(tmp.path(), 40));
+        let batches: Vec<Vec<usize>> = (0..20).map(|k| vec![2 * k, 2 * k + 1]).collect();
+        let settings = LoaderSettings { workers: 3, prefetch: 1 };
+        let mut s = Stream::new(f, Arc::new(train_pipeline()), batches, 7, 0, settings);
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert_eq!(s.started(), 3, "three workers, three batches in flight, no more");
+        s.next_batch().unwrap().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert_eq!(s.started(), 4);
+        // dropping a stream mid-epoch stops and joins its workers
+        drop(s);
+    }
+
+    #[test]
+    fn batches_do_not_depend_on_workers_or_where_the_epoch_starts() {
+        let tmp = tempfile::tempdir().unwrap();
+        let f = Arc::new(folder(tmp.path(), 24));
+        let p = Arc::new(train_pipeline());
+        let order: Vec<usize> = (0..24).rev().collect();
+        let batches = |from: usize| order[from..].chunks(4).map(<[usize]>::to_vec).collect::<Vec<_>>();
+        let run = |workers, from: usize| {
+            let settings = LoaderSettings { workers, prefetch: 2 };
+            all(Stream::new(f.clone(), p.clone(), batches(from), 11, from as u64, settings))
+        };
+        let inline = run(0, 0);
+        assert_eq!(inline.len(), 6);
+        assert_eq!(run(3, 0), inline);
+        // resuming at image 8 (batch 2) gives the rest of the same epoch
+        assert_eq!(run(2, 8), inline[2..].to_vec());
+        // another epoch seed draws other augmentations
+        let other = all(Stream::new(f.clone(), p.clone(), batches(0), 12, 0, LoaderSettings { workers: 1, prefetch: 1 }));
+        assert_ne!(other, inline);
     }
 }

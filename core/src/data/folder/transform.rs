@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use fast_image_resize::{images::Image, FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+use fast_image_resize::{images::{Image, ImageRef}, FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use image::RgbImage;
 use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
@@ -86,7 +86,7 @@ fn resize(
     (left, top, w, h): (u32, u32, u32, u32),
     (out_w, out_h): (u32, u32),
 ) -> RgbImage {
-    let view = Image::from_vec_u8(src.width(), src.height(), src.as_raw().clone(), PixelType::U8x3)
+    let view = ImageRef::new(src.width(), src.height(), src.as_raw(), PixelType::U8x3)
         .expect("an RgbImage's buffer is width * height * 3 bytes");
     let mut dst = Image::new(out_w, out_h, PixelType::U8x3);
     resizer
