@@ -12,8 +12,9 @@ if [ ! -x .venv-tb/bin/python ] || ! .venv-tb/bin/python -c "import tensorboard"
 fi
 export INCUBATOR_TB_PYTHON="$PWD/.venv-tb/bin/python"
 
-# PyTorch with timm: the other side of `incubator export --format timm` (tests/timm.rs)
-if [ ! -x .venv-torch/bin/python ] || ! .venv-torch/bin/python -c "import torch, timm, safetensors" 2>/dev/null; then
+# PyTorch with timm (and torchvision, which timm installs): the other side of `incubator export
+# --format timm` (tests/timm.rs) and of the folder pipeline's resizes (tests/torchvision_transforms.rs)
+if [ ! -x .venv-torch/bin/python ] || ! .venv-torch/bin/python -c "import torch, torchvision, timm, safetensors" 2>/dev/null; then
     python3 -m venv .venv-torch
     .venv-torch/bin/pip install --quiet --disable-pip-version-check torch timm safetensors
 fi

@@ -79,23 +79,41 @@ fn bicubic() -> ResizeOptions {
     ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::CatmullRom))
 }
 
-/// `src` cropped to (left, top, w, h) and resized to `out_w` x `out_h`, bicubic.
-fn resize(
+/// `src` cropped to (left, top, w, h) and resized to `out_w` x `out_h`, bicubic (torchvision's
+/// `resized_crop` on a PIL image).
+pub fn resize(
     resizer: &mut Resizer,
     src: &RgbImage,
     (left, top, w, h): (u32, u32, u32, u32),
     (out_w, out_h): (u32, u32),
 ) -> RgbImage {
+    // Cropped first, as torchvision does: the filter must not reach pixels outside the box
+    // (fast_image_resize's own crop option would read them, and the box's border would differ)
+    let cropped;
+    let src = if (left, top, w, h) == (0, 0, src.width(), src.height()) {
+        src
+    } else {
+        cropped = image::imageops::crop_imm(src, left, top, w, h).to_image();
+        &cropped
+    };
+    // Pillow resizes rows first, then columns, rounding to 8 bits between the passes;
+    // fast_image_resize does columns first on 8-bit images, which differs by a few levels at
+    // hard edges. One pass per call keeps Pillow's order (and a pass whose size does not
+    // change is skipped, as Pillow skips it).
+    let rows = one_pass(resizer, src, (out_w, src.height()));
+    one_pass(resizer, &rows, (out_w, out_h))
+}
+
+fn one_pass(resizer: &mut Resizer, src: &RgbImage, (out_w, out_h): (u32, u32)) -> RgbImage {
+    if (out_w, out_h) == src.dimensions() {
+        return src.clone();
+    }
     let view = ImageRef::new(src.width(), src.height(), src.as_raw(), PixelType::U8x3)
         .expect("an RgbImage's buffer is width * height * 3 bytes");
     let mut dst = Image::new(out_w, out_h, PixelType::U8x3);
     resizer
-        .resize(
-            &view,
-            &mut dst,
-            &bicubic().crop(left as f64, top as f64, w as f64, h as f64),
-        )
-        .expect("same pixel type, crop inside the image");
+        .resize(&view, &mut dst, &bicubic())
+        .expect("same pixel type");
     RgbImage::from_raw(out_w, out_h, dst.into_vec()).expect("out_w * out_h * 3 bytes")
 }
 
@@ -143,9 +161,10 @@ impl EvalTransform {
         };
         let resized = resize(resizer, img, (0, 0, w, h), (nw, nh));
         let s = self.size as u32;
-        // CenterCrop pads with zeros when the image is smaller than the crop (crop_pct > 1)
-        let top = ((nh as f64 - s as f64) / 2.0).round() as i64;
-        let left = ((nw as f64 - s as f64) / 2.0).round() as i64;
+        // CenterCrop: int(round((h - s) / 2)), Python's round (half to even: 4.5 -> 4); it
+        // pads with zeros when the image is smaller than the crop
+        let top = ((nh as f64 - s as f64) / 2.0).round_ties_even() as i64;
+        let left = ((nw as f64 - s as f64) / 2.0).round_ties_even() as i64;
         RgbImage::from_fn(s, s, |x, y| {
             let (sx, sy) = (x as i64 + left, y as i64 + top);
             if (0..nw as i64).contains(&sx) && (0..nh as i64).contains(&sy) {
