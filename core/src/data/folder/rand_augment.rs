@@ -313,27 +313,34 @@ fn rotate(img: &RgbImage, degrees: f64) -> RgbImage {
 /// (a x + b y + c, d x + e y + f) (pixel centres), bilinear, [`FILL`] outside.
 fn affine(img: &RgbImage, [a, b, c, d, e, f]: [f64; 6]) -> RgbImage {
     let (w, h) = img.dimensions();
-    RgbImage::from_fn(w, h, |x, y| {
-        let (px, py) = (x as f64 + 0.5, y as f64 + 0.5);
-        let sx = a * px + b * py + c - 0.5;
-        let sy = d * px + e * py + f - 0.5;
-        if sx < -0.5 || sy < -0.5 || sx > w as f64 - 0.5 || sy > h as f64 - 0.5 {
-            return FILL;
+    let (wi, hi) = (w as i64, h as i64);
+    let src = img.as_raw();
+    let mut out = vec![0u8; src.len()];
+    for y in 0..h {
+        let py = y as f64 + 0.5;
+        for x in 0..w {
+            let px = x as f64 + 0.5;
+            let sx = a * px + b * py + c - 0.5;
+            let sy = d * px + e * py + f - 0.5;
+            let o = (y * w + x) as usize * 3;
+            if sx < -0.5 || sy < -0.5 || sx > w as f64 - 0.5 || sy > h as f64 - 0.5 {
+                out[o..o + 3].copy_from_slice(&FILL.0);
+                continue;
+            }
+            let (x0, y0) = (sx.floor(), sy.floor());
+            let (tx, ty) = (sx - x0, sy - y0);
+            let (x0, y0) = (x0 as i64, y0 as i64);
+            let at = |xx: i64, yy: i64| (yy.clamp(0, hi - 1) * wi + xx.clamp(0, wi - 1)) as usize * 3;
+            let (p00, p10, p01, p11) = (at(x0, y0), at(x0 + 1, y0), at(x0, y0 + 1), at(x0 + 1, y0 + 1));
+            for k in 0..3 {
+                let top = src[p00 + k] as f64 * (1.0 - tx) + src[p10 + k] as f64 * tx;
+                let bottom = src[p01 + k] as f64 * (1.0 - tx) + src[p11 + k] as f64 * tx;
+                // non-negative: adding a half and truncating rounds (and skips libm's round)
+                out[o + k] = ((top * (1.0 - ty) + bottom * ty) + 0.5).min(255.0) as u8;
+            }
         }
-        let (x0, y0) = (sx.floor(), sy.floor());
-        let (tx, ty) = (sx - x0, sy - y0);
-        let at = |xx: f64, yy: f64| {
-            let xi = (xx as i64).clamp(0, w as i64 - 1) as u32;
-            let yi = (yy as i64).clamp(0, h as i64 - 1) as u32;
-            img.get_pixel(xi, yi).0
-        };
-        let (p00, p10, p01, p11) = (at(x0, y0), at(x0 + 1.0, y0), at(x0, y0 + 1.0), at(x0 + 1.0, y0 + 1.0));
-        Rgb(std::array::from_fn(|k| {
-            let top = p00[k] as f64 * (1.0 - tx) + p10[k] as f64 * tx;
-            let bottom = p01[k] as f64 * (1.0 - tx) + p11[k] as f64 * tx;
-            (top * (1.0 - ty) + bottom * ty).round().clamp(0.0, 255.0) as u8
-        }))
-    })
+    }
+    RgbImage::from_raw(w, h, out).expect("the input's size")
 }
 
 #[cfg(test)]
