@@ -301,3 +301,51 @@ fn data_folder_refuses_to_overwrite_and_names_bad_formats() {
     let o = incubator(&["data", "folder", "embedded-mnist", "--out", tmp.path().join("x").to_str().unwrap(), "--format", "gif"]);
     assert!(!o.status.success() && stderr(&o).contains("\"gif\": write png or jpeg"), "{}", stderr(&o));
 }
+
+/// The paper's higher-resolution fine-tune: a model assembled at one resolution, exported for
+/// timm, imported as the start of a run at twice the resolution (position embeddings resized
+/// by bicubic interpolation, every other tensor as it was) and fine-tuned there.
+#[test]
+fn an_assembled_model_fine_tunes_at_a_higher_resolution() {
+    let tmp = tempfile::tempdir().unwrap();
+    let png = write_folder(tmp.path(), "png", 256, 64);
+    let low_dir = tmp.path().join("low");
+    std::fs::create_dir_all(&low_dir).unwrap();
+    let low_cfg = write_config(&low_dir, &config(&png, ""));
+    let low = tmp.path().join("run-32");
+    assert_ok(&stage(&["run"], &low_cfg, &low), "run at 32 px");
+    let o = incubator(&["export", "-d", low.to_str().unwrap(), "--model", "assemble"]);
+    assert_ok(&o, "export the assembled model");
+    let exported = low.join("export/assemble-timm/model.safetensors");
+
+    let high_dir = tmp.path().join("high");
+    std::fs::create_dir_all(&high_dir).unwrap();
+    let high_cfg = write_config(&high_dir, &config(&png, "").replace("image_size = 32", "image_size = 64"));
+    let high = tmp.path().join("run-64");
+    let o = incubator(&["import", exported.to_str().unwrap(), "--as", "init", "-c", &high_cfg, "-d", high.to_str().unwrap()]);
+    assert_ok(&o, "import at 64 px");
+    assert!(stderr(&o).contains("pos_embed resized from a 4x4 to a 8x8 patch grid"), "{}", stderr(&o));
+    let read = |p: &Path| incubator_core::checkpoint::read(p, "").unwrap().tensors;
+    let (timm, init) = (read(&exported), read(&high.join("stages/e2e/init.safetensors")));
+    let (old_shape, old) = &timm["pos_embed"];
+    let dim = *old_shape.last().unwrap();
+    let (new_shape, new) = &init["stem.pos_embed"];
+    assert_eq!(new_shape, &vec![65, dim]);
+    // the resize itself is checked against PyTorch's F.interpolate in core/tests/pos_embed_resample.rs
+    assert_eq!(new, &incubator_core::model::resample::resample_pos_embed(old, 4, 8, dim));
+    assert_eq!(init["stem.cls_token"].1, timm["cls_token"].1);
+    assert_eq!(init["blocks.3.mlp.fc2.weight"], timm["blocks.3.mlp.fc2.weight"]);
+    assert_eq!(init["head.weight"], timm["head.weight"]);
+    // fine-tuning at 64 px: the folder's images are cropped to the new size
+    let o = stage(&["e2e"], &high_cfg, &high);
+    assert_ok(&o, "fine-tune at 64 px");
+    let top1 = summary(&high, "e2e")["top1"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&top1));
+    // a patch size that differs cannot be resized into: refused, naming the tensor
+    let other_dir = tmp.path().join("p4");
+    std::fs::create_dir_all(&other_dir).unwrap();
+    let p4_cfg = write_config(&other_dir, &config(&png, "").replace("patch_size = 8", "patch_size = 4"));
+    let o = incubator(&["import", exported.to_str().unwrap(), "--as", "init", "-c", &p4_cfg, "-d", other_dir.join("run").to_str().unwrap()]);
+    assert!(!o.status.success(), "a patch-4 model took patch-8 weights");
+    assert!(stderr(&o).contains("patches are 8x8 pixels, this run's model takes 4x4") && stderr(&o).contains("set model.patch_size = 8"), "{}", stderr(&o));
+}

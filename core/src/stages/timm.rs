@@ -55,6 +55,15 @@ pub fn to_timm(net: &Network, vit: &VitConfig) -> anyhow::Result<Tensors> {
 /// not have (`fc_norm`, register tokens, ...) are refused, naming them. Shapes are checked
 /// when the result is loaded into the run's model.
 pub fn from_timm(timm: Tensors, vit: &VitConfig) -> anyhow::Result<Tensors> {
+    if let Some((shape, _)) = timm.get("patch_embed.proj.weight") {
+        if shape.len() == 4 && shape[2] != vit.patch_size {
+            anyhow::bail!(
+                "the checkpoint's patches are {p}x{p} pixels, this run's model takes {q}x{q} (model.patch_size): a model's patch size cannot change; set model.patch_size = {p}",
+                p = shape[2],
+                q = vit.patch_size
+            );
+        }
+    }
     let mut out = Tensors::new();
     let mut foreign = Vec::new();
     let d = vit.embed_dim;
@@ -75,7 +84,7 @@ pub fn from_timm(timm: Tensors, vit: &VitConfig) -> anyhow::Result<Tensors> {
                 continue;
             }
             "pos_embed" => {
-                let tokens = data.len() / d.max(1);
+                let (tokens, data) = pos_embed_for(data, d, vit)?;
                 out.insert("stem.pos_embed".into(), (vec![tokens, d], data));
                 continue;
             }
@@ -94,6 +103,31 @@ pub fn from_timm(timm: Tensors, vit: &VitConfig) -> anyhow::Result<Tensors> {
         );
     }
     Ok(out)
+}
+
+/// A checkpoint's position embeddings for `vit`'s grid: as they are when the grids agree,
+/// else resized by bicubic interpolation (as DeiT does before fine-tuning at 384 px; timm does
+/// the same when it loads a model at another size), so a model trained at one resolution can
+/// be fine-tuned or evaluated at another.
+fn pos_embed_for(data: Vec<f32>, d: usize, vit: &VitConfig) -> anyhow::Result<(usize, Vec<f32>)> {
+    let tokens = data.len() / d.max(1);
+    let want = 1 + vit.num_patches();
+    if tokens == want || data.len() != tokens * d {
+        return Ok((tokens, data)); // the shape check on loading names any other mismatch
+    }
+    let side = |n: usize| (1..=n).find(|s| s * s >= n).filter(|s| s * s == n);
+    let (Some(old), Some(new)) = (side(tokens - 1), side(want - 1)) else {
+        anyhow::bail!(
+            "pos_embed has {tokens} positions; this run's model has {want} (a class token and a {}-patch grid), and only square grids can be resized",
+            want - 1
+        );
+    };
+    eprintln!(
+        "pos_embed resized from a {old}x{old} to a {new}x{new} patch grid (bicubic): the checkpoint was trained at {} px, this run's model takes {} px",
+        old * vit.patch_size,
+        vit.image_size
+    );
+    Ok((want, crate::model::resample::resample_pos_embed(&data, old, new, d)))
 }
 
 /// The keyword arguments that build the same model with timm:
