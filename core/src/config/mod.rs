@@ -124,7 +124,8 @@ pub struct DataSection {
     pub path: Option<PathBuf>,
     /// Where `incubator data fetch` puts datasets. Default: `$INCUBATOR_DATA` or `~/.cache/incubator`.
     pub cache_dir: Option<PathBuf>,
-    /// Use only the first N training / test images (0: all).
+    /// Use only the first N training / test images (0: all); an image folder, ordered by
+    /// class, draws N at random with `subset_seed` instead.
     pub train_limit: usize,
     pub test_limit: usize,
     /// A class-balanced training subset: this fraction of every class (1: all), as the paper's

@@ -216,9 +216,11 @@ pub fn load_data(run: &OpenRun) -> anyhow::Result<Data> {
         }
     }
     let d = &cfg.data;
+    // A folder is ordered by class: its limits draw images at random (with subset_seed)
+    // where an in-memory set's take its first ones.
     let mut train = (*split.train).clone();
     if d.train_limit > 0 {
-        train.truncate(d.train_limit);
+        train = train.sample(d.train_limit, d.subset_seed);
     }
     if d.train_per_class > 0 {
         train = train.balanced_subset(|_| d.train_per_class, d.subset_seed);
@@ -228,9 +230,7 @@ pub fn load_data(run: &OpenRun) -> anyhow::Result<Data> {
     }
     split.train = std::sync::Arc::new(train);
     if d.test_limit > 0 {
-        let mut test = (*split.test).clone();
-        test.truncate(d.test_limit);
-        split.test = std::sync::Arc::new(test);
+        split.test = std::sync::Arc::new(split.test.sample(d.test_limit, d.subset_seed));
     }
     Ok(Data::Folder(split))
 }

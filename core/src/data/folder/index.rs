@@ -151,10 +151,18 @@ impl ImageFolder {
         self.files.is_empty()
     }
 
-    /// Keeps the first `n` images (all of them if there are fewer).
-    pub fn truncate(&mut self, n: usize) {
-        self.files.truncate(n);
-        self.labels.truncate(n);
+    /// `n` images drawn at random with `seed` (all of them if there are fewer), in the folder's
+    /// order: a folder is ordered by class, so its first `n` images would be a few classes.
+    pub fn sample(&self, n: usize, seed: u64) -> ImageFolder {
+        use rand::seq::index::sample;
+        use rand::SeedableRng;
+        if n >= self.len() {
+            return self.clone();
+        }
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let mut chosen = sample(&mut rng, self.len(), n).into_vec();
+        chosen.sort_unstable();
+        self.select(&chosen)
     }
 
     /// The images at `indices`, in that order.
@@ -312,4 +320,48 @@ pub fn check_classes(
         found: found.len(),
         difference: difference.trim().to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 10 classes of 100 files each, in folder order (by class).
+    fn listing() -> ImageFolder {
+        ImageFolder {
+            dir: "train".into(),
+            files: (0..1000).map(|i| PathBuf::from(format!("{}/{i}.png", i / 100))).collect(),
+            labels: (0..1000).map(|i| i / 100).collect(),
+            num_classes: 10,
+            skipped: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn limits_draw_from_every_class_and_subsets_balance() {
+        let f = listing();
+        // the first 200 would be two classes; a limit draws across all ten
+        let s = f.sample(200, 0);
+        assert_eq!(s.len(), 200);
+        assert!(s.class_counts().iter().all(|&c| c > 5), "{:?}", s.class_counts());
+        assert_eq!(s, f.sample(200, 0), "seeded");
+        assert_ne!(s, f.sample(200, 1));
+        // images keep their labels and the folder's order
+        assert!(s.labels.windows(2).all(|w| w[0] <= w[1]));
+        for (file, label) in s.files.iter().zip(&s.labels) {
+            assert!(file.starts_with(label.to_string()));
+        }
+        assert_eq!(f.sample(5000, 0), f);
+        let per_class = f.balanced_subset(|_| 7, 3);
+        assert_eq!(per_class.class_counts(), vec![7; 10]);
+    }
+
+    #[test]
+    fn changed_classes_are_named() {
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let (rec, file, dir) = (names(&["a", "b", "c"]), Path::new("classes.json"), Path::new("train"));
+        assert!(check_classes(&rec, &rec, file, dir).is_ok());
+        let e = check_classes(&rec, &names(&["a", "c", "d"]), file, dir).unwrap_err().to_string();
+        assert!(e.contains("missing [\"b\"]") && e.contains("new [\"d\"]") && e.contains("3 classes"), "{e}");
+    }
 }
