@@ -144,30 +144,50 @@ fn a_folder_run_trains_every_stage_and_eval_repeats_its_numbers() {
 }
 
 #[test]
-fn a_folder_run_killed_mid_epoch_resumes_to_the_uninterrupted_model() {
+fn every_stage_of_a_folder_run_killed_mid_epoch_resumes_to_the_uninterrupted_model() {
     let tmp = tempfile::tempdir().unwrap();
     let png = write_folder(tmp.path(), "png", 256, 64);
     // mixing on, so that the main stream and the loader's streams both matter
     let extra = "[checkpoint]\nevery_steps = 2\n[augment]\nhflip = true\nmix_prob = 1.0\n";
     let cfg = write_config(tmp.path(), &config(&png, extra));
     let (whole, killed) = (tmp.path().join("whole"), tmp.path().join("killed"));
-    assert_ok(&stage(&["e2e"], &cfg, &whole), "uninterrupted e2e");
-    // 8 steps per epoch: killed after step 11, the state of step 10 is mid epoch 2
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_incubator"));
-    cmd.args(["e2e", "--no-progress", "-c", &cfg, "-d", killed.to_str().unwrap()])
-        .env("INCUBATOR_CRASH_AT", "step:11");
-    let o = cmd.output().unwrap();
+    // 8 steps per epoch; the state is saved every 2 steps: a kill after step 5 resumes at
+    // step 4 of epoch 1, after step 11 at step 2 of epoch 2 (the E2E stage trains 2 epochs)
+    let stages: [(&[&str], &str, &str); 7] = [
+        (&["meta"], "step:5", "epoch 1 step 4/8"),
+        (&["incubate", "--module", "0"], "step:5", "epoch 1 step 4/8"),
+        (&["incubate", "--module", "1"], "step:5", "epoch 1 step 4/8"),
+        (&["incubate", "--module", "2"], "step:5", "epoch 1 step 4/8"),
+        (&["incubate", "--module", "3"], "step:5", "epoch 1 step 4/8"),
+        (&["assemble"], "step:5", "epoch 1 step 4/8"),
+        (&["e2e"], "step:11", "epoch 2 step 2/8"),
+    ];
     use std::os::unix::process::ExitStatusExt;
-    assert_eq!(o.status.signal(), Some(9), "{}", stderr(&o));
-    let o = stage(&["e2e"], &cfg, &killed);
-    assert_ok(&o, "resumed e2e");
-    assert!(stderr(&o).contains("resuming at epoch 2 step 2/8"), "{}", stderr(&o));
-    let bytes = |run: &Path| std::fs::read(run.join("stages/e2e/model.safetensors")).unwrap();
-    assert!(bytes(&whole) == bytes(&killed), "the resumed model differs");
+    for (args, crash_at, resumes_at) in stages {
+        assert_ok(&stage(args, &cfg, &whole), &format!("uninterrupted {args:?}"));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_incubator"));
+        cmd.args(args)
+            .args(["--no-progress", "-c", &cfg, "-d", killed.to_str().unwrap()])
+            .env("INCUBATOR_CRASH_AT", crash_at);
+        let o = cmd.output().unwrap();
+        assert_eq!(o.status.signal(), Some(9), "{args:?} was not killed: {}", stderr(&o));
+        let o = stage(args, &cfg, &killed);
+        assert_ok(&o, &format!("resumed {args:?}"));
+        assert!(stderr(&o).contains(&format!("resuming at {resumes_at}")), "{args:?}: {}", stderr(&o));
+    }
+    let files = |run: &Path| model_files(run).into_iter().collect::<std::collections::BTreeMap<_, _>>();
+    let (a, b) = (files(&whole), files(&killed));
+    // meta, four modules, the assembled stack and its fine-tune, e2e
+    assert_eq!(a.len(), 8, "{:?}", a.keys());
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    for (name, x) in &a {
+        assert!(*x == b[name], "{name}: the resumed stage's model differs");
+    }
     // and the number of loader threads changes nothing
     let cfg0 = write_config(&tmp.path().join("w0").tap_mkdir(), &config(&png, extra).replace("workers = 2", "workers = 0"));
     let w0 = tmp.path().join("w0run");
     assert_ok(&stage(&["e2e"], &cfg0, &w0), "e2e decoding on the training thread");
+    let bytes = |run: &Path| std::fs::read(run.join("stages/e2e/model.safetensors")).unwrap();
     assert!(bytes(&whole) == bytes(&w0), "workers = 0 trained another model");
 }
 
