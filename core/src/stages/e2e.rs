@@ -27,13 +27,21 @@ pub fn run(engine: &Engine) -> anyhow::Result<StageSummary> {
             &engine.split.divided_depths,
         );
         let init = init_path(engine);
+        let mut imported_from = None;
         if init.exists() {
             eprintln!("[e2e] starting from imported weights {}", init.display());
-            checkpoint::read(&init, "import it again: `incubator import FILE --as init`")?
-                .load_into(&mut net, "", &dev)?;
+            let read = checkpoint::read(&init, "import it again: `incubator import FILE --as init`")?;
+            imported_from = Some(
+                read.metadata
+                    .get(super::import::IMPORTED_FROM)
+                    .cloned()
+                    .unwrap_or_else(|| init.display().to_string()),
+            );
+            read.load_into(&mut net, "", &dev)?;
         }
         let recipe = engine.cfg.e2e.recipe();
-        let outcome = engine.train_all(StageId::E2E, recipe, &mut net, log)?;
+        let mut outcome = engine.train_all(StageId::E2E, recipe, &mut net, log)?;
+        outcome.imported_from = imported_from;
         checkpoint::save_params(&model_path(engine), &net)?;
         Ok(outcome)
     })

@@ -44,9 +44,13 @@ pub fn import_timm(engine: &Engine, file: &Path, id: StageId) -> anyhow::Result<
             epochs: 0,
             final_train_loss: f64::NAN,
             depends_on: Vec::new(),
+            imported_from: Some(file.display().to_string()),
         })
     })
 }
+
+/// The metadata key of an init checkpoint that names the file it was imported from.
+pub const IMPORTED_FROM: &str = "imported_from";
 
 /// Imports `file` as the weights the E2E stage starts from; it trains when `incubator e2e`
 /// (or `run`) runs. Refused once that stage has started or finished.
@@ -61,7 +65,8 @@ pub fn import_timm_init(engine: &Engine, file: &Path) -> anyhow::Result<()> {
     let mut net = eval::plain_vit(engine);
     load_timm(engine, file, &mut net, "target")?;
     std::fs::create_dir_all(engine.run.stage_dir(id))?;
-    checkpoint::save_params(&super::e2e::init_path(engine), &net)?;
+    let metadata = [(IMPORTED_FROM.to_string(), file.display().to_string())].into();
+    checkpoint::save(&super::e2e::init_path(engine), &checkpoint::params_of(&net), &metadata)?;
     Ok(())
 }
 

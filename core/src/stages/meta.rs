@@ -72,6 +72,7 @@ pub fn run(engine: &Engine) -> anyhow::Result<StageSummary> {
                 epochs: 0,
                 final_train_loss: 0.0,
                 depends_on: Vec::new(),
+                imported_from: None,
             });
         }
         let mut net = build(engine)?;

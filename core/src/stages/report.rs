@@ -23,6 +23,13 @@ pub struct Report {
     pub method_parallel_wall_s: f64,
     pub e2e_wall_s: Option<f64>,
     pub e2e_gflop: Option<f64>,
+    /// The E2E model's checkpoint when it was imported (`incubator import --as e2e`: no
+    /// training here, its cost unknown) or started from one (`--as init`: its pretraining not
+    /// counted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub e2e_imported_from: Option<String>,
+    /// Whether the E2E model is the imported checkpoint itself (no training here).
+    pub e2e_untrained: bool,
 }
 
 impl Report {
@@ -45,10 +52,10 @@ impl Report {
         } else {
             format!("strategy {strategy}")
         };
-        let method = if meta.outcome.epochs > 0 {
-            format!("{method} (meta + incubations + fine-tune)")
-        } else {
-            format!("{method} (incubations + fine-tune; no meta model)")
+        let method = match (&meta.outcome.imported_from, meta.outcome.epochs > 0) {
+            (Some(_), _) => format!("{method} (imported meta model + incubations + fine-tune)"),
+            (None, true) => format!("{method} (meta + incubations + fine-tune)"),
+            (None, false) => format!("{method} (incubations + fine-tune; no meta model)"),
         };
         let incs = (0..k)
             .map(|i| need(StageId::incubate(i)))
@@ -62,15 +69,20 @@ impl Report {
             &result(&ft),
             e2e.as_ref().map(result).as_ref(),
         );
-        // A strategy without a meta model trained none (zero epochs): no row for it.
+        // A strategy without a meta model trained none (zero epochs): no row for it. An
+        // imported one has a row, marked.
         let mut stages: Vec<StageSummary> = Some(meta.clone())
-            .filter(|m| m.outcome.epochs > 0)
+            .filter(|m| m.outcome.epochs > 0 || m.outcome.imported_from.is_some())
             .into_iter()
             .collect();
         stages.extend(incs);
         stages.push(ft);
+        let e2e_imported_from = e2e.as_ref().and_then(|e| e.outcome.imported_from.clone());
+        let e2e_untrained = e2e.as_ref().is_some_and(|e| e.outcome.epochs == 0);
         stages.extend(e2e);
         Ok(Report {
+            e2e_imported_from,
+            e2e_untrained,
             method,
             assembled_top1: c.assembled_top1,
             assembled_top5: c.assembled_top5,
@@ -96,10 +108,15 @@ impl Report {
         writeln!(s, "|---|---:|---:|---:|---:|---:|---:|").unwrap();
         for st in &self.stages {
             let o = &st.outcome;
+            let name = match (&o.imported_from, o.epochs) {
+                (None, _) => st.stage.to_string(),
+                (Some(_), 0) => format!("{} (imported)", st.stage),
+                (Some(_), _) => format!("{} (from imported weights)", st.stage),
+            };
             writeln!(
                 s,
                 "| {} | {} | {:.2} | {} | {} | {:.1} | {:.0} |",
-                st.stage,
+                name,
                 o.epochs,
                 100.0 * o.top1,
                 percent(o.top5),
@@ -131,12 +148,34 @@ impl Report {
             self.method_gflop
         )
         .unwrap();
-        if let (Some(top1), Some(wall), Some(gflop)) =
-            (self.e2e_top1, self.e2e_wall_s, self.e2e_gflop)
+        if let (Some(top1), Some(from), true) =
+            (self.e2e_top1, &self.e2e_imported_from, self.e2e_untrained)
         {
+            // trained elsewhere: its cost is unknown, so there is no cost ratio
             writeln!(
                 s,
-                "| End-to-end baseline | {:.2} | {} | {:.1} | {:.0} |",
+                "| End-to-end baseline, imported from {from} (trained elsewhere) | {:.2} | {} | - | - |",
+                100.0 * top1,
+                percent(self.e2e_top5.unwrap_or(f64::NAN)),
+            )
+            .unwrap();
+            writeln!(s).unwrap();
+            writeln!(
+                s,
+                "Accuracy difference (assembled - E2E): {:+.2} points. No cost ratio: the baseline was imported, its training cost is not known here.",
+                100.0 * (self.assembled_top1 - top1),
+            )
+            .unwrap();
+        } else if let (Some(top1), Some(wall), Some(gflop)) =
+            (self.e2e_top1, self.e2e_wall_s, self.e2e_gflop)
+        {
+            let label = match &self.e2e_imported_from {
+                Some(from) => format!("End-to-end baseline, fine-tuned from {from} (its pretraining not counted)"),
+                None => "End-to-end baseline".to_string(),
+            };
+            writeln!(
+                s,
+                "| {label} | {:.2} | {} | {:.1} | {:.0} |",
                 100.0 * top1,
                 percent(self.e2e_top5.unwrap_or(f64::NAN)),
                 wall,

@@ -90,6 +90,11 @@ pub struct TrainOutcome {
     /// See [`TrainJob::depends_on`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<usize>,
+    /// The checkpoint file this stage's model was imported from (`incubator import`): the
+    /// model itself when `epochs` is 0, else the weights its training started from. Its own
+    /// training cost is not in `train_gflop`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imported_from: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -427,6 +432,7 @@ pub fn train(
         epochs: job.recipe.epochs,
         final_train_loss: st.last_train_loss.unwrap_or(f64::NAN),
         depends_on: job.depends_on.clone(),
+        imported_from: None,
     })
 }
 
