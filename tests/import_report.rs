@@ -60,3 +60,42 @@ fn reports_mark_imported_models() {
     assert!(r.contains(&format!("| End-to-end baseline, fine-tuned from {} (its pretraining not counted) |", file("e2e"))), "{r}");
     assert!(r.contains("Cost ratio (method / E2E)"), "{r}");
 }
+
+/// A model assembled with stitch layers (plugins/stitch) is not a timm VisionTransformer:
+/// export refuses it, naming the glue and what can be exported instead, while eval rebuilds
+/// it with its glue; the plain E2E model of the same run exports.
+#[test]
+fn a_stitched_assembly_is_refused_by_export_and_evaluated_with_its_glue() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lib = library("incubator-stitch");
+    let cfg = write_config(
+        tmp.path(),
+        &format!(
+            "{TINY}[plugins]\nlibraries = [{:?}]\nmeta_design = \"thin\"\nstrategy = \"stitched\"\nassembly = \"stitched\"\n[plugins.options]\nmeta_width = 16\n",
+            lib.to_str().unwrap()
+        ),
+    );
+    let run = tmp.path().join("run");
+    let r = run.to_str().unwrap();
+    assert_ok(&incubator(&["run", "-c", &cfg, "-d", r]), "stitched run");
+    let o = incubator(&["export", "-d", r, "--model", "assemble"]);
+    assert!(!o.status.success(), "a stitched assembly was exported");
+    let e = stderr(&o);
+    assert!(e.contains("glue cannot be exported") && e.contains("export the E2E model"), "{e}");
+    assert!(!run.join("export/assemble-timm/model.safetensors").exists(), "a refused export left a model file");
+    // the thin meta model has another width: not this run's ViT either
+    let o = incubator(&["export", "-d", r, "--model", "meta"]);
+    assert!(!o.status.success(), "the thin meta model was exported as the run's ViT");
+    let e = stderr(&o);
+    assert!(!e.contains("panicked") && e.contains("not a plain ViT of this run"), "{e}");
+    assert_ok(&incubator(&["export", "-d", r, "--model", "e2e"]), "export e2e");
+    let o = incubator(&["eval", "-d", r, "--model", "assemble"]);
+    assert_ok(&o, "eval of the stitched assembly");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("stages/assemble/summary.json")).unwrap()).unwrap();
+    let m: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(run.join("eval/assemble-embedded-mnist-test/metrics.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(m["top1"], summary["top1"]);
+}

@@ -30,6 +30,12 @@ pub fn to_timm(net: &Network, vit: &VitConfig) -> anyhow::Result<Tensors> {
                 continue;
             }
         };
+        if shape.iter().product::<usize>() != data.len() {
+            anyhow::bail!(
+                "the model's {name} has {} values, not the {shape:?} of this run's ViT (width {d}, {c} channels, patch {p}): not a plain ViT of this run (a meta design of another width, say); export the E2E model, or a model assembled by plain stacking",
+                data.len()
+            );
+        }
         out.insert(to, (shape, data));
     }
     if !foreign.is_empty() {
