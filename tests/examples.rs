@@ -198,7 +198,9 @@ fn the_recipe_overlays_give_the_papers_models_and_the_reference_loop() {
 fn the_imagenet_examples_give_the_papers_vit_l_and_vit_h_and_the_392_px_fine_tune() {
     let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
     let layers = |names: &[&str]| {
-        let cfg = RunConfig::load_layers(&names.iter().map(|n| examples.join(n)).collect::<Vec<_>>()).unwrap();
+        let cfg =
+            RunConfig::load_layers(&names.iter().map(|n| examples.join(n)).collect::<Vec<_>>())
+                .unwrap();
         cfg.validate().unwrap();
         cfg
     };
@@ -206,14 +208,30 @@ fn the_imagenet_examples_give_the_papers_vit_l_and_vit_h_and_the_392_px_fine_tun
     let shape = |c: &RunConfig| c.vit(c.data.image_size, 3, 1000).unwrap();
     let l = layers(&["imagenet-vit-l.toml"]);
     let v = shape(&l);
-    assert_eq!((v.embed_dim, v.depth, v.num_heads, v.patch_size, v.num_patches()), (1024, 24, 16, 16, 196));
+    assert_eq!(
+        (
+            v.embed_dim,
+            v.depth,
+            v.num_heads,
+            v.patch_size,
+            v.num_patches()
+        ),
+        (1024, 24, 16, 16, 196)
+    );
     assert_eq!(l.optim.batch_size * l.optim.accum_steps, 2048);
     let h = layers(&["imagenet-vit-l.toml", "imagenet-vit-h.toml"]);
     let v = shape(&h);
-    assert_eq!((v.embed_dim, v.depth, v.patch_size, v.qkv_bias, v.norm_eps), (1280, 32, 14, false, 1e-5));
+    assert_eq!(
+        (v.embed_dim, v.depth, v.patch_size, v.qkv_bias, v.norm_eps),
+        (1280, 32, 14, false, 1e-5)
+    );
     assert_eq!(h.split.divided_depths, [8, 8, 8, 8]);
     assert_eq!(h.finetune.drop_path, 0.6);
-    let hires = layers(&["imagenet-vit-l.toml", "imagenet-vit-h.toml", "hires-392.toml"]);
+    let hires = layers(&[
+        "imagenet-vit-l.toml",
+        "imagenet-vit-h.toml",
+        "hires-392.toml",
+    ]);
     let v = shape(&hires);
     assert_eq!((v.image_size, v.num_patches()), (392, 28 * 28));
 }

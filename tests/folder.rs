@@ -71,7 +71,8 @@ fn stage(args: &[&str], cfg: &str, run: &Path) -> std::process::Output {
 }
 
 fn summary(run: &Path, stage: &str) -> serde_json::Value {
-    let text = std::fs::read_to_string(run.join("stages").join(stage).join("summary.json")).unwrap();
+    let text =
+        std::fs::read_to_string(run.join("stages").join(stage).join("summary.json")).unwrap();
     serde_json::from_str(&text).unwrap()
 }
 
@@ -115,7 +116,8 @@ fn a_folder_run_trains_every_stage_and_eval_repeats_its_numbers() {
         ]);
         assert_ok(&o, "incubator eval");
         let m: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+            serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap())
+                .unwrap();
         let s = summary(&run, stage_name);
         assert_eq!(m["images"], 96);
         assert_eq!(m["top1"], s["top1"], "{model}");
@@ -125,22 +127,38 @@ fn a_folder_run_trains_every_stage_and_eval_repeats_its_numbers() {
     // the pixels a little, so the accuracy is close, not equal
     let out = tmp.path().join("eval-jpeg");
     let o = incubator(&[
-        "eval", "-d", run.to_str().unwrap(), "--model", "e2e", "--dataset", "folder",
-        "--data-path", jpeg.to_str().unwrap(), "--out", out.to_str().unwrap(),
+        "eval",
+        "-d",
+        run.to_str().unwrap(),
+        "--model",
+        "e2e",
+        "--dataset",
+        "folder",
+        "--data-path",
+        jpeg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
     ]);
     assert_ok(&o, "incubator eval on the JPEG folder");
     let m: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
     let png_top1 = summary(&run, "e2e")["top1"].as_f64().unwrap();
     let jpeg_top1 = m["top1"].as_f64().unwrap();
-    assert!((png_top1 - jpeg_top1).abs() <= 0.1, "png {png_top1} jpeg {jpeg_top1}");
+    assert!(
+        (png_top1 - jpeg_top1).abs() <= 0.1,
+        "png {png_top1} jpeg {jpeg_top1}"
+    );
     // the report reads the run without its folder
     std::fs::rename(&png, tmp.path().join("moved")).unwrap();
     let o = incubator(&["report", "-d", run.to_str().unwrap()]);
     assert_ok(&o, "incubator report without the folder");
     let o = incubator(&["eval", "-d", run.to_str().unwrap(), "--model", "e2e"]);
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("data.path") && stderr(&o).contains("train"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("data.path") && stderr(&o).contains("train"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -164,18 +182,34 @@ fn every_stage_of_a_folder_run_killed_mid_epoch_resumes_to_the_uninterrupted_mod
     ];
     use std::os::unix::process::ExitStatusExt;
     for (args, crash_at, resumes_at) in stages {
-        assert_ok(&stage(args, &cfg, &whole), &format!("uninterrupted {args:?}"));
+        assert_ok(
+            &stage(args, &cfg, &whole),
+            &format!("uninterrupted {args:?}"),
+        );
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_incubator"));
         cmd.args(args)
             .args(["--no-progress", "-c", &cfg, "-d", killed.to_str().unwrap()])
             .env("INCUBATOR_CRASH_AT", crash_at);
         let o = cmd.output().unwrap();
-        assert_eq!(o.status.signal(), Some(9), "{args:?} was not killed: {}", stderr(&o));
+        assert_eq!(
+            o.status.signal(),
+            Some(9),
+            "{args:?} was not killed: {}",
+            stderr(&o)
+        );
         let o = stage(args, &cfg, &killed);
         assert_ok(&o, &format!("resumed {args:?}"));
-        assert!(stderr(&o).contains(&format!("resuming at {resumes_at}")), "{args:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains(&format!("resuming at {resumes_at}")),
+            "{args:?}: {}",
+            stderr(&o)
+        );
     }
-    let files = |run: &Path| model_files(run).into_iter().collect::<std::collections::BTreeMap<_, _>>();
+    let files = |run: &Path| {
+        model_files(run)
+            .into_iter()
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
     let (a, b) = (files(&whole), files(&killed));
     // meta, four modules, the assembled stack and its fine-tune, e2e
     assert_eq!(a.len(), 8, "{:?}", a.keys());
@@ -184,11 +218,20 @@ fn every_stage_of_a_folder_run_killed_mid_epoch_resumes_to_the_uninterrupted_mod
         assert!(*x == b[name], "{name}: the resumed stage's model differs");
     }
     // and the number of loader threads changes nothing
-    let cfg0 = write_config(&tmp.path().join("w0").tap_mkdir(), &config(&png, extra).replace("workers = 2", "workers = 0"));
+    let cfg0 = write_config(
+        &tmp.path().join("w0").tap_mkdir(),
+        &config(&png, extra).replace("workers = 2", "workers = 0"),
+    );
     let w0 = tmp.path().join("w0run");
-    assert_ok(&stage(&["e2e"], &cfg0, &w0), "e2e decoding on the training thread");
+    assert_ok(
+        &stage(&["e2e"], &cfg0, &w0),
+        "e2e decoding on the training thread",
+    );
     let bytes = |run: &Path| std::fs::read(run.join("stages/e2e/model.safetensors")).unwrap();
-    assert!(bytes(&whole) == bytes(&w0), "workers = 0 trained another model");
+    assert!(
+        bytes(&whole) == bytes(&w0),
+        "workers = 0 trained another model"
+    );
 }
 
 trait TapMkdir {
@@ -207,7 +250,12 @@ fn unreadable_images_and_other_files_are_skipped_with_a_count() {
     let png = write_folder(tmp.path(), "png", 128, 64);
     // a truncated PNG and a text file named .jpg in train/; a corrupt image in val/; a
     // README and a dot file that are not images at all
-    let victim = std::fs::read_dir(png.join("train/3")).unwrap().next().unwrap().unwrap().path();
+    let victim = std::fs::read_dir(png.join("train/3"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     let bytes = std::fs::read(&victim).unwrap();
     std::fs::write(&victim, &bytes[..bytes.len() / 2]).unwrap();
     std::fs::write(png.join("train/5/notes.jpg"), "not an image").unwrap();
@@ -215,14 +263,23 @@ fn unreadable_images_and_other_files_are_skipped_with_a_count() {
     std::fs::write(png.join("train/README.txt"), "").unwrap();
     std::fs::write(png.join("train/7/README.txt"), "about class 7").unwrap();
     std::fs::write(png.join("train/7/.DS_Store"), "finder").unwrap();
-    let val_victim = std::fs::read_dir(png.join("val/2")).unwrap().next().unwrap().unwrap().path();
+    let val_victim = std::fs::read_dir(png.join("val/2"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     std::fs::write(&val_victim, b"\x89PNG garbage").unwrap();
     let cfg = write_config(tmp.path(), &config(&png, ""));
     let run = tmp.path().join("run");
     let o = stage(&["e2e"], &cfg, &run);
     assert_ok(&o, "e2e over a folder with bad files");
     let err = stderr(&o);
-    assert!(err.contains("skipped 1 files that are not .jpg/.jpeg/.png images") && err.contains("README.txt"), "{err}");
+    assert!(
+        err.contains("skipped 1 files that are not .jpg/.jpeg/.png images")
+            && err.contains("README.txt"),
+        "{err}"
+    );
     assert!(!err.contains(".DS_Store"), "{err}");
     for bad in [&victim, &png.join("train/5/notes.jpg")] {
         assert!(
@@ -231,14 +288,32 @@ fn unreadable_images_and_other_files_are_skipped_with_a_count() {
             "{err}"
         );
     }
-    assert!(err.contains(&format!("cannot decode {}", val_victim.display())) && err.contains("left out of the evaluation"), "{err}");
+    assert!(
+        err.contains(&format!("cannot decode {}", val_victim.display()))
+            && err.contains("left out of the evaluation"),
+        "{err}"
+    );
     // once per file, however many epochs read it
-    assert_eq!(err.matches(&format!("cannot decode {}", victim.display())).count(), 1, "{err}");
+    assert_eq!(
+        err.matches(&format!("cannot decode {}", victim.display()))
+            .count(),
+        1,
+        "{err}"
+    );
     // the evaluation counts the 63 readable images
     let out = tmp.path().join("eval");
-    let o = incubator(&["eval", "-d", run.to_str().unwrap(), "--model", "e2e", "--out", out.to_str().unwrap()]);
+    let o = incubator(&[
+        "eval",
+        "-d",
+        run.to_str().unwrap(),
+        "--model",
+        "e2e",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert_ok(&o, "eval");
-    let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
     assert_eq!(m["images"], 63);
 }
 
@@ -266,7 +341,15 @@ fn bad_folders_are_refused_with_what_to_do_and_leave_nothing() {
     for f in std::fs::read_dir(empty.join("train/4")).unwrap() {
         std::fs::remove_file(f.unwrap().path()).unwrap();
     }
-    refuse("empty", &empty, &["class \"4\"", "has no images", "remove the directory or add"]);
+    refuse(
+        "empty",
+        &empty,
+        &[
+            "class \"4\"",
+            "has no images",
+            "remove the directory or add",
+        ],
+    );
     // a class directory with only non-images
     std::fs::write(empty.join("train/4/labels.csv"), "x").unwrap();
     refuse("only-text", &empty, &["has no images (1 other files"]);
@@ -274,14 +357,22 @@ fn bad_folders_are_refused_with_what_to_do_and_leave_nothing() {
     let no_val = tmp.path().join("no-val");
     copy_dir(&png, &no_val);
     std::fs::remove_dir_all(no_val.join("val")).unwrap();
-    refuse("no-val", &no_val, &["val", "does not exist", "ImageNet layout"]);
+    refuse(
+        "no-val",
+        &no_val,
+        &["val", "does not exist", "ImageNet layout"],
+    );
     // a class in val/ that train/ lacks
     let extra = tmp.path().join("extra");
     copy_dir(&png, &extra);
     std::fs::create_dir_all(extra.join("val/zebra")).unwrap();
     refuse("extra", &extra, &["zebra", "train/ does not have"]);
     // data.path that is not a folder at all
-    refuse("nowhere", &tmp.path().join("nowhere"), &["nowhere", "does not exist", "data.path"]);
+    refuse(
+        "nowhere",
+        &tmp.path().join("nowhere"),
+        &["nowhere", "does not exist", "data.path"],
+    );
 
     // classes that change under a run: the run's recorded classes win, with an error
     let changing = tmp.path().join("changing");
@@ -295,7 +386,12 @@ fn bad_folders_are_refused_with_what_to_do_and_leave_nothing() {
     let o = stage(&["e2e"], &cfg, &run);
     assert!(!o.status.success());
     let err = stderr(&o);
-    assert!(err.contains("classes.json") && err.contains("missing [\"9\"]") && err.contains("new [\"nine\"]"), "{err}");
+    assert!(
+        err.contains("classes.json")
+            && err.contains("missing [\"9\"]")
+            && err.contains("new [\"nine\"]"),
+        "{err}"
+    );
     assert!(!run.join("stages/e2e").exists() || !run.join("stages/e2e/summary.json").exists());
 }
 
@@ -316,10 +412,32 @@ fn copy_dir(from: &Path, to: &Path) {
 fn data_folder_refuses_to_overwrite_and_names_bad_formats() {
     let tmp = tempfile::tempdir().unwrap();
     let png = write_folder(tmp.path(), "png", 16, 8);
-    let o = incubator(&["data", "folder", "embedded-mnist", "--out", png.to_str().unwrap()]);
-    assert!(!o.status.success() && stderr(&o).contains("already has train/"), "{}", stderr(&o));
-    let o = incubator(&["data", "folder", "embedded-mnist", "--out", tmp.path().join("x").to_str().unwrap(), "--format", "gif"]);
-    assert!(!o.status.success() && stderr(&o).contains("\"gif\": write png or jpeg"), "{}", stderr(&o));
+    let o = incubator(&[
+        "data",
+        "folder",
+        "embedded-mnist",
+        "--out",
+        png.to_str().unwrap(),
+    ]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("already has train/"),
+        "{}",
+        stderr(&o)
+    );
+    let o = incubator(&[
+        "data",
+        "folder",
+        "embedded-mnist",
+        "--out",
+        tmp.path().join("x").to_str().unwrap(),
+        "--format",
+        "gif",
+    ]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("\"gif\": write png or jpeg"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 /// The paper's higher-resolution fine-tune: a model assembled at one resolution, exported for
@@ -340,21 +458,46 @@ fn an_assembled_model_fine_tunes_at_a_higher_resolution() {
 
     let high_dir = tmp.path().join("high");
     std::fs::create_dir_all(&high_dir).unwrap();
-    let high_cfg = write_config(&high_dir, &config(&png, "").replace("image_size = 32", "image_size = 64"));
+    let high_cfg = write_config(
+        &high_dir,
+        &config(&png, "").replace("image_size = 32", "image_size = 64"),
+    );
     let high = tmp.path().join("run-64");
-    let o = incubator(&["import", exported.to_str().unwrap(), "--as", "init", "-c", &high_cfg, "-d", high.to_str().unwrap()]);
+    let o = incubator(&[
+        "import",
+        exported.to_str().unwrap(),
+        "--as",
+        "init",
+        "-c",
+        &high_cfg,
+        "-d",
+        high.to_str().unwrap(),
+    ]);
     assert_ok(&o, "import at 64 px");
-    assert!(stderr(&o).contains("pos_embed resized from a 4x4 to a 8x8 patch grid"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("pos_embed resized from a 4x4 to a 8x8 patch grid"),
+        "{}",
+        stderr(&o)
+    );
     let read = |p: &Path| incubator_core::checkpoint::read(p, "").unwrap().tensors;
-    let (timm, init) = (read(&exported), read(&high.join("stages/e2e/init.safetensors")));
+    let (timm, init) = (
+        read(&exported),
+        read(&high.join("stages/e2e/init.safetensors")),
+    );
     let (old_shape, old) = &timm["pos_embed"];
     let dim = *old_shape.last().unwrap();
     let (new_shape, new) = &init["stem.pos_embed"];
     assert_eq!(new_shape, &vec![65, dim]);
     // the resize itself is checked against PyTorch's F.interpolate in core/tests/pos_embed_resample.rs
-    assert_eq!(new, &incubator_core::model::resample::resample_pos_embed(old, 4, 8, dim));
+    assert_eq!(
+        new,
+        &incubator_core::model::resample::resample_pos_embed(old, 4, 8, dim)
+    );
     assert_eq!(init["stem.cls_token"].1, timm["cls_token"].1);
-    assert_eq!(init["blocks.3.mlp.fc2.weight"], timm["blocks.3.mlp.fc2.weight"]);
+    assert_eq!(
+        init["blocks.3.mlp.fc2.weight"],
+        timm["blocks.3.mlp.fc2.weight"]
+    );
     assert_eq!(init["head.weight"], timm["head.weight"]);
     // fine-tuning at 64 px: the folder's images are cropped to the new size
     let o = stage(&["e2e"], &high_cfg, &high);
@@ -364,8 +507,25 @@ fn an_assembled_model_fine_tunes_at_a_higher_resolution() {
     // a patch size that differs cannot be resized into: refused, naming the tensor
     let other_dir = tmp.path().join("p4");
     std::fs::create_dir_all(&other_dir).unwrap();
-    let p4_cfg = write_config(&other_dir, &config(&png, "").replace("patch_size = 8", "patch_size = 4"));
-    let o = incubator(&["import", exported.to_str().unwrap(), "--as", "init", "-c", &p4_cfg, "-d", other_dir.join("run").to_str().unwrap()]);
+    let p4_cfg = write_config(
+        &other_dir,
+        &config(&png, "").replace("patch_size = 8", "patch_size = 4"),
+    );
+    let o = incubator(&[
+        "import",
+        exported.to_str().unwrap(),
+        "--as",
+        "init",
+        "-c",
+        &p4_cfg,
+        "-d",
+        other_dir.join("run").to_str().unwrap(),
+    ]);
     assert!(!o.status.success(), "a patch-4 model took patch-8 weights");
-    assert!(stderr(&o).contains("patches are 8x8 pixels, this run's model takes 4x4") && stderr(&o).contains("set model.patch_size = 8"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("patches are 8x8 pixels, this run's model takes 4x4")
+            && stderr(&o).contains("set model.patch_size = 8"),
+        "{}",
+        stderr(&o)
+    );
 }

@@ -14,7 +14,10 @@ fn eval_and_crop_resizes_match_torchvision() {
     // real photos are not reachable here: gradients with hard edges (what resampling filters
     // disagree on), in the aspect ratios a folder brings, plus an MNIST digit upscaled
     let mut paths = Vec::new();
-    for (i, (w, h)) in [(97u32, 61u32), (300, 200), (45, 130), (224, 224)].into_iter().enumerate() {
+    for (i, (w, h)) in [(97u32, 61u32), (300, 200), (45, 130), (224, 224)]
+        .into_iter()
+        .enumerate()
+    {
         let img = image::RgbImage::from_fn(w, h, |x, y| {
             let edge = if (x / 9 + y / 7) % 2 == 0 { 60 } else { 0 };
             image::Rgb([
@@ -29,10 +32,31 @@ fn eval_and_crop_resizes_match_torchvision() {
     }
     let folder = tmp.path().join("mnist");
     assert_ok(
-        &incubator(&["data", "folder", "embedded-mnist", "--out", folder.to_str().unwrap(), "--format", "jpeg", "--side", "90", "--train-limit", "1", "--test-limit", "1"]),
+        &incubator(&[
+            "data",
+            "folder",
+            "embedded-mnist",
+            "--out",
+            folder.to_str().unwrap(),
+            "--format",
+            "jpeg",
+            "--side",
+            "90",
+            "--train-limit",
+            "1",
+            "--test-limit",
+            "1",
+        ]),
         "data folder",
     );
-    paths.push(std::fs::read_dir(folder.join("train/5")).unwrap().next().unwrap().unwrap().path());
+    paths.push(
+        std::fs::read_dir(folder.join("train/5"))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path(),
+    );
 
     let (size, crop_pct, crop_box, out) = (64usize, 0.875, (5u32, 7u32, 40u32, 33u32), 32u32);
     let mut args: Vec<std::ffi::OsString> = [size.to_string(), crop_pct.to_string()]
@@ -44,18 +68,37 @@ fn eval_and_crop_resizes_match_torchvision() {
     let refs: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
     let theirs = python_json("INCUBATOR_TORCH_PYTHON", "torchvision_crops.py", &refs);
 
-    let t = EvalTransform { size, crop_pct, normalize: Normalize { mean: [0.0; 3], std: [1.0; 3] } };
+    let t = EvalTransform {
+        size,
+        crop_pct,
+        normalize: Normalize {
+            mean: [0.0; 3],
+            std: [1.0; 3],
+        },
+    };
     let mut resizer = Resizer::new();
     for (k, path) in paths.iter().enumerate() {
         let img = decode(path).unwrap();
         let ours = [
             ("eval", t.crop(&mut resizer, &img).into_raw()),
-            ("resized_crop", resize(&mut resizer, &img, crop_box, (out, out)).into_raw()),
+            (
+                "resized_crop",
+                resize(&mut resizer, &img, crop_box, (out, out)).into_raw(),
+            ),
         ];
         for (what, ours) in ours {
-            let want: Vec<u8> = theirs[k][what].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u8).collect();
+            let want: Vec<u8> = theirs[k][what]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap() as u8)
+                .collect();
             assert_eq!(ours.len(), want.len(), "{what} of {}", path.display());
-            let diffs: Vec<i32> = ours.iter().zip(&want).map(|(a, b)| (*a as i32 - *b as i32).abs()).collect();
+            let diffs: Vec<i32> = ours
+                .iter()
+                .zip(&want)
+                .map(|(a, b)| (*a as i32 - *b as i32).abs())
+                .collect();
             let max = *diffs.iter().max().unwrap();
             let off = diffs.iter().filter(|&&d| d > 0).count();
             // The same filter (Catmull-Rom, antialiased when shrinking), pass order and
@@ -69,7 +112,12 @@ fn eval_and_crop_resizes_match_torchvision() {
                 path.display(),
                 diffs.len()
             );
-            assert!(off * 20 <= diffs.len(), "{what} of {}: {off} of {} values differ", path.display(), diffs.len());
+            assert!(
+                off * 20 <= diffs.len(),
+                "{what} of {}: {off} of {} values differ",
+                path.display(),
+                diffs.len()
+            );
         }
     }
 }

@@ -55,9 +55,15 @@ pub fn run(a: &BenchLoaderArgs) -> anyhow::Result<()> {
     let p = pipelines(&cfg, a.size);
     let mut order: Vec<usize> = (0..train.len()).collect();
     order.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(0));
-    let batches = order[..need].chunks(a.batch).map(<[usize]>::to_vec).collect();
+    let batches = order[..need]
+        .chunks(a.batch)
+        .map(<[usize]>::to_vec)
+        .collect();
     let mut stream = Stream::new(train.clone(), p.train.clone(), batches, 0, 0, p.loader);
-    stream.next_batch().expect("a warm-up batch").map_err(anyhow::Error::msg)?;
+    stream
+        .next_batch()
+        .expect("a warm-up batch")
+        .map_err(anyhow::Error::msg)?;
     let start = Instant::now();
     let mut n = 0;
     while let Some(b) = stream.next_batch() {
@@ -79,8 +85,12 @@ pub fn run(a: &BenchLoaderArgs) -> anyhow::Result<()> {
         println!("| loader | images/s |\n|---|---:|\n| incubator | {ours:.0} |");
         return Ok(());
     };
-    let script = std::env::temp_dir().join(format!("incubator-loader-bench-{}.py", std::process::id()));
-    std::fs::write(&script, include_str!("../../scripts/reference/loader_bench.py"))?;
+    let script =
+        std::env::temp_dir().join(format!("incubator-loader-bench-{}.py", std::process::id()));
+    std::fs::write(
+        &script,
+        include_str!("../../scripts/reference/loader_bench.py"),
+    )?;
     let out = std::process::Command::new(python)
         .arg(&script)
         .args(["--folder", &a.folder.to_string_lossy()])
@@ -100,14 +110,20 @@ pub fn run(a: &BenchLoaderArgs) -> anyhow::Result<()> {
         );
     }
     let figures: serde_json::Value = serde_json::from_slice(
-        out.stdout.split(|&b| b == b'\n').filter(|l| !l.is_empty()).last().unwrap_or_default(),
+        out.stdout
+            .split(|&b| b == b'\n')
+            .rfind(|l| !l.is_empty())
+            .unwrap_or_default(),
     )?;
     let theirs = figures["images_per_s"]
         .as_f64()
         .ok_or_else(|| anyhow::anyhow!("the torchvision script printed no rate: {figures}"))?;
     println!("| loader | images/s |\n|---|---:|");
     println!("| incubator | {ours:.0} |");
-    println!("| torchvision DataLoader + timm transform (torch {}) | {theirs:.0} |", figures["torch"].as_str().unwrap_or("?"));
+    println!(
+        "| torchvision DataLoader + timm transform (torch {}) | {theirs:.0} |",
+        figures["torch"].as_str().unwrap_or("?")
+    );
     println!("ratio (incubator / torchvision): {:.2}", ours / theirs);
     Ok(())
 }

@@ -40,8 +40,15 @@ pub struct FolderArgs {
 pub fn folder(a: &FolderArgs) -> anyhow::Result<()> {
     use incubator_core::data::folder::write::{write_folder, ImageFormat};
     let name: incubator_core::data::DatasetName = a.name.parse()?;
-    let format: ImageFormat = a.format.parse().map_err(|e: String| anyhow::anyhow!("--format {e}"))?;
-    let mut split = incubator_core::data::load(&name, a.data_path.as_deref(), &RunConfig::default().cache_dir())?;
+    let format: ImageFormat = a
+        .format
+        .parse()
+        .map_err(|e: String| anyhow::anyhow!("--format {e}"))?;
+    let mut split = incubator_core::data::load(
+        &name,
+        a.data_path.as_deref(),
+        &RunConfig::default().cache_dir(),
+    )?;
     if a.train_limit > 0 {
         split.train.truncate(a.train_limit);
     }
@@ -49,7 +56,10 @@ pub fn folder(a: &FolderArgs) -> anyhow::Result<()> {
         split.test.truncate(a.test_limit);
     }
     if a.out.join("train").exists() || a.out.join("val").exists() {
-        anyhow::bail!("{} already has train/ or val/; choose a new --out (nothing was written)", a.out.display());
+        anyhow::bail!(
+            "{} already has train/ or val/; choose a new --out (nothing was written)",
+            a.out.display()
+        );
     }
     let n = write_folder(&split, &a.out, format, a.side)?;
     println!("{}", a.out.display());

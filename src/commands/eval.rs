@@ -2,8 +2,8 @@
 //! top-1, top-5, loss and the confusion matrix as CSV and PNG.
 
 use incubator_core::data::DatasetName;
-use incubator_core::stages::eval::{self, ModelChoice};
 use incubator_core::stages::context::{load_data, load_other};
+use incubator_core::stages::eval::{self, ModelChoice};
 use incubator_core::stages::OpenRun;
 use std::path::{Path, PathBuf};
 

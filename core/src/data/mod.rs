@@ -21,6 +21,6 @@ pub use embedded::embedded_mnist;
 pub use error::DataError;
 pub use fetch::fetch;
 pub use folder::FolderSplit;
-pub use images::{Data, Images};
 pub use idx::{load_idx_split, write_idx_images, write_idx_labels};
+pub use images::{Data, Images};
 pub use source::{load, mean_std, DatasetName, ImageShape};

@@ -35,9 +35,9 @@ impl Engine {
     ) -> anyhow::Result<Engine> {
         // A new run on an image folder is made only if the folder can be read: listing it
         // again afterwards costs a directory walk, and a refused folder leaves nothing behind.
-        if let Some(c) = cfg.filter(|c| {
-            c.data.dataset == DatasetName::Folder && !root.join("config.toml").exists()
-        }) {
+        if let Some(c) = cfg
+            .filter(|c| c.data.dataset == DatasetName::Folder && !root.join("config.toml").exists())
+        {
             if let Some(path) = &c.data.path {
                 let classes = data::folder::list_classes(path);
                 classes
@@ -204,12 +204,31 @@ pub fn load_data(run: &OpenRun) -> anyhow::Result<Data> {
     if cfg.data.dataset != DatasetName::Folder {
         return Ok(Data::Memory(load_in_memory(cfg)?));
     }
-    let root = cfg.data.path.as_deref().expect("OpenRun checks a folder run has data.path");
-    let recorded = run.classes.clone().expect("OpenRun lists a folder run's classes");
-    let context = || format!("cannot read the image folder data.path = {}", root.display());
-    let found = data::folder::list_classes(root).map_err(|e| anyhow::Error::new(e).context(context()))?;
-    data::folder::check_classes(&recorded, &found, &run.run.root.join(super::open_run::CLASSES_FILE), &root.join("train"))?;
-    let mut split = data::FolderSplit::open(root, recorded).map_err(|e| anyhow::Error::new(e).context(context()))?;
+    let root = cfg
+        .data
+        .path
+        .as_deref()
+        .expect("OpenRun checks a folder run has data.path");
+    let recorded = run
+        .classes
+        .clone()
+        .expect("OpenRun lists a folder run's classes");
+    let context = || {
+        format!(
+            "cannot read the image folder data.path = {}",
+            root.display()
+        )
+    };
+    let found =
+        data::folder::list_classes(root).map_err(|e| anyhow::Error::new(e).context(context()))?;
+    data::folder::check_classes(
+        &recorded,
+        &found,
+        &run.run.root.join(super::open_run::CLASSES_FILE),
+        &root.join("train"),
+    )?;
+    let mut split = data::FolderSplit::open(root, recorded)
+        .map_err(|e| anyhow::Error::new(e).context(context()))?;
     for side in [&split.train, &split.test] {
         if let Some(w) = side.skipped_warning() {
             eprintln!("{w}");
@@ -243,7 +262,9 @@ pub fn load_other(run: &OpenRun, name: &DatasetName, path: Option<&Path>) -> any
         return Ok(Data::Memory(data::load(name, path, &run.cfg.cache_dir())?));
     }
     let Some(root) = path else {
-        anyhow::bail!("an image folder needs --data-path: the directory that holds train/ and val/");
+        anyhow::bail!(
+            "an image folder needs --data-path: the directory that holds train/ and val/"
+        );
     };
     let found = data::folder::list_classes(root)?;
     if let Some(recorded) = &run.classes {

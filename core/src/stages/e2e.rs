@@ -30,7 +30,8 @@ pub fn run(engine: &Engine) -> anyhow::Result<StageSummary> {
         let mut imported_from = None;
         if init.exists() {
             eprintln!("[e2e] starting from imported weights {}", init.display());
-            let read = checkpoint::read(&init, "import it again: `incubator import FILE --as init`")?;
+            let read =
+                checkpoint::read(&init, "import it again: `incubator import FILE --as init`")?;
             imported_from = Some(
                 read.metadata
                     .get(super::import::IMPORTED_FROM)

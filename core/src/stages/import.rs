@@ -31,8 +31,13 @@ pub fn import_timm(engine: &Engine, file: &Path, id: StageId) -> anyhow::Result<
         checkpoint::save_params(&path, &net)?;
         let dev = engine.dev();
         let maker = batch_maker(&dev, &engine.cfg, &engine.vit);
-        let r = evaluate(&net, &maker, engine.data.test(), engine.cfg.optim.batch_size)
-            .map_err(|e| anyhow::anyhow!("evaluating the imported model: {e}"))?;
+        let r = evaluate(
+            &net,
+            &maker,
+            engine.data.test(),
+            engine.cfg.optim.batch_size,
+        )
+        .map_err(|e| anyhow::anyhow!("evaluating the imported model: {e}"))?;
         Ok(TrainOutcome {
             top1: r.top1,
             top5: r.top5,
@@ -66,7 +71,11 @@ pub fn import_timm_init(engine: &Engine, file: &Path) -> anyhow::Result<()> {
     load_timm(engine, file, &mut net, "target")?;
     std::fs::create_dir_all(engine.run.stage_dir(id))?;
     let metadata = [(IMPORTED_FROM.to_string(), file.display().to_string())].into();
-    checkpoint::save(&super::e2e::init_path(engine), &checkpoint::params_of(&net), &metadata)?;
+    checkpoint::save(
+        &super::e2e::init_path(engine),
+        &checkpoint::params_of(&net),
+        &metadata,
+    )?;
     Ok(())
 }
 

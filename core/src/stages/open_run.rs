@@ -4,6 +4,8 @@
 //! (`incubator report`, `incubator slurm submit`) cost what the run's files cost.
 
 use crate::config::RunConfig;
+use crate::data::folder::{folder_shape, list_classes};
+use crate::data::DatasetName;
 use crate::device::{new_device, Dev};
 use crate::model::{Init, VitConfig};
 use crate::plugin::{PluginContext, Registrar, Registry};
@@ -11,8 +13,6 @@ use crate::run_dir::RunDir;
 use crate::split::Split;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use crate::data::folder::{folder_shape, list_classes};
-use crate::data::DatasetName;
 use std::path::Path;
 
 /// Where a run on an image folder records its classes (in the run directory).
@@ -91,7 +91,10 @@ impl OpenRun {
                 None => folder_classes(&cfg)?,
             };
             if let Some(c) = &classes {
-                crate::checkpoint::write_atomic(&recorded, serde_json::to_string_pretty(c)?.as_bytes())?;
+                crate::checkpoint::write_atomic(
+                    &recorded,
+                    serde_json::to_string_pretty(c)?.as_bytes(),
+                )?;
             }
             classes
         };

@@ -170,7 +170,9 @@ impl Report {
             (self.e2e_top1, self.e2e_wall_s, self.e2e_gflop)
         {
             let label = match &self.e2e_imported_from {
-                Some(from) => format!("End-to-end baseline, fine-tuned from {from} (its pretraining not counted)"),
+                Some(from) => format!(
+                    "End-to-end baseline, fine-tuned from {from} (its pretraining not counted)"
+                ),
                 None => "End-to-end baseline".to_string(),
             };
             writeln!(

@@ -133,7 +133,10 @@ fn pos_embed_for(data: Vec<f32>, d: usize, vit: &VitConfig) -> anyhow::Result<(u
         old * vit.patch_size,
         vit.image_size
     );
-    Ok((want, crate::model::resample::resample_pos_embed(&data, old, new, d)))
+    Ok((
+        want,
+        crate::model::resample::resample_pos_embed(&data, old, new, d),
+    ))
 }
 
 /// The keyword arguments that build the same model with timm:

@@ -59,7 +59,11 @@ impl<'a> Feed<'a> {
 
     /// The next training batch; `rng` is the epoch's stream (crop, flip and mixing of
     /// in-memory images; mixing alone for a folder's).
-    pub fn next_train(&mut self, maker: &BatchMaker, rng: &mut ChaCha8Rng) -> Result<Batch, String> {
+    pub fn next_train(
+        &mut self,
+        maker: &BatchMaker,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<Batch, String> {
         match self {
             Feed::Memory { data, batches } => {
                 let indices = batches.next().expect("as many batches as steps");
@@ -109,9 +113,7 @@ pub fn eval_images(maker: &BatchMaker, images: Images, n: usize) -> Result<Vec<f
 }
 
 fn next_loaded(stream: &mut Stream) -> Result<crate::data::folder::LoadedBatch, String> {
-    let loaded = stream
-        .next_batch()
-        .expect("as many batches as steps")?;
+    let loaded = stream.next_batch().expect("as many batches as steps")?;
     warn(&loaded.unreadable, "replaced by the next readable image");
     Ok(loaded)
 }

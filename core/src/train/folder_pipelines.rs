@@ -6,8 +6,8 @@ use std::sync::Arc;
 use super::batch::FolderPipelines;
 use crate::config::RunConfig;
 use crate::data::folder::{
-    EvalTransform, LoaderSettings, Normalize, Pipeline, RandAugment, TrainTransform,
-    IMAGENET_MEAN, IMAGENET_STD,
+    EvalTransform, LoaderSettings, Normalize, Pipeline, RandAugment, TrainTransform, IMAGENET_MEAN,
+    IMAGENET_STD,
 };
 
 /// The pipelines for crops of `size` (the model's input side).
@@ -18,7 +18,8 @@ pub fn pipelines(cfg: &RunConfig, size: usize) -> FolderPipelines {
         std: IMAGENET_STD,
     };
     let rand_augment = (!a.rand_augment.is_empty()).then(|| {
-        RandAugment::parse(&a.rand_augment).expect("RunConfig::validate parses augment.rand_augment")
+        RandAugment::parse(&a.rand_augment)
+            .expect("RunConfig::validate parses augment.rand_augment")
     });
     FolderPipelines {
         train: Arc::new(Pipeline::Train(TrainTransform {
@@ -36,9 +37,10 @@ pub fn pipelines(cfg: &RunConfig, size: usize) -> FolderPipelines {
             normalize,
         })),
         loader: LoaderSettings {
-            workers: cfg.data.workers.unwrap_or_else(|| {
-                std::thread::available_parallelism().map_or(1, |n| n.get())
-            }),
+            workers: cfg
+                .data
+                .workers
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
             prefetch: cfg.data.prefetch,
         },
     }

@@ -274,12 +274,12 @@ pub fn train(
                 })?,
             };
             for _ in 0..o.accum_steps {
-                let batch = feed
-                    .next_train(&maker, &mut rng)
-                    .map_err(|message| TrainError::Data {
-                        stage: job.stage,
-                        message,
-                    })?;
+                let batch =
+                    feed.next_train(&maker, &mut rng)
+                        .map_err(|message| TrainError::Data {
+                            stage: job.stage,
+                            message,
+                        })?;
                 let mut mode = Mode {
                     train: true,
                     rng: Some(&mut rng),
@@ -372,8 +372,13 @@ pub fn train(
         bar.finish_and_clear();
         let train_loss = st.epoch_loss_sum / steps_per_epoch as f64;
         drop(feed);
-        let eval = evaluate(model.net, &maker, job.data.test(), o.batch_size)
-            .map_err(|message| TrainError::Data { stage: job.stage, message })?;
+        let eval =
+            evaluate(model.net, &maker, job.data.test(), o.batch_size).map_err(|message| {
+                TrainError::Data {
+                    stage: job.stage,
+                    message,
+                }
+            })?;
         log.emit(Event::Eval {
             step: (epoch as u64 + 1) * steps_per_epoch,
             epoch: epoch + 1,
@@ -414,8 +419,12 @@ pub fn train(
     }
     let last = match st.last_eval {
         Some(e) => e,
-        None => evaluate(model.net, &maker, job.data.test(), o.batch_size)
-            .map_err(|message| TrainError::Data { stage: job.stage, message })?,
+        None => evaluate(model.net, &maker, job.data.test(), o.batch_size).map_err(|message| {
+            TrainError::Data {
+                stage: job.stage,
+                message,
+            }
+        })?,
     };
     let (best_top1, best_epoch) = match &st.best {
         Some(b) => (b.top1, b.epoch),

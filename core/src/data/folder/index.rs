@@ -98,7 +98,11 @@ pub fn folder_shape(classes: &[String], image_size: usize) -> ImageShape {
 impl ImageFolder {
     /// Lists `dir` (`root/train` or `root/val`) with the class list `classes`. In `train/`
     /// every class must have images; in `val/` a class may be absent or empty.
-    pub fn scan(dir: &Path, classes: &[String], is_train: bool) -> Result<ImageFolder, FolderError> {
+    pub fn scan(
+        dir: &Path,
+        classes: &[String],
+        is_train: bool,
+    ) -> Result<ImageFolder, FolderError> {
         let present = subdirectories(dir)?;
         for sub in &present {
             let name = sub.file_name().map(|n| n.to_string_lossy().into_owned());
@@ -136,7 +140,8 @@ impl ImageFolder {
                 });
             }
             images.sort();
-            out.labels.extend(std::iter::repeat_n(label as u32, images.len()));
+            out.labels
+                .extend(std::iter::repeat_n(label as u32, images.len()));
             out.files.extend(images);
             out.skipped.extend(others);
         }
@@ -330,7 +335,9 @@ mod tests {
     fn listing() -> ImageFolder {
         ImageFolder {
             dir: "train".into(),
-            files: (0..1000).map(|i| PathBuf::from(format!("{}/{i}.png", i / 100))).collect(),
+            files: (0..1000)
+                .map(|i| PathBuf::from(format!("{}/{i}.png", i / 100)))
+                .collect(),
             labels: (0..1000).map(|i| i / 100).collect(),
             num_classes: 10,
             skipped: Vec::new(),
@@ -343,7 +350,11 @@ mod tests {
         // the first 200 would be two classes; a limit draws across all ten
         let s = f.sample(200, 0);
         assert_eq!(s.len(), 200);
-        assert!(s.class_counts().iter().all(|&c| c > 5), "{:?}", s.class_counts());
+        assert!(
+            s.class_counts().iter().all(|&c| c > 5),
+            "{:?}",
+            s.class_counts()
+        );
         assert_eq!(s, f.sample(200, 0), "seeded");
         assert_ne!(s, f.sample(200, 1));
         // images keep their labels and the folder's order
@@ -359,9 +370,18 @@ mod tests {
     #[test]
     fn changed_classes_are_named() {
         let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        let (rec, file, dir) = (names(&["a", "b", "c"]), Path::new("classes.json"), Path::new("train"));
+        let (rec, file, dir) = (
+            names(&["a", "b", "c"]),
+            Path::new("classes.json"),
+            Path::new("train"),
+        );
         assert!(check_classes(&rec, &rec, file, dir).is_ok());
-        let e = check_classes(&rec, &names(&["a", "c", "d"]), file, dir).unwrap_err().to_string();
-        assert!(e.contains("missing [\"b\"]") && e.contains("new [\"d\"]") && e.contains("3 classes"), "{e}");
+        let e = check_classes(&rec, &names(&["a", "c", "d"]), file, dir)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("missing [\"b\"]") && e.contains("new [\"d\"]") && e.contains("3 classes"),
+            "{e}"
+        );
     }
 }

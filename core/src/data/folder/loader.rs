@@ -161,7 +161,9 @@ impl Stream {
             return Some(self.work.load(k, &mut Resizer::new()));
         }
         let (lock, ready) = &*self.shared;
-        let mut s = lock.lock().expect("loader threads do not panic holding the lock");
+        let mut s = lock
+            .lock()
+            .expect("loader threads do not panic holding the lock");
         loop {
             if let Some(b) = s.ready.remove(&k) {
                 s.taken = k + 1;
@@ -205,10 +207,9 @@ fn worker(work: &Work, shared: &(Mutex<Shared>, Condvar)) {
             s.next_job - 1
         };
         // A panic in a decoder fails the batch, not the process (and not silently).
-        let batch = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            work.load(k, &mut resizer)
-        }))
-        .unwrap_or_else(|p| Err(format!("decoding panicked: {}", panic_text(&*p))));
+        let batch =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work.load(k, &mut resizer)))
+                .unwrap_or_else(|p| Err(format!("decoding panicked: {}", panic_text(&*p))));
         let mut s = lock.lock().expect("not poisoned");
         s.ready.insert(k, batch);
         cv.notify_all();
@@ -302,7 +303,9 @@ mod tests {
         std::fs::create_dir_all(&class).unwrap();
         for i in 0..n {
             let (w, h) = (20 + (i as u32 * 7) % 30, 16 + (i as u32 * 5) % 25);
-            let img = image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x * 9) as u8, (y * 11) as u8, (i * 13) as u8]));
+            let img = image::RgbImage::from_fn(w, h, |x, y| {
+                image::Rgb([(x * 9) as u8, (y * 11) as u8, (i * 13) as u8])
+            });
             img.save(class.join(format!("{i:03}.png"))).unwrap();
         }
         ImageFolder::scan(&dir.join("train"), &["a".to_string()], true).unwrap()
@@ -316,12 +319,17 @@ mod tests {
             hflip: true,
             rand_augment: Some(RandAugment::parse("rand-m9-mstd0.5-inc1").unwrap()),
             erase_prob: 0.25,
-            normalize: Normalize { mean: [0.5; 3], std: [0.25; 3] },
+            normalize: Normalize {
+                mean: [0.5; 3],
+                std: [0.25; 3],
+            },
         })
     }
 
     fn all(mut s: Stream) -> Vec<Vec<f32>> {
-        std::iter::from_fn(|| s.next_batch()).map(|b| b.unwrap().images).collect()
+        std::iter::from_fn(|| s.next_batch())
+            .map(|b| b.unwrap().images)
+            .collect()
     }
 
     #[test]
@@ -329,10 +337,17 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let f = Arc::new(folder(tmp.path(), 40));
         let batches: Vec<Vec<usize>> = (0..20).map(|k| vec![2 * k, 2 * k + 1]).collect();
-        let settings = LoaderSettings { workers: 3, prefetch: 1 };
+        let settings = LoaderSettings {
+            workers: 3,
+            prefetch: 1,
+        };
         let mut s = Stream::new(f, Arc::new(train_pipeline()), batches, 7, 0, settings);
         std::thread::sleep(std::time::Duration::from_millis(300));
-        assert_eq!(s.started(), 3, "three workers, three batches in flight, no more");
+        assert_eq!(
+            s.started(),
+            3,
+            "three workers, three batches in flight, no more"
+        );
         s.next_batch().unwrap().unwrap();
         std::thread::sleep(std::time::Duration::from_millis(300));
         assert_eq!(s.started(), 4);
@@ -346,10 +361,25 @@ mod tests {
         let f = Arc::new(folder(tmp.path(), 24));
         let p = Arc::new(train_pipeline());
         let order: Vec<usize> = (0..24).rev().collect();
-        let batches = |from: usize| order[from..].chunks(4).map(<[usize]>::to_vec).collect::<Vec<_>>();
+        let batches = |from: usize| {
+            order[from..]
+                .chunks(4)
+                .map(<[usize]>::to_vec)
+                .collect::<Vec<_>>()
+        };
         let run = |workers, from: usize| {
-            let settings = LoaderSettings { workers, prefetch: 2 };
-            all(Stream::new(f.clone(), p.clone(), batches(from), 11, from as u64, settings))
+            let settings = LoaderSettings {
+                workers,
+                prefetch: 2,
+            };
+            all(Stream::new(
+                f.clone(),
+                p.clone(),
+                batches(from),
+                11,
+                from as u64,
+                settings,
+            ))
         };
         let inline = run(0, 0);
         assert_eq!(inline.len(), 6);
@@ -357,7 +387,17 @@ mod tests {
         // resuming at image 8 (batch 2) gives the rest of the same epoch
         assert_eq!(run(2, 8), inline[2..].to_vec());
         // another epoch seed draws other augmentations
-        let other = all(Stream::new(f.clone(), p.clone(), batches(0), 12, 0, LoaderSettings { workers: 1, prefetch: 1 }));
+        let other = all(Stream::new(
+            f.clone(),
+            p.clone(),
+            batches(0),
+            12,
+            0,
+            LoaderSettings {
+                workers: 1,
+                prefetch: 1,
+            },
+        ));
         assert_ne!(other, inline);
     }
 }

@@ -11,7 +11,9 @@ pub mod write;
 pub use index::{check_classes, folder_shape, list_classes, FolderError, ImageFolder};
 pub use loader::{LoadedBatch, LoaderSettings, Pipeline, Stream, Unreadable};
 pub use rand_augment::RandAugment;
-pub use transform::{decode, EvalTransform, Normalize, TrainTransform, IMAGENET_MEAN, IMAGENET_STD};
+pub use transform::{
+    decode, EvalTransform, Normalize, TrainTransform, IMAGENET_MEAN, IMAGENET_STD,
+};
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -77,7 +77,9 @@ impl RandAugment {
             increasing: false,
         };
         for part in parts {
-            let bad = || format!("{spec:?}: cannot read {part:?}; the keys are m<magnitude 0-10>, mstd<std>, inc<0|1>, n<operations>");
+            let bad = || {
+                format!("{spec:?}: cannot read {part:?}; the keys are m<magnitude 0-10>, mstd<std>, inc<0|1>, n<operations>")
+            };
             let number = |key: &str| part[key.len()..].parse::<f64>().map_err(|_| bad());
             if part.starts_with("mstd") {
                 ra.magnitude_std = number("mstd")?;
@@ -144,15 +146,17 @@ impl RandAugment {
             }
             Op::SolarizeAdd => {
                 let add = (level * 110.0) as u16;
-                lut(img, |v| if v < 128 { (v as u16 + add).min(255) as u8 } else { v })
+                lut(img, |v| {
+                    if v < 128 {
+                        (v as u16 + add).min(255) as u8
+                    } else {
+                        v
+                    }
+                })
             }
             Op::Color => {
                 let f = enhance(sign());
-                let grey = img.clone();
-                blend_with(img, f, |px| {
-                    let l = luma(px);
-                    [l, l, l]
-                }, &grey)
+                blend_with(img, f, |px| [luma(px); 3])
             }
             Op::Contrast => {
                 let f = enhance(sign());
@@ -160,13 +164,11 @@ impl RandAugment {
                     let sum: u64 = img.pixels().map(|p| luma(p) as u64).sum();
                     (sum as f64 / (img.width() * img.height()) as f64 + 0.5) as u8
                 };
-                let same = img.clone();
-                blend_with(img, f, |_| [mean; 3], &same)
+                blend_with(img, f, |_| [mean; 3])
             }
             Op::Brightness => {
                 let f = enhance(sign());
-                let same = img.clone();
-                blend_with(img, f, |_| [0; 3], &same)
+                blend_with(img, f, |_| [0; 3])
             }
             Op::Sharpness => {
                 let f = enhance(sign());
@@ -203,16 +205,12 @@ fn mix(degenerate: u8, value: u8, f: f64) -> u8 {
     (degenerate as f64 + f * (value as f64 - degenerate as f64)).clamp(0.0, 255.0) as u8
 }
 
-fn blend_with(
-    mut img: RgbImage,
-    f: f64,
-    degenerate: impl Fn(&Rgb<u8>) -> [u8; 3],
-    original: &RgbImage,
-) -> RgbImage {
-    for (o, p) in img.pixels_mut().zip(original.pixels()) {
+/// Each pixel blended with its degenerate version (what `degenerate` makes of it).
+fn blend_with(mut img: RgbImage, f: f64, degenerate: impl Fn(&Rgb<u8>) -> [u8; 3]) -> RgbImage {
+    for p in img.pixels_mut() {
         let d = degenerate(p);
         for c in 0..3 {
-            o.0[c] = mix(d[c], p.0[c], f);
+            p.0[c] = mix(d[c], p.0[c], f);
         }
     }
     img
@@ -330,8 +328,14 @@ fn affine(img: &RgbImage, [a, b, c, d, e, f]: [f64; 6]) -> RgbImage {
             let (x0, y0) = (sx.floor(), sy.floor());
             let (tx, ty) = (sx - x0, sy - y0);
             let (x0, y0) = (x0 as i64, y0 as i64);
-            let at = |xx: i64, yy: i64| (yy.clamp(0, hi - 1) * wi + xx.clamp(0, wi - 1)) as usize * 3;
-            let (p00, p10, p01, p11) = (at(x0, y0), at(x0 + 1, y0), at(x0, y0 + 1), at(x0 + 1, y0 + 1));
+            let at =
+                |xx: i64, yy: i64| (yy.clamp(0, hi - 1) * wi + xx.clamp(0, wi - 1)) as usize * 3;
+            let (p00, p10, p01, p11) = (
+                at(x0, y0),
+                at(x0 + 1, y0),
+                at(x0, y0 + 1),
+                at(x0 + 1, y0 + 1),
+            );
             for k in 0..3 {
                 let top = src[p00 + k] as f64 * (1.0 - tx) + src[p10 + k] as f64 * tx;
                 let bottom = src[p01 + k] as f64 * (1.0 - tx) + src[p11 + k] as f64 * tx;
@@ -349,7 +353,9 @@ mod tests {
     use rand::SeedableRng;
 
     fn gradient() -> RgbImage {
-        RgbImage::from_fn(16, 12, |x, y| Rgb([(x * 10) as u8 + 40, (y * 12) as u8 + 30, 90]))
+        RgbImage::from_fn(16, 12, |x, y| {
+            Rgb([(x * 10) as u8 + 40, (y * 12) as u8 + 30, 90])
+        })
     }
 
     #[test]
@@ -377,7 +383,10 @@ mod tests {
         // equalize of a flat histogram keeps an even spread; autocontrast stretches to 0..255
         let ac = per_channel_lut(img.clone(), autocontrast_lut);
         let reds: Vec<u8> = ac.pixels().map(|p| p.0[0]).collect();
-        assert_eq!((reds.iter().min(), reds.iter().max()), (Some(&0), Some(&255)));
+        assert_eq!(
+            (reds.iter().min(), reds.iter().max()),
+            (Some(&0), Some(&255))
+        );
         // a single-valued channel is left alone by both
         assert!(ac.pixels().all(|p| p.0[2] == 90));
         let eq = per_channel_lut(img.clone(), equalize_lut);
@@ -394,7 +403,11 @@ mod tests {
         assert_eq!([t[10], t[20], t[100]], [0, 28, 255]);
         // luma of pure colours as Pillow's convert("L"): 76, 150, 29
         assert_eq!(
-            [luma(&Rgb([255, 0, 0])), luma(&Rgb([0, 255, 0])), luma(&Rgb([0, 0, 255]))],
+            [
+                luma(&Rgb([255, 0, 0])),
+                luma(&Rgb([0, 255, 0])),
+                luma(&Rgb([0, 0, 255]))
+            ],
             [76, 150, 29]
         );
     }
@@ -420,8 +433,16 @@ mod tests {
     #[test]
     fn the_same_stream_gives_the_same_image() {
         let ra = RandAugment::parse("rand-m9-mstd0.5-inc1").unwrap();
-        let run = |seed| ra.apply(gradient(), &mut rand_chacha::ChaCha8Rng::seed_from_u64(seed));
+        let run = |seed| {
+            ra.apply(
+                gradient(),
+                &mut rand_chacha::ChaCha8Rng::seed_from_u64(seed),
+            )
+        };
         assert_eq!(run(5), run(5));
-        assert!((0..8).any(|s| run(s) != gradient()), "some operation changes the image");
+        assert!(
+            (0..8).any(|s| run(s) != gradient()),
+            "some operation changes the image"
+        );
     }
 }

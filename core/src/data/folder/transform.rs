@@ -5,7 +5,10 @@
 
 use std::path::Path;
 
-use fast_image_resize::{images::{Image, ImageRef}, FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+use fast_image_resize::{
+    images::{Image, ImageRef},
+    FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer,
+};
 use image::RgbImage;
 use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
@@ -34,7 +37,11 @@ pub fn decode(path: &Path) -> Result<RgbImage, String> {
         // loader's time on grey JPEGs; grey to RGB is a copy per channel
         image::DynamicImage::ImageLuma8(grey) => {
             let (w, h) = grey.dimensions();
-            let rgb = grey.into_raw().into_iter().flat_map(|v| [v, v, v]).collect();
+            let rgb = grey
+                .into_raw()
+                .into_iter()
+                .flat_map(|v| [v, v, v])
+                .collect();
             RgbImage::from_raw(w, h, rgb).expect("3 bytes per pixel")
         }
         other => other.to_rgb8(),
@@ -129,7 +136,13 @@ fn one_pass(resizer: &mut Resizer, src: &RgbImage, (out_w, out_h): (u32, u32)) -
 
 impl TrainTransform {
     /// One augmented image, normalised, into `out` (3 x size x size, CHW).
-    pub fn apply(&self, resizer: &mut Resizer, img: &RgbImage, rng: &mut impl Rng, out: &mut [f32]) {
+    pub fn apply(
+        &self,
+        resizer: &mut Resizer,
+        img: &RgbImage,
+        rng: &mut impl Rng,
+        out: &mut [f32],
+    ) {
         let crop = random_resized_crop(img.width(), img.height(), self.scale, self.ratio, rng);
         let s = self.size as u32;
         let mut x = resize(resizer, img, crop, (s, s));
@@ -261,7 +274,10 @@ mod tests {
             for _ in 0..200 {
                 let (l, t, cw, ch) =
                     random_resized_crop(w, h, (0.08, 1.0), (3.0 / 4.0, 4.0 / 3.0), &mut rng);
-                assert!(cw >= 1 && ch >= 1 && l + cw <= w && t + ch <= h, "{w}x{h}: {l},{t},{cw},{ch}");
+                assert!(
+                    cw >= 1 && ch >= 1 && l + cw <= w && t + ch <= h,
+                    "{w}x{h}: {l},{t},{cw},{ch}"
+                );
             }
         }
         // a full-area, square-only range on a square image is the whole image
@@ -284,7 +300,8 @@ mod tests {
         for &i in &changed {
             assert!(img[size * size + i] != 7.0 && img[2 * size * size + i] != 7.0);
         }
-        let (ys, xs): (Vec<usize>, Vec<usize>) = changed.iter().map(|i| (i / size, i % size)).unzip();
+        let (ys, xs): (Vec<usize>, Vec<usize>) =
+            changed.iter().map(|i| (i / size, i % size)).unzip();
         let box_area = (ys.iter().max().unwrap() - ys.iter().min().unwrap() + 1)
             * (xs.iter().max().unwrap() - xs.iter().min().unwrap() + 1);
         assert_eq!(box_area, changed.len(), "a rectangle");

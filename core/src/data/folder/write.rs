@@ -67,7 +67,8 @@ pub fn write_folder(
                 ImageFormat::Png => image::ImageFormat::Png,
                 ImageFormat::Jpeg => image::ImageFormat::Jpeg,
             };
-            img.save_with_format(&path, fmt).map_err(std::io::Error::other)?;
+            img.save_with_format(&path, fmt)
+                .map_err(std::io::Error::other)?;
             written += 1;
         }
     }
