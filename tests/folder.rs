@@ -395,6 +395,58 @@ fn bad_folders_are_refused_with_what_to_do_and_leave_nothing() {
     assert!(!run.join("stages/e2e").exists() || !run.join("stages/e2e/summary.json").exists());
 }
 
+#[test]
+fn a_folder_of_unreadable_images_stops_with_an_error_not_a_panic() {
+    let tmp = tempfile::tempdir().unwrap();
+    let png = write_folder(tmp.path(), "png", 64, 32);
+    let cfg = write_config(tmp.path(), &config(&png, ""));
+    let run = tmp.path().join("run");
+    assert_ok(&stage(&["e2e"], &cfg, &run), "e2e");
+    let bad = tmp.path().join("bad");
+    copy_dir(&png, &bad);
+    let spoil = |split: &str| {
+        for class in std::fs::read_dir(bad.join(split)).unwrap() {
+            for f in std::fs::read_dir(class.unwrap().path()).unwrap() {
+                std::fs::write(f.unwrap().path(), b"truncated").unwrap();
+            }
+        }
+    };
+    // an evaluation of which no image decodes is an error, not a top-1 of 0
+    spoil("val");
+    let o = incubator(&[
+        "eval",
+        "-d",
+        run.to_str().unwrap(),
+        "--model",
+        "e2e",
+        "--dataset",
+        "folder",
+        "--data-path",
+        bad.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(
+        e.contains("none of the 32 evaluation images could be decoded"),
+        "{e}"
+    );
+    // training stops when images keep failing, naming where
+    spoil("train");
+    let dir = tmp.path().join("bad-run");
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = write_config(&dir, &config(&bad, ""));
+    let o = stage(&["e2e"], &cfg, &dir.join("run"));
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(
+        e.contains("16 images in a row")
+            && e.contains("cannot be decoded")
+            && e.contains("check the folder's files"),
+        "{e}"
+    );
+    assert!(!e.contains("panicked"), "{e}");
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {

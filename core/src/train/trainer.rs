@@ -599,6 +599,12 @@ pub fn evaluate_each(
             each(label, argmax);
         }
     }
+    if seen == 0 && !data.is_empty() {
+        return Err(format!(
+            "none of the {} evaluation images could be decoded (see the warnings above)",
+            data.len()
+        ));
+    }
     Ok(EvalResult {
         top1: correct as f64 / seen.max(1) as f64,
         top5: correct5 as f64 / seen.max(1) as f64,
