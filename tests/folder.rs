@@ -367,6 +367,20 @@ fn bad_folders_are_refused_with_what_to_do_and_leave_nothing() {
     copy_dir(&png, &extra);
     std::fs::create_dir_all(extra.join("val/zebra")).unwrap();
     refuse("extra", &extra, &["zebra", "train/ does not have"]);
+    // the crop size is data.image_size, not model.image_size
+    let dir = tmp.path().join("model-size");
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = write_config(
+        &dir,
+        &config(&png, "").replace("patch_size = 8", "patch_size = 8\nimage_size = 64"),
+    );
+    let o = stage(&["e2e"], &cfg, &dir.join("run"));
+    assert!(
+        !o.status.success() && stderr(&o).contains("cropped to data.image_size: set that instead"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!dir.join("run").exists());
     // data.path that is not a folder at all
     refuse(
         "nowhere",

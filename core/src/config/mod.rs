@@ -388,8 +388,13 @@ impl RunConfig {
         // The overrides only restate the data; anything else cannot be fed to the model.
         let (data_size, data_channels) = (data_geometry.0, data_geometry.1);
         if v.image_size != data_size {
+            let fix = if self.data.dataset == DatasetName::Folder {
+                "an image folder is cropped to data.image_size: set that instead"
+            } else {
+                "remove the override"
+            };
             return Err(ConfigError::Invalid(format!(
-                "model.image_size = {} but the dataset has {data_size}x{data_size} images; remove the override",
+                "model.image_size = {} but the dataset has {data_size}x{data_size} images; {fix}",
                 v.image_size
             )));
         }

@@ -18,6 +18,30 @@ use std::path::Path;
 /// Where a run on an image folder records its classes (in the run directory).
 pub const CLASSES_FILE: &str = "classes.json";
 
+/// The images the model is for, the model and its split into modules, as `cfg` makes them of
+/// its dataset (`classes`: an image folder's).
+fn model_of(
+    cfg: &RunConfig,
+    classes: Option<&[String]>,
+) -> anyhow::Result<(crate::data::ImageShape, VitConfig, Split)> {
+    let shape = match (cfg.data.dataset.fixed_shape(), classes) {
+        (Some(shape), _) => shape,
+        (None, Some(classes)) => folder_shape(classes, cfg.data.image_size),
+        (None, None) => unreachable!("folder_classes lists a folder's classes"),
+    };
+    if shape.height != shape.width {
+        anyhow::bail!(
+            "dataset {} has {}x{} images; only square images are supported",
+            cfg.data.dataset,
+            shape.height,
+            shape.width
+        );
+    }
+    let vit = cfg.vit(shape.height, shape.channels, shape.num_classes)?;
+    let split = Split::resolve(cfg, &vit)?;
+    Ok((shape, vit, split))
+}
+
 /// The classes of `cfg`'s image folder; `None` for the other datasets.
 fn folder_classes(cfg: &RunConfig) -> anyhow::Result<Option<Vec<String>>> {
     if cfg.data.dataset != DatasetName::Folder {
@@ -75,6 +99,10 @@ impl OpenRun {
             (Some(c), false) => folder_classes(c)?,
             _ => None,
         };
+        // ...and so is the model the config makes of the data
+        if let Some(c) = cfg.filter(|_| !root.join("config.toml").exists()) {
+            model_of(c, listed.as_deref())?;
+        }
         let (run, cfg) = RunDir::open(root, cfg)?;
         let registry = match checked {
             Some(r) => r, // the stored config is the one given (RunDir::open checks)
@@ -98,21 +126,7 @@ impl OpenRun {
             }
             classes
         };
-        let shape = match (cfg.data.dataset.fixed_shape(), &classes) {
-            (Some(shape), _) => shape,
-            (None, Some(classes)) => folder_shape(classes, cfg.data.image_size),
-            (None, None) => unreachable!("folder_classes lists a folder's classes"),
-        };
-        if shape.height != shape.width {
-            anyhow::bail!(
-                "dataset {} has {}x{} images; only square images are supported",
-                cfg.data.dataset,
-                shape.height,
-                shape.width
-            );
-        }
-        let vit = cfg.vit(shape.height, shape.channels, shape.num_classes)?;
-        let split = Split::resolve(&cfg, &vit)?;
+        let (shape, vit, split) = model_of(&cfg, classes.as_deref())?;
         Ok(OpenRun {
             devices: Default::default(),
             registry,
