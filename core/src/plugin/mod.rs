@@ -25,15 +25,15 @@ pub use strategy::{
 };
 
 use crate::config::RunConfig;
-use crate::device::Dev;
 use crate::model::VitConfig;
 use crate::split::Split;
 
 /// What every plugin call may look at: the target's shape, its split and the whole config.
+/// No device: a plugin makes tensors through the [`crate::model::Init`] or the networks it is
+/// given, and calls that only plan (`depends_on` for `incubator slurm submit` on a login node)
+/// must not make one (on CUDA, a GPU context).
 pub struct PluginContext<'a> {
     pub vit: &'a VitConfig,
     pub split: &'a Split,
     pub cfg: &'a RunConfig,
-    /// The device the stage computes on.
-    pub dev: Dev,
 }

@@ -144,7 +144,6 @@ impl OpenRun {
             vit: &self.vit,
             split: &self.split,
             cfg: &self.cfg,
-            dev: self.dev(),
         }
     }
 

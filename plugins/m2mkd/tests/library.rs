@@ -120,7 +120,6 @@ fn the_teacher_hybrid_is_teacher_module_i_then_the_meta_suffix_and_stays_frozen(
         vit: &vit,
         split: &split,
         cfg: &cfg,
-        dev: dev.clone(),
     };
     let net = |seed: u64, depths: &[usize]| {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
