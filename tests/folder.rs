@@ -70,6 +70,28 @@ fn stage(args: &[&str], cfg: &str, run: &Path) -> std::process::Output {
     cmd.output().unwrap()
 }
 
+/// `incubator eval` of `run`'s `model` (on another image folder when given): its
+/// metrics.json, or the failed command's output.
+fn eval(
+    run: &Path,
+    model: &str,
+    folder: Option<&Path>,
+) -> Result<serde_json::Value, std::process::Output> {
+    let out = tempfile::tempdir().unwrap();
+    let folder = folder.map(|f| f.to_str().unwrap().to_string());
+    let mut args = vec!["eval", "-d", run.to_str().unwrap(), "--model", model];
+    args.extend(["--out", out.path().to_str().unwrap()]);
+    if let Some(f) = &folder {
+        args.extend(["--dataset", "folder", "--data-path", f]);
+    }
+    let o = incubator(&args);
+    if !o.status.success() {
+        return Err(o);
+    }
+    let text = std::fs::read_to_string(out.path().join("metrics.json")).unwrap();
+    Ok(serde_json::from_str(&text).unwrap())
+}
+
 fn summary(run: &Path, stage: &str) -> serde_json::Value {
     let text =
         std::fs::read_to_string(run.join("stages").join(stage).join("summary.json")).unwrap();
@@ -104,20 +126,7 @@ fn a_folder_run_trains_every_stage_and_eval_repeats_its_numbers() {
     }
     // eval on the run's own split gives the stage's numbers (the same evaluation pipeline)
     for (model, stage_name) in [("e2e", "e2e"), ("assemble", "assemble")] {
-        let out = tmp.path().join(format!("eval-{model}"));
-        let o = incubator(&[
-            "eval",
-            "-d",
-            run.to_str().unwrap(),
-            "--model",
-            model,
-            "--out",
-            out.to_str().unwrap(),
-        ]);
-        assert_ok(&o, "incubator eval");
-        let m: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap())
-                .unwrap();
+        let m = eval(&run, model, None).unwrap_or_else(|o| panic!("eval: {}", stderr(&o)));
         let s = summary(&run, stage_name);
         assert_eq!(m["images"], 96);
         assert_eq!(m["top1"], s["top1"], "{model}");
@@ -125,23 +134,7 @@ fn a_folder_run_trains_every_stage_and_eval_repeats_its_numbers() {
     }
     // the same images as JPEG: another folder with the same classes; JPEG's loss changes
     // the pixels a little, so the accuracy is close, not equal
-    let out = tmp.path().join("eval-jpeg");
-    let o = incubator(&[
-        "eval",
-        "-d",
-        run.to_str().unwrap(),
-        "--model",
-        "e2e",
-        "--dataset",
-        "folder",
-        "--data-path",
-        jpeg.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    assert_ok(&o, "incubator eval on the JPEG folder");
-    let m: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    let m = eval(&run, "e2e", Some(&jpeg)).unwrap_or_else(|o| panic!("eval: {}", stderr(&o)));
     let png_top1 = summary(&run, "e2e")["top1"].as_f64().unwrap();
     let jpeg_top1 = m["top1"].as_f64().unwrap();
     assert!(
@@ -301,19 +294,7 @@ fn unreadable_images_and_other_files_are_skipped_with_a_count() {
         "{err}"
     );
     // the evaluation counts the 63 readable images
-    let out = tmp.path().join("eval");
-    let o = incubator(&[
-        "eval",
-        "-d",
-        run.to_str().unwrap(),
-        "--model",
-        "e2e",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    assert_ok(&o, "eval");
-    let m: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    let m = eval(&run, "e2e", None).unwrap_or_else(|o| panic!("eval: {}", stderr(&o)));
     assert_eq!(m["images"], 63);
 }
 
@@ -427,18 +408,7 @@ fn a_folder_of_unreadable_images_stops_with_an_error_not_a_panic() {
     };
     // an evaluation of which no image decodes is an error, not a top-1 of 0
     spoil("val");
-    let o = incubator(&[
-        "eval",
-        "-d",
-        run.to_str().unwrap(),
-        "--model",
-        "e2e",
-        "--dataset",
-        "folder",
-        "--data-path",
-        bad.to_str().unwrap(),
-    ]);
-    assert!(!o.status.success());
+    let o = eval(&run, "e2e", Some(&bad)).expect_err("an evaluation of nothing");
     let e = stderr(&o);
     assert!(
         e.contains("none of the 32 evaluation images could be decoded"),
