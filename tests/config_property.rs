@@ -89,6 +89,30 @@ const KEYS: &[(&str, &[&str])] = &[
     ("augment.cutmix_alpha", &["0.0", "1.0", "-2.0", "nan"]),
     ("augment.mix_prob", &["0.0", "1.0", "0.5", "1.5", "-0.1"]),
     ("augment.switch_prob", &["0.5", "0.0", "1.0", "2.0"]),
+    ("augment.repeated_augment", &["1", "3", "0", "-2"]),
+    (
+        "augment.rand_augment",
+        &[
+            "\"\"",
+            "\"rand-m9-mstd0.5-inc1\"",
+            "\"rand-m12\"",
+            "\"autoaug\"",
+            "3",
+        ],
+    ),
+    ("augment.reprob", &["0.0", "0.25", "1.5", "nan"]),
+    (
+        "augment.rrc_scale",
+        &["[0.08, 1.0]", "[0.5, 0.2]", "[0.0, 1.0]", "[1.0]"],
+    ),
+    (
+        "augment.rrc_ratio",
+        &["[0.75, 1.33]", "[2.0, 1.0]", "[-1.0, 1.0]"],
+    ),
+    ("augment.crop_pct", &["0.875", "1.0", "0.0", "1.5"]),
+    ("data.image_size", &["224", "32", "0"]),
+    ("data.workers", &["0", "2", "-1"]),
+    ("data.prefetch", &["1", "2", "0"]),
     ("optim.batch_size", &["8", "16", "1", "0", "100000", "-4"]),
     ("optim.accum_steps", &["1", "2", "0", "3"]),
     (

@@ -158,8 +158,9 @@ fn a_folder_run_trains_every_stage_and_eval_repeats_its_numbers() {
 fn every_stage_of_a_folder_run_killed_mid_epoch_resumes_to_the_uninterrupted_model() {
     let tmp = tempfile::tempdir().unwrap();
     let png = write_folder(tmp.path(), "png", 256, 64);
-    // mixing on, so that the main stream and the loader's streams both matter
-    let extra = "[checkpoint]\nevery_steps = 2\n[augment]\nhflip = true\nmix_prob = 1.0\n";
+    // mixing on, so that the main stream and the loader's streams both matter; repeated
+    // augmentation, so that one image's copies in a batch must differ the same way again
+    let extra = "[checkpoint]\nevery_steps = 2\n[augment]\nhflip = true\nmix_prob = 1.0\nrepeated_augment = 3\n";
     let cfg = write_config(tmp.path(), &config(&png, extra));
     let (whole, killed) = (tmp.path().join("whole"), tmp.path().join("killed"));
     // 8 steps per epoch; the state is saved every 2 steps: a kill after step 5 resumes at

@@ -174,6 +174,9 @@ pub struct AugmentSection {
     /// Image folders: evaluation resizes the shorter side to image_size / crop_pct, then crops
     /// the centre.
     pub crop_pct: f64,
+    /// Repeated augmentation (DeiT: 3): each image of an epoch's shuffle this many times in a
+    /// row, augmented differently, the epoch as long as before. 1: off.
+    pub repeated_augment: usize,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -298,6 +301,7 @@ impl Default for AugmentSection {
             rrc_scale: [0.08, 1.0],
             rrc_ratio: [3.0 / 4.0, 4.0 / 3.0],
             crop_pct: 0.875,
+            repeated_augment: 1,
         }
     }
 }

@@ -157,6 +157,7 @@ impl RunConfig {
             a.crop_pct,
             "must be in (0, 1] (DeiT: 0.875)",
         );
+        p.at_least_one("augment.repeated_augment", a.repeated_augment);
         p.at_least_one("data.image_size", d.image_size);
         p.at_least_one("data.prefetch", d.prefetch);
 

@@ -236,8 +236,7 @@ pub fn train(
         let epoch = st.epoch;
         let seed = epoch_seed(job.cfg.seed, job.stage, epoch);
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let mut order: Vec<usize> = (0..train_set.len()).collect();
-        order.shuffle(&mut rng);
+        let order = epoch_order(train_set.len(), job.cfg.augment.repeated_augment, &mut rng);
         let first_step = st.step_in_epoch;
         let first_image = first_step as usize * per_step;
         let batches = order[first_image..steps_per_epoch as usize * per_step]
@@ -445,6 +444,23 @@ pub fn train(
     })
 }
 
+/// The images of an epoch in order: a shuffle, and with repeated augmentation each image of
+/// the shuffle `repeats` times in a row (DeiT's `RASampler` on one process: the copies share a
+/// batch, each augmented differently), cut to the epoch's length, so an epoch sees 1/`repeats`
+/// of the images.
+pub fn epoch_order(n: usize, repeats: usize, rng: &mut ChaCha8Rng) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    order.shuffle(rng);
+    if repeats > 1 {
+        order = order
+            .into_iter()
+            .flat_map(|i| std::iter::repeat_n(i, repeats))
+            .take(n)
+            .collect();
+    }
+    order
+}
+
 /// The stop of a stage whose state was just saved at (`epoch`, `step`).
 fn interrupted(
     job: &TrainJob,
@@ -631,4 +647,26 @@ fn progress_bar(job: &TrainJob, epoch: usize, steps: u64) -> ProgressBar {
         job.recipe.epochs
     ));
     bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeated_augmentation_repeats_each_image_in_a_row_and_keeps_the_epoch_length() {
+        let rng = || ChaCha8Rng::seed_from_u64(9);
+        let plain = epoch_order(100, 1, &mut rng());
+        let mut sorted = plain.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..100).collect::<Vec<_>>(), "a permutation");
+        let ra = epoch_order(100, 3, &mut rng());
+        assert_eq!(ra.len(), 100);
+        // the same shuffle, each image three times in a row: 34 images (the last twice)
+        for (k, chunk) in ra.chunks(3).enumerate() {
+            assert!(chunk.iter().all(|&i| i == plain[k]), "{chunk:?}");
+        }
+        let unique: std::collections::BTreeSet<_> = ra.iter().collect();
+        assert_eq!(unique.len(), 34);
+    }
 }
