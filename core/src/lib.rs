@@ -12,6 +12,7 @@ pub mod faults;
 pub mod interrupt;
 pub mod model;
 pub mod ops;
+pub mod panic_message;
 pub mod telemetry;
 
 pub use incubator_events as events;

@@ -6,13 +6,17 @@ use incubator_core::stages::{self, report::Report, Engine, OpenRun};
 use std::io::IsTerminal;
 use std::path::Path;
 
-pub fn engine(args: &StageArgs) -> anyhow::Result<Engine> {
-    let cfg = (!args.config.is_empty())
+/// The config files `-c` names, laid over each other; `None` when there are none.
+fn configs(args: &StageArgs) -> anyhow::Result<Option<RunConfig>> {
+    Ok((!args.config.is_empty())
         .then(|| RunConfig::load_layers(&args.config))
-        .transpose()?;
+        .transpose()?)
+}
+
+pub fn engine(args: &StageArgs) -> anyhow::Result<Engine> {
     let mut engine = Engine::open(
         &args.run_dir,
-        cfg.as_ref(),
+        configs(args)?.as_ref(),
         &super::plugin_sources(&args.plugins),
     )?;
     engine.show_progress = !args.no_progress && std::io::stderr().is_terminal();
@@ -94,8 +98,12 @@ pub fn import(args: &StageArgs, file: &Path, stage: &str) -> anyhow::Result<()> 
         "meta" => incubator_core::events::StageId::META,
         "e2e" => incubator_core::events::StageId::E2E,
         "init" => {
-            let engine = engine(args)?;
-            stages::import::import_timm_init(&engine, file)?;
+            let run = stages::OpenRun::open(
+                &args.run_dir,
+                configs(args)?.as_ref(),
+                &super::plugin_sources(&args.plugins),
+            )?;
+            stages::import::import_timm_init(&run, file)?;
             println!(
                 "{} imported as the weights the E2E baseline of {} starts from; train it with `incubator e2e -d {}`",
                 file.display(),

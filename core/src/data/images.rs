@@ -61,12 +61,12 @@ impl Images<'_> {
         }
     }
 
-    /// The stored shape of in-memory images; `None` for a folder (its images come in any
-    /// size and are cropped to the model's).
-    pub fn stored_shape(&self) -> Option<ImageShape> {
+    /// The images a model takes from these: in-memory images as they are stored, a folder's
+    /// (any size) as RGB crops of `crop` pixels.
+    pub fn shape(&self, crop: usize) -> ImageShape {
         match self {
-            Images::Memory(d) => Some(d.shape()),
-            Images::Folder(_) => None,
+            Images::Memory(d) => d.shape(),
+            Images::Folder(f) => super::folder::folder_shape(f.num_classes, crop),
         }
     }
 }

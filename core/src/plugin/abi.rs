@@ -158,13 +158,5 @@ pub const fn nul_terminated<const N: usize>(s: &str) -> [u8; N] {
     out
 }
 
-/// The text of a panic payload (`&str` or `String`), as the panic printed it.
-pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        s.to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "a panic without a message".into()
-    }
-}
+// The path `declare_plugin!` expands to.
+pub use crate::panic_message::panic_message;

@@ -33,25 +33,28 @@ impl Engine {
         cfg: Option<&RunConfig>,
         plugins: &PluginSources,
     ) -> anyhow::Result<Engine> {
-        // A new run on an image folder is made only if the folder can be read: listing it
-        // again afterwards costs a directory walk, and a refused folder leaves nothing behind.
-        if let Some(c) = cfg
-            .filter(|c| c.data.dataset == DatasetName::Folder && !root.join("config.toml").exists())
-        {
-            if let Some(path) = &c.data.path {
-                let classes = data::folder::list_classes(path);
-                classes
-                    .and_then(|classes| data::FolderSplit::open(path, classes))
-                    .map_err(|e| {
-                        anyhow::Error::new(e).context(format!(
-                            "cannot read the image folder data.path = {}",
-                            path.display()
-                        ))
-                    })?;
+        // A new run on an image folder is made only if the folder can be read, so a refused
+        // folder leaves nothing behind; the listing is the run's data (walked once).
+        let listed = match cfg {
+            Some(c)
+                if c.data.dataset == DatasetName::Folder && !root.join("config.toml").exists() =>
+            {
+                match &c.data.path {
+                    Some(path) => {
+                        let classes = data::folder::list_classes(path)
+                            .map_err(|e| anyhow::Error::new(e).context(folder_context(path)))?;
+                        Some(load_folder(c, classes)?)
+                    }
+                    None => None, // OpenRun names the missing data.path
+                }
             }
-        }
+            _ => None,
+        };
         let open = OpenRun::open(root, cfg, plugins)?;
-        let data = load_data(&open)?;
+        let data = match listed {
+            Some(split) => Data::Folder(split),
+            None => load_data(&open)?,
+        };
         Ok(Engine {
             open,
             data,
@@ -98,7 +101,7 @@ impl Engine {
             .unwrap_or_else(|panic| {
                 Err(anyhow::anyhow!(
                     "panicked: {}",
-                    crate::plugin::abi::panic_message(&*panic)
+                    crate::panic_message::panic_message(&*panic)
                 ))
             });
         // The stage's tensors are gone; give its cached buffers back to the system.
@@ -213,22 +216,33 @@ pub fn load_data(run: &OpenRun) -> anyhow::Result<Data> {
         .classes
         .clone()
         .expect("OpenRun lists a folder run's classes");
-    let context = || {
-        format!(
-            "cannot read the image folder data.path = {}",
-            root.display()
-        )
-    };
-    let found =
-        data::folder::list_classes(root).map_err(|e| anyhow::Error::new(e).context(context()))?;
+    let found = data::folder::list_classes(root)
+        .map_err(|e| anyhow::Error::new(e).context(folder_context(root)))?;
     data::folder::check_classes(
         &recorded,
         &found,
         &run.run.root.join(super::open_run::CLASSES_FILE),
         &root.join("train"),
     )?;
-    let mut split = data::FolderSplit::open(root, recorded)
-        .map_err(|e| anyhow::Error::new(e).context(context()))?;
+    Ok(Data::Folder(load_folder(cfg, recorded)?))
+}
+
+fn folder_context(root: &Path) -> String {
+    format!(
+        "cannot read the image folder data.path = {}",
+        root.display()
+    )
+}
+
+/// `cfg`'s image folder listed with the class list `classes`, cut to its limits and subsets.
+fn load_folder(cfg: &RunConfig, classes: Vec<String>) -> anyhow::Result<data::FolderSplit> {
+    let root = cfg
+        .data
+        .path
+        .as_deref()
+        .expect("a folder run has data.path");
+    let mut split = data::FolderSplit::open(root, classes)
+        .map_err(|e| anyhow::Error::new(e).context(folder_context(root)))?;
     for side in [&split.train, &split.test] {
         if let Some(w) = side.skipped_warning() {
             eprintln!("{w}");
@@ -241,17 +255,26 @@ pub fn load_data(run: &OpenRun) -> anyhow::Result<Data> {
     if d.train_limit > 0 {
         train = train.sample(d.train_limit, d.subset_seed);
     }
-    if d.train_per_class > 0 {
-        train = train.balanced_subset(|_| d.train_per_class, d.subset_seed);
-    } else if d.train_fraction < 1.0 {
-        let keep = |count: usize| ((d.train_fraction * count as f64).round() as usize).max(1);
+    if let Some(keep) = subset_rule(d) {
         train = train.balanced_subset(keep, d.subset_seed);
     }
     split.train = std::sync::Arc::new(train);
     if d.test_limit > 0 {
         split.test = std::sync::Arc::new(split.test.sample(d.test_limit, d.subset_seed));
     }
-    Ok(Data::Folder(split))
+    Ok(split)
+}
+
+/// How many images of a class of `count` the class-balanced training subset keeps (at least
+/// one of every class); `None` without a subset.
+fn subset_rule(d: &crate::config::DataSection) -> Option<impl Fn(usize) -> usize + '_> {
+    (d.train_per_class > 0 || d.train_fraction < 1.0).then_some(move |count: usize| {
+        if d.train_per_class > 0 {
+            d.train_per_class
+        } else {
+            ((d.train_fraction * count as f64).round() as usize).max(1)
+        }
+    })
 }
 
 /// Another dataset for `run`'s model, whole (`incubator eval --dataset`): an in-memory one
@@ -292,13 +315,7 @@ pub fn load_in_memory(cfg: &RunConfig) -> anyhow::Result<DataSplit> {
         data.train.truncate(cfg.data.train_limit);
     }
     let d = &cfg.data;
-    if d.train_per_class > 0 {
-        data.train = data
-            .train
-            .balanced_subset(|_| d.train_per_class, d.subset_seed);
-    } else if d.train_fraction < 1.0 {
-        // at least one image of every class
-        let keep = |count: usize| ((d.train_fraction * count as f64).round() as usize).max(1);
+    if let Some(keep) = subset_rule(d) {
         data.train = data.train.balanced_subset(keep, d.subset_seed);
     }
     if cfg.data.test_limit > 0 {

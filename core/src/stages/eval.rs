@@ -5,11 +5,11 @@
 
 use super::{assemble, e2e, meta, OpenRun};
 use crate::checkpoint;
-use crate::data::folder::folder_shape;
-use crate::data::{ImageShape, Images};
+use crate::data::Images;
 use crate::events::StageId;
 use crate::model::Network;
-use crate::train::trainer::{batch_maker, evaluate_each, EvalResult};
+use crate::train::evaluate::{evaluate_each, EvalResult};
+use crate::train::trainer::batch_maker;
 use serde::Serialize;
 use std::path::PathBuf;
 
@@ -121,10 +121,7 @@ pub fn evaluate(
     (model, dataset, split): (&str, &str, &str),
 ) -> anyhow::Result<Evaluation> {
     let want = run.shape;
-    let got = data.stored_shape().unwrap_or(ImageShape {
-        num_classes: data.num_classes(),
-        ..folder_shape(&[], run.vit.image_size)
-    });
+    let got = data.shape(run.vit.image_size);
     if got != want {
         anyhow::bail!(
             "the model is for {want} ({}); {dataset} has {got}",

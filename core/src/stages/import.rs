@@ -5,11 +5,12 @@
 //! the stage's summary records the imported model's accuracy on the run's test split, measured
 //! here, with no training epochs and no compute.
 
-use super::{eval, meta, timm, Engine};
+use super::{eval, meta, timm, Engine, OpenRun};
 use crate::checkpoint::{self, Checkpoint};
 use crate::events::StageId;
 use crate::run_dir::StageSummary;
-use crate::train::trainer::{batch_maker, evaluate};
+use crate::train::evaluate::evaluate;
+use crate::train::trainer::batch_maker;
 use crate::train::TrainOutcome;
 use std::path::Path;
 
@@ -58,8 +59,8 @@ pub fn import_timm(engine: &Engine, file: &Path, id: StageId) -> anyhow::Result<
 pub const IMPORTED_FROM: &str = "imported_from";
 
 /// Imports `file` as the weights the E2E stage starts from; it trains when `incubator e2e`
-/// (or `run`) runs. Refused once that stage has started or finished.
-pub fn import_timm_init(engine: &Engine, file: &Path) -> anyhow::Result<()> {
+/// (or `run`) runs. Refused once that stage has started or finished. Reads no data.
+pub fn import_timm_init(engine: &OpenRun, file: &Path) -> anyhow::Result<()> {
     let id = StageId::E2E;
     if engine.run.summary(id)?.is_some() || engine.run.state_path(id).exists() {
         anyhow::bail!(
@@ -81,7 +82,7 @@ pub fn import_timm_init(engine: &Engine, file: &Path) -> anyhow::Result<()> {
 
 /// Reads `file` (a timm state dict) into `net`, naming the file and the model it does not fit.
 fn load_timm(
-    engine: &Engine,
+    engine: &OpenRun,
     file: &Path,
     net: &mut crate::model::Network,
     model: &str,

@@ -26,7 +26,7 @@ fn model_of(
 ) -> anyhow::Result<(crate::data::ImageShape, VitConfig, Split)> {
     let shape = match (cfg.data.dataset.fixed_shape(), classes) {
         (Some(shape), _) => shape,
-        (None, Some(classes)) => folder_shape(classes, cfg.data.image_size),
+        (None, Some(classes)) => folder_shape(classes.len(), cfg.data.image_size),
         (None, None) => unreachable!("folder_classes lists a folder's classes"),
     };
     if shape.height != shape.width {

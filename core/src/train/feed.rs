@@ -3,10 +3,10 @@
 //! each image from its own stream). The trainer and the evaluation see one interface.
 
 use std::collections::HashSet;
-use std::sync::Mutex;
+use std::sync::{Arc, LazyLock, Mutex};
 
 use super::batch::{Batch, BatchMaker};
-use crate::data::folder::{Stream, Unreadable};
+use crate::data::folder::{ImageFolder, Stream, Unreadable};
 use crate::data::{Dataset, Images};
 use rand_chacha::ChaCha8Rng;
 
@@ -39,21 +39,14 @@ impl<'a> Feed<'a> {
                 data,
                 batches: batches.into_iter(),
             },
-            Images::Folder(folder) => {
-                let p = maker
-                    .folder
-                    .as_ref()
-                    .expect("a folder run's batch maker has its pipelines");
-                let pipeline = if train { &p.train } else { &p.eval };
-                Feed::Folder(Stream::new(
-                    folder.clone(),
-                    pipeline.clone(),
-                    batches,
-                    seed ^ FOLDER_STREAM,
-                    first_position,
-                    p.loader,
-                ))
-            }
+            Images::Folder(folder) => Feed::Folder(folder_stream(
+                maker,
+                folder,
+                batches,
+                train,
+                seed,
+                first_position,
+            )),
         }
     }
 
@@ -98,18 +91,43 @@ pub fn eval_images(maker: &BatchMaker, images: Images, n: usize) -> Result<Vec<f
     let indices: Vec<usize> = (0..n.min(images.len())).collect();
     match images {
         Images::Memory(data) => Ok(maker.eval_images(data, &indices)),
-        Images::Folder(_) => match Feed::new(maker, images, vec![indices], false, 0, 0) {
-            Feed::Folder(mut stream) => match stream.next_batch() {
+        Images::Folder(folder) => {
+            let mut stream = folder_stream(maker, folder, vec![indices], false, 0, 0);
+            match stream.next_batch() {
                 None => Ok(Vec::new()),
                 Some(loaded) => {
                     let loaded = loaded?;
                     warn(&loaded.unreadable, "left out");
                     Ok(loaded.images)
                 }
-            },
-            Feed::Memory { .. } => unreachable!("a folder is fed by its loader"),
-        },
+            }
+        }
     }
+}
+
+/// The loader's stream over `batches` of `folder`, through the training or evaluation
+/// pipeline of `maker`.
+fn folder_stream(
+    maker: &BatchMaker,
+    folder: &Arc<ImageFolder>,
+    batches: Vec<Vec<usize>>,
+    train: bool,
+    seed: u64,
+    first_position: u64,
+) -> Stream {
+    let p = maker
+        .folder
+        .as_ref()
+        .expect("a folder run's batch maker has its pipelines");
+    let pipeline = if train { &p.train } else { &p.eval };
+    Stream::new(
+        folder.clone(),
+        pipeline.clone(),
+        batches,
+        seed ^ FOLDER_STREAM,
+        first_position,
+        p.loader,
+    )
 }
 
 fn next_loaded(stream: &mut Stream) -> Result<crate::data::folder::LoadedBatch, String> {
@@ -121,9 +139,8 @@ fn next_loaded(stream: &mut Stream) -> Result<crate::data::folder::LoadedBatch, 
 /// Prints one warning per unreadable file per process: a corrupt image in a folder of a
 /// million is news once, not every epoch.
 fn warn(unreadable: &[Unreadable], what: &str) {
-    static SEEN: Mutex<Option<HashSet<std::path::PathBuf>>> = Mutex::new(None);
+    static SEEN: LazyLock<Mutex<HashSet<std::path::PathBuf>>> = LazyLock::new(Default::default);
     let mut seen = SEEN.lock().unwrap_or_else(|p| p.into_inner());
-    let seen = seen.get_or_insert_with(HashSet::new);
     for u in unreadable {
         if seen.insert(u.path.clone()) {
             eprintln!(

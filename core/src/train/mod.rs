@@ -1,6 +1,7 @@
 //! The training recipe (DeiT's, as the reference uses it) and the loop that applies it.
 
 pub mod batch;
+pub mod evaluate;
 pub mod feed;
 pub mod folder_pipelines;
 pub mod loss;
@@ -9,4 +10,5 @@ pub mod schedule;
 pub mod state;
 pub mod trainer;
 
-pub use trainer::{evaluate, train, EvalResult, TrainJob, TrainOutcome};
+pub use evaluate::{evaluate, EvalResult};
+pub use trainer::{train, TrainJob, TrainOutcome};

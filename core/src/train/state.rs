@@ -13,7 +13,7 @@
 //! stage and the epoch; the state stores how far it had advanced, so a resume in the middle of
 //! an epoch reshuffles the same order and continues the same stream.
 
-use super::trainer::EvalResult;
+use super::evaluate::EvalResult;
 use crate::checkpoint::{self, Checkpoint, CheckpointError};
 use crate::device::Dev;
 use crate::events::StageId;

@@ -3,6 +3,7 @@
 //! after each epoch, and events for the log.
 
 use super::batch::BatchMaker;
+use super::evaluate::{evaluate, f64_or_nan, nan};
 use super::feed::Feed;
 use super::loss::{LossInputs, LossTerms, Progress};
 use super::optimizer::AdamW;
@@ -10,7 +11,7 @@ use super::schedule::CosineSchedule;
 use super::state::{self, BestEval, TrainState};
 use crate::checkpoint;
 use crate::config::{RunConfig, StageRecipe};
-use crate::data::{Data, Images};
+use crate::data::Data;
 use crate::device::Dev;
 use crate::events::{Event, StageId};
 use crate::model::{flops, Extras, HasParams, Mode, Network, VitConfig, WithExtras};
@@ -543,89 +544,6 @@ pub fn load_state(
     dev: &Dev,
 ) -> Result<TrainState, TrainError> {
     Ok(state::load(path, stage, net, trainable, dev)?.state)
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct EvalResult {
-    pub top1: f64,
-    /// NaN in states written before top-5 was recorded.
-    #[serde(default = "nan")]
-    pub top5: f64,
-    pub loss: f64,
-}
-
-fn nan() -> f64 {
-    f64::NAN
-}
-
-fn f64_or_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
-    use serde::Deserialize;
-    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
-}
-
-/// Top-1 accuracy and cross-entropy on a whole split, without augmentation or drop-path.
-/// An image folder's unreadable images are left out (with a warning); an error when the
-/// loader cannot go on.
-pub fn evaluate(
-    net: &Network,
-    maker: &BatchMaker,
-    data: Images,
-    batch_size: usize,
-) -> Result<EvalResult, String> {
-    evaluate_each(net, maker, data, batch_size, |_, _| {})
-}
-
-/// [`evaluate`], also handing each image's (label, predicted class) to `each` (a confusion
-/// matrix is built from these).
-pub fn evaluate_each(
-    net: &Network,
-    maker: &BatchMaker,
-    data: Images,
-    batch_size: usize,
-    mut each: impl FnMut(usize, usize),
-) -> Result<EvalResult, String> {
-    let (mut correct, mut correct5, mut loss_sum) = (0usize, 0usize, 0.0f64);
-    let indices: Vec<usize> = (0..data.len()).collect();
-    let batches = indices.chunks(batch_size).map(<[usize]>::to_vec).collect();
-    let mut feed = Feed::new(maker, data, batches, false, 0, 0);
-    let mut seen = 0usize;
-    while let Some(batch) = feed.next_eval(maker) {
-        let batch = batch?;
-        seen += batch.labels.len();
-        if batch.labels.is_empty() {
-            continue;
-        }
-        let logits = net.forward(batch.patches, 0.0, &mut Mode::eval());
-        let classes = logits.shape().1;
-        let values = logits.as_vec();
-        for (k, &label) in batch.labels.iter().enumerate() {
-            let row = &values[k * classes..(k + 1) * classes];
-            let max = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-            let lse = max + row.iter().map(|v| (v - max).exp()).sum::<f32>().ln();
-            loss_sum += (lse - row[label]) as f64;
-            let argmax = row
-                .iter()
-                .enumerate()
-                .fold(0, |best, (i, v)| if *v > row[best] { i } else { best });
-            correct += (argmax == label) as usize;
-            // In the top five when fewer than five classes score strictly higher (a tie
-            // counts for the label, as torch.topk's order among equals is unspecified).
-            let higher = row.iter().filter(|&&v| v > row[label]).count();
-            correct5 += (higher < 5) as usize;
-            each(label, argmax);
-        }
-    }
-    if seen == 0 && !data.is_empty() {
-        return Err(format!(
-            "none of the {} evaluation images could be decoded (see the warnings above)",
-            data.len()
-        ));
-    }
-    Ok(EvalResult {
-        top1: correct as f64 / seen.max(1) as f64,
-        top5: correct5 as f64 / seen.max(1) as f64,
-        loss: loss_sum / seen.max(1) as f64,
-    })
 }
 
 fn progress_bar(job: &TrainJob, epoch: usize, steps: u64) -> ProgressBar {

@@ -18,6 +18,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::index::ImageFolder;
 use super::transform::{decode, EvalTransform, TrainTransform};
+use crate::panic_message::panic_message;
 
 /// What is done to each image.
 #[derive(Clone, Debug, PartialEq)]
@@ -209,18 +210,11 @@ fn worker(work: &Work, shared: &(Mutex<Shared>, Condvar)) {
         // A panic in a decoder fails the batch, not the process (and not silently).
         let batch =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work.load(k, &mut resizer)))
-                .unwrap_or_else(|p| Err(format!("decoding panicked: {}", panic_text(&*p))));
+                .unwrap_or_else(|p| Err(format!("decoding panicked: {}", panic_message(&*p))));
         let mut s = lock.lock().expect("not poisoned");
         s.ready.insert(k, batch);
         cv.notify_all();
     }
-}
-
-fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
-    p.downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| p.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".into())
 }
 
 /// The random stream of the image at `position` of an epoch seeded `seed`.

@@ -117,14 +117,14 @@ pub fn resize(
     // fast_image_resize does columns first on 8-bit images, which differs by a few levels at
     // hard edges. One pass per call keeps Pillow's order (and a pass whose size does not
     // change is skipped, as Pillow skips it).
-    let rows = one_pass(resizer, src, (out_w, src.height()));
-    one_pass(resizer, &rows, (out_w, out_h))
+    let rows = (out_w != src.width()).then(|| one_pass(resizer, src, (out_w, src.height())));
+    if out_h == src.height() {
+        return rows.unwrap_or_else(|| src.clone());
+    }
+    one_pass(resizer, rows.as_ref().unwrap_or(src), (out_w, out_h))
 }
 
 fn one_pass(resizer: &mut Resizer, src: &RgbImage, (out_w, out_h): (u32, u32)) -> RgbImage {
-    if (out_w, out_h) == src.dimensions() {
-        return src.clone();
-    }
     let view = ImageRef::new(src.width(), src.height(), src.as_raw(), PixelType::U8x3)
         .expect("an RgbImage's buffer is width * height * 3 bytes");
     let mut dst = Image::new(out_w, out_h, PixelType::U8x3);
@@ -184,18 +184,17 @@ impl EvalTransform {
         };
         let resized = resize(resizer, img, (0, 0, w, h), (nw, nh));
         let s = self.size as u32;
-        // CenterCrop: int(round((h - s) / 2)), Python's round (half to even: 4.5 -> 4); it
-        // pads with zeros when the image is smaller than the crop
-        let top = ((nh as f64 - s as f64) / 2.0).round_ties_even() as i64;
-        let left = ((nw as f64 - s as f64) / 2.0).round_ties_even() as i64;
-        RgbImage::from_fn(s, s, |x, y| {
-            let (sx, sy) = (x as i64 + left, y as i64 + top);
-            if (0..nw as i64).contains(&sx) && (0..nh as i64).contains(&sy) {
-                *resized.get_pixel(sx as u32, sy as u32)
-            } else {
-                image::Rgb([0, 0, 0])
-            }
-        })
+        // With crop_pct <= 1 (RunConfig::validate) the shorter side is at least the crop, so
+        // the crop is inside the image (torchvision pads only for crop_pct > 1)
+        assert!(
+            nw >= s && nh >= s,
+            "crop_pct {} > 1: the crop would leave the image",
+            self.crop_pct
+        );
+        // CenterCrop: int(round((h - s) / 2)), Python's round (half to even: 4.5 -> 4)
+        let top = ((nh - s) as f64 / 2.0).round_ties_even() as u32;
+        let left = ((nw - s) as f64 / 2.0).round_ties_even() as u32;
+        image::imageops::crop_imm(&resized, left, top, s, s).to_image()
     }
 }
 
