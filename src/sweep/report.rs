@@ -95,37 +95,15 @@ impl SweepReport {
                 p.point.name,
                 p.seeds.len(),
                 p.stats.assembled_top1.percent(),
-                p.stats
-                    .e2e_top1
-                    .as_ref()
-                    .map(MeanSd::percent)
-                    .unwrap_or("-".into()),
-                p.stats
-                    .diff_top1
-                    .as_ref()
-                    .map(MeanCi::points)
-                    .unwrap_or("-".into()),
+                dash(p.stats.e2e_top1.as_ref().map(MeanSd::percent)),
+                dash(p.stats.diff_top1.as_ref().map(MeanCi::points)),
                 p.stats.assembled_top5.percent(),
-                p.stats
-                    .e2e_top5
-                    .as_ref()
-                    .map(MeanSd::percent)
-                    .unwrap_or("-".into()),
-                p.stats
-                    .diff_top5
-                    .as_ref()
-                    .map(MeanCi::points)
-                    .unwrap_or("-".into()),
+                dash(p.stats.e2e_top5.as_ref().map(MeanSd::percent)),
+                dash(p.stats.diff_top5.as_ref().map(MeanCi::points)),
                 num(p.stats.method_gflop.mean / 1e3, 1),
-                p.stats
-                    .e2e_gflop
-                    .map(|g| num(g.mean / 1e3, 1))
-                    .unwrap_or("-".into()),
+                dash(p.stats.e2e_gflop.map(|g| num(g.mean / 1e3, 1))),
                 num(p.stats.method_wall_s.mean / 60.0, 1),
-                p.stats
-                    .e2e_wall_s
-                    .map(|g| num(g.mean / 60.0, 1))
-                    .unwrap_or("-".into()),
+                dash(p.stats.e2e_wall_s.map(|g| num(g.mean / 60.0, 1))),
             )
             .unwrap();
         }
@@ -148,11 +126,11 @@ impl SweepReport {
                 r.point,
                 r.seed,
                 num(100.0 * r.comparison.assembled_top1, 2),
-                e.map(|e| num(100.0 * e.top1, 2)).unwrap_or("-".into()),
+                dash(e.map(|e| num(100.0 * e.top1, 2))),
                 num(100.0 * r.comparison.assembled_top5, 2),
-                e.map(|e| num(100.0 * e.top5, 2)).unwrap_or("-".into()),
+                dash(e.map(|e| num(100.0 * e.top5, 2))),
                 num(r.comparison.method_gflop, 0),
-                e.map(|e| num(e.gflop, 0)).unwrap_or("-".into()),
+                dash(e.map(|e| num(e.gflop, 0))),
             )
             .unwrap();
         }
@@ -170,6 +148,11 @@ impl PointStats {
             stats: over_seeds(&comparisons),
         }
     }
+}
+
+/// A table cell: the value, or "-" where there is none (no E2E baseline).
+fn dash(cell: Option<String>) -> String {
+    cell.unwrap_or_else(|| "-".into())
 }
 
 fn num(v: f64, digits: usize) -> String {
