@@ -70,7 +70,7 @@ fn strategies() -> Vec<(&'static str, Option<&'static str>, &'static str)> {
         (
             "infopro",
             Some("incubator-infopro"),
-            "strategy = \"infopro\"\n[plugins.options]\nce_first = 0.5\n",
+            "strategy = \"infopro\"\n[plugins.options]\nlocal_first = 0.5\n",
         ),
         (
             "sequential",

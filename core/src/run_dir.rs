@@ -43,7 +43,7 @@ impl RunDir {
         };
         let path = run.config_path();
         if path.exists() {
-            let stored = RunConfig::load(&path)?;
+            let stored = RunConfig::load_stored(&path)?;
             stored.validate().map_err(|e| {
                 anyhow::anyhow!(
                     "{e}\n(in {}, the configuration this run directory was created with; fix it there or start a new --run-dir)",

@@ -3,7 +3,7 @@
 
 use crate::series::Series;
 use incubator_compare::{compare, Comparison, StageResult};
-use incubator_events::{Event, Record, StageId, StageKind};
+use incubator_events::{EvalSplit, Event, Record, StageId, StageKind, TeacherCost};
 use std::collections::BTreeMap;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,8 +67,13 @@ pub struct StageView {
     pub samples_per_sec: Series,
     /// A plugin's named loss terms (`aux_ce`, `kd`, ...), when the loss has several.
     pub terms: BTreeMap<String, Series>,
-    pub eval_top1: Series,
-    pub eval_loss: Series,
+    /// Per-epoch evaluation on the validation split (runs that hold one out).
+    pub val_top1: Series,
+    pub val_loss: Series,
+    /// Evaluation on the test split: every epoch in a run without a validation split, once
+    /// at the end of the stage in a run with one.
+    pub test_top1: Series,
+    pub test_loss: Series,
     pub wall_s: Option<f64>,
     pub gflop: Option<f64>,
     pub top1: Option<f64>,
@@ -76,6 +81,8 @@ pub struct StageView {
     pub error: Option<String>,
     /// The modules an incubation waited for.
     pub depends_on: Vec<usize>,
+    /// The teachers a finished incubation distilled from, with their cost.
+    pub teachers: Vec<TeacherCost>,
     /// Every process that worked on it, in order.
     pub segments: Vec<Segment>,
 }
@@ -97,14 +104,17 @@ impl StageView {
             grad_norm: Series::default(),
             samples_per_sec: Series::default(),
             terms: BTreeMap::new(),
-            eval_top1: Series::default(),
-            eval_loss: Series::default(),
+            val_top1: Series::default(),
+            val_loss: Series::default(),
+            test_top1: Series::default(),
+            test_loss: Series::default(),
             wall_s: None,
             gflop: None,
             top1: None,
             top5: None,
             error: None,
             depends_on: Vec::new(),
+            teachers: Vec::new(),
             segments: Vec::new(),
         }
     }
@@ -141,8 +151,10 @@ impl StageView {
             Metric::LearningRate => &self.lr,
             Metric::GradNorm => &self.grad_norm,
             Metric::Throughput => &self.samples_per_sec,
-            Metric::TestTop1 => &self.eval_top1,
-            Metric::TestLoss => &self.eval_loss,
+            Metric::ValTop1 => &self.val_top1,
+            Metric::ValLoss => &self.val_loss,
+            Metric::TestTop1 => &self.test_top1,
+            Metric::TestLoss => &self.test_loss,
         }
     }
 }
@@ -158,11 +170,15 @@ pub enum Metric {
     Throughput,
     TestTop1,
     TestLoss,
+    ValTop1,
+    ValLoss,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 6] = [
+    pub const ALL: [Metric; 8] = [
         Metric::Loss,
+        Metric::ValTop1,
+        Metric::ValLoss,
         Metric::TestTop1,
         Metric::TestLoss,
         Metric::LearningRate,
@@ -176,6 +192,8 @@ impl Metric {
             Metric::LearningRate => "learning rate",
             Metric::GradNorm => "gradient norm",
             Metric::Throughput => "samples/s",
+            Metric::ValTop1 => "val top-1",
+            Metric::ValLoss => "val loss",
             Metric::TestTop1 => "test top-1",
             Metric::TestLoss => "test loss",
         }
@@ -288,22 +306,30 @@ impl Run {
             Event::Eval {
                 step,
                 epoch,
+                split,
                 top1,
                 loss,
                 ..
             } => {
                 let (x, e) = (*step as f64, *epoch as f64);
                 s.epoch = s.epoch.max(e);
-                s.eval_top1.push(x, e, t, *top1);
-                s.eval_loss.push(x, e, t, *loss);
+                let (top1s, losses) = match split {
+                    EvalSplit::Val => (&mut s.val_top1, &mut s.val_loss),
+                    // `incubator eval` writes no events: a stage evaluates val or test
+                    EvalSplit::Test | EvalSplit::Train => (&mut s.test_top1, &mut s.test_loss),
+                };
+                top1s.push(x, e, t, *top1);
+                losses.push(x, e, t, *loss);
             }
             Event::StageFinished {
                 wall_s,
                 train_gflop,
                 top1,
                 top5,
+                teachers,
                 ..
             } => {
+                s.teachers = teachers.clone();
                 close(s, SegmentEnd::Finished);
                 s.status = Status::Finished;
                 s.wall_s = Some(*wall_s);
@@ -359,6 +385,10 @@ impl Run {
             &depends_on,
             &assemble.result()?,
             done(StageId::E2E).and_then(|s| s.result()).as_ref(),
+            &incubations
+                .iter()
+                .flat_map(|s| s.teachers.clone())
+                .collect::<Vec<_>>(),
         ))
     }
 }
@@ -382,7 +412,10 @@ mod tests {
                 top5: f64::NAN,
                 best_top1: top1,
                 best_epoch: 1,
+                best_split: Default::default(),
+                val_top1: f64::NAN,
                 epochs: 1,
+                teachers: Vec::new(),
             },
         )
     }

@@ -55,7 +55,10 @@ fn finished_run() -> Run {
                 top5: 1.0,
                 best_top1: top1,
                 best_epoch: 1,
+                best_split: Default::default(),
+                val_top1: f64::NAN,
                 epochs: 1,
+                teachers: Vec::new(),
             },
         ));
     };
@@ -208,7 +211,10 @@ fn done(top1: f64, gflop: f64, wall_s: f64) -> Option<Event> {
         top5: 1.0,
         best_top1: top1,
         best_epoch: 2,
+        best_split: Default::default(),
+        val_top1: f64::NAN,
         epochs: 2,
+        teachers: Vec::new(),
     })
 }
 

@@ -2,6 +2,7 @@
 //! top-1, top-5, loss and the confusion matrix as CSV and PNG.
 
 use incubator_core::data::DatasetName;
+use incubator_core::events::EvalSplit;
 use incubator_core::stages::context::{load_data, load_other};
 use incubator_core::stages::eval::{self, ModelChoice};
 use incubator_core::stages::OpenRun;
@@ -14,7 +15,8 @@ pub struct EvalArgs {
     /// `assemble`, `e2e`, `meta`, or a safetensors file with the run's model (a plain ViT).
     #[arg(long, default_value = "assemble")]
     pub model: String,
-    /// `test` or `train`.
+    /// `test`, `val` (the validation split the run holds out of its training images) or
+    /// `train` (the images trained on, without the validation split).
     #[arg(long, default_value = "test")]
     pub split: String,
     /// Another dataset with the same images and classes (`mnist`, `fashion-mnist`, ...), whole;
@@ -30,8 +32,14 @@ pub struct EvalArgs {
 }
 
 pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
-    if args.split != "test" && args.split != "train" {
-        anyhow::bail!("--split {:?}: use `test` or `train`", args.split);
+    let which_split = match args.split.as_str() {
+        "test" => EvalSplit::Test,
+        "val" => EvalSplit::Val,
+        "train" => EvalSplit::Train,
+        other => anyhow::bail!("--split {other:?}: use `test`, `val` or `train`"),
+    };
+    if which_split == EvalSplit::Val && args.dataset.is_some() {
+        anyhow::bail!("--split val is the validation split a run holds out of its own training images; with --dataset use `test` or `train`");
     }
     let run = OpenRun::open(&args.run_dir, None, &super::plugin_sources(&[]))?;
     let which = ModelChoice::parse(&args.model);
@@ -44,11 +52,12 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
             (parsed.to_string(), split)
         }
     };
-    let images = if args.split == "test" {
-        split.test()
-    } else {
-        split.train()
-    };
+    let images = split.split(which_split).ok_or_else(|| {
+        anyhow::anyhow!(
+            "--split val: the run {} holds out no validation split (its data.val_fraction and data.val_per_class are 0); use `test` or `train`",
+            run.run.root.display()
+        )
+    })?;
     let net = eval::model(&run, &which)?;
     let e = eval::evaluate(&run, &net, images, (&which.name(), &name, &args.split))?;
     let out = args.out.clone().unwrap_or_else(|| {

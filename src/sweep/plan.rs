@@ -113,7 +113,7 @@ impl SweepDir {
                     root: self.run_dir(&r.point, r.seed),
                 }
                 .config_path();
-                let same = RunConfig::load(&stored).map(|c| c == r.config);
+                let same = RunConfig::load_stored(&stored).map(|c| c == r.config);
                 match same {
                     Ok(false) => Some(format!("  {}", stored.display())),
                     _ => None,

@@ -2,7 +2,7 @@
 //! is loaded, so a report works anywhere the run directories are).
 
 use incubator_compare::{compare, Comparison};
-use incubator_core::events::StageId;
+use incubator_core::events::{EvalSplit, StageId};
 use incubator_core::run_dir::RunDir;
 use incubator_core::stages::report::result;
 use serde::Serialize;
@@ -18,6 +18,9 @@ pub struct RunResult {
     /// The configuration whose run of this seed trained `e2e`, when not this run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub e2e_from: Option<String>,
+    /// The split its stages were evaluated on after every epoch (`val` when the run holds
+    /// out a validation split); every top-1 and top-5 here is the test split's.
+    pub per_epoch_split: EvalSplit,
 }
 
 /// The run's result, or `None` while its assembled model is missing.
@@ -50,7 +53,12 @@ pub fn read(run: &Path, point: &str, seed: u64) -> anyhow::Result<Option<RunResu
             &depends_on,
             &result(&ft),
             e2e.as_ref().map(result).as_ref(),
+            &incubations
+                .iter()
+                .flat_map(|s| s.outcome.teachers.clone())
+                .collect::<Vec<_>>(),
         ),
         e2e_from: None,
+        per_epoch_split: ft.outcome.best_split,
     }))
 }

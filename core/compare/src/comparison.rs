@@ -1,6 +1,7 @@
 //! Assembled model vs the E2E baseline: accuracy, and cost with every method stage counted
 //! (the meta model's pre-training included, as the paper counts it).
 
+pub use incubator_events::TeacherCost;
 use serde::{Deserialize, Serialize};
 
 /// What one finished stage measured. Accuracies are fractions (0.9 = 90%).
@@ -28,31 +29,60 @@ pub struct Comparison {
     /// slowest module; for `sequential` it is every module.
     pub method_parallel_wall_s: f64,
     pub e2e: Option<StageResult>,
+    /// What the teachers the incubations distilled from cost to train (each counted once),
+    /// included in `method_gflop` and the wall times: a teacher trained for the method is
+    /// part of its cost (m2mKD's E2E model).
+    #[serde(default)]
+    pub teacher_gflop: f64,
+    #[serde(default)]
+    pub teacher_wall_s: f64,
+    /// Teachers trained elsewhere (imported): their cost is not known here and not counted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub teachers_elsewhere: Vec<String>,
 }
 
 /// The comparison from the method's stages and the baseline. `depends_on[i]` are the modules
 /// incubation `i` waited for (a strategy's `depends_on`; missing entries mean none). `meta` is
-/// `None` for a strategy without a meta model.
+/// `None` for a strategy without a meta model. `teachers` are the teachers every incubation
+/// recorded; one named by several incubations (by the same spec) is counted once. A teacher
+/// trains before any incubation, beside the meta model.
 pub fn compare(
     meta: Option<&StageResult>,
     incubations: &[StageResult],
     depends_on: &[Vec<usize>],
     assembled: &StageResult,
     e2e: Option<&StageResult>,
+    teachers: &[TeacherCost],
 ) -> Comparison {
     let meta_cost = meta.map_or((0.0, 0.0), |m| (m.gflop, m.wall_s));
     let chain = critical_path_s(incubations, depends_on);
+    let mut seen = std::collections::BTreeSet::new();
+    let (mut teacher_gflop, mut teacher_wall_s, mut teachers_elsewhere) = (0.0, 0.0, Vec::new());
+    for t in teachers.iter().filter(|t| seen.insert(t.spec.as_str())) {
+        match (t.gflop, t.wall_s) {
+            (Some(g), Some(w)) => {
+                teacher_gflop += g;
+                teacher_wall_s += w;
+            }
+            _ => teachers_elsewhere.push(t.spec.clone()),
+        }
+    }
     Comparison {
         assembled_top1: assembled.top1,
         assembled_top5: assembled.top5,
         method_gflop: meta_cost.0
+            + teacher_gflop
             + incubations.iter().map(|s| s.gflop).sum::<f64>()
             + assembled.gflop,
         method_wall_s: meta_cost.1
+            + teacher_wall_s
             + incubations.iter().map(|s| s.wall_s).sum::<f64>()
             + assembled.wall_s,
-        method_parallel_wall_s: meta_cost.1 + chain + assembled.wall_s,
+        method_parallel_wall_s: meta_cost.1.max(teacher_wall_s) + chain + assembled.wall_s,
         e2e: e2e.copied(),
+        teacher_gflop,
+        teacher_wall_s,
+        teachers_elsewhere,
     }
 }
 
@@ -142,6 +172,7 @@ mod tests {
             &[vec![], vec![]],
             &stage(0.9, 30.0, 9.0),
             Some(&stage(0.85, 40.0, 30.0)),
+            &[],
         );
         assert_eq!(c.method_gflop, 80.0);
         assert_eq!(c.method_wall_s, 5.0 + 7.0 + 8.0 + 9.0);
@@ -159,17 +190,17 @@ mod tests {
         ];
         let ft = stage(0.9, 1.0, 1.0);
         // sequential: each module waits for the one before
-        let seq = compare(None, &incs, &[vec![], vec![0], vec![1]], &ft, None);
+        let seq = compare(None, &incs, &[vec![], vec![0], vec![1]], &ft, None, &[]);
         assert_eq!(seq.method_parallel_wall_s, 3.0 + 4.0 + 5.0 + 1.0);
         assert_eq!(seq.method_parallel_wall_s, seq.method_wall_s);
         // 2 waits for 0 only: the chain 0 -> 2 (8 s) is longer than module 1 (4 s)
-        let fork = compare(None, &incs, &[vec![], vec![], vec![0]], &ft, None);
+        let fork = compare(None, &incs, &[vec![], vec![], vec![0]], &ft, None, &[]);
         assert_eq!(fork.method_parallel_wall_s, 8.0 + 1.0);
         // the order of the list does not matter: 0 waits for 2
-        let back = compare(None, &incs, &[vec![2], vec![], vec![]], &ft, None);
+        let back = compare(None, &incs, &[vec![2], vec![], vec![]], &ft, None, &[]);
         assert_eq!(back.method_parallel_wall_s, 8.0 + 1.0);
         // missing, self and out-of-range entries mean no dependency
-        let odd = compare(None, &incs, &[vec![0, 9]], &ft, None);
+        let odd = compare(None, &incs, &[vec![0, 9]], &ft, None, &[]);
         assert_eq!(odd.method_parallel_wall_s, 5.0 + 1.0);
         assert_eq!(odd.cost_ratio(), None);
         assert_eq!(odd.diff_top1(), None);
@@ -184,7 +215,46 @@ mod tests {
             &[vec![1], vec![0]],
             &stage(0.9, 1.0, 1.0),
             None,
+            &[],
         );
         assert!(c.method_parallel_wall_s.is_finite());
+    }
+
+    #[test]
+    fn a_teacher_trained_for_the_method_is_its_cost_once_and_an_imported_one_is_named() {
+        let incs = [stage(0.8, 20.0, 7.0), stage(0.8, 20.0, 8.0)];
+        let e2e = stage(0.85, 40.0, 30.0);
+        let teacher = |spec: &str, cost: Option<(f64, f64)>| TeacherCost {
+            spec: spec.into(),
+            gflop: cost.map(|c| c.0),
+            wall_s: cost.map(|c| c.1),
+        };
+        // m2mKD taught by this run's E2E model: both incubations record it, it counts once
+        let t = teacher("e2e", Some((40.0, 30.0)));
+        let c = compare(
+            Some(&stage(0.7, 10.0, 5.0)),
+            &incs,
+            &[vec![], vec![]],
+            &stage(0.9, 30.0, 9.0),
+            Some(&e2e),
+            &[t.clone(), t],
+        );
+        assert_eq!(c.teacher_gflop, 40.0);
+        assert_eq!(c.method_gflop, 10.0 + 40.0 + 40.0 + 30.0);
+        assert_eq!(c.cost_ratio(), Some(3.0));
+        assert_eq!(c.method_wall_s, 5.0 + 30.0 + 7.0 + 8.0 + 9.0);
+        // the teacher trains beside the meta model, before the incubations
+        assert_eq!(c.method_parallel_wall_s, 30.0 + 8.0 + 9.0);
+        // an imported teacher: named, not counted
+        let c = compare(
+            Some(&stage(0.7, 10.0, 5.0)),
+            &incs,
+            &[vec![], vec![]],
+            &stage(0.9, 30.0, 9.0),
+            Some(&e2e),
+            &[teacher("../elsewhere:e2e", None)],
+        );
+        assert_eq!(c.method_gflop, 80.0);
+        assert_eq!(c.teachers_elsewhere, vec!["../elsewhere:e2e".to_string()]);
     }
 }

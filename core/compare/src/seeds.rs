@@ -66,6 +66,9 @@ mod tests {
                 gflop: 20.0,
                 wall_s: 4.0,
             }),
+            teacher_gflop: 0.0,
+            teacher_wall_s: 0.0,
+            teachers_elsewhere: Vec::new(),
         }
     }
 

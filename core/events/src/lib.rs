@@ -103,6 +103,50 @@ impl fmt::Display for StageId {
     }
 }
 
+/// Which images a number was measured on. `Val` is the hold-out carved from the training
+/// images (`data.val_fraction` / `data.val_per_class`): per-epoch evaluation and the best
+/// epoch use it when a run has one, and the test split is then evaluated once, at the end of
+/// each stage.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum EvalSplit {
+    Train,
+    Val,
+    /// Logs written before splits were recorded evaluated the test split.
+    #[default]
+    Test,
+}
+
+impl EvalSplit {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EvalSplit::Train => "train",
+            EvalSplit::Val => "val",
+            EvalSplit::Test => "test",
+        }
+    }
+}
+
+impl fmt::Display for EvalSplit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What training a teacher cost (a model a strategy distils from, e.g. m2mKD's E2E model):
+/// part of the method's cost when it was trained for it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct TeacherCost {
+    /// As the strategy names it (`"e2e"`, `"../other-run:assemble"`).
+    pub spec: String,
+    /// Its training compute in GFLOP and wall time; `None` when it was trained elsewhere
+    /// (imported, or made of imported weights whose training is not known here).
+    #[serde(default)]
+    pub gflop: Option<f64>,
+    #[serde(default)]
+    pub wall_s: Option<f64>,
+}
+
 /// One line of the event stream.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct Record {
@@ -178,10 +222,14 @@ pub enum Event {
         )]
         terms: BTreeMap<String, f64>,
     },
-    /// Evaluation on the test split at the end of an epoch.
+    /// An evaluation: on the validation split after each epoch when the run has one, else on
+    /// the test split after each epoch; with a validation split, the test split once at the
+    /// end of the stage (`epoch` = the stage's epochs).
     Eval {
         step: u64,
         epoch: usize,
+        #[serde(default)]
+        split: EvalSplit,
         #[serde(deserialize_with = "f64_or_nan")]
         top1: f64,
         /// Top-5 accuracy (NaN in logs written before it was recorded).
@@ -197,17 +245,27 @@ pub enum Event {
         /// Training compute in GFLOP (analytic count of forward and backward passes).
         #[serde(deserialize_with = "f64_or_nan")]
         train_gflop: f64,
-        /// Top-1 after the last epoch: the stage's result.
+        /// Top-1 of the final model on the test split: the stage's result.
         #[serde(deserialize_with = "f64_or_nan")]
         top1: f64,
         #[serde(default = "nan", deserialize_with = "f64_or_nan")]
         top5: f64,
-        /// The best top-1 of any epoch's evaluation, and that epoch (1-based; 0: none).
+        /// The best top-1 of any epoch's evaluation on `best_split`, and that epoch (1-based;
+        /// 0: none).
         #[serde(default = "nan", deserialize_with = "f64_or_nan")]
         best_top1: f64,
         #[serde(default)]
         best_epoch: usize,
+        /// The split of the per-epoch evaluations (and so of `best_top1`).
+        #[serde(default)]
+        best_split: EvalSplit,
+        /// The final model's top-1 on the validation split (NaN without one).
+        #[serde(default = "nan", deserialize_with = "f64_or_nan")]
+        val_top1: f64,
         epochs: usize,
+        /// The teachers an incubation distilled from, with what they cost.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        teachers: Vec<TeacherCost>,
     },
     /// A stage found its result already on disk and did nothing.
     StageSkipped { reason: String },
@@ -265,6 +323,7 @@ mod tests {
             Event::Eval {
                 step: 10,
                 epoch: 1,
+                split: EvalSplit::Val,
                 top1: 0.5,
                 top5: 0.75,
                 loss: 1.25,
@@ -273,7 +332,7 @@ mod tests {
         let line = serde_json::to_string(&r).unwrap();
         assert_eq!(
             line,
-            r#"{"v":1,"time":1.5,"stage":"incubate","module":2,"event":"eval","step":10,"epoch":1,"top1":0.5,"top5":0.75,"loss":1.25}"#
+            r#"{"v":1,"time":1.5,"stage":"incubate","module":2,"event":"eval","step":10,"epoch":1,"split":"val","top1":0.5,"top5":0.75,"loss":1.25}"#
         );
         assert_eq!(serde_json::from_str::<Record>(&line).unwrap(), r);
     }
@@ -282,7 +341,10 @@ mod tests {
     fn logs_without_top5_or_best_epoch_still_read() {
         let eval = r#"{"v":1,"time":1.5,"stage":"meta","event":"eval","step":10,"epoch":1,"top1":0.5,"loss":1.25}"#;
         match serde_json::from_str::<Record>(eval).unwrap().event {
-            Event::Eval { top1, top5, .. } => assert!(top1 == 0.5 && top5.is_nan()),
+            // written before splits were recorded: every evaluation was on the test split
+            Event::Eval {
+                top1, top5, split, ..
+            } => assert!(top1 == 0.5 && top5.is_nan() && split == EvalSplit::Test),
             other => panic!("{other:?}"),
         }
         let done = r#"{"v":1,"time":2.0,"stage":"meta","event":"stage_finished","wall_s":1.0,"train_gflop":2.0,"top1":0.5,"epochs":3}"#;
@@ -291,8 +353,16 @@ mod tests {
                 top5,
                 best_top1,
                 best_epoch,
+                best_split,
+                val_top1,
                 ..
-            } => assert!(top5.is_nan() && best_top1.is_nan() && best_epoch == 0),
+            } => assert!(
+                top5.is_nan()
+                    && best_top1.is_nan()
+                    && best_epoch == 0
+                    && best_split == EvalSplit::Test
+                    && val_top1.is_nan()
+            ),
             other => panic!("{other:?}"),
         }
     }
@@ -305,6 +375,7 @@ mod tests {
             Event::Eval {
                 step: 1,
                 epoch: 1,
+                split: EvalSplit::Test,
                 top1: f64::INFINITY,
                 top5: 1.0,
                 loss: f64::NAN,
@@ -356,9 +427,18 @@ mod tests {
             Event::Eval {
                 step: 10,
                 epoch: 1,
+                split: EvalSplit::Val,
                 top1: 0.5,
                 top5: 0.875,
                 loss: 1.5,
+            },
+            Event::Eval {
+                step: 30,
+                epoch: 3,
+                split: EvalSplit::Test,
+                top1: 0.875,
+                top5: 1.0,
+                loss: 0.5,
             },
             Event::StageFinished {
                 wall_s: 12.5,
@@ -367,7 +447,21 @@ mod tests {
                 top5: 1.0,
                 best_top1: 0.9,
                 best_epoch: 2,
+                best_split: EvalSplit::Val,
+                val_top1: 0.8,
                 epochs: 3,
+                teachers: vec![
+                    TeacherCost {
+                        spec: "e2e".into(),
+                        gflop: Some(40.0),
+                        wall_s: Some(9.5),
+                    },
+                    TeacherCost {
+                        spec: "../imported:e2e".into(),
+                        gflop: None,
+                        wall_s: None,
+                    },
+                ],
             },
             Event::StageSkipped {
                 reason: "done".into(),

@@ -34,6 +34,26 @@ impl RunConfig {
         RunConfig::load_layers(&[path])
     }
 
+    /// A run directory's stored `config.toml`. A run made before validation splits existed
+    /// has no `data.val_fraction` / `data.val_per_class` and evaluated every epoch on the test
+    /// split: it keeps doing so (its checkpoints were trained on all its training images), where
+    /// a new config without the keys gets the new default.
+    pub fn load_stored(path: &Path) -> Result<RunConfig, ConfigError> {
+        let mut cfg = RunConfig::load(path)?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        let table: toml::Table = toml::from_str(&text).unwrap_or_default();
+        let data = table.get("data").and_then(|d| d.as_table());
+        let has = |k: &str| data.is_some_and(|d| d.contains_key(k));
+        if !has("val_fraction") && !has("val_per_class") {
+            cfg.data.val_fraction = 0.0;
+            cfg.data.val_per_class = 0;
+        }
+        Ok(cfg)
+    }
+
     /// Config files laid over each other, later ones overriding earlier ones key by key (e.g.
     /// a recipe, then a file with only a `[plugins]` section): `-c recipe.toml -c dgl.toml`.
     /// Plugin library paths are relative to the file that names them.

@@ -134,9 +134,17 @@ pub struct DataSection {
     pub train_fraction: f64,
     /// A class-balanced training subset of this many images per class (0: all).
     pub train_per_class: usize,
-    /// The seed of the class-balanced subset (not the run's seed, so that runs with several
-    /// seeds train on the same images).
+    /// The seed of the class-balanced subset and of the validation hold-out (not the run's
+    /// seed, so that runs with several seeds train and validate on the same images).
     pub subset_seed: u64,
+    /// A class-balanced validation split held out of the training images (after
+    /// `train_limit`, before `train_fraction` / `train_per_class`, so that training subsets of
+    /// any size are validated on the same images): this fraction of every class. Per-epoch
+    /// evaluation and the best epoch then use it, and the test split is evaluated once, at the
+    /// end of each stage. 0: none (every epoch is evaluated on the test split).
+    pub val_fraction: f64,
+    /// Or this many images of every class (0: use `val_fraction`).
+    pub val_per_class: usize,
     /// Image folders (`dataset = "folder"`): the side of the square crops the model takes.
     pub image_size: usize,
     /// Image folders: decoding threads (default: the machine's cores; 0 decodes on the
@@ -268,6 +276,16 @@ impl Default for SplitSection {
     }
 }
 
+/// The validation hold-out of a new run: a tenth of every class.
+pub const DEFAULT_VAL_FRACTION: f64 = 0.1;
+
+impl DataSection {
+    /// Whether the run holds a validation split out of its training images.
+    pub fn has_val(&self) -> bool {
+        self.val_fraction > 0.0 || self.val_per_class > 0
+    }
+}
+
 impl Default for DataSection {
     fn default() -> Self {
         DataSection {
@@ -279,6 +297,10 @@ impl Default for DataSection {
             train_fraction: 1.0,
             train_per_class: 0,
             subset_seed: 0,
+            // Nothing is chosen on the test set unless a user turns this off (README,
+            // "Validation split").
+            val_fraction: DEFAULT_VAL_FRACTION,
+            val_per_class: 0,
             image_size: 224,
             workers: None,
             prefetch: 2,

@@ -114,6 +114,19 @@ impl RunConfig {
             "takes the first images, whatever their class; with a class-balanced subset (data.train_fraction or data.train_per_class) leave it 0",
         );
 
+        p.check(
+            (0.0..1.0).contains(&d.val_fraction),
+            "data.val_fraction",
+            d.val_fraction,
+            "must be in [0, 1) (0: no validation split; 0.1: a tenth of every class)",
+        );
+        p.check(
+            !(d.val_fraction > 0.0 && d.val_per_class > 0),
+            "data.val_per_class",
+            d.val_per_class,
+            "and data.val_fraction both size the validation split; set only one (the other to 0)",
+        );
+
         let a = &self.augment;
         p.check(
             a.crop_padding <= 1024,

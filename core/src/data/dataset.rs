@@ -14,12 +14,14 @@ pub struct Dataset {
     pub num_classes: usize,
 }
 
-/// A named pair of train and test sets with the same image shape and classes.
+/// A named pair of train and test sets with the same image shape and classes, and the
+/// validation split a run holds out of the training images (`None` as a dataset is loaded).
 #[derive(Clone, Debug, PartialEq)]
 pub struct DataSplit {
     pub name: String,
     pub train: Dataset,
     pub test: Dataset,
+    pub val: Option<Dataset>,
 }
 
 impl Dataset {
@@ -153,6 +155,14 @@ impl Dataset {
         self.select(&balanced_indices(labels, self.num_classes, keep, seed))
     }
 
+    /// Splits off a class-balanced hold-out (see [`held_out_indices`]): (the rest, the
+    /// hold-out), both in the dataset's order.
+    pub fn hold_out(&self, take: impl Fn(usize) -> usize, seed: u64) -> (Dataset, Dataset) {
+        let labels = self.labels.iter().map(|&l| l as usize);
+        let (rest, held) = held_out_indices(labels, self.num_classes, take, seed);
+        (self.select(&rest), self.select(&held))
+    }
+
     pub fn class_counts(&self) -> Vec<usize> {
         let mut counts = vec![0; self.num_classes];
         for &l in &self.labels {
@@ -160,6 +170,37 @@ impl Dataset {
         }
         counts
     }
+}
+
+/// Mixed into the subset seed for the validation hold-out, so that it is not the same draw as
+/// a training subset of the same seed.
+const HOLD_OUT_STREAM: u64 = 0x5be0cd19137e2179;
+
+/// The indices of `labels` split into (the rest, a class-balanced hold-out of `take(count)`
+/// images of each class of `count`), each in order. Every class keeps at least one image in
+/// the rest. The draw depends only on `seed` and the class's members, so the same images are
+/// held out whatever is done with the rest afterwards.
+pub fn held_out_indices(
+    labels: impl Iterator<Item = usize>,
+    num_classes: usize,
+    take: impl Fn(usize) -> usize,
+    seed: u64,
+) -> (Vec<usize>, Vec<usize>) {
+    let labels: Vec<usize> = labels.collect();
+    let n = labels.len();
+    let keep = |count: usize| take(count).min(count.saturating_sub(1));
+    let held = balanced_indices(
+        labels.into_iter(),
+        num_classes,
+        keep,
+        seed ^ HOLD_OUT_STREAM,
+    );
+    let mut is_held = vec![false; n];
+    for &i in &held {
+        is_held[i] = true;
+    }
+    let rest = (0..n).filter(|&i| !is_held[i]).collect();
+    (rest, held)
 }
 
 /// The indices of a class-balanced subset of images labelled `labels` (see
@@ -251,6 +292,42 @@ mod tests {
         let labels: Vec<u8> = (0..1000u32).map(|i| ((i * 7) % 13 % 10) as u8).collect();
         let images = (0..1000u32).map(|i| (i % 251) as u8).collect();
         Dataset::new(images, labels, 1, 1, 1, 10).unwrap()
+    }
+
+    #[test]
+    fn a_hold_out_is_balanced_disjoint_stable_and_leaves_every_class_an_image() {
+        let d = unbalanced();
+        let counts = d.class_counts();
+        let tenth = |c: usize| ((0.1 * c as f64).round() as usize).max(1);
+        let (rest, val) = d.hold_out(tenth, 3);
+        let want: Vec<usize> = counts.iter().map(|&c| tenth(c)).collect();
+        assert_eq!(val.class_counts(), want);
+        assert_eq!(rest.len + val.len, d.len);
+        let labels = d.labels.iter().map(|&l| l as usize);
+        let (ri, vi) = held_out_indices(labels.clone(), 10, tenth, 3);
+        assert!(ri.iter().all(|i| !vi.contains(i)), "disjoint");
+        let mut all: Vec<usize> = ri.iter().chain(&vi).copied().collect();
+        all.sort_unstable();
+        assert_eq!(
+            all,
+            (0..d.len).collect::<Vec<_>>(),
+            "together, every image once"
+        );
+        assert_eq!(
+            (ri.clone(), vi.clone()),
+            held_out_indices(labels.clone(), 10, tenth, 3)
+        );
+        assert_ne!(vi, held_out_indices(labels.clone(), 10, tenth, 4).1);
+        // not the draw of a training subset with the same seed
+        assert_ne!(vi, balanced_indices(labels.clone(), 10, tenth, 3));
+        // a class of one image keeps it for training; asking for everything leaves one
+        let (rest, val) = Dataset::new(vec![0; 3], vec![0, 1, 1], 1, 1, 1, 2)
+            .unwrap()
+            .hold_out(|c| c, 0);
+        assert_eq!(
+            (rest.class_counts(), val.class_counts()),
+            (vec![1, 1], vec![0, 1])
+        );
     }
 
     #[test]

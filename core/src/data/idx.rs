@@ -201,6 +201,7 @@ pub(crate) fn split(
         name: name.to_string(),
         train,
         test,
+        val: None,
     })
 }
 

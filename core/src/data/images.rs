@@ -6,6 +6,7 @@ use std::sync::Arc;
 use super::dataset::{DataSplit, Dataset};
 use super::folder::{FolderSplit, ImageFolder};
 use super::ImageShape;
+use incubator_events::EvalSplit;
 
 pub enum Data {
     Memory(DataSplit),
@@ -38,6 +39,32 @@ impl Data {
         match self {
             Data::Memory(d) => Images::Memory(&d.test),
             Data::Folder(f) => Images::Folder(&f.test),
+        }
+    }
+
+    /// The validation split held out of the training images, if the run has one.
+    pub fn val(&self) -> Option<Images<'_>> {
+        match self {
+            Data::Memory(d) => d.val.as_ref().map(Images::Memory),
+            Data::Folder(f) => f.val.as_ref().map(Images::Folder),
+        }
+    }
+
+    /// The split per-epoch evaluation (and the best epoch) uses: validation when the run has
+    /// one, else test.
+    pub fn selection(&self) -> (EvalSplit, Images<'_>) {
+        match self.val() {
+            Some(v) => (EvalSplit::Val, v),
+            None => (EvalSplit::Test, self.test()),
+        }
+    }
+
+    /// The images of `split` (`None`: the run holds out no validation split).
+    pub fn split(&self, split: EvalSplit) -> Option<Images<'_>> {
+        match split {
+            EvalSplit::Train => Some(self.train()),
+            EvalSplit::Val => self.val(),
+            EvalSplit::Test => Some(self.test()),
         }
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod attention;
 pub mod aux_heads;
+pub mod baseline_heads;
 pub mod block;
 pub mod config;
 pub mod extras;

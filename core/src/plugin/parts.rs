@@ -35,14 +35,28 @@ pub fn module_with_aux_classifier(
         anyhow::bail!("plugins.options.aux_hidden = {hidden} must be a whole number from 0 to 8");
     }
     let hidden = hidden as usize;
+    let v = ctx.vit;
+    Ok(module_with_aux_head(ctx, i, init, |init| {
+        AuxClassifier::new(init, v.embed_dim, v.num_classes, hidden, v.norm_eps)
+    }))
+}
+
+/// Target module `i` followed by the auxiliary head `make` builds (named `aux_heads.{i}`),
+/// except for the last module, which has the real head. A head has no blocks, so stacking
+/// drops it at assembly.
+pub fn module_with_aux_head<L: crate::model::Layer + 'static>(
+    ctx: &PluginContext,
+    i: usize,
+    init: &mut Init,
+    make: impl FnOnce(&mut Init) -> L,
+) -> Network {
     let mut unit = target_module(ctx, i, init);
     if i + 1 < ctx.split.k() {
-        let v = ctx.vit;
-        let head = AuxClassifier::new(init, v.embed_dim, v.num_classes, hidden, v.norm_eps);
+        let head = make(init);
         unit.parts
             .push(Box::new(Named::new(format!("aux_heads.{i}"), head)));
     }
-    Ok(unit)
+    unit
 }
 
 /// Greedy module-wise training's hybrid: the finished modules `0..i` (their blocks only,

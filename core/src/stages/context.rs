@@ -115,7 +115,10 @@ impl Engine {
                     top5: outcome.top5,
                     best_top1: outcome.best_top1,
                     best_epoch: outcome.best_epoch,
+                    best_split: outcome.best_split,
+                    val_top1: outcome.val.map_or(f64::NAN, |v| v.top1),
                     epochs: outcome.epochs,
+                    teachers: outcome.teachers.clone(),
                 });
                 let summary = StageSummary {
                     stage: id,
@@ -255,6 +258,12 @@ fn load_folder(cfg: &RunConfig, classes: Vec<String>) -> anyhow::Result<data::Fo
     if d.train_limit > 0 {
         train = train.sample(d.train_limit, d.subset_seed);
     }
+    if let Some(take) = val_rule(d) {
+        let (rest, val) = train.hold_out(take, d.subset_seed);
+        check_val(val.len(), &root.join("train"))?;
+        train = rest;
+        split.val = Some(std::sync::Arc::new(val));
+    }
     if let Some(keep) = subset_rule(d) {
         train = train.balanced_subset(keep, d.subset_seed);
     }
@@ -275,6 +284,28 @@ fn subset_rule(d: &crate::config::DataSection) -> Option<impl Fn(usize) -> usize
             ((d.train_fraction * count as f64).round() as usize).max(1)
         }
     })
+}
+
+/// How many images of a class of `count` the validation split holds out (at least one; a
+/// class always keeps one for training); `None` without a validation split.
+fn val_rule(d: &crate::config::DataSection) -> Option<impl Fn(usize) -> usize + '_> {
+    d.has_val().then_some(move |count: usize| {
+        if d.val_per_class > 0 {
+            d.val_per_class
+        } else {
+            ((d.val_fraction * count as f64).round() as usize).max(1)
+        }
+    })
+}
+
+fn check_val(len: usize, from: &Path) -> anyhow::Result<()> {
+    if len == 0 {
+        anyhow::bail!(
+            "the validation split (data.val_fraction / data.val_per_class) of {} is empty: no class has two training images to spare one; give more training images (data.train_limit) or set data.val_fraction = 0 to evaluate every epoch on the test split",
+            from.display()
+        );
+    }
+    Ok(())
 }
 
 /// Another dataset for `run`'s model, whole (`incubator eval --dataset`): an in-memory one
@@ -315,6 +346,12 @@ pub fn load_in_memory(cfg: &RunConfig) -> anyhow::Result<DataSplit> {
         data.train.truncate(cfg.data.train_limit);
     }
     let d = &cfg.data;
+    if let Some(take) = val_rule(d) {
+        let (rest, val) = data.train.hold_out(take, d.subset_seed);
+        check_val(val.len, Path::new(&data.name))?;
+        data.train = rest;
+        data.val = Some(val);
+    }
     if let Some(keep) = subset_rule(d) {
         data.train = data.train.balanced_subset(keep, d.subset_seed);
     }

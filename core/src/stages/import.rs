@@ -32,18 +32,19 @@ pub fn import_timm(engine: &Engine, file: &Path, id: StageId) -> anyhow::Result<
         checkpoint::save_params(&path, &net)?;
         let dev = engine.dev();
         let maker = batch_maker(&dev, &engine.cfg, &engine.vit);
-        let r = evaluate(
-            &net,
-            &maker,
-            engine.data.test(),
-            engine.cfg.optim.batch_size,
-        )
-        .map_err(|e| anyhow::anyhow!("evaluating the imported model: {e}"))?;
+        let eval = |images| {
+            evaluate(&net, &maker, images, engine.cfg.optim.batch_size)
+                .map_err(|e| anyhow::anyhow!("evaluating the imported model: {e}"))
+        };
+        let r = eval(engine.data.test())?;
+        let val = engine.data.val().map(eval).transpose()?;
         Ok(TrainOutcome {
             top1: r.top1,
             top5: r.top5,
-            best_top1: r.top1,
+            best_top1: val.map_or(r.top1, |v| v.top1),
             best_epoch: 0,
+            best_split: engine.data.selection().0,
+            val,
             test_loss: r.loss,
             wall_s: 0.0,
             train_gflop: 0.0,
@@ -51,6 +52,7 @@ pub fn import_timm(engine: &Engine, file: &Path, id: StageId) -> anyhow::Result<
             final_train_loss: f64::NAN,
             depends_on: Vec::new(),
             imported_from: Some(file.display().to_string()),
+            teachers: Vec::new(),
         })
     })
 }

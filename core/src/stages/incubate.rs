@@ -178,13 +178,19 @@ pub fn run(engine: &Engine, i: usize) -> anyhow::Result<StageSummary> {
             finished.insert(j, load(engine, j)?);
         }
         let (dev, mut rng) = (engine.dev(), engine.init_rng(&format!("{}-extras", id.slug())));
+        // every teacher the strategy declares or loads is part of the method's cost
+        let declared = in_plugin(&*s, "teachers()", s.teachers(&engine.plugin_ctx()))?;
+        let loaded = std::cell::RefCell::new(declared);
         let inputs = HybridInputs {
             module: i,
             meta: meta::load(engine)?,
             unit: init_unit(engine, i)?,
             finished,
             load_meta: &|| meta::load(engine),
-            load_teacher: &|spec| teacher::load(engine, spec),
+            load_teacher: &|spec| {
+                loaded.borrow_mut().push(spec.to_string());
+                teacher::load(engine, spec)
+            },
             init: engine.init(&dev, &mut rng),
         };
         let hybrid = s.hybrid(&engine.plugin_ctx(), inputs);
@@ -229,7 +235,15 @@ pub fn run(engine: &Engine, i: usize) -> anyhow::Result<StageSummary> {
         if hybrid.part_settings.is_some() {
             job.settings = Some(&resolve);
         }
-        let outcome = train::train(job, &mut hybrid.net, &mut hybrid.extras, &engine.dev(), log)?;
+        let mut outcome =
+            train::train(job, &mut hybrid.net, &mut hybrid.extras, &engine.dev(), log)?;
+        let mut specs = loaded.into_inner();
+        specs.sort();
+        specs.dedup();
+        outcome.teachers = specs
+            .iter()
+            .map(|spec| teacher::cost(&engine.run, spec))
+            .collect::<anyhow::Result<_>>()?;
         let unit = hybrid.net.split_off(trained);
         checkpoint::save_params(&module_path(engine, i), &unit)?;
         let kept = hybrid.extras.trained_param_names();

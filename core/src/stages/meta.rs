@@ -66,6 +66,8 @@ pub fn run(engine: &Engine) -> anyhow::Result<StageSummary> {
                 top5: 0.0,
                 best_top1: 0.0,
                 best_epoch: 0,
+                best_split: Default::default(),
+                val: None,
                 test_loss: 0.0,
                 wall_s: 0.0,
                 train_gflop: 0.0,
@@ -73,6 +75,7 @@ pub fn run(engine: &Engine) -> anyhow::Result<StageSummary> {
                 final_train_loss: 0.0,
                 depends_on: Vec::new(),
                 imported_from: None,
+                teachers: Vec::new(),
             });
         }
         let mut net = build(engine)?;

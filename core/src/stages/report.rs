@@ -1,7 +1,7 @@
 //! The comparison table: assembled model vs the E2E baseline, with the cost of every stage
 //! (meta pre-training included, as the paper counts it).
 
-use crate::events::StageId;
+use crate::events::{EvalSplit, StageId};
 use crate::run_dir::{RunDir, StageSummary};
 use incubator_compare::{compare, StageResult};
 use serde::Serialize;
@@ -30,6 +30,16 @@ pub struct Report {
     pub e2e_imported_from: Option<String>,
     /// Whether the E2E model is the imported checkpoint itself (no training here).
     pub e2e_untrained: bool,
+    /// The teachers' training, included in `method_gflop` and the wall times (each teacher
+    /// counted once), and the teachers trained elsewhere (not counted).
+    pub teacher_gflop: f64,
+    pub teacher_wall_s: f64,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub teachers_elsewhere: Vec<String>,
+    /// Every top-1 and top-5 above is the test split's; this is the split each stage was
+    /// evaluated on after every epoch (its best epoch's): `val` when the run holds out a
+    /// validation split, else `test`.
+    pub per_epoch_split: EvalSplit,
 }
 
 impl Report {
@@ -44,7 +54,7 @@ impl Report {
             })
         };
         let meta = need(StageId::META)?;
-        let strategy = crate::config::RunConfig::load(&run.config_path())?
+        let strategy = crate::config::RunConfig::load_stored(&run.config_path())?
             .plugins
             .strategy;
         let method = if strategy == "deep-incubation" {
@@ -62,12 +72,17 @@ impl Report {
             .collect::<anyhow::Result<Vec<_>>>()?;
         let ft = need(StageId::ASSEMBLE)?;
         let e2e = run.summary(StageId::E2E)?;
+        let teachers: Vec<_> = incs
+            .iter()
+            .flat_map(|s| s.outcome.teachers.clone())
+            .collect();
         let c = compare(
             Some(&result(&meta)),
             &incs.iter().map(result).collect::<Vec<_>>(),
             deps,
             &result(&ft),
             e2e.as_ref().map(result).as_ref(),
+            &teachers,
         );
         // A strategy without a meta model trained none (zero epochs): no row for it. An
         // imported one has a row, marked.
@@ -80,7 +95,29 @@ impl Report {
         let e2e_imported_from = e2e.as_ref().and_then(|e| e.outcome.imported_from.clone());
         let e2e_untrained = e2e.as_ref().is_some_and(|e| e.outcome.epochs == 0);
         stages.extend(e2e);
+        // every stage of a run shares its data, so the split is one; a stage that trained
+        // nothing says test, whatever the run has
+        let per_epoch_split = stages
+            .iter()
+            .map(|s| s.outcome.best_split)
+            .find(|&s| s == EvalSplit::Val)
+            .unwrap_or(EvalSplit::Test);
+        let teachers_counted = teachers
+            .iter()
+            .filter(|t| t.gflop.is_some())
+            .map(|t| t.spec.as_str())
+            .collect::<std::collections::BTreeSet<_>>();
+        let method = if teachers_counted.is_empty() {
+            method
+        } else {
+            let names: Vec<&str> = teachers_counted.into_iter().collect();
+            format!("{method} + teacher {}", names.join(", "))
+        };
         Ok(Report {
+            per_epoch_split,
+            teacher_gflop: c.teacher_gflop,
+            teacher_wall_s: c.teacher_wall_s,
+            teachers_elsewhere: c.teachers_elsewhere.clone(),
             e2e_imported_from,
             e2e_untrained,
             method,
@@ -100,12 +137,24 @@ impl Report {
     /// A Markdown table: per-stage rows, then the two methods side by side.
     pub fn to_markdown(&self) -> String {
         let mut s = String::new();
+        let split = self.per_epoch_split;
+        match split {
+            EvalSplit::Val => writeln!(
+                s,
+                "Top-1 and top-5 are on the test split, evaluated once at the end of each stage. Every epoch was evaluated on the validation split held out of the training images (data.val_fraction / data.val_per_class): the val columns.\n"
+            ),
+            _ => writeln!(
+                s,
+                "Top-1 and top-5 are on the test split. The run holds out no validation split (data.val_fraction = 0), so every epoch was evaluated on the test split too: the best epoch is shown, never chosen.\n"
+            ),
+        }
+        .unwrap();
         writeln!(
             s,
-            "| stage | epochs | top-1 (%) | top-5 (%) | best top-1 (%) (epoch) | wall (s) | train compute (GFLOP) |"
+            "| stage | epochs | test top-1 (%) | test top-5 (%) | {split} top-1 (%) | best {split} top-1 (%) (epoch) | wall (s) | train compute (GFLOP) |"
         )
         .unwrap();
-        writeln!(s, "|---|---:|---:|---:|---:|---:|---:|").unwrap();
+        writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|").unwrap();
         for st in &self.stages {
             let o = &st.outcome;
             let name = match (&o.imported_from, o.epochs) {
@@ -113,13 +162,18 @@ impl Report {
                 (Some(_), 0) => format!("{} (imported)", st.stage),
                 (Some(_), _) => format!("{} (from imported weights)", st.stage),
             };
+            let last = match split {
+                EvalSplit::Val => o.val.map_or(f64::NAN, |v| v.top1),
+                _ => o.top1,
+            };
             writeln!(
                 s,
-                "| {} | {} | {:.2} | {} | {} | {:.1} | {:.0} |",
+                "| {} | {} | {:.2} | {} | {} | {} | {:.1} | {:.0} |",
                 name,
                 o.epochs,
                 100.0 * o.top1,
                 percent(o.top5),
+                percent(last),
                 if o.best_epoch == 0 {
                     "-".to_string()
                 } else {
@@ -133,7 +187,7 @@ impl Report {
         writeln!(s).unwrap();
         writeln!(
             s,
-            "| method | top-1 (%) | top-5 (%) | wall (s) | train compute (GFLOP) |"
+            "| method | test top-1 (%) | test top-5 (%) | wall (s) | train compute (GFLOP) |"
         )
         .unwrap();
         writeln!(s, "|---|---:|---:|---:|---:|").unwrap();
@@ -148,6 +202,14 @@ impl Report {
             self.method_gflop
         )
         .unwrap();
+        if self.teacher_gflop > 0.0 {
+            writeln!(
+                s,
+                "| (of which the teacher's training) | | | {:.1} | {:.0} |",
+                self.teacher_wall_s, self.teacher_gflop
+            )
+            .unwrap();
+        }
         if let (Some(top1), Some(from), true) =
             (self.e2e_top1, &self.e2e_imported_from, self.e2e_untrained)
         {
@@ -162,7 +224,7 @@ impl Report {
             writeln!(s).unwrap();
             writeln!(
                 s,
-                "Accuracy difference (assembled - E2E): {:+.2} points. No cost ratio: the baseline was imported, its training cost is not known here.",
+                "Test accuracy difference (assembled - E2E): {:+.2} points. No cost ratio: the baseline was imported, its training cost is not known here.",
                 100.0 * (self.assembled_top1 - top1),
             )
             .unwrap();
@@ -187,14 +249,27 @@ impl Report {
             writeln!(s).unwrap();
             writeln!(
                 s,
-                "Accuracy difference (assembled - E2E): {:+.2} points. Cost ratio (method / E2E): {:.2}x compute, {:.2}x wall time.",
+                "Test accuracy difference (assembled - E2E): {:+.2} points. Cost ratio (method / E2E): {:.2}x compute, {:.2}x wall time.",
                 100.0 * (self.assembled_top1 - top1),
                 self.method_gflop / gflop,
                 self.method_wall_s / wall
             )
             .unwrap();
         }
+        self.notes(&mut s);
         s
+    }
+
+    /// The notes under the table: teachers whose cost is not known here.
+    fn notes(&self, s: &mut String) {
+        if !self.teachers_elsewhere.is_empty() {
+            writeln!(
+                s,
+                "\nTeacher {} was trained elsewhere (imported): its training cost is not known here and not in the method's compute.",
+                self.teachers_elsewhere.join(", ")
+            )
+            .unwrap();
+        }
     }
 
     pub fn write(&self, run: &RunDir) -> anyhow::Result<()> {

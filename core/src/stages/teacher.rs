@@ -4,7 +4,7 @@
 
 use super::Engine;
 use crate::checkpoint;
-use crate::events::StageId;
+use crate::events::{StageId, TeacherCost};
 use crate::model::Network;
 use crate::run_dir::RunDir;
 use crate::split::Split;
@@ -47,6 +47,69 @@ impl TeacherSpec {
             }),
         }
     }
+}
+
+/// The run directory `spec` names a model of (relative paths from `run`'s directory).
+fn run_of(run: &RunDir, parsed: &TeacherSpec) -> RunDir {
+    let root = match &parsed.run {
+        None => run.root.clone(),
+        Some(dir) if dir.is_absolute() => dir.clone(),
+        Some(dir) => run.root.join(dir),
+    };
+    RunDir { root }
+}
+
+/// What training the model `spec` names cost, from its run's stage summaries: an E2E model's
+/// training, or an assembled model's whole method (its meta model, incubations, their
+/// teachers and fine-tune). `None` (trained elsewhere) when imported weights are in it.
+pub fn cost(run: &RunDir, spec: &str) -> anyhow::Result<TeacherCost> {
+    let parsed = TeacherSpec::parse(spec)?;
+    let other = run_of(run, &parsed);
+    let finished = |id: StageId| -> anyhow::Result<crate::run_dir::StageSummary> {
+        other.summary(id)?.ok_or_else(|| {
+            anyhow::anyhow!(
+                "teacher {spec:?}: the {id} stage of {} has not finished",
+                other.root.display()
+            )
+        })
+    };
+    let known = |s: &crate::run_dir::StageSummary| s.outcome.imported_from.is_none();
+    let spent = if parsed.stage == StageId::E2E {
+        let e2e = finished(StageId::E2E)?;
+        known(&e2e).then_some((e2e.outcome.train_gflop, e2e.outcome.wall_s))
+    } else {
+        let meta = other.summary(StageId::META)?;
+        let mut incubations = Vec::new();
+        while let Some(s) = other.summary(StageId::incubate(incubations.len()))? {
+            incubations.push(s);
+        }
+        let ft = finished(StageId::ASSEMBLE)?;
+        let all_known = meta.iter().chain(&incubations).chain([&ft]).all(known);
+        let teachers: Vec<TeacherCost> = incubations
+            .iter()
+            .flat_map(|s| s.outcome.teachers.clone())
+            .collect();
+        let c = incubator_compare::compare(
+            meta.as_ref().map(super::report::result).as_ref(),
+            &incubations
+                .iter()
+                .map(super::report::result)
+                .collect::<Vec<_>>(),
+            &incubations
+                .iter()
+                .map(|s| s.outcome.depends_on.clone())
+                .collect::<Vec<_>>(),
+            &super::report::result(&ft),
+            None,
+            &teachers,
+        );
+        (all_known && c.teachers_elsewhere.is_empty()).then_some((c.method_gflop, c.method_wall_s))
+    };
+    Ok(TeacherCost {
+        spec: spec.to_string(),
+        gflop: spent.map(|s| s.0),
+        wall_s: spent.map(|s| s.1),
+    })
 }
 
 /// The model `spec` names, frozen weights loaded, one part per module of its run's split.

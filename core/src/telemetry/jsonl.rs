@@ -123,6 +123,7 @@ mod tests {
             Event::Eval {
                 step,
                 epoch: 1,
+                split: Default::default(),
                 top1: 0.5,
                 top5: 0.75,
                 loss: 1.25,
@@ -205,6 +206,7 @@ mod tests {
             Event::Eval {
                 step: 1,
                 epoch: 1,
+                split: Default::default(),
                 top1: 0.0,
                 top5: 0.0,
                 loss: f64::NAN,

@@ -1,6 +1,8 @@
 //! TensorBoard files through tensorboard-rs, one log directory per stage:
 //! `RUN/tensorboard/<slug>/`, so TensorBoard lists each stage (and module) as a run of its own.
-//! Tags are the same in every stage (`train/loss`, `eval/top1`, `final/top1`), so one chart
+//! Tags are the same in every stage (`train/loss`, `val/top1`, `final/test_top1`; each
+//! evaluation's tag group is its split: `val/` per epoch and `test/` once at the end when the
+//! run holds out a validation split, `test/` per epoch when it does not), so one chart
 //! overlays the assembled model, the E2E baseline and the modules. Each stage is also an HParams
 //! session: the run's configuration (every scalar of `config.toml`, and the stage) as its
 //! hyperparameters, its scalars as metrics; a sweep directory opened as one logdir lists every
@@ -198,31 +200,41 @@ fn scalars(event: &Event) -> Vec<(String, f64, u64)> {
             );
             out
         }
+        // the split is the tag's group: `val/top1` per epoch is never mistaken for the test's
         &Event::Eval {
             step,
+            split,
             top1,
             top5,
             loss,
             ..
-        } => fixed(vec![
-            ("eval/top1", top1, step),
-            ("eval/top5", top5, step),
-            ("eval/loss", loss, step),
-        ]),
+        } => vec![
+            (format!("{split}/top1"), top1, step),
+            (format!("{split}/top5"), top5, step),
+            (format!("{split}/loss"), loss, step),
+        ],
         &Event::StageFinished {
             wall_s,
             train_gflop,
             top1,
             top5,
             best_top1,
+            best_split,
+            val_top1,
             ..
-        } => fixed(vec![
-            ("final/top1", top1, 0),
-            ("final/top5", top5, 0),
-            ("final/best_top1", best_top1, 0),
-            ("final/wall_s", wall_s, 0),
-            ("final/train_gflop", train_gflop, 0),
-        ]),
+        } => {
+            let mut out: Vec<(String, f64, u64)> = fixed(vec![
+                ("final/test_top1", top1, 0),
+                ("final/test_top5", top5, 0),
+                ("final/wall_s", wall_s, 0),
+                ("final/train_gflop", train_gflop, 0),
+            ]);
+            out.push((format!("final/best_{best_split}_top1"), best_top1, 0));
+            if !val_top1.is_nan() {
+                out.push(("final/val_top1".into(), val_top1, 0));
+            }
+            out
+        }
         // These are text, and tensorboard-rs cannot write text.
         Event::StageStarted { .. }
         | Event::StageSkipped { .. }
@@ -237,7 +249,7 @@ fn scalars(event: &Event) -> Vec<(String, f64, u64)> {
 mod tests {
     use super::*;
     use crate::telemetry::EventLog;
-    use incubator_events::StageId;
+    use incubator_events::{EvalSplit, StageId};
     use serde_json::{json, Value};
     use std::path::PathBuf;
     use std::process::Command;
@@ -299,6 +311,15 @@ mod tests {
         meta.emit(Event::Eval {
             step: 3,
             epoch: 1,
+            split: EvalSplit::Val,
+            top1: 0.375,
+            top5: 0.625,
+            loss: 2.25,
+        });
+        meta.emit(Event::Eval {
+            step: 3,
+            epoch: 1,
+            split: EvalSplit::Test,
             top1: 0.25,
             top5: 0.5,
             loss: 2.5,
@@ -310,11 +331,16 @@ mod tests {
             top5: 0.5,
             best_top1: 0.375,
             best_epoch: 1,
+            best_split: EvalSplit::Val,
+            val_top1: 0.375,
             epochs: 1,
+            teachers: Vec::new(),
         });
+        // a run without a validation split: every epoch on the test split
         inc.emit(Event::Eval {
             step: 7,
             epoch: 1,
+            split: EvalSplit::Test,
             top1: 0.75,
             top5: 1.0,
             loss: 0.125,
@@ -346,12 +372,16 @@ mod tests {
                     "train/lr": [[1, lr], [2, lr], [3, lr]],
                     "train/grad_norm": [[1, 0.5], [2, 1.0], [3, 1.5]],
                     "train/samples_per_sec": [[1, 101.0], [2, 102.0], [3, 103.0]],
-                    "eval/top1": [[3, 0.25]],
-                    "eval/top5": [[3, 0.5]],
-                    "eval/loss": [[3, 2.5]],
-                    "final/top1": [[0, 0.25]],
-                    "final/top5": [[0, 0.5]],
-                    "final/best_top1": [[0, 0.375]],
+                    "val/top1": [[3, 0.375]],
+                    "val/top5": [[3, 0.625]],
+                    "val/loss": [[3, 2.25]],
+                    "test/top1": [[3, 0.25]],
+                    "test/top5": [[3, 0.5]],
+                    "test/loss": [[3, 2.5]],
+                    "final/test_top1": [[0, 0.25]],
+                    "final/test_top5": [[0, 0.5]],
+                    "final/best_val_top1": [[0, 0.375]],
+                    "final/val_top1": [[0, 0.375]],
                     "final/wall_s": [[0, 12.5]],
                     "final/train_gflop": [[0, 1024.0]],
                 },
@@ -363,9 +393,9 @@ mod tests {
             },
             "incubate-2": {
                 "scalars": {
-                    "eval/top1": [[7, 0.75]],
-                    "eval/top5": [[7, 1.0]],
-                    "eval/loss": [[7, 0.125]],
+                    "test/top1": [[7, 0.75]],
+                    "test/top5": [[7, 1.0]],
+                    "test/loss": [[7, 0.125]],
                 },
                 "status": 3,
             },
@@ -391,11 +421,11 @@ mod tests {
         assert!(http["tags"]["incubate-2"]
             .as_array()
             .unwrap()
-            .contains(&json!("eval/top1")));
+            .contains(&json!("test/top1")));
         assert!(http["tags"]["meta"]
             .as_array()
             .unwrap()
-            .contains(&json!("eval/top1")));
+            .contains(&json!("val/top1")));
         assert!(
             http["hparam_names"]
                 .as_array()
@@ -406,6 +436,6 @@ mod tests {
         let session = &http["sessions"][0];
         assert_eq!(session["name"], "meta", "{http}");
         assert_eq!(session["hparams"]["optim.base_lr"], 0.001);
-        assert_eq!(session["metrics"][":final/top1"], 0.25, "{http}");
+        assert_eq!(session["metrics"][":final/test_top1"], 0.25, "{http}");
     }
 }

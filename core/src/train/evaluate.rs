@@ -10,10 +10,12 @@ use dfdx::prelude::*;
 
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EvalResult {
+    #[serde(deserialize_with = "f64_or_nan")]
     pub top1: f64,
     /// NaN in states written before top-5 was recorded.
-    #[serde(default = "nan")]
+    #[serde(default = "nan", deserialize_with = "f64_or_nan")]
     pub top5: f64,
+    #[serde(deserialize_with = "f64_or_nan")]
     pub loss: f64,
 }
 

@@ -19,16 +19,21 @@ pub fn soft_cross_entropy(logits: Rows<OwnedTape<f32, Dev>>, targets: Rows<NoneT
     cross_entropy_with_logits_loss(logits, targets)
 }
 
-/// Hinton's distillation term `T^2 * KL(softmax(teacher/T) || softmax(student/T))`, mean over
-/// the batch; plugins (m2mKD) combine it with the task loss.
+/// Hinton's distillation term as DeiT and m2mKD compute it:
+/// `T^2 * sum KL(softmax(teacher/T) || softmax(student/T)) / (batch * classes)`, the KL summed
+/// over the batch and divided by the number of logits (`F.kl_div(..., reduction='sum') * T * T
+/// / outputs.numel()`), so a term is 1/classes of the per-sample KL. Plugins (m2mKD, meta-kd)
+/// combine it with the task loss.
 pub fn kl_distillation(
     student: Rows<OwnedTape<f32, Dev>>,
     teacher: Rows<NoneTape>,
     temperature: f32,
 ) -> Loss {
     let t = temperature;
+    let classes = student.shape().1 as f32;
     let teacher_probs = (teacher / t).softmax::<Axis<1>>();
-    kl_div_with_logits_loss(student / t, teacher_probs) * (t * t)
+    // dfdx's loss is the batch mean of the per-sample KL (its element mean times classes)
+    kl_div_with_logits_loss(student / t, teacher_probs) * (t * t / classes)
 }
 
 /// Mean squared difference of two activations (feature regression, hint losses).
@@ -187,5 +192,43 @@ impl LossTerms {
             loss: sum.put_tape(own.merge(tape)),
             terms: values,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::tensor_from_slice;
+
+    /// The official normalisation, computed by hand: 2 samples of 3 classes at T = 2.
+    #[test]
+    fn distillation_is_the_summed_kl_times_t_squared_over_batch_times_classes() {
+        let dev = crate::device::new_device(0);
+        let student = [1.0f32, 0.0, -1.0, 0.5, 0.5, 2.0];
+        let teacher = [2.0f32, 1.0, 0.0, -1.0, 0.0, 1.0];
+        let t = 2.0f32;
+        let softmax = |row: &[f32]| -> Vec<f64> {
+            let e: Vec<f64> = row.iter().map(|&v| ((v / t) as f64).exp()).collect();
+            let z: f64 = e.iter().sum();
+            e.into_iter().map(|v| v / z).collect()
+        };
+        let mut kl_sum = 0.0f64;
+        for r in 0..2 {
+            let (p, q) = (
+                softmax(&teacher[3 * r..3 * r + 3]),
+                softmax(&student[3 * r..3 * r + 3]),
+            );
+            kl_sum += (0..3).map(|c| p[c] * (p[c] / q[c]).ln()).sum::<f64>();
+        }
+        let want = kl_sum * (t * t) as f64 / (2.0 * 3.0);
+        let s = tensor_from_slice(&dev, &student, (2usize, 3usize)).leaky_traced();
+        let got = kl_distillation(s, tensor_from_slice(&dev, &teacher, (2usize, 3usize)), t);
+        let got = got.array() as f64;
+        assert!(
+            (got - want).abs() < 1e-6 * want.abs().max(1.0),
+            "{got} vs {want}"
+        );
+        // the batch mean of the per-sample KL (what it was) is `classes` times larger
+        assert!((kl_sum * 4.0 / 2.0 / got - 3.0).abs() < 1e-4);
     }
 }

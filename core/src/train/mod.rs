@@ -1,6 +1,7 @@
 //! The training recipe (DeiT's, as the reference uses it) and the loop that applies it.
 
 pub mod batch;
+pub mod contrastive;
 pub mod evaluate;
 pub mod feed;
 pub mod folder_pipelines;

@@ -3,7 +3,7 @@
 //! after each epoch, and events for the log.
 
 use super::batch::BatchMaker;
-use super::evaluate::{evaluate, f64_or_nan, nan};
+use super::evaluate::{evaluate, f64_or_nan, nan, EvalResult};
 use super::feed::Feed;
 use super::loss::{LossInputs, LossTerms, Progress};
 use super::optimizer::AdamW;
@@ -13,7 +13,7 @@ use crate::checkpoint;
 use crate::config::{RunConfig, StageRecipe};
 use crate::data::Data;
 use crate::device::Dev;
-use crate::events::{Event, StageId};
+use crate::events::{EvalSplit, Event, StageId};
 use crate::model::{flops, Extras, HasParams, Mode, Network, VitConfig, WithExtras};
 use crate::telemetry::host;
 use crate::telemetry::EventLog;
@@ -72,13 +72,20 @@ pub struct TrainOutcome {
     pub top1: f64,
     #[serde(default = "nan", deserialize_with = "f64_or_nan")]
     pub top5: f64,
-    /// The best top-1 of any epoch's evaluation and that epoch (1-based; 0 when the stage
-    /// trained no epoch). Reported beside the final one, never chosen by it: picking the best
-    /// test epoch would select on the test set.
+    /// The best top-1 of any epoch's evaluation on `best_split` and that epoch (1-based; 0
+    /// when the stage trained no epoch). Reported beside the final one, never chosen by it.
     #[serde(default = "nan", deserialize_with = "f64_or_nan")]
     pub best_top1: f64,
     #[serde(default)]
     pub best_epoch: usize,
+    /// The split every epoch was evaluated on: the validation split when the run holds one
+    /// out, else the test split (summaries written before splits existed: test).
+    #[serde(default)]
+    pub best_split: EvalSplit,
+    /// The final model on the validation split (absent without one). `top1`, `top5` and
+    /// `test_loss` are always the test split's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val: Option<EvalResult>,
     #[serde(deserialize_with = "f64_or_nan")]
     pub test_loss: f64,
     #[serde(deserialize_with = "f64_or_nan")]
@@ -96,6 +103,10 @@ pub struct TrainOutcome {
     /// training cost is not in `train_gflop`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub imported_from: Option<String>,
+    /// The teachers an incubation distilled from and what they cost to train: part of the
+    /// method's cost ([`incubator_compare::compare`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub teachers: Vec<crate::events::TeacherCost>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -233,6 +244,7 @@ pub fn train(
 
     let maker = batch_maker(dev, job.cfg, job.vit);
     let every = job.cfg.checkpoint.every_steps;
+    let (selection, _) = job.data.selection();
     while st.epoch < job.recipe.epochs {
         let epoch = st.epoch;
         let seed = epoch_seed(job.cfg.seed, job.stage, epoch);
@@ -372,23 +384,18 @@ pub fn train(
         bar.finish_and_clear();
         let train_loss = st.epoch_loss_sum / steps_per_epoch as f64;
         drop(feed);
-        let eval =
-            evaluate(model.net, &maker, job.data.test(), o.batch_size).map_err(|message| {
-                TrainError::Data {
-                    stage: job.stage,
-                    message,
-                }
-            })?;
-        log.emit(Event::Eval {
-            step: (epoch as u64 + 1) * steps_per_epoch,
-            epoch: epoch + 1,
-            top1: eval.top1,
-            top5: eval.top5,
-            loss: eval.loss,
-        });
+        let eval = eval_and_log(
+            &job,
+            model.net,
+            &maker,
+            selection,
+            epoch + 1,
+            steps_per_epoch,
+            log,
+        )?;
         let epoch_s = epoch_start.elapsed().as_secs_f64();
         eprintln!(
-            "[{}] epoch {}/{}  train loss {:.4}  test loss {:.4}  top-1 {:.2}%  {:.0} samples/s",
+            "[{}] epoch {}/{}  train loss {:.4}  {selection} loss {:.4}  {selection} top-1 {:.2}%  {:.0} samples/s",
             job.stage,
             epoch + 1,
             job.recipe.epochs,
@@ -417,32 +424,92 @@ pub fn train(
             }
         }
     }
+    // The final model on the split every epoch was evaluated on (already done unless the
+    // stage trained no epoch) and, with a validation split, on the test split: its one read.
+    let epochs = job.recipe.epochs;
     let last = match st.last_eval {
         Some(e) => e,
-        None => evaluate(model.net, &maker, job.data.test(), o.batch_size).map_err(|message| {
-            TrainError::Data {
-                stage: job.stage,
-                message,
-            }
-        })?,
+        None => eval_and_log(
+            &job,
+            model.net,
+            &maker,
+            selection,
+            epochs,
+            steps_per_epoch,
+            log,
+        )?,
+    };
+    let (val, test) = match selection {
+        EvalSplit::Val => {
+            let test = eval_and_log(
+                &job,
+                model.net,
+                &maker,
+                EvalSplit::Test,
+                epochs,
+                steps_per_epoch,
+                log,
+            )?;
+            eprintln!(
+                "[{}] test top-1 {:.2}% (the test split, evaluated once)",
+                job.stage,
+                100.0 * test.top1
+            );
+            (Some(last), test)
+        }
+        _ => (None, last),
     };
     let (best_top1, best_epoch) = match &st.best {
         Some(b) => (b.top1, b.epoch),
         None => (last.top1, 0),
     };
     Ok(TrainOutcome {
-        top1: last.top1,
-        top5: last.top5,
+        top1: test.top1,
+        top5: test.top5,
         best_top1,
         best_epoch,
-        test_loss: last.loss,
+        best_split: selection,
+        val,
+        test_loss: test.loss,
         wall_s: wall(&started),
         train_gflop: st.train_gflop,
         epochs: job.recipe.epochs,
         final_train_loss: st.last_train_loss.unwrap_or(f64::NAN),
         depends_on: job.depends_on.clone(),
         imported_from: None,
+        teachers: Vec::new(),
     })
+}
+
+/// Evaluates `net` on `split` of the job's data and logs it as of the end of `epoch` (1-based).
+fn eval_and_log(
+    job: &TrainJob,
+    net: &Network,
+    maker: &BatchMaker,
+    split: EvalSplit,
+    epoch: usize,
+    steps_per_epoch: u64,
+    log: &mut EventLog,
+) -> Result<EvalResult, TrainError> {
+    let images = job
+        .data
+        .split(split)
+        .expect("the selection split exists, and test always does");
+    let eval = evaluate(net, maker, images, job.cfg.optim.batch_size).map_err(|message| {
+        TrainError::Data {
+            stage: job.stage,
+            message,
+        }
+    })?;
+    log.emit(Event::Eval {
+        step: epoch as u64 * steps_per_epoch,
+        epoch,
+        split,
+        top1: eval.top1,
+        top5: eval.top5,
+        loss: eval.loss,
+    });
+    Ok(eval)
 }
 
 /// The images of an epoch in order: a shuffle, and with repeated augmentation each image of

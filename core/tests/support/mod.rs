@@ -59,5 +59,6 @@ pub fn tiny_data(c: &VitConfig) -> Data {
         name: "synthetic".into(),
         train: make(64, &mut rng),
         test: make(16, &mut rng),
+        val: None,
     })
 }

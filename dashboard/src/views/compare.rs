@@ -81,8 +81,8 @@ fn per_configuration(ui: &mut Ui, groups: &[Group]) {
             for h in [
                 "configuration",
                 "seeds",
-                "assembled top-1",
-                "E2E top-1",
+                "assembled test top-1",
+                "E2E test top-1",
                 "difference [95% CI]",
                 "method GFLOP",
                 "E2E GFLOP",
@@ -126,8 +126,8 @@ fn per_run(ui: &mut Ui, runs: &[Run]) {
     egui::Grid::new("comparison").striped(true).show(ui, |ui| {
         for h in [
             "run",
-            "assembled top-1",
-            "E2E top-1",
+            "assembled test top-1",
+            "E2E test top-1",
             "difference",
             "method GFLOP",
             "E2E GFLOP",

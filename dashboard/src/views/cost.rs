@@ -202,7 +202,7 @@ impl View for CostView {
             .show_x(false)
             .show_y(false)
             .x_axis_label(s.x.label())
-            .y_axis_label("top-1 (%)");
+            .y_axis_label("test top-1 (%)");
         if log_x {
             plot = plot.x_axis_formatter(|m, _| format!("{:.3}", 10f64.powf(m.value)));
         }

@@ -40,7 +40,10 @@ pub struct CurveSettings {
 impl Default for CurveSettings {
     fn default() -> Self {
         CurveSettings {
-            metrics: [Metric::Loss, Metric::TestTop1].into_iter().collect(),
+            // a run without a validation split has no val curve, and one with it a test point
+            metrics: [Metric::Loss, Metric::ValTop1, Metric::TestTop1]
+                .into_iter()
+                .collect(),
             smoothing: 0.6,
             show_raw: true,
             log_y: false,

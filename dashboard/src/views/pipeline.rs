@@ -152,8 +152,13 @@ fn card(ui: &mut Ui, s: &StageView) {
                 timing.push_str(&format!(", ETA {}", duration(eta)));
             }
             ui.label(timing);
-            if let Some(top1) = s.top1.or_else(|| s.eval_top1.last()) {
-                ui.label(format!("top-1 {}", percent(top1)));
+            // a finished stage's result is its test top-1; a running one shows its last epoch's
+            if let Some(top1) = s.top1 {
+                ui.label(format!("test top-1 {}", percent(top1)));
+            } else if let Some(top1) = s.val_top1.last() {
+                ui.label(format!("val top-1 {}", percent(top1)));
+            } else if let Some(top1) = s.test_top1.last() {
+                ui.label(format!("test top-1 {}", percent(top1)));
             }
             if let Some(loss) = s.loss.last() {
                 ui.label(format!("loss {loss:.4}"));

@@ -5,10 +5,14 @@
 //! with the real head. No meta model. Assembly stacks the modules and drops the auxiliary
 //! classifiers (`assembly = "deep-incubation"`), as DGL's test-time network does.
 //!
-//! Option: `[plugins.options] aux_hidden = 1`, the auxiliary classifier's hidden layers (DGL's
-//! `mlp-sr` uses 3 on conv features).
+//! Options: `[plugins.options] aux_head = "mlp-sr"` (the default of DGL's code: the patch grid
+//! pooled, three 1x1 convolutions and three Linear layers with BatchNorm and ReLU, here per
+//! token with LayerNorm; [`incubator_core::model::baseline_heads::DglHead`]) or `"linear"`
+//! (LayerNorm, the token mean, `aux_hidden` Linear+GELU layers, a Linear). DGL's protocol
+//! reports the stacked modules without fine-tuning: the report's "stacked, no fine-tune" row.
 
 use incubator_core::anyhow;
+use incubator_core::model::baseline_heads::DglHead;
 use incubator_core::model::{Init, Network};
 use incubator_core::plugin::{
     parts, task_loss, Hybrid, HybridInputs, IncubationStrategy, OptionSpec, PluginContext,
@@ -26,7 +30,14 @@ impl IncubationStrategy for Dgl {
     }
 
     fn options(&self) -> Vec<OptionSpec> {
-        vec![parts::aux_hidden_option()]
+        vec![
+            OptionSpec::text(
+                "aux_head",
+                "mlp-sr",
+                "the auxiliary classifier: \"mlp-sr\" (DGL's default, 3 convolutions + 3 MLP layers) or \"linear\" (LayerNorm, token mean, aux_hidden hidden layers)",
+            ),
+            parts::aux_hidden_option(),
+        ]
     }
 
     fn uses_meta(&self, _ctx: &PluginContext) -> bool {
@@ -39,7 +50,18 @@ impl IncubationStrategy for Dgl {
     }
 
     fn init_unit(&self, ctx: &PluginContext, i: usize, init: &mut Init) -> anyhow::Result<Network> {
-        parts::module_with_aux_classifier(ctx, i, init)
+        match parts::option_str(ctx, "aux_head", "mlp-sr")?.as_str() {
+            "mlp-sr" => {
+                let v = ctx.vit;
+                Ok(parts::module_with_aux_head(ctx, i, init, |init| {
+                    DglHead::new(init, v.embed_dim, v.grid(), v.num_classes, v.norm_eps)
+                }))
+            }
+            "linear" => parts::module_with_aux_classifier(ctx, i, init),
+            other => anyhow::bail!(
+                "plugins.options.aux_head = {other:?}: use \"mlp-sr\" (DGL's) or \"linear\""
+            ),
+        }
     }
 
     fn hybrid(&self, _ctx: &PluginContext, mut inputs: HybridInputs) -> anyhow::Result<Hybrid> {

@@ -188,6 +188,15 @@ impl ImageFolder {
         self.select(&indices)
     }
 
+    /// Splits off a class-balanced hold-out, as [`crate::data::Dataset::hold_out`] does:
+    /// (the rest, the hold-out).
+    pub fn hold_out(&self, take: impl Fn(usize) -> usize, seed: u64) -> (ImageFolder, ImageFolder) {
+        let labels = self.labels.iter().map(|&l| l as usize);
+        let (rest, held) =
+            crate::data::dataset::held_out_indices(labels, self.num_classes, take, seed);
+        (self.select(&rest), self.select(&held))
+    }
+
     pub fn class_counts(&self) -> Vec<usize> {
         let mut counts = vec![0; self.num_classes];
         for &l in &self.labels {

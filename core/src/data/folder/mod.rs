@@ -18,13 +18,15 @@ pub use transform::{
 use std::path::PathBuf;
 use std::sync::Arc;
 
-/// The two splits of an image folder and its classes.
+/// The two splits of an image folder (`train/`, and `val/`, which is the test split here),
+/// its classes, and the validation split a run holds out of `train/` (`None` as listed).
 #[derive(Clone, Debug, PartialEq)]
 pub struct FolderSplit {
     pub root: PathBuf,
     pub classes: Vec<String>,
     pub train: Arc<ImageFolder>,
     pub test: Arc<ImageFolder>,
+    pub val: Option<Arc<ImageFolder>>,
 }
 
 impl FolderSplit {
@@ -37,6 +39,7 @@ impl FolderSplit {
             classes,
             train: Arc::new(train),
             test: Arc::new(test),
+            val: None,
         })
     }
 }
