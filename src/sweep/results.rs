@@ -4,7 +4,7 @@
 use incubator_compare::{compare, Comparison};
 use incubator_core::events::{EvalSplit, StageId};
 use incubator_core::run_dir::RunDir;
-use incubator_core::stages::report::result;
+use incubator_core::stages::report::{result, stacked_of};
 use serde::Serialize;
 use std::path::Path;
 
@@ -57,7 +57,8 @@ pub fn read(run: &Path, point: &str, seed: u64) -> anyhow::Result<Option<RunResu
                 .iter()
                 .flat_map(|s| s.outcome.teachers.clone())
                 .collect::<Vec<_>>(),
-        ),
+        )
+        .with_stacked(stacked_of(&ft)),
         e2e_from: None,
         per_epoch_split: ft.outcome.best_split,
     }))

@@ -39,6 +39,17 @@ pub struct Comparison {
     /// Teachers trained elsewhere (imported): their cost is not known here and not counted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub teachers_elsewhere: Vec<String>,
+    /// The fine-tune's share of the method's cost.
+    #[serde(default)]
+    pub finetune_gflop: f64,
+    #[serde(default)]
+    pub finetune_wall_s: f64,
+    /// The stacked modules before fine-tuning (the protocol of DGL and InfoPro, which never
+    /// fine-tune), when the run measured them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stacked_top1: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stacked_top5: Option<f64>,
 }
 
 /// The comparison from the method's stages and the baseline. `depends_on[i]` are the modules
@@ -83,6 +94,10 @@ pub fn compare(
         teacher_gflop,
         teacher_wall_s,
         teachers_elsewhere,
+        finetune_gflop: assembled.gflop,
+        finetune_wall_s: assembled.wall_s,
+        stacked_top1: None,
+        stacked_top5: None,
     }
 }
 
@@ -140,6 +155,31 @@ impl Comparison {
         self.e2e
             .filter(|e| e.wall_s > 0.0)
             .map(|e| self.method_wall_s / e.wall_s)
+    }
+
+    /// With the stacked modules' accuracy before fine-tuning (top-1, top-5).
+    pub fn with_stacked(mut self, stacked: Option<(f64, f64)>) -> Comparison {
+        self.stacked_top1 = stacked.map(|s| s.0);
+        self.stacked_top5 = stacked.map(|s| s.1);
+        self
+    }
+
+    /// The stacked modules without fine-tuning as the method: their accuracy, the cost without
+    /// the fine-tune (DGL's and InfoPro's protocol). `None` when the run did not measure them.
+    pub fn without_finetune(&self) -> Option<Comparison> {
+        let (top1, top5) = (self.stacked_top1?, self.stacked_top5?);
+        Some(Comparison {
+            assembled_top1: top1,
+            assembled_top5: top5,
+            method_gflop: self.method_gflop - self.finetune_gflop,
+            method_wall_s: self.method_wall_s - self.finetune_wall_s,
+            method_parallel_wall_s: self.method_parallel_wall_s - self.finetune_wall_s,
+            finetune_gflop: 0.0,
+            finetune_wall_s: 0.0,
+            stacked_top1: None,
+            stacked_top5: None,
+            ..self.clone()
+        })
     }
 
     /// The same comparison against another run's baseline (a configuration that trains no E2E
@@ -256,5 +296,25 @@ mod tests {
         );
         assert_eq!(c.method_gflop, 80.0);
         assert_eq!(c.teachers_elsewhere, vec!["../elsewhere:e2e".to_string()]);
+    }
+
+    #[test]
+    fn without_the_fine_tune_the_stacked_modules_are_the_method_at_less_cost() {
+        let incs = [stage(0.8, 20.0, 7.0), stage(0.8, 20.0, 8.0)];
+        let c = compare(
+            Some(&stage(0.7, 10.0, 5.0)),
+            &incs,
+            &[vec![], vec![]],
+            &stage(0.9, 30.0, 9.0),
+            Some(&stage(0.85, 40.0, 30.0)),
+            &[],
+        );
+        assert_eq!(c.without_finetune(), None, "not measured");
+        let s = c.with_stacked(Some((0.6, 0.95))).without_finetune().unwrap();
+        assert_eq!((s.assembled_top1, s.assembled_top5), (0.6, 0.95));
+        assert_eq!(s.method_gflop, 50.0);
+        assert_eq!(s.method_wall_s, 5.0 + 7.0 + 8.0);
+        assert_eq!(s.method_parallel_wall_s, 5.0 + 8.0);
+        assert!((s.diff_top1().unwrap() + 0.25).abs() < 1e-12);
     }
 }

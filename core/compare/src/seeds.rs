@@ -69,6 +69,10 @@ mod tests {
             teacher_gflop: 0.0,
             teacher_wall_s: 0.0,
             teachers_elsewhere: Vec::new(),
+            finetune_gflop: 0.0,
+            finetune_wall_s: 0.0,
+            stacked_top1: None,
+            stacked_top5: None,
         }
     }
 

@@ -2,8 +2,10 @@
 
 use super::{incubate, meta, Engine, OpenRun};
 use crate::checkpoint;
-use crate::events::StageId;
+use crate::events::{EvalSplit, Event, StageId};
 use crate::model::Network;
+use crate::train::trainer::{batch_maker, StackedEval};
+use crate::train::{evaluate, EvalResult};
 use crate::run_dir::StageSummary;
 use std::path::PathBuf;
 
@@ -63,12 +65,68 @@ pub fn assemble(engine: &OpenRun) -> anyhow::Result<Network> {
     Ok(net)
 }
 
+/// The stacked model's numbers before fine-tuning.
+pub fn stacked_path(engine: &OpenRun) -> PathBuf {
+    engine
+        .run
+        .stage_dir(StageId::ASSEMBLE)
+        .join("stacked.json")
+}
+
 pub fn run(engine: &Engine) -> anyhow::Result<StageSummary> {
     engine.stage(StageId::ASSEMBLE, |log| {
         let mut net = assemble(engine)?;
         checkpoint::save_params(&assembled_path(engine), &net)?;
-        let outcome = engine.train_all(StageId::ASSEMBLE, engine.cfg.finetune, &mut net, log)?;
+        let stacked = evaluate_stacked(engine, &net, log)?;
+        let mut outcome =
+            engine.train_all(StageId::ASSEMBLE, engine.cfg.finetune, &mut net, log)?;
+        outcome.stacked = Some(stacked);
         checkpoint::save_params(&model_path(engine), &net)?;
         Ok(outcome)
     })
+}
+
+/// The stacked modules before any fine-tuning, as DGL and InfoPro report their networks:
+/// evaluated once (a resumed stage reads `stacked.json` back) and logged as epoch 0.
+fn evaluate_stacked(
+    engine: &Engine,
+    net: &Network,
+    log: &mut crate::telemetry::EventLog,
+) -> anyhow::Result<StackedEval> {
+    let path = stacked_path(engine);
+    if path.exists() {
+        let bytes = std::fs::read(&path)?;
+        return serde_json::from_slice(&bytes).map_err(|e| {
+            anyhow::anyhow!("{} is not the stacked model's evaluation ({e}); delete it to evaluate again", path.display())
+        });
+    }
+    let dev = engine.dev();
+    let maker = batch_maker(&dev, &engine.cfg, &engine.vit);
+    let mut eval = |split: EvalSplit, images| -> anyhow::Result<EvalResult> {
+        let r = evaluate(net, &maker, images, engine.cfg.optim.batch_size)
+            .map_err(|e| anyhow::anyhow!("evaluating the stacked model: {e}"))?;
+        log.emit(Event::Eval {
+            step: 0,
+            epoch: 0,
+            split,
+            top1: r.top1,
+            top5: r.top5,
+            loss: r.loss,
+        });
+        Ok(r)
+    };
+    let val = match engine.data.val() {
+        Some(images) => Some(eval(EvalSplit::Val, images)?),
+        None => None,
+    };
+    let stacked = StackedEval {
+        test: eval(EvalSplit::Test, engine.data.test())?,
+        val,
+    };
+    eprintln!(
+        "[assemble] stacked modules before fine-tuning: test top-1 {:.2}%",
+        100.0 * stacked.test.top1
+    );
+    checkpoint::write_atomic(&path, serde_json::to_string_pretty(&stacked)?.as_bytes())?;
+    Ok(stacked)
 }

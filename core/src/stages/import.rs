@@ -53,6 +53,7 @@ pub fn import_timm(engine: &Engine, file: &Path, id: StageId) -> anyhow::Result<
             depends_on: Vec::new(),
             imported_from: Some(file.display().to_string()),
             teachers: Vec::new(),
+            stacked: None,
         })
     })
 }

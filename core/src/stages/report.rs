@@ -30,6 +30,10 @@ pub struct Report {
     pub e2e_imported_from: Option<String>,
     /// Whether the E2E model is the imported checkpoint itself (no training here).
     pub e2e_untrained: bool,
+    /// The stacked modules before fine-tuning as the method (their accuracy, the cost of
+    /// everything but the fine-tune): DGL's and InfoPro's protocol.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub without_finetune: Option<incubator_compare::Comparison>,
     /// The teachers' training, included in `method_gflop` and the wall times (each teacher
     /// counted once), and the teachers trained elsewhere (not counted).
     pub teacher_gflop: f64,
@@ -83,7 +87,8 @@ impl Report {
             &result(&ft),
             e2e.as_ref().map(result).as_ref(),
             &teachers,
-        );
+        )
+        .with_stacked(stacked_of(&ft));
         // A strategy without a meta model trained none (zero epochs): no row for it. An
         // imported one has a row, marked.
         let mut stages: Vec<StageSummary> = Some(meta.clone())
@@ -114,6 +119,7 @@ impl Report {
             format!("{method} + teacher {}", names.join(", "))
         };
         Ok(Report {
+            without_finetune: c.without_finetune(),
             per_epoch_split,
             teacher_gflop: c.teacher_gflop,
             teacher_wall_s: c.teacher_wall_s,
@@ -202,6 +208,18 @@ impl Report {
             self.method_gflop
         )
         .unwrap();
+        if let Some(w) = &self.without_finetune {
+            writeln!(
+                s,
+                "| Stacked modules, no fine-tune (the protocol of DGL and InfoPro) | {:.2} | {} | {:.1} (parallel incubations: {:.1}) | {:.0} |",
+                100.0 * w.assembled_top1,
+                percent(w.assembled_top5),
+                w.method_wall_s,
+                w.method_parallel_wall_s,
+                w.method_gflop
+            )
+            .unwrap();
+        }
         if self.teacher_gflop > 0.0 {
             writeln!(
                 s,
@@ -260,8 +278,24 @@ impl Report {
         s
     }
 
-    /// The notes under the table: teachers whose cost is not known here.
+    /// The notes under the table: the stacked modules against the baseline, teachers whose
+    /// cost is not known here.
     fn notes(&self, s: &mut String) {
+        if let (Some(w), Some(diff), Some(ratio), false) = (
+            &self.without_finetune,
+            self.without_finetune.as_ref().and_then(|w| w.diff_top1()),
+            self.without_finetune.as_ref().and_then(|w| w.cost_ratio()),
+            self.e2e_untrained,
+        ) {
+            writeln!(
+                s,
+                "Stacked modules without fine-tuning - E2E: {:+.2} test points at {:.2}x compute ({:.0} GFLOP).",
+                100.0 * diff,
+                ratio,
+                w.method_gflop
+            )
+            .unwrap();
+        }
         if !self.teachers_elsewhere.is_empty() {
             writeln!(
                 s,
@@ -283,6 +317,14 @@ impl Report {
         )?;
         Ok(())
     }
+}
+
+/// The assembly stage's stacked model before fine-tuning: (test top-1, test top-5).
+pub fn stacked_of(assemble: &StageSummary) -> Option<(f64, f64)> {
+    assemble
+        .outcome
+        .stacked
+        .map(|s| (s.test.top1, s.test.top5))
 }
 
 /// What the comparison needs of a stage summary.

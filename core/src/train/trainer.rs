@@ -107,6 +107,18 @@ pub struct TrainOutcome {
     /// method's cost ([`incubator_compare::compare`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub teachers: Vec<crate::events::TeacherCost>,
+    /// The assembly stage's stacked model before fine-tuning, on the test split (and the
+    /// validation split, when the run has one): DGL's and InfoPro's protocol.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stacked: Option<StackedEval>,
+}
+
+/// A model evaluated on the test split and, when the run holds one out, the validation split.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StackedEval {
+    pub test: EvalResult,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val: Option<EvalResult>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -478,6 +490,7 @@ pub fn train(
         depends_on: job.depends_on.clone(),
         imported_from: None,
         teachers: Vec::new(),
+        stacked: None,
     })
 }
 
