@@ -144,6 +144,15 @@ fn outcome(run: &Path, stage: &str) -> serde_json::Value {
     for volatile in ["wall_s", "host", "finished_at"] {
         o.remove(volatile);
     }
+    // a teacher's wall time is its own stage's, measured in another process
+    for t in o
+        .get_mut("teachers")
+        .and_then(|t| t.as_array_mut())
+        .into_iter()
+        .flatten()
+    {
+        t.as_object_mut().unwrap().remove("wall_s");
+    }
     v
 }
 

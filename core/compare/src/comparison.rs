@@ -310,7 +310,10 @@ mod tests {
             &[],
         );
         assert_eq!(c.without_finetune(), None, "not measured");
-        let s = c.with_stacked(Some((0.6, 0.95))).without_finetune().unwrap();
+        let s = c
+            .with_stacked(Some((0.6, 0.95)))
+            .without_finetune()
+            .unwrap();
         assert_eq!((s.assembled_top1, s.assembled_top5), (0.6, 0.95));
         assert_eq!(s.method_gflop, 50.0);
         assert_eq!(s.method_wall_s, 5.0 + 7.0 + 8.0);

@@ -145,6 +145,10 @@ pub struct DataSection {
     pub val_fraction: f64,
     /// Or this many images of every class (0: use `val_fraction`).
     pub val_per_class: usize,
+    /// The mean and standard deviation images are normalised with: the dataset's own
+    /// ("dataset"), or ImageNet's ("imagenet", which DeiT's code, the reference's, uses for
+    /// every dataset, CIFAR included; 3-channel images only).
+    pub normalize: Normalization,
     /// Image folders (`dataset = "folder"`): the side of the square crops the model takes.
     pub image_size: usize,
     /// Image folders: decoding threads (default: the machine's cores; 0 decodes on the
@@ -206,6 +210,10 @@ pub struct OptimSection {
     /// The learning-rate schedule's form ("per-step" or "deit"); a stage's own `schedule`
     /// overrides it.
     pub schedule: ScheduleForm,
+    /// Decay module 0's position embedding and class token while it incubates, as the
+    /// reference does (its incubation optimizer is built on the bare module, so timm's
+    /// no-decay list is empty). Off: DeiT's rule in every stage (no decay on them).
+    pub incubation_decays_embeddings: bool,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -276,6 +284,17 @@ impl Default for SplitSection {
     }
 }
 
+/// Which per-channel mean and standard deviation normalise the images.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Normalization {
+    /// The dataset's own statistics (image folders: ImageNet's).
+    #[default]
+    Dataset,
+    /// ImageNet's, whatever the dataset.
+    Imagenet,
+}
+
 /// The validation hold-out of a new run: a tenth of every class.
 pub const DEFAULT_VAL_FRACTION: f64 = 0.1;
 
@@ -301,6 +320,7 @@ impl Default for DataSection {
             // "Validation split").
             val_fraction: DEFAULT_VAL_FRACTION,
             val_per_class: 0,
+            normalize: Normalization::Dataset,
             image_size: 224,
             workers: None,
             prefetch: 2,
@@ -341,6 +361,7 @@ impl Default for OptimSection {
             eps: 1e-8,
             clip_grad: Some(1.0),
             schedule: ScheduleForm::PerStep,
+            incubation_decays_embeddings: false,
         }
     }
 }

@@ -127,6 +127,14 @@ impl RunConfig {
             "and data.val_fraction both size the validation split; set only one (the other to 0)",
         );
 
+        let grey = d.dataset.fixed_shape().is_some_and(|s| s.channels != 3);
+        p.check(
+            !(d.normalize == super::Normalization::Imagenet && grey),
+            "data.normalize",
+            "imagenet",
+            "takes ImageNet's three channel statistics; this dataset's images are not RGB: use \"dataset\"",
+        );
+
         let a = &self.augment;
         p.check(
             a.crop_padding <= 1024,

@@ -4,9 +4,9 @@ use super::{incubate, meta, Engine, OpenRun};
 use crate::checkpoint;
 use crate::events::{EvalSplit, Event, StageId};
 use crate::model::Network;
+use crate::run_dir::StageSummary;
 use crate::train::trainer::{batch_maker, StackedEval};
 use crate::train::{evaluate, EvalResult};
-use crate::run_dir::StageSummary;
 use std::path::PathBuf;
 
 /// The stacked model before fine-tuning.
@@ -67,10 +67,7 @@ pub fn assemble(engine: &OpenRun) -> anyhow::Result<Network> {
 
 /// The stacked model's numbers before fine-tuning.
 pub fn stacked_path(engine: &OpenRun) -> PathBuf {
-    engine
-        .run
-        .stage_dir(StageId::ASSEMBLE)
-        .join("stacked.json")
+    engine.run.stage_dir(StageId::ASSEMBLE).join("stacked.json")
 }
 
 pub fn run(engine: &Engine) -> anyhow::Result<StageSummary> {
@@ -97,7 +94,10 @@ fn evaluate_stacked(
     if path.exists() {
         let bytes = std::fs::read(&path)?;
         return serde_json::from_slice(&bytes).map_err(|e| {
-            anyhow::anyhow!("{} is not the stacked model's evaluation ({e}); delete it to evaluate again", path.display())
+            anyhow::anyhow!(
+                "{} is not the stacked model's evaluation ({e}); delete it to evaluate again",
+                path.display()
+            )
         });
     }
     let dev = engine.dev();

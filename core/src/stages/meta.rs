@@ -76,7 +76,7 @@ pub fn run(engine: &Engine) -> anyhow::Result<StageSummary> {
                 depends_on: Vec::new(),
                 imported_from: None,
                 teachers: Vec::new(),
-            stacked: None,
+                stacked: None,
             });
         }
         let mut net = build(engine)?;

@@ -321,10 +321,7 @@ impl Report {
 
 /// The assembly stage's stacked model before fine-tuning: (test top-1, test top-5).
 pub fn stacked_of(assemble: &StageSummary) -> Option<(f64, f64)> {
-    assemble
-        .outcome
-        .stacked
-        .map(|s| (s.test.top1, s.test.top5))
+    assemble.outcome.stacked.map(|s| (s.test.top1, s.test.top5))
 }
 
 /// What the comparison needs of a stage summary.

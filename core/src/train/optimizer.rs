@@ -23,6 +23,8 @@ pub struct AdamW {
     m: Gradients<f32, Dev>,
     v: Gradients<f32, Dev>,
     trainable: BTreeSet<String>,
+    /// Decay `pos_embed` and `cls_token` too (the reference's incubation of module 0).
+    decay_embeddings: bool,
 }
 
 /// How the optimizer treats one trainable parameter at a step (a plugin sets it per part).
@@ -67,6 +69,12 @@ macro_rules! with_tensor {
 }
 
 impl AdamW {
+    /// With `on`, the position embedding and class token are decayed like the weights.
+    pub fn decaying_embeddings(mut self, on: bool) -> AdamW {
+        self.decay_embeddings = on;
+        self
+    }
+
     pub fn new(trainable: BTreeSet<String>, betas: [f64; 2], eps: f64, weight_decay: f64) -> AdamW {
         AdamW {
             betas,
@@ -77,6 +85,7 @@ impl AdamW {
             m: Gradients::leaky(),
             v: Gradients::leaky(),
             trainable,
+            decay_embeddings: false,
         }
     }
 
@@ -153,7 +162,9 @@ impl AdamW {
             let updates = self.updates.entry(name.clone()).or_insert(0);
             *updates += 1;
             let t = *updates as i32;
-            let wd = if decays(&name, &p.as_ref().shape()) {
+            let leaf = name.rsplit('.').next().unwrap_or(&name);
+            let embedding = leaf == "pos_embed" || leaf == "cls_token";
+            let wd = if decays(&name, &p.as_ref().shape()) || (self.decay_embeddings && embedding) {
                 s.weight_decay.unwrap_or(self.weight_decay)
             } else {
                 0.0

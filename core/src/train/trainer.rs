@@ -176,7 +176,12 @@ fn epoch_seed(seed: u64, stage: StageId, epoch: usize) -> u64 {
 }
 
 pub fn batch_maker<'a>(dev: &'a Dev, cfg: &'a RunConfig, vit: &'a VitConfig) -> BatchMaker<'a> {
-    let (mean, std) = crate::data::mean_std(&cfg.data.dataset);
+    let (mean, std) = match cfg.data.normalize {
+        crate::config::Normalization::Dataset => crate::data::mean_std(&cfg.data.dataset),
+        crate::config::Normalization::Imagenet => {
+            crate::data::mean_std(&crate::data::DatasetName::Folder)
+        }
+    };
     let folder = (cfg.data.dataset == crate::data::DatasetName::Folder)
         .then(|| super::folder_pipelines::pipelines(cfg, vit.image_size));
     BatchMaker {
@@ -221,7 +226,10 @@ pub fn train(
         steps_per_epoch,
     };
     let clip_grad = job.recipe.clip_grad(o);
-    let mut opt = AdamW::new(job.trainable.clone(), o.betas, o.eps, o.weight_decay);
+    let mut opt = AdamW::new(job.trainable.clone(), o.betas, o.eps, o.weight_decay)
+        .decaying_embeddings(
+            o.incubation_decays_embeddings && job.stage.stage == crate::events::StageKind::Incubate,
+        );
     // The count depends on the input's shape only.
     let probe = dev.zeros_like(&(1, job.vit.num_patches(), job.vit.patch_dim()));
     let gflop_per_sample = flops::train_flops_per_sample(model.net, &probe, job.first_traced) / 1e9;
