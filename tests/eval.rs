@@ -100,14 +100,40 @@ fn eval_reproduces_the_stage_results_and_writes_the_confusion_matrix() {
     );
     assert_eq!(a["confusion"], b["confusion"]);
     assert_eq!(a["top1"], b["top1"]);
-    assert_eq!(a["images"], 1024, "the run's train_limit");
+    // the validation split: the final model's numbers there are the summary's `val`, and it
+    // and the images trained on are the run's train_limit together
+    for model in ["assemble", "e2e", "meta"] {
+        assert_ok(&eval(r, &["--model", model, "--split", "val"]), "eval val");
+        let m = json(&run.join(format!("eval/{model}-embedded-mnist-val/metrics.json")));
+        let summary = json(&run.join(format!("stages/{model}/summary.json")));
+        assert_eq!(summary["best_split"], "val");
+        for key in ["top1", "top5", "loss"] {
+            let (got, want) = (
+                m[key].as_f64().unwrap(),
+                summary["val"][key].as_f64().unwrap(),
+            );
+            assert!(
+                (got - want).abs() < 1e-9,
+                "{model} val {key}: {got} vs {want}"
+            );
+        }
+        let val_images = m["images"].as_u64().unwrap();
+        assert!(val_images > 0);
+        assert_eq!(
+            a["images"].as_u64().unwrap() + val_images,
+            1024,
+            "train + val = the run's train_limit"
+        );
+    }
 
     // wrong input: a split, a checkpoint of another shape, a dataset of other images
-    let e = stderr(&eval(r, &["--split", "val"]));
+    let e = stderr(&eval(r, &["--split", "validation"]));
     assert!(
-        e.contains("--split \"val\"") && e.contains("`test` or `train`"),
+        e.contains("--split \"validation\"") && e.contains("`test`, `val` or `train`"),
         "{e}"
     );
+    let e = stderr(&eval(r, &["--split", "val", "--dataset", "mnist"]));
+    assert!(e.contains("with --dataset use `test` or `train`"), "{e}");
     let e = stderr(&eval(r, &["--model", "asembled"]));
     assert!(
         e.contains("neither a stage (meta, assemble, e2e) nor a checkpoint file"),

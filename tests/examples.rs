@@ -155,8 +155,13 @@ fn the_recipe_overlays_give_the_papers_models_and_the_reference_loop() {
     assert_eq!(recipe.model.depth, Some(32), "DeiT-T-32");
     assert_eq!(recipe.split.divided_depths, [8, 8, 8, 8]);
     assert_eq!(
-        recipe.e2e.warmup_epochs, 5,
-        "DeiT's warmup for the E2E baseline"
+        recipe.e2e.warmup_epochs, 20,
+        "the reference's warmup for the E2E phase (main.py's default)"
+    );
+    assert_eq!(
+        recipe.data.normalize,
+        incubator_core::config::Normalization::Imagenet,
+        "DeiT's code normalises CIFAR with ImageNet's statistics"
     );
     let stages = |c: &RunConfig| [c.meta, c.incubate, c.finetune, c.e2e.recipe()];
     for s in stages(&recipe) {
@@ -184,9 +189,12 @@ fn the_recipe_overlays_give_the_papers_models_and_the_reference_loop() {
         );
         assert_eq!(s.schedule(&exact.optim), ScheduleForm::Deit);
     }
+    // the incubation decays module 0's embeddings, as the reference's optimizer does
+    assert!(exact.optim.incubation_decays_embeddings);
     // everything else is the recipe's
     let mut back = exact.clone();
     back.optim.schedule = ScheduleForm::PerStep;
+    back.optim.incubation_decays_embeddings = false;
     for s in [&mut back.meta, &mut back.incubate, &mut back.finetune] {
         s.clip_grad = None;
     }

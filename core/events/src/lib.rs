@@ -107,7 +107,9 @@ impl fmt::Display for StageId {
 /// images (`data.val_fraction` / `data.val_per_class`): per-epoch evaluation and the best
 /// epoch use it when a run has one, and the test split is then evaluated once, at the end of
 /// each stage.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum EvalSplit {
     Train,

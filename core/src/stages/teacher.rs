@@ -179,3 +179,88 @@ fn load_from(
         })?;
     Ok(net)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run_dir::StageSummary;
+    use crate::train::TrainOutcome;
+
+    fn finished(
+        run: &RunDir,
+        stage: StageId,
+        gflop: f64,
+        imported: bool,
+        teachers: Vec<TeacherCost>,
+    ) {
+        let outcome = TrainOutcome {
+            top1: 0.5,
+            top5: 0.9,
+            best_top1: 0.5,
+            best_epoch: 1,
+            best_split: Default::default(),
+            val: None,
+            test_loss: 1.0,
+            wall_s: gflop / 10.0,
+            train_gflop: gflop,
+            epochs: if imported { 0 } else { 1 },
+            final_train_loss: 1.0,
+            depends_on: Vec::new(),
+            imported_from: imported.then(|| "model.safetensors".into()),
+            teachers,
+            stacked: None,
+        };
+        std::fs::create_dir_all(run.stage_dir(stage)).unwrap();
+        run.write_summary(&StageSummary {
+            stage,
+            outcome,
+            host: "h".into(),
+            finished_at: 0.0,
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn a_teachers_cost_is_its_training_or_its_runs_whole_method_and_unknown_when_imported() {
+        let tmp = tempfile::tempdir().unwrap();
+        let here = RunDir {
+            root: tmp.path().join("here"),
+        };
+        finished(&here, StageId::E2E, 40.0, false, vec![]);
+        let c = cost(&here, "e2e").unwrap();
+        assert_eq!((c.gflop, c.wall_s), (Some(40.0), Some(4.0)));
+        // another run's assembled model: its meta model, incubations (and their own teacher)
+        // and fine-tune
+        let other = RunDir {
+            root: tmp.path().join("other"),
+        };
+        finished(&other, StageId::META, 10.0, false, vec![]);
+        let its_teacher = TeacherCost {
+            spec: "e2e".into(),
+            gflop: Some(7.0),
+            wall_s: Some(0.7),
+        };
+        for i in 0..2 {
+            finished(
+                &other,
+                StageId::incubate(i),
+                20.0,
+                false,
+                vec![its_teacher.clone()],
+            );
+        }
+        finished(&other, StageId::ASSEMBLE, 5.0, false, vec![]);
+        let c = cost(&here, "../other:assemble").unwrap();
+        assert_eq!(c.gflop, Some(10.0 + 40.0 + 5.0 + 7.0));
+        // imported: trained elsewhere, cost unknown
+        let imported = RunDir {
+            root: tmp.path().join("imported"),
+        };
+        finished(&imported, StageId::E2E, 0.0, true, vec![]);
+        let c = cost(&here, "../imported").unwrap();
+        assert_eq!((c.spec.as_str(), c.gflop), ("../imported", None));
+        // an unfinished teacher is an error naming it
+        let e = cost(&here, "../nowhere:e2e").unwrap_err().to_string();
+        assert!(e.contains("has not finished"), "{e}");
+    }
+}

@@ -75,6 +75,46 @@ fn loaded_library_trains_bit_identically_taught_by_another_runs_model() {
         assert!(top1 > 0.2, "module {i}'s hybrid: {top1}, chance is 0.1");
     }
 
+    // the teacher's training is the method's cost, counted once for the four incubations
+    let read = |p: std::path::PathBuf| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+    };
+    let teacher_gflop = read(teacher.join("stages/e2e/summary.json"))["train_gflop"]
+        .as_f64()
+        .unwrap();
+    assert!(teacher_gflop > 0.0);
+    let mut method = 0.0;
+    for stage in [
+        "meta",
+        "incubate-0",
+        "incubate-1",
+        "incubate-2",
+        "incubate-3",
+        "assemble",
+    ] {
+        let s = read(compiled.dir.join(format!("stages/{stage}/summary.json")));
+        method += s["train_gflop"].as_f64().unwrap();
+        if stage.starts_with("incubate") {
+            assert_eq!(
+                s["teachers"][0]["gflop"].as_f64(),
+                Some(teacher_gflop),
+                "{s}"
+            );
+            assert!(s["teachers"][0]["spec"].as_str().unwrap().ends_with(":e2e"));
+        }
+    }
+    let run = incubator_core::run_dir::RunDir {
+        root: compiled.dir.clone(),
+    };
+    let report = incubator_core::stages::report::Report::from_run(&run, &vec![vec![]; 4]).unwrap();
+    assert_eq!(report.teacher_gflop, teacher_gflop);
+    assert!(
+        (report.method_gflop - (method + teacher_gflop)).abs() < 1e-6 * method,
+        "{} vs {method} + {teacher_gflop}",
+        report.method_gflop
+    );
+    assert!(report.method.ends_with(":e2e"), "{}", report.method);
+
     let missing = format!(
         "[plugins]\nstrategy = \"m2mkd\"\n[plugins.options]\nteacher = \"{}:e2e\"\n",
         dir.path().join("no-such-run").display()
