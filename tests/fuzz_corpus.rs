@@ -93,10 +93,11 @@ fn write_seeds() {
     seed("cifar", "short", &[0u8, 1, 2, 3]);
 
     // a real run's files: events, a state and a model of the tiny ViT the target loads into
+    // (all 64 images trained on: two steps per epoch, so the stop lands mid-epoch)
     let tmp = tempfile::tempdir().unwrap();
     let cfg = write_config(
         tmp.path(),
-        "[model]\nimage_size = 28\nembed_dim = 4\ndepth = 1\nnum_heads = 1\n[split]\ndivided_depths = [1]\n[data]\ntrain_limit = 64\ntest_limit = 16\n[e2e]\nepochs = 1\n[checkpoint]\nevery_steps = 1\n",
+        "[model]\nimage_size = 28\nembed_dim = 4\ndepth = 1\nnum_heads = 1\n[split]\ndivided_depths = [1]\n[data]\ntrain_limit = 64\ntest_limit = 16\nval_fraction = 0.0\n[e2e]\nepochs = 1\n[checkpoint]\nevery_steps = 1\n",
     );
     let run = tmp.path().join("run");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_incubator"))

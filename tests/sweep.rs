@@ -203,6 +203,27 @@ fn sweep_report_statistics_match_the_runs_and_a_rerun_trains_nothing() {
             mean(&col("e2e", "train_gflop")),
             "E2E compute",
         );
+        // the stacked modules before the fine-tune (DGL's and InfoPro's protocol): their own
+        // test top-1, paired with the same E2E runs, the fine-tune's compute left out
+        let stacked: Vec<f64> = runs
+            .iter()
+            .map(|r| {
+                summary(r, "assemble")["stacked"]["test"]["top1"]
+                    .as_f64()
+                    .unwrap()
+            })
+            .collect();
+        let w = &p["without_finetune"];
+        close(&w["assembled_top1"]["mean"], mean(&stacked), "stacked mean");
+        let e = col("e2e", "top1");
+        let diff: Vec<f64> = stacked.iter().zip(&e).map(|(a, e)| a - e).collect();
+        close(&w["diff_top1"]["mean"], mean(&diff), "stacked difference");
+        let ft = col("assemble", "train_gflop");
+        close(
+            &w["method_gflop"]["mean"],
+            mean(&method) - mean(&ft),
+            "stacked compute",
+        );
     }
     let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
     let first = &points[0]["assembled_top1"];
@@ -212,6 +233,10 @@ fn sweep_report_statistics_match_the_runs_and_a_rerun_trains_nothing() {
         100.0 * first["sd"].as_f64().unwrap()
     );
     assert!(md.contains(&shown), "{shown} not in\n{md}");
+    assert!(
+        md.contains("### The stacked modules without fine-tuning"),
+        "{md}"
+    );
     for plot in ["accuracy-vs-compute.svg", "accuracy-vs-axis.svg"] {
         let svg = std::fs::read_to_string(dir.join("plots").join(plot)).unwrap();
         assert!(

@@ -32,6 +32,17 @@ fn summary(run: &Path, stage: StageId) -> Value {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
 
+/// `incubator run` on the config files `layers`, laid over each other, into `run`.
+fn run_with(layers: &[&Path], run: &Path, what: &str) {
+    let mut args = vec!["run".to_string(), "--no-progress".into()];
+    for l in layers {
+        args.extend(["-c".to_string(), l.display().to_string()]);
+    }
+    args.extend(["-d".to_string(), run.display().to_string()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    assert_ok(&incubator(&args), what);
+}
+
 fn stages() -> Vec<StageId> {
     let mut s = vec![StageId::META];
     s.extend((0..4).map(StageId::incubate));
@@ -48,17 +59,12 @@ fn with_a_validation_split_the_test_split_is_read_once_per_stage() {
     );
     std::fs::write(&short, SHORT).unwrap();
     let run = tmp.path().join("val");
-    let out = incubator(&[
-        "run",
-        "--no-progress",
-        "-c",
-        &tiny,
-        "-c",
-        short.to_str().unwrap(),
-        "-d",
-        run.to_str().unwrap(),
-    ]);
-    assert_ok(&out, "incubator run with the default validation split");
+    let tiny = Path::new(&tiny);
+    run_with(
+        &[tiny, &short],
+        &run,
+        "incubator run with the default validation split",
+    );
     let evals = evaluations(&run);
     for id in stages() {
         let s = summary(&run, id);
@@ -116,19 +122,11 @@ fn with_a_validation_split_the_test_split_is_read_once_per_stage() {
     let plain = tmp.path().join("plain");
     let off = tmp.path().join("off.toml");
     std::fs::write(&off, "[data]\nval_fraction = 0.0\n").unwrap();
-    let out = incubator(&[
-        "run",
-        "--no-progress",
-        "-c",
-        &tiny,
-        "-c",
-        short.to_str().unwrap(),
-        "-c",
-        off.to_str().unwrap(),
-        "-d",
-        plain.to_str().unwrap(),
-    ]);
-    assert_ok(&out, "incubator run without a validation split");
+    run_with(
+        &[tiny, &short, &off],
+        &plain,
+        "incubator run without a validation split",
+    );
     let evals = evaluations(&plain);
     for id in stages() {
         let s = summary(&plain, id);

@@ -31,6 +31,10 @@ pub struct PointStats {
     pub seeds: Vec<u64>,
     #[serde(flatten)]
     pub stats: OverSeeds,
+    /// The stacked modules before fine-tuning as the method (DGL's and InfoPro's protocol:
+    /// their accuracy, the cost without the fine-tune), when every seed measured them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub without_finetune: Option<OverSeeds>,
 }
 
 impl SweepReport {
@@ -125,6 +129,33 @@ impl SweepReport {
             )
             .unwrap();
         }
+        if self.points.iter().any(|p| p.without_finetune.is_some()) {
+            writeln!(
+                w,
+                "\n### The stacked modules without fine-tuning (the protocol of DGL and InfoPro)\n"
+            )
+            .unwrap();
+            writeln!(w, "The same runs' modules stacked before the fine-tune, against the same E2E runs; their compute leaves the fine-tune out.\n").unwrap();
+            writeln!(w, "| configuration | seeds | stacked test top-1 (%) | E2E test top-1 (%) | difference top-1 (points) [95% CI] | compute stacked / E2E (TFLOP) |").unwrap();
+            writeln!(w, "|---|---:|---:|---:|---:|---:|").unwrap();
+            for p in &self.points {
+                let Some(st) = &p.without_finetune else {
+                    continue;
+                };
+                writeln!(
+                    w,
+                    "| {} | {} | {} | {} | {} | {} / {} |",
+                    p.point.name,
+                    p.seeds.len(),
+                    st.assembled_top1.percent(),
+                    dash(st.e2e_top1.as_ref().map(MeanSd::percent)),
+                    dash(st.diff_top1.as_ref().map(MeanCi::points)),
+                    num(st.method_gflop.mean / 1e3, 1),
+                    dash(st.e2e_gflop.map(|g| num(g.mean / 1e3, 1))),
+                )
+                .unwrap();
+            }
+        }
         if !self.missing.is_empty() {
             writeln!(
                 w,
@@ -160,10 +191,15 @@ impl SweepReport {
 impl PointStats {
     fn of(point: &GridPoint, runs: &[RunResult]) -> PointStats {
         let comparisons: Vec<Comparison> = runs.iter().map(|r| r.comparison.clone()).collect();
+        let stacked: Vec<Comparison> = comparisons
+            .iter()
+            .filter_map(Comparison::without_finetune)
+            .collect();
         PointStats {
             point: point.clone(),
             seeds: runs.iter().map(|r| r.seed).collect(),
             stats: over_seeds(&comparisons),
+            without_finetune: (stacked.len() == comparisons.len()).then(|| over_seeds(&stacked)),
         }
     }
 }
