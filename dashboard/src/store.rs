@@ -168,10 +168,11 @@ pub enum Metric {
     LearningRate,
     GradNorm,
     Throughput,
-    TestTop1,
-    TestLoss,
+    // the validation split's curves before the test split's: they are the per-epoch ones
     ValTop1,
     ValLoss,
+    TestTop1,
+    TestLoss,
 }
 
 impl Metric {

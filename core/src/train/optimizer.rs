@@ -280,6 +280,34 @@ mod tests {
         l.named_params().iter().map(|(_, p)| p.to_vec()).collect()
     }
 
+    /// A position embedding beside a weight: DeiT's rule exempts the first from decay.
+    struct Embedded {
+        pos_embed: crate::device::Matrix,
+        weight: crate::device::Matrix,
+    }
+    crate::impl_params!(Embedded { mat pos_embed, mat weight, });
+
+    #[test]
+    fn the_position_embedding_decays_only_when_asked_as_the_references_incubation_does() {
+        let dev = new_device(0);
+        let step = |decaying: bool| -> (Vec<f32>, Vec<f32>) {
+            let mut m = Embedded {
+                pos_embed: dev.tensor_from_vec(vec![1.0; 4], (2, 2)),
+                weight: dev.tensor_from_vec(vec![1.0; 4], (2, 2)),
+            };
+            let all: BTreeSet<String> = m.named_params().into_iter().map(|(n, _)| n).collect();
+            // zero gradients: the step is the decay alone
+            let loss = (m.pos_embed.leaky_trace().sum() + m.weight.leaky_trace().sum()) * 0.0;
+            let mut g = loss.backward();
+            let mut opt = AdamW::new(all, [0.9, 0.999], 1e-8, 0.5).decaying_embeddings(decaying);
+            opt.update(&mut m, &mut g, 0.1, &Settings::new());
+            (m.pos_embed.as_vec(), m.weight.as_vec())
+        };
+        let decayed = 1.0 - 0.1 * 0.5;
+        assert_eq!(step(false), (vec![1.0; 4], vec![decayed; 4]));
+        assert_eq!(step(true), (vec![decayed; 4], vec![decayed; 4]));
+    }
+
     #[test]
     fn frozen_parameters_do_not_move_and_start_their_correction_when_unfrozen() {
         let (dev, mut l) = layer();

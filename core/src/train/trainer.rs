@@ -660,6 +660,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn images_are_normalised_with_the_datasets_statistics_or_imagenets() {
+        let dev = crate::device::new_device(0);
+        let mut cfg = RunConfig::default();
+        cfg.data.dataset = crate::data::DatasetName::Cifar10;
+        let vit = cfg.vit(32, 3, 10).unwrap();
+        let own = batch_maker(&dev, &cfg, &vit).mean;
+        assert_eq!(own, vec![0.4914, 0.4822, 0.4465]);
+        cfg.data.normalize = crate::config::Normalization::Imagenet;
+        let maker = batch_maker(&dev, &cfg, &vit);
+        assert_eq!(maker.mean, vec![0.485, 0.456, 0.406]);
+        assert_eq!(maker.std, vec![0.229, 0.224, 0.225]);
+    }
+
+    #[test]
     fn repeated_augmentation_repeats_each_image_in_a_row_and_keeps_the_epoch_length() {
         let rng = || ChaCha8Rng::seed_from_u64(9);
         let plain = epoch_order(100, 1, &mut rng());

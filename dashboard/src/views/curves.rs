@@ -459,6 +459,16 @@ impl View for CurvesView {
                         } else {
                             line.stage.clone()
                         };
+                        // sparse curves (an evaluation per epoch, the test split's one
+                        // evaluation at a stage's end) also get their points: one point
+                        // draws no line
+                        if !line.raw.is_empty() && line.raw.len() < 30 {
+                            plot_ui.points(
+                                Points::new("", PlotPoints::from(line.raw.clone()))
+                                    .radius(2.5)
+                                    .color(colour),
+                            );
+                        }
                         if !line.raw.is_empty() {
                             // behind a smoothed line the raw one is faint and nameless (an empty
                             // name keeps it out of the legend, which shows the smoothed colour)
