@@ -1,10 +1,10 @@
 //! What one finished run of a sweep measured, read from its stage summaries (no data or model
 //! is loaded, so a report works anywhere the run directories are).
 
-use incubator_compare::{compare, Comparison};
-use incubator_core::events::{EvalSplit, StageId};
+use incubator_compare::Comparison;
+use incubator_core::events::EvalSplit;
 use incubator_core::run_dir::RunDir;
-use incubator_core::stages::report::{result, stacked_of};
+use incubator_core::stages::report::FinishedStages;
 use serde::Serialize;
 use std::path::Path;
 
@@ -28,38 +28,11 @@ pub fn read(run: &Path, point: &str, seed: u64) -> anyhow::Result<Option<RunResu
     let dir = RunDir {
         root: run.to_path_buf(),
     };
-    let Some(ft) = dir.summary(StageId::ASSEMBLE)? else {
-        return Ok(None);
-    };
-    let meta = dir.summary(StageId::META)?;
-    let mut incubations = Vec::new();
-    for i in 0.. {
-        match dir.summary(StageId::incubate(i))? {
-            Some(s) => incubations.push(s),
-            None => break,
-        }
-    }
-    let depends_on: Vec<Vec<usize>> = incubations
-        .iter()
-        .map(|s| s.outcome.depends_on.clone())
-        .collect();
-    let e2e = dir.summary(StageId::E2E)?;
-    Ok(Some(RunResult {
+    Ok(FinishedStages::read(&dir)?.map(|stages| RunResult {
         point: point.into(),
         seed,
-        comparison: compare(
-            meta.as_ref().map(result).as_ref(),
-            &incubations.iter().map(result).collect::<Vec<_>>(),
-            &depends_on,
-            &result(&ft),
-            e2e.as_ref().map(result).as_ref(),
-            &incubations
-                .iter()
-                .flat_map(|s| s.outcome.teachers.clone())
-                .collect::<Vec<_>>(),
-        )
-        .with_stacked(stacked_of(&ft)),
+        comparison: stages.comparison(),
         e2e_from: None,
-        per_epoch_split: ft.outcome.best_split,
+        per_epoch_split: stages.assemble.outcome.best_split,
     }))
 }

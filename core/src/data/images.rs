@@ -52,10 +52,10 @@ impl Data {
 
     /// The split per-epoch evaluation (and the best epoch) uses: validation when the run has
     /// one, else test.
-    pub fn selection(&self) -> (EvalSplit, Images<'_>) {
+    pub fn per_epoch_split(&self) -> EvalSplit {
         match self.val() {
-            Some(v) => (EvalSplit::Val, v),
-            None => (EvalSplit::Test, self.test()),
+            Some(_) => EvalSplit::Val,
+            None => EvalSplit::Test,
         }
     }
 

@@ -43,7 +43,7 @@ pub fn import_timm(engine: &Engine, file: &Path, id: StageId) -> anyhow::Result<
             top5: r.top5,
             best_top1: val.map_or(r.top1, |v| v.top1),
             best_epoch: 0,
-            best_split: engine.data.selection().0,
+            best_split: engine.data.per_epoch_split(),
             val,
             test_loss: r.loss,
             wall_s: 0.0,

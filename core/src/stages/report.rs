@@ -3,7 +3,7 @@
 
 use crate::events::{EvalSplit, StageId};
 use crate::run_dir::{RunDir, StageSummary};
-use incubator_compare::{compare, StageResult};
+use incubator_compare::{compare, Comparison, StageResult};
 use serde::Serialize;
 use std::fmt::Write;
 
@@ -76,19 +76,8 @@ impl Report {
             .collect::<anyhow::Result<Vec<_>>>()?;
         let ft = need(StageId::ASSEMBLE)?;
         let e2e = run.summary(StageId::E2E)?;
-        let teachers: Vec<_> = incs
-            .iter()
-            .flat_map(|s| s.outcome.teachers.clone())
-            .collect();
-        let c = compare(
-            Some(&result(&meta)),
-            &incs.iter().map(result).collect::<Vec<_>>(),
-            deps,
-            &result(&ft),
-            e2e.as_ref().map(result).as_ref(),
-            &teachers,
-        )
-        .with_stacked(stacked_of(&ft));
+        let c = compare_summaries(Some(&meta), &incs, deps, &ft, e2e.as_ref());
+        let teachers = teachers_of(&incs);
         // A strategy without a meta model trained none (zero epochs): no row for it. An
         // imported one has a row, marked.
         let mut stages: Vec<StageSummary> = Some(meta.clone())
@@ -319,9 +308,77 @@ impl Report {
     }
 }
 
-/// The assembly stage's stacked model before fine-tuning: (test top-1, test top-5).
-pub fn stacked_of(assemble: &StageSummary) -> Option<(f64, f64)> {
-    assemble.outcome.stacked.map(|s| (s.test.top1, s.test.top5))
+/// The comparison of a run's finished stages from their summaries: `deps[i]` the modules
+/// incubation i waited for, each teacher the incubations recorded counted once, the stacked
+/// modules before fine-tuning beside the assembled model.
+pub fn compare_summaries(
+    meta: Option<&StageSummary>,
+    incubations: &[StageSummary],
+    deps: &[Vec<usize>],
+    assemble: &StageSummary,
+    e2e: Option<&StageSummary>,
+) -> Comparison {
+    compare(
+        meta.map(result).as_ref(),
+        &incubations.iter().map(result).collect::<Vec<_>>(),
+        deps,
+        &result(assemble),
+        e2e.map(result).as_ref(),
+        &teachers_of(incubations),
+    )
+    .with_stacked(assemble.outcome.stacked.map(|s| (s.test.top1, s.test.top5)))
+}
+
+fn teachers_of(incubations: &[StageSummary]) -> Vec<crate::events::TeacherCost> {
+    incubations
+        .iter()
+        .flat_map(|s| s.outcome.teachers.clone())
+        .collect()
+}
+
+/// A run's finished stages as their summaries record them (no data or model is loaded, so
+/// this works wherever the run directory is): the incubations in order up to the first that
+/// has not finished.
+pub struct FinishedStages {
+    pub meta: Option<StageSummary>,
+    pub incubations: Vec<StageSummary>,
+    pub assemble: StageSummary,
+    pub e2e: Option<StageSummary>,
+}
+
+impl FinishedStages {
+    /// `None` while the assembly stage has not finished.
+    pub fn read(run: &RunDir) -> anyhow::Result<Option<FinishedStages>> {
+        let Some(assemble) = run.summary(StageId::ASSEMBLE)? else {
+            return Ok(None);
+        };
+        let mut incubations = Vec::new();
+        while let Some(s) = run.summary(StageId::incubate(incubations.len()))? {
+            incubations.push(s);
+        }
+        Ok(Some(FinishedStages {
+            meta: run.summary(StageId::META)?,
+            incubations,
+            assemble,
+            e2e: run.summary(StageId::E2E)?,
+        }))
+    }
+
+    /// The comparison, with the dependencies the incubations recorded.
+    pub fn comparison(&self) -> Comparison {
+        let deps: Vec<Vec<usize>> = self
+            .incubations
+            .iter()
+            .map(|s| s.outcome.depends_on.clone())
+            .collect();
+        compare_summaries(
+            self.meta.as_ref(),
+            &self.incubations,
+            &deps,
+            &self.assemble,
+            self.e2e.as_ref(),
+        )
+    }
 }
 
 /// What the comparison needs of a stage summary.

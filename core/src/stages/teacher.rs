@@ -78,31 +78,16 @@ pub fn cost(run: &RunDir, spec: &str) -> anyhow::Result<TeacherCost> {
         let e2e = finished(StageId::E2E)?;
         known(&e2e).then_some((e2e.outcome.train_gflop, e2e.outcome.wall_s))
     } else {
-        let meta = other.summary(StageId::META)?;
-        let mut incubations = Vec::new();
-        while let Some(s) = other.summary(StageId::incubate(incubations.len()))? {
-            incubations.push(s);
-        }
-        let ft = finished(StageId::ASSEMBLE)?;
-        let all_known = meta.iter().chain(&incubations).chain([&ft]).all(known);
-        let teachers: Vec<TeacherCost> = incubations
+        finished(StageId::ASSEMBLE)?;
+        let stages = super::report::FinishedStages::read(&other)?
+            .expect("the assembly has finished (checked above)");
+        let all_known = stages
+            .meta
             .iter()
-            .flat_map(|s| s.outcome.teachers.clone())
-            .collect();
-        let c = incubator_compare::compare(
-            meta.as_ref().map(super::report::result).as_ref(),
-            &incubations
-                .iter()
-                .map(super::report::result)
-                .collect::<Vec<_>>(),
-            &incubations
-                .iter()
-                .map(|s| s.outcome.depends_on.clone())
-                .collect::<Vec<_>>(),
-            &super::report::result(&ft),
-            None,
-            &teachers,
-        );
+            .chain(&stages.incubations)
+            .chain([&stages.assemble])
+            .all(known);
+        let c = stages.comparison();
         (all_known && c.teachers_elsewhere.is_empty()).then_some((c.method_gflop, c.method_wall_s))
     };
     Ok(TeacherCost {

@@ -7,6 +7,7 @@ pub mod feed;
 pub mod folder_pipelines;
 pub mod loss;
 pub mod optimizer;
+pub mod outcome;
 pub mod schedule;
 pub mod state;
 pub mod trainer;

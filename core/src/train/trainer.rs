@@ -3,13 +3,13 @@
 //! after each epoch, and events for the log.
 
 use super::batch::BatchMaker;
-use super::evaluate::{evaluate, f64_or_nan, nan, EvalResult};
+use super::evaluate::{evaluate, EvalResult};
 use super::feed::Feed;
 use super::loss::{LossInputs, LossTerms, Progress};
 use super::optimizer::AdamW;
+pub use super::outcome::{StackedEval, TrainError, TrainOutcome};
 use super::schedule::CosineSchedule;
 use super::state::{self, BestEval, TrainState};
-use crate::checkpoint;
 use crate::config::{RunConfig, StageRecipe};
 use crate::data::Data;
 use crate::device::Dev;
@@ -61,107 +61,6 @@ pub struct TrainJob<'a> {
     /// The modules this incubation waited for (its strategy's `depends_on`): recorded in the
     /// start event and the outcome, so that a report or dashboard knows which stages overlap.
     pub depends_on: Vec<usize>,
-}
-
-/// JSON has no NaN: serde_json writes it as `null`, which reads back as NaN here (a stage
-/// that trained no epoch has no final training loss).
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct TrainOutcome {
-    /// Top-1 and top-5 after the last epoch: the stage's result.
-    #[serde(deserialize_with = "f64_or_nan")]
-    pub top1: f64,
-    #[serde(default = "nan", deserialize_with = "f64_or_nan")]
-    pub top5: f64,
-    /// The best top-1 of any epoch's evaluation on `best_split` and that epoch (1-based; 0
-    /// when the stage trained no epoch). Reported beside the final one, never chosen by it.
-    #[serde(default = "nan", deserialize_with = "f64_or_nan")]
-    pub best_top1: f64,
-    #[serde(default)]
-    pub best_epoch: usize,
-    /// The split every epoch was evaluated on: the validation split when the run holds one
-    /// out, else the test split (summaries written before splits existed: test).
-    #[serde(default)]
-    pub best_split: EvalSplit,
-    /// The final model on the validation split (absent without one). `top1`, `top5` and
-    /// `test_loss` are always the test split's.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub val: Option<EvalResult>,
-    #[serde(deserialize_with = "f64_or_nan")]
-    pub test_loss: f64,
-    #[serde(deserialize_with = "f64_or_nan")]
-    pub wall_s: f64,
-    #[serde(deserialize_with = "f64_or_nan")]
-    pub train_gflop: f64,
-    pub epochs: usize,
-    #[serde(deserialize_with = "f64_or_nan")]
-    pub final_train_loss: f64,
-    /// See [`TrainJob::depends_on`].
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub depends_on: Vec<usize>,
-    /// The checkpoint file this stage's model was imported from (`incubator import`): the
-    /// model itself when `epochs` is 0, else the weights its training started from. Its own
-    /// training cost is not in `train_gflop`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub imported_from: Option<String>,
-    /// The teachers an incubation distilled from and what they cost to train: part of the
-    /// method's cost ([`incubator_compare::compare`]).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub teachers: Vec<crate::events::TeacherCost>,
-    /// The assembly stage's stacked model before fine-tuning, on the test split (and the
-    /// validation split, when the run has one): DGL's and InfoPro's protocol.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stacked: Option<StackedEval>,
-}
-
-/// A model evaluated on the test split and, when the run holds one out, the validation split.
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct StackedEval {
-    pub test: EvalResult,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub val: Option<EvalResult>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum TrainError {
-    #[error("{stage}: the loss became {value} at epoch {epoch}, step {step}. Training stopped; the checkpoint of the last finished epoch is kept, so the stage resumes from there. Lower optim.base_lr, keep optim.clip_grad on, or reduce drop_path")]
-    NonFinite {
-        stage: StageId,
-        value: f32,
-        epoch: usize,
-        step: u64,
-    },
-    #[error("{stage}: the training split has {have} images, fewer than one batch of {need} (optim.batch_size x optim.accum_steps); lower optim.batch_size or optim.accum_steps, or give more images (data.train_limit, data.dataset)")]
-    TooLittleData {
-        stage: StageId,
-        have: usize,
-        need: usize,
-    },
-    #[error("{stage}: {message}")]
-    Data { stage: StageId, message: String },
-    #[error(transparent)]
-    Checkpoint(#[from] checkpoint::CheckpointError),
-    #[error("{stage}: the plugin's {what} is refused: {message}")]
-    Plugin {
-        stage: StageId,
-        what: &'static str,
-        message: String,
-    },
-    #[error("cannot resume from {path}: {why}; delete it to restart the stage from scratch")]
-    Resume { path: PathBuf, why: String },
-    #[error("cannot write the resumable state {path}: {source}. The previous state file is kept as it was, so nothing finished before it is lost: free space (or fix the file system) and run the same command again to resume from it")]
-    StateWrite {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{stage} stopped by {signal} at epoch {} step {step}/{steps_per_epoch}; {}. Run the same command again to resume", epoch + 1, match state { Some(p) => format!("its state is saved in {}", p.display()), None => "this job keeps no state".to_string() })]
-    Interrupted {
-        stage: StageId,
-        signal: &'static str,
-        epoch: usize,
-        step: u64,
-        steps_per_epoch: u64,
-        state: Option<PathBuf>,
-    },
 }
 
 /// A stable 64-bit mix of the run seed, the stage and the epoch: each epoch's shuffling,
@@ -264,7 +163,7 @@ pub fn train(
 
     let maker = batch_maker(dev, job.cfg, job.vit);
     let every = job.cfg.checkpoint.every_steps;
-    let (selection, _) = job.data.selection();
+    let selection = job.data.per_epoch_split();
     while st.epoch < job.recipe.epochs {
         let epoch = st.epoch;
         let seed = epoch_seed(job.cfg.seed, job.stage, epoch);
