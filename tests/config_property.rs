@@ -102,6 +102,10 @@ const KEYS: &[(&str, &[&str])] = &[
     ),
     ("augment.reprob", &["0.0", "0.25", "1.5", "nan"]),
     (
+        "augment.rand_augment_in_memory",
+        &["true", "false", "\"yes\""],
+    ),
+    (
         "augment.rrc_scale",
         &["[0.08, 1.0]", "[0.5, 0.2]", "[0.0, 1.0]", "[1.0]"],
     ),
@@ -135,7 +139,8 @@ const KEYS: &[(&str, &[&str])] = &[
     ("optim.eps", &["1e-8", "0.0", "-1e-8"]),
     ("optim.clip_grad", &["1.0", "0.0", "-1.0", "inf", "\"off\""]),
     ("meta.epochs", &["1", "2", "0", "-1"]),
-    ("meta.warmup_epochs", &["0", "1", "5"]),
+    ("meta.warmup_epochs", &["0", "1", "5", "0.5", "-0.5", "nan"]),
+    ("meta.steps", &["0", "3", "5", "-1", "1.5"]),
     (
         "meta.drop_path",
         &["0.0", "0.5", "0.99", "1.0", "1.5", "-0.1", "nan"],
@@ -144,11 +149,13 @@ const KEYS: &[(&str, &[&str])] = &[
     ("incubate.warmup_epochs", &["0", "1", "3"]),
     ("incubate.drop_path", &["0.0", "0.3", "1.0", "nan"]),
     ("finetune.epochs", &["1", "2", "0"]),
-    ("finetune.warmup_epochs", &["0", "1", "9"]),
+    ("finetune.warmup_epochs", &["0", "1", "9", "0.75"]),
+    ("finetune.steps", &["2", "9"]),
     ("finetune.drop_path", &["0.0", "0.2", "2.0"]),
     ("e2e.enabled", &["true", "false", "\"no\""]),
     ("e2e.epochs", &["1", "2", "0", "-1"]),
-    ("e2e.warmup_epochs", &["0", "1", "4"]),
+    ("e2e.warmup_epochs", &["0", "1", "4", "0.25", "inf"]),
+    ("e2e.steps", &["0", "1", "6", "-2"]),
     ("e2e.drop_path", &["0.0", "0.1", "1.5", "-1.0", "inf"]),
     (
         "plugins.meta_design",

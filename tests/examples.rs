@@ -154,8 +154,14 @@ fn the_recipe_overlays_give_the_papers_models_and_the_reference_loop() {
     let recipe = RunConfig::load(&examples.join("deit-recipe.toml")).unwrap();
     assert_eq!(recipe.model.depth, Some(32), "DeiT-T-32");
     assert_eq!(recipe.split.divided_depths, [8, 8, 8, 8]);
+    assert!(
+        recipe.augment.rand_augment_in_memory
+            && recipe.augment.rand_augment == "rand-m9-mstd0.5-inc1"
+            && recipe.augment.reprob == 0.25,
+        "DeiT's CIFAR pipeline: RandAugment m9 and random erasing 0.25 after crop and flip"
+    );
     assert_eq!(
-        recipe.e2e.warmup_epochs, 20,
+        recipe.e2e.warmup_epochs, 20.0,
         "the reference's warmup for the E2E phase (main.py's default)"
     );
     assert_eq!(

@@ -224,7 +224,55 @@ fn sweep_report_statistics_match_the_runs_and_a_rerun_trains_nothing() {
             mean(&method) - mean(&ft),
             "stacked compute",
         );
+        // the last epoch's training loss beside the accuracy: the fine-tune's and E2E's
+        for (key, stage) in [
+            ("assembled_train_loss", "assemble"),
+            ("e2e_train_loss", "e2e"),
+        ] {
+            let l = col(stage, "final_train_loss");
+            close(&p[key]["mean"], mean(&l), key);
+            close(&p[key]["sd"], sd(&l), key);
+        }
     }
+    // How the difference changes along the one axis: the last point's paired differences
+    // against the first's, by Welch's t (unpaired: the points' runs share only seed numbers).
+    let diffs = |name: &str| -> Vec<f64> {
+        [0, 1]
+            .iter()
+            .map(|s| {
+                let r = dir.join("runs").join(name).join(format!("seed{s}"));
+                summary(&r, "assemble")["top1"].as_f64().unwrap()
+                    - summary(&r, "e2e")["top1"].as_f64().unwrap()
+            })
+            .collect()
+    };
+    let (last, first) = (diffs(POINTS[1]), diffs(POINTS[0]));
+    let (va, vb) = (sd(&last).powi(2) / 2.0, sd(&first).powi(2) / 2.0);
+    let df = (va + vb).powi(2) / (va * va + vb * vb); // n - 1 = 1 for both
+    let half = incubator_compare::t_quantile(0.975, df) * (va + vb).sqrt();
+    let change = &report["change"];
+    assert_eq!(
+        (&change["from"], &change["to"]),
+        (&POINTS[0].into(), &POINTS[1].into())
+    );
+    close(
+        &change["diff"]["mean"],
+        mean(&last) - mean(&first),
+        "change",
+    );
+    close(
+        &change["diff"]["hi"],
+        mean(&last) - mean(&first) + half,
+        "change interval",
+    );
+    // 2 points x (top-1, top-5, stacked top-1) and the change: 7 intervals, each held to
+    // 1 - 0.05 / 7 for the report to hold at 95%
+    assert_eq!(report["looks"]["intervals"], 7);
+    close(
+        &report["looks"]["level"],
+        1.0 - 0.05 / 7.0,
+        "Bonferroni level",
+    );
     let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
     let first = &points[0]["assembled_top1"];
     let shown = format!(
@@ -235,6 +283,12 @@ fn sweep_report_statistics_match_the_runs_and_a_rerun_trains_nothing() {
     assert!(md.contains(&shown), "{shown} not in\n{md}");
     assert!(
         md.contains("### The stacked modules without fine-tuning"),
+        "{md}"
+    );
+    assert!(
+        md.contains("This report gives 7 intervals at 95%")
+            && md.contains("Welch's t")
+            && md.contains("| final train loss method / E2E |"),
         "{md}"
     );
     for plot in ["accuracy-vs-compute.svg", "accuracy-vs-axis.svg"] {

@@ -208,7 +208,7 @@ fn incubation_changes_only_the_target_module() {
             stage: StageId::incubate(target),
             cfg: &run,
             vit: &c,
-            recipe: incubator_core::config::StageRecipe::new(2, 0, 0.1),
+            recipe: incubator_core::config::StageRecipe::new(2, 0.0, 0.1),
             data: &data,
             first_traced: target,
             trainable: trainable.clone(),

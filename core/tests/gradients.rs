@@ -446,6 +446,7 @@ fn tapped_loss_terms_have_the_gradients_of_their_sum() {
         step_in_epoch: 0,
         steps_per_epoch: 1,
         epochs: 1,
+        total_steps: 1,
     };
     let mut model = WithExtras {
         net: &mut net,

@@ -64,7 +64,7 @@ fn run_config(clip: Option<f64>) -> RunConfig {
 
 #[test]
 fn a_stage_clipping_overrides_the_global_one() {
-    let plain = StageRecipe::new(2, 0, 0.0);
+    let plain = StageRecipe::new(2, 0.0, 0.0);
     let unclipped = train_with(&run_config(None), plain);
     // Clipping on globally, off in this stage: the same as no clipping at all.
     let off_here = StageRecipe {
@@ -90,9 +90,9 @@ fn the_deit_schedule_sets_each_epoch_to_timms_value_of_the_epoch_before() {
     let run = run_config(Some(1.0));
     let recipe = StageRecipe {
         epochs: 6,
-        warmup_epochs: 2,
+        warmup_epochs: 2.0,
         schedule: Some(ScheduleForm::Deit),
-        ..StageRecipe::new(6, 2, 0.0)
+        ..StageRecipe::new(6, 2.0, 0.0)
     };
     let (_, steps) = train_with(&run, recipe);
     let o = &run.optim;
@@ -114,7 +114,7 @@ fn the_deit_schedule_sets_each_epoch_to_timms_value_of_the_epoch_before() {
         assert!((lr - want).abs() < 1e-12 * peak, "step {i}: {lr} vs {want}");
     }
     // the per-step form differs: it reaches the peak at the warmup's end
-    let (_, per_step) = train_with(&run, StageRecipe::new(6, 2, 0.0));
+    let (_, per_step) = train_with(&run, StageRecipe::new(6, 2.0, 0.0));
     assert!((per_step[2 * per_epoch].0 - peak).abs() < 1e-12);
     assert!(steps[2 * per_epoch].0 < peak);
 }

@@ -30,7 +30,7 @@ fn module_1_job<'a>(
         stage: StageId::incubate(1),
         cfg: run,
         vit,
-        recipe: StageRecipe::new(epochs, 0, 0.0),
+        recipe: StageRecipe::new(epochs, 0.0, 0.0),
         data,
         first_traced: 1,
         trainable,

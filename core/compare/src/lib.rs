@@ -11,4 +11,6 @@ pub mod stats;
 pub use comparison::{compare, Comparison, StageResult};
 pub use seeds::{over_seeds, OverSeeds};
 pub use settings::{settings, Setting};
-pub use stats::{mean_ci95, mean_sd, t975, MeanCi, MeanSd};
+pub use stats::{
+    mean_ci, mean_ci95, mean_sd, t975, t_quantile, welch_ci, welch_ci95, MeanCi, MeanSd,
+};

@@ -40,22 +40,63 @@ pub fn mean_sd(xs: &[f64]) -> MeanSd {
 
 /// The two-sided 95% quantile of Student's t with `df` degrees of freedom.
 pub fn t975(df: usize) -> f64 {
-    StudentsT::new(0.0, 1.0, df as f64)
-        .map(|t| t.inverse_cdf(0.975))
+    t_quantile(0.975, df as f64)
+}
+
+/// Student's t quantile at `p` with `df` (possibly fractional) degrees of freedom.
+pub fn t_quantile(p: f64, df: f64) -> f64 {
+    StudentsT::new(0.0, 1.0, df)
+        .map(|t| t.inverse_cdf(p))
         .unwrap_or(f64::NAN)
 }
 
 pub fn mean_ci95(xs: &[f64]) -> MeanCi {
+    mean_ci(xs, 0.95)
+}
+
+/// The mean with its two-sided interval at `level` (0.95: the usual 95%).
+pub fn mean_ci(xs: &[f64], level: f64) -> MeanCi {
     let MeanSd { n, mean, sd } = mean_sd(xs);
     let half = if n < 2 {
         f64::NAN
     } else {
-        t975(n - 1) * sd / (n as f64).sqrt()
+        t_quantile(1.0 - (1.0 - level) / 2.0, (n - 1) as f64) * sd / (n as f64).sqrt()
     };
     MeanCi {
         n,
         mean,
         sd,
+        lo: mean - half,
+        hi: mean + half,
+    }
+}
+
+/// mean(xs) - mean(ys) for two independent samples with its 95% interval by Welch's t
+/// (unequal variances, Welch-Satterthwaite degrees of freedom): how a paired difference
+/// changes between two configurations, whose seeds share nothing but their number. `n` is
+/// both samples' size together and `sd` the difference's standard error.
+pub fn welch_ci95(xs: &[f64], ys: &[f64]) -> MeanCi {
+    welch_ci(xs, ys, 0.95)
+}
+
+/// [`welch_ci95`] at any two-sided `level`.
+pub fn welch_ci(xs: &[f64], ys: &[f64], level: f64) -> MeanCi {
+    let (a, b) = (mean_sd(xs), mean_sd(ys));
+    let (va, vb) = (a.sd * a.sd / a.n as f64, b.sd * b.sd / b.n as f64);
+    let se = (va + vb).sqrt();
+    let df = (va + vb).powi(2) / (va * va / (a.n as f64 - 1.0) + vb * vb / (b.n as f64 - 1.0));
+    let half = if a.n < 2 || b.n < 2 {
+        f64::NAN
+    } else if se == 0.0 {
+        0.0
+    } else {
+        t_quantile(1.0 - (1.0 - level) / 2.0, df) * se
+    };
+    let mean = a.mean - b.mean;
+    MeanCi {
+        n: a.n + b.n,
+        mean,
+        sd: se,
         lo: mean - half,
         hi: mean + half,
     }
@@ -126,7 +167,30 @@ mod tests {
         );
         assert_eq!(mean_sd(&[0.9, 0.92]).percent(), "91.00 ± 1.41");
         assert_eq!(mean_sd(&[0.9]).percent(), "90.00");
+        // Bonferroni over 10 looks: each at 99.5%, t(0.9975, 2) = 14.089
+        let wide = mean_ci(&[1.0, 2.0, 3.0], 0.995);
+        assert!(
+            (wide.hi - 2.0 - 14.089 / 3f64.sqrt()).abs() < 1e-2,
+            "{wide:?}"
+        );
         let one = mean_ci95(&[0.5]);
         assert!(one.mean == 0.5 && one.sd.is_nan() && one.lo.is_nan() && !one.excludes_zero());
+    }
+
+    #[test]
+    fn welch_interval_matches_a_hand_computation() {
+        // means 2 and 5, variances 1 and 4 over 3 each: se^2 = 1/3 + 4/3 = 5/3,
+        // df = (5/3)^2 / ((1/3)^2/2 + (4/3)^2/2) = 25/9 / (17/18) = 2.941
+        let d = welch_ci95(&[1.0, 2.0, 3.0], &[3.0, 5.0, 7.0]);
+        assert_eq!(d.mean, -3.0);
+        let se = (5.0f64 / 3.0).sqrt();
+        assert!((d.sd - se).abs() < 1e-12);
+        let t = t_quantile(0.975, 50.0 / 17.0);
+        assert!((t - 3.2).abs() < 0.05, "t {t}");
+        assert!(
+            (d.hi - (-3.0 + t * se)).abs() < 1e-9 && !d.excludes_zero(),
+            "{d:?}"
+        );
+        assert!(welch_ci95(&[1.0], &[2.0, 3.0]).lo.is_nan());
     }
 }

@@ -36,14 +36,28 @@ impl Problems {
     fn fraction(&mut self, key: &str, v: f64) {
         self.check((0.0..=1.0).contains(&v), key, v, "must be between 0 and 1");
     }
-    fn recipe(&mut self, section: &str, epochs: usize, warmup: usize, drop_path: f64) {
+    fn recipe(&mut self, section: &str, r: &StageRecipe, optim: &super::OptimSection) {
+        let (epochs, warmup) = (r.epochs, r.warmup_epochs);
         self.at_least_one(&format!("{section}.epochs"), epochs);
+        let key = format!("{section}.warmup_epochs");
+        self.finite_at_least(&key, warmup, 0.0);
+        // Under a step budget the warmup is checked against it once the data gives the
+        // steps per epoch.
+        if r.steps == 0 {
+            self.check(
+                warmup <= epochs as f64,
+                &key,
+                warmup,
+                &format!("must not exceed {section}.epochs = {epochs}"),
+            );
+        }
         self.check(
-            warmup <= epochs,
-            &format!("{section}.warmup_epochs"),
+            r.schedule(optim) != super::ScheduleForm::Deit || warmup.fract() == 0.0,
+            &key,
             warmup,
-            &format!("must not exceed {section}.epochs = {epochs}"),
+            "must be a whole number with schedule = \"deit\" (timm's schedule warms up per epoch); use the \"per-step\" schedule for a fractional warmup",
         );
+        let drop_path = r.drop_path;
         self.check(
             (0.0..1.0).contains(&drop_path),
             &format!("{section}.drop_path"),
@@ -215,15 +229,8 @@ impl RunConfig {
             ("finetune", self.finetune),
             ("e2e", self.e2e.recipe()),
         ] {
-            let StageRecipe {
-                epochs,
-                warmup_epochs,
-                drop_path,
-                clip_grad,
-                schedule: _,
-            } = r;
-            p.recipe(section, epochs, warmup_epochs, drop_path);
-            if let Some(c) = clip_grad {
+            p.recipe(section, &r, o);
+            if let Some(c) = r.clip_grad {
                 p.check(
                     c.is_finite() && c >= 0.0,
                     &format!("{section}.clip_grad"),

@@ -49,6 +49,7 @@ pub fn import_timm(engine: &Engine, file: &Path, id: StageId) -> anyhow::Result<
             wall_s: 0.0,
             train_gflop: 0.0,
             epochs: 0,
+            steps: 0,
             final_train_loss: f64::NAN,
             depends_on: Vec::new(),
             imported_from: Some(file.display().to_string()),

@@ -227,6 +227,7 @@ pub fn run(engine: &Engine, i: usize) -> anyhow::Result<StageSummary> {
             step_in_epoch: 0,
             steps_per_epoch: 1,
             epochs: recipe.epochs,
+            total_steps: recipe.total_steps(1),
         })
         .map_err(|e| anyhow::anyhow!("incubation strategy {:?}: part settings: {e}", s.name()))?;
         let mut job = engine.job(id, recipe, trained.start, trainable, &*hybrid.loss);

@@ -72,6 +72,7 @@ pub fn run(engine: &Engine) -> anyhow::Result<StageSummary> {
                 wall_s: 0.0,
                 train_gflop: 0.0,
                 epochs: 0,
+                steps: 0,
                 final_train_loss: 0.0,
                 depends_on: Vec::new(),
                 imported_from: None,

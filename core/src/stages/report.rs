@@ -44,6 +44,11 @@ pub struct Report {
     /// evaluated on after every epoch (its best epoch's): `val` when the run holds out a
     /// validation split, else `test`.
     pub per_epoch_split: EvalSplit,
+    /// How many optimizer steps of this E2E recipe cost what the method cost
+    /// (`e2e.steps = N` trains that baseline): the equal-compute comparison, whose budget
+    /// is rarely whole epochs. Absent when E2E was not trained here.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub e2e_steps_at_method_compute: Option<u64>,
 }
 
 impl Report {
@@ -88,6 +93,13 @@ impl Report {
         stages.push(ft);
         let e2e_imported_from = e2e.as_ref().and_then(|e| e.outcome.imported_from.clone());
         let e2e_untrained = e2e.as_ref().is_some_and(|e| e.outcome.epochs == 0);
+        let e2e_steps_at_method_compute = e2e
+            .as_ref()
+            .filter(|e| e.outcome.steps > 0 && e.outcome.imported_from.is_none())
+            .map(|e| {
+                let per_step = e.outcome.train_gflop / e.outcome.steps as f64;
+                (c.method_gflop / per_step).round() as u64
+            });
         stages.extend(e2e);
         // every stage of a run shares its data, so the split is one; a stage that trained
         // nothing says test, whatever the run has
@@ -108,6 +120,7 @@ impl Report {
             format!("{method} + teacher {}", names.join(", "))
         };
         Ok(Report {
+            e2e_steps_at_method_compute,
             without_finetune: c.without_finetune(),
             per_epoch_split,
             teacher_gflop: c.teacher_gflop,
@@ -270,6 +283,19 @@ impl Report {
     /// The notes under the table: the stacked modules against the baseline, teachers whose
     /// cost is not known here.
     fn notes(&self, s: &mut String) {
+        if let (Some(steps), Some(e2e)) = (
+            self.e2e_steps_at_method_compute,
+            self.stages.iter().find(|s| s.stage == StageId::E2E),
+        ) {
+            if steps != e2e.outcome.steps {
+                writeln!(
+                    s,
+                    "E2E at the method's compute: {steps} optimizer steps of its recipe (it trained {}); `e2e.steps = {steps}` runs that baseline.",
+                    e2e.outcome.steps
+                )
+                .unwrap();
+            }
+        }
         if let (Some(w), Some(diff), Some(ratio), false) = (
             &self.without_finetune,
             self.without_finetune.as_ref().and_then(|w| w.diff_top1()),

@@ -189,6 +189,7 @@ mod tests {
             wall_s: gflop / 10.0,
             train_gflop: gflop,
             epochs: if imported { 0 } else { 1 },
+            steps: 0,
             final_train_loss: 1.0,
             depends_on: Vec::new(),
             imported_from: imported.then(|| "model.safetensors".into()),

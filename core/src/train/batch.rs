@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::config::AugmentSection;
-use crate::data::folder::{LoadedBatch, LoaderSettings, Pipeline};
+use crate::data::folder::{random_erase, LoadedBatch, LoaderSettings, Pipeline, RandAugment};
 use crate::data::Dataset;
 use crate::device::{tensor_from_slice, Act, Dev, Rows};
 use crate::model::VitConfig;
@@ -28,6 +28,16 @@ pub struct BatchMaker<'a> {
     pub std: Vec<f32>,
     /// Image folders: the DeiT pipelines their images are decoded through.
     pub folder: Option<FolderPipelines>,
+    /// In-memory sets with `augment.rand_augment_in_memory`: DeiT's CIFAR additions.
+    pub in_memory: Option<InMemoryExtras>,
+}
+
+/// RandAugment after the crop and flip, random erasing after normalisation: what DeiT's CIFAR
+/// pipeline adds to the padded crop and flip.
+#[derive(Clone, Debug)]
+pub struct InMemoryExtras {
+    pub rand_augment: Option<RandAugment>,
+    pub erase_prob: f64,
 }
 
 /// How an image folder's images become model inputs.
@@ -52,14 +62,20 @@ impl BatchMaker<'_> {
                 (0, 0)
             };
             let flip = self.augment.hflip && rng.gen_bool(0.5);
-            self.write_image(
-                data.image(i),
-                &mut images[k * c * h * w..(k + 1) * c * h * w],
-                (c, h, w),
-                oy,
-                ox,
-                flip,
-            );
+            let out = &mut images[k * c * h * w..(k + 1) * c * h * w];
+            match &self.in_memory {
+                None => self.write_image(data.image(i), out, (c, h, w), oy, ox, flip),
+                Some(extras) => {
+                    let mut px = shifted(data.image(i), (c, h, w), oy, ox, flip);
+                    if let Some(ra) = &extras.rand_augment {
+                        px = rand_augment(ra, px, (c, h, w), rng);
+                    }
+                    self.write_image(&px, out, (c, h, w), 0, 0, false);
+                    if extras.erase_prob > 0.0 && rng.gen_bool(extras.erase_prob) {
+                        random_erase(out, (c, h, w), rng);
+                    }
+                }
+            }
         }
         let labels: Vec<usize> = indices.iter().map(|&i| data.labels[i] as usize).collect();
         let lam = self.mix(&mut images, (n, c, h, w), rng);
@@ -230,6 +246,68 @@ impl BatchMaker<'_> {
     }
 }
 
+/// The raw (c, h, w) pixels shifted by (oy, ox) with zero padding and optionally mirrored:
+/// [`BatchMaker::write_image`]'s geometry before normalisation.
+fn shifted(
+    src: &[u8],
+    (c, h, w): (usize, usize, usize),
+    oy: isize,
+    ox: isize,
+    flip: bool,
+) -> Vec<u8> {
+    let mut out = vec![0u8; c * h * w];
+    for ch in 0..c {
+        for y in 0..h {
+            for x in 0..w {
+                let sx = if flip { w - 1 - x } else { x } as isize + ox;
+                let sy = y as isize + oy;
+                if (0..h as isize).contains(&sy) && (0..w as isize).contains(&sx) {
+                    out[ch * h * w + y * w + x] = src[ch * h * w + sy as usize * w + sx as usize];
+                }
+            }
+        }
+    }
+    out
+}
+
+/// RandAugment on (c, h, w) pixels: three channels as one RGB image; a grey image as RGB
+/// with equal channels, read back from its first (the operations keep the channels equal but
+/// for the fill of pixels an affine operation moves in, the ImageNet mean's red, 124); any
+/// other channel count channel by channel, each as grey.
+fn rand_augment(
+    ra: &RandAugment,
+    px: Vec<u8>,
+    (c, h, w): (usize, usize, usize),
+    rng: &mut ChaCha8Rng,
+) -> Vec<u8> {
+    let plane = h * w;
+    let to_rgb = |planes: [&[u8]; 3]| {
+        let mut raw = Vec::with_capacity(3 * plane);
+        for i in 0..plane {
+            raw.extend(planes.iter().map(|p| p[i]));
+        }
+        image::RgbImage::from_raw(w as u32, h as u32, raw).expect("3 * h * w bytes")
+    };
+    if c == 3 {
+        let img = to_rgb([&px[..plane], &px[plane..2 * plane], &px[2 * plane..]]);
+        let img = ra.apply(img, rng);
+        let mut out = vec![0u8; 3 * plane];
+        for (i, p) in img.pixels().enumerate() {
+            for ch in 0..3 {
+                out[ch * plane + i] = p.0[ch];
+            }
+        }
+        return out;
+    }
+    let mut out = Vec::with_capacity(c * plane);
+    for ch in 0..c {
+        let grey = &px[ch * plane..(ch + 1) * plane];
+        let img = ra.apply(to_rgb([grey, grey, grey]), rng);
+        out.extend(img.pixels().map(|p| p.0[0]));
+    }
+    out
+}
+
 /// (n, c, h, w) images to (n, patches, c*p*p), patches in row-major grid order and each patch
 /// flattened as (channel, row, column): the layout of a flattened Conv2d kernel.
 pub fn patchify(images: &[f32], (n, c, h, w): (usize, usize, usize, usize), p: usize) -> Vec<f32> {
@@ -253,6 +331,107 @@ pub fn patchify(images: &[f32], (n, c, h, w): (usize, usize, usize, usize), p: u
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use rand::SeedableRng;
+
+    /// Four random 8x8 images of `c` channels, and a maker without mixing, crop or flip.
+    fn setup(c: usize) -> (Dataset, VitConfig, AugmentSection) {
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let images: Vec<u8> = (0..4 * c * 64).map(|_| rng.gen()).collect();
+        let data = Dataset::new(images, vec![0, 1, 2, 1], c, 8, 8, 3).unwrap();
+        let vit = VitConfig::preset("mnist-small", 8, c, Some(4), 3).unwrap();
+        let augment = AugmentSection {
+            mix_prob: 0.0,
+            ..Default::default()
+        };
+        (data, vit, augment)
+    }
+
+    fn maker<'a>(
+        dev: &'a Dev,
+        vit: &'a VitConfig,
+        augment: &'a AugmentSection,
+        in_memory: Option<InMemoryExtras>,
+    ) -> BatchMaker<'a> {
+        BatchMaker {
+            dev,
+            vit,
+            augment,
+            mean: vec![0.5; vit.channels],
+            std: vec![0.25; vit.channels],
+            folder: None,
+            in_memory,
+        }
+    }
+
+    fn train_patches(m: &BatchMaker, data: &Dataset, seed: u64) -> Vec<f32> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        m.train(data, &[0, 1, 2, 3], &mut rng).patches.as_vec()
+    }
+
+    #[test]
+    fn in_memory_rand_augment_changes_training_images_only_and_repeats_per_seed() {
+        let dev = Dev::default();
+        for c in [1, 3] {
+            let (data, vit, augment) = setup(c);
+            let off = maker(&dev, &vit, &augment, None);
+            let ra = InMemoryExtras {
+                rand_augment: Some(RandAugment::parse("rand-m9-mstd0.5-inc1").unwrap()),
+                erase_prob: 0.0,
+            };
+            let on = maker(&dev, &vit, &augment, Some(ra));
+            let plain = train_patches(&off, &data, 1);
+            let augmented = train_patches(&on, &data, 1);
+            assert_ne!(plain, augmented, "{c} channels");
+            assert_eq!(
+                augmented,
+                train_patches(&on, &data, 1),
+                "the same seed, the same images"
+            );
+            assert_ne!(augmented, train_patches(&on, &data, 2));
+            assert_eq!(
+                off.eval(&data, &[0, 1, 2, 3]).patches.as_vec(),
+                on.eval(&data, &[0, 1, 2, 3]).patches.as_vec(),
+                "evaluation is never augmented"
+            );
+        }
+    }
+
+    #[test]
+    fn in_memory_random_erasing_replaces_one_box_in_every_channel() {
+        let dev = Dev::default();
+        let (data, vit, augment) = setup(3);
+        let off = maker(&dev, &vit, &augment, None);
+        let erase = InMemoryExtras {
+            rand_augment: None,
+            erase_prob: 1.0,
+        };
+        let on = maker(&dev, &vit, &augment, Some(erase));
+        // patches of 4x4 over 8x8: back to (image, channel, pixel) through the layout
+        let (plain, erased) = (train_patches(&off, &data, 1), train_patches(&on, &data, 1));
+        let per_image = 3 * 64;
+        for k in 0..4 {
+            let changed: Vec<usize> = (0..per_image)
+                .filter(|&i| plain[k * per_image + i] != erased[k * per_image + i])
+                .collect();
+            // a box of 2% to a third of the 64 pixels, in all three channels
+            assert!(
+                (3..=3 * 30).contains(&changed.len()),
+                "image {k}: {}",
+                changed.len()
+            );
+            assert_eq!(changed.len() % 3, 0, "image {k}");
+        }
+    }
+
+    #[test]
+    fn shifting_raw_pixels_is_the_normalised_geometry() {
+        let src: Vec<u8> = (1..=18).collect(); // 2 channels of 3x3
+        let px = shifted(&src, (2, 3, 3), 1, -1, true);
+        // row y reads row y + 1; column x reads the mirrored column (2 - x) shifted by -1
+        assert_eq!(&px[..9], &[5, 4, 0, 8, 7, 0, 0, 0, 0]);
+        assert_eq!(&px[9..], &[14, 13, 0, 17, 16, 0, 0, 0, 0]);
+    }
 
     #[test]
     fn patchify_matches_conv_layout() {

@@ -50,8 +50,10 @@ pub struct Progress {
     /// Optimizer steps finished before this one in the epoch.
     pub step_in_epoch: u64,
     pub steps_per_epoch: u64,
-    /// The stage's length in epochs.
+    /// The stage's length in epochs begun (the last one short under a step budget).
     pub epochs: usize,
+    /// The stage's length in optimizer steps.
+    pub total_steps: u64,
 }
 
 impl Progress {
@@ -62,7 +64,8 @@ impl Progress {
 
     /// The stage's progress in [0, 1).
     pub fn fraction(&self) -> f64 {
-        self.epochs_done() / self.epochs.max(1) as f64
+        let done = self.epoch as u64 * self.steps_per_epoch + self.step_in_epoch;
+        done as f64 / self.total_steps.max(1) as f64
     }
 }
 

@@ -36,6 +36,11 @@ pub struct TrainOutcome {
     #[serde(deserialize_with = "f64_or_nan")]
     pub train_gflop: f64,
     pub epochs: usize,
+    /// Optimizer steps trained (0 in summaries written before it was recorded): with
+    /// `train_gflop`, what one step costs, so a report can say how many steps of E2E match
+    /// the method's compute.
+    #[serde(default)]
+    pub steps: u64,
     #[serde(deserialize_with = "f64_or_nan")]
     pub final_train_loss: f64,
     /// See [`TrainJob::depends_on`].
@@ -81,6 +86,13 @@ pub enum TrainError {
     },
     #[error("{stage}: {message}")]
     Data { stage: StageId, message: String },
+    #[error("{stage}: {section}.warmup_epochs = {warmup_epochs} is {warmup_steps} optimizer steps, more than the stage's {total_steps} ({section}.steps): shorten the warmup or raise the budget", section = recipe_section(*stage))]
+    WarmupTooLong {
+        stage: StageId,
+        warmup_epochs: f64,
+        warmup_steps: u64,
+        total_steps: u64,
+    },
     #[error(transparent)]
     Checkpoint(#[from] checkpoint::CheckpointError),
     #[error("{stage}: the plugin's {what} is refused: {message}")]
@@ -105,4 +117,15 @@ pub enum TrainError {
         steps_per_epoch: u64,
         state: Option<PathBuf>,
     },
+}
+
+/// The config section of a stage's recipe.
+fn recipe_section(stage: StageId) -> &'static str {
+    use crate::events::StageKind;
+    match stage.stage {
+        StageKind::Meta => "meta",
+        StageKind::Incubate => "incubate",
+        StageKind::Assemble => "finetune",
+        StageKind::E2e => "e2e",
+    }
 }

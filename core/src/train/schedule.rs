@@ -9,8 +9,9 @@ pub struct CosineSchedule {
     pub peak_lr: f64,
     pub min_lr: f64,
     pub warmup_lr: f64,
-    pub warmup_epochs: u64,
-    pub epochs: u64,
+    pub warmup_steps: u64,
+    /// The stage's length: whole epochs, or a step budget whose last epoch stops early.
+    pub total_steps: u64,
     pub steps_per_epoch: u64,
 }
 
@@ -27,25 +28,27 @@ impl CosineSchedule {
     }
 
     fn per_step(&self, step: u64) -> f64 {
-        let warmup_steps = self.warmup_epochs * self.steps_per_epoch;
+        let warmup_steps = self.warmup_steps;
         if step < warmup_steps {
             let frac = step as f64 / warmup_steps as f64;
             return self.warmup_lr + (self.peak_lr - self.warmup_lr) * frac;
         }
-        let total = self.epochs * self.steps_per_epoch;
-        let decay_steps = total.saturating_sub(warmup_steps).max(1);
+        let decay_steps = self.total_steps.saturating_sub(warmup_steps).max(1);
         let t = ((step - warmup_steps) as f64 / decay_steps as f64).min(1.0);
         self.cosine(t)
     }
 
-    /// timm's CosineLRScheduler at epoch `t` (t_initial = epochs, warmup_t = warmup
-    /// epochs, warmup_prefix off, one cycle).
+    /// timm's CosineLRScheduler at epoch `t` (t_initial = the epochs begun, warmup_t =
+    /// warmup epochs, whole here (checked with the config), warmup_prefix off, one cycle).
     fn timm(&self, t: u64) -> f64 {
-        if t < self.warmup_epochs {
-            let per_epoch = (self.peak_lr - self.warmup_lr) / self.warmup_epochs as f64;
+        let spe = self.steps_per_epoch.max(1);
+        let warmup_epochs = self.warmup_steps / spe;
+        if t < warmup_epochs {
+            let per_epoch = (self.peak_lr - self.warmup_lr) / warmup_epochs as f64;
             return self.warmup_lr + t as f64 * per_epoch;
         }
-        let t = (t as f64 / self.epochs.max(1) as f64).min(1.0);
+        let epochs = self.total_steps.div_ceil(spe);
+        let t = (t as f64 / epochs.max(1) as f64).min(1.0);
         self.cosine(t)
     }
 
@@ -64,8 +67,8 @@ mod tests {
             peak_lr: 1.0,
             min_lr: 0.1,
             warmup_lr: 0.0,
-            warmup_epochs: 2,
-            epochs: 12,
+            warmup_steps: 10,
+            total_steps: 60,
             steps_per_epoch: 5,
         }
     }
@@ -79,10 +82,34 @@ mod tests {
         assert!((s.lr(35) - 0.55).abs() < 1e-12);
         assert!((s.lr(60) - 0.1).abs() < 1e-12);
         let no_warmup = CosineSchedule {
-            warmup_epochs: 0,
+            warmup_steps: 0,
             ..s
         };
         assert!((no_warmup.lr(0) - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_step_budget_ends_the_cosine_at_its_last_step_and_a_fractional_warmup_counts_steps() {
+        // 23 steps of 5 per epoch (4.6 epochs), warmup 0.6 epochs = 3 steps.
+        let recipe = crate::config::StageRecipe {
+            steps: 23,
+            ..crate::config::StageRecipe::new(12, 0.6, 0.0)
+        };
+        assert_eq!(recipe.total_steps(5), 23);
+        assert_eq!(recipe.epochs_begun(5), 5);
+        assert_eq!(recipe.warmup_steps(5), 3);
+        let s = CosineSchedule {
+            warmup_steps: recipe.warmup_steps(5),
+            total_steps: recipe.total_steps(5),
+            ..schedule(ScheduleForm::PerStep)
+        };
+        assert!((s.lr(1) - 1.0 / 3.0).abs() < 1e-12);
+        assert!((s.lr(3) - 1.0).abs() < 1e-12);
+        // halfway through the 20 decay steps: the cosine's midpoint
+        assert!((s.lr(13) - 0.55).abs() < 1e-12);
+        assert!((s.lr(23) - 0.1).abs() < 1e-12);
+        let whole = crate::config::StageRecipe::new(12, 2.0, 0.0);
+        assert_eq!((whole.total_steps(5), whole.epochs_begun(5)), (60, 12));
     }
 
     #[test]
@@ -110,7 +137,7 @@ mod tests {
             "the last epoch at t=10"
         );
         let finetune = CosineSchedule {
-            warmup_epochs: 0,
+            warmup_steps: 0,
             ..s
         };
         assert_eq!(finetune.lr(0), 1.0);

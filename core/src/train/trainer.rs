@@ -83,6 +83,15 @@ pub fn batch_maker<'a>(dev: &'a Dev, cfg: &'a RunConfig, vit: &'a VitConfig) -> 
     };
     let folder = (cfg.data.dataset == crate::data::DatasetName::Folder)
         .then(|| super::folder_pipelines::pipelines(cfg, vit.image_size));
+    let a = &cfg.augment;
+    let in_memory =
+        (folder.is_none() && a.rand_augment_in_memory).then(|| super::batch::InMemoryExtras {
+            rand_augment: (!a.rand_augment.is_empty()).then(|| {
+                crate::data::folder::RandAugment::parse(&a.rand_augment)
+                    .expect("RunConfig::validate parses augment.rand_augment")
+            }),
+            erase_prob: a.reprob,
+        });
     BatchMaker {
         dev,
         vit,
@@ -90,6 +99,7 @@ pub fn batch_maker<'a>(dev: &'a Dev, cfg: &'a RunConfig, vit: &'a VitConfig) -> 
         mean,
         std,
         folder,
+        in_memory,
     }
 }
 
@@ -115,13 +125,27 @@ pub fn train(
         });
     }
     let steps_per_epoch = (train_set.len() / per_step) as u64;
+    let total_steps = job.recipe.total_steps(steps_per_epoch);
+    let epochs = job.recipe.epochs_begun(steps_per_epoch);
+    let warmup_steps = job.recipe.warmup_steps(steps_per_epoch);
+    if warmup_steps > total_steps {
+        return Err(TrainError::WarmupTooLong {
+            stage: job.stage,
+            warmup_epochs: job.recipe.warmup_epochs,
+            warmup_steps,
+            total_steps,
+        });
+    }
+    // The optimizer steps of an epoch: all of them but under a step budget's last epoch.
+    let steps_in =
+        |epoch: usize| (total_steps - epoch as u64 * steps_per_epoch).min(steps_per_epoch);
     let schedule = CosineSchedule {
         form: job.recipe.schedule(o),
         peak_lr: o.base_lr * per_step as f64 / 512.0,
         min_lr: o.min_lr,
         warmup_lr: o.warmup_lr,
-        warmup_epochs: job.recipe.warmup_epochs as u64,
-        epochs: job.recipe.epochs as u64,
+        warmup_steps,
+        total_steps,
         steps_per_epoch,
     };
     let clip_grad = job.recipe.clip_grad(o);
@@ -134,7 +158,15 @@ pub fn train(
     let gflop_per_sample = flops::train_flops_per_sample(model.net, &probe, job.first_traced) / 1e9;
 
     let mut st = match job.state_path.as_ref().filter(|p| p.exists()) {
-        Some(path) => resume(&job, path, model, &mut opt, dev, steps_per_epoch)?,
+        Some(path) => resume(
+            &job,
+            path,
+            model,
+            &mut opt,
+            dev,
+            steps_per_epoch,
+            total_steps,
+        )?,
         None => TrainState::fresh(job.stage, steps_per_epoch),
     };
     let prior_wall = st.wall_s;
@@ -151,7 +183,7 @@ pub fn train(
     log.emit(Event::StageStarted {
         host: host::hostname(),
         pid: std::process::id(),
-        epochs: job.recipe.epochs,
+        epochs,
         steps_per_epoch: steps_per_epoch as usize,
         resumed_epochs: st.epoch,
         params_total,
@@ -164,14 +196,15 @@ pub fn train(
     let maker = batch_maker(dev, job.cfg, job.vit);
     let every = job.cfg.checkpoint.every_steps;
     let selection = job.data.per_epoch_split();
-    while st.epoch < job.recipe.epochs {
+    while st.epoch < epochs {
         let epoch = st.epoch;
+        let epoch_steps = steps_in(epoch);
         let seed = epoch_seed(job.cfg.seed, job.stage, epoch);
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let order = epoch_order(train_set.len(), job.cfg.augment.repeated_augment, &mut rng);
         let first_step = st.step_in_epoch;
         let first_image = first_step as usize * per_step;
-        let batches = order[first_image..steps_per_epoch as usize * per_step]
+        let batches = order[first_image..epoch_steps as usize * per_step]
             .chunks(o.batch_size)
             .map(<[usize]>::to_vec)
             .collect();
@@ -180,10 +213,10 @@ pub fn train(
             // The same stream, continued where the saved step left it.
             rng.set_word_pos(st.rng_word_pos);
         }
-        let bar = progress_bar(&job, epoch, steps_per_epoch);
+        let bar = progress_bar(&job, epoch, epochs, epoch_steps);
         bar.set_position(st.step_in_epoch);
         let epoch_start = Instant::now();
-        for s in first_step..steps_per_epoch {
+        for s in first_step..epoch_steps {
             let step = epoch as u64 * steps_per_epoch + s;
             let step_start = Instant::now();
             let lr = schedule.lr(step);
@@ -194,7 +227,8 @@ pub fn train(
                 epoch,
                 step_in_epoch: s,
                 steps_per_epoch,
-                epochs: job.recipe.epochs,
+                epochs,
+                total_steps,
             };
             let settings = match job.settings {
                 None => Default::default(),
@@ -289,7 +323,7 @@ pub fn train(
             bar.set_message(format!("loss {step_loss:.3} lr {lr:.2e}"));
             bar.inc(1);
             crate::faults::after_step();
-            let last_of_epoch = s + 1 == steps_per_epoch;
+            let last_of_epoch = s + 1 == epoch_steps;
             let signal = crate::interrupt::requested();
             if !last_of_epoch && (signal.is_some() || (every > 0 && (step + 1) % every == 0)) {
                 st.wall_s = wall(&started);
@@ -301,7 +335,7 @@ pub fn train(
             }
         }
         bar.finish_and_clear();
-        let train_loss = st.epoch_loss_sum / steps_per_epoch as f64;
+        let train_loss = st.epoch_loss_sum / epoch_steps as f64;
         drop(feed);
         let eval = eval_and_log(
             &job,
@@ -317,11 +351,11 @@ pub fn train(
             "[{}] epoch {}/{}  train loss {:.4}  {selection} loss {:.4}  {selection} top-1 {:.2}%  {:.0} samples/s",
             job.stage,
             epoch + 1,
-            job.recipe.epochs,
+            epochs,
             train_loss,
             eval.loss,
             100.0 * eval.top1,
-            ((steps_per_epoch - first_step) as usize * per_step) as f64 / epoch_s
+            ((epoch_steps - first_step) as usize * per_step) as f64 / epoch_s
         );
         st.epoch += 1;
         st.step_in_epoch = 0;
@@ -338,14 +372,13 @@ pub fn train(
         st.wall_s = wall(&started);
         save_state(&job, &st, model, &mut opt)?;
         if let Some(signal) = crate::interrupt::requested() {
-            if st.epoch < job.recipe.epochs {
+            if st.epoch < epochs {
                 return Err(interrupted(&job, signal, st.epoch, 0, steps_per_epoch));
             }
         }
     }
     // The final model on the split every epoch was evaluated on (already done unless the
     // stage trained no epoch) and, with a validation split, on the test split: its one read.
-    let epochs = job.recipe.epochs;
     let last = match st.last_eval {
         Some(e) => e,
         None => eval_and_log(
@@ -392,7 +425,8 @@ pub fn train(
         test_loss: test.loss,
         wall_s: wall(&started),
         train_gflop: st.train_gflop,
-        epochs: job.recipe.epochs,
+        epochs,
+        steps: total_steps,
         final_train_loss: st.last_train_loss.unwrap_or(f64::NAN),
         depends_on: job.depends_on.clone(),
         imported_from: None,
@@ -475,6 +509,7 @@ fn resume(
     opt: &mut AdamW,
     dev: &Dev,
     steps_per_epoch: u64,
+    total_steps: u64,
 ) -> Result<TrainState, TrainError> {
     let saved = state::load(path, job.stage, net, &job.trainable, dev)?;
     let st = saved.state;
@@ -488,10 +523,11 @@ fn resume(
             st.steps_per_epoch
         )));
     }
-    if st.epoch > job.recipe.epochs {
+    let done = st.epoch as u64 * steps_per_epoch + st.step_in_epoch;
+    if done > total_steps {
         return Err(refuse(format!(
-            "it has finished {} epochs, the stage now has {}",
-            st.epoch, job.recipe.epochs
+            "it has trained {done} optimizer steps ({} epochs and {}), the stage now has {total_steps}",
+            st.epoch, st.step_in_epoch
         )));
     }
     opt.load_state(net, &saved.moments, st.optimizer_step)
@@ -533,7 +569,7 @@ pub fn load_state(
     Ok(state::load(path, stage, net, trainable, dev)?.state)
 }
 
-fn progress_bar(job: &TrainJob, epoch: usize, steps: u64) -> ProgressBar {
+fn progress_bar(job: &TrainJob, epoch: usize, epochs: usize, steps: u64) -> ProgressBar {
     if !job.show_progress {
         return ProgressBar::hidden();
     }
@@ -545,12 +581,7 @@ fn progress_bar(job: &TrainJob, epoch: usize, steps: u64) -> ProgressBar {
         .expect("valid template")
         .progress_chars("=> "),
     );
-    bar.set_prefix(format!(
-        "{} ep {}/{}",
-        job.stage,
-        epoch + 1,
-        job.recipe.epochs
-    ));
+    bar.set_prefix(format!("{} ep {}/{}", job.stage, epoch + 1, epochs));
     bar
 }
 

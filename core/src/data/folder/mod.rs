@@ -12,7 +12,7 @@ pub use index::{check_classes, folder_shape, list_classes, FolderError, ImageFol
 pub use loader::{LoadedBatch, LoaderSettings, Pipeline, Stream, Unreadable};
 pub use rand_augment::RandAugment;
 pub use transform::{
-    decode, EvalTransform, Normalize, TrainTransform, IMAGENET_MEAN, IMAGENET_STD,
+    decode, random_erase, EvalTransform, Normalize, TrainTransform, IMAGENET_MEAN, IMAGENET_STD,
 };
 
 use std::path::PathBuf;

@@ -154,7 +154,7 @@ impl TrainTransform {
         }
         self.normalize.write(&x, out);
         if self.erase_prob > 0.0 && rng.gen_bool(self.erase_prob) {
-            random_erase(out, self.size, rng);
+            random_erase(out, (3, self.size, self.size), rng);
         }
     }
 }
@@ -238,21 +238,28 @@ pub fn random_resized_crop(
 /// timm's `RandomErasing(mode="pixel", max_count=1)` on a normalised CHW image: a box of
 /// 2%..1/3 of the area, aspect ratio log-uniform in 0.3..1/0.3, filled with standard normal
 /// noise per pixel and channel; ten tries to fit one.
-pub fn random_erase(img: &mut [f32], size: usize, rng: &mut impl Rng) {
-    let area = (size * size) as f64;
+/// timm's `RandomErasing(mode="pixel")` on a normalised (c, h, w) image: one box of 2% to 1/3
+/// of the area, aspect ratio log-uniform in [0.3, 1/0.3], filled with per-pixel normal noise;
+/// ten tries to fit it, else the image is left as it was.
+pub fn random_erase(
+    img: &mut [f32],
+    (c, height, width): (usize, usize, usize),
+    rng: &mut impl Rng,
+) {
+    let area = (height * width) as f64;
     let (lr0, lr1) = (0.3f64.ln(), (1.0f64 / 0.3).ln());
     for _ in 0..10 {
         let target = rng.gen_range(0.02..=1.0 / 3.0) * area;
         let aspect = rng.gen_range(lr0..=lr1).exp();
         let h = (target * aspect).sqrt().round() as usize;
         let w = (target / aspect).sqrt().round() as usize;
-        if w < size && h < size {
-            let top = rng.gen_range(0..=size - h);
-            let left = rng.gen_range(0..=size - w);
-            for c in 0..3 {
+        if w < width && h < height {
+            let top = rng.gen_range(0..=height - h);
+            let left = rng.gen_range(0..=width - w);
+            for ch in 0..c {
                 for y in top..top + h {
                     for x in left..left + w {
-                        img[c * size * size + y * size + x] = StandardNormal.sample(rng);
+                        img[ch * height * width + y * width + x] = StandardNormal.sample(rng);
                     }
                 }
             }
@@ -291,7 +298,7 @@ mod tests {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
         let size = 32;
         let mut img = vec![7.0f32; 3 * size * size];
-        random_erase(&mut img, size, &mut rng);
+        random_erase(&mut img, (3, size, size), &mut rng);
         let changed: Vec<usize> = (0..size * size).filter(|&i| img[i] != 7.0).collect();
         let n = changed.len() as f64 / (size * size) as f64;
         assert!((0.01..=0.34).contains(&n), "{n}");
