@@ -7,9 +7,9 @@ use incubator_core::checkpoint;
 use incubator_core::stages::eval::{self, ModelChoice};
 use incubator_core::stages::timm::{timm_kwargs, to_timm, Tensors};
 use incubator_core::stages::{context::load_data, OpenRun};
+use incubator_core::train::batch::batch_maker;
 use incubator_core::train::batch::patchify;
 use incubator_core::train::feed::eval_images;
-use incubator_core::train::trainer::batch_maker;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 

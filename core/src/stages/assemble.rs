@@ -5,7 +5,8 @@ use crate::checkpoint;
 use crate::events::{EvalSplit, Event, StageId};
 use crate::model::Network;
 use crate::run_dir::StageSummary;
-use crate::train::trainer::{batch_maker, StackedEval};
+use crate::train::batch::batch_maker;
+use crate::train::trainer::StackedEval;
 use crate::train::{evaluate, EvalResult};
 use std::path::PathBuf;
 

@@ -8,8 +8,8 @@ use crate::checkpoint;
 use crate::data::Images;
 use crate::events::StageId;
 use crate::model::Network;
+use crate::train::batch::batch_maker;
 use crate::train::evaluate::{evaluate_each, EvalResult};
-use crate::train::trainer::batch_maker;
 use serde::Serialize;
 use std::path::PathBuf;
 

@@ -9,8 +9,8 @@ use super::{eval, meta, timm, Engine, OpenRun};
 use crate::checkpoint::{self, Checkpoint};
 use crate::events::StageId;
 use crate::run_dir::StageSummary;
+use crate::train::batch::batch_maker;
 use crate::train::evaluate::evaluate;
-use crate::train::trainer::batch_maker;
 use crate::train::TrainOutcome;
 use std::path::Path;
 

@@ -1,10 +1,10 @@
-//! Turning dataset samples into model inputs: random crop and flip, normalisation, mixup /
-//! cutmix with label smoothing (timm's `Mixup` in batch mode), and patchification.
+//! Turning dataset samples into model inputs: random crop and flip (then, when asked, DeiT's
+//! CIFAR additions: RandAugment and random erasing), normalisation, mixup / cutmix with label
+//! smoothing (timm's `Mixup` in batch mode), and patchification.
 
-use std::sync::Arc;
-
-use crate::config::AugmentSection;
-use crate::data::folder::{random_erase, LoadedBatch, LoaderSettings, Pipeline, RandAugment};
+use super::folder_pipelines::FolderPipelines;
+use crate::config::{AugmentSection, RunConfig};
+use crate::data::folder::{random_erase, LoadedBatch, RandAugment};
 use crate::data::Dataset;
 use crate::device::{tensor_from_slice, Act, Dev, Rows};
 use crate::model::VitConfig;
@@ -40,12 +40,34 @@ pub struct InMemoryExtras {
     pub erase_prob: f64,
 }
 
-/// How an image folder's images become model inputs.
-#[derive(Clone, Debug)]
-pub struct FolderPipelines {
-    pub train: Arc<Pipeline>,
-    pub eval: Arc<Pipeline>,
-    pub loader: LoaderSettings,
+/// The batch maker of a run's config: its normalisation, augmentation and, for image folders,
+/// the DeiT pipelines.
+pub fn batch_maker<'a>(dev: &'a Dev, cfg: &'a RunConfig, vit: &'a VitConfig) -> BatchMaker<'a> {
+    let (mean, std) = match cfg.data.normalize {
+        crate::config::Normalization::Dataset => crate::data::mean_std(&cfg.data.dataset),
+        crate::config::Normalization::Imagenet => {
+            crate::data::mean_std(&crate::data::DatasetName::Folder)
+        }
+    };
+    let folder = (cfg.data.dataset == crate::data::DatasetName::Folder)
+        .then(|| super::folder_pipelines::pipelines(cfg, vit.image_size));
+    let a = &cfg.augment;
+    let in_memory = (folder.is_none() && a.rand_augment_in_memory).then(|| InMemoryExtras {
+        rand_augment: (!a.rand_augment.is_empty()).then(|| {
+            crate::data::folder::RandAugment::parse(&a.rand_augment)
+                .expect("RunConfig::validate parses augment.rand_augment")
+        }),
+        erase_prob: a.reprob,
+    });
+    BatchMaker {
+        dev,
+        vit,
+        augment: &cfg.augment,
+        mean,
+        std,
+        folder,
+        in_memory,
+    }
 }
 
 impl BatchMaker<'_> {
@@ -422,6 +444,20 @@ mod tests {
             );
             assert_eq!(changed.len() % 3, 0, "image {k}");
         }
+    }
+
+    #[test]
+    fn images_are_normalised_with_the_datasets_statistics_or_imagenets() {
+        let dev = crate::device::new_device(0);
+        let mut cfg = crate::config::RunConfig::default();
+        cfg.data.dataset = crate::data::DatasetName::Cifar10;
+        let vit = cfg.vit(32, 3, 10).unwrap();
+        let own = batch_maker(&dev, &cfg, &vit).mean;
+        assert_eq!(own, vec![0.4914, 0.4822, 0.4465]);
+        cfg.data.normalize = crate::config::Normalization::Imagenet;
+        let maker = batch_maker(&dev, &cfg, &vit);
+        assert_eq!(maker.mean, vec![0.485, 0.456, 0.406]);
+        assert_eq!(maker.std, vec![0.229, 0.224, 0.225]);
     }
 
     #[test]

@@ -3,12 +3,19 @@
 
 use std::sync::Arc;
 
-use super::batch::FolderPipelines;
 use crate::config::RunConfig;
 use crate::data::folder::{
     EvalTransform, LoaderSettings, Normalize, Pipeline, RandAugment, TrainTransform, IMAGENET_MEAN,
     IMAGENET_STD,
 };
+
+/// How an image folder's images become model inputs.
+#[derive(Clone, Debug)]
+pub struct FolderPipelines {
+    pub train: Arc<Pipeline>,
+    pub eval: Arc<Pipeline>,
+    pub loader: LoaderSettings,
+}
 
 /// The pipelines for crops of `size` (the model's input side).
 pub fn pipelines(cfg: &RunConfig, size: usize) -> FolderPipelines {

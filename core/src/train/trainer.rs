@@ -2,7 +2,7 @@
 //! clipping, AdamW on the trainable set, evaluation after each epoch, a resumable checkpoint
 //! after each epoch, and events for the log.
 
-use super::batch::BatchMaker;
+use super::batch::{batch_maker, BatchMaker};
 use super::evaluate::{evaluate, EvalResult};
 use super::feed::Feed;
 use super::loss::{LossInputs, LossTerms, Progress};
@@ -72,35 +72,6 @@ fn epoch_seed(seed: u64, stage: StageId, epoch: usize) -> u64 {
         h = (h ^ b as u64).wrapping_mul(0x100000001b3);
     }
     h
-}
-
-pub fn batch_maker<'a>(dev: &'a Dev, cfg: &'a RunConfig, vit: &'a VitConfig) -> BatchMaker<'a> {
-    let (mean, std) = match cfg.data.normalize {
-        crate::config::Normalization::Dataset => crate::data::mean_std(&cfg.data.dataset),
-        crate::config::Normalization::Imagenet => {
-            crate::data::mean_std(&crate::data::DatasetName::Folder)
-        }
-    };
-    let folder = (cfg.data.dataset == crate::data::DatasetName::Folder)
-        .then(|| super::folder_pipelines::pipelines(cfg, vit.image_size));
-    let a = &cfg.augment;
-    let in_memory =
-        (folder.is_none() && a.rand_augment_in_memory).then(|| super::batch::InMemoryExtras {
-            rand_augment: (!a.rand_augment.is_empty()).then(|| {
-                crate::data::folder::RandAugment::parse(&a.rand_augment)
-                    .expect("RunConfig::validate parses augment.rand_augment")
-            }),
-            erase_prob: a.reprob,
-        });
-    BatchMaker {
-        dev,
-        vit,
-        augment: &cfg.augment,
-        mean,
-        std,
-        folder,
-        in_memory,
-    }
 }
 
 /// Trains the `job.trainable` parameters of `net` and `extras` (the extra networks a loss runs
@@ -588,20 +559,6 @@ fn progress_bar(job: &TrainJob, epoch: usize, epochs: usize, steps: u64) -> Prog
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn images_are_normalised_with_the_datasets_statistics_or_imagenets() {
-        let dev = crate::device::new_device(0);
-        let mut cfg = RunConfig::default();
-        cfg.data.dataset = crate::data::DatasetName::Cifar10;
-        let vit = cfg.vit(32, 3, 10).unwrap();
-        let own = batch_maker(&dev, &cfg, &vit).mean;
-        assert_eq!(own, vec![0.4914, 0.4822, 0.4465]);
-        cfg.data.normalize = crate::config::Normalization::Imagenet;
-        let maker = batch_maker(&dev, &cfg, &vit);
-        assert_eq!(maker.mean, vec![0.485, 0.456, 0.406]);
-        assert_eq!(maker.std, vec![0.229, 0.224, 0.225]);
-    }
 
     #[test]
     fn repeated_augmentation_repeats_each_image_in_a_row_and_keeps_the_epoch_length() {
