@@ -85,17 +85,18 @@ impl BatchMaker<'_> {
             };
             let flip = self.augment.hflip && rng.gen_bool(0.5);
             let out = &mut images[k * c * h * w..(k + 1) * c * h * w];
-            match &self.in_memory {
-                None => self.write_image(data.image(i), out, (c, h, w), oy, ox, flip),
-                Some(extras) => {
-                    let mut px = shifted(data.image(i), (c, h, w), oy, ox, flip);
-                    if let Some(ra) = &extras.rand_augment {
-                        px = rand_augment(ra, px, (c, h, w), rng);
-                    }
-                    self.write_image(&px, out, (c, h, w), 0, 0, false);
-                    if extras.erase_prob > 0.0 && rng.gen_bool(extras.erase_prob) {
-                        random_erase(out, (c, h, w), rng);
-                    }
+            let mut px = shifted(data.image(i), (c, h, w), oy, ox, flip);
+            if let Some(ra) = self
+                .in_memory
+                .as_ref()
+                .and_then(|e| e.rand_augment.as_ref())
+            {
+                px = rand_augment(ra, px, (c, h, w), rng);
+            }
+            self.normalize(&px, out, c);
+            if let Some(extras) = &self.in_memory {
+                if extras.erase_prob > 0.0 && rng.gen_bool(extras.erase_prob) {
+                    random_erase(out, (c, h, w), rng);
                 }
             }
         }
@@ -144,42 +145,22 @@ impl BatchMaker<'_> {
         let n = indices.len();
         let mut images = vec![0f32; n * c * h * w];
         for (k, &i) in indices.iter().enumerate() {
-            self.write_image(
+            self.normalize(
                 data.image(i),
                 &mut images[k * c * h * w..(k + 1) * c * h * w],
-                (c, h, w),
-                0,
-                0,
-                false,
+                c,
             );
         }
         images
     }
 
-    /// Normalised pixels of one image, shifted by (oy, ox) with zero padding (torchvision's
-    /// RandomCrop pads the raw image with zeros) and optionally mirrored.
-    fn write_image(
-        &self,
-        src: &[u8],
-        dst: &mut [f32],
-        (c, h, w): (usize, usize, usize),
-        oy: isize,
-        ox: isize,
-        flip: bool,
-    ) {
-        for ch in 0..c {
+    /// Normalised pixels of one (c, h, w) image into `dst`.
+    fn normalize(&self, px: &[u8], dst: &mut [f32], c: usize) {
+        let plane = px.len() / c;
+        for (ch, (src, dst)) in px.chunks(plane).zip(dst.chunks_mut(plane)).enumerate() {
             let (m, s) = (self.mean[ch], self.std[ch]);
-            for y in 0..h {
-                for x in 0..w {
-                    let sx = if flip { w - 1 - x } else { x } as isize + ox;
-                    let sy = y as isize + oy;
-                    let raw = if (0..h as isize).contains(&sy) && (0..w as isize).contains(&sx) {
-                        src[ch * h * w + sy as usize * w + sx as usize] as f32 / 255.0
-                    } else {
-                        0.0
-                    };
-                    dst[ch * h * w + y * w + x] = (raw - m) / s;
-                }
+            for (d, &v) in dst.iter_mut().zip(src) {
+                *d = (v as f32 / 255.0 - m) / s;
             }
         }
     }
@@ -268,8 +249,8 @@ impl BatchMaker<'_> {
     }
 }
 
-/// The raw (c, h, w) pixels shifted by (oy, ox) with zero padding and optionally mirrored:
-/// [`BatchMaker::write_image`]'s geometry before normalisation.
+/// The raw (c, h, w) pixels shifted by (oy, ox) with zero padding (torchvision's RandomCrop
+/// pads the raw image with zeros) and optionally mirrored.
 fn shifted(
     src: &[u8],
     (c, h, w): (usize, usize, usize),
@@ -461,7 +442,7 @@ mod tests {
     }
 
     #[test]
-    fn shifting_raw_pixels_is_the_normalised_geometry() {
+    fn shifting_raw_pixels_pads_with_zeros_and_mirrors() {
         let src: Vec<u8> = (1..=18).collect(); // 2 channels of 3x3
         let px = shifted(&src, (2, 3, 3), 1, -1, true);
         // row y reads row y + 1; column x reads the mirrored column (2 - x) shifted by -1
