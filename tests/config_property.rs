@@ -215,8 +215,13 @@ fn outcome(text: &str, dir: &std::path::Path) -> Result<(), String> {
         builtins: &builtins,
         extra: Vec::new(),
     };
-    let mut engine =
-        Engine::open(&dir.join("run"), Some(&cfg), &sources).map_err(|e| format!("{e:#}"))?;
+    let mut engine = Engine::open(
+        &dir.join("run"),
+        Some(&cfg),
+        incubator_core::run_dir::OpenMode::Start,
+        &sources,
+    )
+    .map_err(|e| format!("{e:#}"))?;
     engine.show_progress = false;
     pipeline::run(&engine, 1).map_err(|e| format!("{e:#}"))?;
     Ok(())

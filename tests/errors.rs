@@ -100,7 +100,13 @@ fn checkpoint_that_does_not_fit_is_refused_and_stages_order_is_enforced() {
     let run = tmp.path().join("run");
     let run_s = run.to_str().unwrap();
 
+    // incubate before any run: nothing to continue (tests/run_dir.rs); before meta: says so
     let early = incubator(&["incubate", "--module", "0", "-c", &cfg, "-d", run_s]);
+    assert!(!early.status.success());
+    assert!(stderr(&early).contains("no run at"), "{}", stderr(&early));
+    assert!(!run.exists());
+    assert_ok(&incubator(&["e2e", "-c", &cfg, "-d", run_s]), "e2e");
+    let early = incubator(&["incubate", "--module", "0", "-d", run_s]);
     assert!(!early.status.success());
     assert!(
         stderr(&early).contains("run `incubator meta"),

@@ -76,11 +76,7 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
         _ => Path::new("."),
     };
     std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        path.file_name().unwrap_or_default().to_string_lossy(),
-        std::process::id()
-    ));
+    let tmp = temporary(dir, path, "tmp");
     let written = write_synced(&tmp, data).and_then(|()| std::fs::rename(&tmp, path));
     if let Err(e) = written {
         let _ = std::fs::remove_file(&tmp);
@@ -92,6 +88,41 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
         let _ = d.sync_all();
     }
     Ok(())
+}
+
+/// [`write_atomic`] that never replaces: `false` if `path` already exists (then nothing is
+/// written). The file appears complete, by a hard link from a synced temporary, which fails
+/// when the name is taken however many processes race for it.
+pub fn write_new_atomic(path: &Path, data: &[u8]) -> std::io::Result<bool> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let tmp = temporary(dir, path, "tmp");
+    let linked = write_synced(&tmp, data).and_then(|()| std::fs::hard_link(&tmp, path));
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => {
+            if let Ok(d) = std::fs::File::open(dir) {
+                let _ = d.sync_all();
+            }
+            Ok(true)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// A temporary's name beside `path`, unique to this process and write: two threads of one
+/// process writing the same file must not share one.
+fn temporary(dir: &Path, path: &Path, kind: &str) -> std::path::PathBuf {
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    dir.join(format!(
+        ".{}.{kind}-{}-{n}",
+        path.file_name().unwrap_or_default().to_string_lossy(),
+        std::process::id()
+    ))
 }
 
 fn write_synced(tmp: &Path, data: &[u8]) -> std::io::Result<()> {

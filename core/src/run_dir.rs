@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! RUN/config.toml                      resolved configuration (every stage checks it)
+//! RUN/lock                             held shared by every command that has the run open
 //! RUN/events/<stage>.jsonl             event stream, one file per stage process
 //! RUN/tensorboard/<stage>/             TensorBoard event files
 //! RUN/stages/<stage>/state.safetensors resumable state, rewritten after every epoch
@@ -19,9 +20,35 @@ use crate::train::TrainOutcome;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
+/// Where a run on an image folder records its classes (in the run directory).
+pub const CLASSES_FILE: &str = "classes.json";
+
+/// A run directory, opened with the configuration its stages train under (`stamp`) or as a
+/// bare view of its files (`RunDir::at`, for readers that only collect numbers).
 #[derive(Clone, Debug)]
 pub struct RunDir {
     pub root: PathBuf,
+    stamp: Option<ConfigStamp>,
+    /// `RUN/lock`, held shared while this process has the run open (see [`Opening::commit`]).
+    hold: Option<std::sync::Arc<std::fs::File>>,
+}
+
+/// The configuration a run trains under, as each stage's summary records it.
+#[derive(Clone, Debug)]
+struct ConfigStamp {
+    sha256: String,
+    toml: String,
+}
+
+impl ConfigStamp {
+    fn of(cfg: &RunConfig) -> ConfigStamp {
+        use sha2::Digest;
+        let toml = cfg.to_toml();
+        ConfigStamp {
+            sha256: hex::encode(sha2::Sha256::digest(toml.as_bytes())),
+            toml,
+        }
+    }
 }
 
 /// What a finished stage leaves behind; the comparison table is built from these.
@@ -32,42 +59,302 @@ pub struct StageSummary {
     pub outcome: TrainOutcome,
     pub host: String,
     pub finished_at: f64,
+    /// SHA-256 of the resolved configuration the stage trained under (`config_toml`). Absent
+    /// in runs made before it was recorded, which are not checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_sha256: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_toml: Option<String>,
+}
+
+/// Which commands may start a run in a directory that has none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpenMode {
+    /// `run`, `meta`, `e2e`, `import`, `slurm submit`: a new run, with the given config or the
+    /// defaults.
+    Start,
+    /// Everything else (`eval`, `export`, `incubate`, `assemble`, `slurm status`, ...): a
+    /// mistyped path must not leave a run behind.
+    Existing,
+}
+
+/// What opening a run directory will do, decided before anything is written, so that the
+/// caller can check a configuration it is about to record (its plugins, its data) first.
+pub enum Opening {
+    Stored(RunDir, RunConfig),
+    New(RunDir, RunConfig),
+    /// A run in which no stage saved anything, taking a corrected configuration.
+    Corrected {
+        run: RunDir,
+        cfg: RunConfig,
+        stored: Box<RunConfig>,
+        changed: Vec<String>,
+    },
+}
+
+impl Opening {
+    pub fn cfg(&self) -> &RunConfig {
+        match self {
+            Opening::Stored(_, cfg) | Opening::New(_, cfg) | Opening::Corrected { cfg, .. } => cfg,
+        }
+    }
+
+    /// Whether the configuration is about to be recorded (a new or a corrected run).
+    pub fn records(&self) -> bool {
+        !matches!(self, Opening::Stored(..))
+    }
+
+    /// Records the configuration (nothing for a stored run) and holds the run open (a shared
+    /// lock on `RUN/lock` for as long as the [`RunDir`] lives).
+    ///
+    /// Creating a run cannot replace one that another command created at the same moment:
+    /// the config file appears by a link that fails if the name exists, and the loser is held
+    /// to the winner's config. A correction takes the lock exclusively, so it is refused while
+    /// any other command has the run open (one that created it and is still loading its data,
+    /// say); every other opening holds the lock shared before it reads the config.
+    pub fn commit(self) -> anyhow::Result<(RunDir, RunConfig)> {
+        match self {
+            Opening::Stored(mut run, cfg) => {
+                let hold = run.hold_open()?;
+                let stored = RunConfig::load_stored(&run.config_path())?;
+                if stored != cfg {
+                    anyhow::bail!(
+                        "the configuration of {} changed while it was being opened (another command corrected it: {}); run this again",
+                        run.root.display(),
+                        differences(&cfg, &stored).join("; ")
+                    );
+                }
+                run.hold = hold;
+                Ok((run, cfg))
+            }
+            Opening::New(mut run, cfg) => {
+                create_run_root(&run.root)?;
+                run.hold = run.hold_open()?;
+                let path = run.config_path();
+                let created = crate::checkpoint::write_new_atomic(&path, cfg.to_toml().as_bytes())
+                    .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+                if created {
+                    return Ok((run, cfg));
+                }
+                // another command created this run between our look and our write
+                let stored = RunConfig::load_stored(&path)?;
+                if stored != cfg {
+                    anyhow::bail!(
+                        "run directory {} was just created by another command with a different configuration ({}); \
+                         use a new --run-dir, or drop --config to continue with the stored one",
+                        run.root.display(),
+                        differences(&stored, &cfg).join("; ")
+                    );
+                }
+                Ok((run, cfg))
+            }
+            Opening::Corrected {
+                mut run,
+                cfg,
+                stored,
+                changed,
+            } => {
+                let Some(hold) = run.hold_open()? else {
+                    anyhow::bail!(
+                        "cannot correct the configuration of {}: its directory is not writable",
+                        run.root.display()
+                    );
+                };
+                match hold.try_lock() {
+                    Ok(()) => {}
+                    Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+                        "run directory {} was created with a different configuration ({}) and another command has it open \
+                         (a stage starting or training under it); its configuration can be corrected only when none has: \
+                         wait for it, or use a new --run-dir",
+                        run.root.display(),
+                        changed.join("; ")
+                    ),
+                    Err(std::fs::TryLockError::Error(e)) => {
+                        anyhow::bail!("cannot lock {}: {e}", run.lock_file().display())
+                    }
+                }
+                // alone now: nothing may have been saved or changed since the plan
+                let now = RunConfig::load_stored(&run.config_path())?;
+                if now != *stored || !run.saved_files().is_empty() {
+                    anyhow::bail!(
+                        "run directory {} changed while it was being opened; run this again",
+                        run.root.display()
+                    );
+                }
+                let path = run.config_path();
+                crate::checkpoint::write_atomic(&path, cfg.to_toml().as_bytes())
+                    .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+                // derived from the old data.path; listed again from the new one
+                let _ = std::fs::remove_file(run.root.join(CLASSES_FILE));
+                hold.lock_shared().map_err(|e| {
+                    anyhow::anyhow!("cannot lock {}: {e}", run.lock_file().display())
+                })?;
+                run.hold = Some(hold);
+                eprintln!(
+                    "run {}: no stage had saved anything under its configuration, so it takes the one given ({})",
+                    run.root.display(),
+                    changed.join("; ")
+                );
+                Ok((run, cfg))
+            }
+        }
+    }
+}
+
+fn create_run_root(root: &Path) -> anyhow::Result<()> {
+    if root.exists() && !root.is_dir() {
+        anyhow::bail!(
+            "run directory {} is a file, not a directory: give --run-dir a directory path",
+            root.display()
+        );
+    }
+    std::fs::create_dir_all(root)
+        .map_err(|e| anyhow::anyhow!("cannot create run directory {}: {e}", root.display()))
 }
 
 impl RunDir {
-    /// Opens `root`, creating it with `cfg` if new. An existing run keeps its config: passing a
-    /// different one is an error, since its checkpoints were made with the stored one.
-    pub fn open(root: &Path, cfg: Option<&RunConfig>) -> anyhow::Result<(RunDir, RunConfig)> {
-        let run = RunDir {
+    /// The files of the run at `root`, without its configuration: summaries are read
+    /// unchecked. For readers that collect numbers (sweeps, tests).
+    pub fn at(root: &Path) -> RunDir {
+        RunDir {
             root: root.to_path_buf(),
+            stamp: None,
+            hold: None,
+        }
+    }
+
+    /// Opens `root` (see [`RunDir::plan`]) and records its configuration if new or corrected.
+    pub fn open(
+        root: &Path,
+        cfg: Option<&RunConfig>,
+        mode: OpenMode,
+    ) -> anyhow::Result<(RunDir, RunConfig)> {
+        RunDir::plan(root, cfg, mode)?.commit()
+    }
+
+    /// What opening `root` with `cfg` means. An existing run keeps its config: a different one
+    /// is refused, since its checkpoints were made with the stored one, unless no stage has
+    /// saved anything yet (a run whose first stage failed on its data, a NaN or a batch size),
+    /// which takes the corrected config. A directory without a run is one only in
+    /// [`OpenMode::Start`].
+    pub fn plan(root: &Path, cfg: Option<&RunConfig>, mode: OpenMode) -> anyhow::Result<Opening> {
+        let path = root.join("config.toml");
+        let exists = std::fs::symlink_metadata(&path).is_ok();
+        if !exists {
+            if mode == OpenMode::Existing {
+                anyhow::bail!(
+                    "no run at {} (it has no config.toml): check the path; a run is started by `incubator run`, `meta` or `e2e` with -c CONFIG -d {}",
+                    root.display(),
+                    root.display()
+                );
+            }
+            let cfg = cfg.cloned().unwrap_or_default();
+            if root.exists() && !root.is_dir() {
+                create_run_root(root)?;
+            }
+            let run = RunDir::stamped(root, &cfg);
+            if let Some(saved) = run.saved_files().first() {
+                anyhow::bail!(
+                    "{} has no config.toml but its stages have saved results ({}): restore the configuration they trained under \
+                     (each finished stage's summary.json records it as config_toml), or start a new --run-dir",
+                    root.display(),
+                    saved.display()
+                );
+            }
+            cfg.validate()?;
+            return Ok(Opening::New(run, cfg));
+        }
+        let stored = RunConfig::load_stored(&path)?;
+        stored.validate().map_err(|e| {
+            anyhow::anyhow!(
+                "{e}\n(in {}, the configuration this run directory was created with; fix it there or start a new --run-dir)",
+                path.display()
+            )
+        })?;
+        let Some(cfg) = cfg.filter(|c| **c != stored) else {
+            return Ok(Opening::Stored(RunDir::stamped(root, &stored), stored));
         };
-        let path = run.config_path();
-        if path.exists() {
-            let stored = RunConfig::load_stored(&path)?;
-            stored.validate().map_err(|e| {
-                anyhow::anyhow!(
-                    "{e}\n(in {}, the configuration this run directory was created with; fix it there or start a new --run-dir)",
-                    path.display()
-                )
-            })?;
-            if let Some(cfg) = cfg {
-                if *cfg != stored {
-                    anyhow::bail!(
-                        "run directory {} was created with a different configuration ({}); \
-                         use a new --run-dir, or drop --config to continue with the stored one",
-                        root.display(),
-                        first_difference(&stored, cfg)
-                    );
+        let changed = differences(&stored, cfg);
+        let run = RunDir::stamped(root, cfg);
+        let saved = run.saved_files();
+        if saved.is_empty() {
+            cfg.validate()?;
+            return Ok(Opening::Corrected {
+                run,
+                cfg: cfg.clone(),
+                stored: Box::new(stored),
+                changed,
+            });
+        }
+        anyhow::bail!(
+            "run directory {} was created with a different configuration ({}) and its stages have saved results under it ({}); \
+             use a new --run-dir, or drop --config to continue with the stored one",
+            root.display(),
+            changed.join("; "),
+            saved[0].display()
+        )
+    }
+
+    fn stamped(root: &Path, cfg: &RunConfig) -> RunDir {
+        RunDir {
+            root: root.to_path_buf(),
+            stamp: Some(ConfigStamp::of(cfg)),
+            hold: None,
+        }
+    }
+
+    fn lock_file(&self) -> PathBuf {
+        self.root.join("lock")
+    }
+
+    /// `RUN/lock`, locked shared (blocking only while a correction rewrites the config).
+    /// `None` in a run this user cannot write (one read on a read-only mount): nobody can
+    /// correct it through this mount either.
+    fn hold_open(&self) -> anyhow::Result<Option<std::sync::Arc<std::fs::File>>> {
+        let path = self.lock_file();
+        let file = match std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+        {
+            Ok(f) => f,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::ReadOnlyFilesystem | std::io::ErrorKind::PermissionDenied
+                ) =>
+            {
+                return Ok(None)
+            }
+            Err(e) => anyhow::bail!("cannot open {}: {e}", path.display()),
+        };
+        file.lock_shared()
+            .map_err(|e| anyhow::anyhow!("cannot lock {}: {e}", path.display()))?;
+        Ok(Some(std::sync::Arc::new(file)))
+    }
+
+    /// Files a stage saved (states, weights, summaries), not counting locks and temporaries.
+    fn saved_files(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        let Ok(stages) = std::fs::read_dir(self.root.join("stages")) else {
+            return out;
+        };
+        for stage in stages.flatten() {
+            let Ok(files) = std::fs::read_dir(stage.path()) else {
+                continue;
+            };
+            for f in files.flatten() {
+                let name = f.file_name();
+                let name = name.to_string_lossy();
+                if name != "lock" && !name.starts_with('.') {
+                    out.push(f.path());
                 }
             }
-            return Ok((run, stored));
         }
-        let cfg = cfg.cloned().unwrap_or_default();
-        cfg.validate()?;
-        std::fs::create_dir_all(root)
-            .map_err(|e| anyhow::anyhow!("cannot create run directory {}: {e}", root.display()))?;
-        write_atomic(&path, cfg.to_toml().as_bytes())?;
-        Ok((run, cfg))
+        out.sort();
+        out
     }
 
     pub fn config_path(&self) -> PathBuf {
@@ -86,49 +373,187 @@ impl RunDir {
         self.stage_dir(id).join("summary.json")
     }
 
+    /// Stage `id`'s summary, if it finished. A summary recorded under another configuration
+    /// than the run's is refused: its results are not this run's (a config.toml deleted and
+    /// remade, say).
     pub fn summary(&self, id: StageId) -> anyhow::Result<Option<StageSummary>> {
         let path = self.summary_path(id);
-        match std::fs::read_to_string(&path) {
-            Ok(text) => Ok(Some(serde_json::from_str(&text).map_err(|e| {
+        let summary: StageSummary = match std::fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str(&text).map_err(|e| {
                 anyhow::anyhow!(
                     "{} is corrupt ({e}); delete it to re-run stage {id}",
                     path.display()
                 )
-            })?)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(anyhow::anyhow!("cannot read {}: {e}", path.display())),
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => anyhow::bail!("cannot read {}: {e}", path.display()),
+        };
+        if let (Some(stamp), Some(hash)) = (&self.stamp, &summary.config_sha256) {
+            if *hash != stamp.sha256 {
+                self.check_trained_under(&summary, stamp, &path)?;
+            }
         }
+        Ok(Some(summary))
     }
 
+    /// A hash that differs may still be the same configuration, written by an engine that
+    /// knew fewer keys: the recorded text decides.
+    fn check_trained_under(
+        &self,
+        summary: &StageSummary,
+        stamp: &ConfigStamp,
+        path: &Path,
+    ) -> anyhow::Result<()> {
+        let ours = RunConfig::from_toml(&stamp.toml, "the run's config")?;
+        let theirs = summary
+            .config_toml
+            .as_deref()
+            .map(|t| RunConfig::from_toml(t, &path.display().to_string()));
+        let changed = match theirs {
+            Some(Ok(theirs)) if theirs == ours => return Ok(()),
+            Some(Ok(theirs)) => differences(&theirs, &ours).join("; "),
+            _ => "its recorded configuration cannot be read".into(),
+        };
+        anyhow::bail!(
+            "stage {} of {} finished under another configuration than {} ({changed}): its results are not this run's. \
+             Restore the configuration it trained under (the config_toml of {}), or start a new --run-dir",
+            summary.stage,
+            self.root.display(),
+            self.config_path().display(),
+            path.display()
+        )
+    }
+
+    /// Writes `s` stamped with the configuration the run trains under.
     pub fn write_summary(&self, s: &StageSummary) -> anyhow::Result<()> {
-        let text = serde_json::to_string_pretty(s)?;
-        write_atomic(&self.summary_path(s.stage), text.as_bytes())?;
-        Ok(())
+        let mut s = s.clone();
+        if let Some(stamp) = &self.stamp {
+            s.config_sha256 = Some(stamp.sha256.clone());
+            s.config_toml = Some(stamp.toml.clone());
+        }
+        let text = serde_json::to_string_pretty(&s)?;
+        let path = self.summary_path(s.stage);
+        write_atomic(&path, text.as_bytes())
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))
     }
 }
 
-/// The first top-level setting that differs, for the mismatch message.
-fn first_difference(a: &RunConfig, b: &RunConfig) -> String {
+/// Every setting that differs between `a` (stored) and `b` (given), as `key: A there, B here`.
+pub fn differences(a: &RunConfig, b: &RunConfig) -> Vec<String> {
     let (ta, tb): (toml::Table, toml::Table) = (
         toml::from_str(&a.to_toml()).unwrap_or_default(),
         toml::from_str(&b.to_toml()).unwrap_or_default(),
     );
-    for (k, va) in &ta {
-        if let (toml::Value::Table(sa), Some(toml::Value::Table(sb))) = (va, tb.get(k)) {
-            for (k2, v2) in sa {
-                if sb.get(k2) != Some(v2) {
-                    return format!(
-                        "{k}.{k2} is {v2} there, {} here",
-                        sb.get(k2).map(|v| v.to_string()).unwrap_or("unset".into())
-                    );
-                }
+    let mut out = Vec::new();
+    diff_tables("", &ta, &tb, &mut out);
+    if out.is_empty() {
+        out.push("the settings differ".into());
+    }
+    out
+}
+
+fn diff_tables(prefix: &str, a: &toml::Table, b: &toml::Table, out: &mut Vec<String>) {
+    let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    for k in keys {
+        let key = format!("{prefix}{k}");
+        match (a.get(k), b.get(k)) {
+            (Some(toml::Value::Table(sa)), Some(toml::Value::Table(sb))) => {
+                diff_tables(&format!("{key}."), sa, sb, out)
             }
-        } else if tb.get(k) != Some(va) {
-            return format!(
-                "{k} is {va} there, {} here",
-                tb.get(k).map(|v| v.to_string()).unwrap_or("unset".into())
-            );
+            (va, vb) if va != vb => {
+                let show = |v: Option<&toml::Value>| v.map_or("unset".into(), |v| v.to_string());
+                out.push(format!("{key} is {} there, {} here", show(va), show(vb)));
+            }
+            _ => {}
         }
     }
-    "the settings differ".into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn of_many_threads_creating_one_run_only_those_with_the_recorded_config_succeed() {
+        let tmp = tempfile::tempdir().unwrap();
+        for round in 0..20 {
+            let root = tmp.path().join(format!("run{round}"));
+            let barrier = std::sync::Barrier::new(8);
+            // (each opening is kept until all are done: an open run cannot be corrected)
+            let results: Vec<(u64, anyhow::Result<(RunDir, RunConfig)>)> =
+                std::thread::scope(|s| {
+                    let handles: Vec<_> = (0..8u64)
+                        .map(|i| {
+                            let (root, barrier) = (&root, &barrier);
+                            s.spawn(move || {
+                                // two configurations among eight creators
+                                let cfg = RunConfig {
+                                    seed: i % 2,
+                                    ..RunConfig::default()
+                                };
+                                barrier.wait();
+                                (i % 2, RunDir::open(root, Some(&cfg), OpenMode::Start))
+                            })
+                        })
+                        .collect();
+                    handles.into_iter().map(|h| h.join().unwrap()).collect()
+                });
+            let stored = RunConfig::load_stored(&root.join("config.toml")).unwrap();
+            for (seed, opened) in &results {
+                assert_eq!(
+                    opened.is_ok(),
+                    *seed == stored.seed,
+                    "round {round}: seed {seed}"
+                );
+            }
+            drop(results);
+            let leftovers: Vec<_> = std::fs::read_dir(&root)
+                .unwrap()
+                .flatten()
+                .map(|e| e.file_name())
+                .filter(|n| n != "config.toml" && n != "lock")
+                .collect();
+            assert!(leftovers.is_empty(), "{leftovers:?}");
+        }
+    }
+
+    #[test]
+    fn a_run_open_elsewhere_is_not_corrected_and_one_with_saved_results_never() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("run");
+        let first = RunConfig::default();
+        let second = RunConfig {
+            seed: 5,
+            ..RunConfig::default()
+        };
+        let held = RunDir::open(&root, Some(&first), OpenMode::Start).unwrap();
+        let e = RunDir::open(&root, Some(&second), OpenMode::Start).unwrap_err();
+        assert!(e.to_string().contains("another command has it open"), "{e}");
+        drop(held);
+        let (_, cfg) = RunDir::open(&root, Some(&second), OpenMode::Start).unwrap();
+        assert_eq!(cfg.seed, 5);
+        let saved = root.join("stages/meta/state.safetensors");
+        std::fs::create_dir_all(saved.parent().unwrap()).unwrap();
+        std::fs::write(&saved, b"x").unwrap();
+        let e = RunDir::open(&root, Some(&first), OpenMode::Start).unwrap_err();
+        assert!(e.to_string().contains("saved results under it"), "{e}");
+        // without config.toml, saved results are not adopted by a new config
+        std::fs::remove_file(root.join("config.toml")).unwrap();
+        let e = RunDir::open(&root, Some(&first), OpenMode::Start).unwrap_err();
+        assert!(e.to_string().contains("no config.toml"), "{e}");
+        assert!(!root.join("config.toml").exists());
+    }
+
+    #[test]
+    fn differences_name_every_nested_key() {
+        let a = RunConfig::default();
+        let mut b = a.clone();
+        b.seed = 3;
+        b.model.depth = Some(12);
+        b.optim.batch_size = 7;
+        let d = differences(&a, &b).join("; ");
+        for key in ["seed is 0 there, 3 here", "model.depth", "optim.batch_size"] {
+            assert!(d.contains(key), "{d}");
+        }
+    }
 }

@@ -41,7 +41,12 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     if which_split == EvalSplit::Val && args.dataset.is_some() {
         anyhow::bail!("--split val is the validation split a run holds out of its own training images; with --dataset use `test` or `train`");
     }
-    let run = OpenRun::open(&args.run_dir, None, &super::plugin_sources(&[]))?;
+    let run = OpenRun::open(
+        &args.run_dir,
+        None,
+        incubator_core::run_dir::OpenMode::Existing,
+        &super::plugin_sources(&[]),
+    )?;
     let which = ModelChoice::parse(&args.model);
     let (name, split) = match &args.dataset {
         None => (run.cfg.data.dataset.to_string(), load_data(&run)?),

@@ -11,7 +11,7 @@ use incubator_core::train::batch::batch_maker;
 use incubator_core::train::batch::patchify;
 use incubator_core::train::feed::eval_images;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(clap::Args, Debug)]
 pub struct ExportArgs {
@@ -27,8 +27,67 @@ pub struct ExportArgs {
     #[arg(long, short = 'o')]
     pub out: Option<PathBuf>,
     /// How many test images (with this engine's logits) go into check.safetensors.
-    #[arg(long, default_value_t = 8)]
-    pub check_images: usize,
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub check_images: u64,
+    /// Replace the files of an earlier export in the output directory.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// The files an export writes.
+const FILES: [&str; 3] = ["model.safetensors", "config.json", "check.safetensors"];
+
+/// `path` made absolute through its deepest existing ancestor (links resolved), for the
+/// comparison with the run directory.
+fn resolved(path: &Path) -> PathBuf {
+    let mut missing = Vec::new();
+    let mut at = path.to_path_buf();
+    loop {
+        if let Ok(real) = at.canonicalize() {
+            return missing.iter().rev().fold(real, |p: PathBuf, c| p.join(c));
+        }
+        match (at.file_name().map(|n| n.to_os_string()), at.parent()) {
+            (Some(name), Some(parent)) => {
+                missing.push(name);
+                at = if parent.as_os_str().is_empty() {
+                    PathBuf::from(".")
+                } else {
+                    parent.to_path_buf()
+                };
+            }
+            _ => return path.to_path_buf(),
+        }
+    }
+}
+
+/// An export never writes over the run's own files (inside the run directory only
+/// `RUN/export/` is its), nor over an earlier export without `--force`.
+fn check_out(out: &Path, run_root: &Path, force: bool) -> anyhow::Result<()> {
+    let (o, root) = (resolved(out), resolved(run_root));
+    if o.starts_with(&root) && !o.starts_with(root.join("export")) {
+        anyhow::bail!(
+            "--out {} is inside the run directory {}, whose files are the run's own: export to {} (the default) or outside the run",
+            out.display(),
+            run_root.display(),
+            run_root.join("export").display()
+        );
+    }
+    if out.exists() && !out.is_dir() {
+        anyhow::bail!("--out {} is a file: give a directory", out.display());
+    }
+    let taken: Vec<&str> = FILES
+        .iter()
+        .copied()
+        .filter(|f| std::fs::symlink_metadata(out.join(f)).is_ok())
+        .collect();
+    if !taken.is_empty() && !force {
+        anyhow::bail!(
+            "{} already holds {} (an earlier export?): pass --force to replace them, or choose another --out",
+            out.display(),
+            taken.join(", ")
+        );
+    }
+    Ok(())
 }
 
 pub fn run(args: &ExportArgs) -> anyhow::Result<()> {
@@ -38,7 +97,12 @@ pub fn run(args: &ExportArgs) -> anyhow::Result<()> {
             args.format
         );
     }
-    let run = OpenRun::open(&args.run_dir, None, &super::plugin_sources(&[]))?;
+    let run = OpenRun::open(
+        &args.run_dir,
+        None,
+        incubator_core::run_dir::OpenMode::Existing,
+        &super::plugin_sources(&[]),
+    )?;
     let which = ModelChoice::parse(&args.model);
     let net = eval::model(&run, &which)?;
     let weights = to_timm(&net, &run.vit)?;
@@ -48,21 +112,20 @@ pub fn run(args: &ExportArgs) -> anyhow::Result<()> {
             .join("export")
             .join(format!("{}-timm", which.name()))
     });
-    std::fs::create_dir_all(&out)?;
-    checkpoint::save(&out.join("model.safetensors"), &weights, &BTreeMap::new())?;
-    checkpoint::write_atomic(
-        &out.join("config.json"),
-        serde_json::to_string_pretty(&timm_kwargs(&run.vit))?.as_bytes(),
-    )?;
+    check_out(&out, &run.run.root, args.force)?;
 
-    // the check: test images through this engine
+    // the check: test images through this engine (computed before anything is written, so
+    // that a failure leaves no partial export)
     let data = load_data(&run)?;
     let dev = run.dev();
     let maker = batch_maker(&dev, &run.cfg, &run.vit);
-    let images = eval_images(&maker, data.test(), args.check_images)
+    let images = eval_images(&maker, data.test(), args.check_images as usize)
         .map_err(|e| anyhow::anyhow!("reading the check images: {e}"))?;
     let (c, h, w) = (run.vit.channels, run.vit.image_size, run.vit.image_size);
     let n = images.len() / (c * h * w);
+    if n == 0 {
+        anyhow::bail!("the run's test split has no images for check.safetensors");
+    }
     let logits = {
         use dfdx::prelude::*;
         let patches = patchify(&images, (n, c, h, w), run.vit.patch_size);
@@ -74,7 +137,21 @@ pub fn run(args: &ExportArgs) -> anyhow::Result<()> {
     let mut check = Tensors::new();
     check.insert("images".into(), (vec![n, c, h, w], images));
     check.insert("logits".into(), (vec![n, run.vit.num_classes], logits));
-    checkpoint::save(&out.join("check.safetensors"), &check, &BTreeMap::new())?;
+
+    std::fs::create_dir_all(&out)
+        .map_err(|e| anyhow::anyhow!("cannot create --out {}: {e}", out.display()))?;
+    let written = |file: &str, e: &dyn std::fmt::Display| {
+        anyhow::anyhow!("cannot write {}: {e}", out.join(file).display())
+    };
+    checkpoint::save(&out.join(FILES[0]), &weights, &BTreeMap::new())
+        .map_err(|e| written(FILES[0], &e))?;
+    checkpoint::write_atomic(
+        &out.join(FILES[1]),
+        serde_json::to_string_pretty(&timm_kwargs(&run.vit))?.as_bytes(),
+    )
+    .map_err(|e| written(FILES[1], &e))?;
+    checkpoint::save(&out.join(FILES[2]), &check, &BTreeMap::new())
+        .map_err(|e| written(FILES[2], &e))?;
     println!(
         "{} exported for timm to {}: model.safetensors (VisionTransformer(**config['kwargs'], norm_layer=partial(nn.LayerNorm, eps=config['norm_eps'])), strict=True), check.safetensors ({n} test images and their logits here)",
         which.name(),

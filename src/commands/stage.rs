@@ -2,6 +2,7 @@
 
 use crate::cli::StageArgs;
 use incubator_core::config::RunConfig;
+use incubator_core::run_dir::OpenMode;
 use incubator_core::stages::{self, report::Report, Engine, OpenRun};
 use std::io::IsTerminal;
 use std::path::Path;
@@ -13,10 +14,12 @@ fn configs(args: &StageArgs) -> anyhow::Result<Option<RunConfig>> {
         .transpose()?)
 }
 
-pub fn engine(args: &StageArgs) -> anyhow::Result<Engine> {
+/// The run of `args` with its data. `mode`: whether the command may start a new run there.
+pub fn engine(args: &StageArgs, mode: OpenMode) -> anyhow::Result<Engine> {
     let mut engine = Engine::open(
         &args.run_dir,
         configs(args)?.as_ref(),
+        mode,
         &super::plugin_sources(&args.plugins),
     )?;
     engine.show_progress = !args.no_progress && std::io::stderr().is_terminal();
@@ -33,7 +36,7 @@ pub fn run(
             .map(|n| n.get())
             .unwrap_or(1)
     });
-    let engine = engine(args)?;
+    let engine = engine(args, OpenMode::Start)?;
     eprintln!(
         "run {}: {} ({} train / {} test images), ViT d{} depth {} heads {}, modules {:?}",
         args.run_dir.display(),
@@ -77,19 +80,19 @@ pub fn run(
 }
 
 pub fn meta(args: &StageArgs) -> anyhow::Result<()> {
-    stages::meta::run(&engine(args)?).map(|_| ())
+    stages::meta::run(&engine(args, OpenMode::Start)?).map(|_| ())
 }
 
 pub fn incubate(args: &StageArgs, module: usize) -> anyhow::Result<()> {
-    stages::incubate::run(&engine(args)?, module).map(|_| ())
+    stages::incubate::run(&engine(args, OpenMode::Existing)?, module).map(|_| ())
 }
 
 pub fn assemble(args: &StageArgs) -> anyhow::Result<()> {
-    stages::assemble::run(&engine(args)?).map(|_| ())
+    stages::assemble::run(&engine(args, OpenMode::Existing)?).map(|_| ())
 }
 
 pub fn e2e(args: &StageArgs) -> anyhow::Result<()> {
-    stages::e2e::run(&engine(args)?).map(|_| ())
+    stages::e2e::run(&engine(args, OpenMode::Start)?).map(|_| ())
 }
 
 /// `incubator import FILE --as meta|e2e`: a timm checkpoint as a finished stage.
@@ -101,6 +104,7 @@ pub fn import(args: &StageArgs, file: &Path, stage: &str) -> anyhow::Result<()> 
             let run = stages::OpenRun::open(
                 &args.run_dir,
                 configs(args)?.as_ref(),
+                OpenMode::Start,
                 &super::plugin_sources(&args.plugins),
             )?;
             stages::import::import_timm_init(&run, file)?;
@@ -116,7 +120,7 @@ pub fn import(args: &StageArgs, file: &Path, stage: &str) -> anyhow::Result<()> 
             anyhow::bail!("--as {other:?}: a timm model can be imported as `meta`, `e2e` or `init`")
         }
     };
-    let engine = engine(args)?;
+    let engine = engine(args, OpenMode::Start)?;
     let s = stages::import::import_timm(&engine, file, id)?;
     println!(
         "{} imported as the {id} model of {}: top-1 {:.2}%, top-5 {:.2}% on its test split ({} images)",
@@ -130,15 +134,13 @@ pub fn import(args: &StageArgs, file: &Path, stage: &str) -> anyhow::Result<()> 
 }
 
 pub fn report(run_dir: &Path) -> anyhow::Result<()> {
-    let cfg_path = run_dir.join("config.toml");
-    if !cfg_path.exists() {
-        anyhow::bail!(
-            "{} is not a run directory (no config.toml)",
-            run_dir.display()
-        );
-    }
     // what the run is, not its data: the table comes from the stage summaries
-    let engine = OpenRun::open(run_dir, None, &super::plugin_sources(&[]))?;
+    let engine = OpenRun::open(
+        run_dir,
+        None,
+        OpenMode::Existing,
+        &super::plugin_sources(&[]),
+    )?;
     let deps = stages::incubate::all_dependencies(&engine)?;
     let report = Report::from_run(&engine.run, &deps)?;
     report.write(&engine.run)?;

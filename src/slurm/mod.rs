@@ -171,7 +171,12 @@ pub fn submit_run(
         anyhow::bail!("--plugin is not passed to cluster jobs: list the libraries in the config's plugins.libraries instead");
     }
     // what the run is, not its data: submitting reads no dataset
-    let engine = OpenRun::open(run_dir, cfg, &crate::commands::plugin_sources(plugins))?;
+    let engine = OpenRun::open(
+        run_dir,
+        cfg,
+        incubator_core::run_dir::OpenMode::Start,
+        &crate::commands::plugin_sources(plugins),
+    )?;
     let binary = match &engine.cfg.slurm.binary {
         Some(b) => b.clone(),
         None => std::env::current_exe()?,

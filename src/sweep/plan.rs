@@ -109,10 +109,7 @@ impl SweepDir {
         let changed: Vec<String> = runs
             .iter()
             .filter_map(|r| {
-                let stored = RunDir {
-                    root: self.run_dir(&r.point, r.seed),
-                }
-                .config_path();
+                let stored = RunDir::at(&self.run_dir(&r.point, r.seed)).config_path();
                 let same = RunConfig::load_stored(&stored).map(|c| c == r.config);
                 match same {
                     Ok(false) => Some(format!("  {}", stored.display())),
@@ -160,9 +157,7 @@ impl SweepDir {
 /// Whether a run has every result the report reads: the assembled model, and the E2E
 /// baseline when the run trains one.
 pub fn finished(run: &Path, config: &RunConfig) -> bool {
-    let run = RunDir {
-        root: run.to_path_buf(),
-    };
+    let run = RunDir::at(run);
     let done = |id| matches!(run.summary(id), Ok(Some(_)));
     done(StageId::ASSEMBLE) && (!config.e2e.enabled || done(StageId::E2E))
 }

@@ -31,9 +31,7 @@ pub struct RunResult {
 
 /// The run's result, or `None` while its assembled model is missing.
 pub fn read(run: &Path, point: &str, seed: u64) -> anyhow::Result<Option<RunResult>> {
-    let dir = RunDir {
-        root: run.to_path_buf(),
-    };
+    let dir = RunDir::at(run);
     Ok(FinishedStages::read(&dir)?.map(|stages| RunResult {
         point: point.into(),
         seed,

@@ -61,6 +61,7 @@ pub fn compiled_in_vs_library(
         let mut engine = Engine::open(
             &root,
             Some(cfg),
+            crate::run_dir::OpenMode::Start,
             &PluginSources {
                 builtins,
                 extra: Vec::new(),

@@ -6,7 +6,7 @@ use crate::checkpoint;
 use crate::config::RunConfig;
 use crate::data::{self, Data, DataSplit, DatasetName};
 use crate::events::{Event, StageId};
-use crate::run_dir::StageSummary;
+use crate::run_dir::{OpenMode, StageSummary};
 use crate::telemetry::EventLog;
 use crate::train::{self, trainer::TrainError, TrainOutcome};
 use std::path::Path;
@@ -27,10 +27,12 @@ impl std::ops::Deref for Engine {
 }
 
 impl Engine {
-    /// Opens (or creates, with `cfg`) the run directory and loads the data it names.
+    /// Opens the run directory (creating it with `cfg` where `mode` allows) and loads the data
+    /// it names.
     pub fn open(
         root: &Path,
         cfg: Option<&RunConfig>,
+        mode: OpenMode,
         plugins: &PluginSources,
     ) -> anyhow::Result<Engine> {
         // A new run on an image folder is made only if the folder can be read, so a refused
@@ -50,7 +52,7 @@ impl Engine {
             }
             _ => None,
         };
-        let open = OpenRun::open(root, cfg, plugins)?;
+        let open = OpenRun::open(root, cfg, mode, plugins)?;
         let data = match listed {
             Some(split) => Data::Folder(split),
             None => load_data(&open)?,
@@ -128,6 +130,8 @@ impl Engine {
                         .duration_since(std::time::UNIX_EPOCH)
                         .map(|d| d.as_secs_f64())
                         .unwrap_or(0.0),
+                    config_sha256: None, // stamped by write_summary
+                    config_toml: None,
                 };
                 self.run.write_summary(&summary)?;
                 log.flush();

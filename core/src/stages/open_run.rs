@@ -9,14 +9,13 @@ use crate::data::DatasetName;
 use crate::device::{new_device, Dev};
 use crate::model::{Init, VitConfig};
 use crate::plugin::{PluginContext, Registrar, Registry};
-use crate::run_dir::RunDir;
+use crate::run_dir::{OpenMode, RunDir};
 use crate::split::Split;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::path::Path;
 
-/// Where a run on an image folder records its classes (in the run directory).
-pub const CLASSES_FILE: &str = "classes.json";
+pub use crate::run_dir::CLASSES_FILE;
 
 /// The images the model is for, the model and its split into modules, as `cfg` makes them of
 /// its dataset (`classes`: an image folder's).
@@ -78,37 +77,38 @@ pub struct OpenRun {
 }
 
 impl OpenRun {
-    /// Opens (or creates, with `cfg`) the run directory and its plugins.
+    /// Opens the run directory (creating it with `cfg` where `mode` allows) and its plugins.
     pub fn open(
         root: &Path,
         cfg: Option<&RunConfig>,
+        mode: OpenMode,
         plugins: &PluginSources,
     ) -> anyhow::Result<OpenRun> {
-        // The plugins and their options are checked before a new run directory is created, so
-        // a refused config leaves nothing behind.
         let registry_of = |cfg: &RunConfig| -> anyhow::Result<Registry> {
             let (registry, _) = Registry::for_run(&cfg.plugins, plugins.builtins, &plugins.extra)?;
             registry.check_selection(&cfg.plugins)?;
             Ok(registry)
         };
-        let checked = cfg.map(registry_of).transpose()?;
-        // A folder's classes are listed before a new run directory is made, so that a wrong
-        // data.path leaves nothing behind either.
+        let opening = RunDir::plan(root, cfg, mode)?;
+        // A configuration about to be recorded is checked first (its plugins, its folder's
+        // classes, the model it makes of the data), so that a refused one leaves nothing
+        // behind.
         let recorded = root.join(CLASSES_FILE);
-        let listed = match (cfg, recorded.is_file()) {
-            (Some(c), false) => folder_classes(c)?,
-            _ => None,
-        };
-        // ...and so is the model the config makes of the data
-        if let Some(c) = cfg.filter(|_| !root.join("config.toml").exists()) {
+        let (checked, listed) = if opening.records() {
+            let c = opening.cfg();
+            let registry = registry_of(c)?;
+            let listed = folder_classes(c)?;
             model_of(c, listed.as_deref())?;
-        }
-        let (run, cfg) = RunDir::open(root, cfg)?;
+            (Some(registry), listed)
+        } else {
+            (None, None)
+        };
+        let (run, cfg) = opening.commit()?;
         let registry = match checked {
-            Some(r) => r, // the stored config is the one given (RunDir::open checks)
+            Some(r) => r,
             None => registry_of(&cfg)?,
         };
-        let classes = if recorded.is_file() {
+        let classes = if listed.is_none() && recorded.is_file() {
             let text = std::fs::read_to_string(&recorded)?;
             Some(serde_json::from_str::<Vec<String>>(&text).map_err(|e| {
                 anyhow::anyhow!("{} is not a list of class names ({e}); it records the classes of the run's image folder: restore it, or delete it to list them again from data.path", recorded.display())

@@ -6,7 +6,7 @@ use super::Engine;
 use crate::checkpoint;
 use crate::events::{StageId, TeacherCost};
 use crate::model::Network;
-use crate::run_dir::RunDir;
+use crate::run_dir::{OpenMode, RunDir};
 use crate::split::Split;
 use std::path::PathBuf;
 
@@ -56,7 +56,7 @@ fn run_of(run: &RunDir, parsed: &TeacherSpec) -> RunDir {
         Some(dir) if dir.is_absolute() => dir.clone(),
         Some(dir) => run.root.join(dir),
     };
-    RunDir { root }
+    RunDir::at(&root)
 }
 
 /// What training the model `spec` names cost, from its run's stage summaries: an E2E model's
@@ -125,7 +125,7 @@ pub fn load(engine: &Engine, spec: &str) -> anyhow::Result<Network> {
             engine.run.root.display()
         );
     }
-    let (other, cfg) = RunDir::open(&root, None)?;
+    let (other, cfg) = RunDir::open(&root, None, OpenMode::Existing)?;
     let t = engine.shape;
     let vit = cfg.vit(t.height, t.channels, t.num_classes).map_err(|e| {
         anyhow::anyhow!("teacher {spec:?}: its configuration does not fit this run's data: {e}")
@@ -202,6 +202,8 @@ mod tests {
             outcome,
             host: "h".into(),
             finished_at: 0.0,
+            config_sha256: None,
+            config_toml: None,
         })
         .unwrap();
     }
@@ -209,17 +211,13 @@ mod tests {
     #[test]
     fn a_teachers_cost_is_its_training_or_its_runs_whole_method_and_unknown_when_imported() {
         let tmp = tempfile::tempdir().unwrap();
-        let here = RunDir {
-            root: tmp.path().join("here"),
-        };
+        let here = RunDir::at(&tmp.path().join("here"));
         finished(&here, StageId::E2E, 40.0, false, vec![]);
         let c = cost(&here, "e2e").unwrap();
         assert_eq!((c.gflop, c.wall_s), (Some(40.0), Some(4.0)));
         // another run's assembled model: its meta model, incubations (and their own teacher)
         // and fine-tune
-        let other = RunDir {
-            root: tmp.path().join("other"),
-        };
+        let other = RunDir::at(&tmp.path().join("other"));
         finished(&other, StageId::META, 10.0, false, vec![]);
         let its_teacher = TeacherCost {
             spec: "e2e".into(),
@@ -239,9 +237,7 @@ mod tests {
         let c = cost(&here, "../other:assemble").unwrap();
         assert_eq!(c.gflop, Some(10.0 + 40.0 + 5.0 + 7.0));
         // imported: trained elsewhere, cost unknown
-        let imported = RunDir {
-            root: tmp.path().join("imported"),
-        };
+        let imported = RunDir::at(&tmp.path().join("imported"));
         finished(&imported, StageId::E2E, 0.0, true, vec![]);
         let c = cost(&here, "../imported").unwrap();
         assert_eq!((c.spec.as_str(), c.gflop), ("../imported", None));

@@ -14,6 +14,7 @@ fn teacher_run(root: &std::path::Path) {
     let mut engine = Engine::open(
         root,
         Some(&cfg),
+        incubator_core::run_dir::OpenMode::Start,
         &PluginSources {
             // (its library: linking two plugin crates would clash on their entry points)
             builtins: &|_| {},
@@ -103,9 +104,7 @@ fn loaded_library_trains_bit_identically_taught_by_another_runs_model() {
             assert!(s["teachers"][0]["spec"].as_str().unwrap().ends_with(":e2e"));
         }
     }
-    let run = incubator_core::run_dir::RunDir {
-        root: compiled.dir.clone(),
-    };
+    let run = incubator_core::run_dir::RunDir::at(&compiled.dir);
     let report = incubator_core::stages::report::Report::from_run(&run, &vec![vec![]; 4]).unwrap();
     assert_eq!(report.teacher_gflop, teacher_gflop);
     assert!(
