@@ -411,16 +411,20 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", describe(&e));
             match incubator_core::interrupt::requested() {
                 Some(signal) => {
+                    // a deliberate stop is not an error
+                    eprintln!("stopped by {}: {}", signal.name(), describe(&e));
                     if signal == incubator_core::interrupt::StopSignal::Usr1 {
                         slurm::requeue::requeue_self();
                     }
                     // The shell's code for death by that signal, as if it had not been caught.
                     ExitCode::from(128 + signal.number())
                 }
-                None => ExitCode::FAILURE,
+                None => {
+                    eprintln!("error: {}", describe(&e));
+                    ExitCode::FAILURE
+                }
             }
         }
     }

@@ -213,7 +213,7 @@ fn export_never_writes_over_the_runs_files_and_replaces_an_export_only_with_forc
     let run_s = run.to_str().unwrap();
     assert_ok(&incubator(&["meta", "-c", &cfg, "-d", run_s]), "meta");
     let model = std::fs::read(run.join("stages/meta/model.safetensors")).unwrap();
-    for inside in ["stages/meta", "stages", "", "events"] {
+    for inside in ["stages/meta", "stages", "", "events", "config.toml"] {
         let out = run.join(inside);
         let o = incubator(&[
             "export",

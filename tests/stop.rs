@@ -122,9 +122,60 @@ fn sigterm_from_outside_saves_the_step_and_the_rerun_ends_with_the_uninterrupted
             && e.contains("Run the same command again to resume"),
         "{e}"
     );
+    // a deliberate stop is not an error
+    assert!(
+        !e.contains("error:") && !e.contains("failed") && e.contains("stage e2e stopped"),
+        "{e}"
+    );
     assert!(!run.join("stages/e2e/summary.json").exists());
 
     resumes_to_the_reference(&run, &reference, "resuming at epoch 1 step");
+}
+
+#[test]
+fn sigterm_during_an_evaluation_stops_the_stage_and_the_rerun_ends_with_the_uninterrupted_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write_config(tmp.path(), SMALL);
+    let reference = tmp.path().join("reference");
+    assert_ok(
+        &incubator(&["e2e", "-c", &cfg, "-d", reference.to_str().unwrap()]),
+        "uninterrupted e2e",
+    );
+    // 102 validation images (4 batches) after each of 2 epochs, then the 64 test images (2):
+    // batch 2 is inside epoch 1's evaluation, batch 9 inside the final test evaluation
+    for (batch, resuming) in [
+        (2, "resuming at epoch 1 step 28/28"),
+        (9, "resuming at epoch 3 step 0/28"),
+    ] {
+        let run = tmp.path().join(format!("stopped-{batch}"));
+        let out = Command::new(env!("CARGO_BIN_EXE_incubator"))
+            .args(["e2e", "-c", &cfg, "-d", run.to_str().unwrap()])
+            .env("INCUBATOR_CRASH_AT", format!("eval:{batch}"))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(143), "{}", stderr(&out));
+        let e = stderr(&out);
+        assert!(
+            e.contains("stopped by SIGTERM")
+                && e.contains("stage e2e stopped")
+                && !e.contains("error:"),
+            "{e}"
+        );
+        assert!(!run.join("stages/e2e/summary.json").exists());
+        resumes_to_the_reference(&run, &reference, resuming);
+        let top1 = |r: &Path| {
+            let s: serde_json::Value = serde_json::from_str(
+                &std::fs::read_to_string(r.join("stages/e2e/summary.json")).unwrap(),
+            )
+            .unwrap();
+            (s["top1"].clone(), s["val"].clone())
+        };
+        assert_eq!(
+            top1(&run),
+            top1(&reference),
+            "stopped at eval batch {batch}"
+        );
+    }
 }
 
 /// Runs the baseline in `run` again: it must resume (saying `resuming`) and end with the

@@ -21,6 +21,22 @@ pub enum CheckpointError {
         "checkpoint {path} is corrupt ({reason}); delete it and re-run the stage that writes it"
     )]
     Corrupt { path: PathBuf, reason: String },
+    /// A file the user gave (an import, `eval --model FILE`) that is no safetensors file
+    /// this engine reads: the advice is about the file, not about a stage.
+    #[error("{path} is not a safetensors file of float32 tensors that this engine reads ({reason}): {hint}")]
+    Unreadable {
+        path: PathBuf,
+        reason: String,
+        hint: String,
+    },
+    #[error("{path} is not a regular file (a directory, FIFO, socket or device): {hint}")]
+    NotAFile { path: PathBuf, hint: String },
+    #[error("{path}: tensor {tensor} has {count} values that are not finite (NaN or infinite): a diverged or damaged model; export it again from a model that trained")]
+    NonFinite {
+        path: PathBuf,
+        tensor: String,
+        count: usize,
+    },
     #[error("checkpoint {path} does not fit the model: {problems}. It was written for another model or split; check model.* and split.* in the config, or use a fresh run directory")]
     Mismatch { path: PathBuf, problems: String },
 }
@@ -153,6 +169,15 @@ pub fn remove_stale_temporaries(dir: &Path) {
 }
 
 pub fn read(path: &Path, hint: &str) -> Result<Checkpoint, CheckpointError> {
+    // reading a FIFO would wait for a writer forever
+    if let Ok(meta) = std::fs::metadata(path) {
+        if !meta.is_file() {
+            return Err(CheckpointError::NotAFile {
+                path: path.into(),
+                hint: hint.into(),
+            });
+        }
+    }
     let bytes = std::fs::read(path).map_err(|source| {
         if source.kind() == std::io::ErrorKind::NotFound {
             CheckpointError::Missing {
@@ -167,6 +192,31 @@ pub fn read(path: &Path, hint: &str) -> Result<Checkpoint, CheckpointError> {
         }
     })?;
     parse(path, &bytes)
+}
+
+/// A checkpoint from a file the user gave (an import, a model to evaluate): errors advise
+/// about the file (`hint`: what to give instead), and a tensor with NaN or infinite values is
+/// refused, naming it.
+pub fn read_user(path: &Path, hint: &str) -> Result<Checkpoint, CheckpointError> {
+    let ck = read(path, hint).map_err(|e| match e {
+        CheckpointError::Corrupt { path, reason } => CheckpointError::Unreadable {
+            path,
+            reason,
+            hint: hint.into(),
+        },
+        other => other,
+    })?;
+    for (name, (_, data)) in &ck.tensors {
+        let count = data.iter().filter(|v| !v.is_finite()).count();
+        if count > 0 {
+            return Err(CheckpointError::NonFinite {
+                path: path.into(),
+                tensor: name.clone(),
+                count,
+            });
+        }
+    }
+    Ok(ck)
 }
 
 /// A checkpoint from a file's contents; `path` names it in errors.

@@ -9,6 +9,8 @@
 //! - `term:N`: not a crash: right after the N-th optimizer step the process sends itself
 //!   SIGTERM, which takes the real path of a graceful stop (handler, state, exit) at a known
 //!   step.
+//! - `eval:N`: the same SIGTERM right after the N-th evaluation batch this process takes, so
+//!   a stop lands inside an evaluation.
 //!
 //! Unset (always, outside those tests) it costs one atomic load per step and per file.
 
@@ -20,6 +22,7 @@ enum CrashAt {
     Step(u64),
     Write(u64),
     Term(u64),
+    Eval(u64),
 }
 
 fn plan() -> Option<CrashAt> {
@@ -30,11 +33,12 @@ fn plan() -> Option<CrashAt> {
             Some(("step", n)) => n.parse().ok().map(CrashAt::Step),
             Some(("write", n)) => n.parse().ok().map(CrashAt::Write),
             Some(("term", n)) => n.parse().ok().map(CrashAt::Term),
+            Some(("eval", n)) => n.parse().ok().map(CrashAt::Eval),
             _ => None,
         };
         if parsed.is_none() {
             eprintln!(
-                "warning: INCUBATOR_CRASH_AT={v:?} is not step:N, write:N or term:N; ignored"
+                "warning: INCUBATOR_CRASH_AT={v:?} is not step:N, write:N, term:N or eval:N; ignored"
             );
         }
         parsed
@@ -43,6 +47,7 @@ fn plan() -> Option<CrashAt> {
 
 static STEPS: AtomicU64 = AtomicU64::new(0);
 static WRITES: AtomicU64 = AtomicU64::new(0);
+static EVAL_BATCHES: AtomicU64 = AtomicU64::new(0);
 
 /// Called after every optimizer step.
 pub fn after_step() {
@@ -55,12 +60,25 @@ pub fn after_step() {
         if kill {
             die();
         }
-        #[cfg(unix)]
-        // SAFETY: raise(3) delivers SIGTERM to this thread before it returns; the handler
-        // only stores to atomics.
-        unsafe {
-            libc::raise(libc::SIGTERM);
+        terminate_self();
+    }
+}
+
+/// Called after every evaluation batch.
+pub fn after_eval_batch() {
+    if let Some(CrashAt::Eval(n)) = plan() {
+        if EVAL_BATCHES.fetch_add(1, Ordering::SeqCst) + 1 == n {
+            terminate_self();
         }
+    }
+}
+
+fn terminate_self() {
+    #[cfg(unix)]
+    // SAFETY: raise(3) delivers SIGTERM to this thread before it returns; the handler
+    // only stores to atomics.
+    unsafe {
+        libc::raise(libc::SIGTERM);
     }
 }
 

@@ -20,6 +20,21 @@ use crate::train::TrainOutcome;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
+/// What the engine writes at the top of a run directory (besides `export/`, where exports
+/// go): a user's output (an export's `--out`) must never land on or in one of these.
+pub const OWN_ENTRIES: [&str; 10] = [
+    "config.toml",
+    "lock",
+    "classes.json",
+    "events",
+    "tensorboard",
+    "stages",
+    "slurm",
+    "eval",
+    "report.md",
+    "report.json",
+];
+
 /// Where a run on an image folder records its classes (in the run directory).
 pub const CLASSES_FILE: &str = "classes.json";
 

@@ -71,8 +71,15 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
             .join("eval")
             .join(format!("{}-{}-{}", e.model, e.dataset, e.split))
     });
-    std::fs::create_dir_all(&out)?;
+    std::fs::create_dir_all(&out)
+        .map_err(|err| anyhow::anyhow!("cannot create {}: {err}", out.display()))?;
     write(&out, &e)?;
+    if e.non_finite > 0 {
+        eprintln!(
+            "warning: the model's logits are not finite (NaN or infinite) for {} of the {} images: they count as wrong, and the loss is NaN",
+            e.non_finite, e.images
+        );
+    }
     println!(
         "{} on {} {} ({} images): top-1 {:.2}%, top-5 {:.2}%, loss {:.4}\nconfusion matrix: {}, {}",
         e.model,

@@ -4,6 +4,7 @@
 //! logits for them; a PyTorch user compares timm's logits with these).
 
 use incubator_core::checkpoint;
+use incubator_core::run_dir::OWN_ENTRIES;
 use incubator_core::stages::eval::{self, ModelChoice};
 use incubator_core::stages::timm::{timm_kwargs, to_timm, Tensors};
 use incubator_core::stages::{context::load_data, OpenRun};
@@ -60,13 +61,20 @@ fn resolved(path: &Path) -> PathBuf {
     }
 }
 
-/// An export never writes over the run's own files (inside the run directory only
-/// `RUN/export/` is its), nor over an earlier export without `--force`.
+/// An export never writes over the run's own files (the run directory itself, or what the
+/// engine keeps in it), nor over an earlier export without `--force`.
 fn check_out(out: &Path, run_root: &Path, force: bool) -> anyhow::Result<()> {
     let (o, root) = (resolved(out), resolved(run_root));
-    if o.starts_with(&root) && !o.starts_with(root.join("export")) {
+    let own = match o.strip_prefix(&root) {
+        Ok(rest) => match rest.components().next() {
+            None => true, // the run directory itself
+            Some(first) => OWN_ENTRIES.iter().any(|e| first.as_os_str() == *e),
+        },
+        Err(_) => false,
+    };
+    if own {
         anyhow::bail!(
-            "--out {} is inside the run directory {}, whose files are the run's own: export to {} (the default) or outside the run",
+            "--out {} is inside the run directory {}, among the run's own files: export to {} (the default), another new directory, or outside the run",
             out.display(),
             run_root.display(),
             run_root.join("export").display()

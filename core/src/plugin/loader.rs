@@ -97,6 +97,13 @@ pub fn load(path: &Path, registry: &mut Registry) -> Result<LoadedLibrary, LoadE
     let path = std::fs::canonicalize(path).map_err(|_| LoadError::NotFound {
         path: path.to_path_buf(),
     })?;
+    // dlopen would wait forever on a FIFO for a writer
+    if !std::fs::metadata(&path).is_ok_and(|m| m.is_file()) {
+        return Err(LoadError::NotALibrary {
+            path: path.clone(),
+            reason: "it is not a regular file (a FIFO, directory, socket or device)".into(),
+        });
+    }
     // SAFETY: loading runs the library's initialisers; a plugin library is trusted code by
     // the user's choice (as any crate they compile in).
     let lib = unsafe { libloading::Library::new(&path) }.map_err(|e| {

@@ -138,10 +138,12 @@ impl Engine {
                 Ok(summary)
             }
             Err(e) => {
+                // a stop in any phase (a long evaluation, listing a folder) is a stop
                 let interrupted = match e.downcast_ref::<TrainError>() {
                     Some(TrainError::Interrupted { signal, .. }) => Some(signal.to_string()),
-                    _ => None,
+                    _ => crate::interrupt::requested().map(|s| s.name().to_string()),
                 };
+                let stopped = interrupted.is_some();
                 log.emit(match interrupted {
                     Some(signal) => Event::StageInterrupted {
                         signal,
@@ -152,7 +154,10 @@ impl Engine {
                     },
                 });
                 log.flush();
-                Err(e.context(format!("stage {id} failed")))
+                Err(match stopped {
+                    true => e.context(format!("stage {id} stopped")),
+                    false => e.context(format!("stage {id} failed")),
+                })
             }
         }
     }

@@ -84,8 +84,11 @@ pub fn model(run: &OpenRun, which: &ModelChoice) -> anyhow::Result<Network> {
             "give a checkpoint of this run's model (a plain ViT of its split)",
         ),
     };
-    checkpoint::read(&path, fix)?
-        .load_into(&mut net, "", &run.dev())
+    let read = match which {
+        ModelChoice::File(_) => checkpoint::read_user(&path, fix)?,
+        ModelChoice::Stage(_) => checkpoint::read(&path, fix)?,
+    };
+    read.load_into(&mut net, "", &run.dev())
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     Ok(net)
 }
@@ -107,6 +110,9 @@ pub struct Evaluation {
     pub dataset: String,
     pub split: String,
     pub images: usize,
+    /// Images whose logits were not all finite (a diverged model): counted wrong, left out
+    /// of the confusion matrix.
+    pub non_finite: usize,
     #[serde(flatten)]
     pub result: EvalResult,
     /// `confusion[label][predicted]`: how many images of each class went to each class.
@@ -132,13 +138,15 @@ pub fn evaluate(
     let maker = batch_maker(&dev, &run.cfg, &run.vit);
     let k = data.num_classes();
     let mut confusion = vec![vec![0u64; k]; k];
+    let mut non_finite = 0usize;
     let result = evaluate_each(
         net,
         &maker,
         data,
         run.cfg.optim.batch_size,
-        |label, pred| {
-            confusion[label][pred] += 1;
+        |label, pred| match pred {
+            Some(pred) => confusion[label][pred] += 1,
+            None => non_finite += 1,
         },
     )
     .map_err(|e| anyhow::anyhow!("evaluating on {dataset} {split}: {e}"))?;
@@ -146,7 +154,8 @@ pub fn evaluate(
         model: model.into(),
         dataset: dataset.into(),
         split: split.into(),
-        images: confusion.iter().flatten().sum::<u64>() as usize,
+        images: confusion.iter().flatten().sum::<u64>() as usize + non_finite,
+        non_finite,
         result,
         confusion,
     })

@@ -91,10 +91,22 @@ fn load_timm(
     net: &mut crate::model::Network,
     model: &str,
 ) -> anyhow::Result<()> {
-    let read = checkpoint::read(
+    let read = checkpoint::read_user(
         file,
         "give a timm VisionTransformer state dict saved as safetensors",
     )?;
+    // shapes checked as the file has them (a meta design timm has no names for is checked
+    // when loaded)
+    if let Ok(expected) = timm::to_timm(net, &engine.vit) {
+        let problems = timm::shape_problems(&read.tensors, &expected, &engine.vit);
+        if !problems.is_empty() {
+            anyhow::bail!(
+                "{} does not fit this run's {model} model: {}",
+                file.display(),
+                problems.join("; ")
+            );
+        }
+    }
     let ours = Checkpoint {
         tensors: timm::from_timm(read.tensors, &engine.vit)?,
         ..read

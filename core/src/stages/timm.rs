@@ -61,14 +61,11 @@ pub fn to_timm(net: &Network, vit: &VitConfig) -> anyhow::Result<Tensors> {
 /// not have (`fc_norm`, register tokens, ...) are refused, naming them. Shapes are checked
 /// when the result is loaded into the run's model.
 pub fn from_timm(timm: Tensors, vit: &VitConfig) -> anyhow::Result<Tensors> {
-    if let Some((shape, _)) = timm.get("patch_embed.proj.weight") {
-        if shape.len() == 4 && shape[2] != vit.patch_size {
-            anyhow::bail!(
-                "the checkpoint's patches are {p}x{p} pixels, this run's model takes {q}x{q} (model.patch_size): a model's patch size cannot change; set model.patch_size = {p}",
-                p = shape[2],
-                q = vit.patch_size
-            );
-        }
+    if let Some(problem) = timm
+        .get("patch_embed.proj.weight")
+        .and_then(|(shape, _)| patch_size_problem(shape, vit))
+    {
+        anyhow::bail!("{problem}");
     }
     let mut out = Tensors::new();
     let mut foreign = Vec::new();
@@ -90,6 +87,17 @@ pub fn from_timm(timm: Tensors, vit: &VitConfig) -> anyhow::Result<Tensors> {
                 continue;
             }
             "pos_embed" => {
+                let width = match shape.as_slice() {
+                    [1, _, w] | [_, w] => *w,
+                    _ => anyhow::bail!(
+                        "pos_embed has shape {shape:?}; a ViT's is [1, tokens, width]"
+                    ),
+                };
+                if width != d {
+                    anyhow::bail!(
+                        "pos_embed has shape {shape:?}: the checkpoint's width is {width}, this run's model.embed_dim is {d}"
+                    );
+                }
                 let (tokens, data) = pos_embed_for(data, d, vit)?;
                 out.insert("stem.pos_embed".into(), (vec![tokens, d], data));
                 continue;
@@ -109,6 +117,49 @@ pub fn from_timm(timm: Tensors, vit: &VitConfig) -> anyhow::Result<Tensors> {
         );
     }
     Ok(out)
+}
+
+/// A patch embedding (D, C, p, p) of another patch size than `vit`'s, said as what to set.
+fn patch_size_problem(shape: &[usize], vit: &VitConfig) -> Option<String> {
+    (shape.len() == 4 && shape[2] != vit.patch_size).then(|| {
+        format!(
+            "the checkpoint's patches are {p}x{p} pixels, this run's model takes {q}x{q} (model.patch_size): a model's patch size cannot change; set model.patch_size = {p}",
+            p = shape[2],
+            q = vit.patch_size
+        )
+    })
+}
+
+/// The tensors of a timm checkpoint (`file`, under timm's names) whose shapes differ from
+/// those `expected` (the run's model under timm's names), quoted as the file has them. Position
+/// embeddings of the same width may differ in their grid (they are resized).
+pub fn shape_problems(file: &Tensors, expected: &Tensors, vit: &VitConfig) -> Vec<String> {
+    let d = vit.embed_dim;
+    let mut problems = Vec::new();
+    if let Some(problem) = file
+        .get("patch_embed.proj.weight")
+        .and_then(|(shape, _)| patch_size_problem(shape, vit))
+    {
+        return vec![problem];
+    }
+    for (name, (shape, _)) in file {
+        let Some((want, _)) = expected.get(name) else {
+            continue; // unknown or missing tensors are named elsewhere
+        };
+        let resizable = name == "pos_embed" && shape.len() == 3 && shape[2] == d;
+        if shape != want && !resizable {
+            let width = match shape.last() {
+                Some(&w) if w != d && want.last() == Some(&d) => {
+                    format!(" (the checkpoint's width is {w}; this run's model.embed_dim is {d})")
+                }
+                _ => String::new(),
+            };
+            problems.push(format!(
+                "{name} has shape {shape:?} in the file, this run's model needs {want:?}{width}"
+            ));
+        }
+    }
+    problems
 }
 
 /// A checkpoint's position embeddings for `vit`'s grid: as they are when the grids agree,

@@ -28,34 +28,49 @@ pub(crate) fn f64_or_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, 
     Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
+/// Why an evaluation ended without a result.
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    /// The loader cannot go on.
+    #[error("{0}")]
+    Data(String),
+    /// A stop signal arrived (checked between batches: a long evaluation stops too).
+    #[error("stopped by {} during evaluation", .0.name())]
+    Interrupted(crate::interrupt::StopSignal),
+}
+
 /// Top-1 accuracy and cross-entropy on a whole split, without augmentation or drop-path.
 /// An image folder's unreadable images are left out (with a warning); an error when the
-/// loader cannot go on.
+/// loader cannot go on. An image whose logits are not all finite counts as wrong (in top-1
+/// and top-5; its loss makes the mean loss NaN), never as a hit.
 pub fn evaluate(
     net: &Network,
     maker: &BatchMaker,
     data: Images,
     batch_size: usize,
-) -> Result<EvalResult, String> {
+) -> Result<EvalResult, EvalError> {
     evaluate_each(net, maker, data, batch_size, |_, _| {})
 }
 
 /// [`evaluate`], also handing each image's (label, predicted class) to `each` (a confusion
-/// matrix is built from these).
+/// matrix is built from these); no class for an image whose logits are not finite.
 pub fn evaluate_each(
     net: &Network,
     maker: &BatchMaker,
     data: Images,
     batch_size: usize,
-    mut each: impl FnMut(usize, usize),
-) -> Result<EvalResult, String> {
+    mut each: impl FnMut(usize, Option<usize>),
+) -> Result<EvalResult, EvalError> {
     let (mut correct, mut correct5, mut loss_sum) = (0usize, 0usize, 0.0f64);
     let indices: Vec<usize> = (0..data.len()).collect();
     let batches = indices.chunks(batch_size).map(<[usize]>::to_vec).collect();
     let mut feed = Feed::new(maker, data, batches, false, 0, 0);
     let mut seen = 0usize;
     while let Some(batch) = feed.next_eval(maker) {
-        let batch = batch?;
+        if let Some(signal) = crate::interrupt::requested() {
+            return Err(EvalError::Interrupted(signal));
+        }
+        let batch = batch.map_err(EvalError::Data)?;
         seen += batch.labels.len();
         if batch.labels.is_empty() {
             continue;
@@ -65,6 +80,11 @@ pub fn evaluate_each(
         let values = logits.as_vec();
         for (k, &label) in batch.labels.iter().enumerate() {
             let row = &values[k * classes..(k + 1) * classes];
+            if !row.iter().all(|v| v.is_finite()) {
+                loss_sum = f64::NAN;
+                each(label, None);
+                continue;
+            }
             let max = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
             let lse = max + row.iter().map(|v| (v - max).exp()).sum::<f32>().ln();
             loss_sum += (lse - row[label]) as f64;
@@ -77,14 +97,15 @@ pub fn evaluate_each(
             // counts for the label, as torch.topk's order among equals is unspecified).
             let higher = row.iter().filter(|&&v| v > row[label]).count();
             correct5 += (higher < 5) as usize;
-            each(label, argmax);
+            each(label, Some(argmax));
         }
+        crate::faults::after_eval_batch();
     }
     if seen == 0 && !data.is_empty() {
-        return Err(format!(
+        return Err(EvalError::Data(format!(
             "none of the {} evaluation images could be decoded (see the warnings above)",
             data.len()
-        ));
+        )));
     }
     Ok(EvalResult {
         top1: correct as f64 / seen.max(1) as f64,

@@ -3,7 +3,7 @@
 //! after each epoch, and events for the log.
 
 use super::batch::{batch_maker, BatchMaker};
-use super::evaluate::{evaluate, EvalResult};
+use super::evaluate::{evaluate, EvalError, EvalResult};
 use super::feed::Feed;
 use super::loss::{LossInputs, LossTerms, Progress};
 use super::optimizer::AdamW;
@@ -308,7 +308,7 @@ pub fn train(
         bar.finish_and_clear();
         let train_loss = st.epoch_loss_sum / epoch_steps as f64;
         drop(feed);
-        let eval = eval_and_log(
+        let eval = match eval_and_log(
             &job,
             model.net,
             &maker,
@@ -316,7 +316,21 @@ pub fn train(
             epoch + 1,
             steps_per_epoch,
             log,
-        )?;
+        )? {
+            Ok(eval) => eval,
+            Err(signal) => {
+                // every step of the epoch is saved; the rerun evaluates it
+                st.wall_s = wall(&started);
+                save_state(&job, &st, model, &mut opt)?;
+                return Err(interrupted(
+                    &job,
+                    signal,
+                    epoch,
+                    epoch_steps,
+                    steps_per_epoch,
+                ));
+            }
+        };
         let epoch_s = epoch_start.elapsed().as_secs_f64();
         eprintln!(
             "[{}] epoch {}/{}  train loss {:.4}  {selection} loss {:.4}  {selection} top-1 {:.2}%  {:.0} samples/s",
@@ -350,6 +364,8 @@ pub fn train(
     }
     // The final model on the split every epoch was evaluated on (already done unless the
     // stage trained no epoch) and, with a validation split, on the test split: its one read.
+    // (a stop during these finds the state of the last epoch saved)
+    let stopped = |signal| interrupted(&job, signal, st.epoch, 0, steps_per_epoch);
     let last = match st.last_eval {
         Some(e) => e,
         None => eval_and_log(
@@ -360,7 +376,8 @@ pub fn train(
             epochs,
             steps_per_epoch,
             log,
-        )?,
+        )?
+        .map_err(stopped)?,
     };
     let (val, test) = match selection {
         EvalSplit::Val => {
@@ -372,7 +389,8 @@ pub fn train(
                 epochs,
                 steps_per_epoch,
                 log,
-            )?;
+            )?
+            .map_err(stopped)?;
             eprintln!(
                 "[{}] test top-1 {:.2}% (the test split, evaluated once)",
                 job.stage,
@@ -406,7 +424,8 @@ pub fn train(
     })
 }
 
-/// Evaluates `net` on `split` of the job's data and logs it as of the end of `epoch` (1-based).
+/// Evaluates `net` on `split` of the job's data and logs it as of the end of `epoch` (1-based);
+/// the signal that stopped it, if one did.
 fn eval_and_log(
     job: &TrainJob,
     net: &Network,
@@ -415,17 +434,21 @@ fn eval_and_log(
     epoch: usize,
     steps_per_epoch: u64,
     log: &mut EventLog,
-) -> Result<EvalResult, TrainError> {
+) -> Result<Result<EvalResult, crate::interrupt::StopSignal>, TrainError> {
     let images = job
         .data
         .split(split)
         .expect("the selection split exists, and test always does");
-    let eval = evaluate(net, maker, images, job.cfg.optim.batch_size).map_err(|message| {
-        TrainError::Data {
-            stage: job.stage,
-            message,
+    let eval = match evaluate(net, maker, images, job.cfg.optim.batch_size) {
+        Ok(eval) => eval,
+        Err(EvalError::Interrupted(signal)) => return Ok(Err(signal)),
+        Err(EvalError::Data(message)) => {
+            return Err(TrainError::Data {
+                stage: job.stage,
+                message,
+            })
         }
-    })?;
+    };
     log.emit(Event::Eval {
         step: epoch as u64 * steps_per_epoch,
         epoch,
@@ -434,7 +457,7 @@ fn eval_and_log(
         top5: eval.top5,
         loss: eval.loss,
     });
-    Ok(eval)
+    Ok(Ok(eval))
 }
 
 /// The images of an epoch in order: a shuffle, and with repeated augmentation each image of

@@ -31,6 +31,10 @@ pub enum FolderError {
         count: usize,
         max: usize,
     },
+    #[error("{dir} links to {target}, which holds the class directories themselves: a class would take every class's images. Remove the link")]
+    ClassLoop { dir: PathBuf, target: PathBuf },
+    #[error("stopped by {signal} while listing {dir}; nothing was written: run the command again")]
+    Interrupted { signal: &'static str, dir: PathBuf },
     #[error("cannot read {path}: {source}")]
     Io {
         path: PathBuf,
@@ -54,8 +58,14 @@ pub struct ImageFolder {
     pub files: Vec<PathBuf>,
     pub labels: Vec<u32>,
     pub num_classes: usize,
-    /// Files in the class directories that are not images by their extension: left out.
+    /// Files in the class directories that are not images by their extension (or not
+    /// regular files): left out.
     pub skipped: Vec<PathBuf>,
+    /// Directory links left out: loops, second ways into a directory, links into another
+    /// class.
+    pub links_not_followed: Vec<PathBuf>,
+    /// Image files reached a second time through links: counted once.
+    pub duplicates: Vec<PathBuf>,
 }
 
 /// The class names of an image folder: the sorted subdirectories of `root/train`.
@@ -119,7 +129,10 @@ impl ImageFolder {
             labels: Vec::new(),
             num_classes: classes.len(),
             skipped: Vec::new(),
+            links_not_followed: Vec::new(),
+            duplicates: Vec::new(),
         };
+        let mut seen = std::collections::HashSet::new();
         for (label, class) in classes.iter().enumerate() {
             let class_dir = dir.join(class);
             if !class_dir.is_dir() {
@@ -128,7 +141,12 @@ impl ImageFolder {
                 }
                 continue;
             }
-            let (mut images, others) = files_under(&class_dir)?;
+            let Walk {
+                mut images,
+                others,
+                links,
+                duplicates,
+            } = files_under(&class_dir, dir, &mut seen)?;
             if images.is_empty() && is_train {
                 return Err(FolderError::EmptyClass {
                     class: class.clone(),
@@ -144,6 +162,8 @@ impl ImageFolder {
                 .extend(std::iter::repeat_n(label as u32, images.len()));
             out.files.extend(images);
             out.skipped.extend(others);
+            out.links_not_followed.extend(links);
+            out.duplicates.extend(duplicates);
         }
         Ok(out)
     }
@@ -178,6 +198,8 @@ impl ImageFolder {
             labels: indices.iter().map(|&i| self.labels[i]).collect(),
             num_classes: self.num_classes,
             skipped: self.skipped.clone(),
+            links_not_followed: self.links_not_followed.clone(),
+            duplicates: self.duplicates.clone(),
         }
     }
 
@@ -207,22 +229,41 @@ impl ImageFolder {
 
     /// A warning for the files left out, naming a few; `None` when none were.
     pub fn skipped_warning(&self) -> Option<String> {
-        if self.skipped.is_empty() {
-            return None;
+        let shown = |paths: &[PathBuf]| {
+            let names: Vec<String> = paths
+                .iter()
+                .take(3)
+                .map(|p| p.display().to_string())
+                .collect();
+            format!(
+                "{}{}",
+                names.join(", "),
+                if paths.len() > 3 { ", ..." } else { "" }
+            )
+        };
+        let mut parts = Vec::new();
+        if !self.skipped.is_empty() {
+            parts.push(format!(
+                "skipped {} files that are not .jpg/.jpeg/.png images ({})",
+                self.skipped.len(),
+                shown(&self.skipped)
+            ));
         }
-        let shown: Vec<String> = self
-            .skipped
-            .iter()
-            .take(3)
-            .map(|p| p.display().to_string())
-            .collect();
-        Some(format!(
-            "warning: {} skipped {} files that are not .jpg/.jpeg/.png images ({}{})",
-            self.dir.display(),
-            self.skipped.len(),
-            shown.join(", "),
-            if self.skipped.len() > 3 { ", ..." } else { "" }
-        ))
+        if !self.links_not_followed.is_empty() {
+            parts.push(format!(
+                "did not follow {} directory links that loop, lead to a directory already listed, or into another class ({})",
+                self.links_not_followed.len(),
+                shown(&self.links_not_followed)
+            ));
+        }
+        if !self.duplicates.is_empty() {
+            parts.push(format!(
+                "counted {} images reached twice through links once ({})",
+                self.duplicates.len(),
+                shown(&self.duplicates)
+            ));
+        }
+        (!parts.is_empty()).then(|| format!("warning: {} {}", self.dir.display(), parts.join("; ")))
     }
 }
 
@@ -241,27 +282,91 @@ fn subdirectories(dir: &Path) -> Result<Vec<PathBuf>, FolderError> {
     Ok(out)
 }
 
-/// The image files under `dir` (recursively, as `ImageFolder` walks) and the other files.
-fn files_under(dir: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>), FolderError> {
-    let (mut images, mut others) = (Vec::new(), Vec::new());
-    let mut pending = vec![dir.to_path_buf()];
+/// What one class directory holds, walked as `ImageFolder` walks (links followed).
+#[derive(Default)]
+struct Walk {
+    images: Vec<PathBuf>,
+    others: Vec<PathBuf>,
+    /// Directory links not followed: to a directory already walked (a loop, or a second way
+    /// into the same images), or out of this class into another.
+    links: Vec<PathBuf>,
+    /// Image files reached a second time (hard links, links to files): counted once.
+    duplicates: Vec<PathBuf>,
+}
+
+/// A file's identity: the same file however it is reached.
+fn identity(meta: &std::fs::Metadata) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    (meta.dev(), meta.ino())
+}
+
+/// The files under `class_dir` (recursively). `split_dir` (train/ or val/): a link from one
+/// class into another would give that class's images this class's label, so it is not
+/// followed; `seen`: the image files already listed in this split.
+fn files_under(
+    class_dir: &Path,
+    split_dir: &Path,
+    seen: &mut std::collections::HashSet<(u64, u64)>,
+) -> Result<Walk, FolderError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| FolderError::Io { path, source }
+    };
+    let split_real = split_dir.canonicalize().map_err(io(split_dir))?;
+    let class_real = class_dir.canonicalize().map_err(io(class_dir))?;
+    if split_real.starts_with(&class_real) {
+        return Err(FolderError::ClassLoop {
+            dir: class_dir.into(),
+            target: class_real,
+        });
+    }
+    let mut walk = Walk::default();
+    let mut walked = std::collections::HashSet::new();
+    walked.insert(identity(
+        &std::fs::metadata(class_dir).map_err(io(class_dir))?,
+    ));
+    let mut pending = vec![class_dir.to_path_buf()];
     while let Some(d) = pending.pop() {
+        if let Some(signal) = crate::interrupt::requested() {
+            return Err(FolderError::Interrupted {
+                signal: signal.name(),
+                dir: class_dir.into(),
+            });
+        }
         for entry in read_dir(&d)? {
             let path = entry.path();
             if hidden(&path) {
                 continue;
             }
-            if path.is_dir() {
-                pending.push(path);
-            } else if is_image_name(&path) {
-                images.push(path);
+            // a dangling link is a file that is not an image: listed with the others
+            let Ok(meta) = std::fs::metadata(&path) else {
+                walk.others.push(path);
+                continue;
+            };
+            if meta.is_dir() {
+                let real = path.canonicalize().map_err(io(&path))?;
+                let into_other_class =
+                    real.starts_with(&split_real) && !real.starts_with(&class_real);
+                if into_other_class || !walked.insert(identity(&meta)) {
+                    walk.links.push(path);
+                } else {
+                    pending.push(path);
+                }
+            } else if !meta.is_file() {
+                walk.others.push(path); // a FIFO, socket or device is never read
+            } else if !is_image_name(&path) {
+                walk.others.push(path);
+            } else if seen.insert(identity(&meta)) {
+                walk.images.push(path);
             } else {
-                others.push(path);
+                walk.duplicates.push(path);
             }
         }
     }
-    others.sort();
-    Ok((images, others))
+    walk.others.sort();
+    walk.links.sort();
+    walk.duplicates.sort();
+    Ok(walk)
 }
 
 fn read_dir(dir: &Path) -> Result<Vec<std::fs::DirEntry>, FolderError> {
@@ -350,7 +455,75 @@ mod tests {
             labels: (0..1000).map(|i| i / 100).collect(),
             num_classes: 10,
             skipped: Vec::new(),
+            links_not_followed: Vec::new(),
+            duplicates: Vec::new(),
         }
+    }
+
+    /// train/{a,b} with `n` (empty) .png files each.
+    fn two_classes(n: usize) -> (tempfile::TempDir, PathBuf, Vec<String>) {
+        let tmp = tempfile::tempdir().unwrap();
+        let train = tmp.path().join("train");
+        for class in ["a", "b"] {
+            std::fs::create_dir_all(train.join(class)).unwrap();
+            for i in 0..n {
+                std::fs::write(train.join(class).join(format!("{i}.png")), b"").unwrap();
+            }
+        }
+        (tmp, train, vec!["a".into(), "b".into()])
+    }
+
+    #[test]
+    fn link_loops_end_and_are_named() {
+        let (_tmp, train, classes) = two_classes(3);
+        use std::os::unix::fs::symlink;
+        // two `..` links (the reported hang), a link to itself, a link to its own class
+        symlink("..", train.join("a/up")).unwrap();
+        std::fs::create_dir(train.join("a/sub")).unwrap();
+        symlink("..", train.join("a/sub/up")).unwrap();
+        symlink(".", train.join("a/sub/here")).unwrap();
+        let f = ImageFolder::scan(&train, &classes, true).unwrap();
+        assert_eq!(f.class_counts(), vec![3, 3], "{:?}", f.files);
+        assert_eq!(f.links_not_followed.len(), 3, "{:?}", f.links_not_followed);
+        let w = f.skipped_warning().unwrap();
+        assert!(w.contains("did not follow 3 directory links"), "{w}");
+    }
+
+    #[test]
+    fn a_link_into_another_class_or_the_split_adds_no_images() {
+        let (_tmp, train, classes) = two_classes(3);
+        use std::os::unix::fs::symlink;
+        // the reported case: 300 images became 12,350, all in one class
+        symlink("../b", train.join("a/to-b")).unwrap();
+        let f = ImageFolder::scan(&train, &classes, true).unwrap();
+        assert_eq!(f.class_counts(), vec![3, 3]);
+        assert_eq!(f.links_not_followed, vec![train.join("a/to-b")]);
+        // a class that is a link to train/ itself is refused, naming it
+        symlink(".", train.join("c")).unwrap();
+        let classes3 = list_classes(train.parent().unwrap()).unwrap();
+        let e = ImageFolder::scan(&train, &classes3, true)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("holds the class directories themselves"), "{e}");
+    }
+
+    #[test]
+    fn a_file_reached_twice_counts_once_and_a_fifo_is_never_opened() {
+        let (_tmp, train, classes) = two_classes(2);
+        std::fs::hard_link(train.join("a/0.png"), train.join("a/again.png")).unwrap();
+        std::os::unix::fs::symlink(train.join("a/1.png"), train.join("b/link.png")).unwrap();
+        let fifo = train.join("a/pipe.png");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let f = ImageFolder::scan(&train, &classes, true).unwrap();
+        assert_eq!(f.class_counts(), vec![2, 2]);
+        assert_eq!(f.duplicates.len(), 2, "{:?}", f.duplicates);
+        assert_eq!(f.skipped, vec![fifo]);
+        let w = f.skipped_warning().unwrap();
+        assert!(w.contains("counted 2 images reached twice"), "{w}");
     }
 
     #[test]

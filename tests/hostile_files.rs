@@ -1,0 +1,254 @@
+//! Files a user gives that are not what they should be: a FIFO as an import or a plugin (never
+//! waited on), a timm import with NaN weights, a position embedding of another width whose
+//! values happen to fill this run's grid, a width quoted as the file has it, a damaged user file
+//! (advice about the file, not about a stage), a model whose logits overflow (never a hit).
+
+mod common;
+use common::*;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+type Tensors = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
+
+fn read_tensors(path: &Path) -> Tensors {
+    let bytes = std::fs::read(path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    st.tensors()
+        .into_iter()
+        .map(|(name, view)| {
+            let data = view
+                .data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            (name, (view.shape().to_vec(), data))
+        })
+        .collect()
+}
+
+fn write_tensors(path: &Path, tensors: &Tensors) {
+    let bytes: BTreeMap<&String, Vec<u8>> = tensors
+        .iter()
+        .map(|(n, (_, d))| (n, d.iter().flat_map(|v| v.to_le_bytes()).collect()))
+        .collect();
+    let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
+        .iter()
+        .map(|(n, (shape, _))| {
+            let view = safetensors::tensor::TensorView::new(
+                safetensors::Dtype::F32,
+                shape.clone(),
+                &bytes[n],
+            )
+            .unwrap();
+            (n.clone(), view)
+        })
+        .collect();
+    std::fs::write(path, safetensors::serialize(views, &None).unwrap()).unwrap();
+}
+
+/// The tiny run's E2E model trained for one epoch, exported for timm: (config, run, export).
+fn trained(tmp: &Path) -> (String, std::path::PathBuf, std::path::PathBuf) {
+    let text = TINY.replace("[e2e]\nepochs = 8\n", "[e2e]\nepochs = 1\n");
+    assert_ne!(text, TINY);
+    let cfg = tmp.join("tiny.toml");
+    std::fs::write(&cfg, text).unwrap();
+    let cfg = cfg.to_str().unwrap().to_string();
+    let run = tmp.join("source");
+    let r = run.to_str().unwrap();
+    assert_ok(&incubator(&["e2e", "-c", &cfg, "-d", r]), "e2e");
+    assert_ok(&incubator(&["export", "-d", r, "--model", "e2e"]), "export");
+    (
+        cfg,
+        run.clone(),
+        run.join("export/e2e-timm/model.safetensors"),
+    )
+}
+
+/// `incubator args`, failing the test if it has not ended within 60 s (a FIFO waited on).
+fn ends(args: &[&str]) -> std::process::Output {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_incubator"))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("{args:?} hung");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn mkfifo(path: &Path) {
+    let made = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(made.success());
+}
+
+#[test]
+fn imports_refuse_fifos_nan_weights_foreign_widths_and_say_what_is_wrong_with_the_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (cfg, _, export) = trained(tmp.path());
+    let good = read_tensors(&export);
+    let import = |file: &Path, name: &str| {
+        let run = tmp.path().join(name);
+        ends(&[
+            "import",
+            file.to_str().unwrap(),
+            "--as",
+            "e2e",
+            "-c",
+            &cfg,
+            "-d",
+            run.to_str().unwrap(),
+        ])
+    };
+    // the export imports as it is (the files below differ from it in one thing each)
+    assert_ok(&import(&export, "fits"), "import of the export");
+
+    let fifo = tmp.path().join("fifo.safetensors");
+    mkfifo(&fifo);
+    let out = import(&fifo, "fifo");
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("not a regular file"),
+        "{}",
+        stderr(&out)
+    );
+
+    let mut nan = good.clone();
+    nan.get_mut("blocks.0.attn.qkv.weight").unwrap().1[3] = f32::NAN;
+    nan.get_mut("blocks.0.attn.qkv.weight").unwrap().1[4] = f32::INFINITY;
+    let nan_file = tmp.path().join("nan.safetensors");
+    write_tensors(&nan_file, &nan);
+    let out = import(&nan_file, "nan");
+    assert!(!out.status.success());
+    let e = stderr(&out);
+    assert!(
+        e.contains("blocks.0.attn.qkv.weight has 2 values that are not finite"),
+        "{e}"
+    );
+
+    // pos_embed [1, 17, 32] (a 4x4 grid at width 32) stored as [1, 34, 16]: the same 544
+    // values, once read as this run's grid
+    let mut foreign = good.clone();
+    let (shape, _) = foreign.get_mut("pos_embed").unwrap();
+    assert_eq!(shape, &vec![1, 17, 32]);
+    *shape = vec![1, 34, 16];
+    let foreign_file = tmp.path().join("foreign.safetensors");
+    write_tensors(&foreign_file, &foreign);
+    let out = import(&foreign_file, "foreign");
+    assert!(!out.status.success());
+    let e = stderr(&out);
+    assert!(
+        e.contains("pos_embed has shape [1, 34, 16] in the file")
+            && e.contains("checkpoint's width is 16"),
+        "{e}"
+    );
+
+    // a width-16 run: the error quotes the file's shapes, not reshaped ones
+    let narrow = tmp.path().join("narrow.toml");
+    std::fs::write(
+        &narrow,
+        std::fs::read_to_string(&cfg)
+            .unwrap()
+            .replace("embed_dim = 32", "embed_dim = 16"),
+    )
+    .unwrap();
+    let out = ends(&[
+        "import",
+        export.to_str().unwrap(),
+        "--as",
+        "e2e",
+        "-c",
+        narrow.to_str().unwrap(),
+        "-d",
+        tmp.path().join("narrow").to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let e = stderr(&out);
+    assert!(
+        e.contains("cls_token has shape [1, 1, 32] in the file, this run's model needs [1, 1, 16]")
+            && e.contains("model.embed_dim is 16"),
+        "{e}"
+    );
+
+    let garbage = tmp.path().join("garbage.safetensors");
+    std::fs::write(&garbage, b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}").unwrap();
+    let out = import(&garbage, "garbage");
+    assert!(!out.status.success());
+    let e = stderr(&out);
+    assert!(
+        e.contains("give a timm VisionTransformer") && !e.contains("re-run the stage"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_fifo_as_a_plugin_library_is_refused_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fifo = tmp.path().join("libincubator_nope.so");
+    mkfifo(&fifo);
+    let out = ends(&["plugins", "check", fifo.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("not a regular file"),
+        "{}",
+        stderr(&out)
+    );
+    let out = ends(&["plugins", "list", "--plugin", fifo.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("not a regular file"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn logits_that_overflow_are_never_counted_as_hits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, run, _) = trained(tmp.path());
+    let mut model = read_tensors(&run.join("stages/e2e/model.safetensors"));
+    for v in &mut model.get_mut("head.weight").unwrap().1 {
+        // finite weights, logits of +-inf (and NaN from inf - inf)
+        *v = if *v >= 0.0 { f32::MAX } else { -f32::MAX };
+    }
+    let file = tmp.path().join("overflow.safetensors");
+    write_tensors(&file, &model);
+    let out = incubator(&[
+        "eval",
+        "-d",
+        run.to_str().unwrap(),
+        "--model",
+        file.to_str().unwrap(),
+    ]);
+    assert_ok(&out, "eval");
+    let dir = std::fs::read_dir(run.join("eval"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("overflow-")
+        })
+        .expect("eval wrote RUN/eval/overflow-<dataset>-test");
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("metrics.json")).unwrap()).unwrap();
+    let non_finite = metrics["non_finite"].as_u64().unwrap();
+    assert!(non_finite > 0, "{metrics}");
+    assert!(
+        metrics["top5"].as_f64().unwrap() < 0.5,
+        "rows of non-finite logits counted as top-5 hits: {metrics}"
+    );
+    assert!(stderr(&out).contains("not finite"), "{}", stderr(&out));
+}
