@@ -178,6 +178,39 @@ fn sigterm_during_an_evaluation_stops_the_stage_and_the_rerun_ends_with_the_unin
     }
 }
 
+#[test]
+fn sigterm_while_an_image_folder_is_listed_stops_at_once_and_creates_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("folder");
+    for split in ["train", "val"] {
+        for class in ["a", "b"] {
+            let dir = data.join(split).join(class).join("deeper");
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("0.png"), b"").unwrap();
+        }
+    }
+    let cfg = write_config(
+        tmp.path(),
+        &format!(
+            "[data]\ndataset = \"folder\"\npath = {:?}\nimage_size = 16\n",
+            data
+        ),
+    );
+    let run = tmp.path().join("run");
+    let out = Command::new(env!("CARGO_BIN_EXE_incubator"))
+        .args(["meta", "-c", &cfg, "-d", run.to_str().unwrap()])
+        .env("INCUBATOR_CRASH_AT", "list:1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(143), "{}", stderr(&out));
+    let e = stderr(&out);
+    assert!(
+        e.contains("stopped by SIGTERM while listing") && !e.contains("error:"),
+        "{e}"
+    );
+    assert!(!run.exists(), "a stop while listing left {}", run.display());
+}
+
 /// Runs the baseline in `run` again: it must resume (saying `resuming`) and end with the
 /// model of `reference`.
 fn resumes_to_the_reference(run: &Path, reference: &Path, resuming: &str) {

@@ -78,7 +78,7 @@ fn eval_and_crop_resizes_match_torchvision() {
     };
     let mut resizer = Resizer::new();
     for (k, path) in paths.iter().enumerate() {
-        let img = decode(path).unwrap();
+        let img = decode(path, u64::MAX).unwrap();
         let ours = [
             ("eval", t.crop(&mut resizer, &img).into_raw()),
             (

@@ -10,7 +10,8 @@
 //!   SIGTERM, which takes the real path of a graceful stop (handler, state, exit) at a known
 //!   step.
 //! - `eval:N`: the same SIGTERM right after the N-th evaluation batch this process takes, so
-//!   a stop lands inside an evaluation.
+//!   a stop lands inside an evaluation; `list:N`: after the N-th directory an image-folder
+//!   listing reads.
 //!
 //! Unset (always, outside those tests) it costs one atomic load per step and per file.
 
@@ -23,6 +24,7 @@ enum CrashAt {
     Write(u64),
     Term(u64),
     Eval(u64),
+    List(u64),
 }
 
 fn plan() -> Option<CrashAt> {
@@ -34,11 +36,12 @@ fn plan() -> Option<CrashAt> {
             Some(("write", n)) => n.parse().ok().map(CrashAt::Write),
             Some(("term", n)) => n.parse().ok().map(CrashAt::Term),
             Some(("eval", n)) => n.parse().ok().map(CrashAt::Eval),
+            Some(("list", n)) => n.parse().ok().map(CrashAt::List),
             _ => None,
         };
         if parsed.is_none() {
             eprintln!(
-                "warning: INCUBATOR_CRASH_AT={v:?} is not step:N, write:N, term:N or eval:N; ignored"
+                "warning: INCUBATOR_CRASH_AT={v:?} is not step:N, write:N, term:N, eval:N or list:N; ignored"
             );
         }
         parsed
@@ -48,6 +51,7 @@ fn plan() -> Option<CrashAt> {
 static STEPS: AtomicU64 = AtomicU64::new(0);
 static WRITES: AtomicU64 = AtomicU64::new(0);
 static EVAL_BATCHES: AtomicU64 = AtomicU64::new(0);
+static LISTED: AtomicU64 = AtomicU64::new(0);
 
 /// Called after every optimizer step.
 pub fn after_step() {
@@ -68,6 +72,15 @@ pub fn after_step() {
 pub fn after_eval_batch() {
     if let Some(CrashAt::Eval(n)) = plan() {
         if EVAL_BATCHES.fetch_add(1, Ordering::SeqCst) + 1 == n {
+            terminate_self();
+        }
+    }
+}
+
+/// Called after every directory an image-folder listing reads.
+pub fn after_dir_listed() {
+    if let Some(CrashAt::List(n)) = plan() {
+        if LISTED.fetch_add(1, Ordering::SeqCst) + 1 == n {
             terminate_self();
         }
     }

@@ -157,6 +157,10 @@ pub struct DataSection {
     /// Image folders: batches decoded ahead per worker (torchvision's `prefetch_factor`); the
     /// loader holds at most workers x prefetch batches.
     pub prefetch: usize,
+    /// Image folders: an image declaring more pixels than this is not decoded (a
+    /// decompression bomb: a few hundred KB of PNG can declare gigabytes), but skipped and
+    /// counted like an unreadable one. Pillow's `MAX_IMAGE_PIXELS` by default.
+    pub max_image_pixels: u64,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -331,6 +335,7 @@ impl Default for DataSection {
             image_size: 224,
             workers: None,
             prefetch: 2,
+            max_image_pixels: 89_478_485,
         }
     }
 }

@@ -195,6 +195,7 @@ impl RunConfig {
         p.at_least_one("augment.repeated_augment", a.repeated_augment);
         p.at_least_one("data.image_size", d.image_size);
         p.at_least_one("data.prefetch", d.prefetch);
+        p.at_least_one("data.max_image_pixels", d.max_image_pixels as usize);
 
         let o = &self.optim;
         p.at_least_one("optim.batch_size", o.batch_size);

@@ -49,6 +49,7 @@ pub fn pipelines(cfg: &RunConfig, size: usize) -> FolderPipelines {
                 .workers
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
             prefetch: cfg.data.prefetch,
+            max_image_pixels: cfg.data.max_image_pixels,
         },
     }
 }

@@ -333,7 +333,9 @@ fn files_under(
                 dir: class_dir.into(),
             });
         }
-        for entry in read_dir(&d)? {
+        let entries = read_dir(&d)?;
+        crate::faults::after_dir_listed();
+        for entry in entries {
             let path = entry.path();
             if hidden(&path) {
                 continue;

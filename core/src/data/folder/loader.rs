@@ -42,6 +42,8 @@ pub struct LoaderSettings {
     pub workers: usize,
     /// Batches decoded ahead per worker (torchvision's `prefetch_factor`).
     pub prefetch: usize,
+    /// Images declaring more pixels are not decoded (counted as unreadable).
+    pub max_image_pixels: u64,
 }
 
 impl LoaderSettings {
@@ -86,6 +88,7 @@ struct Work {
     batches: Vec<Vec<(usize, u64)>>,
     seed: u64,
     in_flight: usize,
+    max_pixels: u64,
 }
 
 #[derive(Default)]
@@ -125,6 +128,7 @@ impl Stream {
             batches,
             seed,
             in_flight: settings.in_flight(),
+            max_pixels: settings.max_image_pixels,
         });
         let shared = Arc::new((Mutex::new(Shared::default()), Condvar::new()));
         let threads = (0..settings.workers)
@@ -236,7 +240,7 @@ impl Work {
         for &(index, position) in batch {
             let out = &mut images[filled * per_image..(filled + 1) * per_image];
             match &*self.pipeline {
-                Pipeline::Eval(t) => match decode(&self.folder.files[index]) {
+                Pipeline::Eval(t) => match decode(&self.folder.files[index], self.max_pixels) {
                     Ok(img) => {
                         t.apply(resizer, &img, out);
                         labels.push(self.folder.labels[index] as usize);
@@ -252,7 +256,7 @@ impl Work {
                     let mut found = None;
                     for step in 0..MAX_CONSECUTIVE_UNREADABLE.min(n) {
                         let i = (index + step) % n;
-                        match decode(&self.folder.files[i]) {
+                        match decode(&self.folder.files[i], self.max_pixels) {
                             Ok(img) => {
                                 found = Some((i, img));
                                 break;
@@ -334,6 +338,7 @@ mod tests {
         let settings = LoaderSettings {
             workers: 3,
             prefetch: 1,
+            max_image_pixels: u64::MAX,
         };
         let mut s = Stream::new(f, Arc::new(train_pipeline()), batches, 7, 0, settings);
         std::thread::sleep(std::time::Duration::from_millis(300));
@@ -365,6 +370,7 @@ mod tests {
             let settings = LoaderSettings {
                 workers,
                 prefetch: 2,
+                max_image_pixels: u64::MAX,
             };
             all(Stream::new(
                 f.clone(),
@@ -390,6 +396,7 @@ mod tests {
             LoaderSettings {
                 workers: 1,
                 prefetch: 1,
+                max_image_pixels: u64::MAX,
             },
         ));
         assert_ne!(other, inline);

@@ -21,13 +21,24 @@ pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
 pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 
 /// Reads an image file as 8-bit RGB (grey and palette images expanded, alpha dropped: PIL's
-/// `convert("RGB")`). The format is taken from the content, not the extension.
-pub fn decode(path: &Path) -> Result<RgbImage, String> {
+/// `convert("RGB")`). The format is taken from the content, not the extension. An image
+/// whose header declares more than `max_pixels` pixels is refused before anything is
+/// decoded, whatever its colour type.
+pub fn decode(path: &Path, max_pixels: u64) -> Result<RgbImage, String> {
+    use image::ImageDecoder;
     let reader = image::ImageReader::open(path)
         .map_err(|e| e.to_string())?
         .with_guessed_format()
         .map_err(|e| e.to_string())?;
-    let img = reader.decode().map_err(|e| e.to_string())?;
+    let decoder = reader.into_decoder().map_err(|e| e.to_string())?;
+    let (w, h) = decoder.dimensions();
+    if w as u64 * h as u64 > max_pixels {
+        return Err(format!(
+            "it declares {w}x{h} = {} pixels, more than data.max_image_pixels = {max_pixels} (a decompression bomb?); raise data.max_image_pixels if it is a real image",
+            w as u64 * h as u64
+        ));
+    }
+    let img = image::DynamicImage::from_decoder(decoder).map_err(|e| e.to_string())?;
     if img.width() == 0 || img.height() == 0 {
         return Err("the image has no pixels".into());
     }
@@ -272,6 +283,58 @@ pub fn random_erase(
 mod tests {
     use super::*;
     use rand::SeedableRng;
+
+    /// A PNG that declares `side` x `side` pixels of `colour` type at `depth` bits, with a few
+    /// bytes of compressed data (the size of a bomb's file is not its decoded size).
+    fn declared_png(side: u32, colour: u8, depth: u8) -> Vec<u8> {
+        use std::io::Write;
+        fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+            out.extend((data.len() as u32).to_be_bytes());
+            let mut crc = flate2::Crc::new();
+            crc.update(kind);
+            crc.update(data);
+            out.extend(kind);
+            out.extend(data);
+            out.extend(crc.sum().to_be_bytes());
+        }
+        let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+        let mut ihdr = Vec::new();
+        ihdr.extend(side.to_be_bytes());
+        ihdr.extend(side.to_be_bytes());
+        ihdr.extend([depth, colour, 0, 0, 0]);
+        chunk(&mut out, b"IHDR", &ihdr);
+        if colour == 3 {
+            chunk(&mut out, b"PLTE", &[0, 0, 0, 255, 255, 255]);
+        }
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+        z.write_all(&vec![0u8; 4096]).unwrap();
+        chunk(&mut out, b"IDAT", &z.finish().unwrap());
+        chunk(&mut out, b"IEND", &[]);
+        out
+    }
+
+    #[test]
+    fn images_declaring_more_pixels_than_the_limit_are_refused_before_decoding_in_every_colour_type(
+    ) {
+        let tmp = tempfile::tempdir().unwrap();
+        // grey, RGB, palette, grey+alpha, RGBA at 8 bits; grey and RGBA at 16
+        for (colour, depth) in [(0, 8), (2, 8), (3, 8), (4, 8), (6, 8), (0, 16), (6, 16)] {
+            let path = tmp.path().join(format!("bomb-{colour}-{depth}.png"));
+            std::fs::write(&path, declared_png(20_000, colour, depth)).unwrap();
+            let e = decode(&path, 89_478_485).unwrap_err();
+            assert!(
+                e.contains("20000x20000 = 400000000 pixels") && e.contains("data.max_image_pixels"),
+                "colour {colour} depth {depth}: {e}"
+            );
+        }
+        // a small image under the same limit decodes
+        let path = tmp.path().join("small.png");
+        image::RgbImage::from_pixel(3, 2, image::Rgb([1, 2, 3]))
+            .save(&path)
+            .unwrap();
+        assert_eq!(decode(&path, 6).unwrap().dimensions(), (3, 2));
+        assert!(decode(&path, 5).is_err());
+    }
 
     #[test]
     fn random_resized_crops_stay_inside_and_follow_the_ranges() {
