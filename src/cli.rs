@@ -54,7 +54,7 @@ enum Command {
         args: StageArgs,
         /// Stages to run at the same time (the E2E baseline beside the method, incubations
         /// beside each other). Default: the number of CPUs. Results do not depend on it.
-        #[arg(long, short)]
+        #[arg(long, short, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1024))]
         jobs: Option<usize>,
         /// Serve the live dashboard while training, on this address (default
         /// 127.0.0.1:8787 when given without a value); keeps serving after the run ends
@@ -174,10 +174,10 @@ enum SweepCommand {
         #[arg(long, short = 'd')]
         dir: PathBuf,
         /// Runs at the same time (each is its own process).
-        #[arg(long, short, default_value_t = 1)]
+        #[arg(long, short, default_value_t = 1, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1024))]
         jobs: usize,
         /// Stages at the same time inside each run (`incubator run --jobs`).
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, default_value_t = 1, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1024))]
         run_jobs: usize,
     },
     /// Submits every unfinished run's stages to Slurm, each with its dependencies;

@@ -252,3 +252,32 @@ fn logits_that_overflow_are_never_counted_as_hits() {
     );
     assert!(stderr(&out).contains("not finite"), "{}", stderr(&out));
 }
+
+#[test]
+fn numeric_flags_out_of_range_are_named_not_panics() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_str().unwrap();
+    for args in [
+        vec!["bench-loader", dir, "--batch", "0"],
+        vec!["bench-loader", dir, "--size", "100000"],
+        vec!["bench", "--steps", "0"],
+        vec!["bench", "--batch", "0"],
+        vec!["data", "folder", "mnist", "--out", dir, "--side", "0"],
+        vec!["data", "folder", "mnist", "--out", dir, "--side", "100000"],
+        vec!["run", "-d", dir, "--jobs", "0"],
+        vec!["export", "-d", dir, "--check-images", "0"],
+    ] {
+        let out = incubator(&args);
+        let e = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {e}");
+        let flag = args.iter().rev().nth(1).unwrap();
+        assert!(
+            e.contains(flag) && e.contains("not in ") && !e.contains("panicked"),
+            "{args:?}: {e}"
+        );
+    }
+    assert!(
+        std::fs::read_dir(tmp.path()).unwrap().next().is_none(),
+        "a refused flag wrote something"
+    );
+}

@@ -20,19 +20,19 @@ pub struct BenchArgs {
     /// Presets to measure (default: all).
     #[arg(long, value_delimiter = ',')]
     presets: Vec<String>,
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=4096))]
     batch: usize,
     /// Timed optimizer steps per preset (after one warm-up step).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100000))]
     steps: usize,
     /// Image side and channels of the synthetic input (28/1: MNIST, 32/3: CIFAR).
-    #[arg(long, default_value_t = 28)]
+    #[arg(long, default_value_t = 28, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(4..=1024))]
     image: usize,
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=4))]
     channels: usize,
     /// Patch size. 4 (49 tokens on 28 px) is the compute-heavy setting of CIFAR-style ViTs;
     /// the embedded demo's default is 7 (16 tokens).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=64))]
     patch: usize,
     /// A Python with torch: also train the same model with PyTorch in the same run (same
     /// batch, same threads) and print the ratio of the two.

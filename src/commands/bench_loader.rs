@@ -17,18 +17,18 @@ pub struct BenchLoaderArgs {
     /// An image folder (train/<class>/...; `incubator data folder` makes one).
     pub folder: PathBuf,
     /// Decoding threads (and torchvision's num_workers).
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=256))]
     workers: usize,
     /// Batches decoded ahead per worker (torchvision's prefetch_factor).
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=64))]
     prefetch: usize,
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=4096))]
     batch: usize,
     /// Timed batches, after one warm-up batch.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 20, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100000))]
     batches: usize,
     /// The crops' side.
-    #[arg(long, default_value_t = 224)]
+    #[arg(long, default_value_t = 224, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(8..=2048))]
     size: usize,
     /// A Python with torch, torchvision and timm: also measure their DataLoader.
     #[arg(long, value_name = "PYTHON")]

@@ -25,7 +25,7 @@ pub struct FolderArgs {
     #[arg(long, default_value = "png")]
     pub format: String,
     /// Resize every image to this side (bicubic), e.g. to give the loader work of ImageNet's size.
-    #[arg(long)]
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<u32>::new().range(1..=4096))]
     pub side: Option<u32>,
     /// Where the dataset's files are (default: the fetch cache).
     #[arg(long)]
