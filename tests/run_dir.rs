@@ -133,6 +133,19 @@ fn finished_stages_refuse_a_config_they_did_not_train_under() {
         model,
         "the finished stage's model is untouched"
     );
+    // refused before anything trained: `run` did not train the E2E baseline beside meta
+    assert!(!run.join("stages/e2e").exists());
+    // where the data are and how a process runs may change: the dataset moved, more threads
+    let moved = edited(
+        &recorded,
+        "[data]\n",
+        "[data]\npath = \"/moved/data\"\nworkers = 7\n",
+    );
+    std::fs::write(run.join("config.toml"), moved).unwrap();
+    // (a Slurm plan reads every stage's summary, and no data)
+    let plan = incubator(&["slurm", "submit", "--dry-run", "-d", run_s]);
+    assert_ok(&plan, "slurm plan, data moved");
+    assert!(!String::from_utf8_lossy(&plan.stdout).contains("incubator meta"));
     // restored, the run goes on
     std::fs::write(run.join("config.toml"), &recorded).unwrap();
     assert_ok(&incubator(&["meta", "-d", run_s]), "meta, restored");

@@ -140,6 +140,8 @@ impl Opening {
                     );
                 }
                 run.hold = hold;
+                // every command on the run finds a mismatch before it trains anything
+                run.check_finished_stages()?;
                 Ok((run, cfg))
             }
             Opening::New(mut run, cfg) => {
@@ -411,6 +413,26 @@ impl RunDir {
         Ok(Some(summary))
     }
 
+    /// Every finished stage's summary, checked against the run's configuration.
+    fn check_finished_stages(&self) -> anyhow::Result<()> {
+        let Ok(stages) = std::fs::read_dir(self.root.join("stages")) else {
+            return Ok(());
+        };
+        let mut dirs: Vec<PathBuf> = stages.flatten().map(|e| e.path()).collect();
+        dirs.sort();
+        for dir in dirs {
+            let path = dir.join("summary.json");
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            // an unreadable summary is named when its stage is read
+            if let Ok(s) = serde_json::from_str::<StageSummary>(&text) {
+                self.summary(s.stage)?;
+            }
+        }
+        Ok(())
+    }
+
     /// A hash that differs may still be the same configuration, written by an engine that
     /// knew fewer keys: the recorded text decides.
     fn check_trained_under(
@@ -425,7 +447,7 @@ impl RunDir {
             .as_deref()
             .map(|t| RunConfig::from_toml(t, &path.display().to_string()));
         let changed = match theirs {
-            Some(Ok(theirs)) if theirs == ours => return Ok(()),
+            Some(Ok(theirs)) if same_training(&theirs, &ours) => return Ok(()),
             Some(Ok(theirs)) => differences(&theirs, &ours).join("; "),
             _ => "its recorded configuration cannot be read".into(),
         };
@@ -451,6 +473,20 @@ impl RunDir {
         write_atomic(&path, text.as_bytes())
             .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))
     }
+}
+
+/// Whether a stage trained under `theirs` trained what `ours` describes: the settings that say
+/// where things are or how a process runs (a dataset moved to another `data.path`, loader
+/// threads, checkpoint frequency, Slurm resources), not what is trained, may differ.
+fn same_training(theirs: &RunConfig, ours: &RunConfig) -> bool {
+    let mut t = theirs.clone();
+    t.data.path = ours.data.path.clone();
+    t.data.cache_dir = ours.data.cache_dir.clone();
+    t.data.workers = ours.data.workers;
+    t.data.prefetch = ours.data.prefetch;
+    t.checkpoint = ours.checkpoint.clone();
+    t.slurm = ours.slurm.clone();
+    t == *ours
 }
 
 /// Every setting that differs between `a` (stored) and `b` (given), as `key: A there, B here`.
