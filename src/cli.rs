@@ -257,12 +257,7 @@ enum PluginsCommand {
 
 fn slurm_status(run_dir: &std::path::Path) -> anyhow::Result<()> {
     // what the run is, not its data; a mistyped path is no run
-    let engine = incubator_core::stages::OpenRun::open(
-        run_dir,
-        None,
-        incubator_core::run_dir::OpenMode::Existing,
-        &commands::plugin_sources(&[]),
-    )?;
+    let engine = commands::open_existing(run_dir)?;
     slurm::status::print(&engine.run.root, engine.split.k(), engine.cfg.e2e.enabled)
 }
 

@@ -12,39 +12,11 @@ use std::time::{Duration, Instant};
 type Tensors = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
 
 fn read_tensors(path: &Path) -> Tensors {
-    let bytes = std::fs::read(path).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    st.tensors()
-        .into_iter()
-        .map(|(name, view)| {
-            let data = view
-                .data()
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect();
-            (name, (view.shape().to_vec(), data))
-        })
-        .collect()
+    incubator_core::checkpoint::read(path, "").unwrap().tensors
 }
 
 fn write_tensors(path: &Path, tensors: &Tensors) {
-    let bytes: BTreeMap<&String, Vec<u8>> = tensors
-        .iter()
-        .map(|(n, (_, d))| (n, d.iter().flat_map(|v| v.to_le_bytes()).collect()))
-        .collect();
-    let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
-        .iter()
-        .map(|(n, (shape, _))| {
-            let view = safetensors::tensor::TensorView::new(
-                safetensors::Dtype::F32,
-                shape.clone(),
-                &bytes[n],
-            )
-            .unwrap();
-            (n.clone(), view)
-        })
-        .collect();
-    std::fs::write(path, safetensors::serialize(views, &None).unwrap()).unwrap();
+    incubator_core::checkpoint::save(path, tensors, &BTreeMap::new()).unwrap();
 }
 
 /// The tiny run's E2E model trained for one epoch, exported for timm: (config, run, export).

@@ -25,15 +25,21 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
     path.to_str().unwrap().to_string()
 }
 
-#[test]
-fn two_commands_creating_one_run_with_different_configs_cannot_both_win() {
-    let tmp = tempfile::tempdir().unwrap();
-    let a = write(tmp.path(), "a.toml", &quick());
+/// The quick config at width 32 (`a.toml`) and at width 16 (`b.toml`).
+fn two_widths(dir: &Path) -> (String, String) {
+    let a = write(dir, "a.toml", &quick());
     let b = write(
-        tmp.path(),
+        dir,
         "b.toml",
         &edited(&quick(), "embed_dim = 32", "embed_dim = 16"),
     );
+    (a, b)
+}
+
+#[test]
+fn two_commands_creating_one_run_with_different_configs_cannot_both_win() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = two_widths(tmp.path());
     for round in 0..3 {
         let run = tmp.path().join(format!("run{round}"));
         let run_s = run.to_str().unwrap().to_string();
@@ -78,12 +84,7 @@ fn two_commands_creating_one_run_with_different_configs_cannot_both_win() {
 #[test]
 fn finished_stages_refuse_a_config_they_did_not_train_under() {
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = write(tmp.path(), "a.toml", &quick());
-    let other = write(
-        tmp.path(),
-        "b.toml",
-        &edited(&quick(), "embed_dim = 32", "embed_dim = 16"),
-    );
+    let (cfg, other) = two_widths(tmp.path());
     let run = tmp.path().join("run");
     let run_s = run.to_str().unwrap();
     assert_ok(&incubator(&["meta", "-c", &cfg, "-d", run_s]), "meta");

@@ -100,11 +100,7 @@ fn finish(child: Child) -> std::process::Output {
 fn sigterm_from_outside_saves_the_step_and_the_rerun_ends_with_the_uninterrupted_model() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = write_config(tmp.path(), SMALL);
-    let reference = tmp.path().join("reference");
-    assert_ok(
-        &incubator(&["e2e", "-c", &cfg, "-d", reference.to_str().unwrap()]),
-        "uninterrupted e2e",
-    );
+    let reference = uninterrupted_e2e(&cfg, tmp.path());
 
     let run = tmp.path().join("stopped");
     let child = spawn_e2e(&cfg, &run);
@@ -136,11 +132,7 @@ fn sigterm_from_outside_saves_the_step_and_the_rerun_ends_with_the_uninterrupted
 fn sigterm_during_an_evaluation_stops_the_stage_and_the_rerun_ends_with_the_uninterrupted_model() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = write_config(tmp.path(), SMALL);
-    let reference = tmp.path().join("reference");
-    assert_ok(
-        &incubator(&["e2e", "-c", &cfg, "-d", reference.to_str().unwrap()]),
-        "uninterrupted e2e",
-    );
+    let reference = uninterrupted_e2e(&cfg, tmp.path());
     // 102 validation images (4 batches) after each of 2 epochs, then the 64 test images (2):
     // batch 2 is inside epoch 1's evaluation, batch 9 inside the final test evaluation
     for (batch, resuming) in [
@@ -209,6 +201,16 @@ fn sigterm_while_an_image_folder_is_listed_stops_at_once_and_creates_nothing() {
         "{e}"
     );
     assert!(!run.exists(), "a stop while listing left {}", run.display());
+}
+
+/// The baseline of `cfg` trained without interruption in `dir/reference`.
+fn uninterrupted_e2e(cfg: &str, dir: &Path) -> std::path::PathBuf {
+    let reference = dir.join("reference");
+    assert_ok(
+        &incubator(&["e2e", "-c", cfg, "-d", reference.to_str().unwrap()]),
+        "uninterrupted e2e",
+    );
+    reference
 }
 
 /// Runs the baseline in `run` again: it must resume (saying `resuming`) and end with the
@@ -382,11 +384,7 @@ fn fill(path: &Path, leave: u64) {
 fn a_full_disk_fails_the_stage_keeps_the_last_state_and_the_next_run_resumes_from_it() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = write_config(tmp.path(), SMALL);
-    let reference = tmp.path().join("reference");
-    assert_ok(
-        &incubator(&["e2e", "-c", &cfg, "-d", reference.to_str().unwrap()]),
-        "uninterrupted e2e",
-    );
+    let reference = uninterrupted_e2e(&cfg, tmp.path());
     let disk = Tmpfs::mount(&tmp.path().join("disk"), 4);
     let run = disk.0.join("run");
     let state = run.join("stages/e2e/state.safetensors");

@@ -71,18 +71,21 @@ pub fn after_step() {
 /// Called after every evaluation batch.
 pub fn after_eval_batch() {
     if let Some(CrashAt::Eval(n)) = plan() {
-        if EVAL_BATCHES.fetch_add(1, Ordering::SeqCst) + 1 == n {
-            terminate_self();
-        }
+        term_at(&EVAL_BATCHES, n);
     }
 }
 
 /// Called after every directory an image-folder listing reads.
 pub fn after_dir_listed() {
     if let Some(CrashAt::List(n)) = plan() {
-        if LISTED.fetch_add(1, Ordering::SeqCst) + 1 == n {
-            terminate_self();
-        }
+        term_at(&LISTED, n);
+    }
+}
+
+/// Counts one more event on `counter`; the `n`-th sends this process SIGTERM.
+fn term_at(counter: &AtomicU64, n: u64) {
+    if counter.fetch_add(1, Ordering::SeqCst) + 1 == n {
+        terminate_self();
     }
 }
 

@@ -5,7 +5,6 @@ use incubator_core::data::DatasetName;
 use incubator_core::events::EvalSplit;
 use incubator_core::stages::context::{load_data, load_other};
 use incubator_core::stages::eval::{self, ModelChoice};
-use incubator_core::stages::OpenRun;
 use std::path::{Path, PathBuf};
 
 #[derive(clap::Args, Debug)]
@@ -41,12 +40,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     if which_split == EvalSplit::Val && args.dataset.is_some() {
         anyhow::bail!("--split val is the validation split a run holds out of its own training images; with --dataset use `test` or `train`");
     }
-    let run = OpenRun::open(
-        &args.run_dir,
-        None,
-        incubator_core::run_dir::OpenMode::Existing,
-        &super::plugin_sources(&[]),
-    )?;
+    let run = super::open_existing(&args.run_dir)?;
     let which = ModelChoice::parse(&args.model);
     let (name, split) = match &args.dataset {
         None => (run.cfg.data.dataset.to_string(), load_data(&run)?),

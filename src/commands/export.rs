@@ -5,9 +5,9 @@
 
 use incubator_core::checkpoint;
 use incubator_core::run_dir::OWN_ENTRIES;
+use incubator_core::stages::context::load_data;
 use incubator_core::stages::eval::{self, ModelChoice};
 use incubator_core::stages::timm::{timm_kwargs, to_timm, Tensors};
-use incubator_core::stages::{context::load_data, OpenRun};
 use incubator_core::train::batch::batch_maker;
 use incubator_core::train::batch::patchify;
 use incubator_core::train::feed::eval_images;
@@ -105,12 +105,7 @@ pub fn run(args: &ExportArgs) -> anyhow::Result<()> {
             args.format
         );
     }
-    let run = OpenRun::open(
-        &args.run_dir,
-        None,
-        incubator_core::run_dir::OpenMode::Existing,
-        &super::plugin_sources(&[]),
-    )?;
+    let run = super::open_existing(&args.run_dir)?;
     let which = ModelChoice::parse(&args.model);
     let net = eval::model(&run, &which)?;
     let weights = to_timm(&net, &run.vit)?;

@@ -3,7 +3,7 @@
 use crate::cli::StageArgs;
 use incubator_core::config::RunConfig;
 use incubator_core::run_dir::OpenMode;
-use incubator_core::stages::{self, report::Report, Engine, OpenRun};
+use incubator_core::stages::{self, report::Report, Engine};
 use std::io::IsTerminal;
 use std::path::Path;
 
@@ -135,12 +135,7 @@ pub fn import(args: &StageArgs, file: &Path, stage: &str) -> anyhow::Result<()> 
 
 pub fn report(run_dir: &Path) -> anyhow::Result<()> {
     // what the run is, not its data: the table comes from the stage summaries
-    let engine = OpenRun::open(
-        run_dir,
-        None,
-        OpenMode::Existing,
-        &super::plugin_sources(&[]),
-    )?;
+    let engine = super::open_existing(run_dir)?;
     let deps = stages::incubate::all_dependencies(&engine)?;
     let report = Report::from_run(&engine.run, &deps)?;
     report.write(&engine.run)?;

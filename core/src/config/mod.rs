@@ -1,6 +1,7 @@
 //! The run configuration: TOML with defaults for every field, presets for the model, and
 //! errors that name the offending key by its path.
 
+pub mod diff;
 mod load;
 mod recipe;
 mod validate;

@@ -8,6 +8,7 @@ use std::sync::{Arc, LazyLock, Mutex};
 use super::batch::{Batch, BatchMaker};
 use crate::data::folder::{ImageFolder, Stream, Unreadable};
 use crate::data::{Dataset, Images};
+use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
 /// The batches of one pass, in order.
@@ -151,5 +152,45 @@ fn warn(unreadable: &[Unreadable], what: &str) {
                 if seen.len() == 1 { "" } else { "s" }
             );
         }
+    }
+}
+
+/// The images of an epoch in order: a shuffle, and with repeated augmentation each image of
+/// the shuffle `repeats` times in a row (DeiT's `RASampler` on one process: the copies share a
+/// batch, each augmented differently), cut to the epoch's length, so an epoch sees 1/`repeats`
+/// of the images.
+pub fn epoch_order(n: usize, repeats: usize, rng: &mut ChaCha8Rng) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    order.shuffle(rng);
+    if repeats > 1 {
+        order = order
+            .into_iter()
+            .flat_map(|i| std::iter::repeat_n(i, repeats))
+            .take(n)
+            .collect();
+    }
+    order
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn repeated_augmentation_repeats_each_image_in_a_row_and_keeps_the_epoch_length() {
+        let rng = || ChaCha8Rng::seed_from_u64(9);
+        let plain = epoch_order(100, 1, &mut rng());
+        let mut sorted = plain.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..100).collect::<Vec<_>>(), "a permutation");
+        let ra = epoch_order(100, 3, &mut rng());
+        assert_eq!(ra.len(), 100);
+        // the same shuffle, each image three times in a row: 34 images (the last twice)
+        for (k, chunk) in ra.chunks(3).enumerate() {
+            assert!(chunk.iter().all(|&i| i == plain[k]), "{chunk:?}");
+        }
+        let unique: std::collections::BTreeSet<_> = ra.iter().collect();
+        assert_eq!(unique.len(), 34);
     }
 }

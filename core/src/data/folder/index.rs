@@ -133,6 +133,10 @@ impl ImageFolder {
             duplicates: Vec::new(),
         };
         let mut seen = std::collections::HashSet::new();
+        let split_real = dir.canonicalize().map_err(|source| FolderError::Io {
+            path: dir.into(),
+            source,
+        })?;
         for (label, class) in classes.iter().enumerate() {
             let class_dir = dir.join(class);
             if !class_dir.is_dir() {
@@ -146,7 +150,7 @@ impl ImageFolder {
                 others,
                 links,
                 duplicates,
-            } = files_under(&class_dir, dir, &mut seen)?;
+            } = files_under(&class_dir, &split_real, &mut seen)?;
             if images.is_empty() && is_train {
                 return Err(FolderError::EmptyClass {
                     class: class.clone(),
@@ -300,19 +304,18 @@ fn identity(meta: &std::fs::Metadata) -> (u64, u64) {
     (meta.dev(), meta.ino())
 }
 
-/// The files under `class_dir` (recursively). `split_dir` (train/ or val/): a link from one
-/// class into another would give that class's images this class's label, so it is not
-/// followed; `seen`: the image files already listed in this split.
+/// The files under `class_dir` (recursively). `split_real` (train/ or val/, links resolved):
+/// a link from one class into another would give that class's images this class's label, so
+/// it is not followed; `seen`: the image files already listed in this split.
 fn files_under(
     class_dir: &Path,
-    split_dir: &Path,
+    split_real: &Path,
     seen: &mut std::collections::HashSet<(u64, u64)>,
 ) -> Result<Walk, FolderError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| FolderError::Io { path, source }
     };
-    let split_real = split_dir.canonicalize().map_err(io(split_dir))?;
     let class_real = class_dir.canonicalize().map_err(io(class_dir))?;
     if split_real.starts_with(&class_real) {
         return Err(FolderError::ClassLoop {
@@ -348,7 +351,7 @@ fn files_under(
             if meta.is_dir() {
                 let real = path.canonicalize().map_err(io(&path))?;
                 let into_other_class =
-                    real.starts_with(&split_real) && !real.starts_with(&class_real);
+                    real.starts_with(split_real) && !real.starts_with(&class_real);
                 if into_other_class || !walked.insert(identity(&meta)) {
                     walk.links.push(path);
                 } else {
