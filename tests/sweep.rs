@@ -494,3 +494,118 @@ label = "b"
         "{md}"
     );
 }
+
+/// The pid in a held stage lock's record (`RUN/stages/<stage>/lock`), once it has one.
+fn stage_holder(run: &Path, stage: &str) -> Option<i32> {
+    let text = std::fs::read_to_string(run.join("stages").join(stage).join("lock")).ok()?;
+    let v: Value = serde_json::from_str(text.trim()).ok()?;
+    v["pid"].as_i64().map(|p| p as i32)
+}
+
+fn alive(pid: i32) -> bool {
+    // a zombie has no /proc/PID/stat state other than Z; it trains nothing
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            !s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+        .unwrap_or(false)
+}
+
+fn wait_for(what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ok() {
+        assert!(start.elapsed() < Duration::from_secs(secs), "{what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// SIGKILL gives the sweep no chance to stop its runs: the kernel does it (each run gets SIGTERM,
+/// saves its state and stops). A sweep started while an earlier run still has its directory
+/// open waits for it instead of starting a second writer that fails.
+#[test]
+fn a_killed_sweep_takes_its_runs_with_it_and_a_restart_waits_for_a_live_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = spec(tmp.path(), "long.toml", "\"e2e.epochs\" = 200");
+    let dir = tmp.path().join("sw");
+    let args = [
+        "sweep",
+        "run",
+        file.to_str().unwrap(),
+        "-d",
+        dir.to_str().unwrap(),
+        "--jobs",
+        "1",
+    ];
+    let mut sweep_process = Command::new(env!("CARGO_BIN_EXE_incubator"))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let run = dir.join("runs").join(POINTS[0]).join("seed0");
+    let log = dir.join("logs").join(POINTS[0]).join("seed0.log");
+    wait_for("no E2E epoch", 300, || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("[e2e] epoch 2/200")
+    });
+    let child = stage_holder(&run, "e2e").expect("the run holds its stage");
+    sweep_process.kill().unwrap();
+    sweep_process.wait().unwrap();
+    wait_for("the run outlived its killed sweep", 60, || !alive(child));
+    let events = std::fs::read_to_string(run.join("events/e2e.jsonl")).unwrap();
+    assert!(events.contains("stage_interrupted"), "{events}");
+    assert!(run.join("stages/e2e/state.safetensors").exists());
+
+    // A live process on the first run (here one started by hand, as a run of an earlier
+    // sweep still saving its state would be): the restarted sweep waits, then resumes it.
+    let config = dir.join("configs").join(POINTS[0]).join("seed0.toml");
+    let mut holder = Command::new(env!("CARGO_BIN_EXE_incubator"))
+        .args(["run", "--no-progress", "-c"])
+        .arg(&config)
+        .arg("-d")
+        .arg(&run)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("the hand-started run holds no stage", 300, || {
+        stage_holder(&run, "e2e") == Some(holder.id() as i32)
+    });
+    let out_path = tmp.path().join("restart.out");
+    let mut restarted = Command::new(env!("CARGO_BIN_EXE_incubator"))
+        .args(args)
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = || std::fs::read_to_string(&out_path).unwrap_or_default();
+    wait_for("the sweep does not say it waits", 60, || {
+        out().contains("waiting")
+    });
+    let said = out();
+    assert!(
+        said.contains(&format!("pid {}", holder.id())) && said.contains(&run.display().to_string()),
+        "{said}"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(!out().contains("started"), "{}", out());
+    unsafe { libc::kill(holder.id() as i32, libc::SIGTERM) };
+    holder.wait().unwrap();
+    wait_for("the sweep does not start the run once free", 60, || {
+        out().contains(&format!("started  {} seed 0", POINTS[0]))
+    });
+    wait_for("the resumed run does not train", 300, || {
+        stage_holder(&run, "e2e").is_some_and(|p| p != holder.id() as i32)
+    });
+    unsafe { libc::kill(restarted.id() as i32, libc::SIGTERM) };
+    restarted.wait().unwrap();
+    let said = out();
+    assert!(!said.contains("FAILED"), "{said}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("resuming at epoch"), "{text}");
+}

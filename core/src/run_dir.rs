@@ -321,6 +321,39 @@ impl RunDir {
         }
     }
 
+    /// Who else has this run open: `None` when nobody does (or there is no run here);
+    /// otherwise the stages being trained and by whom, for a caller that should wait rather
+    /// than start a second writer.
+    pub fn in_use(&self) -> Option<String> {
+        let file = std::fs::File::open(self.lock_file()).ok()?;
+        match file.try_lock() {
+            Ok(()) => {
+                let _ = file.unlock();
+                return None;
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {}
+            Err(std::fs::TryLockError::Error(_)) => return None,
+        }
+        let mut stages: Vec<String> = std::fs::read_dir(self.root.join("stages"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let holder = crate::stage_lock::holder_at(&e.path().join("lock"))?;
+                Some(format!(
+                    "stage {} in {holder}",
+                    e.file_name().to_string_lossy()
+                ))
+            })
+            .collect();
+        stages.sort();
+        Some(if stages.is_empty() {
+            "another process".into()
+        } else {
+            stages.join(", ")
+        })
+    }
+
     fn lock_file(&self) -> PathBuf {
         self.root.join("lock")
     }

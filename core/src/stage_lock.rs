@@ -125,6 +125,20 @@ impl Drop for StageLock {
     }
 }
 
+/// The process holding the lock at `path` now, if any (a record left by a dead holder is not
+/// returned: its lock went with it).
+pub fn holder_at(path: &Path) -> Option<Holder> {
+    let mut file = File::open(path).ok()?;
+    match file.try_lock_shared() {
+        Ok(()) => {
+            let _ = file.unlock();
+            None
+        }
+        Err(TryLockError::WouldBlock) => read_holder(&mut file),
+        Err(TryLockError::Error(_)) => None,
+    }
+}
+
 fn read_holder(file: &mut File) -> Option<Holder> {
     let mut text = String::new();
     file.rewind().ok()?;
