@@ -529,7 +529,7 @@ fn wait_for(what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
 #[test]
 fn a_killed_sweep_takes_its_runs_with_it_and_a_restart_waits_for_a_live_one() {
     let tmp = tempfile::tempdir().unwrap();
-    let file = spec(tmp.path(), "long.toml", "\"e2e.epochs\" = 200");
+    let file = spec(tmp.path(), "long.toml", "\"e2e.epochs\" = 20000");
     let dir = tmp.path().join("sw");
     let args = [
         "sweep",
@@ -551,7 +551,7 @@ fn a_killed_sweep_takes_its_runs_with_it_and_a_restart_waits_for_a_live_one() {
     wait_for("no E2E epoch", 300, || {
         std::fs::read_to_string(&log)
             .unwrap_or_default()
-            .contains("[e2e] epoch 2/200")
+            .contains("[e2e] epoch 2/20000")
     });
     let child = stage_holder(&run, "e2e").expect("the run holds its stage");
     sweep_process.kill().unwrap();
