@@ -1,6 +1,6 @@
 //! `incubator export --format timm` checked by timm itself: the exported weights load into
 //! timm's VisionTransformer with strict=True and its logits on the exported images agree with
-//! this engine's within 1e-5 (relative), for the E2E and the assembled model.
+//! this engine's within 1e-5 (relative), for the E2E, the assembled and the meta model.
 
 mod common;
 use common::*;
@@ -31,6 +31,32 @@ fn exported_models_load_into_timm_strictly_and_give_the_same_logits() {
         e.contains("--format \"onnx\"") && e.contains("`timm`"),
         "{e}"
     );
+
+    // a meta model has one block per module: two modules of two blocks make a 2-block ViT
+    let split = TINY.replace("divided_depths = [1, 1, 1, 1]", "divided_depths = [2, 2]");
+    assert_ne!(split, TINY);
+    let two = tmp.path().join("two");
+    std::fs::create_dir(&two).unwrap();
+    let cfg = write_config(&two, &split);
+    let r = two.join("run");
+    let r = r.to_str().unwrap();
+    assert_ok(&incubator(&["meta", "-c", &cfg, "-d", r]), "incubator meta");
+    assert_ok(
+        &incubator(&["export", "-d", r, "--model", "meta"]),
+        "export meta",
+    );
+    let dir = two.join("run/export/meta-timm");
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["kwargs"]["depth"], 2, "{config}");
+    let got = python_json(
+        "INCUBATOR_TORCH_PYTHON",
+        "timm_check.py",
+        &[dir.as_os_str()],
+    );
+    assert_eq!(got["missing"], serde_json::json!([]), "meta: {got}");
+    assert_eq!(got["unexpected"], serde_json::json!([]), "meta: {got}");
+    assert!(got["rel_error"].as_f64().unwrap() < 1e-5, "meta: {got}");
 }
 
 #[test]

@@ -108,7 +108,7 @@ pub fn run(args: &ExportArgs) -> anyhow::Result<()> {
     let run = super::open_existing(&args.run_dir)?;
     let which = ModelChoice::parse(&args.model);
     let net = eval::model(&run, &which)?;
-    let weights = to_timm(&net, &run.vit)?;
+    let (weights, exported) = to_timm(&net, &run.vit)?;
     let out = args.out.clone().unwrap_or_else(|| {
         run.run
             .root
@@ -150,7 +150,7 @@ pub fn run(args: &ExportArgs) -> anyhow::Result<()> {
         .map_err(|e| written(FILES[0], &e))?;
     checkpoint::write_atomic(
         &out.join(FILES[1]),
-        serde_json::to_string_pretty(&timm_kwargs(&run.vit))?.as_bytes(),
+        serde_json::to_string_pretty(&timm_kwargs(&exported))?.as_bytes(),
     )
     .map_err(|e| written(FILES[1], &e))?;
     checkpoint::save(&out.join(FILES[2]), &check, &BTreeMap::new())

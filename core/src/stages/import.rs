@@ -97,7 +97,7 @@ fn load_timm(
     )?;
     // shapes checked as the file has them (a meta design timm has no names for is checked
     // when loaded)
-    if let Ok(expected) = timm::to_timm(net, &engine.vit) {
+    if let Ok((expected, _)) = timm::to_timm(net, &engine.vit) {
         let problems = timm::shape_problems(&read.tensors, &expected, &engine.vit);
         if !problems.is_empty() {
             anyhow::bail!(

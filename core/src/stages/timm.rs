@@ -10,9 +10,10 @@ use std::collections::BTreeMap;
 
 pub type Tensors = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
 
-/// `net`'s parameters under timm's names and shapes. A model with parts timm's ViT does not
-/// have (an assembly rule's glue) is refused, naming them.
-pub fn to_timm(net: &Network, vit: &VitConfig) -> anyhow::Result<Tensors> {
+/// `net`'s parameters under timm's names and shapes, and the ViT they make (the run's, at the
+/// depth of `net`: a meta model is a ViT with one block per module). A model with parts
+/// timm's ViT does not have (an assembly rule's glue) is refused, naming them.
+pub fn to_timm(net: &Network, vit: &VitConfig) -> anyhow::Result<(Tensors, VitConfig)> {
     let mut out = Tensors::new();
     let mut foreign = Vec::new();
     let (d, c, p) = (vit.embed_dim, vit.channels, vit.patch_size);
@@ -44,17 +45,23 @@ pub fn to_timm(net: &Network, vit: &VitConfig) -> anyhow::Result<Tensors> {
             foreign.join(", ")
         );
     }
-    let blocks = out
+    // a meta model has one block per module, the target the run's depth: the file says which
+    let mut blocks: Vec<usize> = out
         .keys()
-        .filter(|k| k.starts_with("blocks.") && k.ends_with(".norm1.weight"))
-        .count();
-    if blocks != vit.depth {
+        .filter_map(|k| k.strip_prefix("blocks.")?.split('.').next()?.parse().ok())
+        .collect();
+    blocks.sort_unstable();
+    blocks.dedup();
+    if blocks.is_empty() || blocks.iter().enumerate().any(|(i, &b)| i != b) {
         anyhow::bail!(
-            "the model has {blocks} blocks where the run's ViT has {}: not a plain ViT of this run",
-            vit.depth
+            "the model's blocks are numbered {blocks:?}, not 0, 1, 2, ...: not a plain ViT"
         );
     }
-    Ok(out)
+    let exported = VitConfig {
+        depth: blocks.len(),
+        ..vit.clone()
+    };
+    Ok((out, exported))
 }
 
 /// A timm ViT state dict under this engine's names and shapes; tensors this engine's ViT does
