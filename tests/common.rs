@@ -85,3 +85,50 @@ pub fn python_json(var: &str, script: &str, args: &[&std::ffi::OsStr]) -> serde_
     serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("tests/{script} printed no JSON: {e}"))
 }
+
+/// A tmpfs of `mib` MiB at `dir`, unmounted when dropped.
+pub struct Tmpfs(pub std::path::PathBuf);
+
+impl Tmpfs {
+    pub fn mount(dir: &Path, mib: usize) -> Tmpfs {
+        Tmpfs::mount_with(dir, &format!("size={mib}m"))
+    }
+
+    /// A tmpfs mounted with `options` (`ro`, `size=1m`, ...).
+    pub fn mount_with(dir: &Path, options: &str) -> Tmpfs {
+        std::fs::create_dir_all(dir).unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+            .arg(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "this test mounts a tmpfs and needs root (CI runs as root): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Tmpfs(dir.into())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// Fills the file system of `path` to the last byte, then frees `leave` bytes.
+pub fn fill(path: &Path, leave: u64) {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).unwrap();
+    let chunk = vec![0u8; 64 << 10];
+    loop {
+        if let Err(e) = f.write_all(&chunk).and_then(|()| f.sync_all()) {
+            assert_eq!(e.raw_os_error(), Some(28), "ENOSPC, got {e}");
+            break;
+        }
+    }
+    let len = std::fs::metadata(path).unwrap().len();
+    f.set_len(len.saturating_sub(leave)).unwrap();
+    f.sync_all().unwrap();
+}

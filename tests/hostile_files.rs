@@ -253,3 +253,112 @@ fn numeric_flags_out_of_range_are_named_not_panics() {
         "a refused flag wrote something"
     );
 }
+
+/// Every I/O failure names its path (the OS's "File exists", "Not a directory", "Read-only file
+/// system" name none), and `data folder` on a disk that fills up keeps nothing half-written in
+/// the way of the retry.
+#[test]
+fn io_errors_name_their_path_and_a_failed_folder_leaves_nothing_in_the_way() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let file = tmp.path().join("plain-file");
+    std::fs::write(&file, "x").unwrap();
+    let spec = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/sweep-strategies.toml"
+    );
+
+    let e = stderr(&incubator(&["sweep", "run", spec, "-d", &s(&file)]));
+    assert!(
+        e.contains(&format!("sweep directory {} is a file", file.display())),
+        "{e}"
+    );
+    let e = stderr(&incubator(&[
+        "data",
+        "folder",
+        "embedded-mnist",
+        "--out",
+        &s(&file),
+    ]));
+    assert!(
+        e.contains(&format!("--out {} is a file", file.display())),
+        "{e}"
+    );
+    let under = file.join("sub");
+    let e = stderr(&incubator(&[
+        "data",
+        "folder",
+        "embedded-mnist",
+        "--out",
+        &s(&under),
+    ]));
+    assert!(
+        e.contains(&under.display().to_string()) && e.contains("Not a directory"),
+        "{e}"
+    );
+
+    // a file where the run keeps a directory
+    let cfg = write_config(tmp.path(), TINY);
+    let run = tmp.path().join("run");
+    std::fs::create_dir(&run).unwrap();
+    std::fs::write(run.join("events"), "").unwrap();
+    let e = stderr(&incubator(&["e2e", "-c", &cfg, "-d", &s(&run)]));
+    assert!(
+        e.contains(&run.join("events").display().to_string()) && e.contains("File exists"),
+        "{e}"
+    );
+    // a read-only file system
+    let ro = Tmpfs::mount_with(&tmp.path().join("ro"), "ro");
+    let e = stderr(&incubator(&[
+        "e2e",
+        "-c",
+        &cfg,
+        "-d",
+        &s(&ro.0.join("run")),
+    ]));
+    assert!(
+        e.contains(&ro.0.join("run").display().to_string()) && e.contains("Read-only file system"),
+        "{e}"
+    );
+
+    // a disk that fills up while the folder is written
+    let disk = Tmpfs::mount(&tmp.path().join("disk"), 1);
+    let out = disk.0.join("folder");
+    let e = stderr(&incubator(&[
+        "data",
+        "folder",
+        "embedded-mnist",
+        "--out",
+        &s(&out),
+    ]));
+    assert!(
+        e.contains(&format!("writing the image folder {}", out.display()))
+            && e.contains("No space left on device")
+            && e.contains("run the same command again"),
+        "{e}"
+    );
+    let left: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    let again = incubator(&[
+        "data",
+        "folder",
+        "embedded-mnist",
+        "--out",
+        &s(&out),
+        "--train-limit",
+        "20",
+        "--test-limit",
+        "10",
+    ]);
+    assert_ok(&again, "the retry with fewer images");
+    let count = |split: &str| {
+        std::fs::read_dir(out.join(split))
+            .unwrap()
+            .map(|c| std::fs::read_dir(c.unwrap().path()).unwrap().count())
+            .sum::<usize>()
+    };
+    assert_eq!((count("train"), count("val")), (20, 10));
+}

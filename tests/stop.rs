@@ -338,48 +338,6 @@ fn a_second_writer_is_refused_and_a_dead_holders_lock_is_taken_over() {
     );
 }
 
-/// A tmpfs of `mib` MiB at `dir`, unmounted when dropped.
-struct Tmpfs(std::path::PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: &Path, mib: usize) -> Tmpfs {
-        std::fs::create_dir_all(dir).unwrap();
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
-            .arg(dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "this test mounts a small tmpfs and needs root (CI runs as root): {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Tmpfs(dir.into())
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
-
-/// Fills the file system of `path` to the last byte, then frees `leave` bytes.
-fn fill(path: &Path, leave: u64) {
-    use std::io::Write;
-    let mut f = std::fs::File::create(path).unwrap();
-    let chunk = vec![0u8; 64 << 10];
-    loop {
-        if let Err(e) = f.write_all(&chunk).and_then(|()| f.sync_all()) {
-            assert_eq!(e.raw_os_error(), Some(28), "ENOSPC, got {e}");
-            break;
-        }
-    }
-    let len = std::fs::metadata(path).unwrap().len();
-    f.set_len(len.saturating_sub(leave)).unwrap();
-    f.sync_all().unwrap();
-}
-
 #[test]
 fn a_full_disk_fails_the_stage_keeps_the_last_state_and_the_next_run_resumes_from_it() {
     let tmp = tempfile::tempdir().unwrap();

@@ -79,24 +79,39 @@ pub fn save(
         })
         .collect();
     let meta: HashMap<String, String> = metadata.clone().into_iter().collect();
-    let data = safetensors::serialize(views, &Some(meta)).map_err(std::io::Error::other)?;
+    let data = safetensors::serialize(views, &Some(meta))
+        .map_err(|e| naming(path, std::io::Error::other(e)))?;
     write_atomic(path, &data)
+}
+
+/// An error writing `path` that says which file (the OS's own message names none).
+fn naming(path: &Path, e: std::io::Error) -> std::io::Error {
+    std::io::Error::new(e.kind(), format!("cannot write {}: {e}", path.display()))
 }
 
 /// Writes a file so that readers never see a partial one: a temporary file in the same
 /// directory, flushed to disk, renamed over `path`, and the directory entry flushed too. If
 /// anything fails (a full disk) the temporary file is removed and `path` keeps its old content.
+/// Errors name `path`.
 pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    std::fs::create_dir_all(dir)?;
+    std::fs::create_dir_all(dir).map_err(|e| {
+        naming(
+            path,
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot create its directory {}: {e}", dir.display()),
+            ),
+        )
+    })?;
     let tmp = temporary(dir, path, "tmp");
     let written = write_synced(&tmp, data).and_then(|()| std::fs::rename(&tmp, path));
     if let Err(e) = written {
         let _ = std::fs::remove_file(&tmp);
-        return Err(e);
+        return Err(naming(path, e));
     }
     // The rename is only durable once the directory is; a failure here loses nothing that a
     // crash would not, so it is not an error.
@@ -107,7 +122,7 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
 }
 
 /// [`write_atomic`] that never replaces: `false` if `path` already exists (then nothing is
-/// written). The file appears complete, by a hard link from a synced temporary, which fails
+/// written); errors name `path`. The file appears complete, by a hard link from a synced temporary, which fails
 /// when the name is taken however many processes race for it.
 pub fn write_new_atomic(path: &Path, data: &[u8]) -> std::io::Result<bool> {
     let dir = match path.parent() {
@@ -125,7 +140,7 @@ pub fn write_new_atomic(path: &Path, data: &[u8]) -> std::io::Result<bool> {
             Ok(true)
         }
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
-        Err(e) => Err(e),
+        Err(e) => Err(naming(path, e)),
     }
 }
 

@@ -149,8 +149,7 @@ impl Opening {
                 create_run_root(&run.root)?;
                 run.hold = run.hold_open()?;
                 let path = run.config_path();
-                let created = crate::checkpoint::write_new_atomic(&path, cfg.to_toml().as_bytes())
-                    .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+                let created = crate::checkpoint::write_new_atomic(&path, cfg.to_toml().as_bytes())?;
                 if created {
                     return Ok((run, cfg));
                 }
@@ -200,8 +199,7 @@ impl Opening {
                     );
                 }
                 let path = run.config_path();
-                crate::checkpoint::write_atomic(&path, cfg.to_toml().as_bytes())
-                    .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+                crate::checkpoint::write_atomic(&path, cfg.to_toml().as_bytes())?;
                 // derived from the old data.path; listed again from the new one
                 let _ = std::fs::remove_file(run.root.join(CLASSES_FILE));
                 hold.lock_shared().map_err(|e| {
@@ -504,8 +502,7 @@ impl RunDir {
         }
         let text = serde_json::to_string_pretty(&s)?;
         let path = self.summary_path(s.stage);
-        write_atomic(&path, text.as_bytes())
-            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))
+        Ok(write_atomic(&path, text.as_bytes())?)
     }
 }
 

@@ -87,7 +87,7 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
         Some(_) => {
             let path =
                 std::env::temp_dir().join(format!("incubator-bench-{}.py", std::process::id()));
-            std::fs::write(&path, include_str!("../../scripts/reference/bench.py"))?;
+            fs_err::write(&path, include_str!("../../scripts/reference/bench.py"))?;
             Some(path)
         }
         None => None,

@@ -55,13 +55,24 @@ pub fn folder(a: &FolderArgs) -> anyhow::Result<()> {
     if a.test_limit > 0 {
         split.test.truncate(a.test_limit);
     }
+    if a.out.exists() && !a.out.is_dir() {
+        anyhow::bail!(
+            "--out {} is a file: give a directory (nothing was written)",
+            a.out.display()
+        );
+    }
     if a.out.join("train").exists() || a.out.join("val").exists() {
         anyhow::bail!(
             "{} already has train/ or val/; choose a new --out (nothing was written)",
             a.out.display()
         );
     }
-    let n = write_folder(&split, &a.out, format, a.side)?;
+    let n = write_folder(&split, &a.out, format, a.side).map_err(|e| {
+        anyhow::anyhow!(
+            "writing the image folder {}: {e}. Nothing of it was kept: fix that and run the same command again",
+            a.out.display()
+        )
+    })?;
     println!("{}", a.out.display());
     eprintln!(
         "{n} images of {name} written to {} ({} train, {} val); use it with `[data] dataset = \"folder\"`, `path = {:?}`",

@@ -143,18 +143,12 @@ pub fn run(args: &ExportArgs) -> anyhow::Result<()> {
 
     std::fs::create_dir_all(&out)
         .map_err(|e| anyhow::anyhow!("cannot create --out {}: {e}", out.display()))?;
-    let written = |file: &str, e: &dyn std::fmt::Display| {
-        anyhow::anyhow!("cannot write {}: {e}", out.join(file).display())
-    };
-    checkpoint::save(&out.join(FILES[0]), &weights, &BTreeMap::new())
-        .map_err(|e| written(FILES[0], &e))?;
+    checkpoint::save(&out.join(FILES[0]), &weights, &BTreeMap::new())?;
     checkpoint::write_atomic(
         &out.join(FILES[1]),
         serde_json::to_string_pretty(&timm_kwargs(&exported))?.as_bytes(),
-    )
-    .map_err(|e| written(FILES[1], &e))?;
-    checkpoint::save(&out.join(FILES[2]), &check, &BTreeMap::new())
-        .map_err(|e| written(FILES[2], &e))?;
+    )?;
+    checkpoint::save(&out.join(FILES[2]), &check, &BTreeMap::new())?;
     println!(
         "{} exported for timm to {}: model.safetensors (VisionTransformer(**config['kwargs'], norm_layer=partial(nn.LayerNorm, eps=config['norm_eps'])), strict=True), check.safetensors ({n} test images and their logits here)",
         which.name(),

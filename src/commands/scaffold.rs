@@ -192,7 +192,7 @@ Cargo.toml (by path or git); update it and rebuild both with `cargo build --rele
 /// A new plugin crate at `dir`, outside any workspace, depending on `engine`.
 pub fn new_out_of_tree(name: &str, dir: &Path, engine: &EngineSource) -> anyhow::Result<PathBuf> {
     check_name(name)?;
-    if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
+    if dir.exists() && fs_err::read_dir(dir)?.next().is_some() {
         anyhow::bail!(
             "{} exists and is not empty; choose a new folder",
             dir.display()
@@ -223,13 +223,13 @@ pub fn new_out_of_tree(name: &str, dir: &Path, engine: &EngineSource) -> anyhow:
     ];
     for (file, text) in files {
         let path = dir.join(file);
-        std::fs::create_dir_all(path.parent().expect("has a parent"))?;
-        std::fs::write(&path, text)?;
+        fs_err::create_dir_all(path.parent().expect("has a parent"))?;
+        fs_err::write(&path, text)?;
     }
     // The versions the engine was tested with (cargo drops what this crate does not use).
     if let EngineSource::Path(root) = engine {
         if let Ok(lock) = std::fs::read(root.join("Cargo.lock")) {
-            std::fs::write(dir.join("Cargo.lock"), lock)?;
+            fs_err::write(dir.join("Cargo.lock"), lock)?;
         }
     }
     Ok(dir.to_path_buf())
@@ -250,8 +250,8 @@ pub fn new_plugin(name: &str, workspace: &Path) -> anyhow::Result<PathBuf> {
     }
     for (file, text) in FILES {
         let path = dir.join(file);
-        std::fs::create_dir_all(path.parent().expect("has a parent"))?;
-        std::fs::write(&path, render(text, name))?;
+        fs_err::create_dir_all(path.parent().expect("has a parent"))?;
+        fs_err::write(&path, render(text, name))?;
     }
     Ok(dir)
 }

@@ -57,14 +57,14 @@ struct Measured {
 
 pub fn run(a: &ServeLoadArgs) -> anyhow::Result<()> {
     let tmp = std::env::temp_dir().join(format!("incubator-bench-serve-{}", std::process::id()));
-    std::fs::create_dir_all(&tmp)?;
+    fs_err::create_dir_all(&tmp)?;
     let config = match &a.config {
         Some(c) => c.clone(),
         None => {
             let p = tmp.join("config.toml");
             // the tiny run on 4096 images: about 10 s of training on 2 cores (release build)
             let text = DEFAULT_RUN.replace("train_limit = 1024", "train_limit = 4096");
-            std::fs::write(&p, text)?;
+            fs_err::write(&p, text)?;
             p
         }
     };
@@ -248,8 +248,8 @@ fn watch(child: &mut Child, dir: &Path, load: Option<&ServeLoadArgs>) -> anyhow:
     let clients_cpu_s = cpu_seconds("self") - clients_cpu_before;
     let train_s = training_seconds(dir)?;
     let mut written = 0;
-    for entry in std::fs::read_dir(dir.join("events"))? {
-        written += std::fs::read(entry?.path())?
+    for entry in fs_err::read_dir(dir.join("events"))? {
+        written += fs_err::read(entry?.path())?
             .iter()
             .filter(|&&b| b == b'\n')
             .count();
@@ -359,9 +359,9 @@ fn peak_rss_mib(pid: u32) -> f64 {
 /// Training time of every stage, from their summaries.
 fn training_seconds(dir: &Path) -> anyhow::Result<f64> {
     let mut total = 0.0;
-    for entry in std::fs::read_dir(dir.join("stages"))? {
+    for entry in fs_err::read_dir(dir.join("stages"))? {
         let summary = entry?.path().join("summary.json");
-        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&summary)?)?;
+        let v: serde_json::Value = serde_json::from_slice(&fs_err::read(&summary)?)?;
         total += v["wall_s"].as_f64().unwrap_or(0.0);
     }
     Ok(total)

@@ -205,11 +205,11 @@ pub fn submit_run(
         }
         return Ok(());
     }
-    std::fs::create_dir_all(run_dir.join("slurm").join("logs"))?;
+    fs_err::create_dir_all(run_dir.join("slurm").join("logs"))?;
     let mut submitted = read_submitted(&run_dir);
     let mut ids: BTreeMap<String, String> = BTreeMap::new();
     for j in &jobs {
-        std::fs::write(&j.path, &j.script)?;
+        fs_err::write(&j.path, &j.script)?;
         let after: Vec<String> = j.after.iter().map(|n| ids[n].clone()).collect();
         let id = sbatch(&j.path, &after)?;
         println!(
@@ -230,7 +230,7 @@ pub fn submit_run(
                 submitted.arrays.remove(&j.name);
             }
         }
-        std::fs::write(jobs_path(&run_dir), serde_json::to_vec_pretty(&submitted)?)?;
+        fs_err::write(jobs_path(&run_dir), serde_json::to_vec_pretty(&submitted)?)?;
     }
     println!(
         "`incubator slurm status {}` follows them",

@@ -21,7 +21,7 @@ pub fn write_report(dir: &SweepDir) -> anyhow::Result<report::SweepReport> {
         println!("no run has finished yet: no plots");
     } else {
         let plots = dir.root.join("plots");
-        std::fs::create_dir_all(&plots)?;
+        fs_err::create_dir_all(&plots)?;
         let compute = plots.join("accuracy-vs-compute.svg");
         plot::accuracy_vs_compute(&rep, &compute)?;
         md.push_str("\n![top-1 against compute](plots/accuracy-vs-compute.svg)\n");

@@ -80,6 +80,12 @@ impl SweepDir {
     /// created with the same config (its checkpoints were made with it). Writes `sweep.json`
     /// and the configs; trains nothing.
     pub fn prepare(&self, spec: &SweepSpec) -> anyhow::Result<(Plan, Vec<PlannedRun>)> {
+        if self.root.exists() && !self.root.is_dir() {
+            anyhow::bail!(
+                "the sweep directory {} is a file: give a directory (-d) for the sweep's runs",
+                self.root.display()
+            );
+        }
         let mut runs = Vec::new();
         let mut points = Vec::new();
         for (point, set) in spec.points() {
@@ -126,7 +132,7 @@ impl SweepDir {
         }
         for r in &runs {
             let path = self.config_file(&r.point, r.seed);
-            std::fs::create_dir_all(path.parent().expect("has a parent"))?;
+            fs_err::create_dir_all(path.parent().expect("has a parent"))?;
             incubator_core::checkpoint::write_atomic(&path, r.config.to_toml().as_bytes())?;
         }
         let plan = Plan {

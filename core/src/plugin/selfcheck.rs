@@ -82,9 +82,9 @@ pub fn compiled_in_vs_library(
 
 fn collect(root: &Path) -> anyhow::Result<RunOutput> {
     let mut models = BTreeMap::new();
-    for stage in std::fs::read_dir(root.join("stages"))? {
+    for stage in fs_err::read_dir(root.join("stages"))? {
         let stage = stage?.path();
-        for file in std::fs::read_dir(&stage)? {
+        for file in fs_err::read_dir(&stage)? {
             let file = file?.path();
             let name = file
                 .file_name()
@@ -94,7 +94,7 @@ fn collect(root: &Path) -> anyhow::Result<RunOutput> {
             // state.safetensors also records wall-clock time; weights are in the others
             if name.ends_with(".safetensors") && name != "state.safetensors" {
                 let stage = stage.file_name().unwrap_or_default().to_string_lossy();
-                models.insert(format!("{stage}/{name}"), std::fs::read(&file)?);
+                models.insert(format!("{stage}/{name}"), fs_err::read(&file)?);
             }
         }
     }

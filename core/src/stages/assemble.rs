@@ -93,7 +93,7 @@ fn evaluate_stacked(
 ) -> anyhow::Result<StackedEval> {
     let path = stacked_path(engine);
     if path.exists() {
-        let bytes = std::fs::read(&path)?;
+        let bytes = fs_err::read(&path)?;
         return serde_json::from_slice(&bytes).map_err(|e| {
             anyhow::anyhow!(
                 "{} is not the stacked model's evaluation ({e}); delete it to evaluate again",

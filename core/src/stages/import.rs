@@ -74,7 +74,7 @@ pub fn import_timm_init(engine: &OpenRun, file: &Path) -> anyhow::Result<()> {
     }
     let mut net = eval::plain_vit(engine);
     load_timm(engine, file, &mut net, "target")?;
-    std::fs::create_dir_all(engine.run.stage_dir(id))?;
+    fs_err::create_dir_all(engine.run.stage_dir(id))?;
     let metadata = [(IMPORTED_FROM.to_string(), file.display().to_string())].into();
     checkpoint::save(
         &super::e2e::init_path(engine),

@@ -109,7 +109,7 @@ impl OpenRun {
             None => registry_of(&cfg)?,
         };
         let classes = if listed.is_none() && recorded.is_file() {
-            let text = std::fs::read_to_string(&recorded)?;
+            let text = fs_err::read_to_string(&recorded)?;
             Some(serde_json::from_str::<Vec<String>>(&text).map_err(|e| {
                 anyhow::anyhow!("{} is not a list of class names ({e}); it records the classes of the run's image folder: restore it, or delete it to list them again from data.path", recorded.display())
             })?)

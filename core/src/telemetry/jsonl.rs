@@ -38,8 +38,9 @@ impl JsonlWriter {
         let mut line = serde_json::to_vec(record)?;
         line.push(b'\n');
         // One write of the whole line, so a reader never sees half of one unless the process dies.
-        self.file.write_all(&line)?;
-        Ok(())
+        self.file
+            .write_all(&line)
+            .with_context(|| format!("writing {}", self.path.display()))
     }
 }
 

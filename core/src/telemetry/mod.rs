@@ -31,7 +31,7 @@ impl EventLog {
     pub fn open(run_dir: &Path, stage: StageId) -> anyhow::Result<EventLog> {
         let slug = stage.slug();
         let events = run_dir.join("events");
-        std::fs::create_dir_all(&events)?;
+        fs_err::create_dir_all(&events)?;
         let jsonl = JsonlWriter::open(&events.join(format!("{slug}.jsonl")))?;
         // the run's configuration: the stage's hyperparameters in TensorBoard's HParams table
         let config = std::fs::read_to_string(run_dir.join("config.toml")).unwrap_or_default();

@@ -38,7 +38,7 @@ impl TensorBoardWriter {
         logdir: &Path,
         hparams: BTreeMap<String, Setting>,
     ) -> anyhow::Result<TensorBoardWriter> {
-        std::fs::create_dir_all(logdir)?;
+        fs_err::create_dir_all(logdir)?;
         // If its writer thread dies inside `FileWriter::new`, the half-built writer panics
         // again while unwinding, which aborts the process: so fail here on an unwritable directory.
         let probe = logdir.join(".write-probe");

@@ -103,7 +103,7 @@ pub enum TrainError {
     },
     #[error("cannot resume from {path}: {why}; delete it to restart the stage from scratch")]
     Resume { path: PathBuf, why: String },
-    #[error("cannot write the resumable state {path}: {source}. The previous state file is kept as it was, so nothing finished before it is lost: free space (or fix the file system) and run the same command again to resume from it")]
+    #[error("cannot write the resumable state ({source}). The previous state file is kept as it was, so nothing finished before it is lost: free space (or fix the file system) and run the same command again to resume from it")]
     StateWrite {
         path: PathBuf,
         source: std::io::Error,

@@ -41,8 +41,45 @@ pub fn class_name(label: usize, num_classes: usize) -> String {
 }
 
 /// Writes `split` under `out` (train/ and val/), each image resized to `side` pixels (bicubic;
-/// `None`: as stored). Returns the number of files written.
+/// `None`: as stored). Returns the number of files written. The images are written into a
+/// hidden staging directory in `out` that becomes train/ and val/ only when complete: a failure
+/// (a full disk) or a kill leaves no half-written folder in the way of the retry.
 pub fn write_folder(
+    split: &DataSplit,
+    out: &Path,
+    format: ImageFormat,
+    side: Option<u32>,
+) -> std::io::Result<usize> {
+    remove_dead_stagings(out);
+    let staging = out.join(format!("{STAGING}{}", std::process::id()));
+    let written = write_into(split, &staging, format, side).and_then(|n| {
+        fs_err::rename(staging.join("train"), out.join("train"))?;
+        if let Err(e) = fs_err::rename(staging.join("val"), out.join("val")) {
+            let _ = std::fs::remove_dir_all(out.join("train"));
+            return Err(e);
+        }
+        Ok(n)
+    });
+    let _ = std::fs::remove_dir_all(&staging);
+    written
+}
+
+const STAGING: &str = ".incomplete-";
+
+/// Staging directories of `write_folder`s that were killed (their process is gone).
+fn remove_dead_stagings(out: &Path) {
+    for entry in std::fs::read_dir(out).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix(STAGING) else {
+            continue;
+        };
+        if !Path::new("/proc").join(pid).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+fn write_into(
     split: &DataSplit,
     out: &Path,
     format: ImageFormat,
@@ -51,7 +88,7 @@ pub fn write_folder(
     let mut written = 0;
     for (dir, data) in [("train", &split.train), ("val", &split.test)] {
         for class in 0..data.num_classes {
-            std::fs::create_dir_all(out.join(dir).join(class_name(class, data.num_classes)))?;
+            fs_err::create_dir_all(out.join(dir).join(class_name(class, data.num_classes)))?;
         }
         for i in 0..data.len {
             let label = data.labels[i] as usize;
@@ -67,8 +104,13 @@ pub fn write_folder(
                 ImageFormat::Png => image::ImageFormat::Png,
                 ImageFormat::Jpeg => image::ImageFormat::Jpeg,
             };
-            img.save_with_format(&path, fmt)
-                .map_err(std::io::Error::other)?;
+            // encoded in memory and written with one checked write: `save_with_format`'s buffered
+            // writer loses the error of its last flush, and with it a full disk (files of 0 bytes)
+            let mut bytes = std::io::Cursor::new(Vec::new());
+            img.write_to(&mut bytes, fmt).map_err(|e| {
+                std::io::Error::other(format!("cannot encode {}: {e}", path.display()))
+            })?;
+            fs_err::write(&path, bytes.into_inner())?;
             written += 1;
         }
     }
