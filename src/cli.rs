@@ -61,6 +61,8 @@ enum Command {
         /// until interrupted.
         #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:8787")]
         serve: Option<std::net::SocketAddr>,
+        #[command(flatten, next_help_heading = "The live server (with --serve)")]
+        access: serve::access::AccessArgs,
     },
     /// A grid of configurations x seeds, each an ordinary run under one sweep directory,
     /// and the report over seeds (mean, sd, paired difference with its 95% interval, plots).
@@ -85,6 +87,8 @@ enum Command {
         /// The built dashboard (default: dashboard/dist of this repository).
         #[arg(long)]
         bundle: Option<PathBuf>,
+        #[command(flatten)]
+        access: serve::access::AccessArgs,
     },
     /// Phase PT: train the meta model.
     Meta(StageArgs),
@@ -265,14 +269,14 @@ fn serve_forever(
     runs: &[PathBuf],
     addr: std::net::SocketAddr,
     bundle: Option<&std::path::Path>,
+    access: &serve::access::AccessArgs,
 ) -> anyhow::Result<()> {
-    let bound = serve::start(runs, addr, serve::bundle::find(bundle))?;
-    println!(
-        "serving {} director{} at {}",
+    let listening = serve::start(runs, addr, serve::bundle::find(bundle), access)?;
+    listening.announce(&format!(
+        "serving {} director{} at ",
         runs.len(),
-        if runs.len() == 1 { "y" } else { "ies" },
-        serve::url(bound)
-    );
+        if runs.len() == 1 { "y" } else { "ies" }
+    ));
     loop {
         std::thread::park();
     }
@@ -313,7 +317,12 @@ pub fn main() -> ExitCode {
         }
     }
     let result = match cli.command {
-        Command::Run { args, jobs, serve } => commands::stage::run(&args, jobs, serve),
+        Command::Run {
+            args,
+            jobs,
+            serve,
+            access,
+        } => commands::stage::run(&args, jobs, serve.map(|addr| (addr, access))),
         Command::Sweep {
             command:
                 SweepCommand::Run {
@@ -335,7 +344,12 @@ pub fn main() -> ExitCode {
         Command::Slurm {
             command: SlurmCommand::Status { run_dir },
         } => slurm_status(&run_dir),
-        Command::Serve { runs, addr, bundle } => serve_forever(&runs, addr, bundle.as_deref()),
+        Command::Serve {
+            runs,
+            addr,
+            bundle,
+            access,
+        } => serve_forever(&runs, addr, bundle.as_deref(), &access),
         Command::Meta(a) => commands::stage::meta(&a),
         Command::Incubate { args, module } => commands::stage::incubate(&args, module),
         Command::Assemble(a) => commands::stage::assemble(&a),

@@ -1,6 +1,7 @@
 //! The live server run as the real binary: the run list, the event stream (backlog, then new
 //! records as they are written, resumed after the last id a client got), several runs, clear
-//! 404s, and the native dashboard's HTTP source reading it.
+//! 404s, and the native dashboard's HTTP source reading it; who may read it (a token beyond
+//! loopback, the Host check), and that slow or idle clients cannot hold it.
 
 mod common;
 use std::io::{BufRead, BufReader, Write};
@@ -20,10 +21,15 @@ impl Drop for Server {
 }
 
 fn serve(runs: &[&Path]) -> Server {
+    serve_with(runs, &["--addr", "127.0.0.1:0"])
+}
+
+fn serve_with(runs: &[&Path], args: &[&str]) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_incubator"))
         .arg("serve")
         .args(runs)
-        .args(["--addr", "127.0.0.1:0"])
+        .args(args)
+        .env_remove("INCUBATOR_TOKEN")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -159,7 +165,7 @@ fn the_native_dashboard_reads_every_run_of_a_server() {
     make_run(&a, "meta", 30);
     make_run(&b, "e2e", 12);
     let server = serve(&[&a, &b]);
-    let mut sources = HttpSource::all(&server.url).unwrap();
+    let mut sources = HttpSource::all(&server.url, None).unwrap();
     assert_eq!(
         sources.iter().map(|s| s.name()).collect::<Vec<_>>(),
         ["alpha", "beta"]
@@ -190,7 +196,7 @@ fn a_sweep_directory_is_served_as_its_runs_grouped_by_configuration() {
     make_run(&sweep.join("runs/model.depth=8,lr=0.1/seed0"), "meta", 5);
     make_run(&sweep.join("runs/model.depth=8,lr=0.1/seed1"), "meta", 7);
     let server = serve(&[&sweep]);
-    let mut sources = HttpSource::all(&server.url).unwrap();
+    let mut sources = HttpSource::all(&server.url, None).unwrap();
     let names: Vec<(String, Option<String>)> =
         sources.iter().map(|s| (s.name(), s.group())).collect();
     let point = Some("model.depth=8,lr=0.1".to_string());
@@ -293,4 +299,215 @@ fn clients_that_never_read_hold_up_no_one_and_cost_bounded_memory() {
     );
     eprintln!("100 stalled clients: server memory +{grown_mib:.1} MiB");
     drop(stalled);
+}
+
+/// A raw HTTP/1.1 GET on `addr` with these headers: (status, headers and body as text).
+fn raw_get(addr: &str, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut req = format!("GET {path} HTTP/1.1\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {text:?}"));
+    (status, text)
+}
+
+/// `http://ADDR/...` -> `ADDR`.
+fn authority(url: &str) -> String {
+    url.trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn beyond_loopback_every_api_request_needs_the_token_the_server_printed() {
+    use incubator_dashboard::source::HttpSource;
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("alpha");
+    make_run(&a, "meta", 3);
+    let server = serve_with(&[&a], &["--addr", "0.0.0.0:0"]);
+    let (base, token) = server
+        .url
+        .split_once("/?token=")
+        .expect("a token in the URL");
+    assert_eq!(token.len(), 32, "{}", server.url);
+    let port = authority(base).rsplit(':').next().unwrap().to_string();
+    let addr = format!("127.0.0.1:{port}");
+    let host = [("Host", addr.as_str())];
+    for path in [
+        "/api/runs",
+        "/api/runs/alpha/config",
+        "/api/runs/alpha/events",
+        "/api/runs/nope/config",
+    ] {
+        let (status, text) = raw_get(&addr, path, &host);
+        assert_eq!(status, 401, "{path}: {text}");
+        assert!(text.contains("needs its token"), "{text}");
+        let (status, _) = raw_get(&addr, &format!("{path}?token=0{}", &token[1..]), &host);
+        assert_eq!(status, 401, "{path} with a wrong token");
+    }
+    let (status, text) = raw_get(&addr, &format!("/api/runs?token={token}"), &host);
+    assert_eq!(status, 200, "{text}");
+    assert!(
+        text.contains("\"alpha\"") && !text.contains(tmp.path().to_str().unwrap()),
+        "no paths of this machine: {text}"
+    );
+    let bearer = format!("Bearer {token}");
+    let (status, text) = raw_get(
+        &addr,
+        "/api/runs/alpha/config",
+        &[("Host", addr.as_str()), ("Authorization", bearer.as_str())],
+    );
+    assert_eq!(status, 200, "{text}");
+    assert!(text.ends_with("seed = 3\n"), "{text}");
+    // the page itself (the same bundle for everyone) loads without it
+    assert_eq!(raw_get(&addr, "/", &host).0, 200);
+    // nothing is written through the server
+    for method in ["POST", "PUT", "DELETE", "PATCH"] {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        write!(
+            s,
+            "{method} /api/runs/alpha/config?token={token} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut s, &mut text).unwrap();
+        assert!(text.starts_with("HTTP/1.1 405"), "{method}: {text}");
+    }
+    // the native dashboard: with the printed address, or its base and --token
+    let printed = server.url.replace("0.0.0.0", "127.0.0.1");
+    assert_eq!(HttpSource::all(&printed, None).unwrap().len(), 1);
+    let plain = format!("http://{addr}");
+    assert_eq!(HttpSource::all(&plain, Some(token)).unwrap().len(), 1);
+    let e = HttpSource::all(&plain, None).err().expect("refused");
+    assert!(e.contains("needs its token"), "{e}");
+
+    // a token of one's own; a weak one is refused by name
+    let mine = "my-own-token-0123456789";
+    let server = serve_with(&[&a], &["--addr", "0.0.0.0:0", "--token", mine]);
+    assert!(
+        server.url.ends_with(&format!("?token={mine}")),
+        "{}",
+        server.url
+    );
+    let out = common::incubator(&["serve", a.to_str().unwrap(), "--token", "abc"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(common::stderr(&out).contains("at least 16 characters"));
+}
+
+#[test]
+fn a_request_for_another_host_name_is_refused_unless_allowed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("alpha");
+    make_run(&a, "meta", 3);
+    let server = serve_with(
+        &[&a],
+        &["--addr", "127.0.0.1:0", "--allow-host", "dash.lab.example"],
+    );
+    let addr = authority(&server.url);
+    let port = addr.rsplit(':').next().unwrap();
+    // a page of rebind.example whose name now resolves to 127.0.0.1 sends its own name
+    for (host, status) in [
+        (format!("rebind.example:{port}"), 403),
+        (format!("127.0.0.1.rebind.example:{port}"), 403),
+        (format!("localhost:{port}"), 200),
+        (addr.clone(), 200),
+        (format!("[::1]:{port}"), 200),
+        (format!("dash.lab.example:{port}"), 200),
+    ] {
+        for path in ["/api/runs", "/"] {
+            let (got, text) = raw_get(&addr, path, &[("Host", host.as_str())]);
+            assert_eq!(got, status, "Host {host} {path}: {text}");
+            if status == 403 {
+                assert!(
+                    text.contains("--allow-host rebind.example")
+                        || text.contains("--allow-host 127.0.0.1.rebind.example"),
+                    "{text}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn slow_clients_neither_starve_a_normal_request_nor_hold_the_server() {
+    use std::io::Read;
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("alpha");
+    make_run(&a, "meta", 3);
+    let server = serve_with(&[&a], &["--addr", "127.0.0.1:0", "--header-timeout", "2"]);
+    let addr = authority(&server.url);
+    let half = format!("GET /api/runs HTTP/1.1\r\nHost: {addr}\r\nX-Slow: ");
+    let slow: Vec<std::net::TcpStream> = (0..300)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(&addr).unwrap();
+            s.write_all(half.as_bytes()).unwrap();
+            s
+        })
+        .collect();
+    let start = Instant::now();
+    let (status, _) = raw_get(&addr, "/api/runs", &[("Host", addr.as_str())]);
+    assert_eq!(status, 200);
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "a normal request waited {:?} behind 300 slow ones",
+        start.elapsed()
+    );
+    // each slow one is closed once its headers are late
+    for mut s in slow {
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut buf = Vec::new();
+        match s.read_to_end(&mut buf) {
+            Ok(_) => {}
+            Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+        }
+    }
+    assert!(
+        start.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        start.elapsed()
+    );
+
+    // at the connection cap, a normal request is served once the slow ones time out
+    let server = serve_with(
+        &[&a],
+        &[
+            "--addr",
+            "127.0.0.1:0",
+            "--header-timeout",
+            "2",
+            "--max-connections",
+            "8",
+        ],
+    );
+    let addr = authority(&server.url);
+    let slow: Vec<std::net::TcpStream> = (0..8)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(&addr).unwrap();
+            s.write_all(b"GET / HTTP/1.1\r\n").unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let start = Instant::now();
+    let (status, _) = raw_get(&addr, "/api/runs", &[("Host", addr.as_str())]);
+    assert_eq!(status, 200);
+    let waited = start.elapsed();
+    assert!(
+        waited > Duration::from_millis(1000) && waited < Duration::from_secs(10),
+        "the ninth connection waited {waited:?}: the cap should hold it until the 2 s header timeout frees a slot"
+    );
+    drop(slow);
 }

@@ -21,9 +21,13 @@ fn main() -> eframe::Result {
         /// (`view=timeline&state=...`).
         #[arg(long)]
         link: Option<String>,
-        /// A live server (`incubator serve`) to show every run of.
+        /// A live server (`incubator serve`) to show every run of: the address it printed
+        /// (with `?token=...` when it has a token).
         #[arg(long)]
         url: Option<String>,
+        /// The server's token, when --url does not carry it.
+        #[arg(long, env = "INCUBATOR_TOKEN", hide_env_values = true)]
+        token: Option<String>,
     }
 
     let args = Args::parse();
@@ -38,7 +42,7 @@ fn main() -> eframe::Result {
         }
     }
     if let Some(url) = &args.url {
-        match HttpSource::all(url) {
+        match HttpSource::all(url, args.token.as_deref()) {
             Ok(list) => sources.extend(list.into_iter().map(|s| Box::new(s) as Box<dyn Source>)),
             Err(e) => {
                 eprintln!("error: {e}; is `incubator serve` running there?");

@@ -153,27 +153,51 @@ mod native {
         rx: mpsc::Receiver<Result<Record, String>>,
         problem: Option<String>,
         base: String,
+        token: Option<String>,
+    }
+
+    /// A GET to the server, with its token when it has one.
+    fn get(url: &str, token: Option<&str>) -> ureq::RequestBuilder<ureq::typestate::WithoutBody> {
+        let req = ureq::get(url);
+        match token {
+            Some(t) => req.header("Authorization", format!("Bearer {t}")),
+            None => req,
+        }
     }
 
     impl HttpSource {
-        /// Every run a server at `base` (`http://127.0.0.1:8787`) serves.
-        pub fn all(base: &str) -> Result<Vec<HttpSource>, String> {
-            let base = base.trim_end_matches('/').to_string();
-            let text = ureq::get(format!("{base}/api/runs"))
+        /// Every run a server at `url` (`http://127.0.0.1:8787`, or the address it printed,
+        /// `http://host:8787/?token=T`) serves; `token` is used when the URL has none.
+        pub fn all(url: &str, token: Option<&str>) -> Result<Vec<HttpSource>, String> {
+            let (base, in_url) = incubator_events::access::split_server_url(url);
+            let token = in_url.or(token.map(str::to_string));
+            let list_url = format!("{base}/api/runs");
+            let text = get(&list_url, token.as_deref())
                 .call()
                 .and_then(|mut r| r.body_mut().read_to_string())
-                .map_err(|e| format!("{base}/api/runs: {e}"))?;
-            let list = parse_run_list(&text).map_err(|e| format!("{base}/api/runs: {e}"))?;
+                .map_err(|e| match e {
+                    ureq::Error::StatusCode(401) => format!(
+                        "{list_url}: the server needs its token: give the address it printed (ending in ?token=...) or --token"
+                    ),
+                    e => format!("{list_url}: {e}"),
+                })?;
+            let list = parse_run_list(&text).map_err(|e| format!("{list_url}: {e}"))?;
             Ok(list
                 .into_iter()
-                .map(|(name, group)| HttpSource::new(&base, name, group))
+                .map(|(name, group)| HttpSource::new(&base, token.clone(), name, group))
                 .collect())
         }
 
-        fn new(base: &str, name: String, group: Option<String>) -> HttpSource {
+        fn new(
+            base: &str,
+            token: Option<String>,
+            name: String,
+            group: Option<String>,
+        ) -> HttpSource {
             let (tx, rx) = mpsc::channel();
             let url = format!("{base}/api/runs/{}/events", path_segment(&name));
-            std::thread::spawn(move || stream(url, tx));
+            let stream_token = token.clone();
+            std::thread::spawn(move || stream(url, stream_token, tx));
             HttpSource {
                 name,
                 group,
@@ -181,16 +205,17 @@ mod native {
                 rx,
                 problem: None,
                 base: base.to_string(),
+                token,
             }
         }
     }
 
     /// Reads server-sent events, reconnecting with the last id after a failure.
-    fn stream(url: String, tx: mpsc::Sender<Result<Record, String>>) {
+    fn stream(url: String, token: Option<String>, tx: mpsc::Sender<Result<Record, String>>) {
         use std::io::BufRead;
         let mut last_id: Option<String> = None;
         loop {
-            let mut req = ureq::get(&url);
+            let mut req = get(&url, token.as_deref());
             if let Some(id) = &last_id {
                 req = req.header("Last-Event-ID", id);
             }
@@ -251,7 +276,7 @@ mod native {
         fn config(&mut self) -> Option<String> {
             if self.config.is_none() {
                 let url = format!("{}/api/runs/{}/config", self.base, path_segment(&self.name));
-                self.config = ureq::get(&url)
+                self.config = get(&url, self.token.as_deref())
                     .call()
                     .ok()
                     .and_then(|mut r| r.body_mut().read_to_string().ok());

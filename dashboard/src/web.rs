@@ -23,7 +23,7 @@ struct WebSource {
 impl WebSource {
     fn open(name: String, group: Option<String>) -> Result<WebSource, JsValue> {
         let events =
-            web_sys::EventSource::new(&format!("api/runs/{}/events", path_segment(&name)))?;
+            web_sys::EventSource::new(&api(&format!("api/runs/{}/events", path_segment(&name))))?;
         let queue: Rc<RefCell<Vec<Record>>> = Default::default();
         let problem: Rc<RefCell<Option<String>>> = Default::default();
         let on_message = {
@@ -47,7 +47,7 @@ impl WebSource {
         events.set_onerror(Some(on_error.as_ref().unchecked_ref()));
         let config: Rc<RefCell<Option<String>>> = Default::default();
         let slot = config.clone();
-        let url = format!("api/runs/{}/config", path_segment(&name));
+        let url = api(&format!("api/runs/{}/config", path_segment(&name)));
         wasm_bindgen_futures::spawn_local(async move {
             if let Ok(text) = fetch_text(&url).await {
                 *slot.borrow_mut() = Some(text);
@@ -88,6 +88,9 @@ async fn fetch_text(url: &str) -> Result<String, JsValue> {
     let resp: web_sys::Response = wasm_bindgen_futures::JsFuture::from(window.fetch_with_str(url))
         .await?
         .dyn_into()?;
+    if resp.status() == 401 {
+        return Err("this server needs its token: open the address it printed when it started (it ends in ?token=...)".into());
+    }
     if !resp.ok() {
         return Err(format!("{url}: HTTP {}", resp.status()).into());
     }
@@ -118,6 +121,16 @@ pub fn download(name: &str, bytes: &[u8], mime: &str) -> String {
         Ok(()) => format!("downloaded {name}"),
         Err(e) => format!("download failed: {e:?}"),
     }
+}
+
+/// A server path with the token this page was opened with (`/?token=T`), when it has one:
+/// the server also sets a cookie, but a browser that refuses cookies still gets through.
+fn api(path: &str) -> String {
+    let search = web_sys::window()
+        .and_then(|w| w.location().search().ok())
+        .unwrap_or_default();
+    let token = incubator_events::access::token_in_query(search.trim_start_matches('?'));
+    incubator_events::access::with_token(path, token)
 }
 
 /// The page's URL fragment, without the `#`.
@@ -172,13 +185,20 @@ pub fn start() {
     wasm_bindgen_futures::spawn_local(async {
         if let Err(e) = run().await {
             web_sys::console::error_1(&e);
+            // on the page too: a blank canvas tells the user nothing
+            let body = web_sys::window()
+                .and_then(|w| w.document())
+                .and_then(|d| d.body());
+            if let (Some(body), Some(text)) = (body, e.as_string()) {
+                body.set_text_content(Some(&text));
+            }
         }
     });
 }
 
 async fn run() -> Result<(), JsValue> {
     let incoming: Rc<RefCell<Vec<Box<dyn Source>>>> = Default::default();
-    let list = parse_run_list(&fetch_text("api/runs").await?)?;
+    let list = parse_run_list(&fetch_text(&api("api/runs")).await?)?;
     for (name, group) in list {
         incoming
             .borrow_mut()

@@ -29,7 +29,7 @@ pub fn engine(args: &StageArgs, mode: OpenMode) -> anyhow::Result<Engine> {
 pub fn run(
     args: &StageArgs,
     jobs: Option<usize>,
-    serve: Option<std::net::SocketAddr>,
+    serve: Option<(std::net::SocketAddr, crate::serve::access::AccessArgs)>,
 ) -> anyhow::Result<()> {
     let jobs = jobs.unwrap_or_else(|| {
         std::thread::available_parallelism()
@@ -49,16 +49,17 @@ pub fn run(
         engine.split.divided_depths
     );
     let served = serve
-        .map(|addr| {
+        .map(|(addr, access)| {
             crate::serve::start(
                 &[args.run_dir.clone()],
                 addr,
                 crate::serve::bundle::find(None),
+                &access,
             )
         })
         .transpose()?;
-    if let Some(addr) = served {
-        println!("live dashboard: {}", crate::serve::url(addr));
+    if let Some(listening) = &served {
+        listening.announce("live dashboard: ");
     }
     let report = stages::pipeline::run(&engine, jobs)?;
     println!("{}", report.to_markdown());
@@ -66,10 +67,10 @@ pub fn run(
         "report written to {}",
         engine.run.root.join("report.md").display()
     );
-    if let Some(addr) = served {
+    if let Some(listening) = &served {
         println!(
             "run finished; still serving at {} (Ctrl-C to stop)",
-            crate::serve::url(addr)
+            listening.url()
         );
         // The stop handlers are installed for training; here a signal ends the serving.
         while incubator_core::interrupt::requested().is_none() {

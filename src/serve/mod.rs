@@ -3,7 +3,7 @@
 //! serves the dashboard and the event stream:
 //!
 //! - `GET /` and its files: the WASM dashboard bundle (`dashboard/dist`, see `bundle.rs`);
-//! - `GET /api/runs`: the runs, `[{"name": .., "dir": .., "group": ..}]`; a sweep directory
+//! - `GET /api/runs`: the runs, `[{"name": .., "group": ..}]` (no paths of this machine); a sweep directory
 //!   stands for its runs, named `point/seedN` (percent-encode the `/` in URLs) and grouped by
 //!   point;
 //! - `GET /api/runs/NAME/config`: the run's resolved config (TOML);
@@ -12,8 +12,14 @@
 //!   event's `id:` is a position; a client that reconnects (EventSource sends `Last-Event-ID`,
 //!   or `?from=ID`) resumes right after the last record it got. A `snapshot` event marks the
 //!   end of the backlog.
+//!
+//! Every request passes [`access::guard`] (the Host check, and the token when there is one);
+//! connections are served by [`listen::serve`] (header deadline, connection cap). Nothing is
+//! written through the server: every route is a GET of what the runs already hold.
 
+pub mod access;
 pub mod bundle;
+pub mod listen;
 
 use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -81,30 +87,34 @@ fn run_names(dirs: &[PathBuf]) -> anyhow::Result<BTreeMap<String, ServedRun>> {
     Ok(out)
 }
 
-/// The server's routes over `runs`, without a listener (tests and fuzzing send it requests).
+/// The server's routes over `runs` as served on loopback without a token, without a
+/// listener (tests and fuzzing send it requests).
 pub fn app(runs: &[PathBuf], bundle: Option<PathBuf>) -> anyhow::Result<Router> {
-    Ok(router(Arc::new(Served {
-        runs: run_names(runs)?,
-        bundle,
-    })))
+    let access = access::Access::new(&Default::default(), ([127, 0, 0, 1], 0).into());
+    Ok(router(
+        Arc::new(Served {
+            runs: run_names(runs)?,
+            bundle,
+        }),
+        Arc::new(access),
+    ))
 }
 
-fn router(served: Arc<Served>) -> Router {
+fn router(served: Arc<Served>, access: Arc<access::Access>) -> Router {
     Router::new()
         .route("/api/runs", get(list_runs))
         .route("/api/runs/{name}/config", get(run_config))
         .route("/api/runs/{name}/events", get(run_events))
         .fallback(get(static_file))
         .with_state(served)
+        .layer(axum::middleware::from_fn_with_state(access, access::guard))
 }
 
 async fn list_runs(State(s): State<Arc<Served>>) -> impl IntoResponse {
     let runs: Vec<serde_json::Value> = s
         .runs
         .iter()
-        .map(|(name, r)| {
-            serde_json::json!({"name": name, "dir": r.dir.display().to_string(), "group": r.group})
-        })
+        .map(|(name, r)| serde_json::json!({"name": name, "group": r.group}))
         .collect();
     Json(runs)
 }
@@ -119,7 +129,7 @@ async fn run_config(State(s): State<Arc<Served>>, UrlPath(name): UrlPath<String>
     };
     match tokio::fs::read_to_string(dir.join("config.toml")).await {
         Ok(text) => ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response(),
-        Err(e) => not_found(format!("{}: {e}", dir.join("config.toml").display())),
+        Err(_) => not_found(format!("run {name} has no config.toml yet")),
     }
 }
 
@@ -206,13 +216,42 @@ async fn static_file(State(s): State<Arc<Served>>, uri: axum::http::Uri) -> Resp
     }
 }
 
-/// Binds `addr` and serves `runs` on a background thread; returns the bound address (port 0
-/// picks a free one).
+/// A server listening.
+pub struct Listening {
+    pub addr: SocketAddr,
+    /// The token requests need, if any.
+    pub token: Option<String>,
+}
+
+impl Listening {
+    /// The dashboard's address, with the token when one is needed.
+    pub fn url(&self) -> String {
+        match &self.token {
+            Some(t) => format!("http://{}/?token={t}", self.addr),
+            None => format!("http://{}/", self.addr),
+        }
+    }
+
+    /// Prints `prefix` and the address, with a note when that reaches beyond this machine.
+    pub fn announce(&self, prefix: &str) {
+        println!("{prefix}{}", self.url());
+        if !self.addr.ip().is_loopback() {
+            eprintln!(
+                "note: listening on {}, which other machines may reach; every request needs the token in the address above",
+                self.addr
+            );
+        }
+    }
+}
+
+/// Binds `addr` and serves `runs` on a background thread, guarded by `access` (port 0 picks
+/// a free port).
 pub fn start(
     runs: &[PathBuf],
     addr: SocketAddr,
     bundle: Option<PathBuf>,
-) -> anyhow::Result<SocketAddr> {
+    access: &access::AccessArgs,
+) -> anyhow::Result<Listening> {
     let served = Arc::new(Served {
         runs: run_names(runs)?,
         bundle,
@@ -232,14 +271,15 @@ pub fn start(
             anyhow::anyhow!("cannot listen on {addr}: {e}; choose another address with --addr")
         })?;
     let bound = listener.local_addr()?;
-    std::thread::spawn(move || {
-        rt.block_on(async move {
-            if let Err(e) = axum::serve(listener, router(served)).await {
-                eprintln!("server stopped: {e}");
-            }
-        })
-    });
-    Ok(bound)
+    let guard = Arc::new(access::Access::new(access, bound));
+    let token = guard.token().map(str::to_string);
+    let limits = listen::Limits {
+        header_timeout: Duration::from_secs(access.header_timeout),
+        max_connections: access.max_connections,
+    };
+    let app = router(served, guard);
+    std::thread::spawn(move || rt.block_on(listen::serve(listener, app, limits)));
+    Ok(Listening { addr: bound, token })
 }
 
 /// Runs the calling server thread only when a core would otherwise idle (Linux's SCHED_IDLE),
@@ -255,9 +295,4 @@ fn yield_to_training() {
         let param: libc::sched_param = std::mem::zeroed();
         libc::sched_setscheduler(0, libc::SCHED_IDLE, &param);
     }
-}
-
-/// The dashboard URL for a bound address.
-pub fn url(addr: SocketAddr) -> String {
-    format!("http://{addr}/")
 }

@@ -43,8 +43,11 @@ epochs = 3
 [e2e]
 epochs = 80
 `);
+// with a token, as a server reachable from other machines has: the page carries it from its URL
+const token = "browser-test-token-0123456789";
 const run = spawn(binary, ["run", "-c", join(dir, "config.toml"), "-d", join(dir, "run"),
-  "--no-progress", "--serve", "127.0.0.1:0"], { stdio: ["ignore", "pipe", "pipe"] });
+  "--no-progress", "--serve", "127.0.0.1:0"], { stdio: ["ignore", "pipe", "pipe"],
+  env: { ...process.env, INCUBATOR_TOKEN: token } });
 let stderr = "";
 run.stderr.on("data", (d) => { stderr += d; });
 const url = await new Promise((resolve, reject) => {
@@ -58,6 +61,13 @@ const url = await new Promise((resolve, reject) => {
   setTimeout(() => reject(new Error("no URL printed within 60 s")), 60000);
 });
 console.log(`serving at ${url}`);
+if (!url.endsWith(`?token=${token}`)) fail(`the printed address does not carry the token: ${url}`);
+{
+  const base = new URL(url);
+  base.search = "";
+  const without = await fetch(new URL("api/runs", base));
+  if (without.status !== 401) fail(`api/runs without the token: HTTP ${without.status}, expected 401`);
+}
 
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
@@ -114,7 +124,9 @@ try {
   const done = await state();
   if (done.shows.points?.length !== 2) fail(`accuracy vs cost: expected method and E2E points, got ${JSON.stringify(done.shows)}`);
   // a pasted link opens the same view with the same selections in a fresh page
-  const link = `${url.replace(/\/$/, "")}/#view=cost&state=${encodeURIComponent(JSON.stringify({ x: "wall", log_x: true }))}`;
+  const linkUrl = new URL(url);
+  linkUrl.hash = `view=cost&state=${encodeURIComponent(JSON.stringify({ x: "wall", log_x: true }))}`;
+  const link = linkUrl.toString();
   const pasted = await browser.newPage({ viewport: { width: 1400, height: 900 } });
   await pasted.goto(link);
   await pasted.waitForFunction(() => window.dashboardState && window.dashboardState().view === "cost", null, { timeout: 60000 });

@@ -8,6 +8,7 @@
 //! optional fields get `#[serde(default)]`, and a change that old readers would misread bumps
 //! [`SCHEMA_VERSION`].
 
+pub mod access;
 pub mod sweep;
 pub mod tail;
 
