@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 secs=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(config idx cifar checkpoint events tail server)
+[ ${#targets[@]} -eq 0 ] && targets=(config idx cifar checkpoint events tail server import image)
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz
 export RUSTC_BOOTSTRAP=1
 cargo +stable fuzz build

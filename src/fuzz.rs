@@ -28,6 +28,8 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("events", events),
     ("tail", tail),
     ("server", server),
+    ("import", import),
+    ("image", image),
 ];
 
 /// A config file: parsed, validated, and resolved against two dataset geometries.
@@ -98,8 +100,17 @@ pub fn checkpoint(data: &[u8]) {
     let Ok(ck) = checkpoint::parse(path, data) else {
         return;
     };
+    with_tiny_net(|net, dev| {
+        let _ = ck.load_into(net, "", dev);
+        let trainable = net.named_params().into_iter().map(|(n, _)| n).collect();
+        let _ = state::from_checkpoint(ck, StageId::E2E, net, &trainable, dev);
+    });
+}
+
+/// `body` with a fresh tiny ViT on the one device every input shares (a device's allocation
+/// cache is not freed when it drops), emptied after.
+fn with_tiny_net(body: impl FnOnce(&mut Network, &incubator_core::device::Dev)) {
     thread_local! {
-        // One device for every input: a device's allocation cache is not freed when it drops.
         static DEV: incubator_core::device::Dev = new_device(0);
     }
     let dev = DEV.with(|d| d.clone());
@@ -112,11 +123,42 @@ pub fn checkpoint(data: &[u8]) {
         &tiny_vit(),
         &[1],
     );
-    let _ = ck.load_into(&mut net, "", &dev);
-    let trainable = net.named_params().into_iter().map(|(n, _)| n).collect();
-    let _ = state::from_checkpoint(ck, StageId::E2E, &mut net, &trainable, &dev);
+    body(&mut net, &dev);
     drop(net);
     dfdx::tensor::Cache::empty_cache(&dev);
+}
+
+/// A timm state dict a user imports (`incubator import`): read as a user's file (NaN and
+/// infinity refused), its shapes checked as the file has them, renamed and loaded.
+pub fn import(data: &[u8]) {
+    let path = Path::new("timm.safetensors");
+    let Ok(ck) =
+        checkpoint::parse(path, data).and_then(|ck| checkpoint::refuse_non_finite(path, ck))
+    else {
+        return;
+    };
+    with_tiny_net(|net, dev| {
+        let _ = incubator_core::stages::timm::load_into(ck, net, &tiny_vit(), dev);
+    });
+}
+
+/// An image file as the folder loader decodes it, any format, under a pixel limit (what a
+/// header declares is refused above it before anything is decoded).
+pub fn image(data: &[u8]) {
+    let _ = incubator_core::data::folder::transform::decode_bytes(data, 1 << 16);
+}
+
+/// The tiny ViT of [`with_tiny_net`] in timm's names (the import target's seed).
+pub fn tiny_timm_tensors() -> incubator_core::stages::timm::Tensors {
+    let mut out = None;
+    with_tiny_net(|net, _| {
+        out = Some(
+            incubator_core::stages::timm::to_timm(net, &tiny_vit())
+                .expect("a plain ViT")
+                .0,
+        )
+    });
+    out.expect("set")
 }
 
 /// An event file (`events/<stage>.jsonl`) as the report and the dashboard read it.

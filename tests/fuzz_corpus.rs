@@ -150,4 +150,104 @@ fn write_seeds() {
     ] {
         seed("server", name, req);
     }
+
+    // imports: the fuzz target's tiny ViT in timm's names, then with a NaN, with a position
+    // embedding of another width (as many values), and with a tensor timm's ViT has not
+    let safetensors = |t: &incubator_core::stages::timm::Tensors| {
+        let path = tmp.path().join("t.safetensors");
+        incubator_core::checkpoint::save(&path, t, &Default::default()).unwrap();
+        std::fs::read(path).unwrap()
+    };
+    let tiny = incubator::fuzz::tiny_timm_tensors();
+    seed("import", "tiny", &safetensors(&tiny));
+    let mut nan = tiny.clone();
+    nan.get_mut("head.bias").unwrap().1[0] = f32::NAN;
+    seed("import", "nan", &safetensors(&nan));
+    let mut wide = tiny.clone();
+    let (shape, _) = wide.get_mut("pos_embed").unwrap();
+    let (tokens, d) = (shape[1], shape[2]);
+    *shape = vec![1, tokens / 2, d * 2];
+    if tokens % 2 == 0 {
+        seed("import", "wide-pos-embed", &safetensors(&wide));
+    }
+    let mut foreign = tiny.clone();
+    foreign.insert("fc_norm.weight".into(), (vec![2], vec![1.0, 1.0]));
+    seed("import", "foreign", &safetensors(&foreign));
+
+    // images: PNG of every colour type at 8 bits and two at 16, and a JPEG and a PNG as
+    // `data folder` writes them
+    for (name, colour, depth, channels) in [
+        ("grey", png::ColorType::Grayscale, png::BitDepth::Eight, 1),
+        ("rgb", png::ColorType::Rgb, png::BitDepth::Eight, 3),
+        (
+            "grey-alpha",
+            png::ColorType::GrayscaleAlpha,
+            png::BitDepth::Eight,
+            2,
+        ),
+        ("rgba", png::ColorType::Rgba, png::BitDepth::Eight, 4),
+        (
+            "grey16",
+            png::ColorType::Grayscale,
+            png::BitDepth::Sixteen,
+            2,
+        ),
+        ("rgba16", png::ColorType::Rgba, png::BitDepth::Sixteen, 8),
+        ("palette", png::ColorType::Indexed, png::BitDepth::Eight, 1),
+    ] {
+        let (w, h) = (5u32, 3u32);
+        let mut bytes = Vec::new();
+        {
+            let mut enc = png::Encoder::new(&mut bytes, w, h);
+            enc.set_color(colour);
+            enc.set_depth(depth);
+            if colour == png::ColorType::Indexed {
+                enc.set_palette(vec![0, 0, 0, 255, 0, 0, 0, 255, 0]);
+            }
+            let pixels: Vec<u8> = (0..w * h * channels).map(|i| (i % 3) as u8 * 60).collect();
+            enc.write_header()
+                .unwrap()
+                .write_image_data(&pixels)
+                .unwrap();
+        }
+        seed("image", &format!("{name}.png"), &bytes);
+    }
+    let folder = tmp.path().join("folder");
+    for format in ["jpeg", "png"] {
+        let out = folder.join(format);
+        assert_ok(
+            &incubator(&[
+                "data",
+                "folder",
+                "embedded-mnist",
+                "--out",
+                out.to_str().unwrap(),
+                "--format",
+                format,
+                "--side",
+                "12",
+                "--train-limit",
+                "1",
+                "--test-limit",
+                "1",
+            ]),
+            "data folder",
+        );
+        let class = std::fs::read_dir(out.join("train"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| std::fs::read_dir(p).unwrap().next().is_some())
+            .unwrap();
+        let file = std::fs::read_dir(class)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        seed(
+            "image",
+            &format!("mnist-12.{format}"),
+            &std::fs::read(file).unwrap(),
+        );
+    }
 }

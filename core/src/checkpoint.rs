@@ -221,6 +221,11 @@ pub fn read_user(path: &Path, hint: &str) -> Result<Checkpoint, CheckpointError>
         },
         other => other,
     })?;
+    refuse_non_finite(path, ck)
+}
+
+/// A user's checkpoint as training may take it: refused when a tensor holds NaN or infinity.
+pub fn refuse_non_finite(path: &Path, ck: Checkpoint) -> Result<Checkpoint, CheckpointError> {
     for (name, (_, data)) in &ck.tensors {
         let count = data.iter().filter(|v| !v.is_finite()).count();
         if count > 0 {

@@ -6,7 +6,7 @@
 //! here, with no training epochs and no compute.
 
 use super::{eval, meta, timm, Engine, OpenRun};
-use crate::checkpoint::{self, Checkpoint};
+use crate::checkpoint;
 use crate::events::StageId;
 use crate::run_dir::StageSummary;
 use crate::train::batch::batch_maker;
@@ -95,23 +95,7 @@ fn load_timm(
         file,
         "give a timm VisionTransformer state dict saved as safetensors",
     )?;
-    // shapes checked as the file has them (a meta design timm has no names for is checked
-    // when loaded)
-    if let Ok((expected, _)) = timm::to_timm(net, &engine.vit) {
-        let problems = timm::shape_problems(&read.tensors, &expected, &engine.vit);
-        if !problems.is_empty() {
-            anyhow::bail!(
-                "{} does not fit this run's {model} model: {}",
-                file.display(),
-                problems.join("; ")
-            );
-        }
-    }
-    let ours = Checkpoint {
-        tensors: timm::from_timm(read.tensors, &engine.vit)?,
-        ..read
-    };
-    ours.load_into(net, "", &engine.dev()).map_err(|e| {
+    timm::load_into(read, net, &engine.vit, &engine.dev()).map_err(|e| {
         anyhow::anyhow!(
             "{} does not fit this run's {model} model: {e}",
             file.display()

@@ -10,6 +10,28 @@ use std::collections::BTreeMap;
 
 pub type Tensors = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
 
+/// Loads a timm state dict (as read from its file) into `net`, a model of the run of `vit`:
+/// shapes checked as the file has them first (a meta design timm has no names for is
+/// checked when loaded), then renamed and loaded. The error says what does not fit.
+pub fn load_into(
+    read: crate::checkpoint::Checkpoint,
+    net: &mut Network,
+    vit: &VitConfig,
+    dev: &crate::device::Dev,
+) -> anyhow::Result<()> {
+    if let Ok((expected, _)) = to_timm(net, vit) {
+        let problems = shape_problems(&read.tensors, &expected, vit);
+        if !problems.is_empty() {
+            anyhow::bail!("{}", problems.join("; "));
+        }
+    }
+    let ours = crate::checkpoint::Checkpoint {
+        tensors: from_timm(read.tensors, vit)?,
+        ..read
+    };
+    Ok(ours.load_into(net, "", dev)?)
+}
+
 /// `net`'s parameters under timm's names and shapes, and the ViT they make (the run's, at the
 /// depth of `net`: a meta model is a ViT with one block per module). A model with parts
 /// timm's ViT does not have (an assembly rule's glue) is refused, naming them.

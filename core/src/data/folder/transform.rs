@@ -25,11 +25,26 @@ pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 /// whose header declares more than `max_pixels` pixels is refused before anything is
 /// decoded, whatever its colour type.
 pub fn decode(path: &Path, max_pixels: u64) -> Result<RgbImage, String> {
+    decode_from(
+        image::ImageReader::open(path).map_err(|e| e.to_string())?,
+        max_pixels,
+    )
+}
+
+/// [`decode`] of a file's contents (the fuzz target's way in).
+pub fn decode_bytes(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, String> {
+    decode_from(
+        image::ImageReader::new(std::io::Cursor::new(bytes)),
+        max_pixels,
+    )
+}
+
+fn decode_from<R: std::io::BufRead + std::io::Seek>(
+    reader: image::ImageReader<R>,
+    max_pixels: u64,
+) -> Result<RgbImage, String> {
     use image::ImageDecoder;
-    let reader = image::ImageReader::open(path)
-        .map_err(|e| e.to_string())?
-        .with_guessed_format()
-        .map_err(|e| e.to_string())?;
+    let reader = reader.with_guessed_format().map_err(|e| e.to_string())?;
     let decoder = reader.into_decoder().map_err(|e| e.to_string())?;
     let (w, h) = decoder.dimensions();
     if w as u64 * h as u64 > max_pixels {
