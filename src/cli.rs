@@ -44,6 +44,10 @@ pub struct StageArgs {
     /// `plugins.libraries`; repeatable. Every process of a run must be given the same ones.
     #[arg(long = "plugin", value_name = "PATH")]
     pub plugins: Vec<PathBuf>,
+    /// Train even when the memory estimate (parameters, optimizer moments, activations at
+    /// the batch size, loader) exceeds what this machine has available.
+    #[arg(long)]
+    pub ignore_memory_estimate: bool,
 }
 
 #[derive(Subcommand)]

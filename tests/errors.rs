@@ -28,6 +28,31 @@ fn bad_config_values_are_named() {
         ("[model]\nnum_heads = 5\n", "num_heads = 5"),
         ("[split]\ndivided_depths = [1, 2]\n", "split.divided_depths"),
         ("[optim]\nbatch_size = 0\n", "optim.batch_size"),
+        // typos by three zeros: named, never an allocation abort or a loop for years
+        (
+            "[model]\ndepth = 1000000\n",
+            "model.depth = 1000000 must be between 1 and 1024",
+        ),
+        (
+            "[model]\nembed_dim = 1000000\n",
+            "model.embed_dim = 1000000 must be between 1 and 65536",
+        ),
+        (
+            "[model]\nnum_classes = 1000000000\n",
+            "model.num_classes = 1000000000 must be between 1 and 1000000",
+        ),
+        (
+            "[e2e]\nepochs = 1000000000\n",
+            "e2e.epochs = 1000000000 must be between 1 and 100000",
+        ),
+        (
+            "[augment]\nrepeated_augment = 1000000000\n",
+            "augment.repeated_augment = 1000000000 must be between 1 and 64",
+        ),
+        (
+            "[meta]\nsteps = 100000000000\n",
+            "meta.steps = 100000000000 must be at most",
+        ),
         (
             "[plugins]\nstrategy = \"nope\"\n",
             "unknown incubation strategy \"nope\"",
@@ -266,4 +291,55 @@ fn stages_killed_from_outside_resume_to_the_same_model() {
             "resumed {stage} gives the uninterrupted weights"
         );
     }
+}
+
+/// A model within every bound that this machine still cannot hold is refused before its
+/// first stage, with the estimate and the limit; the run takes a corrected config after, and
+/// the estimate can be overruled.
+#[test]
+fn a_run_that_cannot_fit_in_memory_is_refused_before_any_stage() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("r");
+    let r = run.to_str().unwrap();
+    // ViT-22B's width and depth: about 4.5 TB with its optimizer state
+    let huge = write_config(
+        tmp.path(),
+        "[model]\nembed_dim = 16384\ndepth = 48\nnum_heads = 16\n[data]\ntrain_limit = 64\ntest_limit = 16\n",
+    );
+    for command in ["run", "meta", "e2e"] {
+        let start = std::time::Instant::now();
+        let out = incubator(&[command, "-c", &huge, "-d", r]);
+        assert!(!out.status.success(), "{command} was accepted");
+        let e = stderr(&out);
+        assert!(
+            e.contains("this run needs about")
+                && e.contains("GiB (parameters")
+                && e.contains("available memory")
+                && e.contains("model.embed_dim = 16384")
+                && e.contains("--ignore-memory-estimate"),
+            "{command}: {e}"
+        );
+        assert!(start.elapsed() < std::time::Duration::from_secs(60));
+        assert!(!run.join("stages").exists(), "{command} started a stage");
+    }
+    // the same run with a model that fits
+    let tiny = write_config(tmp.path(), &TINY.replace("epochs = 8", "epochs = 1"));
+    // a limit of one's own (INCUBATOR_MEMORY_LIMIT, bytes) is the limit
+    let limited = std::process::Command::new(env!("CARGO_BIN_EXE_incubator"))
+        .args(["e2e", "-c", &tiny, "-d", r])
+        .env("INCUBATOR_MEMORY_LIMIT", "1000000")
+        .output()
+        .unwrap();
+    let e = stderr(&limited);
+    assert!(
+        !limited.status.success() && e.contains("INCUBATOR_MEMORY_LIMIT is 1 MiB"),
+        "{e}"
+    );
+    let overruled = std::process::Command::new(env!("CARGO_BIN_EXE_incubator"))
+        .args(["e2e", "-c", &tiny, "-d", r, "--ignore-memory-estimate"])
+        .env("INCUBATOR_MEMORY_LIMIT", "1000000")
+        .output()
+        .unwrap();
+    assert_ok(&overruled, "e2e with the estimate overruled");
+    assert!(run.join("stages/e2e/summary.json").exists());
 }

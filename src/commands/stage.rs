@@ -36,7 +36,7 @@ pub fn run(
             .map(|n| n.get())
             .unwrap_or(1)
     });
-    let engine = engine(args, OpenMode::Start)?;
+    let engine = training(args, OpenMode::Start, jobs)?;
     eprintln!(
         "run {}: {} ({} train / {} test images), ViT d{} depth {} heads {}, modules {:?}",
         args.run_dir.display(),
@@ -80,20 +80,31 @@ pub fn run(
     Ok(())
 }
 
+/// The run of `args`, refused before anything trains when its stages, `jobs` at a time,
+/// cannot fit in memory (the whole run's, not only this command's stage: a run that cannot
+/// finish is refused before its first stage, not after it).
+fn training(args: &StageArgs, mode: OpenMode, jobs: usize) -> anyhow::Result<Engine> {
+    let engine = engine(args, mode)?;
+    if !args.ignore_memory_estimate {
+        stages::memory::check(&engine, jobs)?;
+    }
+    Ok(engine)
+}
+
 pub fn meta(args: &StageArgs) -> anyhow::Result<()> {
-    stages::meta::run(&engine(args, OpenMode::Start)?).map(|_| ())
+    stages::meta::run(&training(args, OpenMode::Start, 1)?).map(|_| ())
 }
 
 pub fn incubate(args: &StageArgs, module: usize) -> anyhow::Result<()> {
-    stages::incubate::run(&engine(args, OpenMode::Existing)?, module).map(|_| ())
+    stages::incubate::run(&training(args, OpenMode::Existing, 1)?, module).map(|_| ())
 }
 
 pub fn assemble(args: &StageArgs) -> anyhow::Result<()> {
-    stages::assemble::run(&engine(args, OpenMode::Existing)?).map(|_| ())
+    stages::assemble::run(&training(args, OpenMode::Existing, 1)?).map(|_| ())
 }
 
 pub fn e2e(args: &StageArgs) -> anyhow::Result<()> {
-    stages::e2e::run(&engine(args, OpenMode::Start)?).map(|_| ())
+    stages::e2e::run(&training(args, OpenMode::Start, 1)?).map(|_| ())
 }
 
 /// `incubator import FILE --as meta|e2e`: a timm checkpoint as a finished stage.

@@ -17,6 +17,16 @@ impl Problems {
     fn at_least_one(&mut self, key: &str, v: usize) {
         self.check(v >= 1, key, v, "must be at least 1");
     }
+    /// Between 1 and `max`: bounds far beyond any real use, so that a typo (an extra 000)
+    /// is named here instead of aborting an allocation or looping for years.
+    fn between_one_and(&mut self, key: &str, v: usize, max: usize, why: &str) {
+        self.check(
+            (1..=max).contains(&v),
+            key,
+            v,
+            &format!("must be between 1 and {max} ({why})"),
+        );
+    }
     fn finite_at_least(&mut self, key: &str, v: f64, min: f64) {
         self.check(
             v.is_finite() && v >= min,
@@ -38,11 +48,22 @@ impl Problems {
     }
     fn recipe(&mut self, section: &str, r: &StageRecipe, optim: &super::OptimSection) {
         let (epochs, warmup) = (r.epochs, r.warmup_epochs);
-        self.at_least_one(&format!("{section}.epochs"), epochs);
+        self.between_one_and(
+            &format!("{section}.epochs"),
+            epochs,
+            100_000,
+            "DeiT trains 300, the paper's longest recipe 800",
+        );
         let key = format!("{section}.warmup_epochs");
         self.finite_at_least(&key, warmup, 0.0);
         // Under a step budget the warmup is checked against it once the data gives the
         // steps per epoch.
+        self.check(
+            r.steps <= 1_000_000_000,
+            &format!("{section}.steps"),
+            r.steps,
+            "must be at most 1000000000 (optimizer steps; 0: train by epochs)",
+        );
         if r.steps == 0 {
             self.check(
                 warmup <= epochs as f64,
@@ -87,21 +108,31 @@ impl RunConfig {
                 names.join(", ")
             ));
         }
-        for (key, v) in [
-            ("model.image_size", m.image_size),
-            ("model.channels", m.channels),
-            ("model.patch_size", m.patch_size),
-            ("model.embed_dim", m.embed_dim),
-            ("model.depth", m.depth),
-            ("model.num_heads", m.num_heads),
-            ("model.num_classes", m.num_classes),
+        for (key, v, max, why) in [
+            ("model.image_size", m.image_size, 8192, "pixels per side"),
+            ("model.channels", m.channels, 64, "image channels"),
+            ("model.patch_size", m.patch_size, 1024, "pixels per side"),
+            ("model.embed_dim", m.embed_dim, 65_536, "ViT-22B's is 6144"),
+            ("model.depth", m.depth, 1024, "ViT-22B has 48 blocks"),
+            ("model.num_heads", m.num_heads, 4096, "ViT-22B has 48"),
+            (
+                "model.num_classes",
+                m.num_classes,
+                1_000_000,
+                "ImageNet-21k has 21,843",
+            ),
         ] {
             if let Some(v) = v {
-                p.at_least_one(key, v);
+                p.between_one_and(key, v, max, why);
             }
         }
         if let Some(r) = m.mlp_ratio {
-            p.positive("model.mlp_ratio", r);
+            p.check(
+                r.is_finite() && r > 0.0 && r <= 64.0,
+                "model.mlp_ratio",
+                r,
+                "must be a positive number up to 64 (ViT's is 4)",
+            );
         }
         if let Some(e) = m.norm_eps {
             p.positive("model.norm_eps", e);
@@ -192,14 +223,24 @@ impl RunConfig {
             a.crop_pct,
             "must be in (0, 1] (DeiT: 0.875)",
         );
-        p.at_least_one("augment.repeated_augment", a.repeated_augment);
-        p.at_least_one("data.image_size", d.image_size);
-        p.at_least_one("data.prefetch", d.prefetch);
+        p.between_one_and(
+            "augment.repeated_augment",
+            a.repeated_augment,
+            64,
+            "repeats of each image per epoch; DeiT uses 3",
+        );
+        p.between_one_and("data.image_size", d.image_size, 8192, "pixels per side");
+        p.between_one_and("data.prefetch", d.prefetch, 1024, "batches per worker");
         p.at_least_one("data.max_image_pixels", d.max_image_pixels as usize);
 
         let o = &self.optim;
-        p.at_least_one("optim.batch_size", o.batch_size);
-        p.at_least_one("optim.accum_steps", o.accum_steps);
+        p.between_one_and("optim.batch_size", o.batch_size, 1 << 20, "images per step");
+        p.between_one_and(
+            "optim.accum_steps",
+            o.accum_steps,
+            1 << 16,
+            "batches per step",
+        );
         p.positive("optim.base_lr", o.base_lr);
         p.finite_at_least("optim.min_lr", o.min_lr, 0.0);
         p.finite_at_least("optim.warmup_lr", o.warmup_lr, 0.0);

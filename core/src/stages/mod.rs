@@ -8,6 +8,7 @@ pub mod e2e;
 pub mod eval;
 pub mod import;
 pub mod incubate;
+pub mod memory;
 pub mod meta;
 pub mod open_run;
 pub mod pipeline;
