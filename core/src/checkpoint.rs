@@ -98,15 +98,7 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    std::fs::create_dir_all(dir).map_err(|e| {
-        naming(
-            path,
-            std::io::Error::new(
-                e.kind(),
-                format!("cannot create its directory {}: {e}", dir.display()),
-            ),
-        )
-    })?;
+    fs_err::create_dir_all(dir).map_err(|e| naming(path, e))?;
     let tmp = temporary(dir, path, "tmp");
     let written = write_synced(&tmp, data).and_then(|()| std::fs::rename(&tmp, path));
     if let Err(e) = written {

@@ -148,8 +148,7 @@ fn start(
 ) -> anyhow::Result<Running> {
     let log_path = dir.log_file(&r.point, r.seed);
     let logs = log_path.parent().expect("has a parent");
-    std::fs::create_dir_all(logs)
-        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", logs.display()))?;
+    fs_err::create_dir_all(logs)?;
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
