@@ -231,7 +231,7 @@ fn plugin_options_are_typed_and_checked_before_training() {
             "alpah = 0.5\n",
             &[
                 "plugins.options.alpah is not an option of the selected plugins",
-                "alpha (number, default 0.5)",
+                "alpha (number, >= 0 and <= 1, default 0.5)",
                 "[strategy meta-kd]",
             ][..],
         ),
@@ -266,10 +266,135 @@ fn plugin_options_are_typed_and_checked_before_training() {
     assert_ok(&list, "plugins list");
     let text = String::from_utf8_lossy(&list.stdout);
     assert!(
-        text.contains("option alpha (number, default 0.5): weight of the distillation term")
-            && text.contains("option temperature (number, default 1.0)"),
+        text.contains(
+            "option alpha (number, >= 0 and <= 1, default 0.5): weight of the distillation term"
+        ) && text.contains("option temperature (number, > 0, default 1.0)"),
         "{text}"
     );
     let check = incubator(&["plugins", "check", lib.to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&check.stdout).contains("option alpha (number"));
+}
+
+/// Option values each reference plugin refuses (out of its declared range, not one of its
+/// choices, or against the run's model and recipe) are refused when the run opens, before
+/// the meta model or the baseline trains: not when the plugin's own stage starts.
+#[test]
+fn plugin_option_values_are_refused_before_any_stage() {
+    let tmp = tempfile::tempdir().unwrap();
+    let stitched = "meta_design = \"thin\"\nstrategy = \"stitched\"\nassembly = \"stitched\"\n";
+    let cases: &[(&str, &str, &str, &[&str])] = &[
+        // the shipped feature-kd once took a negative hint weight and trained to 19.5%
+        (
+            "incubator-feature-kd",
+            "strategy = \"feature-kd\"\n",
+            "hint_weight = -0.5",
+            &["plugins.options.hint_weight = -0.5 is out of range: it must be >= 0"],
+        ),
+        (
+            "incubator-meta-kd",
+            "strategy = \"meta-kd\"\n",
+            "alpha = 1.5",
+            &["plugins.options.alpha = 1.5 is out of range: it must be >= 0 and <= 1"],
+        ),
+        (
+            "incubator-meta-kd",
+            "strategy = \"meta-kd\"\n",
+            "temperature = 0.0",
+            &["plugins.options.temperature = 0 is out of range: it must be > 0"],
+        ),
+        (
+            "incubator-meta-kd",
+            "strategy = \"meta-kd\"\n",
+            "alpha = nan",
+            &["plugins.options.alpha = NaN is not a finite number"],
+        ),
+        (
+            "incubator-m2mkd",
+            "strategy = \"m2mkd\"\n",
+            "alpha = -1",
+            &["plugins.options.alpha = -1 is out of range"],
+        ),
+        (
+            "incubator-dgl",
+            "strategy = \"dgl\"\n",
+            "aux_head = \"mlp\"",
+            &["plugins.options.aux_head = \"mlp\" is not one of \"mlp-sr\", \"linear\""],
+        ),
+        (
+            "incubator-dgl",
+            "strategy = \"dgl\"\n",
+            "aux_hidden = 9",
+            &["plugins.options.aux_hidden = 9 is out of range: it must be >= 0 and <= 8"],
+        ),
+        (
+            "incubator-dgl",
+            "strategy = \"dgl\"\n",
+            "aux_hidden = -1",
+            &["plugins.options.aux_hidden = -1 is out of range"],
+        ),
+        (
+            "incubator-infopro",
+            "strategy = \"infopro\"\n",
+            "local_loss = \"ce\"",
+            &["is not one of \"contrast\", \"cross-entropy\""],
+        ),
+        (
+            "incubator-infopro",
+            "strategy = \"infopro\"\n",
+            "feature_dim = 0",
+            &["plugins.options.feature_dim = 0 is out of range: it must be >= 1 and <= 65536"],
+        ),
+        (
+            "incubator-infopro",
+            "strategy = \"infopro\"\n",
+            "recon_last = -0.1",
+            &["plugins.options.recon_last = -0.1 is out of range"],
+        ),
+        (
+            "incubator-infopro",
+            "strategy = \"infopro\"\n",
+            "temperature = inf",
+            &["is not a finite number"],
+        ),
+        // checks against the run: the model's head size, the recipe's epochs
+        (
+            "incubator-stitch",
+            stitched,
+            "meta_width = 12",
+            &[
+                "refuses the run's options",
+                "plugins.options.meta_width: 12 must be a positive multiple of the head size",
+            ],
+        ),
+        (
+            "incubator-stitch",
+            stitched,
+            "module_frozen_epochs = 99",
+            &[
+                "strategy stitched refuses the run's options",
+                "plugins.options.module_frozen_epochs: 99 must be from 0 to incubate.epochs - 1",
+            ],
+        ),
+    ];
+    for (i, (krate, select, option, want)) in cases.iter().enumerate() {
+        let cfg = write_config(
+            tmp.path(),
+            &format!(
+                "{}[plugins]\n{select}libraries = [{:?}]\n[plugins.options]\n{option}\n",
+                TINY,
+                library(krate).display().to_string()
+            ),
+        );
+        let run = tmp.path().join(format!("refused-{i}"));
+        let out = incubator(&["run", "-c", &cfg, "-d", run.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(1), "{option}: {}", stderr(&out));
+        let e = stderr(&out);
+        for w in *want {
+            assert!(e.contains(w), "{option}: missing {w:?} in:\n{e}");
+        }
+        assert!(
+            !run.join("stages").exists() && !run.join("config.toml").exists(),
+            "{option}: a refused config must leave nothing behind"
+        );
+    }
 }

@@ -4,7 +4,10 @@
 //! parameter paths), `split.rs` (cutting the target into modules), `train/` (the DeiT recipe),
 //! `stages/` (meta, incubate, assemble, e2e, and the whole pipeline), `plugin/` (the interfaces
 //! the stages go through), `data/`, `checkpoint.rs`, `run_dir.rs` and `telemetry/` (the event
-//! stream to JSONL and TensorBoard).
+//! stream to JSONL and TensorBoard). Plugins see only `sdk`.
+
+// `plugin_options!` names the engine's serde by this path, inside the engine as in a plugin.
+extern crate self as incubator_core;
 
 pub mod data;
 pub mod device;
@@ -23,6 +26,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod plugin;
 pub mod run_dir;
+pub mod sdk;
 pub mod split;
 pub mod stage_lock;
 pub mod stages;

@@ -113,13 +113,15 @@ macro_rules! declare_plugin {
             let result = ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(|| {
                 // SAFETY: the host passes a `&mut Registrar` after the handshake succeeded.
                 let registrar = unsafe { &mut *(registrar as *mut $crate::plugin::Registrar) };
-                let register: fn(&mut $crate::plugin::Registrar) -> $crate::anyhow::Result<()> =
-                    $register;
+                let register: fn(
+                    &mut $crate::plugin::Registrar,
+                )
+                    -> ::std::result::Result<(), $crate::plugin::PluginError> = $register;
                 register(registrar)
             }));
             let message = match result {
                 Ok(Ok(())) => return ::std::ptr::null_mut(),
-                Ok(Err(e)) => format!("{e:#}"),
+                Ok(Err(e)) => e.to_string(),
                 Err(panic) => format!(
                     "panicked while registering: {}",
                     $crate::plugin::abi::panic_message(&*panic)

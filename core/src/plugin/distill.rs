@@ -1,45 +1,38 @@
 //! Hinton's distillation as strategies use it (meta-kd from the meta model, m2mKD from a
 //! teacher hybrid): the options that set it and the two loss terms it makes.
 
-use super::{parts, OptionSpec, PluginContext};
+use super::PluginOptions;
 use crate::device::Rows;
 use crate::train::loss::{kl_distillation, LossInputs, LossTerms};
 use dfdx::prelude::NoneTape;
 
-/// `(1 - alpha) * CE + alpha * T^2 * KL(softmax(teacher / T) || softmax(student / T))`.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Distillation {
-    pub alpha: f32,
-    pub temperature: f32,
+crate::plugin_options! {
+    /// `(1 - alpha) * CE + alpha * T^2 * KL(softmax(teacher / T) || softmax(student / T))`,
+    /// with the reference's defaults (alpha 0.5, T 1). Strategies that distil take these
+    /// options as they are (`OptionSet::of::<Distillation>()`) or flatten them into their own.
+    #[derive(Clone, Copy, Debug, PartialEq)]
+    pub struct Distillation {
+        /// weight of the distillation term; the task loss gets 1 - alpha
+        #[schemars(range(min = 0.0, max = 1.0))]
+        pub alpha: f32,
+        /// softmax temperature of the distillation
+        #[schemars(extend("exclusiveMinimum" = 0.0))]
+        pub temperature: f32,
+    }
 }
 
-impl Distillation {
-    /// `alpha` and `temperature`, with the reference's defaults (0.5 and 1).
-    pub fn options() -> Vec<OptionSpec> {
-        vec![
-            OptionSpec::float(
-                "alpha",
-                0.5,
-                "weight of the distillation term (0 to 1); the task loss gets 1 - alpha",
-            ),
-            OptionSpec::float(
-                "temperature",
-                1.0,
-                "softmax temperature of the distillation (> 0)",
-            ),
-        ]
-    }
-
-    /// The settings of `[plugins.options]`, checked.
-    pub fn from_options(ctx: &PluginContext) -> anyhow::Result<Distillation> {
-        let alpha = parts::option_f64(ctx, "alpha", 0.5)? as f32;
-        let temperature = parts::option_f64(ctx, "temperature", 1.0)? as f32;
-        if !(0.0..=1.0).contains(&alpha) || !(temperature > 0.0) {
-            anyhow::bail!("needs 0 <= alpha <= 1 and temperature > 0 (plugins.options), got {alpha} and {temperature}");
+impl Default for Distillation {
+    fn default() -> Self {
+        Distillation {
+            alpha: 0.5,
+            temperature: 1.0,
         }
-        Ok(Distillation { alpha, temperature })
     }
+}
 
+impl PluginOptions for Distillation {}
+
+impl Distillation {
     /// The terms `task` and `kd` of the student's logits against `teacher`'s.
     pub fn terms(&self, x: &LossInputs, teacher: Rows<NoneTape>) -> LossTerms {
         LossTerms::new()

@@ -6,6 +6,7 @@
 pub mod abi;
 pub mod assembly;
 pub mod distill;
+pub mod error;
 pub mod loader;
 pub mod meta_design;
 pub mod options;
@@ -15,9 +16,10 @@ pub mod selfcheck;
 pub mod strategy;
 
 pub use assembly::AssemblyRule;
+pub use error::PluginError;
 pub use loader::{LoadError, LoadedLibrary};
 pub use meta_design::MetaDesign;
-pub use options::{OptionKind, OptionSpec};
+pub use options::{OptionKind, OptionSet, OptionSpec, PluginOptions};
 pub use registry::{Kind, Origin, Registrar, Registry, RegistryError};
 pub use strategy::{
     task_loss, Hybrid, HybridInputs, IncubationStrategy, LossFn, PartSettings, PartSettingsFn, Tap,
@@ -36,4 +38,12 @@ pub struct PluginContext<'a> {
     pub vit: &'a VitConfig,
     pub split: &'a Split,
     pub cfg: &'a RunConfig,
+}
+
+impl PluginContext<'_> {
+    /// The plugin's options struct with this run's `[plugins.options]` values, checked (types,
+    /// ranges, choices, [`PluginOptions::check`]); absent keys take the struct's defaults.
+    pub fn options<T: PluginOptions>(&self) -> Result<T, PluginError> {
+        options::read(self)
+    }
 }

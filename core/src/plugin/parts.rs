@@ -1,9 +1,11 @@
 //! Building blocks that most plugins share: the target's ViT module as a unit, and splicing a
 //! unit into a network in place of one part.
 
-use super::PluginContext;
+use super::{PluginContext, PluginError};
 use crate::model::aux_heads::AuxClassifier;
 use crate::model::{Init, Module, Named, Network};
+
+type Result<T> = std::result::Result<T, PluginError>;
 
 /// Target module `i` of the split, randomly initialised, as a one-part unit (the reference's
 /// incubation unit): module 0 brings the stem, module K-1 the final norm and head.
@@ -13,32 +15,19 @@ pub fn target_module(ctx: &PluginContext, i: usize, init: &mut Init) -> Network 
 }
 
 /// Target module `i` followed by an auxiliary classifier on its output tokens (named
-/// `aux_heads.{i}`, with `[plugins.options] aux_hidden` hidden layers, default 1), except for
-/// the last module, which has the real head: the unit of the module-wise baselines (DGL,
-/// InfoPro). The classifier has no blocks, so stacking drops it at assembly.
-/// The option [`module_with_aux_classifier`] reads (declare it in the strategy's `options`).
-pub fn aux_hidden_option() -> super::OptionSpec {
-    super::OptionSpec::int(
-        "aux_hidden",
-        1,
-        "hidden Linear+GELU layers of each auxiliary classifier (0 to 8)",
-    )
-}
-
+/// `aux_heads.{i}`, with `hidden` hidden layers), except for the last module, which has the
+/// real head: the unit of the module-wise baselines (DGL, InfoPro). The classifier has no
+/// blocks, so stacking drops it at assembly.
 pub fn module_with_aux_classifier(
     ctx: &PluginContext,
     i: usize,
     init: &mut Init,
-) -> anyhow::Result<Network> {
-    let hidden = option_int(ctx, "aux_hidden", 1)?;
-    if !(0..=8).contains(&hidden) {
-        anyhow::bail!("plugins.options.aux_hidden = {hidden} must be a whole number from 0 to 8");
-    }
-    let hidden = hidden as usize;
+    hidden: usize,
+) -> Network {
     let v = ctx.vit;
-    Ok(module_with_aux_head(ctx, i, init, |init| {
+    module_with_aux_head(ctx, i, init, |init| {
         AuxClassifier::new(init, v.embed_dim, v.num_classes, hidden, v.norm_eps)
-    }))
+    })
 }
 
 /// Target module `i` followed by the auxiliary head `make` builds (named `aux_heads.{i}`),
@@ -66,12 +55,10 @@ pub fn after_finished_modules(
     finished: &mut std::collections::BTreeMap<usize, Network>,
     i: usize,
     unit: Network,
-) -> anyhow::Result<(Network, std::ops::Range<usize>)> {
+) -> Result<(Network, std::ops::Range<usize>)> {
     let mut net = Network { parts: Vec::new() };
     for j in 0..i {
-        let done = finished.remove(&j).ok_or_else(|| {
-            anyhow::anyhow!("module {j} was not handed over (depends_on must name it)")
-        })?;
+        let done = take_finished(finished, j)?;
         net.parts
             .extend(done.parts.into_iter().filter(|p| p.depth() > 0));
     }
@@ -81,15 +68,27 @@ pub fn after_finished_modules(
     Ok((net, start..end))
 }
 
+/// Finished module `j`'s unit, taken out of [`super::HybridInputs::finished`].
+pub fn take_finished(
+    finished: &mut std::collections::BTreeMap<usize, Network>,
+    j: usize,
+) -> Result<Network> {
+    finished.remove(&j).ok_or_else(|| {
+        PluginError::Refused(format!(
+            "module {j} was not handed over (depends_on must name it)"
+        ))
+    })
+}
+
 /// `net` with part `i` replaced by all parts of `unit`; returns the network and the range the
 /// unit occupies in it.
 pub fn splice(
     mut net: Network,
     i: usize,
     unit: Network,
-) -> anyhow::Result<(Network, std::ops::Range<usize>)> {
+) -> Result<(Network, std::ops::Range<usize>)> {
     if i >= net.parts.len() {
-        anyhow::bail!(
+        crate::refuse!(
             "cannot replace part {i} of a network with {} parts; the meta design must give one part per module",
             net.parts.len()
         );
@@ -112,9 +111,9 @@ pub fn concat(units: Vec<Network>, keep: impl Fn(&dyn crate::model::Part) -> boo
 
 /// Checks that a meta model has one part per module, as the one-part-per-module strategies
 /// assume.
-pub fn expect_one_part_per_module(ctx: &PluginContext, meta: &Network) -> anyhow::Result<()> {
+pub fn expect_one_part_per_module(ctx: &PluginContext, meta: &Network) -> Result<()> {
     if meta.parts.len() != ctx.split.k() {
-        anyhow::bail!(
+        crate::refuse!(
             "needs a meta model with one part per module ({}), got {} parts (meta_design = {:?})",
             ctx.split.k(),
             meta.parts.len(),
@@ -122,34 +121,6 @@ pub fn expect_one_part_per_module(ctx: &PluginContext, meta: &Network) -> anyhow
         );
     }
     Ok(())
-}
-
-/// A plugin setting from `[plugins.options]`, or `default` when absent.
-pub fn option_f64(ctx: &PluginContext, key: &str, default: f64) -> anyhow::Result<f64> {
-    match ctx.cfg.plugins.options.get(key) {
-        None => Ok(default),
-        Some(toml::Value::Float(v)) => Ok(*v),
-        Some(toml::Value::Integer(v)) => Ok(*v as f64),
-        Some(other) => anyhow::bail!("plugins.options.{key} = {other} must be a number"),
-    }
-}
-
-/// A whole-number setting from `[plugins.options]`, or `default` when absent.
-pub fn option_int(ctx: &PluginContext, key: &str, default: i64) -> anyhow::Result<i64> {
-    match ctx.cfg.plugins.options.get(key) {
-        None => Ok(default),
-        Some(toml::Value::Integer(v)) => Ok(*v),
-        Some(other) => anyhow::bail!("plugins.options.{key} = {other} must be a whole number"),
-    }
-}
-
-/// A text setting from `[plugins.options]`, or `default` when absent.
-pub fn option_str(ctx: &PluginContext, key: &str, default: &str) -> anyhow::Result<String> {
-    match ctx.cfg.plugins.options.get(key) {
-        None => Ok(default.to_string()),
-        Some(toml::Value::String(v)) => Ok(v.clone()),
-        Some(other) => anyhow::bail!("plugins.options.{key} = {other} must be a string"),
-    }
 }
 
 /// Copies into `dst` every parameter of `src` whose name, mapped by `rename`, `dst` has with

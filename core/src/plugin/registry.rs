@@ -2,8 +2,8 @@
 //! Built-ins and libraries register the same way, through a [`Registrar`]. The three kinds
 //! live in one generic [`Slot`] each.
 
-use super::options::OptionSpec;
-use super::{AssemblyRule, IncubationStrategy, MetaDesign};
+use super::options::{OptionSet, OptionSpec};
+use super::{AssemblyRule, IncubationStrategy, MetaDesign, PluginContext};
 use crate::config::PluginSection;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -91,13 +91,21 @@ pub enum RegistryError {
         want: super::options::OptionKind,
         spec: String,
     },
+    #[error("plugins.options.{key} = {why} ({spec})")]
+    OptionValue {
+        key: String,
+        why: String,
+        spec: String,
+    },
+    #[error("{who} refuses the run's options: {message}")]
+    Refused { who: String, message: String },
 }
 
 /// What the registry needs of each kind of plugin.
 pub trait Item: Send + Sync {
     const KIND: Kind;
     fn item_name(&self) -> &str;
-    fn item_options(&self) -> Vec<OptionSpec>;
+    fn item_options(&self) -> OptionSet;
 }
 
 impl Item for dyn IncubationStrategy {
@@ -105,7 +113,7 @@ impl Item for dyn IncubationStrategy {
     fn item_name(&self) -> &str {
         self.name()
     }
-    fn item_options(&self) -> Vec<OptionSpec> {
+    fn item_options(&self) -> OptionSet {
         self.options()
     }
 }
@@ -115,7 +123,7 @@ impl Item for dyn MetaDesign {
     fn item_name(&self) -> &str {
         self.name()
     }
-    fn item_options(&self) -> Vec<OptionSpec> {
+    fn item_options(&self) -> OptionSet {
         self.options()
     }
 }
@@ -125,7 +133,7 @@ impl Item for dyn AssemblyRule {
     fn item_name(&self) -> &str {
         self.name()
     }
-    fn item_options(&self) -> Vec<OptionSpec> {
+    fn item_options(&self) -> OptionSet {
         self.options()
     }
 }
@@ -194,7 +202,7 @@ impl<T: ?Sized + Item> Slot<T> {
             name: n.clone(),
             origin: e.origin.clone(),
             version: e.version.clone(),
-            options: e.plugin.item_options(),
+            options: e.plugin.item_options().specs,
         }));
     }
 }
@@ -292,10 +300,9 @@ impl Registry {
         out
     }
 
-    /// Checks that the plugins `plugins` selects exist and that every `[plugins.options]` key
-    /// is an option one of them declares, with a value of its type.
-    pub fn check_selection(&self, plugins: &PluginSection) -> Result<(), RegistryError> {
-        let specs: Vec<(String, OptionSpec)> = [
+    /// The option sets of the plugins `plugins` selects, each with who declared it.
+    fn selected(&self, plugins: &PluginSection) -> Result<Vec<(String, OptionSet)>, RegistryError> {
+        Ok(vec![
             (
                 format!("strategy {}", plugins.strategy),
                 self.strategy(&plugins.strategy)?.options(),
@@ -308,10 +315,17 @@ impl Registry {
                 format!("assembly {}", plugins.assembly),
                 self.assembly(&plugins.assembly)?.options(),
             ),
-        ]
-        .into_iter()
-        .flat_map(|(who, specs)| specs.into_iter().map(move |s| (who.clone(), s)))
-        .collect();
+        ])
+    }
+
+    /// Checks that the plugins `plugins` selects exist and that every `[plugins.options]` key
+    /// is an option one of them declares, with a value of its type and within its range.
+    pub fn check_selection(&self, plugins: &PluginSection) -> Result<(), RegistryError> {
+        let specs: Vec<(String, OptionSpec)> = self
+            .selected(plugins)?
+            .into_iter()
+            .flat_map(|(who, set)| set.specs.into_iter().map(move |s| (who.clone(), s)))
+            .collect();
         for (key, value) in &plugins.options {
             let declared: Vec<&OptionSpec> = specs
                 .iter()
@@ -335,6 +349,29 @@ impl Registry {
                     spec: spec.to_string(),
                 });
             }
+            if let Some((spec, why)) = declared
+                .iter()
+                .find_map(|s| s.refuses(value).map(|why| (s, why)))
+            {
+                return Err(RegistryError::OptionValue {
+                    key: key.clone(),
+                    why,
+                    spec: spec.to_string(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the run's `[plugins.options]` as each selected plugin will, with every check its
+    /// options declare (including those against the run's model and recipe): the values a
+    /// plugin would refuse at its stage are refused before anything trains.
+    pub fn check_values(&self, ctx: &PluginContext) -> Result<(), RegistryError> {
+        for (who, set) in self.selected(&ctx.cfg.plugins)? {
+            set.check(ctx).map_err(|e| RegistryError::Refused {
+                who,
+                message: e.to_string(),
+            })?;
         }
         Ok(())
     }
@@ -344,17 +381,40 @@ impl Registry {
 mod tests {
     use super::*;
     use crate::model::{Init, Network};
-    use crate::plugin::{task_loss, Hybrid, HybridInputs, PluginContext};
+    use crate::plugin::{task_loss, Hybrid, HybridInputs, PluginContext, PluginError};
 
-    struct S(&'static str, Vec<OptionSpec>);
+    crate::plugin_options! {
+        struct Count {
+            /// count
+            #[schemars(range(max = 10))]
+            n: u32,
+        }
+    }
+    impl Default for Count {
+        fn default() -> Self {
+            Count { n: 2 }
+        }
+    }
+    impl crate::plugin::PluginOptions for Count {}
+
+    crate::plugin_options! {
+        #[derive(Default)]
+        struct Keep {
+            /// keep glue
+            keep: bool,
+        }
+    }
+    impl crate::plugin::PluginOptions for Keep {}
+
+    struct S(&'static str, OptionSet);
     impl IncubationStrategy for S {
         fn name(&self) -> &str {
             self.0
         }
-        fn options(&self) -> Vec<OptionSpec> {
+        fn options(&self) -> OptionSet {
             self.1.clone()
         }
-        fn hybrid(&self, _: &PluginContext, i: HybridInputs) -> anyhow::Result<Hybrid> {
+        fn hybrid(&self, _: &PluginContext, i: HybridInputs) -> Result<Hybrid, PluginError> {
             Ok(Hybrid::new(i.unit, 0..1, task_loss()))
         }
     }
@@ -363,7 +423,7 @@ mod tests {
         fn name(&self) -> &str {
             "m"
         }
-        fn build(&self, _: &PluginContext, _: &mut Init) -> anyhow::Result<Network> {
+        fn build(&self, _: &PluginContext, _: &mut Init) -> Result<Network, PluginError> {
             Ok(Network { parts: Vec::new() })
         }
     }
@@ -372,22 +432,22 @@ mod tests {
         fn name(&self) -> &str {
             "a"
         }
-        fn options(&self) -> Vec<OptionSpec> {
-            vec![OptionSpec::bool("keep", false, "keep glue")]
+        fn options(&self) -> OptionSet {
+            OptionSet::of::<Keep>()
         }
         fn assemble(
             &self,
             _: &PluginContext,
             u: Vec<Network>,
             _: Network,
-        ) -> anyhow::Result<Network> {
+        ) -> Result<Network, PluginError> {
             Ok(u.into_iter().next().unwrap())
         }
     }
 
     fn registry() -> Registry {
         let mut r = Registrar::new(Origin::BuiltIn, "1");
-        r.add_strategy(Arc::new(S("s", vec![OptionSpec::int("n", 2, "count")])));
+        r.add_strategy(Arc::new(S("s", OptionSet::of::<Count>())));
         r.add_meta_design(Arc::new(M));
         r.add_assembly(Arc::new(A));
         let mut reg = Registry::empty(false);
@@ -399,8 +459,8 @@ mod tests {
     fn errors_are_values_a_caller_can_match() {
         let mut reg = registry();
         let mut again = Registrar::new(Origin::Library("/x.so".into()), "2");
-        again.add_strategy(Arc::new(S("s", vec![])));
-        again.add_strategy(Arc::new(S("t", vec![])));
+        again.add_strategy(Arc::new(S("s", OptionSet::none())));
+        again.add_strategy(Arc::new(S("t", OptionSet::none())));
         assert_eq!(
             reg.add(again),
             Err(RegistryError::Taken {
@@ -443,7 +503,24 @@ mod tests {
             reg.check_selection(&sel),
             Err(RegistryError::OptionType { ref key, want: super::super::OptionKind::Int, .. }) if key == "n"
         ));
+        sel.options.insert("n".into(), toml::Value::Integer(11));
+        let e = reg.check_selection(&sel).unwrap_err();
+        assert!(
+            matches!(e, RegistryError::OptionValue { ref key, .. } if key == "n"),
+            "{e}"
+        );
+        assert_eq!(
+            e.to_string(),
+            "plugins.options.n = 11 is out of range: it must be >= 0 and <= 10 (n (integer, >= 0 and <= 10, default 2): count)"
+        );
+        sel.options.insert("keep".into(), toml::Value::Integer(1));
         sel.options.remove("n");
+        assert!(matches!(
+            reg.check_selection(&sel),
+            Err(RegistryError::OptionType { ref key, .. }) if key == "keep"
+        ));
+        sel.options
+            .insert("keep".into(), toml::Value::Boolean(true));
         sel.options.insert("nn".into(), toml::Value::Integer(1));
         let e = reg.check_selection(&sel).unwrap_err();
         assert!(
@@ -452,7 +529,7 @@ mod tests {
         );
         assert!(
             e.to_string()
-                .contains("n (integer, default 2): count [strategy s]"),
+                .contains("n (integer, >= 0 and <= 10, default 2): count [strategy s]"),
             "{e}"
         );
     }

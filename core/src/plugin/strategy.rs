@@ -8,6 +8,8 @@ pub use crate::train::optimizer::ParamSettings as PartSettings;
 use std::collections::BTreeMap;
 use std::ops::Range;
 
+type Result<T> = std::result::Result<T, super::PluginError>;
+
 /// A training loss: named terms from the hybrid's logits, its tapped activations, the batch
 /// and its extra networks ([`LossInputs`]).
 #[cfg(not(feature = "cuda"))]
@@ -101,8 +103,10 @@ impl Hybrid {
     }
 
     /// Adds an extra network the loss runs under `name`.
-    pub fn with_extra(mut self, name: &str, net: Network, role: Role) -> anyhow::Result<Hybrid> {
-        self.extras.add(name, net, role)?;
+    pub fn with_extra(mut self, name: &str, net: Network, role: Role) -> Result<Hybrid> {
+        self.extras
+            .add(name, net, role)
+            .map_err(|e| super::PluginError::Refused(e.to_string()))?;
         Ok(self)
     }
 }
@@ -117,12 +121,12 @@ pub struct HybridInputs<'a> {
     /// The trained units of the modules [`IncubationStrategy::depends_on`] named.
     pub finished: BTreeMap<usize, Network>,
     /// Another copy of the trained meta model (e.g. a distillation teacher).
-    pub load_meta: &'a dyn Fn() -> anyhow::Result<Network>,
+    pub load_meta: &'a dyn Fn() -> Result<Network>,
     /// A finished model as a frozen network of its modules, one part each: `"e2e"` or
     /// `"assemble"` of this run, or `"DIR"` / `"DIR:e2e"` / `"DIR:assemble"` of another run
     /// directory (relative to this run's directory). Name it in
     /// [`IncubationStrategy::teachers`] so that it is trained first.
-    pub load_teacher: &'a dyn Fn(&str) -> anyhow::Result<Network>,
+    pub load_teacher: &'a dyn Fn(&str) -> Result<Network>,
     /// Seeded initialisation for extra networks (auxiliary heads): the same weights in every
     /// process and on every resume.
     pub init: Init<'a>,
@@ -132,10 +136,10 @@ pub trait IncubationStrategy: Send + Sync {
     /// The name configs select it by (`plugins.strategy`).
     fn name(&self) -> &str;
 
-    /// The `[plugins.options]` keys it reads; a run refuses any other key, or a value of
-    /// another type, before training.
-    fn options(&self) -> Vec<super::options::OptionSpec> {
-        Vec::new()
+    /// Its `[plugins.options]`: `OptionSet::of::<MyOptions>()` (see [`super::PluginOptions`]).
+    /// A run refuses any other key, and any value the options refuse, before anything trains.
+    fn options(&self) -> super::OptionSet {
+        super::OptionSet::none()
     }
 
     /// Modules whose incubation must finish before module `i` starts. The reference trains
@@ -147,7 +151,7 @@ pub trait IncubationStrategy: Send + Sync {
     /// What is trained for module `i`, freshly initialised: the target module (the reference
     /// initialises it randomly), plus anything trained with it (e.g. stitch layers). Its
     /// weights are saved as `incubate-i/module.safetensors` and handed to the assembly rule.
-    fn init_unit(&self, ctx: &PluginContext, i: usize, init: &mut Init) -> anyhow::Result<Network> {
+    fn init_unit(&self, ctx: &PluginContext, i: usize, init: &mut Init) -> Result<Network> {
         Ok(parts::target_module(ctx, i, init))
     }
 
@@ -161,12 +165,12 @@ pub trait IncubationStrategy: Send + Sync {
     /// The finished models [`HybridInputs::load_teacher`] will load (its specs): a teacher of
     /// this run (`"e2e"`) is then trained before the incubations, in one process as on a
     /// cluster.
-    fn teachers(&self, _ctx: &PluginContext) -> anyhow::Result<Vec<String>> {
+    fn teachers(&self, _ctx: &PluginContext) -> Result<Vec<String>> {
         Ok(Vec::new())
     }
 
     /// The network module `i`'s unit is trained in, its trained parts and the loss.
-    fn hybrid(&self, ctx: &PluginContext, inputs: HybridInputs) -> anyhow::Result<Hybrid>;
+    fn hybrid(&self, ctx: &PluginContext, inputs: HybridInputs) -> Result<Hybrid>;
 
     /// Epochs, warmup and drop-path of module `i`'s incubation, from the config's `[incubate]`.
     fn recipe(&self, _ctx: &PluginContext, _i: usize, base: StageRecipe) -> StageRecipe {

@@ -53,7 +53,10 @@ pub fn assemble(engine: &OpenRun) -> anyhow::Result<Network> {
     let rule = engine.registry.assembly(&engine.cfg.plugins.assembly)?;
     let net = rule
         .assemble(&engine.plugin_ctx(), units, meta::load(engine)?)
-        .map_err(|e| e.context(format!("assembly rule {:?}", rule.name())))?;
+        .map_err(|e| {
+            e.into_anyhow()
+                .context(format!("assembly rule {:?}", rule.name()))
+        })?;
     // Glue such as stitches has no blocks; the blocks must be the split's.
     let depths: Vec<usize> = net.depths().into_iter().filter(|&d| d > 0).collect();
     if depths != engine.split.divided_depths {

@@ -7,7 +7,7 @@ use crate::checkpoint;
 use crate::events::StageId;
 use crate::model::Network;
 use crate::model::{Extras, Role};
-use crate::plugin::{HybridInputs, IncubationStrategy, PartSettingsFn, Tap, Target};
+use crate::plugin::{HybridInputs, IncubationStrategy, PartSettingsFn, PluginError, Tap, Target};
 use crate::run_dir::StageSummary;
 use crate::stages::teacher::TeacherSpec;
 use crate::train;
@@ -40,8 +40,15 @@ fn strategy(engine: &OpenRun) -> anyhow::Result<Arc<dyn IncubationStrategy>> {
         .map_err(anyhow::Error::from)
 }
 
-fn in_plugin<T>(s: &dyn IncubationStrategy, what: &str, r: anyhow::Result<T>) -> anyhow::Result<T> {
-    r.map_err(|e| e.context(format!("incubation strategy {:?}: {what}", s.name())))
+fn in_plugin<T>(
+    s: &dyn IncubationStrategy,
+    what: &str,
+    r: Result<T, PluginError>,
+) -> anyhow::Result<T> {
+    r.map_err(|e| {
+        e.into_anyhow()
+            .context(format!("incubation strategy {:?}: {what}", s.name()))
+    })
 }
 
 /// Module `i`'s unit, freshly initialised as the strategy does it.
@@ -186,10 +193,10 @@ pub fn run(engine: &Engine, i: usize) -> anyhow::Result<StageSummary> {
             meta: meta::load(engine)?,
             unit: init_unit(engine, i)?,
             finished,
-            load_meta: &|| meta::load(engine),
+            load_meta: &|| meta::load(engine).map_err(PluginError::engine),
             load_teacher: &|spec| {
                 loaded.borrow_mut().push(spec.to_string());
-                teacher::load(engine, spec)
+                teacher::load(engine, spec).map_err(PluginError::engine)
             },
             init: engine.init(&dev, &mut rng),
         };

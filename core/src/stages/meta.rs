@@ -24,7 +24,10 @@ pub fn build(engine: &OpenRun) -> anyhow::Result<Network> {
     let dev = engine.dev();
     design
         .build(&engine.plugin_ctx(), &mut engine.init(&dev, &mut rng))
-        .map_err(|e| e.context(format!("meta design {:?}", design.name())))
+        .map_err(|e| {
+            e.into_anyhow()
+                .context(format!("meta design {:?}", design.name()))
+        })
 }
 
 /// Whether the configured strategy uses a meta model at all.

@@ -54,6 +54,18 @@ fn folder_classes(cfg: &RunConfig) -> anyhow::Result<Option<Vec<String>>> {
     })?))
 }
 
+/// The plugins' option values as they will read them (ranges, choices, their own checks
+/// against the model and recipe): refused here, before the first stage trains, not when the
+/// plugin's stage starts.
+fn check_values(
+    registry: &Registry,
+    cfg: &RunConfig,
+    vit: &VitConfig,
+    split: &Split,
+) -> anyhow::Result<()> {
+    Ok(registry.check_values(&PluginContext { vit, split, cfg })?)
+}
+
 /// Where a process's plugins come from besides the run's config.
 pub struct PluginSources<'a> {
     /// Registers the plugins compiled into the binary.
@@ -98,7 +110,8 @@ impl OpenRun {
             let c = opening.cfg();
             let registry = registry_of(c)?;
             let listed = folder_classes(c)?;
-            model_of(c, listed.as_deref())?;
+            let (_, vit, split) = model_of(c, listed.as_deref())?;
+            check_values(&registry, c, &vit, &split)?;
             (Some(registry), listed)
         } else {
             (None, None)
@@ -127,6 +140,7 @@ impl OpenRun {
             classes
         };
         let (shape, vit, split) = model_of(&cfg, classes.as_deref())?;
+        check_values(&registry, &cfg, &vit, &split)?;
         Ok(OpenRun {
             devices: Default::default(),
             registry,

@@ -9,9 +9,6 @@ use crate::device::{tensor_from_slice, Act, Rows};
 use crate::model::Traced;
 use dfdx::prelude::*;
 
-/// InfoPro's temperature (`losses.py`, `auxiliary_nets.py`).
-pub const INFOPRO_TEMPERATURE: f32 = 0.07;
-
 /// The loss of `features`, one token of them per sample (batch, 1, dim) as a head gives them,
 /// traced, for samples labelled `labels`.
 pub fn supervised_contrastive(features: Act<Traced>, labels: &[usize], temperature: f32) -> Loss {

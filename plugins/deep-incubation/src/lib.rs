@@ -5,12 +5,8 @@
 //! - assembly: the incubated modules stacked in order, nothing added (glue such as stitches
 //!   that another strategy trained with a module is left out).
 
-use incubator_core::anyhow;
-use incubator_core::model::{Init, Network};
-use incubator_core::plugin::{
-    parts, task_loss, AssemblyRule, Hybrid, HybridInputs, IncubationStrategy, MetaDesign,
-    PluginContext, Registrar,
-};
+use incubator_core::sdk::net::{Init, Network};
+use incubator_core::sdk::*;
 use std::sync::Arc;
 
 pub const NAME: &str = "deep-incubation";
@@ -22,7 +18,7 @@ impl MetaDesign for OneBlockMeta {
         NAME
     }
 
-    fn build(&self, ctx: &PluginContext, init: &mut Init) -> anyhow::Result<Network> {
+    fn build(&self, ctx: &PluginContext, init: &mut Init) -> Result<Network, PluginError> {
         Ok(Network::vit(init, ctx.vit, &vec![1; ctx.split.k()]))
     }
 }
@@ -34,7 +30,7 @@ impl IncubationStrategy for ModuleIncubation {
         NAME
     }
 
-    fn hybrid(&self, ctx: &PluginContext, inputs: HybridInputs) -> anyhow::Result<Hybrid> {
+    fn hybrid(&self, ctx: &PluginContext, inputs: HybridInputs) -> Result<Hybrid, PluginError> {
         parts::expect_one_part_per_module(ctx, &inputs.meta)?;
         let (net, trained) = parts::splice(inputs.meta, inputs.module, inputs.unit)?;
         Ok(Hybrid::new(net, trained, task_loss()))
@@ -53,7 +49,7 @@ impl AssemblyRule for Stacking {
         _ctx: &PluginContext,
         units: Vec<Network>,
         _meta: Network,
-    ) -> anyhow::Result<Network> {
+    ) -> Result<Network, PluginError> {
         // A unit may carry glue trained with its module (stitches); stacking keeps only the
         // modules themselves, whose widths match.
         Ok(parts::concat(units, |p| p.depth() > 0))
@@ -67,7 +63,7 @@ pub fn register(r: &mut Registrar) {
     r.add_assembly(Arc::new(Stacking));
 }
 
-incubator_core::declare_plugin!(NAME, |r: &mut Registrar| {
+declare_plugin!(NAME, |r: &mut Registrar| {
     register(r);
     Ok(())
 });

@@ -7,20 +7,48 @@
 //!
 //! Options: `[plugins.options] aux_head = "mlp-sr"` (the default of DGL's code: the patch grid
 //! pooled, three 1x1 convolutions and three Linear layers with BatchNorm and ReLU, here per
-//! token with LayerNorm; [`incubator_core::model::baseline_heads::DglHead`]) or `"linear"`
+//! token with LayerNorm; [`incubator_core::sdk::heads::DglHead`]) or `"linear"`
 //! (LayerNorm, the token mean, `aux_hidden` Linear+GELU layers, a Linear). DGL's protocol
 //! reports the stacked modules without fine-tuning: the report's "stacked, no fine-tune" row.
 
-use incubator_core::anyhow;
-use incubator_core::model::baseline_heads::DglHead;
-use incubator_core::model::{Init, Network};
-use incubator_core::plugin::{
-    parts, task_loss, Hybrid, HybridInputs, IncubationStrategy, OptionSpec, PluginContext,
-    Registrar,
-};
+use incubator_core::sdk::heads::DglHead;
+use incubator_core::sdk::net::{Init, Network};
+use incubator_core::sdk::*;
 use std::sync::Arc;
 
 pub const NAME: &str = "dgl";
+
+plugin_options! {
+    /// the auxiliary classifier
+    #[derive(Clone, Copy, Debug, PartialEq, Default)]
+    pub enum AuxHead {
+        /// DGL's default: 3 convolutions (per token) and 3 MLP layers
+        #[default]
+        MlpSr,
+        /// LayerNorm, the token mean, aux_hidden hidden layers, a Linear
+        Linear,
+    }
+}
+
+plugin_options! {
+    pub struct DglOptions {
+        pub aux_head: AuxHead,
+        /// hidden Linear+GELU layers of each auxiliary classifier (aux_head = "linear")
+        #[schemars(range(max = 8))]
+        pub aux_hidden: usize,
+    }
+}
+
+impl Default for DglOptions {
+    fn default() -> Self {
+        DglOptions {
+            aux_head: AuxHead::MlpSr,
+            aux_hidden: 1,
+        }
+    }
+}
+
+impl PluginOptions for DglOptions {}
 
 pub struct Dgl;
 
@@ -29,15 +57,8 @@ impl IncubationStrategy for Dgl {
         NAME
     }
 
-    fn options(&self) -> Vec<OptionSpec> {
-        vec![
-            OptionSpec::text(
-                "aux_head",
-                "mlp-sr",
-                "the auxiliary classifier: \"mlp-sr\" (DGL's default, 3 convolutions + 3 MLP layers) or \"linear\" (LayerNorm, token mean, aux_hidden hidden layers)",
-            ),
-            parts::aux_hidden_option(),
-        ]
+    fn options(&self) -> OptionSet {
+        OptionSet::of::<DglOptions>()
     }
 
     fn uses_meta(&self, _ctx: &PluginContext) -> bool {
@@ -49,22 +70,27 @@ impl IncubationStrategy for Dgl {
         (0..i).collect()
     }
 
-    fn init_unit(&self, ctx: &PluginContext, i: usize, init: &mut Init) -> anyhow::Result<Network> {
-        match parts::option_str(ctx, "aux_head", "mlp-sr")?.as_str() {
-            "mlp-sr" => {
-                let v = ctx.vit;
-                Ok(parts::module_with_aux_head(ctx, i, init, |init| {
-                    DglHead::new(init, v.embed_dim, v.grid(), v.num_classes, v.norm_eps)
-                }))
-            }
-            "linear" => parts::module_with_aux_classifier(ctx, i, init),
-            other => anyhow::bail!(
-                "plugins.options.aux_head = {other:?}: use \"mlp-sr\" (DGL's) or \"linear\""
-            ),
-        }
+    fn init_unit(
+        &self,
+        ctx: &PluginContext,
+        i: usize,
+        init: &mut Init,
+    ) -> Result<Network, PluginError> {
+        let o: DglOptions = ctx.options()?;
+        let v = ctx.vit;
+        Ok(match o.aux_head {
+            AuxHead::MlpSr => parts::module_with_aux_head(ctx, i, init, |init| {
+                DglHead::new(init, v.embed_dim, v.grid(), v.num_classes, v.norm_eps)
+            }),
+            AuxHead::Linear => parts::module_with_aux_classifier(ctx, i, init, o.aux_hidden),
+        })
     }
 
-    fn hybrid(&self, _ctx: &PluginContext, mut inputs: HybridInputs) -> anyhow::Result<Hybrid> {
+    fn hybrid(
+        &self,
+        _ctx: &PluginContext,
+        mut inputs: HybridInputs,
+    ) -> Result<Hybrid, PluginError> {
         let (net, trained) =
             parts::after_finished_modules(&mut inputs.finished, inputs.module, inputs.unit)?;
         // The path ends in the auxiliary classifier (or the real head): its logits are the
@@ -77,7 +103,7 @@ pub fn register(r: &mut Registrar) {
     r.add_strategy(Arc::new(Dgl));
 }
 
-incubator_core::declare_plugin!(NAME, |r: &mut Registrar| {
+declare_plugin!(NAME, |r: &mut Registrar| {
     register(r);
     Ok(())
 });

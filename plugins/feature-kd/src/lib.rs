@@ -4,15 +4,28 @@
 //! linearly to zero over the incubation, so the module ends on the task alone.
 //! The worked example of docs/plugins.md.
 
-use incubator_core::anyhow;
-use incubator_core::model::Role;
-use incubator_core::plugin::{
-    parts, Hybrid, HybridInputs, IncubationStrategy, OptionSpec, PluginContext, Registrar, Tap,
-};
-use incubator_core::train::loss::{mse, LossInputs, LossTerms};
+use incubator_core::sdk::loss::{mse, LossInputs, LossTerms};
+use incubator_core::sdk::net::Role;
+use incubator_core::sdk::*;
 use std::sync::Arc;
 
 pub const NAME: &str = "feature-kd";
+
+plugin_options! {
+    pub struct FeatureKdOptions {
+        /// weight of the feature loss at the start; it decays linearly to 0
+        #[schemars(range(min = 0.0))]
+        pub hint_weight: f32,
+    }
+}
+
+impl Default for FeatureKdOptions {
+    fn default() -> Self {
+        FeatureKdOptions { hint_weight: 1.0 }
+    }
+}
+
+impl PluginOptions for FeatureKdOptions {}
 
 pub struct FeatureKd;
 
@@ -21,16 +34,12 @@ impl IncubationStrategy for FeatureKd {
         NAME
     }
 
-    fn options(&self) -> Vec<OptionSpec> {
-        vec![OptionSpec::float(
-            "hint_weight",
-            1.0,
-            "weight of the feature loss at the start; it decays linearly to 0",
-        )]
+    fn options(&self) -> OptionSet {
+        OptionSet::of::<FeatureKdOptions>()
     }
 
-    fn hybrid(&self, ctx: &PluginContext, inputs: HybridInputs) -> anyhow::Result<Hybrid> {
-        let hint_weight = parts::option_f64(ctx, "hint_weight", 1.0)? as f32;
+    fn hybrid(&self, ctx: &PluginContext, inputs: HybridInputs) -> Result<Hybrid, PluginError> {
+        let hint_weight = ctx.options::<FeatureKdOptions>()?.hint_weight;
         parts::expect_one_part_per_module(ctx, &inputs.meta)?;
         let i = inputs.module;
 
@@ -57,7 +66,7 @@ pub fn register(r: &mut Registrar) {
     r.add_strategy(Arc::new(FeatureKd));
 }
 
-incubator_core::declare_plugin!(NAME, |r: &mut Registrar| {
+declare_plugin!(NAME, |r: &mut Registrar| {
     register(r);
     Ok(())
 });

@@ -25,77 +25,85 @@
 //! convolution is a Linear on every token and its BatchNorm a LayerNorm; modules train one
 //! after another rather than all at once.
 
-use incubator_core::anyhow;
-use incubator_core::model::aux_heads::PatchDecoder;
-use incubator_core::model::baseline_heads::{InfoProHead, LinearProbe};
-use incubator_core::model::{Init, Named, Network, Role};
-use incubator_core::plugin::{
-    parts, task_loss, Hybrid, HybridInputs, IncubationStrategy, OptionSpec, PluginContext,
-    Registrar, Tap,
-};
-use incubator_core::train::contrastive::{supervised_contrastive, INFOPRO_TEMPERATURE};
-use incubator_core::train::loss::{mse, LossInputs, LossTerms};
+use incubator_core::sdk::heads::{InfoProHead, LinearProbe, PatchDecoder};
+use incubator_core::sdk::loss::{mse, supervised_contrastive, LossInputs, LossTerms};
+use incubator_core::sdk::net::{Init, Named, Network, Role};
+use incubator_core::sdk::*;
 use std::sync::Arc;
 
 pub const NAME: &str = "infopro";
 
 pub struct InfoPro;
 
-/// The local loss of the modules before the last.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum LocalLoss {
-    /// The supervised contrastive loss on the head's features (the reference's default).
-    Contrast { temperature: f32 },
-    /// The cross-entropy of the head's logits.
-    CrossEntropy,
+plugin_options! {
+    /// the local loss of the modules before the last
+    #[derive(Clone, Copy, Debug, PartialEq, Default)]
+    pub enum LocalLoss {
+        /// the supervised contrastive loss on the head's features (the reference's)
+        #[default]
+        Contrast,
+        /// the cross-entropy of the head's logits
+        CrossEntropy,
+    }
 }
 
-fn local_loss(ctx: &PluginContext) -> anyhow::Result<LocalLoss> {
-    match parts::option_str(ctx, "local_loss", "contrast")?.as_str() {
-        "contrast" => {
-            let t = parts::option_f64(ctx, "temperature", INFOPRO_TEMPERATURE as f64)?;
-            if !(t > 0.0 && t.is_finite()) {
-                anyhow::bail!("plugins.options.temperature = {t} must be a positive number");
-            }
-            Ok(LocalLoss::Contrast {
-                temperature: t as f32,
-            })
+plugin_options! {
+    #[derive(Clone, Debug, PartialEq)]
+    pub struct InfoProOptions {
+        /// reconstruction weight at module 0 (the reference's ixx_1)
+        #[schemars(range(min = 0.0))]
+        pub recon_first: f64,
+        /// reconstruction weight at module K-2 (ixx_2)
+        #[schemars(range(min = 0.0))]
+        pub recon_last: f64,
+        /// local (contrastive or cross-entropy) loss weight at module 0 (ixy_1)
+        #[schemars(range(min = 0.0))]
+        pub local_first: f64,
+        /// local loss weight at module K-2 (ixy_2)
+        #[schemars(range(min = 0.0))]
+        pub local_last: f64,
+        pub local_loss: LocalLoss,
+        /// the contrastive loss's temperature
+        #[schemars(extend("exclusiveMinimum" = 0.0))]
+        pub temperature: f64,
+        /// the width of the head's hidden layer and contrastive features
+        #[schemars(range(min = 1, max = 65536))]
+        pub feature_dim: usize,
+    }
+}
+
+/// The defaults of the reference's K = 4 setting.
+impl Default for InfoProOptions {
+    fn default() -> Self {
+        InfoProOptions {
+            recon_first: 1.0,
+            recon_last: 0.0,
+            local_first: 0.0,
+            local_last: 1.0,
+            local_loss: LocalLoss::Contrast,
+            temperature: 0.07, // losses.py, auxiliary_nets.py
+            feature_dim: 128,
         }
-        "cross-entropy" => Ok(LocalLoss::CrossEntropy),
-        other => anyhow::bail!(
-            "plugins.options.local_loss = {other:?}: use \"contrast\" (the reference's) or \"cross-entropy\""
-        ),
     }
 }
 
-fn feature_dim(ctx: &PluginContext) -> anyhow::Result<usize> {
-    let d = parts::option_int(ctx, "feature_dim", 128)?;
-    if !(1..=65536).contains(&d) {
-        anyhow::bail!("plugins.options.feature_dim = {d} must be a whole number from 1 to 65536");
-    }
-    Ok(d as usize)
-}
+impl PluginOptions for InfoProOptions {}
 
-/// Module `i`'s (reconstruction, local loss) weights.
-pub fn weights(ctx: &PluginContext, i: usize) -> anyhow::Result<(f32, f32)> {
-    let opt = |k: &str, d: f64| parts::option_f64(ctx, k, d);
-    let (r1, r2) = (opt("recon_first", 1.0)?, opt("recon_last", 0.0)?);
-    let (c1, c2) = (opt("local_first", 0.0)?, opt("local_last", 1.0)?);
-    if [r1, r2, c1, c2].iter().any(|w| *w < 0.0 || !w.is_finite()) {
-        anyhow::bail!(
-            "plugins.options recon_first, recon_last, local_first, local_last must be finite and >= 0"
-        );
+impl InfoProOptions {
+    /// Module `i`'s (reconstruction, local loss) weights.
+    pub fn weights(&self, ctx: &PluginContext, i: usize) -> (f32, f32) {
+        let locals = ctx.split.k().saturating_sub(2);
+        let ratio = if locals == 0 {
+            0.0
+        } else {
+            i as f64 / locals as f64
+        };
+        let at = |first: f64, last: f64| (first + (last - first) * ratio) as f32;
+        (
+            at(self.recon_first, self.recon_last),
+            at(self.local_first, self.local_last),
+        )
     }
-    let locals = ctx.split.k().saturating_sub(2);
-    let ratio = if locals == 0 {
-        0.0
-    } else {
-        i as f64 / locals as f64
-    };
-    Ok((
-        (r1 + (r2 - r1) * ratio) as f32,
-        (c1 + (c2 - c1) * ratio) as f32,
-    ))
 }
 
 impl IncubationStrategy for InfoPro {
@@ -103,40 +111,8 @@ impl IncubationStrategy for InfoPro {
         NAME
     }
 
-    fn options(&self) -> Vec<OptionSpec> {
-        vec![
-            OptionSpec::float(
-                "recon_first",
-                1.0,
-                "reconstruction weight at module 0 (the reference's ixx_1)",
-            ),
-            OptionSpec::float(
-                "recon_last",
-                0.0,
-                "reconstruction weight at module K-2 (ixx_2)",
-            ),
-            OptionSpec::float(
-                "local_first",
-                0.0,
-                "local (contrastive or cross-entropy) loss weight at module 0 (ixy_1)",
-            ),
-            OptionSpec::float("local_last", 1.0, "local loss weight at module K-2 (ixy_2)"),
-            OptionSpec::text(
-                "local_loss",
-                "contrast",
-                "\"contrast\" (supervised contrastive, the reference's) or \"cross-entropy\"",
-            ),
-            OptionSpec::float(
-                "temperature",
-                INFOPRO_TEMPERATURE as f64,
-                "the contrastive loss's temperature",
-            ),
-            OptionSpec::int(
-                "feature_dim",
-                128,
-                "the width of the head's hidden layer and contrastive features",
-            ),
-        ]
+    fn options(&self) -> OptionSet {
+        OptionSet::of::<InfoProOptions>()
     }
 
     fn uses_meta(&self, _ctx: &PluginContext) -> bool {
@@ -149,11 +125,17 @@ impl IncubationStrategy for InfoPro {
 
     /// Module i with the `1c2f` head (cross-entropy) or a linear probe (contrastive: the head
     /// is then an extra network of the hybrid).
-    fn init_unit(&self, ctx: &PluginContext, i: usize, init: &mut Init) -> anyhow::Result<Network> {
+    fn init_unit(
+        &self,
+        ctx: &PluginContext,
+        i: usize,
+        init: &mut Init,
+    ) -> Result<Network, PluginError> {
         let v = ctx.vit;
-        let f = feature_dim(ctx)?;
-        Ok(match local_loss(ctx)? {
-            LocalLoss::Contrast { .. } => parts::module_with_aux_head(ctx, i, init, |init| {
+        let o: InfoProOptions = ctx.options()?;
+        let f = o.feature_dim;
+        Ok(match o.local_loss {
+            LocalLoss::Contrast => parts::module_with_aux_head(ctx, i, init, |init| {
                 LinearProbe::new(init, v.embed_dim, v.num_classes, v.norm_eps)
             }),
             LocalLoss::CrossEntropy => parts::module_with_aux_head(ctx, i, init, |init| {
@@ -162,13 +144,14 @@ impl IncubationStrategy for InfoPro {
         })
     }
 
-    fn hybrid(&self, ctx: &PluginContext, mut inputs: HybridInputs) -> anyhow::Result<Hybrid> {
+    fn hybrid(&self, ctx: &PluginContext, mut inputs: HybridInputs) -> Result<Hybrid, PluginError> {
         let i = inputs.module;
+        let o: InfoProOptions = ctx.options()?;
         let (net, trained) = parts::after_finished_modules(&mut inputs.finished, i, inputs.unit)?;
         if i + 1 == ctx.split.k() {
             return Ok(Hybrid::new(net, trained, task_loss()));
         }
-        let (recon_w, local_w) = weights(ctx, i)?;
+        let (recon_w, local_w) = o.weights(ctx, i);
         let v = ctx.vit;
         let decoder = PatchDecoder::new(&mut inputs.init, v.embed_dim, v.patch_dim(), v.norm_eps);
         let decoder = Network {
@@ -176,7 +159,7 @@ impl IncubationStrategy for InfoPro {
         };
         // The module's output: the input of its head (or probe), the unit's last part.
         let module_out = Tap::Output(trained.start);
-        let hybrid = match local_loss(ctx)? {
+        let hybrid = match o.local_loss {
             LocalLoss::CrossEntropy => {
                 let loss = move |x: LossInputs| {
                     let rebuilt = x.extras.run("decoder", x.tap(0));
@@ -186,14 +169,9 @@ impl IncubationStrategy for InfoPro {
                 };
                 Hybrid::new(net, trained, Box::new(loss))
             }
-            LocalLoss::Contrast { temperature } => {
-                let head = InfoProHead::new(
-                    &mut inputs.init,
-                    v.embed_dim,
-                    feature_dim(ctx)?,
-                    feature_dim(ctx)?,
-                    v.norm_eps,
-                );
+            LocalLoss::Contrast => {
+                let (f, temperature) = (o.feature_dim, o.temperature as f32);
+                let head = InfoProHead::new(&mut inputs.init, v.embed_dim, f, f, v.norm_eps);
                 let head = Network {
                     parts: vec![Box::new(Named::new("head", head))],
                 };
@@ -223,7 +201,7 @@ pub fn register(r: &mut Registrar) {
     r.add_strategy(Arc::new(InfoPro));
 }
 
-incubator_core::declare_plugin!(NAME, |r: &mut Registrar| {
+declare_plugin!(NAME, |r: &mut Registrar| {
     register(r);
     Ok(())
 });

@@ -10,22 +10,35 @@
 //! `"RUN_DIR:e2e"` / `"RUN_DIR:assemble"` for another run's model), `alpha = 0.5`,
 //! `temperature = 1.0` (the reference's defaults).
 
-use incubator_core::anyhow;
-use incubator_core::model::{Network, Part, Role};
-use incubator_core::plugin::distill::Distillation;
-use incubator_core::plugin::{
-    parts, Hybrid, HybridInputs, IncubationStrategy, OptionSpec, PluginContext, Registrar, Tap,
-};
-use incubator_core::train::loss::LossInputs;
+use incubator_core::sdk::loss::LossInputs;
+use incubator_core::sdk::net::{Network, Part, Role};
+use incubator_core::sdk::*;
 use std::sync::Arc;
 
 pub const NAME: &str = "m2mkd";
 
-pub struct M2mKd;
-
-fn teacher_spec(ctx: &PluginContext) -> anyhow::Result<String> {
-    parts::option_str(ctx, "teacher", "e2e")
+plugin_options! {
+    pub struct M2mKdOptions {
+        /// the finished model whose modules teach: "e2e" (this run's, trained first) or
+        /// "RUN_DIR:e2e" / "RUN_DIR:assemble" (relative to this run's directory)
+        pub teacher: String,
+        #[serde(flatten)]
+        pub distill: Distillation,
+    }
 }
+
+impl Default for M2mKdOptions {
+    fn default() -> Self {
+        M2mKdOptions {
+            teacher: "e2e".into(),
+            distill: Distillation::default(),
+        }
+    }
+}
+
+impl PluginOptions for M2mKdOptions {}
+
+pub struct M2mKd;
 
 /// The token width a part works at (its first block's first norm), if it has blocks.
 fn width(part: &dyn Part) -> Option<usize> {
@@ -42,29 +55,24 @@ impl IncubationStrategy for M2mKd {
         NAME
     }
 
-    fn options(&self) -> Vec<OptionSpec> {
-        let teacher = OptionSpec::text(
-            "teacher",
-            "e2e",
-            "the finished model whose modules teach: \"e2e\" (this run's, trained first) or \"RUN_DIR:e2e\" / \"RUN_DIR:assemble\" (relative to this run's directory)",
-        );
-        std::iter::once(teacher)
-            .chain(Distillation::options())
-            .collect()
+    fn options(&self) -> OptionSet {
+        OptionSet::of::<M2mKdOptions>()
     }
 
-    fn teachers(&self, ctx: &PluginContext) -> anyhow::Result<Vec<String>> {
-        Ok(vec![teacher_spec(ctx)?])
+    fn teachers(&self, ctx: &PluginContext) -> Result<Vec<String>, PluginError> {
+        Ok(vec![ctx.options::<M2mKdOptions>()?.teacher])
     }
 
-    fn hybrid(&self, ctx: &PluginContext, inputs: HybridInputs) -> anyhow::Result<Hybrid> {
-        let kd = Distillation::from_options(ctx)?;
+    fn hybrid(&self, ctx: &PluginContext, inputs: HybridInputs) -> Result<Hybrid, PluginError> {
+        let M2mKdOptions {
+            teacher: spec,
+            distill: kd,
+        } = ctx.options()?;
         parts::expect_one_part_per_module(ctx, &inputs.meta)?;
         let (i, k) = (inputs.module, ctx.split.k());
-        let spec = teacher_spec(ctx)?;
         let mut teacher = (inputs.load_teacher)(&spec)?;
         if teacher.parts.len() != k {
-            anyhow::bail!(
+            refuse!(
                 "teacher {spec:?} has {} modules, this run's split has {k}: teacher module i must take student module i's place",
                 teacher.parts.len()
             );
@@ -74,7 +82,7 @@ impl IncubationStrategy for M2mKd {
             width(inputs.meta.parts[i].as_ref()),
         );
         if tw != mw {
-            anyhow::bail!("teacher module {i} works at width {tw:?}, the meta model at {mw:?}: they must match (a stitched m2mKD is not implemented)");
+            refuse!("teacher module {i} works at width {tw:?}, the meta model at {mw:?}: they must match (a stitched m2mKD is not implemented)");
         }
         // The teacher hybrid after the shared prefix: teacher module i, then the meta suffix.
         let mut meta_copy = (inputs.load_meta)()?;
@@ -103,7 +111,7 @@ pub fn register(r: &mut Registrar) {
     r.add_strategy(Arc::new(M2mKd));
 }
 
-incubator_core::declare_plugin!(NAME, |r: &mut Registrar| {
+declare_plugin!(NAME, |r: &mut Registrar| {
     register(r);
     Ok(())
 });

@@ -7,13 +7,9 @@
 //! (Module-to-module distillation from a stronger teacher, as m2mKD does it, is the `m2mkd`
 //! plugin.)
 
-use incubator_core::anyhow;
-use incubator_core::model::{Network, Role};
-use incubator_core::plugin::distill::Distillation;
-use incubator_core::plugin::{
-    parts, Hybrid, HybridInputs, IncubationStrategy, OptionSpec, PluginContext, Registrar,
-};
-use incubator_core::train::loss::LossInputs;
+use incubator_core::sdk::loss::LossInputs;
+use incubator_core::sdk::net::{Network, Role};
+use incubator_core::sdk::*;
 use std::sync::Arc;
 
 pub const NAME: &str = "meta-kd";
@@ -25,12 +21,12 @@ impl IncubationStrategy for MetaKd {
         NAME
     }
 
-    fn options(&self) -> Vec<OptionSpec> {
-        Distillation::options()
+    fn options(&self) -> OptionSet {
+        OptionSet::of::<Distillation>()
     }
 
-    fn hybrid(&self, ctx: &PluginContext, inputs: HybridInputs) -> anyhow::Result<Hybrid> {
-        let kd = Distillation::from_options(ctx)?;
+    fn hybrid(&self, ctx: &PluginContext, inputs: HybridInputs) -> Result<Hybrid, PluginError> {
+        let kd: Distillation = ctx.options()?;
         parts::expect_one_part_per_module(ctx, &inputs.meta)?;
         // The teacher: a second copy of the trained meta model, frozen, run without gradients.
         let teacher: Network = (inputs.load_meta)()?;
@@ -47,7 +43,7 @@ pub fn register(r: &mut Registrar) {
     r.add_strategy(Arc::new(MetaKd));
 }
 
-incubator_core::declare_plugin!(NAME, |r: &mut Registrar| {
+declare_plugin!(NAME, |r: &mut Registrar| {
     register(r);
     Ok(())
 });

@@ -3,10 +3,7 @@
 //! trained modules 0..i rather than with their meta stand-ins. The pipeline (and a cluster's
 //! job dependencies) run module i after modules 0..i.
 
-use incubator_core::anyhow;
-use incubator_core::plugin::{
-    parts, task_loss, Hybrid, HybridInputs, IncubationStrategy, PluginContext, Registrar,
-};
+use incubator_core::sdk::*;
 use std::sync::Arc;
 
 pub const NAME: &str = "sequential";
@@ -23,15 +20,12 @@ impl IncubationStrategy for Sequential {
         (0..i).collect()
     }
 
-    fn hybrid(&self, ctx: &PluginContext, mut inputs: HybridInputs) -> anyhow::Result<Hybrid> {
+    fn hybrid(&self, ctx: &PluginContext, mut inputs: HybridInputs) -> Result<Hybrid, PluginError> {
         parts::expect_one_part_per_module(ctx, &inputs.meta)?;
         let i = inputs.module;
         let mut net = inputs.meta;
         for j in 0..i {
-            let unit = inputs
-                .finished
-                .remove(&j)
-                .ok_or_else(|| anyhow::anyhow!("module {j} was not handed over"))?;
+            let unit = parts::take_finished(&mut inputs.finished, j)?;
             net = parts::splice(net, j, unit)?.0;
         }
         let (net, trained) = parts::splice(net, i, inputs.unit)?;
@@ -43,7 +37,7 @@ pub fn register(r: &mut Registrar) {
     r.add_strategy(Arc::new(Sequential));
 }
 
-incubator_core::declare_plugin!(NAME, |r: &mut Registrar| {
+declare_plugin!(NAME, |r: &mut Registrar| {
     register(r);
     Ok(())
 });

@@ -9,17 +9,11 @@
 //!   between them (out of module i, into module i+1: a learned bottleneck adapter), all
 //!   fine-tuned. (`deep-incubation` stacking drops the stitches instead.)
 
-use incubator_core::anyhow;
-use incubator_core::device::{Act, Dev};
-use incubator_core::dfdx::prelude::*;
-use incubator_core::impl_params;
-use incubator_core::model::layers::{LayerNorm, Linear};
-use incubator_core::model::{Init, Layer, Mode, Named, Network, VitConfig};
-use incubator_core::plugin::{
-    parts, task_loss, AssemblyRule, Hybrid, HybridInputs, IncubationStrategy, MetaDesign,
-    OptionSpec, PartSettings, PluginContext, Registrar, Target,
-};
-use incubator_core::train::loss::Progress;
+use incubator_core::sdk::loss::Progress;
+use incubator_core::sdk::net::{Act, Dev, Init, Layer, LayerNorm, Linear, Mode, Named};
+use incubator_core::sdk::net::{Network, VitConfig};
+use incubator_core::sdk::tensor::*;
+use incubator_core::sdk::*;
 use std::sync::Arc;
 
 pub const NAME: &str = "stitched";
@@ -51,34 +45,82 @@ impl Layer for Stitch {
     }
 }
 
-/// The option both the meta design and the strategy read.
-fn meta_width_option() -> OptionSpec {
-    OptionSpec::int(
-        "meta_width",
-        0,
-        "the meta model's width, a multiple of the head size (0: half the target's)",
-    )
+plugin_options! {
+    /// The option both the meta design and the strategy read.
+    #[derive(Clone, Copy, Debug, PartialEq, Default)]
+    pub struct ThinOptions {
+        /// the meta model's width, a multiple of the head size (0: half the target's)
+        pub meta_width: usize,
+    }
+}
+
+impl PluginOptions for ThinOptions {
+    fn check(&self, ctx: &PluginContext) -> Result<(), PluginError> {
+        thin_vit(ctx, self).map(|_| ())
+    }
 }
 
 /// The meta model's shape: the target's, narrower, with as many heads as keep the head size.
-pub fn thin_vit(ctx: &PluginContext) -> anyhow::Result<VitConfig> {
+pub fn thin_vit(ctx: &PluginContext, o: &ThinOptions) -> Result<VitConfig, PluginError> {
     let d = ctx.vit.embed_dim;
-    // (a negative width is refused below, as 0 after the default)
-    let width = match parts::option_int(ctx, "meta_width", 0)? {
+    let width = match o.meta_width {
         0 => d / 2,
-        w => usize::try_from(w).unwrap_or(0),
+        w => w,
     };
     let head_dim = ctx.vit.head_dim();
     if width == 0 || width % head_dim != 0 {
-        anyhow::bail!(
-            "plugins.options.meta_width = {width} must be a positive multiple of the head size {head_dim}"
-        );
+        return Err(PluginError::option(
+            "meta_width",
+            format!("{width} must be a positive multiple of the head size {head_dim}"),
+        ));
     }
     Ok(VitConfig {
         embed_dim: width,
         num_heads: width / head_dim,
         ..ctx.vit.clone()
     })
+}
+
+plugin_options! {
+    #[derive(Clone, Copy, Debug, PartialEq)]
+    pub struct StitchedOptions {
+        #[serde(flatten)]
+        pub thin: ThinOptions,
+        /// the stitches' learning rate as a multiple of the module's
+        #[schemars(range(min = 0.0))]
+        pub stitch_lr_scale: f64,
+        /// epochs at the start of each incubation in which only the stitches train
+        /// (0 to incubate.epochs - 1)
+        pub module_frozen_epochs: usize,
+    }
+}
+
+impl Default for StitchedOptions {
+    fn default() -> Self {
+        StitchedOptions {
+            thin: ThinOptions::default(),
+            stitch_lr_scale: 1.0,
+            module_frozen_epochs: 0,
+        }
+    }
+}
+
+impl PluginOptions for StitchedOptions {
+    fn check(&self, ctx: &PluginContext) -> Result<(), PluginError> {
+        self.thin.check(ctx)?;
+        let epochs = ctx.cfg.incubate.epochs;
+        if self.module_frozen_epochs >= epochs {
+            return Err(PluginError::option(
+                "module_frozen_epochs",
+                format!(
+                    "{} must be from 0 to incubate.epochs - 1 = {}",
+                    self.module_frozen_epochs,
+                    epochs.saturating_sub(1)
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 pub struct ThinMeta;
@@ -88,12 +130,13 @@ impl MetaDesign for ThinMeta {
         "thin"
     }
 
-    fn options(&self) -> Vec<OptionSpec> {
-        vec![meta_width_option()]
+    fn options(&self) -> OptionSet {
+        OptionSet::of::<ThinOptions>()
     }
 
-    fn build(&self, ctx: &PluginContext, init: &mut Init) -> anyhow::Result<Network> {
-        Ok(Network::vit(init, &thin_vit(ctx)?, &vec![1; ctx.split.k()]))
+    fn build(&self, ctx: &PluginContext, init: &mut Init) -> Result<Network, PluginError> {
+        let thin = thin_vit(ctx, &ctx.options()?)?;
+        Ok(Network::vit(init, &thin, &vec![1; ctx.split.k()]))
     }
 }
 
@@ -104,25 +147,19 @@ impl IncubationStrategy for Stitched {
         NAME
     }
 
-    fn options(&self) -> Vec<OptionSpec> {
-        vec![
-            meta_width_option(),
-            OptionSpec::float(
-                "stitch_lr_scale",
-                1.0,
-                "the stitches' learning rate as a multiple of the module's",
-            ),
-            OptionSpec::int(
-                "module_frozen_epochs",
-                0,
-                "epochs at the start of each incubation in which only the stitches train",
-            ),
-        ]
+    fn options(&self) -> OptionSet {
+        OptionSet::of::<StitchedOptions>()
     }
 
     /// `[stitch in,] module i [, stitch out]`: no stitch before the stem or after the head.
-    fn init_unit(&self, ctx: &PluginContext, i: usize, init: &mut Init) -> anyhow::Result<Network> {
-        let (d, meta) = (ctx.vit.embed_dim, thin_vit(ctx)?.embed_dim);
+    fn init_unit(
+        &self,
+        ctx: &PluginContext,
+        i: usize,
+        init: &mut Init,
+    ) -> Result<Network, PluginError> {
+        let o: StitchedOptions = ctx.options()?;
+        let (d, meta) = (ctx.vit.embed_dim, thin_vit(ctx, &o.thin)?.embed_dim);
         let eps = ctx.vit.norm_eps;
         let k = ctx.split.k();
         let mut unit = Network { parts: Vec::new() };
@@ -140,26 +177,16 @@ impl IncubationStrategy for Stitched {
         Ok(unit)
     }
 
-    fn hybrid(&self, ctx: &PluginContext, inputs: HybridInputs) -> anyhow::Result<Hybrid> {
+    fn hybrid(&self, ctx: &PluginContext, inputs: HybridInputs) -> Result<Hybrid, PluginError> {
         parts::expect_one_part_per_module(ctx, &inputs.meta)?;
         let i = inputs.module;
         let (net, trained) = parts::splice(inputs.meta, i, inputs.unit)?;
         let hybrid = Hybrid::new(net, trained.clone(), task_loss());
-        let lr_scale = parts::option_f64(ctx, "stitch_lr_scale", 1.0)?;
-        let frozen_epochs = parts::option_int(ctx, "module_frozen_epochs", 0)?;
-        if !(lr_scale >= 0.0 && lr_scale.is_finite()) {
-            anyhow::bail!("plugins.options.stitch_lr_scale = {lr_scale} must be finite and >= 0");
-        }
-        if frozen_epochs < 0 || frozen_epochs >= ctx.cfg.incubate.epochs as i64 {
-            anyhow::bail!(
-                "plugins.options.module_frozen_epochs = {frozen_epochs} must be from 0 to incubate.epochs - 1 = {}",
-                ctx.cfg.incubate.epochs.saturating_sub(1)
-            );
-        }
+        let o: StitchedOptions = ctx.options()?;
+        let (lr_scale, frozen_epochs) = (o.stitch_lr_scale, o.module_frozen_epochs);
         if lr_scale == 1.0 && frozen_epochs == 0 {
             return Ok(hybrid);
         }
-        let frozen_epochs = frozen_epochs as usize;
         // The unit is `[stitch in,] module [, stitch out]`.
         let module = trained.start + usize::from(i > 0);
         let stitches: Vec<usize> = trained.filter(|&p| p != module).collect();
@@ -195,7 +222,7 @@ impl AssemblyRule for KeepStitches {
         _ctx: &PluginContext,
         units: Vec<Network>,
         _meta: Network,
-    ) -> anyhow::Result<Network> {
+    ) -> Result<Network, PluginError> {
         Ok(parts::concat(units, |_| true))
     }
 }
@@ -206,7 +233,7 @@ pub fn register(r: &mut Registrar) {
     r.add_assembly(Arc::new(KeepStitches));
 }
 
-incubator_core::declare_plugin!("stitch", |r: &mut Registrar| {
+declare_plugin!("stitch", |r: &mut Registrar| {
     register(r);
     Ok(())
 });

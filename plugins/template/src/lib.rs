@@ -4,10 +4,7 @@
 //! copied into each of its blocks (and the meta stem / head for the first / last module),
 //! instead of from random weights. Select it with `[plugins] strategy = "template"`.
 
-use incubator_core::anyhow;
-use incubator_core::plugin::{
-    parts, task_loss, Hybrid, HybridInputs, IncubationStrategy, PluginContext, Registrar,
-};
+use incubator_core::sdk::*;
 use std::sync::Arc;
 
 pub const NAME: &str = "template";
@@ -21,7 +18,7 @@ impl IncubationStrategy for Template {
 
     /// The network module i trains in: the trained meta model with part i replaced by the
     /// unit. Only the parts in `trained` reach the optimizer.
-    fn hybrid(&self, ctx: &PluginContext, mut inputs: HybridInputs) -> anyhow::Result<Hybrid> {
+    fn hybrid(&self, ctx: &PluginContext, mut inputs: HybridInputs) -> Result<Hybrid, PluginError> {
         parts::expect_one_part_per_module(ctx, &inputs.meta)?;
         let i = inputs.module;
         let copied = parts::copy_matching(
@@ -30,7 +27,7 @@ impl IncubationStrategy for Template {
             parts::first_block,
         );
         if copied == 0 {
-            anyhow::bail!("module {i} shares no parameter with meta layer {i}: is the meta model as wide as the target?");
+            refuse!("module {i} shares no parameter with meta layer {i}: is the meta model as wide as the target?");
         }
         let (net, trained) = parts::splice(inputs.meta, i, inputs.unit)?;
         Ok(Hybrid::new(net, trained, task_loss()))
@@ -42,7 +39,7 @@ pub fn register(r: &mut Registrar) {
     r.add_strategy(Arc::new(Template));
 }
 
-incubator_core::declare_plugin!(NAME, |r: &mut Registrar| {
+declare_plugin!(NAME, |r: &mut Registrar| {
     register(r);
     Ok(())
 });

@@ -2,12 +2,23 @@
 //! `[plugins.options] fail_module`; the others incubate as the paper does): the stage must
 //! fail with the panic's message and leave the run directory consistent.
 
-use incubator_core::anyhow;
-use incubator_core::plugin::{
-    parts, task_loss, Hybrid, HybridInputs, IncubationStrategy, OptionSpec, PluginContext,
-    Registrar,
-};
+use incubator_core::sdk::*;
 use std::sync::Arc;
+
+plugin_options! {
+    pub struct PanickingOptions {
+        /// the only module that panics (-1: every module)
+        pub fail_module: i64,
+    }
+}
+
+impl Default for PanickingOptions {
+    fn default() -> Self {
+        PanickingOptions { fail_module: -1 }
+    }
+}
+
+impl PluginOptions for PanickingOptions {}
 
 pub struct Panicking;
 
@@ -16,25 +27,13 @@ impl IncubationStrategy for Panicking {
         "panicking"
     }
 
-    fn options(&self) -> Vec<OptionSpec> {
-        vec![OptionSpec::int(
-            "fail_module",
-            -1,
-            "the only module that panics (-1: every module)",
-        )]
+    fn options(&self) -> OptionSet {
+        OptionSet::of::<PanickingOptions>()
     }
 
-    fn hybrid(&self, ctx: &PluginContext, inputs: HybridInputs) -> anyhow::Result<Hybrid> {
-        let only = ctx
-            .cfg
-            .plugins
-            .options
-            .get("fail_module")
-            .and_then(|v| v.as_integer());
-        if only
-            .filter(|m| *m >= 0)
-            .is_none_or(|m| m as usize == inputs.module)
-        {
+    fn hybrid(&self, ctx: &PluginContext, inputs: HybridInputs) -> Result<Hybrid, PluginError> {
+        let only = ctx.options::<PanickingOptions>()?.fail_module;
+        if only < 0 || only as usize == inputs.module {
             panic!("the panicking plugin refuses module {}", inputs.module)
         }
         let (net, trained) = parts::splice(inputs.meta, inputs.module, inputs.unit)?;
@@ -42,7 +41,7 @@ impl IncubationStrategy for Panicking {
     }
 }
 
-incubator_core::declare_plugin!("panicking", |r: &mut Registrar| {
+declare_plugin!("panicking", |r: &mut Registrar| {
     r.add_strategy(Arc::new(Panicking));
     Ok(())
 });
