@@ -6,6 +6,9 @@ use sha2::{Digest, Sha256};
 use std::path::Path;
 use std::process::Command;
 
+#[path = "build/fingerprint.rs"]
+mod fingerprint;
+
 fn main() {
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
     let verbose = Command::new(&rustc)
@@ -33,16 +36,14 @@ fn main() {
         std::env::var("CARGO_CFG_DEBUG_ASSERTIONS").is_ok()
     );
 
+    // The folder being compiled, read when the script runs: `env!` would be the folder the
+    // script was compiled in, which a checkout moved or copied with its target/ no longer is.
+    let root = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let sources = fingerprint::sources_hash(Path::new(&root))
+        .unwrap_or_else(|e| panic!("cannot fingerprint the engine's sources: {e}"));
     let mut hash = Sha256::new();
-    for part in [&verbose, &features.join(","), &profile] {
+    for part in [&verbose, &features.join(","), &profile, &sources] {
         hash.update(part.as_bytes());
-    }
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for dir in ["src", "events/src"] {
-        hash_tree(&manifest.join(dir), &mut hash);
-    }
-    for file in ["Cargo.toml", "events/Cargo.toml", "build.rs"] {
-        hash.update(std::fs::read(manifest.join(file)).unwrap_or_default());
     }
     let digest = hash.finalize();
     let build_id: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
@@ -51,25 +52,10 @@ fn main() {
     println!("cargo:rustc-env=INCUBATOR_FEATURES={}", features.join(","));
     println!("cargo:rustc-env=INCUBATOR_PROFILE={profile}");
     println!("cargo:rustc-env=INCUBATOR_BUILD_ID={build_id}");
+    println!("cargo:rustc-env=INCUBATOR_SOURCES_HASH={sources}");
     println!("cargo:rerun-if-changed=src");
     println!("cargo:rerun-if-changed=events/src");
     println!("cargo:rerun-if-changed=Cargo.toml");
-}
-
-fn hash_tree(dir: &Path, hash: &mut Sha256) {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)
-        .map(|r| r.filter_map(Result::ok).map(|e| e.path()).collect())
-        .unwrap_or_default();
-    entries.sort();
-    for path in entries {
-        if path.is_dir() {
-            hash_tree(&path, hash);
-        } else {
-            let rel = path
-                .strip_prefix(env!("CARGO_MANIFEST_DIR"))
-                .unwrap_or(&path);
-            hash.update(rel.to_string_lossy().as_bytes());
-            hash.update(std::fs::read(&path).unwrap_or_default());
-        }
-    }
+    println!("cargo:rerun-if-changed=events/Cargo.toml");
+    println!("cargo:rerun-if-changed=build");
 }

@@ -254,8 +254,9 @@ enum PluginsCommand {
     /// Every registered plugin with its kind, origin and version: the built-ins, and the
     /// libraries of a config and of --plugin.
     List {
+        /// Config files, laid over each other in order (as `run -c A -c B`).
         #[arg(long, short)]
-        config: Option<PathBuf>,
+        config: Vec<PathBuf>,
         #[arg(long = "plugin", value_name = "PATH")]
         plugins: Vec<PathBuf>,
     },
@@ -374,7 +375,7 @@ pub fn main() -> ExitCode {
         } => commands::data::folder(&a),
         Command::Plugins {
             command: PluginsCommand::List { config, plugins },
-        } => commands::plugins::list(config.as_deref(), &plugins),
+        } => commands::plugins::list(&config, &plugins),
         Command::Plugins {
             command: PluginsCommand::Check { file },
         } => commands::plugins::check(&file),

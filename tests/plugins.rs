@@ -273,6 +273,21 @@ fn plugin_options_are_typed_and_checked_before_training() {
     );
     let check = incubator(&["plugins", "check", lib.to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&check.stdout).contains("option alpha (number"));
+
+    // config files lay over each other here as for `run`: the library comes from the second
+    let base = tmp.path().join("base.toml");
+    std::fs::write(&base, TINY).unwrap();
+    let layer = tmp.path().join("layer.toml");
+    let text = format!("[plugins]\nlibraries = [{:?}]\n", lib.display().to_string());
+    std::fs::write(&layer, text).unwrap();
+    let listed = |args: &[&str]| {
+        let out = incubator(&[&["plugins", "list"][..], args].concat());
+        assert_ok(&out, "plugins list");
+        String::from_utf8_lossy(&out.stdout).contains("meta-kd")
+    };
+    let (base, layer) = (base.to_str().unwrap(), layer.to_str().unwrap());
+    assert!(!listed(&["-c", base]));
+    assert!(listed(&["-c", base, "-c", layer]));
 }
 
 /// Option values each reference plugin refuses (out of its declared range, not one of its

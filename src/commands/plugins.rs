@@ -4,10 +4,10 @@ use incubator_core::config::RunConfig;
 use incubator_core::plugin::{abi, loader, Registry};
 use std::path::{Path, PathBuf};
 
-pub fn list(config: Option<&Path>, extra: &[PathBuf]) -> anyhow::Result<()> {
+pub fn list(config: &[PathBuf], extra: &[PathBuf]) -> anyhow::Result<()> {
     let plugins = match config {
-        Some(path) => RunConfig::load(path)?.plugins,
-        None => RunConfig::default().plugins,
+        [] => RunConfig::default().plugins,
+        layers => RunConfig::load_layers(layers)?.plugins,
     };
     let (registry, _) = Registry::for_run(&plugins, &super::builtins, extra)?;
     println!("{:<12} {:<20} {:<10} origin", "kind", "name", "version");

@@ -162,3 +162,60 @@ pub const fn nul_terminated<const N: usize>(s: &str) -> [u8; N] {
 
 // The path `declare_plugin!` expands to.
 pub use crate::panic_message::panic_message;
+
+#[cfg(test)]
+#[path = "../../build/fingerprint.rs"]
+mod fingerprint;
+
+#[cfg(test)]
+mod tests {
+    use super::fingerprint::{sources_hash, FILES, TREES};
+    use std::path::Path;
+
+    /// The build's fingerprint is of the sources it was built from, not of whatever folder
+    /// the build script was first compiled in.
+    #[test]
+    fn the_build_fingerprints_the_sources_it_was_built_from() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        assert_eq!(sources_hash(root).unwrap(), env!("INCUBATOR_SOURCES_HASH"));
+    }
+
+    fn copy_tree(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let p = e.unwrap().path();
+            let dst = to.join(p.file_name().unwrap());
+            if p.is_dir() {
+                copy_tree(&p, &dst);
+            } else {
+                std::fs::copy(&p, &dst).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn a_moved_checkout_hashes_the_same_an_edited_one_differently_an_empty_one_not_at_all() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let tmp = tempfile::tempdir().unwrap();
+        let moved = tmp.path().join("elsewhere/core");
+        for dir in TREES {
+            copy_tree(&root.join(dir), &moved.join(dir));
+        }
+        for file in FILES {
+            std::fs::copy(root.join(file), moved.join(file)).unwrap();
+        }
+        let here = sources_hash(root).unwrap();
+        assert_eq!(sources_hash(&moved).unwrap(), here);
+
+        let edited = moved.join("src/plugin/abi.rs");
+        let mut text = std::fs::read_to_string(&edited).unwrap();
+        text.push('\n');
+        std::fs::write(&edited, text).unwrap();
+        assert_ne!(sources_hash(&moved).unwrap(), here);
+
+        let empty = tmp.path().join("empty");
+        std::fs::create_dir(&empty).unwrap();
+        let e = sources_hash(&empty).unwrap_err();
+        assert!(e.contains("empty/src"), "{e}");
+    }
+}
