@@ -13,6 +13,8 @@ shift || true
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=(config idx cifar checkpoint events tail server import image)
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz
+# the seeds made from real files, fresh, into the corpora
+INCUBATOR_WRITE_FUZZ_SEEDS=1 cargo test --release --test fuzz_corpus seeds
 export RUSTC_BOOTSTRAP=1
 cargo +stable fuzz build
 for t in "${targets[@]}"; do

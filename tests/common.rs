@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// A configuration small enough for CI (2 cores) that still learns the embedded MNIST subset.
-pub const TINY: &str = incubator_core::plugin::selfcheck::TINY_TOML;
+pub const TINY: &str = incubator_testkit::TINY_TOML;
+#[allow(unused_imports)]
+pub use incubator_testkit::{replaced, with_keys};
 
 pub fn incubator(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_incubator"))

@@ -118,10 +118,7 @@ fn missing_and_corrupt_datasets_say_how_to_fix_them() {
 #[test]
 fn checkpoint_that_does_not_fit_is_refused_and_stages_order_is_enforced() {
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = write_config(
-        tmp.path(),
-        &TINY.replace("epochs = 3\n[incubate]", "epochs = 1\n[incubate]"),
-    );
+    let cfg = write_config(tmp.path(), &with_keys(TINY, &[("meta.epochs", "1")]));
     let run = tmp.path().join("run");
     let run_s = run.to_str().unwrap();
 
@@ -150,9 +147,7 @@ fn checkpoint_that_does_not_fit_is_refused_and_stages_order_is_enforced() {
     let other = tempfile::tempdir().unwrap();
     let other_cfg = write_config(
         other.path(),
-        &TINY
-            .replace("embed_dim = 32", "embed_dim = 16")
-            .replace("epochs = 3\n[incubate]", "epochs = 1\n[incubate]"),
+        &with_keys(TINY, &[("model.embed_dim", "16"), ("meta.epochs", "1")]),
     );
     let other_run = other.path().join("run");
     assert_ok(
@@ -187,8 +182,10 @@ fn checkpoint_that_does_not_fit_is_refused_and_stages_order_is_enforced() {
 #[test]
 fn nan_loss_stops_the_stage_without_marking_it_finished() {
     let tmp = tempfile::tempdir().unwrap();
-    let diverging = TINY.replace("[optim]\n", "[optim]\nbase_lr = 1e30\nclip_grad = 1e30\n");
-    assert_ne!(diverging, TINY);
+    let diverging = with_keys(
+        TINY,
+        &[("optim.base_lr", "1e30"), ("optim.clip_grad", "1e30")],
+    );
     let cfg = write_config(tmp.path(), &diverging);
     let run = tmp.path().join("run");
     let out = incubator(&["meta", "-c", &cfg, "-d", run.to_str().unwrap()]);
@@ -323,7 +320,7 @@ fn a_run_that_cannot_fit_in_memory_is_refused_before_any_stage() {
         assert!(!run.join("stages").exists(), "{command} started a stage");
     }
     // the same run with a model that fits
-    let tiny = write_config(tmp.path(), &TINY.replace("epochs = 8", "epochs = 1"));
+    let tiny = write_config(tmp.path(), &with_keys(TINY, &[("e2e.epochs", "1")]));
     // a limit of one's own (INCUBATOR_MEMORY_LIMIT, bytes) is the limit
     let limited = std::process::Command::new(env!("CARGO_BIN_EXE_incubator"))
         .args(["e2e", "-c", &tiny, "-d", r])

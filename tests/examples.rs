@@ -95,10 +95,7 @@ fn config_files_lay_over_each_other() {
     }
 
     let tmp = tempfile::tempdir().unwrap();
-    let base = write_config(
-        tmp.path(),
-        &TINY.replace("[e2e]\nepochs = 8\n", "[e2e]\nenabled = false\n"),
-    );
+    let base = write_config(tmp.path(), &with_keys(TINY, &[("e2e.enabled", "false")]));
     let over = tmp.path().join("over.toml");
     std::fs::write(
         &over,

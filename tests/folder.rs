@@ -215,7 +215,7 @@ fn every_stage_of_a_folder_run_killed_mid_epoch_resumes_to_the_uninterrupted_mod
     // and the number of loader threads changes nothing
     let cfg0 = write_config(
         &tmp.path().join("w0").tap_mkdir(),
-        &config(&png, extra).replace("workers = 2", "workers = 0"),
+        &replaced(&config(&png, extra), "workers = 2", "workers = 0"),
     );
     let w0 = tmp.path().join("w0run");
     assert_ok(
@@ -355,7 +355,11 @@ fn bad_folders_are_refused_with_what_to_do_and_leave_nothing() {
     std::fs::create_dir_all(&dir).unwrap();
     let cfg = write_config(
         &dir,
-        &config(&png, "").replace("patch_size = 8", "patch_size = 8\nimage_size = 64"),
+        &replaced(
+            &config(&png, ""),
+            "patch_size = 8",
+            "patch_size = 8\nimage_size = 64",
+        ),
     );
     let o = stage(&["e2e"], &cfg, &dir.join("run"));
     assert!(
@@ -498,7 +502,7 @@ fn an_assembled_model_fine_tunes_at_a_higher_resolution() {
     std::fs::create_dir_all(&high_dir).unwrap();
     let high_cfg = write_config(
         &high_dir,
-        &config(&png, "").replace("image_size = 32", "image_size = 64"),
+        &replaced(&config(&png, ""), "image_size = 32", "image_size = 64"),
     );
     let high = tmp.path().join("run-64");
     let o = incubator(&[
@@ -547,7 +551,7 @@ fn an_assembled_model_fine_tunes_at_a_higher_resolution() {
     std::fs::create_dir_all(&other_dir).unwrap();
     let p4_cfg = write_config(
         &other_dir,
-        &config(&png, "").replace("patch_size = 8", "patch_size = 4"),
+        &replaced(&config(&png, ""), "patch_size = 8", "patch_size = 4"),
     );
     let o = incubator(&[
         "import",

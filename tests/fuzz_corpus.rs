@@ -2,8 +2,11 @@
 //! kept in the repository) through the same target bodies (`src/fuzz.rs`): none may panic.
 //! Inputs that once crashed a target stay in its corpus, so the fix stays tested.
 //!
-//! `write_seeds` (ignored) made the first seeds from real files: `cargo test --test
-//! fuzz_corpus -- --ignored write_seeds`.
+//! The seeds (first inputs made from real files: examples, a run's state and events, images as
+//! `data folder` writes them) are made again by every run of these tests and replayed; the
+//! test fails if one is missing from the corpus. They are written into it only on request:
+//! `INCUBATOR_WRITE_FUZZ_SEEDS=1 cargo test --release --test fuzz_corpus` (scripts/fuzz.sh does,
+//! before fuzzing), so a test run never rewrites tracked files.
 
 mod common;
 use common::*;
@@ -42,10 +45,46 @@ fn every_corpus_input_runs_through_its_target_without_a_panic() {
     assert!(failures.is_empty(), "inputs that panic: {failures:#?}");
 }
 
+/// A seed made: (target, file name in its corpus, bytes).
+type Seed = (String, String, Vec<u8>);
+
+thread_local! {
+    static SEEDS: std::cell::RefCell<Vec<Seed>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 fn seed(target: &str, name: &str, bytes: &[u8]) {
-    let dir = corpus(target);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join(format!("seed-{name}")), bytes).unwrap();
+    let s = (target.to_string(), format!("seed-{name}"), bytes.to_vec());
+    SEEDS.with(|seeds| seeds.borrow_mut().push(s));
+}
+
+/// Every seed runs through its target without a panic, and is in the corpus (written there
+/// when `INCUBATOR_WRITE_FUZZ_SEEDS` is set).
+#[test]
+fn the_seeds_run_through_their_targets_and_are_in_the_corpus() {
+    make_seeds();
+    let seeds = SEEDS.with(|s| s.take());
+    let write = std::env::var_os("INCUBATOR_WRITE_FUZZ_SEEDS").is_some();
+    let mut missing = Vec::new();
+    for (target, name, bytes) in &seeds {
+        let (_, run) = incubator::fuzz::TARGETS
+            .iter()
+            .find(|(t, _)| t == target)
+            .unwrap_or_else(|| panic!("no fuzz target {target}"));
+        let ran = std::panic::catch_unwind(|| run(bytes));
+        assert!(ran.is_ok(), "seed {target}/{name} panics its target");
+        let path = corpus(target).join(name);
+        if write {
+            std::fs::create_dir_all(corpus(target)).unwrap();
+            std::fs::write(&path, bytes).unwrap();
+        } else if !path.is_file() {
+            missing.push(path.display().to_string());
+        }
+    }
+    assert!(seeds.len() >= 30, "{} seeds", seeds.len());
+    assert!(
+        missing.is_empty(),
+        "seeds missing from the corpus (INCUBATOR_WRITE_FUZZ_SEEDS=1 cargo test --release --test fuzz_corpus writes them): {missing:#?}"
+    );
 }
 
 fn idx_pair(d: &Dataset, gzip: bool) -> Vec<u8> {
@@ -60,9 +99,8 @@ fn idx_pair(d: &Dataset, gzip: bool) -> Vec<u8> {
     out
 }
 
-#[test]
-#[ignore = "writes the first seeds of the corpora; run by hand"]
-fn write_seeds() {
+/// Makes the seeds (see [`seed`]).
+fn make_seeds() {
     for example in ["tiny", "stitch", "deit-recipe", "fashion-mnist"] {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("examples/{example}.toml"));
         seed("config", example, &std::fs::read(path).unwrap());

@@ -21,7 +21,7 @@ fn write_tensors(path: &Path, tensors: &Tensors) {
 
 /// The tiny run's E2E model trained for one epoch, exported for timm: (config, run, export).
 fn trained(tmp: &Path) -> (String, std::path::PathBuf, std::path::PathBuf) {
-    let text = TINY.replace("[e2e]\nepochs = 8\n", "[e2e]\nepochs = 1\n");
+    let text = with_keys(TINY, &[("e2e.epochs", "1")]);
     assert_ne!(text, TINY);
     let cfg = tmp.join("tiny.toml");
     std::fs::write(&cfg, text).unwrap();
@@ -129,9 +129,11 @@ fn imports_refuse_fifos_nan_weights_foreign_widths_and_say_what_is_wrong_with_th
     let narrow = tmp.path().join("narrow.toml");
     std::fs::write(
         &narrow,
-        std::fs::read_to_string(&cfg)
-            .unwrap()
-            .replace("embed_dim = 32", "embed_dim = 16"),
+        replaced(
+            &std::fs::read_to_string(&cfg).unwrap(),
+            "embed_dim = 32",
+            "embed_dim = 16",
+        ),
     )
     .unwrap();
     let out = ends(&[

@@ -13,12 +13,14 @@ fn pipeline_learns_and_separate_stage_processes_give_the_same_models() {
     for f in std::fs::read_dir(&assets).unwrap().flatten() {
         std::fs::copy(f.path(), mnist.join(f.file_name())).unwrap();
     }
-    assert!(TINY.contains("[data]\n"));
     let cfg = write_config(
         tmp.path(),
-        &TINY.replace(
-            "[data]\n",
-            &format!("[data]\ndataset = \"mnist\"\npath = {:?}\n", mnist),
+        &with_keys(
+            TINY,
+            &[
+                ("data.dataset", "\"mnist\""),
+                ("data.path", &format!("{:?}", mnist.to_str().unwrap())),
+            ],
         ),
     );
     let all = tmp.path().join("all");

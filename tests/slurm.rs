@@ -192,11 +192,10 @@ fn a_run_submitted_to_slurm_runs_in_order_and_ends_with_the_local_model() {
 fn a_failed_incubation_stops_the_assembly_and_status_says_where_to_look() {
     local_slurm();
     let tmp = tempfile::tempdir().unwrap();
-    let lib =
-        incubator_core::plugin::selfcheck::library_next_to_test("incubator-test-plugin-panicking");
+    let lib = incubator_testkit::library_next_to_test("incubator-test-plugin-panicking");
     let text = format!(
         "{}[plugins]\nstrategy = \"panicking\"\nlibraries = [{:?}]\n[plugins.options]\nfail_module = 2\n",
-        TINY.replace("[e2e]\nepochs = 8\n", "[e2e]\nenabled = false\n"),
+        with_keys(TINY, &[("e2e.enabled", "false")]),
         lib.display().to_string()
     );
     let cfg = write_config(tmp.path(), &text);
@@ -449,10 +448,7 @@ every_steps = 10
 fn status_names_cancelled_array_tasks_that_never_started() {
     local_slurm();
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = write_config(
-        tmp.path(),
-        &TINY.replace("[e2e]\nepochs = 8\n", "[e2e]\nenabled = false\n"),
-    );
+    let cfg = write_config(tmp.path(), &with_keys(TINY, &[("e2e.enabled", "false")]));
     let run = tmp.path().join("cluster");
     assert_ok(
         &incubator(&["slurm", "submit", "-c", &cfg, "-d", run.to_str().unwrap()]),

@@ -394,9 +394,10 @@ fn a_finished_run_that_still_serves_stops_on_sigterm() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = write_config(
         tmp.path(),
-        &SMALL
-            .replace("train_limit = 1024", "train_limit = 256")
-            .replace("[e2e]\nepochs = 2\n", "[e2e]\nenabled = false\n"),
+        &with_keys(
+            SMALL,
+            &[("data.train_limit", "256"), ("e2e.enabled", "false")],
+        ),
     );
     let run = tmp.path().join("run");
     let child = spawn(&[

@@ -33,7 +33,7 @@ fn exported_models_load_into_timm_strictly_and_give_the_same_logits() {
     );
 
     // a meta model has one block per module: two modules of two blocks make a 2-block ViT
-    let split = TINY.replace("divided_depths = [1, 1, 1, 1]", "divided_depths = [2, 2]");
+    let split = with_keys(TINY, &[("split.divided_depths", "[2, 2]")]);
     assert_ne!(split, TINY);
     let two = tmp.path().join("two");
     std::fs::create_dir(&two).unwrap();

@@ -180,7 +180,7 @@ fn a_run_made_before_validation_splits_keeps_evaluating_on_the_test_split() {
     );
     std::fs::write(
         run.join("config.toml"),
-        old.replace("epochs = 8\n", "epochs = 1\n"),
+        with_keys(&old, &[("e2e.epochs", "1")]),
     )
     .unwrap();
     assert_ok(

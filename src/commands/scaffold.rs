@@ -113,13 +113,14 @@ name = "incubator"
 path = "src/main.rs"
 test = false
 
-# Only the engine: it re-exports dfdx and anyhow, and a second dfdx would not train with it.
+# Only the engine: its SDK re-exports dfdx, serde and schemars; a second dfdx would not train with it.
 [dependencies]
 incubator-core = {core}
 incubator = {cli}
 
 [dev-dependencies]
 incubator-deep-incubation = {reference}
+incubator-testkit = {testkit}
 tempfile = "3"
 
 # Its own workspace, with the engine's profiles: the engine library is built as the engine's
@@ -145,6 +146,7 @@ debug = "line-tables-only"
         core = engine.dependency("core"),
         cli = engine.dependency(""),
         reference = engine.dependency("plugins/deep-incubation"),
+        testkit = engine.dependency("core/testkit"),
     )
 }
 

@@ -12,7 +12,6 @@ pub mod meta_design;
 pub mod options;
 pub mod parts;
 pub mod registry;
-pub mod selfcheck;
 pub mod strategy;
 
 pub use assembly::AssemblyRule;

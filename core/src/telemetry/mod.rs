@@ -240,23 +240,26 @@ mod tests {
             .count()
     }
 
-    #[cfg(unix)]
+    /// A sink whose writes fail (here the JSONL file is `/dev/full`, which refuses every write
+    /// with ENOSPC, for root as for anyone) is switched off; training's emits go on without a
+    /// panic and the other sink keeps writing.
+    #[cfg(target_os = "linux")]
     #[test]
-    fn emit_into_a_directory_made_unwritable_does_not_panic() {
-        use std::os::unix::fs::PermissionsExt;
+    fn a_sink_whose_writes_fail_is_switched_off_and_the_other_goes_on() {
         let run = tempfile::tempdir().unwrap();
+        fs::create_dir_all(run.path().join("events")).unwrap();
+        std::os::unix::fs::symlink("/dev/full", run.path().join("events/e2e.jsonl")).unwrap();
         let mut log = EventLog::open(run.path(), StageId::E2E).unwrap();
-        log.emit(step(1));
-        for dir in ["", "events", "tensorboard", "tensorboard/e2e"] {
-            fs::set_permissions(run.path().join(dir), fs::Permissions::from_mode(0o500)).unwrap();
-        }
-        for n in 2..50 {
+        assert!(log.jsonl.is_some() && log.tensorboard.is_some());
+        for n in 1..50 {
             log.emit(step(n));
             log.flush();
         }
+        assert!(log.jsonl.is_none(), "the failing JSONL sink is off");
+        assert!(log.tensorboard.is_some(), "TensorBoard still writes");
         drop(log);
-        for dir in ["", "events", "tensorboard", "tensorboard/e2e"] {
-            fs::set_permissions(run.path().join(dir), fs::Permissions::from_mode(0o700)).unwrap();
-        }
+        let tb = fs::read_dir(run.path().join("tensorboard/e2e")).unwrap();
+        let bytes: u64 = tb.map(|e| e.unwrap().metadata().unwrap().len()).sum();
+        assert!(bytes > 49 * 8, "TensorBoard wrote {bytes} bytes");
     }
 }

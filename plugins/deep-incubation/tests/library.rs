@@ -1,11 +1,11 @@
 //! The plugin loaded from its library trains bit-identically to the plugin compiled in.
 
-use incubator_core::plugin::selfcheck;
+use incubator_testkit as testkit;
 
 #[test]
 fn loaded_library_trains_bit_identically_to_compiled_in() {
     let dir = tempfile::tempdir().unwrap();
-    let (compiled, _) = selfcheck::check_plugin(
+    let (compiled, _) = testkit::check_plugin(
         incubator_deep_incubation::register,
         "incubator-deep-incubation",
         "[plugins]\n",

@@ -3,7 +3,7 @@
 //! the assembled model is exactly the trained modules, stacked.
 
 use incubator_core::checkpoint;
-use incubator_core::plugin::selfcheck;
+use incubator_testkit as testkit;
 
 fn tensors(
     models: &std::collections::BTreeMap<String, Vec<u8>>,
@@ -15,7 +15,7 @@ fn tensors(
 #[test]
 fn loaded_library_trains_bit_identically_and_assembly_drops_the_auxiliary_heads() {
     let dir = tempfile::tempdir().unwrap();
-    let (compiled, _) = selfcheck::check_plugin(
+    let (compiled, _) = testkit::check_plugin(
         incubator_dgl::register,
         "incubator-dgl",
         "[plugins]\nstrategy = \"dgl\"\n",

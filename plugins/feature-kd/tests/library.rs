@@ -2,13 +2,13 @@
 //! both its terms are logged, the hint's weight decays as documented, and modules learn.
 
 use incubator_core::events::{Event, StageId};
-use incubator_core::plugin::selfcheck;
 use incubator_core::telemetry::jsonl::read_events;
+use incubator_testkit as testkit;
 
 #[test]
 fn loaded_library_trains_bit_identically_with_a_decaying_hint() {
     let dir = tempfile::tempdir().unwrap();
-    let (compiled, _) = selfcheck::check_plugin(
+    let (compiled, _) = testkit::check_plugin(
         incubator_feature_kd::register,
         "incubator-feature-kd",
         "[plugins]\nstrategy = \"feature-kd\"\n[plugins.options]\nhint_weight = 2.0\n",

@@ -5,13 +5,13 @@
 //! interpolates them over the modules.
 
 use incubator_core::events::{Event, StageId};
-use incubator_core::plugin::selfcheck;
 use incubator_core::telemetry::jsonl::read_events;
+use incubator_testkit as testkit;
 
 #[test]
 fn loaded_library_trains_bit_identically_with_local_losses() {
     let dir = tempfile::tempdir().unwrap();
-    let (compiled, _) = selfcheck::check_plugin(
+    let (compiled, _) = testkit::check_plugin(
         incubator_infopro::register,
         "incubator-infopro",
         "[plugins]\nstrategy = \"infopro\"\n[plugins.options]\nrecon_first = 2.0\nlocal_first = 0.5\n",
@@ -74,7 +74,7 @@ fn loaded_library_trains_bit_identically_with_local_losses() {
 #[test]
 fn the_cross_entropy_variant_trains_the_head_on_the_classes() {
     let dir = tempfile::tempdir().unwrap();
-    let (compiled, _) = selfcheck::check_plugin(
+    let (compiled, _) = testkit::check_plugin(
         incubator_infopro::register,
         "incubator-infopro",
         "[plugins]\nstrategy = \"infopro\"\n[plugins.options]\nlocal_loss = \"cross-entropy\"\n",

@@ -4,12 +4,12 @@
 
 use incubator_core::config::RunConfig;
 use incubator_core::events::{Event, StageId};
-use incubator_core::plugin::selfcheck;
 use incubator_core::stages::{e2e, Engine, PluginSources};
 use incubator_core::telemetry::jsonl::read_events;
+use incubator_testkit as testkit;
 
 fn teacher_run(root: &std::path::Path) {
-    let text = selfcheck::TINY_TOML.replace("[e2e]\nepochs = 8\n", "[e2e]\nepochs = 2\n");
+    let text = testkit::with_keys(testkit::TINY_TOML, &[("e2e.epochs", "2")]);
     let cfg = RunConfig::from_toml(&text, "teacher").unwrap();
     let mut engine = Engine::open(
         root,
@@ -18,7 +18,7 @@ fn teacher_run(root: &std::path::Path) {
         &PluginSources {
             // (its library: linking two plugin crates would clash on their entry points)
             builtins: &|_| {},
-            extra: vec![selfcheck::library_next_to_test("incubator-deep-incubation")],
+            extra: vec![testkit::library_next_to_test("incubator-deep-incubation")],
         },
     )
     .unwrap();
@@ -37,7 +37,7 @@ fn loaded_library_trains_bit_identically_taught_by_another_runs_model() {
         "[plugins]\nstrategy = \"m2mkd\"\n[plugins.options]\nteacher = \"{}:e2e\"\nalpha = 0.5\n",
         teacher.display()
     );
-    let (compiled, _) = selfcheck::check_plugin(
+    let (compiled, _) = testkit::check_plugin(
         incubator_m2mkd::register,
         "incubator-m2mkd",
         &plugins,
@@ -118,10 +118,10 @@ fn loaded_library_trains_bit_identically_taught_by_another_runs_model() {
         "[plugins]\nstrategy = \"m2mkd\"\n[plugins.options]\nteacher = \"{}:e2e\"\n",
         dir.path().join("no-such-run").display()
     );
-    let e = selfcheck::compiled_in_vs_library(
+    let e = testkit::compiled_in_vs_library(
         incubator_m2mkd::register,
-        &selfcheck::library_next_to_test("incubator-m2mkd"),
-        &[selfcheck::library_next_to_test("incubator-deep-incubation")],
+        &testkit::library_next_to_test("incubator-m2mkd"),
+        &[testkit::library_next_to_test("incubator-deep-incubation")],
         &missing,
         &dir.path().join("refused"),
     )
@@ -147,7 +147,7 @@ fn the_teacher_hybrid_is_teacher_module_i_then_the_meta_suffix_and_stays_frozen(
     use incubator_core::train::{self, TrainJob};
     use rand::SeedableRng;
 
-    let cfg = RunConfig::from_toml(selfcheck::TINY_TOML, "tiny").unwrap();
+    let cfg = RunConfig::from_toml(testkit::TINY_TOML, "tiny").unwrap();
     let mut data = incubator_core::data::load(&cfg.data.dataset, None, &cfg.cache_dir()).unwrap();
     data.train.truncate(256);
     data.test.truncate(64);

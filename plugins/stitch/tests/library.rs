@@ -2,7 +2,7 @@
 //! Loaded from its library, that layer trains exactly as when the plugin is compiled in.
 
 use incubator_core::checkpoint;
-use incubator_core::plugin::selfcheck;
+use incubator_testkit as testkit;
 
 const PLUGINS: &str =
     "[plugins]\nmeta_design = \"thin\"\nstrategy = \"stitched\"\nassembly = \"stitched\"\n";
@@ -10,7 +10,7 @@ const PLUGINS: &str =
 #[test]
 fn own_layer_loaded_from_the_library_trains_exactly_as_compiled_in() {
     let dir = tempfile::tempdir().unwrap();
-    let (compiled, loaded) = selfcheck::check_plugin(
+    let (compiled, loaded) = testkit::check_plugin(
         incubator_stitch::register,
         "incubator-stitch",
         PLUGINS,
@@ -45,7 +45,7 @@ fn own_layer_loaded_from_the_library_trains_exactly_as_compiled_in() {
 #[test]
 fn part_settings_hold_the_stitches_and_train_the_module() {
     let dir = tempfile::tempdir().unwrap();
-    let (_, loaded) = selfcheck::check_plugin(
+    let (_, loaded) = testkit::check_plugin(
         incubator_stitch::register,
         "incubator-stitch",
         &format!("{PLUGINS}[plugins.options]\nstitch_lr_scale = 0.0\nmodule_frozen_epochs = 1\n"),

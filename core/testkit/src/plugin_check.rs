@@ -3,17 +3,13 @@
 //! proves, for each plugin, that loading shares the engine's dfdx (one tensor-id counter)
 //! and that nothing in the plugin depends on how it was linked.
 
-use super::Registrar;
-use crate::config::RunConfig;
-use crate::events::Event;
-use crate::stages::{pipeline, Engine, PluginSources};
+use crate::config::{with_keys, TINY_TOML};
+use incubator_core::config::RunConfig;
+use incubator_core::events::Event;
+use incubator_core::plugin::Registrar;
+use incubator_core::stages::{pipeline, Engine, PluginSources};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-
-/// A run small enough for a test on 2 cores that still learns the embedded MNIST subset: the
-/// integration tests' configuration (a d32 ViT of 4 blocks, 1024 training images). It is
-/// `examples/tiny.toml`, so the documented example and the tested run are one file.
-pub const TINY_TOML: &str = include_str!("../../../examples/tiny.toml");
 
 /// The library cargo built for crate `crate_name` next to the running test binary
 /// (`target/<profile>/deps/lib<crate_name>.so`, the cdylib of a `["rlib", "cdylib"]` crate).
@@ -48,8 +44,7 @@ pub fn compiled_in_vs_library(
     plugins_toml: &str,
     dir: &Path,
 ) -> anyhow::Result<(RunOutput, RunOutput)> {
-    let base = TINY_TOML.replace("[e2e]\nepochs = 8\n", "[e2e]\nenabled = false\n");
-    assert_ne!(base, TINY_TOML, "the baseline is left out");
+    let base = with_keys(TINY_TOML, &[("e2e.enabled", "false")]);
     let mut compiled = RunConfig::from_toml(&format!("{base}{plugins_toml}"), "compiled-in")?;
     compiled.plugins.libraries = companions.to_vec();
     let mut loaded = compiled.clone();
@@ -61,7 +56,7 @@ pub fn compiled_in_vs_library(
         let mut engine = Engine::open(
             &root,
             Some(cfg),
-            crate::run_dir::OpenMode::Start,
+            incubator_core::run_dir::OpenMode::Start,
             &PluginSources {
                 builtins,
                 extra: Vec::new(),
@@ -99,7 +94,7 @@ fn collect(root: &Path) -> anyhow::Result<RunOutput> {
         }
     }
     let mut losses: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-    for record in crate::telemetry::jsonl::read_events(root)? {
+    for record in incubator_core::telemetry::jsonl::read_events(root)? {
         if let Event::TrainStep { loss, .. } = record.event {
             losses.entry(record.stage.slug()).or_default().push(loss);
         }
