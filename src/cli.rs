@@ -2,6 +2,7 @@
 //! out-of-tree plugin crate builds the same command line around its own build of the engine
 //! (`incubator plugin new NAME --path DIR`).
 
+use crate::commands::stage::StageArgs;
 use crate::{commands, serve, slurm, sweep};
 
 use clap::{Parser, Subcommand};
@@ -24,30 +25,6 @@ use std::process::ExitCode;
 struct Cli {
     #[command(subcommand)]
     command: Command,
-}
-
-/// Options every stage command takes.
-#[derive(clap::Args, Clone)]
-pub struct StageArgs {
-    /// TOML config (see `incubator config`). Needed only when the run directory is new; an
-    /// existing run keeps its stored config. Repeatable: later files override earlier ones key
-    /// by key (`-c examples/deit-recipe.toml -c examples/dgl.toml`).
-    #[arg(long, short)]
-    pub config: Vec<PathBuf>,
-    /// Run directory: config, checkpoints, events, TensorBoard files, report.
-    #[arg(long, short = 'd', default_value = "runs/default")]
-    pub run_dir: PathBuf,
-    /// No progress bars (per-epoch lines are still printed).
-    #[arg(long)]
-    pub no_progress: bool,
-    /// A plugin library (or a directory of them) to load besides the config's
-    /// `plugins.libraries`; repeatable. Every process of a run must be given the same ones.
-    #[arg(long = "plugin", value_name = "PATH")]
-    pub plugins: Vec<PathBuf>,
-    /// Train even when the memory estimate (parameters, optimizer moments, activations at
-    /// the batch size, loader) exceeds what this machine has available.
-    #[arg(long)]
-    pub ignore_memory_estimate: bool,
 }
 
 #[derive(Subcommand)]

@@ -33,7 +33,29 @@ pub fn save(name: &str, bytes: &[u8], _mime: &str) -> String {
     }
 }
 
+/// Saves bytes through a download link.
 #[cfg(target_arch = "wasm32")]
 pub fn save(name: &str, bytes: &[u8], mime: &str) -> String {
-    crate::web::download(name, bytes, mime)
+    use wasm_bindgen::{JsCast, JsValue};
+    let result = (|| -> Result<(), JsValue> {
+        let array = js_sys::Uint8Array::from(bytes);
+        let parts = js_sys::Array::of1(&array);
+        let options = web_sys::BlobPropertyBag::new();
+        options.set_type(mime);
+        let blob = web_sys::Blob::new_with_u8_array_sequence_and_options(&parts, &options)?;
+        let url = web_sys::Url::create_object_url_with_blob(&blob)?;
+        let document = web_sys::window()
+            .ok_or("no window")?
+            .document()
+            .ok_or("no document")?;
+        let a: web_sys::HtmlAnchorElement = document.create_element("a")?.dyn_into()?;
+        a.set_href(&url);
+        a.set_download(name);
+        a.click();
+        web_sys::Url::revoke_object_url(&url)
+    })();
+    match result {
+        Ok(()) => format!("downloaded {name}"),
+        Err(e) => format!("download failed: {e:?}"),
+    }
 }

@@ -98,31 +98,6 @@ async fn fetch_text(url: &str) -> Result<String, JsValue> {
     text.as_string().ok_or_else(|| "not text".into())
 }
 
-/// Saves bytes through a download link.
-pub fn download(name: &str, bytes: &[u8], mime: &str) -> String {
-    let result = (|| -> Result<(), JsValue> {
-        let array = js_sys::Uint8Array::from(bytes);
-        let parts = js_sys::Array::of1(&array);
-        let options = web_sys::BlobPropertyBag::new();
-        options.set_type(mime);
-        let blob = web_sys::Blob::new_with_u8_array_sequence_and_options(&parts, &options)?;
-        let url = web_sys::Url::create_object_url_with_blob(&blob)?;
-        let document = web_sys::window()
-            .ok_or("no window")?
-            .document()
-            .ok_or("no document")?;
-        let a: web_sys::HtmlAnchorElement = document.create_element("a")?.dyn_into()?;
-        a.set_href(&url);
-        a.set_download(name);
-        a.click();
-        web_sys::Url::revoke_object_url(&url)
-    })();
-    match result {
-        Ok(()) => format!("downloaded {name}"),
-        Err(e) => format!("download failed: {e:?}"),
-    }
-}
-
 /// A server path with the token this page was opened with (`/?token=T`), when it has one:
 /// the server also sets a cookie, but a browser that refuses cookies still gets through.
 fn api(path: &str) -> String {

@@ -1,11 +1,34 @@
 //! The stage commands: each opens the run directory, runs one stage (or all), and exits.
 
-use crate::cli::StageArgs;
 use incubator_core::config::RunConfig;
 use incubator_core::run_dir::OpenMode;
 use incubator_core::stages::{self, report::Report, Engine};
 use std::io::IsTerminal;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// Options every stage command takes.
+#[derive(clap::Args, Clone)]
+pub struct StageArgs {
+    /// TOML config (see `incubator config`). Needed only when the run directory is new; an
+    /// existing run keeps its stored config. Repeatable: later files override earlier ones key
+    /// by key (`-c examples/deit-recipe.toml -c examples/dgl.toml`).
+    #[arg(long, short)]
+    pub config: Vec<PathBuf>,
+    /// Run directory: config, checkpoints, events, TensorBoard files, report.
+    #[arg(long, short = 'd', default_value = "runs/default")]
+    pub run_dir: PathBuf,
+    /// No progress bars (per-epoch lines are still printed).
+    #[arg(long)]
+    pub no_progress: bool,
+    /// A plugin library (or a directory of them) to load besides the config's
+    /// `plugins.libraries`; repeatable. Every process of a run must be given the same ones.
+    #[arg(long = "plugin", value_name = "PATH")]
+    pub plugins: Vec<PathBuf>,
+    /// Train even when the memory estimate (parameters, optimizer moments, activations at
+    /// the batch size, loader) exceeds what this machine has available.
+    #[arg(long)]
+    pub ignore_memory_estimate: bool,
+}
 
 /// The config files `-c` names, laid over each other; `None` when there are none.
 fn configs(args: &StageArgs) -> anyhow::Result<Option<RunConfig>> {

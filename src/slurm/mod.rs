@@ -8,7 +8,7 @@ pub mod requeue;
 pub mod script;
 pub mod status;
 
-use crate::cli::StageArgs;
+use crate::commands::stage::StageArgs;
 use incubator_core::config::RunConfig;
 use incubator_core::events::StageId;
 use incubator_core::stages::{incubate, OpenRun};

@@ -14,6 +14,7 @@ pub mod folder;
 pub mod idx;
 pub mod images;
 pub mod source;
+pub mod subset;
 
 pub use cifar::{load_cifar10, load_cifar100};
 pub use dataset::{DataSplit, Dataset};

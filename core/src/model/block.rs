@@ -53,6 +53,34 @@ impl Block {
         }
     }
 
+    /// Views of the weights, as the fused kernel takes them.
+    #[cfg(not(feature = "cuda"))]
+    fn weights(&self) -> crate::ops::fused_block::BlockWeights<'_> {
+        use crate::ops::fused_block::{LinearWeights, NormWeights};
+        fn lin(l: &Linear) -> LinearWeights<'_> {
+            LinearWeights {
+                weight: &l.weight,
+                bias: l.bias.as_ref(),
+            }
+        }
+        fn norm(n: &LayerNorm) -> NormWeights<'_> {
+            NormWeights {
+                weight: &n.weight,
+                bias: &n.bias,
+                eps: n.eps,
+            }
+        }
+        crate::ops::fused_block::BlockWeights {
+            norm1: norm(&self.norm1),
+            qkv: lin(&self.attn.qkv),
+            proj: lin(&self.attn.proj),
+            num_heads: self.attn.num_heads,
+            norm2: norm(&self.norm2),
+            fc1: lin(&self.mlp.fc1),
+            fc2: lin(&self.mlp.fc2),
+        }
+    }
+
     pub fn width(&self) -> usize {
         self.norm1.weight.shape().0
     }
@@ -62,7 +90,15 @@ impl Block {
     /// (`ops::fused_block`); on CUDA, the same computation from dfdx ops.
     pub fn forward<T: Tape<f32, Dev>>(&self, x: Act<T>, drop_path: f64, mode: &mut Mode) -> Act<T> {
         #[cfg(not(feature = "cuda"))]
-        return crate::ops::fused_block::forward(self, x, drop_path, mode);
+        {
+            // both masks first, in the order the composed block draws them
+            let batch = x.shape().0;
+            let masks = [
+                drop_path_mask(batch, drop_path, mode),
+                drop_path_mask(batch, drop_path, mode),
+            ];
+            crate::ops::fused_block::forward(&self.weights(), x, masks)
+        }
         #[cfg(feature = "cuda")]
         return self.forward_composed(x, drop_path, mode);
     }

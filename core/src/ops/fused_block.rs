@@ -17,16 +17,40 @@ use super::rows::{add_column_sums, par_rows, repeat_row, CHUNK};
 use crate::device::{
     host_values, read_buffer, tensor_from_slice, write_buffer, Act, Dev, Matrix, Vector,
 };
-use crate::model::block::{drop_path_mask, Block, Mode};
-use crate::model::layers::{LayerNorm, Linear};
 use dfdx::prelude::*;
 use std::borrow::Cow;
 
+/// A Linear layer's tensors: weight `(out, in)`, optional bias.
+pub struct LinearWeights<'a> {
+    pub weight: &'a Matrix,
+    pub bias: Option<&'a Vector>,
+}
+
+/// A LayerNorm's tensors and epsilon.
+pub struct NormWeights<'a> {
+    pub weight: &'a Vector,
+    pub bias: &'a Vector,
+    pub eps: f64,
+}
+
+/// The tensors of one pre-norm block as the kernel reads them: the model hands over views of
+/// its weights, the kernel never sees the model's types.
+pub struct BlockWeights<'a> {
+    pub norm1: NormWeights<'a>,
+    pub qkv: LinearWeights<'a>,
+    pub proj: LinearWeights<'a>,
+    pub num_heads: usize,
+    pub norm2: NormWeights<'a>,
+    pub fc1: LinearWeights<'a>,
+    pub fc2: LinearWeights<'a>,
+}
+
+/// The block on `x`; `masks` are the two drop-path branches' per-sample scales (attention,
+/// MLP), `None` where the branch is kept whole.
 pub fn forward<T: Tape<f32, Dev>>(
-    block: &Block,
+    block: &BlockWeights,
     x: Act<T>,
-    drop_path: f64,
-    mode: &mut Mode,
+    masks: [Option<Vec<f32>>; 2],
 ) -> Act<T> {
     let mut laps = Laps::start(Pass::Forward);
     let shape = *x.shape();
@@ -36,15 +60,13 @@ pub fn forward<T: Tape<f32, Dev>>(
     let x = x.reshape_like(&shape);
     let (inp, mut tape) = x.split_tape();
     let xs = host_values(&inp);
-    // both masks first, in the order the composed block draws them
-    let mask1 = drop_path_mask(batch, drop_path, mode);
-    let mask2 = drop_path_mask(batch, drop_path, mode);
+    let [mask1, mask2] = masks;
     let p = HostParams::of(block);
     let heads = Heads {
         batch,
         tokens,
-        heads: block.attn.num_heads,
-        head_dim: width / block.attn.num_heads,
+        heads: block.num_heads,
+        head_dim: width / block.num_heads,
     };
     laps.lap("block: glue");
 
@@ -118,11 +140,11 @@ struct HostLinear {
 }
 
 impl HostLinear {
-    fn of(l: &Linear) -> HostLinear {
+    fn of(l: &LinearWeights) -> HostLinear {
         HostLinear {
-            weight: host_values(&l.weight),
-            bias: l.bias.as_ref().map(host_values),
-            out_features: l.out_features(),
+            weight: host_values(l.weight),
+            bias: l.bias.map(host_values),
+            out_features: l.weight.shape().0,
         }
     }
 }
@@ -137,15 +159,15 @@ struct HostParams {
 }
 
 impl HostParams {
-    fn of(b: &Block) -> HostParams {
-        let norm = |n: &LayerNorm| (host_values(&n.weight), host_values(&n.bias));
+    fn of(b: &BlockWeights) -> HostParams {
+        let norm = |n: &NormWeights| (host_values(n.weight), host_values(n.bias));
         HostParams {
             norm1: norm(&b.norm1),
-            qkv: HostLinear::of(&b.attn.qkv),
-            proj: HostLinear::of(&b.attn.proj),
+            qkv: HostLinear::of(&b.qkv),
+            proj: HostLinear::of(&b.proj),
             norm2: norm(&b.norm2),
-            fc1: HostLinear::of(&b.mlp.fc1),
-            fc2: HostLinear::of(&b.mlp.fc2),
+            fc1: HostLinear::of(&b.fc1),
+            fc2: HostLinear::of(&b.fc2),
         }
     }
 }
@@ -221,16 +243,16 @@ struct Keys {
 }
 
 impl Keys {
-    fn of(b: &Block) -> Keys {
-        let lin = |l: &Linear| (l.weight.clone(), l.bias.clone());
-        let norm = |n: &LayerNorm| (n.weight.clone(), n.bias.clone());
+    fn of(b: &BlockWeights) -> Keys {
+        let lin = |l: &LinearWeights| (l.weight.clone(), l.bias.cloned());
+        let norm = |n: &NormWeights| (n.weight.clone(), n.bias.clone());
         Keys {
             norm1: norm(&b.norm1),
-            qkv: lin(&b.attn.qkv),
-            proj: lin(&b.attn.proj),
+            qkv: lin(&b.qkv),
+            proj: lin(&b.proj),
             norm2: norm(&b.norm2),
-            fc1: lin(&b.mlp.fc1),
-            fc2: lin(&b.mlp.fc2),
+            fc1: lin(&b.fc1),
+            fc2: lin(&b.fc2),
         }
     }
 }

@@ -38,11 +38,3 @@ pub struct PluginContext<'a> {
     pub split: &'a Split,
     pub cfg: &'a RunConfig,
 }
-
-impl PluginContext<'_> {
-    /// The plugin's options struct with this run's `[plugins.options]` values, checked (types,
-    /// ranges, choices, [`PluginOptions::check`]); absent keys take the struct's defaults.
-    pub fn options<T: PluginOptions>(&self) -> Result<T, PluginError> {
-        options::read(self)
-    }
-}

@@ -180,9 +180,17 @@ impl OptionSet {
     }
 }
 
+impl PluginContext<'_> {
+    /// The plugin's options struct with this run's `[plugins.options]` values, checked (types,
+    /// ranges, choices, [`PluginOptions::check`]); absent keys take the struct's defaults.
+    pub fn options<T: PluginOptions>(&self) -> Result<T, PluginError> {
+        read(self)
+    }
+}
+
 /// Reads `T` from the run's `[plugins.options]` (keys of the other selected plugins are
 /// ignored), then checks ranges, choices and [`PluginOptions::check`].
-pub(super) fn read<T: PluginOptions>(ctx: &PluginContext) -> Result<T, PluginError> {
+fn read<T: PluginOptions>(ctx: &PluginContext) -> Result<T, PluginError> {
     let given = &ctx.cfg.plugins.options;
     for spec in specs_of::<T>() {
         let Some(value) = given.get(&spec.name) else {

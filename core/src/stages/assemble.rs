@@ -8,23 +8,6 @@ use crate::run_dir::StageSummary;
 use crate::train::batch::batch_maker;
 use crate::train::trainer::StackedEval;
 use crate::train::{evaluate, EvalResult};
-use std::path::PathBuf;
-
-/// The stacked model before fine-tuning.
-pub fn assembled_path(engine: &OpenRun) -> PathBuf {
-    engine
-        .run
-        .stage_dir(StageId::ASSEMBLE)
-        .join("assembled.safetensors")
-}
-
-/// The final model after fine-tuning.
-pub fn model_path(engine: &OpenRun) -> PathBuf {
-    engine
-        .run
-        .stage_dir(StageId::ASSEMBLE)
-        .join("model.safetensors")
-}
 
 /// Stacks the incubated modules with the configured assembly rule. Refuses partial results:
 /// every module must have finished incubation.
@@ -69,20 +52,15 @@ pub fn assemble(engine: &OpenRun) -> anyhow::Result<Network> {
     Ok(net)
 }
 
-/// The stacked model's numbers before fine-tuning.
-pub fn stacked_path(engine: &OpenRun) -> PathBuf {
-    engine.run.stage_dir(StageId::ASSEMBLE).join("stacked.json")
-}
-
 pub fn run(engine: &Engine) -> anyhow::Result<StageSummary> {
     engine.stage(StageId::ASSEMBLE, |log| {
         let mut net = assemble(engine)?;
-        checkpoint::save_params(&assembled_path(engine), &net)?;
+        checkpoint::save_params(&engine.run.assembled_path(), &net)?;
         let stacked = evaluate_stacked(engine, &net, log)?;
         let mut outcome =
             engine.train_all(StageId::ASSEMBLE, engine.cfg.finetune, &mut net, log)?;
         outcome.stacked = Some(stacked);
-        checkpoint::save_params(&model_path(engine), &net)?;
+        checkpoint::save_params(&engine.run.model_path(StageId::ASSEMBLE), &net)?;
         Ok(outcome)
     })
 }
@@ -94,7 +72,7 @@ fn evaluate_stacked(
     net: &Network,
     log: &mut crate::telemetry::EventLog,
 ) -> anyhow::Result<StackedEval> {
-    let path = stacked_path(engine);
+    let path = engine.run.stacked_path();
     if path.exists() {
         let bytes = fs_err::read(&path)?;
         return serde_json::from_slice(&bytes).map_err(|e| {

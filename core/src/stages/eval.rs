@@ -3,7 +3,7 @@
 //! one training reports (no augmentation, no drop-path), so a stage's own split gives the top-1
 //! of its summary.
 
-use super::{assemble, e2e, meta, OpenRun};
+use super::{assemble, meta, OpenRun};
 use crate::checkpoint;
 use crate::data::Images;
 use crate::events::StageId;
@@ -66,13 +66,17 @@ pub fn model(run: &OpenRun, which: &ModelChoice) -> anyhow::Result<Network> {
             let net = assemble::assemble(run)?;
             (
                 net,
-                assemble::model_path(run),
+                run.run.model_path(StageId::ASSEMBLE),
                 "re-run `incubator assemble`",
             )
         }
         ModelChoice::Stage(id) => {
             finished(*id)?;
-            (plain_vit(), e2e::model_path(run), "re-run `incubator e2e`")
+            (
+                plain_vit(),
+                run.run.model_path(StageId::E2E),
+                "re-run `incubator e2e`",
+            )
         }
         ModelChoice::File(path) if !path.is_file() => anyhow::bail!(
             "model {:?} is neither a stage (meta, assemble, e2e) nor a checkpoint file",

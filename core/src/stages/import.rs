@@ -17,8 +17,8 @@ use std::path::Path;
 /// Imports `file` (a timm state dict, safetensors) as stage `id` (meta or e2e) of the run.
 pub fn import_timm(engine: &Engine, file: &Path, id: StageId) -> anyhow::Result<StageSummary> {
     let (mut net, path) = match id {
-        StageId::META => (meta::build(engine)?, meta::model_path(engine)),
-        StageId::E2E => (eval::plain_vit(engine), super::e2e::model_path(engine)),
+        StageId::META => (meta::build(engine)?, engine.run.model_path(StageId::META)),
+        StageId::E2E => (eval::plain_vit(engine), engine.run.model_path(StageId::E2E)),
         other => anyhow::bail!("--as {other}: a timm model can be imported as `meta` or `e2e`"),
     };
     if engine.run.summary(id)?.is_some() {
@@ -60,7 +60,7 @@ pub fn import_timm(engine: &Engine, file: &Path, id: StageId) -> anyhow::Result<
 }
 
 /// The metadata key of an init checkpoint that names the file it was imported from.
-pub const IMPORTED_FROM: &str = "imported_from";
+pub use crate::run_dir::IMPORTED_FROM;
 
 /// Imports `file` as the weights the E2E stage starts from; it trains when `incubator e2e`
 /// (or `run`) runs. Refused once that stage has started or finished. Reads no data.
@@ -77,7 +77,7 @@ pub fn import_timm_init(engine: &OpenRun, file: &Path) -> anyhow::Result<()> {
     fs_err::create_dir_all(engine.run.stage_dir(id))?;
     let metadata = [(IMPORTED_FROM.to_string(), file.display().to_string())].into();
     checkpoint::save(
-        &super::e2e::init_path(engine),
+        &engine.run.init_path(),
         &checkpoint::params_of(&net),
         &metadata,
     )?;

@@ -15,23 +15,7 @@ use crate::train::loss::Progress;
 use crate::train::optimizer::Settings;
 use std::collections::BTreeMap;
 use std::ops::Range;
-use std::path::PathBuf;
 use std::sync::Arc;
-
-pub fn module_path(engine: &OpenRun, i: usize) -> PathBuf {
-    engine
-        .run
-        .stage_dir(StageId::incubate(i))
-        .join("module.safetensors")
-}
-
-/// The extra networks trained with module `i` (auxiliary heads), kept for inspection.
-pub fn extras_path(engine: &OpenRun, i: usize) -> PathBuf {
-    engine
-        .run
-        .stage_dir(StageId::incubate(i))
-        .join("extras.safetensors")
-}
 
 fn strategy(engine: &OpenRun) -> anyhow::Result<Arc<dyn IncubationStrategy>> {
     engine
@@ -64,7 +48,7 @@ pub fn init_unit(engine: &OpenRun, i: usize) -> anyhow::Result<Network> {
 pub fn load(engine: &OpenRun, i: usize) -> anyhow::Result<Network> {
     let mut unit = init_unit(engine, i)?;
     checkpoint::read(
-        &module_path(engine, i),
+        &engine.run.module_path(i),
         &format!("re-run `incubator incubate --module {i}`"),
     )?
     .load_into(&mut unit, "", &engine.dev())?;
@@ -253,12 +237,12 @@ pub fn run(engine: &Engine, i: usize) -> anyhow::Result<StageSummary> {
             .map(|spec| teacher::cost(&engine.run, spec))
             .collect::<anyhow::Result<_>>()?;
         let unit = hybrid.net.split_off(trained);
-        checkpoint::save_params(&module_path(engine, i), &unit)?;
+        checkpoint::save_params(&engine.run.module_path(i), &unit)?;
         let kept = hybrid.extras.trained_param_names();
         if !kept.is_empty() {
             let mut tensors = checkpoint::params_of(&hybrid.extras);
             tensors.retain(|name, _| kept.contains(name));
-            checkpoint::save(&extras_path(engine, i), &tensors, &BTreeMap::new())?;
+            checkpoint::save(&engine.run.extras_path(i), &tensors, &BTreeMap::new())?;
         }
         Ok(outcome)
     })

@@ -6,14 +6,6 @@ use crate::events::StageId;
 use crate::model::Network;
 use crate::run_dir::StageSummary;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-
-pub fn model_path(engine: &OpenRun) -> PathBuf {
-    engine
-        .run
-        .stage_dir(StageId::META)
-        .join("model.safetensors")
-}
 
 /// The meta model's skeleton from its design, with freshly drawn weights.
 pub fn build(engine: &OpenRun) -> anyhow::Result<Network> {
@@ -49,11 +41,11 @@ pub fn load(engine: &OpenRun) -> anyhow::Result<Network> {
         );
     }
     let mut net = build(engine)?;
-    checkpoint::read(&model_path(engine), "re-run `incubator meta`")?.load_into(
-        &mut net,
-        "",
-        &engine.dev(),
-    )?;
+    checkpoint::read(
+        &engine.run.model_path(StageId::META),
+        "re-run `incubator meta`",
+    )?
+    .load_into(&mut net, "", &engine.dev())?;
     Ok(net)
 }
 
@@ -86,7 +78,11 @@ pub fn run(engine: &Engine) -> anyhow::Result<StageSummary> {
         let mut net = build(engine)?;
         let outcome = engine.train_all(StageId::META, engine.cfg.meta, &mut net, log)?;
         let meta = BTreeMap::from([("depths".to_string(), format!("{:?}", net.depths()))]);
-        checkpoint::save(&model_path(engine), &checkpoint::params_of(&net), &meta)?;
+        checkpoint::save(
+            &engine.run.model_path(StageId::META),
+            &checkpoint::params_of(&net),
+            &meta,
+        )?;
         Ok(outcome)
     })
 }

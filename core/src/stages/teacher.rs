@@ -154,9 +154,8 @@ fn load_from(
             run.root.display()
         );
     }
-    // Both stages save their final model under this name (`e2e::model_path`,
-    // `assemble::model_path`).
-    let path = run.stage_dir(stage).join("model.safetensors");
+    // Both stages save their final model under this name (`RunDir::model_path`).
+    let path = run.model_path(stage);
     checkpoint::read(&path, &format!("re-run `incubator {}`", stage.stage.as_str()))?
         .load_into(&mut net, "", &dev)
         .map_err(|e| {

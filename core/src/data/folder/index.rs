@@ -210,7 +210,7 @@ impl ImageFolder {
     /// A class-balanced subset, drawn as [`crate::data::Dataset::balanced_subset`] draws one.
     pub fn balanced_subset(&self, keep: impl Fn(usize) -> usize, seed: u64) -> ImageFolder {
         let labels = self.labels.iter().map(|&l| l as usize);
-        let indices = crate::data::dataset::balanced_indices(labels, self.num_classes, keep, seed);
+        let indices = crate::data::subset::balanced_indices(labels, self.num_classes, keep, seed);
         self.select(&indices)
     }
 
@@ -219,7 +219,7 @@ impl ImageFolder {
     pub fn hold_out(&self, take: impl Fn(usize) -> usize, seed: u64) -> (ImageFolder, ImageFolder) {
         let labels = self.labels.iter().map(|&l| l as usize);
         let (rest, held) =
-            crate::data::dataset::held_out_indices(labels, self.num_classes, take, seed);
+            crate::data::subset::held_out_indices(labels, self.num_classes, take, seed);
         (self.select(&rest), self.select(&held))
     }
 

@@ -13,6 +13,9 @@
 //! RUN/report.md, RUN/report.json       comparison table of `incubator run` / `incubator report`
 //! ```
 
+mod artifacts;
+pub use artifacts::IMPORTED_FROM;
+
 use crate::checkpoint::write_atomic;
 use crate::config::diff::{differences, same_training};
 use crate::config::RunConfig;
