@@ -2,10 +2,12 @@
 //! the same code natively (`incubator-dashboard`) and in the browser (WASM, served by
 //! `incubator serve`).
 //!
-//! Layers, each importing only those above it in this list: `series`, `bands`, `store`
-//! (a run built from its records), `configs`, `source` (where records come from), `workspace`
-//! (the open runs), `view` (the trait), `views/*` (one file per tab), `memory` (links and
-//! saved state), `app` (tabs over the views), `web` (the browser entry point).
+//! Layers, each importing only those before it in this list (tests/layering.rs holds it
+//! true): `series`, `store` (a run built from its records), `bands`, `configs`, `colors`,
+//! `export` (saving what a view exports), `source` (where records come from), `workspace` (the
+//! open runs), `view` (the trait), `views` (one file per tab, `views/format.rs` their number
+//! formats), `memory` (links and saved state), `app` (tabs over the views), `web` (the
+//! browser entry point).
 
 pub mod app;
 pub mod bands;

@@ -27,8 +27,8 @@ pub struct DataSplit {
 
 impl Dataset {
     /// Its images' shape and its number of classes.
-    pub fn shape(&self) -> super::ImageShape {
-        super::ImageShape {
+    pub fn shape(&self) -> super::shape::ImageShape {
+        super::shape::ImageShape {
             height: self.height,
             width: self.width,
             channels: self.channels,

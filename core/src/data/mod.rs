@@ -13,6 +13,7 @@ pub mod fetch;
 pub mod folder;
 pub mod idx;
 pub mod images;
+pub mod shape;
 pub mod source;
 pub mod subset;
 
@@ -24,4 +25,5 @@ pub use fetch::fetch;
 pub use folder::FolderSplit;
 pub use idx::{load_idx_split, write_idx_images, write_idx_labels};
 pub use images::{Data, Images};
-pub use source::{load, mean_std, DatasetName, ImageShape};
+pub use shape::ImageShape;
+pub use source::{load, mean_std, DatasetName};

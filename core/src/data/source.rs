@@ -11,6 +11,7 @@ use super::embedded::embedded_mnist;
 use super::error::DataError;
 use super::fetch::KNOWN;
 use super::idx::load_idx_split;
+use super::shape::ImageShape;
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "kebab-case")]
@@ -44,26 +45,6 @@ impl DatasetName {
             DatasetName::Cifar100 => "cifar100",
             DatasetName::Folder => "folder",
         }
-    }
-}
-
-/// What a dataset's images are, known without reading them: what a model for it is built for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ImageShape {
-    pub height: usize,
-    pub width: usize,
-    pub channels: usize,
-    pub num_classes: usize,
-}
-
-impl fmt::Display for ImageShape {
-    /// `28x28x1 images in 10 classes`
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}x{}x{} images in {} classes",
-            self.height, self.width, self.channels, self.num_classes
-        )
     }
 }
 

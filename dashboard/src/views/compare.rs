@@ -4,7 +4,7 @@
 //! side by side, differences first. Every number comes from `incubator_compare`, as in the
 //! engine's and the sweep's reports.
 
-use super::{duration, percent};
+use super::format::{duration, percent};
 use crate::configs::table;
 use crate::store::Run;
 use crate::view::View;

@@ -2,7 +2,7 @@
 //! side, then the assembly and fine-tune; the E2E baseline beside them. Each stage shows its
 //! status, progress, timing, accuracy, and where it ran.
 
-use super::{duration, percent};
+use super::format::{duration, percent};
 use crate::store::{Run, StageView, Status};
 use crate::view::View;
 use crate::workspace::Workspace;

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::data::ImageShape;
+use crate::data::shape::ImageShape;
 
 /// The file extensions read as images (any case): what the decoder understands.
 pub const IMAGE_EXTENSIONS: [&str; 3] = ["jpg", "jpeg", "png"];
