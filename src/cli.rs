@@ -97,10 +97,9 @@ enum Command {
         args: StageArgs,
         /// The timm checkpoint (`model.safetensors`, a VisionTransformer's state dict).
         file: PathBuf,
-        /// `meta` (the modules incubate inside it), `e2e` (a teacher, the baseline) or `init`
-        /// (the weights the E2E baseline starts from: a pretrained model fine-tuned).
-        #[arg(long = "as")]
-        stage: String,
+        /// What the checkpoint becomes.
+        #[arg(long = "as", value_enum)]
+        stage: commands::stage::ImportAs,
     },
     /// Print the comparison table of a finished run.
     Report {

@@ -129,7 +129,8 @@ fn eval_reproduces_the_stage_results_and_writes_the_confusion_matrix() {
     // wrong input: a split, a checkpoint of another shape, a dataset of other images
     let e = stderr(&eval(r, &["--split", "validation"]));
     assert!(
-        e.contains("--split \"validation\"") && e.contains("`test`, `val` or `train`"),
+        e.contains("invalid value 'validation' for '--split <SPLIT>'")
+            && e.contains("[possible values: test, val, train]"),
         "{e}"
     );
     let e = stderr(&eval(r, &["--split", "val", "--dataset", "mnist"]));

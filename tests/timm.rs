@@ -28,9 +28,37 @@ fn exported_models_load_into_timm_strictly_and_give_the_same_logits() {
     }
     let e = stderr(&incubator(&["export", "-d", r, "--format", "onnx"]));
     assert!(
-        e.contains("--format \"onnx\"") && e.contains("`timm`"),
+        e.contains("invalid value 'onnx' for '--format <FORMAT>'")
+            && e.contains("[possible values: timm]"),
         "{e}"
     );
+    // every choice on the command line is one clap knows, listed when mistyped
+    for (args, choices) in [
+        (
+            &["import", "m.safetensors", "--as", "teacher", "-d", r][..],
+            "[possible values: meta, e2e, init]",
+        ),
+        (
+            &[
+                "data",
+                "folder",
+                "embedded-mnist",
+                "--out",
+                r,
+                "--format",
+                "gif",
+            ],
+            "[possible values: png, jpeg]",
+        ),
+        (
+            &["eval", "-d", r, "--split", "all"],
+            "[possible values: test, val, train]",
+        ),
+    ] {
+        let out = incubator(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(stderr(&out).contains(choices), "{args:?}: {}", stderr(&out));
+    }
 
     // a meta model has one block per module: two modules of two blocks make a 2-block ViT
     let split = with_keys(TINY, &[("split.divided_depths", "[2, 2]")]);

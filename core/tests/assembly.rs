@@ -6,7 +6,6 @@ use incubator_core::config::RunConfig;
 use incubator_core::device::{new_device, Dev};
 use incubator_core::events::StageId;
 use incubator_core::model::{HasParams, Init, Mode, Module, Network, VitConfig};
-use incubator_core::telemetry::EventLog;
 use incubator_core::train::{self, TrainJob};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -216,7 +215,6 @@ fn incubation_changes_only_the_target_module() {
             loss: &loss,
             settings: None,
             state_path: None,
-            show_progress: false,
             depends_on: Vec::new(),
         };
         train::train(
@@ -224,7 +222,7 @@ fn incubation_changes_only_the_target_module() {
             &mut hybrid,
             &mut incubator_core::model::Extras::none(),
             &dev,
-            &mut EventLog::disabled(),
+            &mut incubator_core::train::observe::Observers::none(),
         )
         .unwrap();
         let after: Vec<(String, Vec<f32>)> = hybrid

@@ -31,12 +31,18 @@ fn train_with(run: &RunConfig, recipe: StageRecipe) -> (Vec<Vec<f32>>, Vec<(f64,
         loss: &loss,
         settings: None,
         state_path: None,
-        show_progress: false,
         depends_on: Vec::new(),
     };
     let dir = tempfile::tempdir().unwrap();
     let mut log = EventLog::open(dir.path(), StageId::E2E).unwrap();
-    train::train(job, &mut net, &mut Extras::none(), &dev, &mut log).unwrap();
+    train::train(
+        job,
+        &mut net,
+        &mut Extras::none(),
+        &dev,
+        &mut incubator_core::train::observe::Observers::log_only(&mut log),
+    )
+    .unwrap();
     log.flush();
     let steps = incubator_core::telemetry::jsonl::read_events(dir.path())
         .unwrap()

@@ -38,7 +38,6 @@ fn module_1_job<'a>(
         loss,
         settings: None,
         state_path: None,
-        show_progress: false,
         depends_on: Vec::new(),
     }
 }
@@ -157,7 +156,14 @@ fn training_updates_the_unit_and_trained_extras_only_and_counts_every_extra_pass
     let mut job = module_1_job(&run, &c, &data, epochs, trainable.clone(), &loss);
     job.taps = vec![2];
     let mut log = EventLog::open(dir.path(), stage).unwrap();
-    let outcome = train::train(job, &mut hybrid, &mut extras, &dev, &mut log).unwrap();
+    let outcome = train::train(
+        job,
+        &mut hybrid,
+        &mut extras,
+        &dev,
+        &mut incubator_core::train::observe::Observers::log_only(&mut log),
+    )
+    .unwrap();
     log.flush();
 
     let (net_after, extras_after) = (snapshot(&hybrid), snapshot(&extras));
@@ -303,7 +309,7 @@ fn a_part_frozen_for_an_epoch_starts_training_after_it() {
             &mut net,
             &mut Extras::none(),
             &dev,
-            &mut EventLog::disabled(),
+            &mut incubator_core::train::observe::Observers::none(),
         )
         .unwrap();
         for ((name, p), before) in net.named_params().iter().zip(&start) {

@@ -14,6 +14,14 @@ pub fn fetch(name: &str, cache_dir: Option<PathBuf>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What `--format` writes.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq)]
+pub enum FormatArg {
+    Png,
+    #[value(alias = "jpg")]
+    Jpeg,
+}
+
 #[derive(clap::Args, Debug)]
 pub struct FolderArgs {
     /// The dataset to write out (embedded-mnist, mnist, fashion-mnist, cifar10, cifar100).
@@ -21,9 +29,9 @@ pub struct FolderArgs {
     /// The folder to make (it gets train/ and val/).
     #[arg(long)]
     pub out: PathBuf,
-    /// png or jpeg.
-    #[arg(long, default_value = "png")]
-    pub format: String,
+    /// The image files' format.
+    #[arg(long, value_enum, default_value_t = FormatArg::Png)]
+    pub format: FormatArg,
     /// Resize every image to this side (bicubic), e.g. to give the loader work of ImageNet's size.
     #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<u32>::new().range(1..=4096))]
     pub side: Option<u32>,
@@ -40,10 +48,10 @@ pub struct FolderArgs {
 pub fn folder(a: &FolderArgs) -> anyhow::Result<()> {
     use incubator_core::data::folder::write::{write_folder, ImageFormat};
     let name: incubator_core::data::DatasetName = a.name.parse()?;
-    let format: ImageFormat = a
-        .format
-        .parse()
-        .map_err(|e: String| anyhow::anyhow!("--format {e}"))?;
+    let format = match a.format {
+        FormatArg::Png => ImageFormat::Png,
+        FormatArg::Jpeg => ImageFormat::Jpeg,
+    };
     let mut split = incubator_core::data::load(
         &name,
         a.data_path.as_deref(),

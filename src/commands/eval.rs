@@ -12,12 +12,12 @@ pub struct EvalArgs {
     #[arg(long, short = 'd', default_value = "runs/default")]
     pub run_dir: PathBuf,
     /// `assemble`, `e2e`, `meta`, or a safetensors file with the run's model (a plain ViT).
-    #[arg(long, default_value = "assemble")]
-    pub model: String,
+    #[arg(long, default_value = "assemble", value_parser = model_choice)]
+    pub model: ModelChoice,
     /// `test`, `val` (the validation split the run holds out of its training images) or
     /// `train` (the images trained on, without the validation split).
-    #[arg(long, default_value = "test")]
-    pub split: String,
+    #[arg(long, value_enum, default_value_t = SplitArg::Test)]
+    pub split: SplitArg,
     /// Another dataset with the same images and classes (`mnist`, `fashion-mnist`, ...), whole;
     /// default: the run's own, with its limits, as training evaluated it.
     #[arg(long)]
@@ -30,18 +30,36 @@ pub struct EvalArgs {
     pub out: Option<PathBuf>,
 }
 
+/// The split `--split` names.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq)]
+pub enum SplitArg {
+    Test,
+    Val,
+    Train,
+}
+
+impl From<SplitArg> for EvalSplit {
+    fn from(s: SplitArg) -> EvalSplit {
+        match s {
+            SplitArg::Test => EvalSplit::Test,
+            SplitArg::Val => EvalSplit::Val,
+            SplitArg::Train => EvalSplit::Train,
+        }
+    }
+}
+
+/// `--model`: a stage's name, or else a checkpoint file.
+pub fn model_choice(s: &str) -> Result<ModelChoice, String> {
+    Ok(ModelChoice::parse(s))
+}
+
 pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
-    let which_split = match args.split.as_str() {
-        "test" => EvalSplit::Test,
-        "val" => EvalSplit::Val,
-        "train" => EvalSplit::Train,
-        other => anyhow::bail!("--split {other:?}: use `test`, `val` or `train`"),
-    };
+    let which_split = EvalSplit::from(args.split);
     if which_split == EvalSplit::Val && args.dataset.is_some() {
         anyhow::bail!("--split val is the validation split a run holds out of its own training images; with --dataset use `test` or `train`");
     }
     let run = super::open_existing(&args.run_dir)?;
-    let which = ModelChoice::parse(&args.model);
+    let which = args.model.clone();
     let (name, split) = match &args.dataset {
         None => (run.cfg.data.dataset.to_string(), load_data(&run)?),
         Some(name) => {
@@ -58,7 +76,12 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         )
     })?;
     let net = eval::model(&run, &which)?;
-    let e = eval::evaluate(&run, &net, images, (&which.name(), &name, &args.split))?;
+    let e = eval::evaluate(
+        &run,
+        &net,
+        images,
+        (&which.name(), &name, which_split.as_str()),
+    )?;
     let out = args.out.clone().unwrap_or_else(|| {
         run.run
             .root

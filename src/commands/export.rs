@@ -19,11 +19,11 @@ pub struct ExportArgs {
     #[arg(long, short = 'd', default_value = "runs/default")]
     pub run_dir: PathBuf,
     /// `assemble`, `e2e`, `meta`, or a safetensors file with the run's model.
-    #[arg(long, default_value = "assemble")]
-    pub model: String,
+    #[arg(long, default_value = "assemble", value_parser = super::eval::model_choice)]
+    pub model: ModelChoice,
     /// The format: `timm` (PyTorch Image Models' VisionTransformer).
-    #[arg(long, default_value = "timm")]
-    pub format: String,
+    #[arg(long, value_enum, default_value_t = ExportFormat::Timm)]
+    pub format: ExportFormat,
     /// The directory to write (default: RUN/export/<model>-timm/).
     #[arg(long, short = 'o')]
     pub out: Option<PathBuf>,
@@ -33,6 +33,13 @@ pub struct ExportArgs {
     /// Replace the files of an earlier export in the output directory.
     #[arg(long)]
     pub force: bool,
+}
+
+/// What `--format` writes.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq)]
+pub enum ExportFormat {
+    /// PyTorch Image Models' VisionTransformer
+    Timm,
 }
 
 /// The files an export writes.
@@ -99,14 +106,9 @@ fn check_out(out: &Path, run_root: &Path, force: bool) -> anyhow::Result<()> {
 }
 
 pub fn run(args: &ExportArgs) -> anyhow::Result<()> {
-    if args.format != "timm" {
-        anyhow::bail!(
-            "--format {:?}: the format this version writes is `timm`",
-            args.format
-        );
-    }
+    let ExportFormat::Timm = args.format;
     let run = super::open_existing(&args.run_dir)?;
-    let which = ModelChoice::parse(&args.model);
+    let which = args.model.clone();
     let net = eval::model(&run, &which)?;
     let (weights, exported) = to_timm(&net, &run.vit)?;
     let out = args.out.clone().unwrap_or_else(|| {

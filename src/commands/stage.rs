@@ -130,12 +130,24 @@ pub fn e2e(args: &StageArgs) -> anyhow::Result<()> {
     stages::e2e::run(&training(args, OpenMode::Start, 1)?).map(|_| ())
 }
 
-/// `incubator import FILE --as meta|e2e`: a timm checkpoint as a finished stage.
-pub fn import(args: &StageArgs, file: &Path, stage: &str) -> anyhow::Result<()> {
+/// What `incubator import FILE --as` makes of a timm checkpoint.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq)]
+pub enum ImportAs {
+    /// the meta model: the modules incubate inside it
+    Meta,
+    /// the E2E model: a teacher, the baseline
+    E2e,
+    /// the weights the E2E baseline starts from (a pretrained model fine-tuned)
+    Init,
+}
+
+/// `incubator import FILE --as meta|e2e|init`: a timm checkpoint as a finished stage, or as
+/// the baseline's starting weights.
+pub fn import(args: &StageArgs, file: &Path, stage: &ImportAs) -> anyhow::Result<()> {
     let id = match stage {
-        "meta" => incubator_core::events::StageId::META,
-        "e2e" => incubator_core::events::StageId::E2E,
-        "init" => {
+        ImportAs::Meta => incubator_core::events::StageId::META,
+        ImportAs::E2e => incubator_core::events::StageId::E2E,
+        ImportAs::Init => {
             let run = stages::OpenRun::open(
                 &args.run_dir,
                 configs(args)?.as_ref(),
@@ -150,9 +162,6 @@ pub fn import(args: &StageArgs, file: &Path, stage: &str) -> anyhow::Result<()> 
                 args.run_dir.display()
             );
             return Ok(());
-        }
-        other => {
-            anyhow::bail!("--as {other:?}: a timm model can be imported as `meta`, `e2e` or `init`")
         }
     };
     let engine = engine(args, OpenMode::Start)?;

@@ -6,6 +6,7 @@ use crate::events::{EvalSplit, Event, StageId};
 use crate::model::Network;
 use crate::run_dir::StageSummary;
 use crate::train::batch::batch_maker;
+use crate::train::observe::StandaloneEval;
 use crate::train::trainer::StackedEval;
 use crate::train::{evaluate, EvalResult};
 
@@ -85,8 +86,14 @@ fn evaluate_stacked(
     let dev = engine.dev();
     let maker = batch_maker(&dev, &engine.cfg, &engine.vit);
     let mut eval = |split: EvalSplit, images| -> anyhow::Result<EvalResult> {
-        let r = evaluate(net, &maker, images, engine.cfg.optim.batch_size)
-            .map_err(|e| anyhow::anyhow!("evaluating the stacked model: {e}"))?;
+        let r = evaluate(
+            net,
+            &maker,
+            images,
+            engine.cfg.optim.batch_size,
+            &mut StandaloneEval,
+        )
+        .map_err(|e| anyhow::anyhow!("evaluating the stacked model: {e}"))?;
         log.emit(Event::Eval {
             step: 0,
             epoch: 0,

@@ -183,13 +183,23 @@ impl Engine {
             loss,
             settings: None,
             state_path: Some(self.run.state_path(id)),
-            show_progress: self.show_progress,
             depends_on: Vec::new(),
         }
     }
 }
 
 impl Engine {
+    /// What watches stage `id`'s training: `log`, the progress display, the checkpoint
+    /// policy, stop signals, injected faults.
+    pub fn observers<'l>(
+        &self,
+        id: StageId,
+        log: &'l mut EventLog,
+    ) -> train::observe::Observers<'l> {
+        let every = self.cfg.checkpoint.every_steps;
+        train::observe::Observers::standard(log, id, self.show_progress, every)
+    }
+
     /// Trains every parameter of `net` end to end on the task loss (meta, fine-tune, e2e).
     pub fn train_all(
         &self,
@@ -205,7 +215,7 @@ impl Engine {
             net,
             &mut crate::model::Extras::none(),
             &self.dev(),
-            log,
+            &mut self.observers(id, log),
         )?)
     }
 }

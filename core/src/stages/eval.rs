@@ -10,6 +10,7 @@ use crate::events::StageId;
 use crate::model::Network;
 use crate::train::batch::batch_maker;
 use crate::train::evaluate::{evaluate_each, EvalResult};
+use crate::train::observe::StandaloneEval;
 use serde::Serialize;
 use std::path::PathBuf;
 
@@ -148,6 +149,7 @@ pub fn evaluate(
         &maker,
         data,
         run.cfg.optim.batch_size,
+        &mut StandaloneEval,
         |label, pred| match pred {
             Some(pred) => confusion[label][pred] += 1,
             None => non_finite += 1,

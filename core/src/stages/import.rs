@@ -11,6 +11,7 @@ use crate::events::StageId;
 use crate::run_dir::StageSummary;
 use crate::train::batch::batch_maker;
 use crate::train::evaluate::evaluate;
+use crate::train::observe::StandaloneEval;
 use crate::train::TrainOutcome;
 use std::path::Path;
 
@@ -33,8 +34,14 @@ pub fn import_timm(engine: &Engine, file: &Path, id: StageId) -> anyhow::Result<
         let dev = engine.dev();
         let maker = batch_maker(&dev, &engine.cfg, &engine.vit);
         let eval = |images| {
-            evaluate(&net, &maker, images, engine.cfg.optim.batch_size)
-                .map_err(|e| anyhow::anyhow!("evaluating the imported model: {e}"))
+            evaluate(
+                &net,
+                &maker,
+                images,
+                engine.cfg.optim.batch_size,
+                &mut StandaloneEval,
+            )
+            .map_err(|e| anyhow::anyhow!("evaluating the imported model: {e}"))
         };
         let r = eval(engine.data.test())?;
         let val = engine.data.val().map(eval).transpose()?;

@@ -228,7 +228,13 @@ pub fn run(engine: &Engine, i: usize) -> anyhow::Result<StageSummary> {
             job.settings = Some(&resolve);
         }
         let mut outcome =
-            train::train(job, &mut hybrid.net, &mut hybrid.extras, &engine.dev(), log)?;
+            train::train(
+            job,
+            &mut hybrid.net,
+            &mut hybrid.extras,
+            &engine.dev(),
+            &mut engine.observers(id, log),
+        )?;
         let mut specs = loaded.into_inner();
         specs.sort();
         specs.dedup();

@@ -39,6 +39,13 @@ pub enum EvalError {
     Interrupted(crate::interrupt::StopSignal),
 }
 
+/// What an evaluation asks between its batches: whether to stop (a signal), and that a batch
+/// is done (fault injection counts them).
+pub trait EvalWatch {
+    fn before_batch(&mut self) -> Option<crate::interrupt::StopSignal>;
+    fn after_batch(&mut self);
+}
+
 /// Top-1 accuracy and cross-entropy on a whole split, without augmentation or drop-path.
 /// An image folder's unreadable images are left out (with a warning); an error when the
 /// loader cannot go on. An image whose logits are not all finite counts as wrong (in top-1
@@ -48,8 +55,9 @@ pub fn evaluate(
     maker: &BatchMaker,
     data: Images,
     batch_size: usize,
+    watch: &mut dyn EvalWatch,
 ) -> Result<EvalResult, EvalError> {
-    evaluate_each(net, maker, data, batch_size, |_, _| {})
+    evaluate_each(net, maker, data, batch_size, watch, |_, _| {})
 }
 
 /// [`evaluate`], also handing each image's (label, predicted class) to `each` (a confusion
@@ -59,6 +67,7 @@ pub fn evaluate_each(
     maker: &BatchMaker,
     data: Images,
     batch_size: usize,
+    watch: &mut dyn EvalWatch,
     mut each: impl FnMut(usize, Option<usize>),
 ) -> Result<EvalResult, EvalError> {
     let (mut correct, mut correct5, mut loss_sum) = (0usize, 0usize, 0.0f64);
@@ -67,7 +76,7 @@ pub fn evaluate_each(
     let mut feed = Feed::new(maker, data, batches, false, 0, 0);
     let mut seen = 0usize;
     while let Some(batch) = feed.next_eval(maker) {
-        if let Some(signal) = crate::interrupt::requested() {
+        if let Some(signal) = watch.before_batch() {
             return Err(EvalError::Interrupted(signal));
         }
         let batch = batch.map_err(EvalError::Data)?;
@@ -99,7 +108,7 @@ pub fn evaluate_each(
             correct5 += (higher < 5) as usize;
             each(label, Some(argmax));
         }
-        crate::faults::after_eval_batch();
+        watch.after_batch();
     }
     if seen == 0 && !data.is_empty() {
         return Err(EvalError::Data(format!(

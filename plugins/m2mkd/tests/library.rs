@@ -143,7 +143,6 @@ fn the_teacher_hybrid_is_teacher_module_i_then_the_meta_suffix_and_stays_frozen(
     use incubator_core::model::{Init, Network};
     use incubator_core::plugin::{HybridInputs, IncubationStrategy, PluginContext};
     use incubator_core::split::Split;
-    use incubator_core::telemetry::EventLog;
     use incubator_core::train::{self, TrainJob};
     use rand::SeedableRng;
 
@@ -218,7 +217,6 @@ fn the_teacher_hybrid_is_teacher_module_i_then_the_meta_suffix_and_stays_frozen(
         loss: &*hybrid.loss,
         settings: None,
         state_path: None,
-        show_progress: false,
         depends_on: Vec::new(),
     };
     train::train(
@@ -226,7 +224,7 @@ fn the_teacher_hybrid_is_teacher_module_i_then_the_meta_suffix_and_stays_frozen(
         &mut hybrid.net,
         &mut hybrid.extras,
         &dev,
-        &mut EventLog::disabled(),
+        &mut incubator_core::train::observe::Observers::none(),
     )
     .unwrap();
     assert_eq!(
