@@ -226,18 +226,25 @@ fn training_updates_the_unit_and_trained_extras_only_and_counts_every_extra_pass
 
 #[test]
 fn a_loss_is_refused_with_its_fault() {
-    for (terms, want) in [
-        (LossTerms::new(), "no terms"),
-        (LossTerms::new().with("a b", 1.0, zero()), "\"a b\""),
+    use incubator_core::train::loss::TermsError;
+    for (terms, want, text) in [
+        (LossTerms::new(), TermsError::None, "no terms"),
+        (
+            LossTerms::new().with("a b", 1.0, zero()),
+            TermsError::BadName("a b".into()),
+            "\"a b\"",
+        ),
         (
             LossTerms::new()
                 .with("x", 1.0, zero())
                 .with("x", 1.0, zero()),
+            TermsError::Repeated("x".into()),
             "two loss terms are named \"x\"",
         ),
     ] {
         let e = terms.total(Default::default()).err().unwrap();
-        assert!(e.contains(want), "{e}");
+        assert!(e.to_string().contains(text), "{e}");
+        assert_eq!(e, want);
     }
 }
 
@@ -279,7 +286,7 @@ fn a_part_frozen_for_an_epoch_starts_training_after_it() {
         (net0.param_names_of(1..2), net0.param_names_of(2..3));
     let trainable: std::collections::BTreeSet<String> =
         part1.iter().chain(&part2).cloned().collect();
-    let settings = |p: &incubator_core::train::loss::Progress| -> Result<Settings, String> {
+    let settings = |p: &incubator_core::train::loss::Progress| -> Result<Settings, incubator_core::train::job::SettingsError> {
         Ok(part1
             .iter()
             .map(|n| {

@@ -304,7 +304,7 @@ impl RunConfig {
             ("e2e", &s.e2e),
         ] {
             if let Err(e) = r.check(key) {
-                p.0.push(e);
+                p.0.push(e.to_string());
             }
         }
 
@@ -316,14 +316,32 @@ impl RunConfig {
     }
 }
 
+/// A `[slurm.<key>]` value sbatch would reject or misread: the key, the value, the fix.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum SlurmProblem {
+    #[error("{0} = {1:?}: give a single word (no spaces, no '#')")]
+    NotAWord(String, String),
+    #[error("{0} = 0: must be at least 1 (or leave it out)")]
+    Zero(String),
+    #[error("{0} = {1:?}: use a number with an optional unit K, M, G or T (e.g. \"16G\")")]
+    Mem(String, String),
+    #[error(
+        "{0} = {1:?}: use minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS (e.g. \"2:00:00\")"
+    )]
+    Time(String, String),
+    #[error("{0}: {1:?} is not an sbatch option; write options like \"--qos=high\"")]
+    Extra(String, String),
+}
+
 impl SlurmResources {
     /// What sbatch would reject or misread in `[slurm.<key>]`, naming the key and the fix.
-    pub fn check(&self, key: &str) -> Result<(), String> {
-        let word = |field: &str, v: &Option<String>| -> Result<(), String> {
+    pub fn check(&self, key: &str) -> Result<(), SlurmProblem> {
+        let at = |field: &str| format!("slurm.{key}.{field}");
+        let word = |field: &str, v: &Option<String>| -> Result<(), SlurmProblem> {
             match v {
-                Some(s) if s.is_empty() || s.chars().any(|c| c.is_whitespace() || c == '#') => Err(
-                    format!("slurm.{key}.{field} = {s:?}: give a single word (no spaces, no '#')"),
-                ),
+                Some(s) if s.is_empty() || s.chars().any(|c| c.is_whitespace() || c == '#') => {
+                    Err(SlurmProblem::NotAWord(at(field), s.clone()))
+                }
                 _ => Ok(()),
             }
         };
@@ -331,9 +349,7 @@ impl SlurmResources {
         word("account", &self.account)?;
         for (field, v) in [("nodes", self.nodes), ("cpus", self.cpus)] {
             if v == Some(0) {
-                return Err(format!(
-                    "slurm.{key}.{field} = 0: must be at least 1 (or leave it out)"
-                ));
+                return Err(SlurmProblem::Zero(at(field)));
             }
         }
         if let Some(mem) = &self.mem {
@@ -342,23 +358,17 @@ impl SlurmResources {
                 || !digits.chars().all(|c| c.is_ascii_digit())
                 || mem.len() - digits.len() > 1
             {
-                return Err(format!(
-                    "slurm.{key}.mem = {mem:?}: use a number with an optional unit K, M, G or T (e.g. \"16G\")"
-                ));
+                return Err(SlurmProblem::Mem(at("mem"), mem.clone()));
             }
         }
         if let Some(time) = &self.time {
             if !valid_time(time) {
-                return Err(format!(
-                    "slurm.{key}.time = {time:?}: use minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS (e.g. \"2:00:00\")"
-                ));
+                return Err(SlurmProblem::Time(at("time"), time.clone()));
             }
         }
         for line in &self.extra {
             if !line.starts_with("--") || line.contains('\n') {
-                return Err(format!(
-                    "slurm.{key}.extra: {line:?} is not an sbatch option; write options like \"--qos=high\""
-                ));
+                return Err(SlurmProblem::Extra(at("extra"), line.clone()));
             }
         }
         Ok(())
@@ -422,7 +432,7 @@ mod tests {
 
     #[test]
     fn bad_slurm_resources_are_refused_with_the_key_and_the_fix() {
-        let bad = |r: SlurmResources| r.check("incubate").unwrap_err();
+        let bad = |r: SlurmResources| r.check("incubate").unwrap_err().to_string();
         let e = bad(SlurmResources {
             time: Some("2 hours".into()),
             ..Default::default()

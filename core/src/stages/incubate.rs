@@ -11,6 +11,7 @@ use crate::plugin::{HybridInputs, IncubationStrategy, PartSettingsFn, PluginErro
 use crate::run_dir::StageSummary;
 use crate::stages::teacher::TeacherSpec;
 use crate::train;
+use crate::train::job::SettingsError;
 use crate::train::loss::Progress;
 use crate::train::optimizer::Settings;
 use std::collections::BTreeMap;
@@ -76,7 +77,7 @@ fn part_settings_by_name<'h>(
     extras: &Extras,
     settings: &'h Option<Box<PartSettingsFn>>,
     trained: &Range<usize>,
-) -> impl Fn(&Progress) -> Result<Settings, String> + 'h {
+) -> impl Fn(&Progress) -> Result<Settings, SettingsError> + 'h {
     let part_names: Vec<Vec<String>> = (0..net.parts.len())
         .map(|p| net.param_names_of(p..p + 1))
         .collect();
@@ -102,16 +103,20 @@ fn part_settings_by_name<'h>(
                         .collect()
                 }
                 Target::Parts(r) => {
-                    return Err(format!(
-                        "parts {r:?} are not within the trained parts {trained:?}"
-                    ))
+                    return Err(SettingsError::PartsOutside {
+                        parts: r.clone(),
+                        trained: trained.clone(),
+                    })
                 }
-                Target::Extra(n) => extra_names.get(n).cloned().ok_or_else(|| {
-                    format!(
-                        "{n:?} is not a trained extra network (trained: {:?})",
-                        extra_names.keys().collect::<Vec<_>>()
-                    )
-                })?,
+                Target::Extra(n) => {
+                    extra_names
+                        .get(n)
+                        .cloned()
+                        .ok_or_else(|| SettingsError::UnknownExtra {
+                            name: n.clone(),
+                            trained: extra_names.keys().cloned().collect(),
+                        })?
+                }
             };
             for name in names {
                 out.insert(name, s);

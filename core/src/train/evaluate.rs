@@ -32,8 +32,11 @@ pub(crate) fn f64_or_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, 
 #[derive(Debug, thiserror::Error)]
 pub enum EvalError {
     /// The loader cannot go on.
-    #[error("{0}")]
-    Data(String),
+    #[error(transparent)]
+    Loader(#[from] crate::data::folder::LoaderError),
+    /// Not one image of the split could be decoded.
+    #[error("none of the {images} evaluation images could be decoded (see the warnings above)")]
+    NothingDecoded { images: usize },
     /// A stop signal arrived (checked between batches: a long evaluation stops too).
     #[error("stopped by {} during evaluation", .0.name())]
     Interrupted(crate::interrupt::StopSignal),
@@ -79,7 +82,7 @@ pub fn evaluate_each(
         if let Some(signal) = watch.before_batch() {
             return Err(EvalError::Interrupted(signal));
         }
-        let batch = batch.map_err(EvalError::Data)?;
+        let batch = batch?;
         seen += batch.labels.len();
         if batch.labels.is_empty() {
             continue;
@@ -111,10 +114,7 @@ pub fn evaluate_each(
         watch.after_batch();
     }
     if seen == 0 && !data.is_empty() {
-        return Err(EvalError::Data(format!(
-            "none of the {} evaluation images could be decoded (see the warnings above)",
-            data.len()
-        )));
+        return Err(EvalError::NothingDecoded { images: data.len() });
     }
     Ok(EvalResult {
         top1: correct as f64 / seen.max(1) as f64,

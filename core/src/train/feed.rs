@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, LazyLock, Mutex};
 
 use super::batch::{Batch, BatchMaker};
-use crate::data::folder::{ImageFolder, Stream, Unreadable};
+use crate::data::folder::{ImageFolder, LoaderError, Stream, Unreadable};
 use crate::data::{Dataset, Images};
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
@@ -57,7 +57,7 @@ impl<'a> Feed<'a> {
         &mut self,
         maker: &BatchMaker,
         rng: &mut ChaCha8Rng,
-    ) -> Result<Batch, String> {
+    ) -> Result<Batch, LoaderError> {
         match self {
             Feed::Memory { data, batches } => {
                 let indices = batches.next().expect("as many batches as steps");
@@ -71,7 +71,7 @@ impl<'a> Feed<'a> {
     }
 
     /// The next evaluation batch (`None` after the last).
-    pub fn next_eval(&mut self, maker: &BatchMaker) -> Option<Result<Batch, String>> {
+    pub fn next_eval(&mut self, maker: &BatchMaker) -> Option<Result<Batch, LoaderError>> {
         match self {
             Feed::Memory { data, batches } => batches.next().map(|i| Ok(maker.eval(data, &i))),
             Feed::Folder(stream) => match stream.next_batch()? {
@@ -88,7 +88,7 @@ impl<'a> Feed<'a> {
 /// The first `n` images of `images` (fewer if it has fewer) as an evaluation normalises them,
 /// `(n, c, h, w)` row-major: what a PyTorch model of the same weights takes as input. An image
 /// folder's unreadable images are left out.
-pub fn eval_images(maker: &BatchMaker, images: Images, n: usize) -> Result<Vec<f32>, String> {
+pub fn eval_images(maker: &BatchMaker, images: Images, n: usize) -> Result<Vec<f32>, LoaderError> {
     let indices: Vec<usize> = (0..n.min(images.len())).collect();
     match images {
         Images::Memory(data) => Ok(maker.eval_images(data, &indices)),
@@ -131,7 +131,7 @@ fn folder_stream(
     )
 }
 
-fn next_loaded(stream: &mut Stream) -> Result<crate::data::folder::LoadedBatch, String> {
+fn next_loaded(stream: &mut Stream) -> Result<crate::data::folder::LoadedBatch, LoaderError> {
     let loaded = stream.next_batch().expect("as many batches as steps")?;
     warn(&loaded.unreadable, "replaced by the next readable image");
     Ok(loaded)

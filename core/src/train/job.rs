@@ -15,7 +15,20 @@ pub type LossFn<'a> = dyn Fn(LossInputs) -> LossTerms + 'a;
 
 /// The optimizer settings of the trainable parameters at a position (per-part learning-rate
 /// scales, weight decay, freezing), by parameter name.
-pub type SettingsFn<'a> = dyn Fn(&Progress) -> Result<super::optimizer::Settings, String> + 'a;
+pub type SettingsFn<'a> =
+    dyn Fn(&Progress) -> Result<super::optimizer::Settings, SettingsError> + 'a;
+
+/// Per-part settings that name what the stage does not train.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum SettingsError {
+    #[error("parts {parts:?} are not within the trained parts {trained:?}")]
+    PartsOutside {
+        parts: std::ops::Range<usize>,
+        trained: std::ops::Range<usize>,
+    },
+    #[error("{name:?} is not a trained extra network (trained: {trained:?})")]
+    UnknownExtra { name: String, trained: Vec<String> },
+}
 
 /// The task loss alone (meta model, fine-tuning, the E2E baseline).
 pub fn task_loss(inputs: LossInputs) -> LossTerms {

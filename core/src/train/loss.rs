@@ -140,6 +140,17 @@ pub struct Total {
     pub terms: Vec<(String, f32)>,
 }
 
+/// Loss terms a loss function returned that cannot be summed.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum TermsError {
+    #[error("loss term name {0:?}: use letters, digits, '_' and '-' only")]
+    BadName(String),
+    #[error("two loss terms are named {0:?}")]
+    Repeated(String),
+    #[error("the loss returned no terms")]
+    None,
+}
+
 impl LossTerms {
     pub fn new() -> LossTerms {
         LossTerms::default()
@@ -158,7 +169,7 @@ impl LossTerms {
 
     /// The weighted sum with the forward pass's `tape` merged in; refuses no terms, empty or
     /// repeated names.
-    pub fn total(self, tape: OwnedTape<f32, Dev>) -> Result<Total, String> {
+    pub fn total(self, tape: OwnedTape<f32, Dev>) -> Result<Total, TermsError> {
         let mut names: Vec<&str> = Vec::new();
         for (name, _, _) in &self.terms {
             let valid = !name.is_empty()
@@ -166,12 +177,10 @@ impl LossTerms {
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
             if !valid {
-                return Err(format!(
-                    "loss term name {name:?}: use letters, digits, '_' and '-' only"
-                ));
+                return Err(TermsError::BadName(name.clone()));
             }
             if names.contains(&name.as_str()) {
-                return Err(format!("two loss terms are named {name:?}"));
+                return Err(TermsError::Repeated(name.clone()));
             }
             names.push(name);
         }
@@ -188,7 +197,7 @@ impl LossTerms {
             });
         }
         let Some(sum) = sum else {
-            return Err("the loss returned no terms".into());
+            return Err(TermsError::None);
         };
         let (sum, own) = sum.split_tape();
         Ok(Total {

@@ -11,6 +11,19 @@ use crate::model::params::{decays, HasParams, ParamMut};
 use dfdx::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 
+/// Saved optimizer moments that do not fit the model.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum MomentsError {
+    #[error("optimizer state lacks {0}")]
+    Missing(String),
+    #[error("optimizer state {key} has {saved} values, the parameter {param}")]
+    Size {
+        key: String,
+        saved: usize,
+        param: usize,
+    },
+}
+
 pub struct AdamW {
     pub betas: [f64; 2],
     pub eps: f64,
@@ -209,7 +222,7 @@ impl AdamW {
         model: &mut impl HasParams,
         state: &BTreeMap<String, Vec<f32>>,
         step: u64,
-    ) -> Result<(), String> {
+    ) -> Result<(), MomentsError> {
         for (name, p) in model.named_params_mut() {
             if !self.trainable.contains(&name) {
                 continue;
@@ -220,15 +233,15 @@ impl AdamW {
             ] {
                 let saved = state
                     .get(&key)
-                    .ok_or_else(|| format!("optimizer state lacks {key}"))?;
+                    .ok_or_else(|| MomentsError::Missing(key.clone()))?;
                 let buf = with_tensor!(&p, |t| map.get_or_alloc_mut(&**t).expect("alloc"));
                 write_buffer(buf, |buf| {
                     if buf.len() != saved.len() {
-                        return Err(format!(
-                            "optimizer state {key} has {} values, the parameter {}",
-                            saved.len(),
-                            buf.len()
-                        ));
+                        return Err(MomentsError::Size {
+                            key: key.clone(),
+                            saved: saved.len(),
+                            param: buf.len(),
+                        });
                     }
                     buf.copy_from_slice(saved);
                     Ok(())

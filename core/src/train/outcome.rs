@@ -84,8 +84,16 @@ pub enum TrainError {
         have: usize,
         need: usize,
     },
-    #[error("{stage}: {message}")]
-    Data { stage: StageId, message: String },
+    #[error("{stage}: {source}")]
+    Loader {
+        stage: StageId,
+        source: crate::data::folder::LoaderError,
+    },
+    #[error("{stage}: {source}")]
+    Eval {
+        stage: StageId,
+        source: super::evaluate::EvalError,
+    },
     #[error("{stage}: {section}.warmup_epochs = {warmup_epochs} is {warmup_steps} optimizer steps, more than the stage's {total_steps} ({section}.steps): shorten the warmup or raise the budget", section = recipe_section(*stage))]
     WarmupTooLong {
         stage: StageId,
@@ -95,11 +103,15 @@ pub enum TrainError {
     },
     #[error(transparent)]
     Checkpoint(#[from] checkpoint::CheckpointError),
-    #[error("{stage}: the plugin's {what} is refused: {message}")]
-    Plugin {
+    #[error("{stage}: the plugin's loss is refused: {source}")]
+    LossTerms {
         stage: StageId,
-        what: &'static str,
-        message: String,
+        source: super::loss::TermsError,
+    },
+    #[error("{stage}: the plugin's optimizer settings are refused: {source}")]
+    PartSettings {
+        stage: StageId,
+        source: super::job::SettingsError,
     },
     #[error("cannot resume from {path}: {why}; delete it to restart the stage from scratch")]
     Resume { path: PathBuf, why: String },

@@ -40,7 +40,7 @@ pub(super) fn resume(
         )));
     }
     opt.load_state(net, &saved.moments, st.optimizer_step)
-        .map_err(refuse)?;
+        .map_err(|e| refuse(e.to_string()))?;
     eprintln!(
         "[{}] resuming at epoch {} step {}/{steps_per_epoch} from {}",
         job.stage,

@@ -309,19 +309,18 @@ impl<'a> Trainer<'a> {
         };
         let settings = match job.settings {
             None => Default::default(),
-            Some(f) => f(&progress).map_err(|message| TrainError::Plugin {
+            Some(f) => f(&progress).map_err(|source| TrainError::PartSettings {
                 stage: job.stage,
-                what: "optimizer settings",
-                message,
+                source,
             })?,
         };
         let model = &mut self.model;
         for _ in 0..o.accum_steps {
             let batch = feed
                 .next_train(&self.maker, rng)
-                .map_err(|message| TrainError::Data {
+                .map_err(|source| TrainError::Loader {
                     stage: job.stage,
-                    message,
+                    source,
                 })?;
             let mut mode = Mode {
                 train: true,
@@ -339,10 +338,9 @@ impl<'a> Trainer<'a> {
             let inputs = LossInputs::new(logits, taps, &batch, model.extras, progress);
             let total = (job.loss)(inputs)
                 .total(tape)
-                .map_err(|message| TrainError::Plugin {
+                .map_err(|source| TrainError::LossTerms {
                     stage: job.stage,
-                    what: "loss",
-                    message,
+                    source,
                 })?;
             for (name, v) in total.terms {
                 *step_terms.entry(name).or_default() += v as f64 / o.accum_steps as f64;
@@ -414,10 +412,10 @@ impl<'a> Trainer<'a> {
         let result = match evaluate(self.model.net, &self.maker, images, bs, observers) {
             Ok(eval) => eval,
             Err(EvalError::Interrupted(signal)) => return Ok(Err(signal)),
-            Err(EvalError::Data(message)) => {
-                return Err(TrainError::Data {
+            Err(source) => {
+                return Err(TrainError::Eval {
                     stage: job.stage,
-                    message,
+                    source,
                 })
             }
         };

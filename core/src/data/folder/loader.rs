@@ -53,6 +53,19 @@ impl LoaderSettings {
     }
 }
 
+/// Why the loader cannot give a batch.
+#[derive(Debug, thiserror::Error)]
+pub enum LoaderError {
+    #[error("{count} images in a row from {} cannot be decoded (the last: {last}); check the folder's files", from.display())]
+    Unreadable {
+        count: usize,
+        from: PathBuf,
+        last: String,
+    },
+    #[error("decoding panicked: {0}")]
+    Panicked(String),
+}
+
 /// An image that could not be decoded: its file and why.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Unreadable {
@@ -95,7 +108,7 @@ struct Work {
 struct Shared {
     next_job: usize,
     taken: usize,
-    ready: BTreeMap<usize, Result<LoadedBatch, String>>,
+    ready: BTreeMap<usize, Result<LoadedBatch, LoaderError>>,
     stop: bool,
 }
 
@@ -156,7 +169,7 @@ impl Stream {
 
     /// The next batch in order; an error when the folder cannot give one (too many unreadable
     /// images in a row).
-    pub fn next_batch(&mut self) -> Option<Result<LoadedBatch, String>> {
+    pub fn next_batch(&mut self) -> Option<Result<LoadedBatch, LoaderError>> {
         if self.next >= self.work.batches.len() {
             return None;
         }
@@ -214,7 +227,7 @@ fn worker(work: &Work, shared: &(Mutex<Shared>, Condvar)) {
         // A panic in a decoder fails the batch, not the process (and not silently).
         let batch =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work.load(k, &mut resizer)))
-                .unwrap_or_else(|p| Err(format!("decoding panicked: {}", panic_message(&*p))));
+                .unwrap_or_else(|p| Err(LoaderError::Panicked(panic_message(&*p))));
         let mut s = lock.lock().expect("not poisoned");
         s.ready.insert(k, batch);
         cv.notify_all();
@@ -229,7 +242,7 @@ fn image_rng(seed: u64, position: u64) -> ChaCha8Rng {
 }
 
 impl Work {
-    fn load(&self, k: usize, resizer: &mut Resizer) -> Result<LoadedBatch, String> {
+    fn load(&self, k: usize, resizer: &mut Resizer) -> Result<LoadedBatch, LoaderError> {
         let size = self.pipeline.size();
         let per_image = 3 * size * size;
         let batch = &self.batches[k];
@@ -248,7 +261,7 @@ impl Work {
                     }
                     Err(error) => unreadable.push(Unreadable {
                         path: self.folder.files[index].clone(),
-                        error,
+                        error: error.to_string(),
                     }),
                 },
                 Pipeline::Train(t) => {
@@ -263,17 +276,19 @@ impl Work {
                             }
                             Err(error) => unreadable.push(Unreadable {
                                 path: self.folder.files[i].clone(),
-                                error,
+                                error: error.to_string(),
                             }),
                         }
                     }
                     let Some((i, img)) = found else {
-                        return Err(format!(
-                            "{} images in a row from {} cannot be decoded (the last: {}); check the folder's files",
-                            MAX_CONSECUTIVE_UNREADABLE.min(n),
-                            self.folder.files[index].display(),
-                            unreadable.last().map(|u| u.error.as_str()).unwrap_or("")
-                        ));
+                        return Err(LoaderError::Unreadable {
+                            count: MAX_CONSECUTIVE_UNREADABLE.min(n),
+                            from: self.folder.files[index].clone(),
+                            last: unreadable
+                                .last()
+                                .map(|u| u.error.clone())
+                                .unwrap_or_default(),
+                        });
                     };
                     t.apply(resizer, &img, &mut image_rng(self.seed, position), out);
                     labels.push(self.folder.labels[i] as usize);

@@ -9,10 +9,11 @@ pub mod transform;
 pub mod write;
 
 pub use index::{check_classes, folder_shape, list_classes, FolderError, ImageFolder};
-pub use loader::{LoadedBatch, LoaderSettings, Pipeline, Stream, Unreadable};
+pub use loader::{LoadedBatch, LoaderError, LoaderSettings, Pipeline, Stream, Unreadable};
 pub use rand_augment::RandAugment;
 pub use transform::{
-    decode, random_erase, EvalTransform, Normalize, TrainTransform, IMAGENET_MEAN, IMAGENET_STD,
+    decode, random_erase, DecodeError, EvalTransform, Normalize, TrainTransform, IMAGENET_MEAN,
+    IMAGENET_STD,
 };
 
 use std::path::PathBuf;

@@ -60,15 +60,24 @@ pub struct RandAugment {
     pub increasing: bool,
 }
 
+/// A RandAugment spec that cannot be read.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum RandAugmentError {
+    #[error("{0:?} is not a RandAugment spec: write it as timm does, e.g. \"rand-m9-mstd0.5-inc1\" (or \"\" for none)")]
+    NotRand(String),
+    #[error("{spec:?}: cannot read {part:?}; the keys are m<magnitude 0-10>, mstd<std>, inc<0|1>, n<operations>")]
+    Part { spec: String, part: String },
+    #[error("{0:?}: the magnitude is 0..10 and its std at least 0")]
+    Magnitude(String),
+}
+
 impl RandAugment {
     /// Parses timm's config string: `rand-m9-mstd0.5-inc1` (also `-n2` for the number of
     /// operations). Other keys timm knows (`w`, `mmax`, `p`) are refused rather than ignored.
-    pub fn parse(spec: &str) -> Result<RandAugment, String> {
+    pub fn parse(spec: &str) -> Result<RandAugment, RandAugmentError> {
         let mut parts = spec.split('-');
         if parts.next() != Some("rand") {
-            return Err(format!(
-                "{spec:?} is not a RandAugment spec: write it as timm does, e.g. \"rand-m9-mstd0.5-inc1\" (or \"\" for none)"
-            ));
+            return Err(RandAugmentError::NotRand(spec.into()));
         }
         let mut ra = RandAugment {
             num_ops: 2,
@@ -77,8 +86,9 @@ impl RandAugment {
             increasing: false,
         };
         for part in parts {
-            let bad = || {
-                format!("{spec:?}: cannot read {part:?}; the keys are m<magnitude 0-10>, mstd<std>, inc<0|1>, n<operations>")
+            let bad = || RandAugmentError::Part {
+                spec: spec.into(),
+                part: part.into(),
             };
             let number = |key: &str| part[key.len()..].parse::<f64>().map_err(|_| bad());
             if part.starts_with("mstd") {
@@ -94,9 +104,7 @@ impl RandAugment {
             }
         }
         if !(0.0..=10.0).contains(&ra.magnitude) || ra.magnitude_std < 0.0 {
-            return Err(format!(
-                "{spec:?}: the magnitude is 0..10 and its std at least 0"
-            ));
+            return Err(RandAugmentError::Magnitude(spec.into()));
         }
         Ok(ra)
     }
@@ -371,9 +379,19 @@ mod tests {
             }
         );
         assert_eq!(RandAugment::parse("rand-n3-m5").unwrap().num_ops, 3);
-        for bad in ["augmix-m5", "rand-m11", "rand-w0", "rand-mx"] {
-            let msg = RandAugment::parse(bad).unwrap_err();
-            assert!(msg.contains(bad), "{msg}");
+        let part = |spec: &str, part: &str| RandAugmentError::Part {
+            spec: spec.into(),
+            part: part.into(),
+        };
+        for (bad, why) in [
+            ("augmix-m5", RandAugmentError::NotRand("augmix-m5".into())),
+            ("rand-m11", RandAugmentError::Magnitude("rand-m11".into())),
+            ("rand-w0", part("rand-w0", "w0")),
+            ("rand-mx", part("rand-mx", "mx")),
+        ] {
+            let e = RandAugment::parse(bad).unwrap_err();
+            assert!(e.to_string().contains(bad), "{e}");
+            assert_eq!(e, why);
         }
     }
 

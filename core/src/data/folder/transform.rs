@@ -20,19 +20,29 @@ use super::rand_augment::RandAugment;
 pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
 pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 
+/// Why an image file cannot be decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("{0}")]
+    Read(#[from] std::io::Error),
+    #[error("{0}")]
+    Image(#[from] image::ImageError),
+    #[error("it declares {width}x{height} = {} pixels, more than data.max_image_pixels = {max} (a decompression bomb?); raise data.max_image_pixels if it is a real image", *width as u64 * *height as u64)]
+    TooLarge { width: u32, height: u32, max: u64 },
+    #[error("the image has no pixels")]
+    Empty,
+}
+
 /// Reads an image file as 8-bit RGB (grey and palette images expanded, alpha dropped: PIL's
 /// `convert("RGB")`). The format is taken from the content, not the extension. An image
 /// whose header declares more than `max_pixels` pixels is refused before anything is
 /// decoded, whatever its colour type.
-pub fn decode(path: &Path, max_pixels: u64) -> Result<RgbImage, String> {
-    decode_from(
-        image::ImageReader::open(path).map_err(|e| e.to_string())?,
-        max_pixels,
-    )
+pub fn decode(path: &Path, max_pixels: u64) -> Result<RgbImage, DecodeError> {
+    decode_from(image::ImageReader::open(path)?, max_pixels)
 }
 
 /// [`decode`] of a file's contents (the fuzz target's way in).
-pub fn decode_bytes(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, String> {
+pub fn decode_bytes(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, DecodeError> {
     decode_from(
         image::ImageReader::new(std::io::Cursor::new(bytes)),
         max_pixels,
@@ -42,20 +52,20 @@ pub fn decode_bytes(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, String> {
 fn decode_from<R: std::io::BufRead + std::io::Seek>(
     reader: image::ImageReader<R>,
     max_pixels: u64,
-) -> Result<RgbImage, String> {
+) -> Result<RgbImage, DecodeError> {
     use image::ImageDecoder;
-    let reader = reader.with_guessed_format().map_err(|e| e.to_string())?;
-    let decoder = reader.into_decoder().map_err(|e| e.to_string())?;
-    let (w, h) = decoder.dimensions();
-    if w as u64 * h as u64 > max_pixels {
-        return Err(format!(
-            "it declares {w}x{h} = {} pixels, more than data.max_image_pixels = {max_pixels} (a decompression bomb?); raise data.max_image_pixels if it is a real image",
-            w as u64 * h as u64
-        ));
+    let decoder = reader.with_guessed_format()?.into_decoder()?;
+    let (width, height) = decoder.dimensions();
+    if width as u64 * height as u64 > max_pixels {
+        return Err(DecodeError::TooLarge {
+            width,
+            height,
+            max: max_pixels,
+        });
     }
-    let img = image::DynamicImage::from_decoder(decoder).map_err(|e| e.to_string())?;
+    let img = image::DynamicImage::from_decoder(decoder)?;
     if img.width() == 0 || img.height() == 0 {
-        return Err("the image has no pixels".into());
+        return Err(DecodeError::Empty);
     }
     Ok(match img {
         image::DynamicImage::ImageRgb8(rgb) => rgb,
@@ -337,6 +347,11 @@ mod tests {
             let path = tmp.path().join(format!("bomb-{colour}-{depth}.png"));
             std::fs::write(&path, declared_png(20_000, colour, depth)).unwrap();
             let e = decode(&path, 89_478_485).unwrap_err();
+            assert!(
+                matches!(e, DecodeError::TooLarge { width: 20_000, .. }),
+                "{e}"
+            );
+            let e = e.to_string();
             assert!(
                 e.contains("20000x20000 = 400000000 pixels") && e.contains("data.max_image_pixels"),
                 "colour {colour} depth {depth}: {e}"

@@ -14,17 +14,6 @@ pub enum ImageFormat {
     Jpeg,
 }
 
-impl std::str::FromStr for ImageFormat {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "png" => Ok(ImageFormat::Png),
-            "jpg" | "jpeg" => Ok(ImageFormat::Jpeg),
-            _ => Err(format!("{s:?}: write png or jpeg")),
-        }
-    }
-}
-
 impl ImageFormat {
     fn extension(self) -> &'static str {
         match self {
