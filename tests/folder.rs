@@ -476,7 +476,7 @@ fn data_folder_refuses_to_overwrite_and_names_bad_formats() {
         "gif",
     ]);
     assert!(
-        !o.status.success() && stderr(&o).contains("\"gif\": write png or jpeg"),
+        !o.status.success() && stderr(&o).contains("[possible values: png, jpeg]"),
         "{}",
         stderr(&o)
     );
