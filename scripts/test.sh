@@ -22,7 +22,9 @@ export INCUBATOR_TORCH_PYTHON="$PWD/.venv-torch/bin/python"
 
 # tests/slurm.rs starts a single-node Slurm (scripts/slurm-local.sh); stop it when done
 trap './scripts/slurm-local.sh stop >/dev/null 2>&1 || true' EXIT
-cargo test --workspace --all-targets -- --include-ignored --skip regenerate_assets
+# every test, those that need root, network or Python included (each says what it needs;
+# without them a plain `cargo test` lists them as ignored, with the reason)
+cargo test --workspace --all-targets -- --include-ignored
 
 # The dashboard in a real browser: the WASM bundle, then a live run watched in headless
 # Chromium (screenshots in target/browser-test, CI's artefacts).

@@ -260,7 +260,7 @@ fn numeric_flags_out_of_range_are_named_not_panics() {
 /// system" name none), and `data folder` on a disk that fills up keeps nothing half-written in
 /// the way of the retry.
 #[test]
-fn io_errors_name_their_path_and_a_failed_folder_leaves_nothing_in_the_way() {
+fn io_errors_name_their_path() {
     let tmp = tempfile::tempdir().unwrap();
     let s = |p: &Path| p.to_str().unwrap().to_string();
     let file = tmp.path().join("plain-file");
@@ -309,6 +309,15 @@ fn io_errors_name_their_path_and_a_failed_folder_leaves_nothing_in_the_way() {
         e.contains(&run.join("events").display().to_string()) && e.contains("File exists"),
         "{e}"
     );
+}
+
+/// A read-only file system and a disk that fills up (a tmpfs: root only, as CI runs).
+#[test]
+#[ignore = "needs root: mounts a tmpfs (./scripts/test.sh runs it)"]
+fn a_read_only_or_full_disk_names_its_path_and_a_failed_folder_leaves_nothing_in_the_way() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let cfg = write_config(tmp.path(), TINY);
     // a read-only file system
     let ro = Tmpfs::mount_with(&tmp.path().join("ro"), "ro");
     let e = stderr(&incubator(&[

@@ -110,6 +110,7 @@ fn time_of(run: &Path, slug: &str, started: bool) -> f64 {
 }
 
 #[test]
+#[ignore = "needs root: starts a single-node Slurm (./scripts/test.sh runs it)"]
 fn a_run_submitted_to_slurm_runs_in_order_and_ends_with_the_local_model() {
     local_slurm();
     let tmp = tempfile::tempdir().unwrap();
@@ -189,6 +190,7 @@ fn a_run_submitted_to_slurm_runs_in_order_and_ends_with_the_local_model() {
 }
 
 #[test]
+#[ignore = "needs root: starts a single-node Slurm (./scripts/test.sh runs it)"]
 fn a_failed_incubation_stops_the_assembly_and_status_says_where_to_look() {
     local_slurm();
     let tmp = tempfile::tempdir().unwrap();
@@ -340,6 +342,7 @@ fn wait_until_requeued_and_running(ids: &[String]) {
 }
 
 #[test]
+#[ignore = "needs root: starts a single-node Slurm (./scripts/test.sh runs it)"]
 fn requeued_and_time_limited_incubations_resume_and_the_run_ends_with_the_local_model() {
     local_slurm();
     let tmp = tempfile::tempdir().unwrap();
@@ -445,6 +448,7 @@ every_steps = 10
 }
 
 #[test]
+#[ignore = "needs root: starts a single-node Slurm (./scripts/test.sh runs it)"]
 fn status_names_cancelled_array_tasks_that_never_started() {
     local_slurm();
     let tmp = tempfile::tempdir().unwrap();
@@ -477,6 +481,7 @@ fn status_names_cancelled_array_tasks_that_never_started() {
 /// sweep's report has the numbers the same sweep trained here has, and submitting again
 /// submits nothing.
 #[test]
+#[ignore = "needs root: starts a single-node Slurm (./scripts/test.sh runs it)"]
 fn a_sweep_submitted_to_slurm_reports_what_the_same_sweep_run_here_reports() {
     local_slurm();
     let tmp = tempfile::tempdir().unwrap();

@@ -339,6 +339,7 @@ fn a_second_writer_is_refused_and_a_dead_holders_lock_is_taken_over() {
 }
 
 #[test]
+#[ignore = "needs root: mounts a tmpfs (./scripts/test.sh runs it)"]
 fn a_full_disk_fails_the_stage_keeps_the_last_state_and_the_next_run_resumes_from_it() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = write_config(tmp.path(), SMALL);
