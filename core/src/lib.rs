@@ -1,10 +1,16 @@
 //! incubator-core: the Deep Model Assembling engine.
 //!
 //! A reader finds the pieces by name: `model/` (the ViT built from dfdx tensor ops, addressed by
-//! parameter paths), `split.rs` (cutting the target into modules), `train/` (the DeiT recipe),
-//! `stages/` (meta, incubate, assemble, e2e, and the whole pipeline), `plugin/` (the interfaces
-//! the stages go through), `data/`, `checkpoint.rs`, `run_dir.rs` and `telemetry/` (the event
+//! parameter paths), `split.rs` (cutting the target into modules), `train/` (the DeiT recipe:
+//! `trainer.rs` with its `observe.rs` watchers), `stages/` (meta, incubate, assemble, e2e, and
+//! the whole pipeline), `plugin/` (the interfaces the stages go through), `data/`,
+//! `checkpoint.rs`, `run_dir/` (with where each stage's files live) and `telemetry/` (the event
 //! stream to JSONL and TensorBoard). Plugins see only `sdk`.
+//!
+//! Layers, bottom first, each importing only its own and lower ones (tests/layering.rs holds
+//! it, and that no two files import each other): `device`, `interrupt`, `faults`,
+//! `stage_lock`; `ops`, `data`, `telemetry`; `model`, `config`, `checkpoint`, `split`;
+//! `train`; `run_dir`; `plugin`; `stages`, `sdk`.
 
 // `plugin_options!` names the engine's serde by this path, inside the engine as in a plugin.
 extern crate self as incubator_core;
