@@ -10,11 +10,19 @@ use crate::telemetry::EventLog;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::BTreeMap;
 
+/// Where a resumed stage continues: epoch (0-based) and step within it, from `path`.
+pub struct Resumed {
+    pub path: std::path::PathBuf,
+    pub epoch: usize,
+    pub step_in_epoch: u64,
+}
+
 /// The stage is about to train (fields of [`Event::StageStarted`]).
 pub struct Started {
     pub epochs: usize,
     pub steps_per_epoch: u64,
     pub resumed_epochs: usize,
+    pub resumed_from: Option<Resumed>,
     pub params_total: usize,
     pub params_trainable: usize,
     pub depends_on: Vec<usize>,
@@ -235,6 +243,18 @@ impl Progress {
 }
 
 impl Observer for Progress {
+    fn started(&mut self, s: &Started) {
+        if let Some(r) = &s.resumed_from {
+            eprintln!(
+                "[{}] resuming at epoch {} step {}/{} from {}",
+                self.stage,
+                r.epoch + 1,
+                r.step_in_epoch,
+                s.steps_per_epoch,
+                r.path.display()
+            );
+        }
+    }
     fn epoch_begins(&mut self, e: &EpochBegins) {
         if !self.show {
             return;

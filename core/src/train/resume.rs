@@ -41,13 +41,6 @@ pub(super) fn resume(
     }
     opt.load_state(net, &saved.moments, st.optimizer_step)
         .map_err(|e| refuse(e.to_string()))?;
-    eprintln!(
-        "[{}] resuming at epoch {} step {}/{steps_per_epoch} from {}",
-        job.stage,
-        st.epoch + 1,
-        st.step_in_epoch,
-        path.display()
-    );
     Ok(st)
 }
 

@@ -7,7 +7,9 @@ use super::evaluate::{evaluate, EvalError, EvalResult};
 use super::feed::{epoch_order, Feed};
 pub use super::job::{task_loss, LossFn, SettingsFn, TrainJob};
 use super::loss::{LossInputs, Progress};
-use super::observe::{Ask, EpochBegins, EpochEnds, Evaluated, Observers, Started, StepDone};
+use super::observe::{
+    Ask, EpochBegins, EpochEnds, Evaluated, Observers, Resumed, Started, StepDone,
+};
 use super::optimizer::AdamW;
 pub use super::outcome::{StackedEval, TrainError, TrainOutcome};
 pub use super::resume::load_state;
@@ -62,6 +64,8 @@ pub fn train(
 /// resumable position.
 struct Trainer<'a> {
     job: TrainJob<'a>,
+    /// The saved state it resumed from, if any.
+    resumed_from: Option<std::path::PathBuf>,
     model: WithExtras<'a>,
     maker: BatchMaker<'a>,
     opt: AdamW,
@@ -126,7 +130,8 @@ impl<'a> Trainer<'a> {
         let probe = dev.zeros_like(&(1, job.vit.num_patches(), job.vit.patch_dim()));
         let gflop_per_sample =
             flops::train_flops_per_sample(model.net, &probe, job.first_traced) / 1e9;
-        let st = match job.state_path.as_ref().filter(|p| p.exists()) {
+        let resumed_from = job.state_path.clone().filter(|p| p.exists());
+        let st = match &resumed_from {
             Some(path) => resume(
                 &job,
                 path,
@@ -139,6 +144,7 @@ impl<'a> Trainer<'a> {
             None => TrainState::fresh(job.stage, steps_per_epoch),
         };
         Ok(Trainer {
+            resumed_from,
             maker: batch_maker(dev, job.cfg, job.vit),
             selection: job.data.per_epoch_split(),
             prior_wall: st.wall_s,
@@ -169,6 +175,11 @@ impl<'a> Trainer<'a> {
             epochs: self.epochs,
             steps_per_epoch: self.steps_per_epoch,
             resumed_epochs: self.st.epoch,
+            resumed_from: self.resumed_from.clone().map(|path| Resumed {
+                path,
+                epoch: self.st.epoch,
+                step_in_epoch: self.st.step_in_epoch,
+            }),
             params_total: self.model.num_params(),
             params_trainable,
             depends_on: self.job.depends_on.clone(),
