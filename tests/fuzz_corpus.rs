@@ -48,21 +48,11 @@ fn every_corpus_input_runs_through_its_target_without_a_panic() {
 /// A seed made: (target, file name in its corpus, bytes).
 type Seed = (String, String, Vec<u8>);
 
-thread_local! {
-    static SEEDS: std::cell::RefCell<Vec<Seed>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-fn seed(target: &str, name: &str, bytes: &[u8]) {
-    let s = (target.to_string(), format!("seed-{name}"), bytes.to_vec());
-    SEEDS.with(|seeds| seeds.borrow_mut().push(s));
-}
-
 /// Every seed runs through its target without a panic, and is in the corpus (written there
 /// when `INCUBATOR_WRITE_FUZZ_SEEDS` is set).
 #[test]
 fn the_seeds_run_through_their_targets_and_are_in_the_corpus() {
-    make_seeds();
-    let seeds = SEEDS.with(|s| s.take());
+    let seeds = make_seeds();
     let write = std::env::var_os("INCUBATOR_WRITE_FUZZ_SEEDS").is_some();
     let mut missing = Vec::new();
     for (target, name, bytes) in &seeds {
@@ -99,8 +89,12 @@ fn idx_pair(d: &Dataset, gzip: bool) -> Vec<u8> {
     out
 }
 
-/// Makes the seeds (see [`seed`]).
-fn make_seeds() {
+/// Makes the seeds.
+fn make_seeds() -> Vec<Seed> {
+    let mut seeds = Vec::new();
+    let mut seed = |target: &str, name: &str, bytes: &[u8]| {
+        seeds.push((target.to_string(), format!("seed-{name}"), bytes.to_vec()));
+    };
     for example in ["tiny", "stitch", "deit-recipe", "fashion-mnist"] {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("examples/{example}.toml"));
         seed("config", example, &std::fs::read(path).unwrap());
@@ -288,4 +282,5 @@ fn make_seeds() {
             &std::fs::read(file).unwrap(),
         );
     }
+    seeds
 }

@@ -100,9 +100,9 @@ fn expand(tree: &str) -> Vec<String> {
         .collect()
 }
 
-/// The paths a file's code names: its `use` trees (re-exports of a facade left out), the
-/// `crate::` / `super::` / `self::` paths written inline, and inline `name::` paths (which
-/// [`resolve`] keeps where `name` is a child module).
+/// The paths a file's code names: its `use` trees (re-exports of a facade left out) and the
+/// paths written inline (`crate::`, `super::`, `self::`, and `name::`, which [`resolve`] keeps
+/// where `name` is a child module).
 fn named_paths(code: &str, facade: bool) -> Vec<String> {
     let mut paths = Vec::new();
     let mut rest = code;
@@ -133,26 +133,12 @@ fn named_paths(code: &str, facade: bool) -> Vec<String> {
         let word = &code[start..at];
         let before = start.checked_sub(1).map(|i| bytes[i] as char);
         let first_lower = word.starts_with(|c: char| c.is_ascii_lowercase());
-        if first_lower && before != Some(':') && !["crate", "super", "self"].contains(&word) {
+        // (`crate::`, `super::` and `self::` paths too; a macro's `$crate::` is the macro's)
+        if first_lower && !matches!(before, Some(':' | '$')) {
             let len = code[start..]
                 .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
                 .unwrap_or(code.len() - start);
             paths.push(code[start..start + len].trim_end_matches(':').to_string());
-        }
-    }
-    for start in ["crate::", "super::", "self::"] {
-        let mut from = 0;
-        while let Some(at) = code[from..].find(start) {
-            let at = from + at;
-            from = at + start.len();
-            let before = at.checked_sub(1).map(|i| bytes[i] as char);
-            if before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == ':' || c == '$') {
-                continue;
-            }
-            let len = code[at..]
-                .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
-                .unwrap_or(code.len() - at);
-            paths.push(code[at..at + len].trim_end_matches(':').to_string());
         }
     }
     paths

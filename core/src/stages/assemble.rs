@@ -6,7 +6,7 @@ use crate::events::{EvalSplit, Event, StageId};
 use crate::model::Network;
 use crate::run_dir::StageSummary;
 use crate::train::batch::batch_maker;
-use crate::train::observe::StandaloneEval;
+use crate::train::observe::Observers;
 use crate::train::trainer::StackedEval;
 use crate::train::{evaluate, EvalResult};
 
@@ -91,7 +91,7 @@ fn evaluate_stacked(
             &maker,
             images,
             engine.cfg.optim.batch_size,
-            &mut StandaloneEval,
+            &mut Observers::for_evaluation(),
         )
         .map_err(|e| anyhow::anyhow!("evaluating the stacked model: {e}"))?;
         log.emit(Event::Eval {

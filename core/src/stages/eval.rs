@@ -10,7 +10,7 @@ use crate::events::StageId;
 use crate::model::Network;
 use crate::train::batch::batch_maker;
 use crate::train::evaluate::{evaluate_each, EvalResult};
-use crate::train::observe::StandaloneEval;
+use crate::train::observe::Observers;
 use serde::Serialize;
 use std::path::PathBuf;
 
@@ -149,7 +149,7 @@ pub fn evaluate(
         &maker,
         data,
         run.cfg.optim.batch_size,
-        &mut StandaloneEval,
+        &mut Observers::for_evaluation(),
         |label, pred| match pred {
             Some(pred) => confusion[label][pred] += 1,
             None => non_finite += 1,

@@ -11,7 +11,7 @@ use crate::events::StageId;
 use crate::run_dir::StageSummary;
 use crate::train::batch::batch_maker;
 use crate::train::evaluate::evaluate;
-use crate::train::observe::StandaloneEval;
+use crate::train::observe::Observers;
 use crate::train::TrainOutcome;
 use std::path::Path;
 
@@ -39,7 +39,7 @@ pub fn import_timm(engine: &Engine, file: &Path, id: StageId) -> anyhow::Result<
                 &maker,
                 images,
                 engine.cfg.optim.batch_size,
-                &mut StandaloneEval,
+                &mut Observers::for_evaluation(),
             )
             .map_err(|e| anyhow::anyhow!("evaluating the imported model: {e}"))
         };

@@ -121,6 +121,12 @@ impl<'a> Observers<'a> {
         Observers(Vec::new())
     }
 
+    /// What an evaluation outside a training loop (`incubator eval`, the stacked modules'
+    /// numbers) watches: stop signals and injected faults, as a stage's evaluations do.
+    pub fn for_evaluation() -> Observers<'static> {
+        Observers(vec![Box::new(StopSignals), Box::new(FaultInjection)])
+    }
+
     /// Only the events, into `log`.
     pub fn log_only(log: &'a mut EventLog) -> Observers<'a> {
         Observers(vec![Box::new(LogEvents(log))])
@@ -322,19 +328,6 @@ impl Observer for StopSignals {
     }
     fn epoch_ends(&mut self, _: &EpochEnds) -> Ask {
         crate::interrupt::requested().map_or(Ask::Continue, Ask::Stop)
-    }
-}
-
-/// What an evaluation outside a training loop (`incubator eval`, the stacked modules' numbers)
-/// watches: stop signals and injected faults, as a stage's evaluations do.
-pub struct StandaloneEval;
-
-impl EvalWatch for StandaloneEval {
-    fn before_batch(&mut self) -> Option<StopSignal> {
-        crate::interrupt::requested()
-    }
-    fn after_batch(&mut self) {
-        crate::faults::after_eval_batch();
     }
 }
 
