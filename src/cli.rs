@@ -243,7 +243,7 @@ enum PluginsCommand {
 fn slurm_status(run_dir: &std::path::Path) -> anyhow::Result<()> {
     // what the run is, not its data; a mistyped path is no run
     let engine = commands::open_existing(run_dir)?;
-    slurm::status::print(&engine.run.root, engine.split.k(), engine.cfg.e2e.enabled)
+    slurm::status::print(&engine.run.root, &engine.plan)
 }
 
 fn serve_forever(

@@ -413,3 +413,94 @@ fn plugin_option_values_are_refused_before_any_stage() {
         );
     }
 }
+
+/// A strategy whose modules wait for each other in a ring (module i after module i + 1).
+struct Ring;
+
+impl incubator_core::sdk::IncubationStrategy for Ring {
+    fn name(&self) -> &str {
+        "ring"
+    }
+    fn depends_on(&self, ctx: &incubator_core::sdk::PluginContext, i: usize) -> Vec<usize> {
+        vec![(i + 1) % ctx.split.k()]
+    }
+    fn hybrid(
+        &self,
+        _: &incubator_core::sdk::PluginContext,
+        _: incubator_core::sdk::HybridInputs,
+    ) -> Result<incubator_core::sdk::Hybrid, incubator_core::sdk::PluginError> {
+        unreachable!("a run of this strategy is refused when it opens")
+    }
+}
+
+#[test]
+fn a_strategy_whose_modules_wait_in_a_ring_is_refused_before_anything_is_recorded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let text = format!("{TINY}[plugins]\nstrategy = \"ring\"\n");
+    let cfg = incubator_core::config::RunConfig::from_toml(&text, "ring").unwrap();
+    let run = tmp.path().join("run");
+    let builtins = |r: &mut incubator_core::sdk::Registrar| {
+        incubator_deep_incubation::register(r);
+        r.add_strategy(std::sync::Arc::new(Ring));
+    };
+    let sources = incubator_core::stages::PluginSources {
+        builtins: &builtins,
+        extra: vec![],
+    };
+    let opened = incubator_core::stages::OpenRun::open(
+        &run,
+        Some(&cfg),
+        incubator_core::run_dir::OpenMode::Start,
+        &sources,
+    );
+    let e = format!("{:#}", opened.err().expect("a ring cannot be planned"));
+    assert!(
+        e.contains("incubation strategy \"ring\" cannot order the modules")
+            && e.contains("modules [0, 1, 2, 3] depend on each other in a ring"),
+        "{e}"
+    );
+    assert!(!run.exists(), "nothing is recorded for a refused run");
+}
+
+#[test]
+fn a_failed_incubation_stops_what_needs_it_and_the_rest_of_the_run_finishes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lib = library("incubator-test-plugin-panicking");
+    let text = format!(
+        "{TINY}[plugins]\nstrategy = \"panicking\"\nlibraries = [{:?}]\n[plugins.options]\nfail_module = 1\n",
+        lib.display().to_string()
+    );
+    let cfg = write_config(tmp.path(), &text);
+    let run = tmp.path().join("run");
+    for jobs in ["1", "2"] {
+        let dir = run.join(jobs);
+        let out = incubator(&[
+            "run",
+            "--jobs",
+            jobs,
+            "-c",
+            &cfg,
+            "-d",
+            dir.to_str().unwrap(),
+        ]);
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        let e = stderr(&out);
+        assert!(
+            e.contains("stage incubate-1 failed")
+                && e.contains("not started, because a stage they need failed: assemble"),
+            "--jobs {jobs}: {e}"
+        );
+        let finished = |slug: &str| dir.join(format!("stages/{slug}/summary.json")).exists();
+        assert!(!finished("incubate-1") && !finished("assemble"));
+        assert!(
+            ["meta", "incubate-0", "incubate-2", "incubate-3", "e2e"]
+                .iter()
+                .all(|s| finished(s)),
+            "--jobs {jobs}: the stages that do not need module 1 finished"
+        );
+        assert!(
+            !dir.join("events/assemble.jsonl").exists(),
+            "assembly never started"
+        );
+    }
+}

@@ -297,6 +297,83 @@ fn dry_run_prints_scripts_with_resources_and_refuses_bad_ones() {
     );
 }
 
+/// The jobs a dry run would submit, in order: each job's name and the jobs it waits for.
+fn dry_run_jobs(config: &str, run: &Path) -> Vec<(String, Vec<String>)> {
+    let out = incubator(&[
+        "slurm",
+        "submit",
+        "--dry-run",
+        "-c",
+        config,
+        "-d",
+        run.to_str().unwrap(),
+    ]);
+    assert_ok(&out, "dry run");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix("# sbatch --parsable"))
+        .map(|l| {
+            let (after, script) = l.trim().rsplit_once(' ').unwrap_or(("", l.trim()));
+            let name = Path::new(script)
+                .file_stem()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            let after = after
+                .strip_prefix("--dependency=afterok:")
+                .map(|a| {
+                    a.split(':')
+                        .map(|j| j.trim_matches(['<', '>']).to_string())
+                        .collect()
+                })
+                .unwrap_or_default();
+            (name, after)
+        })
+        .collect()
+}
+
+#[test]
+fn jobs_wait_for_what_the_plan_says_for_ordered_and_taught_strategies() {
+    let tmp = tempfile::tempdir().unwrap();
+    let jobs = |strategy: &str, dir: &str| {
+        let lib = library(&format!("incubator-{strategy}"));
+        let text = format!(
+            "{TINY}[plugins]\nstrategy = {strategy:?}\nlibraries = [{:?}]\n",
+            lib.display().to_string()
+        );
+        let cfg = write_config(tmp.path(), &text);
+        dry_run_jobs(&cfg, &tmp.path().join(dir))
+    };
+    let owned = |v: &[(&str, &[&str])]| -> Vec<(String, Vec<String>)> {
+        v.iter()
+            .map(|(n, a)| (n.to_string(), a.iter().map(|s| s.to_string()).collect()))
+            .collect()
+    };
+    // sequential: a chain of modules, each job after the one before (not also after meta)
+    assert_eq!(
+        jobs("sequential", "seq"),
+        owned(&[
+            ("meta", &[]),
+            ("incubate-0", &["meta"]),
+            ("incubate-1", &["incubate-0"]),
+            ("incubate-2", &["incubate-1"]),
+            ("incubate-3", &["incubate-2"]),
+            ("assemble", &["incubate-3"]),
+            ("e2e", &[]),
+        ])
+    );
+    // m2mKD taught by this run's baseline: the baseline first, the array after it and meta
+    assert_eq!(
+        jobs("m2mkd", "kd"),
+        owned(&[
+            ("e2e", &[]),
+            ("meta", &[]),
+            ("incubate", &["e2e", "meta"]),
+            ("assemble", &["incubate"]),
+        ])
+    );
+}
+
 fn slurm(args: &[&str]) -> String {
     let out = std::process::Command::new(args[0])
         .args(&args[1..])

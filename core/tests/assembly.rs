@@ -215,7 +215,7 @@ fn incubation_changes_only_the_target_module() {
             loss: &loss,
             settings: None,
             state_path: None,
-            depends_on: Vec::new(),
+            needs: Vec::new(),
         };
         train::train(
             job,

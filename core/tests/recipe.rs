@@ -31,7 +31,7 @@ fn train_with(run: &RunConfig, recipe: StageRecipe) -> (Vec<Vec<f32>>, Vec<(f64,
         loss: &loss,
         settings: None,
         state_path: None,
-        depends_on: Vec::new(),
+        needs: Vec::new(),
     };
     let dir = tempfile::tempdir().unwrap();
     let mut log = EventLog::open(dir.path(), StageId::E2E).unwrap();

@@ -38,7 +38,7 @@ fn module_1_job<'a>(
         loss,
         settings: None,
         state_path: None,
-        depends_on: Vec::new(),
+        needs: Vec::new(),
     }
 }
 

@@ -3,6 +3,7 @@
 
 use crate::series::Series;
 use incubator_compare::{compare, Comparison, StageResult};
+use incubator_events::plan::{Baseline, StagePlan};
 use incubator_events::{EvalSplit, Event, Record, StageId, StageKind, TeacherCost};
 use std::collections::BTreeMap;
 
@@ -81,6 +82,8 @@ pub struct StageView {
     pub error: Option<String>,
     /// The modules an incubation waited for.
     pub depends_on: Vec<usize>,
+    /// The stages it waited for, by the run's plan (`None` in logs from before plans).
+    pub needs: Option<Vec<StageId>>,
     /// The teachers a finished incubation distilled from, with their cost.
     pub teachers: Vec<TeacherCost>,
     /// Every process that worked on it, in order.
@@ -114,6 +117,7 @@ impl StageView {
             top5: None,
             error: None,
             depends_on: Vec::new(),
+            needs: None,
             teachers: Vec::new(),
             segments: Vec::new(),
         }
@@ -257,6 +261,7 @@ impl Run {
                 steps_per_epoch,
                 resumed_epochs,
                 depends_on,
+                needs,
                 queued_s,
                 held_s,
                 ..
@@ -274,6 +279,7 @@ impl Run {
                 });
                 s.status = Status::Running;
                 s.depends_on = depends_on.clone();
+                s.needs = needs.clone();
                 s.host = host.clone();
                 s.pid = *pid;
                 s.epochs = *epochs;
@@ -367,6 +373,19 @@ impl Run {
         self.stages.get(&id)
     }
 
+    /// What stage `id` waited for: as its start recorded the run's plan, or for logs from
+    /// before plans were recorded, as the plan of the modules seen would have it (the
+    /// baseline counted as independent).
+    pub fn needs(&self, id: StageId) -> Vec<StageId> {
+        if let Some(needs) = self.stage(id).and_then(|s| s.needs.clone()) {
+            return needs;
+        }
+        let deps: Vec<Vec<usize>> = self.incubations().map(|s| s.depends_on.clone()).collect();
+        StagePlan::assembling(&deps, Baseline::Beside)
+            .map(|plan| plan.needs(id).to_vec())
+            .unwrap_or_default()
+    }
+
     /// The paper-style comparison ([`incubator_compare::compare`], as the report computes
     /// it), once the stages it needs have finished.
     pub fn comparison(&self) -> Option<Comparison> {
@@ -421,6 +440,46 @@ mod tests {
         )
     }
 
+    fn started(needs: Option<Vec<StageId>>, depends_on: Vec<usize>) -> Event {
+        Event::StageStarted {
+            host: "h".into(),
+            pid: 1,
+            epochs: 1,
+            steps_per_epoch: 1,
+            resumed_epochs: 0,
+            params_total: 1,
+            params_trainable: 1,
+            depends_on,
+            needs,
+            held_s: None,
+            queued_s: None,
+        }
+    }
+
+    #[test]
+    fn a_stage_waits_for_what_its_start_recorded_or_else_for_what_the_plan_of_its_modules_says() {
+        let mut run = Run::new("r");
+        // taught by the run's baseline: the plan the engine recorded says so
+        let taught = vec![StageId::E2E, StageId::META];
+        run.apply(&rec(
+            StageId::incubate(0),
+            1.0,
+            started(Some(taught.clone()), vec![]),
+        ));
+        assert_eq!(run.needs(StageId::incubate(0)), taught);
+        // a log from before plans: module 1 after module 0, as its depends_on says
+        run.apply(&rec(StageId::incubate(1), 2.0, started(None, vec![0])));
+        assert_eq!(
+            run.needs(StageId::incubate(1)),
+            [StageId::META, StageId::incubate(0)]
+        );
+        assert_eq!(
+            run.needs(StageId::ASSEMBLE),
+            [StageId::META, StageId::incubate(0), StageId::incubate(1)]
+        );
+        assert!(run.needs(StageId::META).is_empty() && run.needs(StageId::E2E).is_empty());
+    }
+
     #[test]
     fn a_stage_goes_from_started_through_steps_to_finished() {
         let mut run = Run::new("r");
@@ -437,6 +496,7 @@ mod tests {
                 params_total: 1,
                 params_trainable: 1,
                 depends_on: vec![],
+                needs: None,
                 held_s: None,
                 queued_s: None,
             },
@@ -493,6 +553,7 @@ mod tests {
                     params_total: 1,
                     params_trainable: 1,
                     depends_on: vec![],
+                    needs: None,
                     held_s: None,
                     queued_s: None,
                 },
@@ -562,6 +623,7 @@ mod tests {
                     params_total: 1,
                     params_trainable: 1,
                     depends_on: if i == 1 { vec![0] } else { vec![] },
+                    needs: None,
                     held_s: None,
                     queued_s: None,
                 },

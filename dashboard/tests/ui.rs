@@ -25,6 +25,7 @@ fn finished_run() -> Run {
                 params_total: 10,
                 params_trainable: 10,
                 depends_on: vec![],
+                needs: None,
                 held_s: None,
                 queued_s: None,
             },
@@ -179,6 +180,7 @@ fn process(
             params_total: 10,
             params_trainable: 10,
             depends_on,
+            needs: None, // as logs before plans: the dashboard plans from the modules
             held_s: queued.map(|q| q.0),
             queued_s: queued.map(|q| q.1),
         },

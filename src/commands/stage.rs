@@ -180,8 +180,7 @@ pub fn import(args: &StageArgs, file: &Path, stage: &ImportAs) -> anyhow::Result
 pub fn report(run_dir: &Path) -> anyhow::Result<()> {
     // what the run is, not its data: the table comes from the stage summaries
     let engine = super::open_existing(run_dir)?;
-    let deps = stages::incubate::all_dependencies(&engine)?;
-    let report = Report::from_run(&engine.run, &deps)?;
+    let report = Report::from_run(&engine.run, &engine.plan)?;
     report.write(&engine.run)?;
     println!("{}", report.to_markdown());
     Ok(())

@@ -10,8 +10,8 @@ pub mod status;
 
 use crate::commands::stage::StageArgs;
 use incubator_core::config::RunConfig;
-use incubator_core::events::StageId;
-use incubator_core::stages::{incubate, OpenRun};
+use incubator_core::events::{StageId, StageKind};
+use incubator_core::stages::OpenRun;
 use script::Job;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -68,67 +68,62 @@ pub fn plan(engine: &OpenRun, binary: &Path) -> anyhow::Result<Vec<Job>> {
         after,
     };
 
-    let mut jobs = Vec::new();
-    let mut before_incubation = Vec::new();
-    if !done(StageId::META)? {
-        jobs.push(job("meta", &s.meta, None, "meta", vec![]));
-        before_incubation.push("meta".to_string());
+    // Stages already finished are not submitted; a job waits for the jobs of this submission
+    // that write what it reads, not for those its dependencies already wait for.
+    let plan = &engine.plan;
+    let mut pending = Vec::new();
+    for s in plan.stages() {
+        if !done(s.id)? {
+            pending.push(s.id);
+        }
     }
-    // A strategy taught by this run's E2E model: the incubations wait for it too.
-    let e2e_teaches = incubate::needs_e2e_first(engine)?;
-    if e2e_teaches && !done(StageId::E2E)? {
-        jobs.push(job("e2e", &s.e2e, None, "e2e", vec![]));
-        before_incubation.push("e2e".to_string());
-    }
-    let k = engine.split.k();
-    let pending: Vec<usize> = (0..k)
-        .filter(|&i| !matches!(done(StageId::incubate(i)), Ok(true)))
+    // independent modules: one array, SLURM_ARRAY_TASK_ID is the module
+    let incubations: Vec<StageId> = pending
+        .iter()
+        .copied()
+        .filter(|p| p.stage == StageKind::Incubate)
         .collect();
-    let deps = incubate::all_dependencies(engine)?;
-    let mut incubation_jobs = Vec::new();
-    if !pending.is_empty() {
-        if deps.iter().all(|d| d.is_empty()) {
-            // independent modules: one array, SLURM_ARRAY_TASK_ID is the module
+    let as_array =
+        !incubations.is_empty() && plan.module_dependencies().iter().all(|d| d.is_empty());
+    let job_of = |id: StageId| match id.stage {
+        StageKind::Incubate if as_array => "incubate".to_string(),
+        _ => id.slug(),
+    };
+    let after = |ids: &[StageId]| -> Vec<String> {
+        let mut names: Vec<String> = ids
+            .iter()
+            .flat_map(|&id| plan.nearest(id, |n| pending.contains(&n) && !ids.contains(&n)))
+            .map(job_of)
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    };
+    let mut jobs = Vec::new();
+    for &id in &pending {
+        let resources = match id.stage {
+            StageKind::Meta => &s.meta,
+            StageKind::Incubate => &s.incubate,
+            StageKind::Assemble => &s.assemble,
+            StageKind::E2e => &s.e2e,
+        };
+        if id.stage == StageKind::Incubate && as_array {
+            if id != incubations[0] {
+                continue; // the array's first module stands for all of them
+            }
+            let modules = incubations.iter().filter_map(|m| m.module).collect();
             let args = "incubate --module \"$SLURM_ARRAY_TASK_ID\"";
             jobs.push(job(
                 "incubate",
-                &s.incubate,
-                Some(pending.clone()),
+                resources,
+                Some(modules),
                 args,
-                before_incubation.clone(),
+                after(&incubations),
             ));
-            incubation_jobs.push("incubate".to_string());
         } else {
-            // the strategy orders them: one job per module, after the ones it needs
-            for &i in &pending {
-                let mut after = before_incubation.clone();
-                after.extend(
-                    deps[i]
-                        .iter()
-                        .filter(|j| pending.contains(j))
-                        .map(|j| format!("incubate-{j}")),
-                );
-                let name = format!("incubate-{i}");
-                jobs.push(job(
-                    &name,
-                    &s.incubate,
-                    None,
-                    &format!("incubate --module {i}"),
-                    after,
-                ));
-                incubation_jobs.push(name);
-            }
+            let args = incubator_core::stages::plan::command(id);
+            jobs.push(job(&id.slug(), resources, None, &args, after(&[id])));
         }
-    }
-    if !done(StageId::ASSEMBLE)? {
-        let mut after = incubation_jobs.clone();
-        if after.is_empty() {
-            after = before_incubation;
-        }
-        jobs.push(job("assemble", &s.assemble, None, "assemble", after));
-    }
-    if engine.cfg.e2e.enabled && !e2e_teaches && !done(StageId::E2E)? {
-        jobs.push(job("e2e", &s.e2e, None, "e2e", vec![]));
     }
     Ok(jobs)
 }

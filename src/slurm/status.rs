@@ -3,6 +3,7 @@
 
 use super::read_submitted;
 use incubator_core::events::{Event, StageId};
+use incubator_core::stages::plan::StagePlan;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -120,15 +121,11 @@ pub struct Row {
     pub log: Option<PathBuf>,
 }
 
-pub fn rows(run: &Path, k: usize, e2e: bool) -> anyhow::Result<Vec<Row>> {
+/// One row per stage of `plan`, in its order.
+pub fn rows(run: &Path, plan: &StagePlan) -> anyhow::Result<Vec<Row>> {
     let submitted = read_submitted(run);
     let logs = run.join("slurm").join("logs");
-    let mut stages = vec![StageId::META];
-    stages.extend((0..k).map(StageId::incubate));
-    stages.push(StageId::ASSEMBLE);
-    if e2e {
-        stages.push(StageId::E2E);
-    }
+    let stages = plan.stages().iter().map(|s| s.id);
     let mut cache: BTreeMap<String, BTreeMap<Option<usize>, (String, String)>> = BTreeMap::new();
     let mut out = Vec::new();
     for id in stages {
@@ -220,10 +217,10 @@ pub fn rows(run: &Path, k: usize, e2e: bool) -> anyhow::Result<Vec<Row>> {
     Ok(out)
 }
 
-pub fn print(run: &Path, k: usize, e2e: bool) -> anyhow::Result<()> {
+pub fn print(run: &Path, plan: &StagePlan) -> anyhow::Result<()> {
     println!("| stage | job | Slurm state | result | log |");
     println!("|---|---|---|---|---|");
-    for r in rows(run, k, e2e)? {
+    for r in rows(run, plan)? {
         let log = match &r.log {
             Some(l)
                 if r.result.starts_with("FAILED")

@@ -27,9 +27,12 @@ pub fn run_all(
     opts: &LocalOptions,
 ) -> anyhow::Result<Vec<String>> {
     let exe = std::env::current_exe()?;
-    let todo: Vec<usize> = (0..runs.len())
-        .filter(|&i| !finished(&dir.run_dir(&runs[i].point, runs[i].seed), &runs[i].config))
-        .collect();
+    let mut todo: Vec<usize> = Vec::new();
+    for (i, r) in runs.iter().enumerate() {
+        if !finished(&dir.run_dir(&r.point, r.seed))? {
+            todo.push(i);
+        }
+    }
     println!(
         "sweep {}: {} runs, {} finished, {} to train ({} at a time)",
         dir.root.display(),

@@ -71,7 +71,7 @@ pub fn submit(file: &Path, root: &Path, dry_run: bool) -> anyhow::Result<()> {
     let mut submitted = 0;
     for r in &runs {
         let run_dir = dir.run_dir(&r.point, r.seed);
-        if finished(&run_dir, &r.config) {
+        if finished(&run_dir)? {
             continue;
         }
         println!("== {} seed {}", r.point, r.seed);

@@ -4,7 +4,6 @@
 
 use super::spec::{GridPoint, SweepSpec};
 use incubator_core::config::RunConfig;
-use incubator_core::events::StageId;
 use incubator_core::run_dir::RunDir;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -160,10 +159,16 @@ impl SweepDir {
     }
 }
 
-/// Whether a run has every result the report reads: the assembled model, and the E2E
-/// baseline when the run trains one.
-pub fn finished(run: &Path, config: &RunConfig) -> bool {
-    let run = RunDir::at(run);
-    let done = |id| matches!(run.summary(id), Ok(Some(_)));
-    done(StageId::ASSEMBLE) && (!config.e2e.enabled || done(StageId::E2E))
+/// Whether every stage of the run's plan has finished (a run not made yet has not).
+pub fn finished(run: &Path) -> anyhow::Result<bool> {
+    if !RunDir::at(run).config_path().exists() {
+        return Ok(false);
+    }
+    let open = crate::commands::open_existing(run)?;
+    for s in open.plan.stages() {
+        if open.run.summary(s.id)?.is_none() {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }

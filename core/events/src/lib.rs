@@ -9,6 +9,7 @@
 //! [`SCHEMA_VERSION`].
 
 pub mod access;
+pub mod plan;
 pub mod sweep;
 pub mod tail;
 
@@ -194,6 +195,10 @@ pub enum Event {
         /// reference strategy and for other stages).
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         depends_on: Vec<usize>,
+        /// The stages this one waited for, by the run's [`plan::StagePlan`]. `None` in logs
+        /// written before plans were recorded.
+        #[serde(default, skip_serializing_if = "Option::is_none", with = "slugs")]
+        needs: Option<Vec<StageId>>,
         /// For a Slurm job: seconds from submission until its dependencies were met (held),
         /// and from then until it started (queued). Absent outside Slurm.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -281,6 +286,33 @@ pub enum Event {
 
 /// JSON has no NaN or infinity and serde_json writes them as `null`; reading `null` back as NaN
 /// keeps a diverged loss (or an infinite rate) from making the whole stream unreadable.
+/// Stage ids as their slugs (`["meta", "incubate-0"]`), as a person reads them in the log.
+mod slugs {
+    use super::StageId;
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(ids: &Option<Vec<StageId>>, s: S) -> Result<S::Ok, S::Error> {
+        match ids {
+            Some(ids) => s.collect_seq(ids.iter().map(StageId::slug)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<StageId>>, D::Error> {
+        let Some(slugs) = Option::<Vec<String>>::deserialize(d)? else {
+            return Ok(None);
+        };
+        slugs
+            .iter()
+            .map(|s| {
+                StageId::from_slug(s)
+                    .ok_or_else(|| D::Error::custom(format!("{s:?} is not a stage")))
+            })
+            .collect::<Result<_, _>>()
+            .map(Some)
+    }
+}
+
 fn nan() -> f64 {
     f64::NAN
 }
@@ -415,6 +447,7 @@ mod tests {
                 params_total: 100,
                 params_trainable: 40,
                 depends_on: vec![0],
+                needs: Some(vec![StageId::META, StageId::incubate(0)]),
                 held_s: Some(30.0),
                 queued_s: Some(2.5),
             },

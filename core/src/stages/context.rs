@@ -99,13 +99,15 @@ impl Engine {
         }
         // A panic (in a plugin, say) fails this stage like an error: the run directory keeps
         // its last consistent state and the stage can be re-run after the fix.
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(&mut log)))
-            .unwrap_or_else(|panic| {
-                Err(anyhow::anyhow!(
-                    "panicked: {}",
-                    crate::panic_message::panic_message(&*panic)
-                ))
-            });
+        let result = self.check_needs(id).and_then(|()| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(&mut log)))
+                .unwrap_or_else(|panic| {
+                    Err(anyhow::anyhow!(
+                        "panicked: {}",
+                        crate::panic_message::panic_message(&*panic)
+                    ))
+                })
+        });
         // The stage's tensors are gone; give its cached buffers back to the system.
         dfdx::tensor::Cache::empty_cache(&self.dev());
         match result {
@@ -162,6 +164,39 @@ impl Engine {
         }
     }
 
+    /// Refuses stage `id` while a stage it needs (by the plan) has not finished, naming the
+    /// commands that finish them.
+    fn check_needs(&self, id: StageId) -> anyhow::Result<()> {
+        let mut missing = Vec::new();
+        for &n in self.plan.needs(id) {
+            if self.run.summary(n)?.is_none() {
+                missing.push(n);
+            }
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<String> = missing.iter().map(|n| n.slug()).collect();
+        let commands: Vec<String> = missing
+            .iter()
+            .map(|&n| {
+                format!(
+                    "`incubator {} --run-dir {}`",
+                    super::plan::command(n),
+                    self.run.root.display()
+                )
+            })
+            .collect();
+        anyhow::bail!(
+            "stage {id} needs stage{} {} first, which {} not finished in {}; run {}",
+            if missing.len() == 1 { "" } else { "s" },
+            names.join(", "),
+            if missing.len() == 1 { "has" } else { "have" },
+            self.run.root.display(),
+            commands.join(", ")
+        )
+    }
+
     /// A training job for stage `id` with this engine's data and config.
     pub fn job<'a>(
         &'a self,
@@ -183,7 +218,7 @@ impl Engine {
             loss,
             settings: None,
             state_path: Some(self.run.state_path(id)),
-            depends_on: Vec::new(),
+            needs: self.plan.needs(id).to_vec(),
         }
     }
 }

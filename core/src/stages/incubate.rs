@@ -9,7 +9,6 @@ use crate::model::Network;
 use crate::model::{Extras, Role};
 use crate::plugin::{HybridInputs, IncubationStrategy, PartSettingsFn, PluginError, Tap, Target};
 use crate::run_dir::StageSummary;
-use crate::stages::teacher::TeacherSpec;
 use crate::train;
 use crate::train::job::SettingsError;
 use crate::train::loss::Progress;
@@ -54,21 +53,6 @@ pub fn load(engine: &OpenRun, i: usize) -> anyhow::Result<Network> {
     )?
     .load_into(&mut unit, "", &engine.dev())?;
     Ok(unit)
-}
-
-/// Modules that must finish before module `i` starts, by the configured strategy.
-pub fn dependencies(engine: &OpenRun, i: usize) -> anyhow::Result<Vec<usize>> {
-    let s = strategy(engine)?;
-    let k = engine.split.k();
-    let deps = s.depends_on(&engine.plugin_ctx(), i);
-    if let Some(bad) = deps.iter().find(|&&j| j >= k || j == i) {
-        anyhow::bail!(
-            "incubation strategy {:?} says module {i} depends on module {bad}, which is {}",
-            s.name(),
-            if *bad == i { "itself" } else { "out of range" }
-        );
-    }
-    Ok(deps)
 }
 
 /// The hybrid's per-part settings as the optimizer takes them: by parameter name.
@@ -126,30 +110,6 @@ fn part_settings_by_name<'h>(
     }
 }
 
-/// Whether the strategy's teachers include this run's E2E model, which must then finish
-/// before any incubation starts.
-pub fn needs_e2e_first(engine: &OpenRun) -> anyhow::Result<bool> {
-    let s = strategy(engine)?;
-    let specs = in_plugin(&*s, "teachers()", s.teachers(&engine.plugin_ctx()))?;
-    for spec in &specs {
-        let parsed = TeacherSpec::parse(spec)?;
-        if parsed.run.is_none() && parsed.stage == StageId::E2E {
-            if !engine.cfg.e2e.enabled {
-                anyhow::bail!("incubation strategy {:?} is taught by this run's E2E model, but e2e.enabled = false; enable it, or name another run's model as the teacher", s.name());
-            }
-            return Ok(true);
-        }
-    }
-    Ok(false)
-}
-
-/// Every module's dependencies, in module order.
-pub fn all_dependencies(engine: &OpenRun) -> anyhow::Result<Vec<Vec<usize>>> {
-    (0..engine.split.k())
-        .map(|i| dependencies(engine, i))
-        .collect()
-}
-
 pub fn run(engine: &Engine, i: usize) -> anyhow::Result<StageSummary> {
     let k = engine.split.k();
     if i >= k {
@@ -161,19 +121,15 @@ pub fn run(engine: &Engine, i: usize) -> anyhow::Result<StageSummary> {
     let id = StageId::incubate(i);
     engine.stage(id, |log| {
         let s = strategy(engine)?;
-        let deps = dependencies(engine, i)?;
+        // the modules the strategy trains first (finished: the stage checked its needs)
         let mut finished = BTreeMap::new();
-        for &j in &deps {
-            if engine.run.summary(StageId::incubate(j))?.is_none() {
-                anyhow::bail!(
-                    "module {i} needs module {j} incubated first (strategy {:?} trains modules {deps:?} before it); run `incubator incubate --module {j} --run-dir {}`",
-                    s.name(),
-                    engine.run.root.display()
-                );
-            }
+        for j in engine.plan.needs(id).iter().filter_map(|n| n.module) {
             finished.insert(j, load(engine, j)?);
         }
-        let (dev, mut rng) = (engine.dev(), engine.init_rng(&format!("{}-extras", id.slug())));
+        let (dev, mut rng) = (
+            engine.dev(),
+            engine.init_rng(&format!("{}-extras", id.slug())),
+        );
         // every teacher the strategy declares or loads is part of the method's cost
         let declared = in_plugin(&*s, "teachers()", s.teachers(&engine.plugin_ctx()))?;
         let loaded = std::cell::RefCell::new(declared);
@@ -207,16 +163,15 @@ pub fn run(engine: &Engine, i: usize) -> anyhow::Result<StageSummary> {
                 s.name()
             );
         }
-        let mut trainable: std::collections::BTreeSet<String> =
-            hybrid.net.param_names_of(trained.clone()).into_iter().collect();
+        let mut trainable: std::collections::BTreeSet<String> = hybrid
+            .net
+            .param_names_of(trained.clone())
+            .into_iter()
+            .collect();
         trainable.extend(hybrid.extras.trained_param_names());
         let recipe = s.recipe(&engine.plugin_ctx(), i, engine.cfg.incubate);
-        let resolve = part_settings_by_name(
-            &hybrid.net,
-            &hybrid.extras,
-            &hybrid.part_settings,
-            &trained,
-        );
+        let resolve =
+            part_settings_by_name(&hybrid.net, &hybrid.extras, &hybrid.part_settings, &trained);
         // Refused before the first step rather than at it.
         resolve(&Progress {
             epoch: 0,
@@ -228,12 +183,10 @@ pub fn run(engine: &Engine, i: usize) -> anyhow::Result<StageSummary> {
         .map_err(|e| anyhow::anyhow!("incubation strategy {:?}: part settings: {e}", s.name()))?;
         let mut job = engine.job(id, recipe, trained.start, trainable, &*hybrid.loss);
         job.taps = taps;
-        job.depends_on = deps.clone();
         if hybrid.part_settings.is_some() {
             job.settings = Some(&resolve);
         }
-        let mut outcome =
-            train::train(
+        let mut outcome = train::train(
             job,
             &mut hybrid.net,
             &mut hybrid.extras,

@@ -131,7 +131,9 @@ pub fn stages(open: &OpenRun) -> Vec<(StageId, Estimate)> {
 
 /// The most the run needs at once with `jobs` stages at a time: the E2E baseline beside
 /// whichever of the method's phases needs most (the meta model; `jobs - 1` incubations; the
-/// assembly).
+/// assembly). Once the baseline is done its worker may take an incubation too, but `jobs`
+/// incubations need no more than `jobs - 1` and the baseline: an incubation has fewer blocks
+/// (K - 1 + its own) and trains fewer parameters than the whole model.
 pub fn peak(open: &OpenRun, jobs: usize) -> Estimate {
     let all = stages(open);
     let of = |id: StageId| all.iter().find(|(s, _)| *s == id).map(|(_, e)| *e);

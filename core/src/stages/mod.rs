@@ -12,9 +12,12 @@ pub mod memory;
 pub mod meta;
 pub mod open_run;
 pub mod pipeline;
+pub mod plan;
 pub mod report;
 pub mod teacher;
+pub mod teacher_spec;
 pub mod timm;
+pub mod worklist;
 
 pub use context::Engine;
 pub use open_run::{OpenRun, PluginSources};

@@ -3,6 +3,7 @@
 //! read and no device is made until something asks for one, so commands that only read a run
 //! (`incubator report`, `incubator slurm submit`) cost what the run's files cost.
 
+use super::plan::StagePlan;
 use crate::config::RunConfig;
 use crate::data::folder::{folder_shape, list_classes};
 use crate::data::DatasetName;
@@ -66,6 +67,18 @@ fn check_values(
     Ok(registry.check_values(&PluginContext { vit, split, cfg })?)
 }
 
+/// The plugins' values checked, then the stages planned: both refused before anything is
+/// recorded or trained.
+fn check_and_plan(
+    registry: &Registry,
+    cfg: &RunConfig,
+    vit: &VitConfig,
+    split: &Split,
+) -> anyhow::Result<StagePlan> {
+    check_values(registry, cfg, vit, split)?;
+    super::plan::of(registry, &PluginContext { vit, split, cfg })
+}
+
 /// Where a process's plugins come from besides the run's config.
 pub struct PluginSources<'a> {
     /// Registers the plugins compiled into the binary.
@@ -86,6 +99,8 @@ pub struct OpenRun {
     pub classes: Option<Vec<String>>,
     /// The images and classes the model is for.
     pub shape: crate::data::ImageShape,
+    /// Its stages and what each needs.
+    pub plan: StagePlan,
 }
 
 impl OpenRun {
@@ -112,15 +127,15 @@ impl OpenRun {
             let registry = registry_of(c)?;
             let listed = folder_classes(c)?;
             let (_, vit, split) = model_of(c, listed.as_deref())?;
-            check_values(&registry, c, &vit, &split)?;
-            (Some(registry), listed)
+            let plan = check_and_plan(&registry, c, &vit, &split)?;
+            (Some((registry, plan)), listed)
         } else {
             (None, None)
         };
         let (run, cfg) = opening.commit()?;
-        let registry = match checked {
-            Some(r) => r,
-            None => registry_of(&cfg)?,
+        let (registry, planned) = match checked {
+            Some((r, plan)) => (r, Some(plan)),
+            None => (registry_of(&cfg)?, None),
         };
         let classes = if listed.is_none() && recorded.is_file() {
             let text = fs_err::read_to_string(&recorded)?;
@@ -141,9 +156,10 @@ impl OpenRun {
             classes
         };
         let (shape, vit, split) = model_of(&cfg, classes.as_deref())?;
-        if !records {
-            check_values(&registry, &cfg, &vit, &split)?;
-        }
+        let plan = match planned {
+            Some(plan) => plan,
+            None => check_and_plan(&registry, &cfg, &vit, &split)?,
+        };
         Ok(OpenRun {
             devices: Default::default(),
             registry,
@@ -153,6 +169,7 @@ impl OpenRun {
             split,
             classes,
             shape,
+            plan,
         })
     }
 

@@ -1,166 +1,100 @@
-//! `incubator run`: every stage in one process, then the comparison table. Each stage skips
-//! itself if finished, so an interrupted pipeline continues where it stopped.
+//! `incubator run`: every stage of the run's plan in one process, then the comparison table.
+//! Each stage skips itself if finished, so an interrupted pipeline continues where it stopped.
 //!
 //! Independent stages run at the same time, `jobs` at once, as the method intends: the E2E
 //! baseline beside the meta model, and the K incubations beside each other. Every stage's
 //! result depends only on the run seed and its inputs on disk, so the schedule does not change
 //! any number.
 
+use super::worklist::{Next, Worklist};
 use super::{assemble, e2e, incubate, meta, report, Engine};
+use crate::events::{StageId, StageKind};
+use crate::run_dir::StageSummary;
 use std::sync::{Condvar, Mutex};
 
-#[cfg(not(feature = "cuda"))]
+/// Runs the plan, then writes the report. On CUDA one stage at a time, on this thread: one
+/// GPU, and cudarc's handles cannot cross threads.
 pub fn run(engine: &Engine, jobs: usize) -> anyhow::Result<report::Report> {
-    let jobs = jobs.max(1);
-    let deps = incubate::all_dependencies(engine)?;
-    if incubate::needs_e2e_first(engine)? {
-        // The baseline teaches the incubations: it runs first (and then skips itself below).
-        e2e::run(engine)?;
-    }
-    let errors: Mutex<Vec<anyhow::Error>> = Mutex::new(Vec::new());
-    let fail = |e: anyhow::Error| errors.lock().expect("no panics while holding it").push(e);
-    std::thread::scope(|scope| {
-        let baseline =
-            (engine.cfg.e2e.enabled && jobs > 1).then(|| scope.spawn(|| e2e::run(engine)));
-        let method = || -> anyhow::Result<()> {
-            meta::run(engine)?;
-            // With the baseline running beside us, one worker fewer for incubations.
-            let workers = if baseline.is_some() {
-                (jobs - 1).max(1)
-            } else {
-                jobs
-            };
-            let queue = IncubationQueue::new(deps.clone());
-            std::thread::scope(|inner| {
-                for _ in 0..workers.min(engine.split.k()) {
-                    inner.spawn(|| {
-                        while let Some(i) = queue.next() {
-                            let result = incubate::run(engine, i);
-                            queue.done(i, result.is_ok());
-                            if let Err(e) = result {
-                                fail(e);
-                            }
-                        }
-                    });
-                }
-            });
-            if !errors
-                .lock()
-                .expect("no panics while holding it")
-                .is_empty()
-            {
-                return Ok(()); // reported below; assembly never runs on partial results
-            }
-            assemble::run(engine)?;
-            Ok(())
-        };
-        if let Err(e) = method() {
-            fail(e);
-        }
-        match baseline.map(|h| h.join()) {
-            Some(Ok(Err(e))) => fail(e),
-            Some(Err(panic)) => std::panic::resume_unwind(panic),
-            _ => {}
-        }
-    });
-    let mut errors = errors.into_inner().expect("threads are done");
+    let jobs = if cfg!(feature = "cuda") {
+        1
+    } else {
+        jobs.max(1)
+    };
+    let mut errors = run_plan(engine, jobs);
     if let Some(first) = errors.pop() {
         for e in &errors {
             eprintln!("error: {e:#}");
         }
         return Err(first);
     }
-    if engine.cfg.e2e.enabled && jobs == 1 {
-        e2e::run(engine)?;
-    }
-    finish(engine, &deps)
-}
-
-/// On CUDA, the stages one after another: one GPU, and cudarc's handles cannot cross threads.
-#[cfg(feature = "cuda")]
-pub fn run(engine: &Engine, _jobs: usize) -> anyhow::Result<report::Report> {
-    let deps = incubate::all_dependencies(engine)?;
-    if incubate::needs_e2e_first(engine)? {
-        e2e::run(engine)?;
-    }
-    meta::run(engine)?;
-    let queue = IncubationQueue::new(deps.clone());
-    while let Some(i) = queue.next() {
-        let result = incubate::run(engine, i);
-        queue.done(i, result.is_ok());
-        result?;
-    }
-    assemble::run(engine)?;
-    if engine.cfg.e2e.enabled {
-        e2e::run(engine)?;
-    }
-    finish(engine, &deps)
-}
-
-/// The comparison table of a finished run, written to the run directory.
-fn finish(engine: &Engine, deps: &[Vec<usize>]) -> anyhow::Result<report::Report> {
-    let report = report::Report::from_run(&engine.run, deps)?;
+    let report = report::Report::from_run(&engine.run, &engine.plan)?;
     report.write(&engine.run)?;
     Ok(report)
 }
 
-#[derive(Clone, Copy, PartialEq)]
-enum Status {
-    Waiting,
-    Running,
-    Done,
-    Failed,
+/// Stage `id` of the run, skipped if it has finished.
+pub fn run_stage(engine: &Engine, id: StageId) -> anyhow::Result<StageSummary> {
+    match (id.stage, id.module) {
+        (StageKind::Meta, _) => meta::run(engine),
+        (StageKind::Incubate, Some(i)) => incubate::run(engine, i),
+        (StageKind::Incubate, None) => anyhow::bail!("an incubation stage names its module"),
+        (StageKind::Assemble, _) => assemble::run(engine),
+        (StageKind::E2e, _) => e2e::run(engine),
+    }
 }
 
-/// Incubations in module order, each handed out once the modules it depends on are done (a
-/// sequential strategy makes a chain; the reference's modules are all independent). A module
-/// whose dependency failed is never started.
-struct IncubationQueue {
-    deps: Vec<Vec<usize>>,
-    status: Mutex<Vec<Status>>,
-    changed: Condvar,
-}
-
-impl IncubationQueue {
-    fn new(deps: Vec<Vec<usize>>) -> IncubationQueue {
-        let status = Mutex::new(vec![Status::Waiting; deps.len()]);
-        IncubationQueue {
-            deps,
-            status,
-            changed: Condvar::new(),
-        }
-    }
-
-    /// The next module to incubate; `None` when nothing is left that can run.
-    fn next(&self) -> Option<usize> {
-        let mut status = self.status.lock().expect("no panics while holding it");
-        loop {
-            for i in 0..status.len() {
-                if status[i] != Status::Waiting {
-                    continue;
-                }
-                let dep = |s: Status| self.deps[i].iter().any(|&j| status[j] == s);
-                if dep(Status::Failed) {
-                    status[i] = Status::Failed;
-                    self.changed.notify_all();
-                } else if self.deps[i].iter().all(|&j| status[j] == Status::Done) {
-                    status[i] = Status::Running;
-                    return Some(i);
+/// Every stage of the plan, `jobs` workers taking the next ready one; the errors of those
+/// that failed. What needs a failed stage is not started, the rest still runs.
+fn run_plan(engine: &Engine, jobs: usize) -> Vec<anyhow::Error> {
+    let worklist = Mutex::new(Worklist::new(&engine.plan));
+    let changed = Condvar::new();
+    let errors = Mutex::new(Vec::new());
+    let worker = || loop {
+        let id = {
+            let mut s = worklist.lock().expect("no panics while holding it");
+            loop {
+                match s.next() {
+                    Next::Run(id) => break id,
+                    Next::Wait => s = changed.wait(s).expect("no panics while holding it"),
+                    Next::Finished => return,
                 }
             }
-            if !status.contains(&Status::Running) {
-                return None; // the rest waits on failed modules (or on a cycle)
-            }
-            status = self
-                .changed
-                .wait(status)
-                .expect("no panics while holding it");
+        };
+        // a panic outside a stage's own guard must not leave the other workers waiting
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_stage(engine, id)))
+                .unwrap_or_else(|panic| {
+                    Err(anyhow::anyhow!(
+                        "stage {id} panicked: {}",
+                        crate::panic_message::panic_message(&*panic)
+                    ))
+                });
+        let ok = result.is_ok();
+        if let Err(e) = result {
+            errors.lock().expect("no panics while holding it").push(e);
         }
+        worklist
+            .lock()
+            .expect("no panics while holding it")
+            .done(id, ok);
+        changed.notify_all();
+    };
+    if jobs == 1 {
+        worker();
+    } else {
+        std::thread::scope(|scope| {
+            for _ in 0..jobs.min(engine.plan.stages().len()) {
+                scope.spawn(worker);
+            }
+        });
     }
-
-    fn done(&self, i: usize, ok: bool) {
-        let mut status = self.status.lock().expect("no panics while holding it");
-        status[i] = if ok { Status::Done } else { Status::Failed };
-        self.changed.notify_all();
+    let blocked = worklist.into_inner().expect("workers are done").blocked();
+    if !blocked.is_empty() {
+        let names: Vec<String> = blocked.iter().map(|b| b.slug()).collect();
+        eprintln!(
+            "not started, because a stage they need failed: {}",
+            names.join(", ")
+        );
     }
+    errors.into_inner().expect("workers are done")
 }

@@ -1,6 +1,7 @@
 //! The comparison table: assembled model vs the E2E baseline, with the cost of every stage
 //! (meta pre-training included, as the paper counts it).
 
+use super::plan::StagePlan;
 use crate::events::{EvalSplit, StageId};
 use crate::run_dir::{RunDir, StageSummary};
 use incubator_compare::{compare, Comparison, StageResult};
@@ -52,10 +53,11 @@ pub struct Report {
 }
 
 impl Report {
-    /// Reads every stage summary; all method stages must have finished. `deps[i]` are the
-    /// modules incubation i waited for (none for the reference strategy): the wall time with
-    /// incubations side by side follows the longest chain of them ([`compare`]).
-    pub fn from_run(run: &RunDir, deps: &[Vec<usize>]) -> anyhow::Result<Report> {
+    /// Reads every stage summary; all method stages of `plan` must have finished. The wall
+    /// time with incubations side by side follows the longest chain of modules the plan
+    /// orders ([`compare`]; none for the reference strategy).
+    pub fn from_run(run: &RunDir, plan: &StagePlan) -> anyhow::Result<Report> {
+        let deps = &plan.module_dependencies();
         let k = deps.len();
         let need = |id: StageId| -> anyhow::Result<StageSummary> {
             run.summary(id)?.ok_or_else(|| {

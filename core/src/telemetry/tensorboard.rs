@@ -292,6 +292,7 @@ mod tests {
             params_total: 1,
             params_trainable: 1,
             depends_on: vec![],
+            needs: None,
             held_s: None,
             queued_s: None,
         });

@@ -53,7 +53,8 @@ pub struct TrainJob<'a> {
     pub settings: Option<&'a SettingsFn<'a>>,
     /// Where the per-epoch resumable state goes; `None` trains without checkpoints.
     pub state_path: Option<PathBuf>,
-    /// The modules this incubation waited for (its strategy's `depends_on`): recorded in the
-    /// start event and the outcome, so that a report or dashboard knows which stages overlap.
-    pub depends_on: Vec<usize>,
+    /// The stages this one waited for, by the run's plan: recorded in the start event (and the
+    /// modules among them in the outcome), so that a report or dashboard knows which stages
+    /// could overlap.
+    pub needs: Vec<StageId>,
 }

@@ -25,7 +25,7 @@ pub struct Started {
     pub resumed_from: Option<Resumed>,
     pub params_total: usize,
     pub params_trainable: usize,
-    pub depends_on: Vec<usize>,
+    pub needs: Vec<StageId>,
 }
 
 /// An epoch starts (or resumes at `position` steps into it).
@@ -197,7 +197,8 @@ impl Observer for LogEvents<'_> {
             resumed_epochs: s.resumed_epochs,
             params_total: s.params_total,
             params_trainable: s.params_trainable,
-            depends_on: s.depends_on.clone(),
+            depends_on: s.needs.iter().filter_map(|n| n.module).collect(),
+            needs: Some(s.needs.clone()),
             held_s,
             queued_s,
         });

@@ -182,7 +182,7 @@ impl<'a> Trainer<'a> {
             }),
             params_total: self.model.num_params(),
             params_trainable,
-            depends_on: self.job.depends_on.clone(),
+            needs: self.job.needs.clone(),
         }
     }
 
@@ -484,7 +484,7 @@ impl<'a> Trainer<'a> {
             epochs,
             steps: self.total_steps,
             final_train_loss: st.last_train_loss.unwrap_or(f64::NAN),
-            depends_on: self.job.depends_on.clone(),
+            depends_on: self.job.needs.iter().filter_map(|n| n.module).collect(),
             imported_from: None,
             teachers: Vec::new(),
             stacked: None,

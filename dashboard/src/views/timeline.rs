@@ -11,7 +11,7 @@ use crate::view::{from_state, to_state, View};
 use crate::workspace::Workspace;
 use egui::{Color32, RichText, Ui};
 use egui_plot::{Legend, Plot, PlotPoint, PlotPoints, Polygon, Text};
-use incubator_events::{StageId, StageKind};
+use incubator_events::StageId;
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -173,26 +173,13 @@ fn ready_at(run: &Run, id: StageId) -> Option<f64> {
             .find(|g| g.ended == SegmentEnd::Finished)
             .map(|g| g.end)
     };
-    let needs: Vec<&StageView> = match id.stage {
-        StageKind::Meta | StageKind::E2e => return None,
-        StageKind::Incubate => {
-            let s = run.stage(id)?;
-            let mut v: Vec<&StageView> = run.stage(StageId::META).into_iter().collect();
-            v.extend(
-                s.depends_on
-                    .iter()
-                    .filter_map(|&j| run.stage(StageId::incubate(j))),
-            );
-            v
-        }
-        StageKind::Assemble => run.incubations().collect(),
-    };
+    let needs = run.needs(id);
     if needs.is_empty() {
         return None;
     }
     needs
         .into_iter()
-        .map(finished)
+        .map(|n| run.stage(n).and_then(finished))
         .try_fold(f64::NEG_INFINITY, |acc, f| f.map(|f| acc.max(f)))
 }
 

@@ -4,6 +4,7 @@
 
 use incubator_core::config::RunConfig;
 use incubator_core::events::{Event, StageId};
+use incubator_core::stages::plan::{Baseline, StagePlan};
 use incubator_core::stages::{e2e, Engine, PluginSources};
 use incubator_core::telemetry::jsonl::read_events;
 use incubator_testkit as testkit;
@@ -105,7 +106,11 @@ fn loaded_library_trains_bit_identically_taught_by_another_runs_model() {
         }
     }
     let run = incubator_core::run_dir::RunDir::at(&compiled.dir);
-    let report = incubator_core::stages::report::Report::from_run(&run, &vec![vec![]; 4]).unwrap();
+    let report = incubator_core::stages::report::Report::from_run(
+        &run,
+        &StagePlan::assembling(&[vec![], vec![], vec![], vec![]], Baseline::Beside).unwrap(),
+    )
+    .unwrap();
     assert_eq!(report.teacher_gflop, teacher_gflop);
     assert!(
         (report.method_gflop - (method + teacher_gflop)).abs() < 1e-6 * method,
@@ -217,7 +222,7 @@ fn the_teacher_hybrid_is_teacher_module_i_then_the_meta_suffix_and_stays_frozen(
         loss: &*hybrid.loss,
         settings: None,
         state_path: None,
-        depends_on: Vec::new(),
+        needs: Vec::new(),
     };
     train::train(
         job,
