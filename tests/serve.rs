@@ -394,7 +394,11 @@ fn beyond_loopback_every_api_request_needs_the_token_the_server_printed() {
     let plain = format!("http://{addr}");
     assert_eq!(HttpSource::all(&plain, Some(token)).unwrap().len(), 1);
     let e = HttpSource::all(&plain, None).err().expect("refused");
-    assert!(e.contains("needs its token"), "{e}");
+    assert!(
+        matches!(e, incubator_dashboard::source::ServerError::NeedsToken { .. })
+            && e.to_string().contains("needs its token"),
+        "{e}"
+    );
 
     // a token of one's own; a weak one is refused by name
     let mine = "my-own-token-0123456789";

@@ -53,6 +53,7 @@ fn flags() -> &'static Flags {
 
 /// Installs the handlers (once per process; later calls do nothing).
 pub fn install() -> std::io::Result<()> {
+    // the outcome of the one registration, handed to every caller (io::Error is not Clone)
     static INSTALLED: OnceLock<Result<(), String>> = OnceLock::new();
     INSTALLED
         .get_or_init(|| register().map_err(|e| e.to_string()))

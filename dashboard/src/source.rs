@@ -34,8 +34,8 @@ pub fn path_segment(name: &str) -> String {
 }
 
 /// The server's run list (`GET /api/runs`): (name, group) of each run.
-pub fn parse_run_list(text: &str) -> Result<Vec<(String, Option<String>)>, String> {
-    let list: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+pub fn parse_run_list(text: &str) -> Result<Vec<(String, Option<String>)>, serde_json::Error> {
+    let list: serde_json::Value = serde_json::from_str(text)?;
     Ok(list
         .as_array()
         .into_iter()
@@ -53,11 +53,12 @@ pub fn parse(line: &str) -> Option<Record> {
 }
 
 #[cfg(not(target_arch = "wasm32"))]
-pub use native::{DirSource, HttpSource};
+pub use native::{DirSource, HttpSource, ServerError};
 
 #[cfg(not(target_arch = "wasm32"))]
 mod native {
     use super::{parse, parse_run_list, path_segment, Source};
+    use incubator_events::sweep::SweepPlanError;
     use incubator_events::tail::RunTail;
     use incubator_events::Record;
     use std::path::PathBuf;
@@ -85,13 +86,11 @@ mod native {
 
         /// The runs under `dir`: every run of a sweep directory (`incubator sweep`), named
         /// `point/seedN` and grouped by point, or the run directory itself.
-        pub fn open(dir: PathBuf) -> Result<Vec<DirSource>, String> {
-            let plan = dir.join("sweep.json");
-            if !plan.exists() {
+        pub fn open(dir: PathBuf) -> Result<Vec<DirSource>, SweepPlanError> {
+            if !dir.join("sweep.json").exists() {
                 return Ok(vec![DirSource::new(dir)]);
             }
-            let runs = incubator_events::sweep::runs_of(&dir)
-                .map_err(|e| format!("{}: {e}", plan.display()))?;
+            let runs = incubator_events::sweep::runs_of(&dir)?;
             Ok(runs
                 .into_iter()
                 .map(|r| {
@@ -150,7 +149,7 @@ mod native {
         name: String,
         group: Option<String>,
         config: Option<String>,
-        rx: mpsc::Receiver<Result<Record, String>>,
+        rx: mpsc::Receiver<Result<Record, ServerError>>,
         problem: Option<String>,
         base: String,
         token: Option<String>,
@@ -168,20 +167,22 @@ mod native {
     impl HttpSource {
         /// Every run a server at `url` (`http://127.0.0.1:8787`, or the address it printed,
         /// `http://host:8787/?token=T`) serves; `token` is used when the URL has none.
-        pub fn all(url: &str, token: Option<&str>) -> Result<Vec<HttpSource>, String> {
+        pub fn all(url: &str, token: Option<&str>) -> Result<Vec<HttpSource>, ServerError> {
             let (base, in_url) = incubator_events::access::split_server_url(url);
             let token = in_url.or(token.map(str::to_string));
-            let list_url = format!("{base}/api/runs");
-            let text = get(&list_url, token.as_deref())
+            let url = format!("{base}/api/runs");
+            let text = get(&url, token.as_deref())
                 .call()
                 .and_then(|mut r| r.body_mut().read_to_string())
                 .map_err(|e| match e {
-                    ureq::Error::StatusCode(401) => format!(
-                        "{list_url}: the server needs its token: give the address it printed (ending in ?token=...) or --token"
-                    ),
-                    e => format!("{list_url}: {e}"),
+                    ureq::Error::StatusCode(401) => ServerError::NeedsToken { url: url.clone() },
+                    source => ServerError::Http {
+                        url: url.clone(),
+                        source,
+                    },
                 })?;
-            let list = parse_run_list(&text).map_err(|e| format!("{list_url}: {e}"))?;
+            let list =
+                parse_run_list(&text).map_err(|source| ServerError::RunList { url, source })?;
             Ok(list
                 .into_iter()
                 .map(|(name, group)| HttpSource::new(&base, token.clone(), name, group))
@@ -210,8 +211,41 @@ mod native {
         }
     }
 
+    /// Why a server's runs cannot be followed.
+    #[derive(Debug)]
+    pub enum ServerError {
+        NeedsToken {
+            url: String,
+        },
+        Http {
+            url: String,
+            source: ureq::Error,
+        },
+        RunList {
+            url: String,
+            source: serde_json::Error,
+        },
+    }
+
+    impl std::fmt::Display for ServerError {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            match self {
+                ServerError::NeedsToken { url } => write!(
+                    f,
+                    "{url}: the server needs its token: give the address it printed (ending in ?token=...) or --token"
+                ),
+                ServerError::Http { url, source } => write!(f, "{url}: {source}"),
+                ServerError::RunList { url, source } => {
+                    write!(f, "{url}: not a list of runs ({source})")
+                }
+            }
+        }
+    }
+
+    impl std::error::Error for ServerError {}
+
     /// Reads server-sent events, reconnecting with the last id after a failure.
-    fn stream(url: String, token: Option<String>, tx: mpsc::Sender<Result<Record, String>>) {
+    fn stream(url: String, token: Option<String>, tx: mpsc::Sender<Result<Record, ServerError>>) {
         use std::io::BufRead;
         let mut last_id: Option<String> = None;
         loop {
@@ -240,8 +274,9 @@ mod native {
                         }
                     }
                 }
-                Err(e) => {
-                    if tx.send(Err(format!("{url}: {e}"))).is_err() {
+                Err(source) => {
+                    let url = url.clone();
+                    if tx.send(Err(ServerError::Http { url, source })).is_err() {
                         return;
                     }
                 }
@@ -267,7 +302,7 @@ mod native {
                         self.problem = None;
                         out.push(r);
                     }
-                    Err(e) => self.problem = Some(e),
+                    Err(e) => self.problem = Some(e.to_string()),
                 }
             }
             out

@@ -173,7 +173,8 @@ pub fn start() {
 
 async fn run() -> Result<(), JsValue> {
     let incoming: Rc<RefCell<Vec<Box<dyn Source>>>> = Default::default();
-    let list = parse_run_list(&fetch_text(&api("api/runs")).await?)?;
+    let list = parse_run_list(&fetch_text(&api("api/runs")).await?)
+        .map_err(|e| JsValue::from(format!("the server's run list: {e}")))?;
     for (name, group) in list {
         incoming
             .borrow_mut()

@@ -49,7 +49,7 @@ impl From<SplitArg> for EvalSplit {
 }
 
 /// `--model`: a stage's name, or else a checkpoint file.
-pub fn model_choice(s: &str) -> Result<ModelChoice, String> {
+pub fn model_choice(s: &str) -> Result<ModelChoice, std::convert::Infallible> {
     Ok(ModelChoice::parse(s))
 }
 

@@ -38,13 +38,17 @@ pub struct AccessArgs {
     pub max_connections: usize,
 }
 
-fn parse_token(s: &str) -> Result<String, String> {
+/// A `--token` that is too short or has characters a URL would have to escape.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "a token is at least 16 characters of A-Z a-z 0-9 - . _ ~ (leave it out to get a random one)"
+)]
+pub struct WeakToken;
+
+fn parse_token(s: &str) -> Result<String, WeakToken> {
     let ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~');
     if s.chars().count() < 16 || !s.chars().all(ok) {
-        return Err(
-            "a token is at least 16 characters of A-Z a-z 0-9 - . _ ~ (leave it out to get a random one)"
-                .into(),
-        );
+        return Err(WeakToken);
     }
     Ok(s.to_string())
 }

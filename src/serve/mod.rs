@@ -58,8 +58,7 @@ fn run_names(dirs: &[PathBuf]) -> anyhow::Result<BTreeMap<String, ServedRun>> {
     let mut out = BTreeMap::new();
     for dir in dirs {
         if dir.join("sweep.json").exists() {
-            let runs = incubator_core::events::sweep::runs_of(dir)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", dir.join("sweep.json").display()))?;
+            let runs = incubator_core::events::sweep::runs_of(dir)?;
             for r in runs {
                 let group = Some(r.point);
                 out.insert(r.name, ServedRun { dir: r.dir, group });

@@ -181,7 +181,7 @@ impl SweepSpec {
         }
         let mut axes = Vec::new();
         for (name, value) in grid {
-            axes.push(axis(&name, value, base).map_err(bad)?);
+            axes.push(axis(&name, value, base, bad)?);
         }
         let spec = SweepSpec {
             file: path.into(),
@@ -272,17 +272,22 @@ fn absolute(base: &Path, p: &str) -> PathBuf {
     std::path::absolute(&p).unwrap_or(p)
 }
 
-fn axis(name: &str, value: toml::Value, base: &Path) -> Result<Axis, String> {
+fn axis(
+    name: &str,
+    value: toml::Value,
+    base: &Path,
+    bad: impl Fn(String) -> SpecError,
+) -> Result<Axis, SpecError> {
     if name == "seed" {
-        return Err("`grid.seed`: seeds go in `sweep.seeds`".into());
+        return Err(bad("`grid.seed`: seeds go in `sweep.seeds`".into()));
     }
     let toml::Value::Array(values) = value else {
-        return Err(format!(
+        return Err(bad(format!(
             "`grid.{name}` must list its points: `\"{name}\" = [1, 2]`, or [[grid.{name}]] tables of keys set together"
-        ));
+        )));
     };
     if values.is_empty() {
-        return Err(format!("`grid.{name}` has no points"));
+        return Err(bad(format!("`grid.{name}` has no points")));
     }
     let mut points = Vec::new();
     for v in values {
@@ -291,9 +296,9 @@ fn axis(name: &str, value: toml::Value, base: &Path) -> Result<Axis, String> {
                 let label = match t.remove("label") {
                     Some(toml::Value::String(s)) => s,
                     _ => {
-                        return Err(format!(
+                        return Err(bad(format!(
                             "every [[grid.{name}]] point needs a `label` (a short name for it)"
-                        ))
+                        )))
                     }
                 };
                 let configs = match t.remove("config") {
@@ -303,17 +308,17 @@ fn axis(name: &str, value: toml::Value, base: &Path) -> Result<Axis, String> {
                         .iter()
                         .map(|v| v.as_str().map(|c| absolute(base, c)))
                         .collect::<Option<Vec<_>>>()
-                        .ok_or_else(|| format!("point `{label}` of `grid.{name}`: `config` lists file paths (strings)"))?,
+                        .ok_or_else(|| bad(format!("point `{label}` of `grid.{name}`: `config` lists file paths (strings)")))?,
                     Some(_) => {
-                        return Err(format!(
+                        return Err(bad(format!(
                             "point `{label}` of `grid.{name}`: `config` is a file path or a list of them"
-                        ))
+                        )))
                     }
                 };
                 if t.contains_key("seed") {
-                    return Err(format!(
+                    return Err(bad(format!(
                         "point `{label}` of `grid.{name}` sets `seed`: seeds go in `sweep.seeds`"
-                    ));
+                    )));
                 }
                 AxisPoint {
                     label,
@@ -322,7 +327,7 @@ fn axis(name: &str, value: toml::Value, base: &Path) -> Result<Axis, String> {
                 }
             }
             toml::Value::Array(_) => {
-                return Err(format!("`grid.{name}`: a point cannot be a list"));
+                return Err(bad(format!("`grid.{name}`: a point cannot be a list")));
             }
             scalar => AxisPoint {
                 label: match &scalar {
@@ -339,16 +344,16 @@ fn axis(name: &str, value: toml::Value, base: &Path) -> Result<Axis, String> {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || "._-+".contains(c));
         if !safe {
-            return Err(format!(
+            return Err(bad(format!(
                 "`grid.{name}`: the label {:?} names directories; use letters, digits, . _ - +",
                 point.label
-            ));
+            )));
         }
         if points.iter().any(|p: &AxisPoint| p.label == point.label) {
-            return Err(format!(
+            return Err(bad(format!(
                 "`grid.{name}` has the point `{}` twice",
                 point.label
-            ));
+            )));
         }
         points.push(point);
     }

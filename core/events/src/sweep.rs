@@ -31,13 +31,52 @@ struct Point {
     name: String,
 }
 
+/// Why a sweep's plan cannot be read.
+#[derive(Debug)]
+pub enum SweepPlanError {
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    NotAPlan {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+}
+
+impl std::fmt::Display for SweepPlanError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SweepPlanError::Read { path, source } => {
+                write!(f, "cannot read {}: {source}", path.display())
+            }
+            SweepPlanError::NotAPlan { path, source } => write!(
+                f,
+                "{} is not a sweep plan ({source}); run the sweep command again to rewrite it",
+                path.display()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for SweepPlanError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            SweepPlanError::Read { source, .. } => Some(source),
+            SweepPlanError::NotAPlan { source, .. } => Some(source),
+        }
+    }
+}
+
 /// Every run `root/sweep.json` plans, whether it has started or not, points in grid order.
-pub fn runs_of(root: &Path) -> Result<Vec<SweepRun>, String> {
+pub fn runs_of(root: &Path) -> Result<Vec<SweepRun>, SweepPlanError> {
     let path = root.join("sweep.json");
-    let text = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;
-    let plan: Plan = serde_json::from_str(&text).map_err(|e| {
-        format!("not a sweep plan ({e}); run the sweep command again to rewrite it")
+    let text = std::fs::read_to_string(&path).map_err(|source| SweepPlanError::Read {
+        path: path.clone(),
+        source,
     })?;
+    let plan: Plan =
+        serde_json::from_str(&text).map_err(|source| SweepPlanError::NotAPlan { path, source })?;
     Ok(plan
         .points
         .iter()
@@ -77,8 +116,11 @@ mod tests {
         );
         assert_eq!(runs[3].dir, dir.path().join("runs/depth=16/seed1"));
         std::fs::write(dir.path().join("sweep.json"), "{").unwrap();
-        assert!(runs_of(dir.path())
-            .unwrap_err()
-            .contains("not a sweep plan"));
+        let e = runs_of(dir.path()).unwrap_err();
+        assert!(matches!(e, SweepPlanError::NotAPlan { .. }), "{e}");
+        assert!(
+            e.to_string().contains("sweep.json is not a sweep plan"),
+            "{e}"
+        );
     }
 }

@@ -8,7 +8,7 @@ use crate::data::{self, Data, DataSplit, DatasetName};
 use crate::events::{Event, StageId};
 use crate::run_dir::{OpenMode, StageSummary};
 use crate::telemetry::EventLog;
-use crate::train::{self, trainer::TrainError, TrainOutcome};
+use crate::train::{self, TrainOutcome};
 use std::path::Path;
 
 /// A run opened for training: what the run is ([`OpenRun`], which an `Engine` derefs to) and
@@ -140,11 +140,10 @@ impl Engine {
                 Ok(summary)
             }
             Err(e) => {
-                // a stop in any phase (a long evaluation, listing a folder) is a stop
-                let interrupted = match e.downcast_ref::<TrainError>() {
-                    Some(TrainError::Interrupted { signal, .. }) => Some(signal.to_string()),
-                    _ => crate::interrupt::requested().map(|s| s.name().to_string()),
-                };
+                // A stop in any phase (a step, a long evaluation, listing a folder) is a stop.
+                // Training and evaluation stop only when the process was asked to, so the
+                // request says it; the error need not be searched for it.
+                let interrupted = crate::interrupt::requested().map(|s| s.name().to_string());
                 let stopped = interrupted.is_some();
                 log.emit(match interrupted {
                     Some(signal) => Event::StageInterrupted {
