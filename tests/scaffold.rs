@@ -95,6 +95,38 @@ fn an_out_of_tree_plugin_builds_loads_and_trains() {
         "{manifest}"
     );
     assert!(dir.join("Cargo.lock").is_file() && dir.join(".cargo/config.toml").is_file());
+    // Every engine crate it builds is built as the engine's workspace builds its members (not
+    // at the opt-level "*" gives dependencies).
+    let metadata = std::process::Command::new(env!("CARGO"))
+        .args([
+            "metadata",
+            "--offline",
+            "--format-version",
+            "1",
+            "--manifest-path",
+        ])
+        .arg(dir.join("Cargo.toml"))
+        .output()
+        .unwrap();
+    assert_ok(&metadata, "cargo metadata of the out-of-tree crate");
+    let metadata: serde_json::Value = serde_json::from_slice(&metadata.stdout).unwrap();
+    let engine_crates: Vec<&str> = metadata["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["manifest_path"].as_str().unwrap().starts_with(repo))
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        engine_crates.contains(&"incubator-core"),
+        "{engine_crates:?}"
+    );
+    for c in &engine_crates {
+        assert!(
+            manifest.contains(&format!("[profile.dev.package.{c}]\nopt-level = 1\n")),
+            "{c} is built at another opt-level than in the engine's workspace:\n{manifest}"
+        );
+    }
 
     // A persistent target folder: later runs rebuild only what changed.
     let target = std::path::Path::new(repo).join("target/out-of-tree");

@@ -395,8 +395,10 @@ fn beyond_loopback_every_api_request_needs_the_token_the_server_printed() {
     assert_eq!(HttpSource::all(&plain, Some(token)).unwrap().len(), 1);
     let e = HttpSource::all(&plain, None).err().expect("refused");
     assert!(
-        matches!(e, incubator_dashboard::source::ServerError::NeedsToken { .. })
-            && e.to_string().contains("needs its token"),
+        matches!(
+            e,
+            incubator_dashboard::source::ServerError::NeedsToken { .. }
+        ) && e.to_string().contains("needs its token"),
         "{e}"
     );
 
