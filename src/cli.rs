@@ -371,32 +371,34 @@ pub fn main() -> ExitCode {
         } => {
             let _ = workspace;
             let source = match engine_git {
-                Some(url) => Ok(commands::scaffold::EngineSource::Git { url, rev }),
+                Some(url) => Ok(incubator_scaffold::EngineSource::Git { url, rev }),
                 None => std::path::absolute(
                     engine.unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR"))),
                 )
-                .map(commands::scaffold::EngineSource::Path),
+                .map(incubator_scaffold::EngineSource::Path),
             };
             source
                 .map_err(anyhow::Error::from)
-                .and_then(|source| commands::scaffold::new_out_of_tree(&name, &dir, &source))
+                .and_then(|source| Ok(incubator_scaffold::new_out_of_tree(&name, &dir, &source)?))
                 .map(|dir| {
-                println!(
-                    "created {dir}, a plugin crate outside the engine's workspace\nnext (in {dir}):\n  edit src/lib.rs (docs/plugins.md explains the interfaces)\n  cargo test                 # compiled in vs loaded: bit-identical\n  cargo build --release      # the plugin library and the incubator binary built with it\n  ./target/release/incubator run -c my.toml   with [plugins] strategy = \"{name}\", libraries = [\"target/release/libincubator_{lib}.so\"]",
-                    dir = dir.display(),
-                    lib = name.replace('-', "_")
-                )
-            })
+                    println!(
+                        "{}",
+                        incubator_scaffold::next_steps_out_of_tree(&name, &dir)
+                    )
+                })
         }
         Command::Plugin {
-            command: PluginCommand::New { name, workspace, .. },
-        } => commands::scaffold::new_plugin(&name, &workspace).map(|dir| {
-            println!(
-                "created {dir}\nnext:\n  edit {dir}/src/lib.rs (docs/plugins.md explains the interfaces)\n  cargo test -p incubator-{name}          # compiled in vs loaded: bit-identical\n  cargo build --release --workspace\n  in your config: [plugins] strategy = \"{name}\", libraries = [\"target/release/libincubator_{lib}.so\"]",
-                dir = dir.display(),
-                lib = name.replace('-', "_")
-            )
-        }),
+            command: PluginCommand::New {
+                name, workspace, ..
+            },
+        } => incubator_scaffold::new_plugin(&name, &workspace)
+            .map(|dir| {
+                println!(
+                    "{}",
+                    incubator_scaffold::next_steps_in_workspace(&name, &dir)
+                )
+            })
+            .map_err(anyhow::Error::from),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

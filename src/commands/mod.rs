@@ -4,7 +4,6 @@ pub mod data;
 pub mod eval;
 pub mod export;
 pub mod plugins;
-pub mod scaffold;
 pub mod serve_load;
 pub mod stage;
 

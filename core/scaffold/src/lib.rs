@@ -1,6 +1,8 @@
-//! `incubator plugin new NAME`: a new plugin crate, copied from `plugins/template` with its
-//! names changed, either in this workspace's `plugins/` or (`--path DIR`) as a crate of its own
-//! outside it.
+//! A new plugin crate, copied from `plugins/template` with its names changed, either in the
+//! engine's workspace (`plugins/NAME`) or as a crate of its own outside it. `incubator plugin
+//! new` and the `incubator-new-plugin` binary of this crate both make them; this crate needs
+//! nothing but the standard library, so `cargo run -p incubator-scaffold -- NAME --path DIR`
+//! makes an out-of-tree plugin in seconds, without a build of the engine.
 //!
 //! A plugin links the very engine library the binary uses (core/src/plugin/abi.rs), so the
 //! two must come from one build. In the workspace, `cargo build --workspace` builds both. Out
@@ -9,33 +11,103 @@
 //! and `incubator` together; it starts from the engine's `Cargo.lock`, so it uses the versions
 //! the engine was tested with.
 
+use std::fmt;
 use std::path::{Path, PathBuf};
+
+/// Why a plugin crate was not made. Nothing is written before the checks pass.
+#[derive(Debug)]
+pub enum ScaffoldError {
+    BadName(String),
+    /// `--path` names a folder that holds something already.
+    NotEmpty(PathBuf),
+    /// `--workspace` is not the engine's repository root.
+    NotTheWorkspace(PathBuf),
+    /// `--engine` is not the engine's repository root.
+    NotTheEngine(PathBuf),
+    /// The plugin already exists in the workspace.
+    Exists(PathBuf),
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl fmt::Display for ScaffoldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ScaffoldError::BadName(name) => write!(
+                f,
+                "plugin name {name:?}: use lowercase letters, digits and '-', starting with a letter (e.g. feature-kd)"
+            ),
+            ScaffoldError::NotEmpty(dir) => write!(
+                f,
+                "{} exists and is not empty; choose a new folder",
+                dir.display()
+            ),
+            ScaffoldError::NotTheWorkspace(ws) => write!(
+                f,
+                "{} is not the incubator workspace (no Cargo.toml with [workspace] and plugins/ beside it); run this at the repository root or pass --workspace: a plugin is built in the engine's workspace so that it links the same engine library",
+                ws.display()
+            ),
+            ScaffoldError::NotTheEngine(root) => write!(
+                f,
+                "{} is not the incubator repository (no core/Cargo.toml and src/cli.rs); pass its root with --engine, or --engine-git URL",
+                root.display()
+            ),
+            ScaffoldError::Exists(dir) => {
+                write!(f, "{} already exists; choose another name", dir.display())
+            }
+            ScaffoldError::Io { path, source } => write!(f, "{}: {source}", path.display()),
+        }
+    }
+}
+
+impl std::error::Error for ScaffoldError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ScaffoldError::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ScaffoldError + '_ {
+    move |source| ScaffoldError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Writes `text` to `path`, making its folder.
+fn write(path: &Path, text: impl AsRef<[u8]>) -> Result<(), ScaffoldError> {
+    let parent = path.parent().expect("a file in a folder");
+    std::fs::create_dir_all(parent).map_err(io(parent))?;
+    std::fs::write(path, text).map_err(io(path))
+}
 
 const FILES: &[(&str, &str)] = &[
     (
         "Cargo.toml",
-        include_str!("../../plugins/template/Cargo.toml"),
+        include_str!("../../../plugins/template/Cargo.toml"),
     ),
     (
         "src/lib.rs",
-        include_str!("../../plugins/template/src/lib.rs"),
+        include_str!("../../../plugins/template/src/lib.rs"),
     ),
     (
         "tests/library.rs",
-        include_str!("../../plugins/template/tests/library.rs"),
+        include_str!("../../../plugins/template/tests/library.rs"),
     ),
 ];
 
-fn check_name(name: &str) -> anyhow::Result<()> {
+fn check_name(name: &str) -> Result<(), ScaffoldError> {
     let ok = name.starts_with(|c: char| c.is_ascii_lowercase())
         && name
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && !name.ends_with('-');
     if !ok {
-        anyhow::bail!(
-            "plugin name {name:?}: use lowercase letters, digits and '-', starting with a letter (e.g. feature-kd)"
-        );
+        return Err(ScaffoldError::BadName(name.to_string()));
     }
     Ok(())
 }
@@ -165,6 +237,7 @@ const ENGINE_CRATES: &[&str] = &[
     "incubator-compare",
     "incubator-deep-incubation",
     "incubator-testkit",
+    "incubator-scaffold",
 ];
 
 const MAIN_RS: &str = r#"//! The `incubator` command line, built with this plugin's engine: run it with this crate's
@@ -176,8 +249,8 @@ fn main() -> std::process::ExitCode {
 "#;
 
 /// The engine's `.cargo/config.toml` (the shared standard library) and its toolchain file.
-const CARGO_CONFIG: &str = include_str!("../../.cargo/config.toml");
-const TOOLCHAIN: &str = include_str!("../../rust-toolchain.toml");
+const CARGO_CONFIG: &str = include_str!("../../../.cargo/config.toml");
+const TOOLCHAIN: &str = include_str!("../../../rust-toolchain.toml");
 
 fn readme(name: &str) -> String {
     format!(
@@ -187,7 +260,7 @@ An incubation strategy for [incubator](https://github.com/), built outside the e
 repository. Edit `src/lib.rs` (the engine's docs/plugins.md explains the interfaces), then:
 
 ```sh
-cargo test                      # the library loaded vs compiled in: bit-identical training
+cargo test --release            # the library loaded vs compiled in: bit-identical training
 cargo build --release           # target/release/libincubator_{lib}.so and target/release/incubator
 ./target/release/incubator run -c my.toml
 ```
@@ -200,6 +273,11 @@ strategy = "{name}"
 libraries = ["target/release/libincubator_{lib}.so"]   # relative to my.toml
 ```
 
+Both commands use the release profile, so the engine is built once, for the tests and the
+binary alike (a plain `cargo test` would build it a second time, in debug). Keep this crate's
+own `target/`: a target directory shared with the engine's checkout has the two workspaces
+overwrite each other's build of the engine.
+
 Run the `incubator` built here, not another build: a plugin loads only into the engine build it
 was compiled with (another build refuses it and says why). The engine is a dependency in
 Cargo.toml (by path or git); update it and rebuild both with `cargo build --release`.
@@ -209,20 +287,18 @@ Cargo.toml (by path or git); update it and rebuild both with `cargo build --rele
 }
 
 /// A new plugin crate at `dir`, outside any workspace, depending on `engine`.
-pub fn new_out_of_tree(name: &str, dir: &Path, engine: &EngineSource) -> anyhow::Result<PathBuf> {
+pub fn new_out_of_tree(
+    name: &str,
+    dir: &Path,
+    engine: &EngineSource,
+) -> Result<PathBuf, ScaffoldError> {
     check_name(name)?;
-    if dir.exists() && fs_err::read_dir(dir)?.next().is_some() {
-        anyhow::bail!(
-            "{} exists and is not empty; choose a new folder",
-            dir.display()
-        );
+    if dir.exists() && std::fs::read_dir(dir).map_err(io(dir))?.next().is_some() {
+        return Err(ScaffoldError::NotEmpty(dir.to_path_buf()));
     }
     if let EngineSource::Path(root) = engine {
         if !root.join("core/Cargo.toml").is_file() || !root.join("src/cli.rs").is_file() {
-            anyhow::bail!(
-                "{} is not the incubator repository (no core/Cargo.toml and src/cli.rs); pass its root with --engine, or --engine-git URL",
-                root.display()
-            );
+            return Err(ScaffoldError::NotTheEngine(root.clone()));
         }
     }
     let files: Vec<(&str, String)> = vec![
@@ -241,36 +317,48 @@ pub fn new_out_of_tree(name: &str, dir: &Path, engine: &EngineSource) -> anyhow:
         ),
     ];
     for (file, text) in files {
-        let path = dir.join(file);
-        fs_err::create_dir_all(path.parent().expect("has a parent"))?;
-        fs_err::write(&path, text)?;
+        write(&dir.join(file), text)?;
     }
     // The versions the engine was tested with (cargo drops what this crate does not use).
     if let EngineSource::Path(root) = engine {
         if let Ok(lock) = std::fs::read(root.join("Cargo.lock")) {
-            fs_err::write(dir.join("Cargo.lock"), lock)?;
+            write(&dir.join("Cargo.lock"), lock)?;
         }
     }
     Ok(dir.to_path_buf())
 }
 
-pub fn new_plugin(name: &str, workspace: &Path) -> anyhow::Result<PathBuf> {
+/// A new plugin crate in the engine's workspace at `workspace`, in its `plugins/`.
+pub fn new_plugin(name: &str, workspace: &Path) -> Result<PathBuf, ScaffoldError> {
     check_name(name)?;
     let manifest = std::fs::read_to_string(workspace.join("Cargo.toml")).unwrap_or_default();
     if !manifest.contains("[workspace]") || !workspace.join("plugins").is_dir() {
-        anyhow::bail!(
-            "{} is not the incubator workspace (no Cargo.toml with [workspace] and plugins/ beside it); run this at the repository root or pass --workspace: a plugin is built in the engine's workspace so that it links the same engine library",
-            workspace.display()
-        );
+        return Err(ScaffoldError::NotTheWorkspace(workspace.to_path_buf()));
     }
     let dir = workspace.join("plugins").join(name);
     if dir.exists() {
-        anyhow::bail!("{} already exists; choose another name", dir.display());
+        return Err(ScaffoldError::Exists(dir));
     }
     for (file, text) in FILES {
-        let path = dir.join(file);
-        fs_err::create_dir_all(path.parent().expect("has a parent"))?;
-        fs_err::write(&path, render(text, name))?;
+        write(&dir.join(file), render(text, name))?;
     }
     Ok(dir)
+}
+
+/// What to do with the out-of-tree crate just made at `dir`.
+pub fn next_steps_out_of_tree(name: &str, dir: &Path) -> String {
+    format!(
+        "created {dir}, a plugin crate outside the engine's workspace\nnext (in {dir}):\n  edit src/lib.rs (the engine's docs/plugins.md explains the interfaces)\n  cargo test --release       # compiled in vs loaded: bit-identical (builds the engine once)\n  cargo build --release      # the plugin library and the incubator binary, from that same build\n  ./target/release/incubator run -c my.toml   with [plugins] strategy = \"{name}\", libraries = [\"target/release/libincubator_{lib}.so\"]",
+        dir = dir.display(),
+        lib = name.replace('-', "_")
+    )
+}
+
+/// What to do with the workspace plugin just made at `dir`.
+pub fn next_steps_in_workspace(name: &str, dir: &Path) -> String {
+    format!(
+        "created {dir}\nnext:\n  edit {dir}/src/lib.rs (docs/plugins.md explains the interfaces)\n  cargo test -p incubator-{name}          # compiled in vs loaded: bit-identical\n  cargo build --release --workspace\n  in your config: [plugins] strategy = \"{name}\", libraries = [\"target/release/libincubator_{lib}.so\"]",
+        dir = dir.display(),
+        lib = name.replace('-', "_")
+    )
 }
