@@ -15,12 +15,7 @@ use std::sync::{Condvar, Mutex};
 /// Runs the plan, then writes the report. On CUDA one stage at a time, on this thread: one
 /// GPU, and cudarc's handles cannot cross threads.
 pub fn run(engine: &Engine, jobs: usize) -> anyhow::Result<report::Report> {
-    let jobs = if cfg!(feature = "cuda") {
-        1
-    } else {
-        jobs.max(1)
-    };
-    let mut errors = run_plan(engine, jobs);
+    let mut errors = run_plan(engine, jobs.max(1));
     if let Some(first) = errors.pop() {
         for e in &errors {
             eprintln!("error: {e:#}");
@@ -79,6 +74,14 @@ fn run_plan(engine: &Engine, jobs: usize) -> Vec<anyhow::Error> {
             .done(id, ok);
         changed.notify_all();
     };
+    // On CUDA the engine cannot cross threads (cudarc's handles are neither Send nor Sync):
+    // one worker, this thread.
+    #[cfg(feature = "cuda")]
+    {
+        let _ = jobs;
+        worker();
+    }
+    #[cfg(not(feature = "cuda"))]
     if jobs == 1 {
         worker();
     } else {
