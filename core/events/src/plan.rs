@@ -182,11 +182,21 @@ impl StagePlan {
             .collect()
     }
 
-    /// Whether `id` waits for `other`, directly or through stages between them.
+    /// Whether `id` waits for `other`, directly or through stages between them. Each stage is
+    /// visited once: a strategy that orders every module after all earlier ones (`sequential`)
+    /// has exponentially many paths through them.
     pub fn waits_for(&self, id: StageId, other: StageId) -> bool {
-        self.needs(id)
-            .iter()
-            .any(|&n| n == other || self.waits_for(n, other))
+        let mut seen = std::collections::BTreeSet::new();
+        let mut todo: Vec<StageId> = self.needs(id).to_vec();
+        while let Some(n) = todo.pop() {
+            if n == other {
+                return true;
+            }
+            if seen.insert(n) {
+                todo.extend_from_slice(self.needs(n));
+            }
+        }
+        false
     }
 
     /// The number of modules.
@@ -323,6 +333,20 @@ mod tests {
         );
         assert!(plan.waits_for(StageId::incubate(0), StageId::incubate(1)));
         assert!(!plan.waits_for(StageId::incubate(1), StageId::incubate(0)));
+    }
+
+    #[test]
+    fn a_long_chain_of_modules_each_after_all_earlier_ones_is_planned_at_once() {
+        // sequential's order: 2^k paths from the last module back to the meta model
+        let k = 48;
+        let deps: Vec<Vec<usize>> = (0..k).map(|i| (0..i).collect()).collect();
+        let plan = StagePlan::assembling(&deps, Baseline::Beside).unwrap();
+        assert_eq!(
+            plan.nearest(StageId::ASSEMBLE, |_| true),
+            [StageId::incubate(k - 1)]
+        );
+        assert!(plan.waits_for(StageId::incubate(k - 1), StageId::META));
+        assert!(!plan.waits_for(StageId::incubate(k - 1), StageId::E2E));
     }
 
     #[test]
