@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# On the GPU machine, from the repository root, with target/gpu-bundle carried (built here by
-# scripts/gpu/build.sh): checks the device, runs the engine's tests on CUDA, trains the tiny
+# On the GPU machine, from the repository root, with target/gpu-bundle.tar.xz (or the folder
+# target/gpu-bundle) carried, built here by scripts/gpu/build.sh: checks the device, runs the engine's tests on CUDA, trains the tiny
 # example end to end, and benchmarks training against PyTorch on the same GPU. Everything goes
 # to $OUT (summary.txt first). Budget: about 8 minutes; each part has its own time limit and a
 # failure does not stop the others.
@@ -10,6 +10,9 @@ PYTHON="${PYTHON:-python3}"
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
 bundle="$repo/target/gpu-bundle"
 cd "$repo"
+if [ ! -d "$bundle" ] && [ -f "$bundle.tar.xz" ]; then
+    tar -C "$repo/target" -xJf "$bundle.tar.xz"
+fi
 summary="$OUT/summary.txt"
 note() { echo "$*" | tee -a "$summary"; }
 # step NAME SECONDS CMD...: runs CMD with a time limit, output to $OUT/NAME.txt
@@ -40,6 +43,19 @@ if [ -z "$cuda_lib" ]; then
 fi
 note "cuda libraries: ${cuda_lib:-none found} ($(ls "$cuda_lib" 2>/dev/null | grep -E 'nvrtc.so|cublas.so' | tr '\n' ' '))"
 export LD_LIBRARY_PATH="$bundle/lib:$cuda_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+
+# The include paths dfdx's run-time kernel compiles (NVRTC) were given at build time: make
+# them exist here. CUDA headers: this machine's, beside the libraries found above, else the
+# two the bundle carries.
+while read -r what path; do
+    [ -e "$path" ] && continue
+    src="$bundle/include/$what"
+    if [ "$what" = cuda ] && [ -e "$cuda_lib/../include/cuda_fp16.h" ]; then
+        src="$(cd "$cuda_lib/../include" && pwd)"
+    fi
+    mkdir -p "$(dirname "$path")" && ln -s "$src" "$path"
+    note "nvrtc include path $path -> $src"
+done <"$bundle/include-paths"
 ldd "$bundle/bin/incubator" >"$OUT/ldd.txt" 2>&1
 grep -q "not found" "$OUT/ldd.txt" && note "missing libraries: $(grep 'not found' "$OUT/ldd.txt" | tr -s ' \t' ' ')"
 
@@ -62,7 +78,7 @@ bench() {
     local name="$1"
     shift
     step "$name" 150 "$bundle/bin/incubator" bench --pytorch "$PYTHON" "$@"
-    grep -E "^\| (mnist|vit)|^baseline|^batch" "$OUT/$name.txt" | sed 's/^/    /' | tee -a "$summary"
+    grep -E "^\| (mnist|vit)|^baseline|^batch|^machine|^PyTorch" "$OUT/$name.txt" | sed 's/^/    /' | tee -a "$summary"
 }
 bench bench-mnist-small --presets mnist-small --patch 7 --steps 20
 bench bench-vit-tiny-28 --presets vit-tiny --steps 10
