@@ -280,6 +280,11 @@ fn describe(e: &anyhow::Error) -> String {
 /// The `incubator` command line: parses the arguments and runs the command.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // before any kernel runs: a mistyped cap would otherwise go unnoticed
+    if let Err(e) = incubator_core::ops::isa::check_cap() {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
     let trains = matches!(
         cli.command,
         Command::Run { .. }

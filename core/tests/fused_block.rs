@@ -193,3 +193,48 @@ fn fused_block_is_bit_identical_on_any_number_of_threads() {
         );
     }
 }
+
+/// Every test above again, in a child process whose kernels are capped at each lower level the
+/// CPU has (`INCUBATOR_ISA`): the AVX2 and baseline paths meet the same tolerance against the
+/// dfdx block, and stay bit-identical across thread counts, on a machine that would otherwise
+/// run only its widest.
+#[test]
+fn every_lower_instruction_set_level_passes_the_same_tests() {
+    use incubator_core::ops::isa::{Isa, CAP_VAR};
+    if std::env::var_os(CAP_VAR).is_some() {
+        return; // the child: the tests above are what it is for
+    }
+    let exe = std::env::current_exe().unwrap();
+    for level in Isa::ALL.into_iter().filter(|l| *l < Isa::detected()) {
+        let out = std::process::Command::new(&exe)
+            .args(["--test-threads", "1", "--skip", "every_lower_instruction"])
+            .env(CAP_VAR, level.name())
+            .output()
+            .unwrap();
+        let log = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "at {level}:\n{log}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // the child ran the tests, at that level
+        assert!(
+            log.contains("test kernels_run_at_the_level_the_environment_caps ... ok"),
+            "{log}"
+        );
+        assert!(
+            log.contains("test fused_block_matches_the_block_built_from_dfdx_ops ... ok"),
+            "{log}"
+        );
+    }
+}
+
+#[test]
+fn kernels_run_at_the_level_the_environment_caps() {
+    use incubator_core::ops::isa::{cap_from_env, Isa};
+    let want = match cap_from_env().unwrap() {
+        Some(cap) => cap.min(Isa::detected()),
+        None => Isa::detected(),
+    };
+    assert_eq!(Isa::active(), want);
+}

@@ -2,6 +2,8 @@
 shapes and recipe: AdamW, soft-target cross-entropy, drop-path 0.1) trained for a few steps on
 random data with the same batch and threads; prints one JSON line with samples/s and peak RSS.
 With `--device cuda` (what a CUDA build of the engine asks for) it trains on the GPU.
+With `--matmul` it reports instead what PyTorch runs on this machine: its CPU capability (the
+level of its vectorised kernels) and its f32 matmul rate at 512x512x512, best of five.
 """
 import argparse, json, os, resource, time
 
@@ -52,13 +54,36 @@ class ViT(nn.Module):
         return self.head(self.norm(self.blocks(x)[:, 0]))
 
 
+def matmul(dev):
+    n = 512
+    x = torch.randn(n, n, device=dev)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    best = 0.0
+    for _ in range(6):
+        sync()
+        t = time.perf_counter()
+        y = x @ x
+        sync()
+        best = max(best, 2 * n**3 / (time.perf_counter() - t) / 1e9)
+        del y
+    print(json.dumps({
+        "torch": torch.__version__,
+        "device": torch.cuda.get_device_name() if dev.type == "cuda" else f"cpu, {torch.get_num_threads()} threads",
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "matmul_gflops": best,
+    }))
+
+
 def main():
     p = argparse.ArgumentParser()
+    p.add_argument("--matmul", action="store_true")
     for k, v in [("preset", "mnist-small"), ("batch", 128), ("steps", 3), ("image", 28), ("channels", 1), ("patch", 4), ("threads", os.cpu_count()), ("device", "cpu")]:
         p.add_argument(f"--{k}", type=type(v), default=v)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
+    if a.matmul:
+        return matmul(torch.device(a.device))
     d, depth, heads = PRESETS[a.preset]
     patches, patch_dim = (a.image // a.patch) ** 2, a.channels * a.patch * a.patch
     dev = torch.device(a.device)

@@ -75,6 +75,7 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
     } else {
         a.presets.clone()
     };
+    println!("{}", machine_line());
     let gemm = gemm_gflops();
     println!(
         "baseline: the engine's f32 matmul, 512x512x512, at {gemm:.1} GFLOP/s on this machine, now"
@@ -83,18 +84,27 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
         "batch {}, {}x{}x{} images, patch {}, {} timed steps after 1 warm-up",
         a.batch, a.channels, a.image, a.image, a.patch, a.steps
     );
-    let torch_script = match &a.pytorch {
-        Some(_) => {
+    let torch = match &a.pytorch {
+        Some(python) => {
             let path =
                 std::env::temp_dir().join(format!("incubator-bench-{}.py", std::process::id()));
             fs_err::write(&path, include_str!("../../scripts/reference/bench.py"))?;
-            Some(path)
+            let m: TorchMachine = run_torch(python, &path, &["--matmul".to_string()])?;
+            println!(
+                "PyTorch {} ({}): CPU capability {}, its f32 matmul 512x512x512 at {:.1} GFLOP/s, now{}",
+                m.torch,
+                m.device,
+                m.cpu_capability,
+                m.matmul_gflops,
+                torch_cap_note()
+            );
+            Some((python.clone(), path, m.matmul_gflops))
         }
         None => None,
     };
-    if a.pytorch.is_some() {
-        println!("| preset | params | samples/s | PyTorch samples/s | ratio (ours / PyTorch) | peak RSS (MiB) | PyTorch peak RSS (MiB) |");
-        println!("|---|---:|---:|---:|---:|---:|---:|");
+    if torch.is_some() {
+        println!("| preset | params | samples/s | PyTorch samples/s | ratio (ours / PyTorch) | model GFLOP/s | vs PyTorch's matmul rate | peak RSS (MiB) | PyTorch peak RSS (MiB) |");
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     } else {
         println!(
             "| preset | params | samples/s | model GFLOP/s | vs matmul rate | peak RSS (MiB) |"
@@ -119,15 +129,17 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
         if a.profile {
             profiles.push((f.preset.clone(), f.step_ms, f.breakdown.clone()));
         }
-        if let (Some(python), Some(script)) = (&a.pytorch, &torch_script) {
+        if let Some((python, script, torch_matmul)) = &torch {
             let t = torch_figures(python, script, a, &p)?;
             println!(
-                "| {} | {:.2}M | {:.1} | {:.1} | {:.2} | {:.0} | {:.0} |",
+                "| {} | {:.2}M | {:.1} | {:.1} | {:.2} | {:.1} | {:.2} | {:.0} | {:.0} |",
                 f.preset,
                 f.params as f64 / 1e6,
                 f.samples_per_sec,
                 t.samples_per_sec,
                 f.samples_per_sec / t.samples_per_sec,
+                f.gflop_per_sec,
+                f.gflop_per_sec / torch_matmul,
                 f.peak_rss_mib,
                 t.peak_rss_mib
             );
@@ -257,13 +269,93 @@ fn torch_figures(
     a: &BenchArgs,
     preset: &str,
 ) -> anyhow::Result<TorchFigures> {
+    let mut args = vec!["--preset".to_string(), preset.to_string()];
+    args.extend(shape_args(a));
+    run_torch(python, script, &args)
+}
+
+/// What PyTorch runs on this machine: `bench.py --matmul`.
+#[derive(serde::Deserialize)]
+struct TorchMachine {
+    torch: String,
+    device: String,
+    cpu_capability: String,
+    matmul_gflops: f64,
+}
+
+/// The CPU's name and the levels our kernels run, with what capped them.
+fn machine_line() -> String {
+    use incubator_core::ops::isa::{Isa, CAP_VAR};
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|n| n.trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string());
+    let threads = incubator_core::ops::gemm::threads();
+    if cfg!(feature = "cuda") {
+        return format!(
+            "machine: {cpu}, {threads} threads; training on CUDA (cuBLAS, dfdx's kernels)"
+        );
+    }
+    let (active, detected) = (Isa::active(), Isa::detected());
+    let why = match std::env::var(CAP_VAR) {
+        Ok(cap) if active < detected => format!(
+            "capped by {CAP_VAR}={cap}; the CPU has {}",
+            detected.describe()
+        ),
+        Ok(cap) => format!("{CAP_VAR}={cap}, the CPU's widest"),
+        Err(_) => "the CPU's widest".to_string(),
+    };
+    format!(
+        "machine: {cpu}, {threads} threads; kernels: {} ({why}): matrix products (gemm 0.19), GELU, LayerNorm, softmax, residuals",
+        active.describe()
+    )
+}
+
+/// The same cap for PyTorch's kernels when ours are capped, so both sides run one level.
+fn torch_cap_env() -> Vec<(&'static str, &'static str)> {
+    use incubator_core::ops::isa::Isa;
+    if cfg!(feature = "cuda") || Isa::active() == Isa::detected() {
+        return Vec::new();
+    }
+    let (aten, mkl, onednn) = match Isa::active() {
+        Isa::Avx512 => ("avx512", "AVX512", "AVX512_CORE"),
+        Isa::Avx2 => ("avx2", "AVX2", "AVX2"),
+        Isa::Baseline => ("default", "SSE4_2", "SSE41"),
+    };
+    vec![
+        ("ATEN_CPU_CAPABILITY", aten),
+        ("MKL_ENABLE_INSTRUCTIONS", mkl),
+        ("ONEDNN_MAX_CPU_ISA", onednn),
+    ]
+}
+
+fn torch_cap_note() -> String {
+    let env = torch_cap_env();
+    if env.is_empty() {
+        return String::new();
+    }
+    let set: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    format!(" (capped as ours: {})", set.join(" "))
+}
+
+/// Runs the PyTorch script with `args` plus the threads and device we use, and reads its one
+/// JSON line.
+fn run_torch<T: serde::de::DeserializeOwned>(
+    python: &std::path::Path,
+    script: &std::path::Path,
+    args: &[String],
+) -> anyhow::Result<T> {
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
     let out = std::process::Command::new(python)
         .arg(script)
-        .args(["--preset", preset])
-        .args(shape_args(a))
+        .args(args)
         .args(["--threads", &threads.to_string()])
         // a CUDA build trains on the GPU: so does PyTorch
         .args([
@@ -274,6 +366,7 @@ fn torch_figures(
                 "cpu"
             },
         ])
+        .envs(torch_cap_env())
         .output()
         .map_err(|e| {
             anyhow::anyhow!(
@@ -320,7 +413,10 @@ fn gemm_gflops() -> f64 {
             .map(|_| {
                 let t = Instant::now();
                 let z = x.clone().matmul(y.clone());
-                std::hint::black_box(z.as_vec());
+                // the product's end on the GPU, not a copy to the host (which took most of
+                // the time measured when this read the result back)
+                dfdx::tensor::Synchronize::synchronize(&dev);
+                std::hint::black_box(&z);
                 rate(t.elapsed().as_secs_f64())
             })
             .fold(0.0, f64::max)

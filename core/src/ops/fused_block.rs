@@ -8,12 +8,12 @@
 //! rows, in parallel. `Block::forward_composed` keeps the dfdx version: the CUDA build runs
 //! it, and `tests/fused_block.rs` checks both give the same values and gradients.
 
-use super::fastmath::{add_in_place, gelu_in_place, mul_in_place};
-use super::gemm::{add_transposed_product, matmul, Mat};
+use super::fastmath::add_in_place;
 use super::layernorm::{self, Normalized};
+use super::linear::{self, HostLinear};
 use super::mha::{self, Heads};
 use super::profile::{Laps, Pass};
-use super::rows::{add_column_sums, par_rows, repeat_row, CHUNK};
+use super::rows::{add_column_sums, par_rows};
 use crate::device::{
     host_values, read_buffer, tensor_from_slice, write_buffer, Act, Dev, Matrix, Vector,
 };
@@ -73,33 +73,23 @@ pub fn forward<T: Tape<f32, Dev>>(
     let mut a1 = vec![0.0; rows * width];
     let norm1 = layernorm::forward(&xs, &p.norm1.0, &p.norm1.1, block.norm1.eps as f32, &mut a1);
     laps.lap("layernorm");
-    let qkv = linear(&a1, width, &p.qkv);
+    let qkv = linear::forward(&a1, &p.qkv);
     laps.lap("attention qkv");
     let mut probs = vec![0.0; batch * heads.heads * tokens * tokens];
     let mut att = vec![0.0; rows * width];
     mha::forward(&qkv, heads, &mut probs, &mut att);
     laps.lap("attention scores + softmax + values");
-    let mut x2 = linear(&att, width, &p.proj);
+    let mut x2 = linear::forward(&att, &p.proj);
     laps.lap("attention proj");
     residual(&xs, &mut x2, width, tokens, mask1.as_deref());
     laps.lap("residual + drop-path");
     let mut a2 = vec![0.0; rows * width];
     let norm2 = layernorm::forward(&x2, &p.norm2.0, &p.norm2.1, block.norm2.eps as f32, &mut a2);
     laps.lap("layernorm");
-    let hidden_width = p.fc1.out_features;
-    let mut hidden = linear(&a2, width, &p.fc1);
-    laps.lap("mlp fc1");
-    let mut slope = vec![0.0; hidden.len()];
-    {
-        use rayon::prelude::*;
-        hidden
-            .par_chunks_mut(CHUNK * hidden_width)
-            .zip(slope.par_chunks_mut(CHUNK * hidden_width))
-            .for_each(|(h, s)| gelu_in_place(h, s));
-    }
-    laps.lap("gelu");
-    let mut out = linear(&hidden, hidden_width, &p.fc2);
-    laps.lap("mlp fc2");
+    let (hidden, slope) = linear::forward_gelu(&a2, &p.fc1);
+    laps.lap("mlp fc1 + gelu forward");
+    let mut out = linear::forward(&hidden, &p.fc2);
+    laps.lap("mlp fc2 + gelu backward");
     residual(&x2, &mut out, width, tokens, mask2.as_deref());
     let out = tensor_from_slice(inp.device(), &out, shape);
     laps.lap("residual + drop-path");
@@ -132,20 +122,11 @@ pub fn forward<T: Tape<f32, Dev>>(
     out.put_tape(tape)
 }
 
-/// A Linear layer's weight `(out, in)` and bias on the host.
-struct HostLinear {
-    weight: Vec<f32>,
-    bias: Option<Vec<f32>>,
-    out_features: usize,
-}
-
-impl HostLinear {
-    fn of(l: &LinearWeights) -> HostLinear {
-        HostLinear {
-            weight: host_values(l.weight),
-            bias: l.bias.map(host_values),
-            out_features: l.weight.shape().0,
-        }
+fn host_linear(l: &LinearWeights) -> HostLinear {
+    HostLinear {
+        weight: host_values(l.weight),
+        bias: l.bias.map(host_values),
+        out_features: l.weight.shape().0,
     }
 }
 
@@ -163,33 +144,13 @@ impl HostParams {
         let norm = |n: &NormWeights| (host_values(n.weight), host_values(n.bias));
         HostParams {
             norm1: norm(&b.norm1),
-            qkv: HostLinear::of(&b.qkv),
-            proj: HostLinear::of(&b.proj),
+            qkv: host_linear(&b.qkv),
+            proj: host_linear(&b.proj),
             norm2: norm(&b.norm2),
-            fc1: HostLinear::of(&b.fc1),
-            fc2: HostLinear::of(&b.fc2),
+            fc1: host_linear(&b.fc1),
+            fc2: host_linear(&b.fc2),
         }
     }
-}
-
-/// `x W^T + b` for `x` of width `inp`: the bias rows are laid down first and the product
-/// accumulated onto them.
-fn linear(x: &[f32], inp: usize, l: &HostLinear) -> Vec<f32> {
-    let rows = x.len() / inp;
-    let out = l.out_features;
-    let mut y = repeat_row(rows, out, l.bias.as_deref());
-    let w = Mat::dense(out, inp).t();
-    matmul(
-        &mut y,
-        Mat::dense(rows, out),
-        x,
-        Mat::dense(rows, inp),
-        &l.weight,
-        w,
-        1.0,
-        l.bias.is_some(),
-    );
-    y
 }
 
 /// `branch = x + mask[sample] * branch`, in place on the branch.
@@ -290,23 +251,16 @@ impl Saved {
         let Heads { batch, tokens, .. } = self.heads;
         let width = self.heads.heads * self.heads.head_dim;
         let rows = batch * tokens;
-        let hidden_width = self.p.fc1.out_features;
 
         // out = x2 + m2 * fc2(gelu(fc1(norm2(x2))))
         let d_branch = masked(&d_out, width, tokens, self.mask2.as_deref());
         laps.lap("residual + drop-path");
-        let mut d_hidden = linear_backward(&d_branch, &self.hidden, &self.p.fc2, &keys.fc2, grads)?;
-        laps.lap("mlp fc2");
-        par_rows(&mut d_hidden, hidden_width, |first, rows| {
-            mul_in_place(
-                rows,
-                &self.slope[first * hidden_width..first * hidden_width + rows.len()],
-            )
-        });
-        laps.lap("gelu");
+        add_parameter_gradients(&d_branch, &self.hidden, &self.p.fc2, &keys.fc2, grads)?;
+        let d_hidden = linear::backward_input_times(&d_branch, &self.p.fc2, &self.slope);
+        laps.lap("mlp fc2 + gelu backward");
         let d_a2 = linear_backward(&d_hidden, &self.a2, &self.p.fc1, &keys.fc1, grads)?;
         drop(d_hidden);
-        laps.lap("mlp fc1");
+        laps.lap("mlp fc1 + gelu forward");
         let mut d_x2 = d_out;
         norm_backward(
             &d_a2,
@@ -351,30 +305,27 @@ fn linear_backward(
     keys: &(Matrix, Option<Vector>),
     grads: &mut Grads,
 ) -> Result<Vec<f32>, DevError> {
-    let out = l.out_features;
-    let inp = l.weight.len() / out;
-    let rows = dy.len() / out;
-    let (dy_m, x_m) = (Mat::dense(rows, out), Mat::dense(rows, inp));
+    add_parameter_gradients(dy, x, l, keys, grads)?;
+    Ok(linear::backward_input(dy, l))
+}
+
+/// For `y = x W^T + b`: adds `dW = dy^T x` and `db = column sums of dy`.
+fn add_parameter_gradients(
+    dy: &[f32],
+    x: &[f32],
+    l: &HostLinear,
+    keys: &(Matrix, Option<Vector>),
+    grads: &mut Grads,
+) -> Result<(), DevError> {
     write_buffer(grads.get_or_alloc_mut(&keys.0)?, |gw| {
-        add_transposed_product(gw, dy, out, x, inp)
+        linear::add_weight_gradient(gw, dy, x, l)
     });
     if let Some(b) = &keys.1 {
         write_buffer(grads.get_or_alloc_mut(b)?, |gb| {
-            add_column_sums(dy, out, gb)
+            add_column_sums(dy, l.out_features, gb)
         });
     }
-    let mut dx = vec![0.0; rows * inp];
-    matmul(
-        &mut dx,
-        x_m,
-        dy,
-        dy_m,
-        &l.weight,
-        Mat::dense(out, inp),
-        1.0,
-        false,
-    );
-    Ok(dx)
+    Ok(())
 }
 
 /// LayerNorm's backward: adds into `dx` and the affine gradients.

@@ -1,5 +1,10 @@
 //! Matrix products on host buffers through the `gemm` crate (the one dfdx's CPU matmul uses),
-//! with strided views so transposes, head slices and column blocks cost no copy.
+//! with strided views so transposes, head slices and column blocks cost no copy. The crate's
+//! kernels for the active instruction set ([`Isa::active`]) are called through
+//! [`kernels`], so that `INCUBATOR_ISA` caps them as it caps our element-wise kernels.
+
+use super::gemm_kernels as kernels;
+use super::isa::Isa;
 
 /// A strided matrix view into a flat buffer: element `(i, j)` is at
 /// `offset + i * row_stride + j * col_stride`.
@@ -52,6 +57,12 @@ impl Mat {
         }
         self.offset + (self.rows - 1) * self.row_stride + (self.cols - 1) * self.col_stride + 1
     }
+}
+
+/// The threads the kernels split their work over (rayon's pool: `RAYON_NUM_THREADS`, else one
+/// per core).
+pub fn threads() -> usize {
+    rayon::current_num_threads()
 }
 
 /// Below this many multiply-adds a product runs on the calling thread: splitting it costs more
@@ -158,29 +169,44 @@ pub unsafe fn matmul_raw(
         return;
     }
     let parallelism = if threads > 1 {
-        gemm::Parallelism::Rayon(threads)
+        gemm_common::Parallelism::Rayon(threads)
     } else {
-        gemm::Parallelism::None
+        gemm_common::Parallelism::None
     };
-    gemm::gemm(
-        d.rows,
-        d.cols,
-        am.cols,
-        dst.add(d.offset),
-        d.col_stride as isize,
-        d.row_stride as isize,
-        accumulate,
-        a.as_ptr().add(am.offset),
-        am.col_stride as isize,
-        am.row_stride as isize,
-        b.as_ptr().add(bm.offset),
-        bm.col_stride as isize,
-        bm.row_stride as isize,
-        1.0,
-        scale,
-        false,
-        false,
-        false,
+    // gemm wants the destination's unit stride along the rows of the micro-kernel (it
+    // transposes `dst = a b` into `dst^T = b^T a^T` otherwise), as `gemm::gemm` does before
+    // its own dispatch; every stride here is positive.
+    let dp = dst.add(d.offset);
+    let (mut ap, mut bp) = (a.as_ptr().add(am.offset), b.as_ptr().add(bm.offset));
+    let (mut m, mut n) = (d.rows, d.cols);
+    let (mut d_cs, mut d_rs) = (d.col_stride as isize, d.row_stride as isize);
+    let (mut a_cs, mut a_rs) = (am.col_stride as isize, am.row_stride as isize);
+    let (mut b_cs, mut b_rs) = (bm.col_stride as isize, bm.row_stride as isize);
+    if d_cs < d_rs {
+        std::mem::swap(&mut m, &mut n);
+        std::mem::swap(&mut d_cs, &mut d_rs);
+        let (ta, tb) = ((b_rs, b_cs, bp), (a_rs, a_cs, ap));
+        (a_cs, a_rs, ap) = ta;
+        (b_cs, b_rs, bp) = tb;
+    }
+    kernels::gemm(
+        Isa::active(),
+        kernels::Product {
+            m,
+            n,
+            k: am.cols,
+            dst: dp,
+            dst_cs: d_cs,
+            dst_rs: d_rs,
+            read_dst: accumulate,
+            lhs: ap,
+            lhs_cs: a_cs,
+            lhs_rs: a_rs,
+            rhs: bp,
+            rhs_cs: b_cs,
+            rhs_rs: b_rs,
+            beta: scale,
+        },
         parallelism,
     );
 }

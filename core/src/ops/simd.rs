@@ -2,8 +2,8 @@
 //!
 //! The engine is built for baseline x86-64 (SSE2, 4 floats per instruction) so that one binary
 //! runs everywhere; the element-wise kernels (GELU, LayerNorm, softmax) run 2-4x faster with
-//! AVX2 or AVX-512. [`multiversion!`] compiles a function's body three times and calls the best
-//! one the CPU supports. Results are bit-identical across the three: the same IEEE operations
+//! AVX2 or AVX-512. [`multiversion!`] compiles a function's body three times and calls the one
+//! for the active level ([`super::isa::Isa::active`]: the CPU's widest, unless capped). Results are bit-identical across the three: the same IEEE operations
 //! in the same order per element, only more elements at once (Rust never fuses a multiply
 //! and an add on its own).
 
@@ -25,12 +25,11 @@ macro_rules! multiversion {
                 #[target_feature(enable = "avx2")]
                 #[allow(clippy::too_many_arguments)]
                 unsafe fn mid($($arg: $ty),*) $(-> $ret)? $body
-                if std::arch::is_x86_feature_detected!("avx512f") {
-                    // SAFETY: the CPU has the features the function was compiled for
-                    return unsafe { wide($($arg),*) };
-                }
-                if std::arch::is_x86_feature_detected!("avx2") {
-                    return unsafe { mid($($arg),*) };
+                match $crate::ops::isa::Isa::active() {
+                    // SAFETY: the active level never exceeds what the CPU has
+                    $crate::ops::isa::Isa::Avx512 => return unsafe { wide($($arg),*) },
+                    $crate::ops::isa::Isa::Avx2 => return unsafe { mid($($arg),*) },
+                    $crate::ops::isa::Isa::Baseline => {}
                 }
             }
             $body

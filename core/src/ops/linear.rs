@@ -1,0 +1,155 @@
+//! A Linear layer `y = x W^T + b` on host buffers, in blocks of rows: each block's product
+//! runs on one thread and is finished (bias, GELU and its slope, a product with the slope)
+//! while it is still in cache, instead of a whole-matrix product followed by passes over
+//! memory. Blocks are [`CHUNK`] rows whatever the number of threads, so results do not depend
+//! on it.
+
+use super::fastmath::{gelu_in_place, mul_in_place};
+use super::gemm::{add_transposed_product, matmul_raw, Mat};
+use super::rows::CHUNK;
+use rayon::prelude::*;
+use std::mem::MaybeUninit;
+
+/// A Linear layer's weight `(out, in)`, row-major, and bias on the host.
+pub struct HostLinear {
+    pub weight: Vec<f32>,
+    pub bias: Option<Vec<f32>>,
+    pub out_features: usize,
+}
+
+impl HostLinear {
+    pub fn in_features(&self) -> usize {
+        self.weight.len() / self.out_features.max(1)
+    }
+}
+
+/// `x W^T + b` for `x` of `in_features` columns.
+pub fn forward(x: &[f32], l: &HostLinear) -> Vec<f32> {
+    product_blocks(x, l, Side::Forward, |_, _| {})
+}
+
+/// GELU of `x W^T + b`, and GELU's slope there (for the backward pass).
+pub fn forward_gelu(x: &[f32], l: &HostLinear) -> (Vec<f32>, Vec<f32>) {
+    let len = (x.len() / l.in_features().max(1)) * l.out_features;
+    let mut slope = Vec::with_capacity(len);
+    let hidden = {
+        let slope = &mut slope.spare_capacity_mut()[..len];
+        let slope = Disjoint(slope.as_mut_ptr().cast::<f32>());
+        product_blocks(x, l, Side::Forward, |first, block| {
+            let at = first * l.out_features;
+            // SAFETY: each block's rows of `slope` are written by that block's task alone,
+            // within the `len` elements reserved above
+            let s = unsafe { std::slice::from_raw_parts_mut(slope.at(at), block.len()) };
+            gelu_in_place(block, s);
+        })
+    };
+    // SAFETY: the blocks cover every row, and GELU wrote every element of its block's slope
+    unsafe { slope.set_len(len) };
+    (hidden, slope)
+}
+
+/// `dx = dy W`, the gradient of the layer's input from its output's.
+pub fn backward_input(dy: &[f32], l: &HostLinear) -> Vec<f32> {
+    product_blocks(dy, l, Side::Backward, |_, _| {})
+}
+
+/// `(dy W) * slope`, element-wise: the gradient through a GELU before the layer.
+pub fn backward_input_times(dy: &[f32], l: &HostLinear, slope: &[f32]) -> Vec<f32> {
+    let inp = l.in_features();
+    product_blocks(dy, l, Side::Backward, |first, block| {
+        mul_in_place(block, &slope[first * inp..first * inp + block.len()])
+    })
+}
+
+/// Adds `dW = dy^T x` into `dw`, from all rows.
+pub fn add_weight_gradient(dw: &mut [f32], dy: &[f32], x: &[f32], l: &HostLinear) {
+    add_transposed_product(dw, dy, l.out_features, x, l.in_features())
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Side {
+    /// `x W^T + b`
+    Forward,
+    /// `dy W`
+    Backward,
+}
+
+/// A pointer that several tasks write through, each to its own elements.
+#[derive(Clone, Copy)]
+struct Disjoint(*mut f32);
+unsafe impl Send for Disjoint {}
+unsafe impl Sync for Disjoint {}
+
+impl Disjoint {
+    fn at(self, offset: usize) -> *mut f32 {
+        // SAFETY of the callers: offsets stay within the allocation the pointer came from
+        self.0.wrapping_add(offset)
+    }
+}
+
+/// The product of `input` and the layer's weight, block by block of [`CHUNK`] rows, each
+/// finished by `finish(first_row, block)` on the thread that made it. The output is never
+/// zeroed as a whole: each block is laid down (bias or zeros) in cache just before its
+/// product accumulates onto it.
+fn product_blocks(
+    input: &[f32],
+    l: &HostLinear,
+    side: Side,
+    finish: impl Fn(usize, &mut [f32]) + Sync,
+) -> Vec<f32> {
+    let (outs, ins) = (l.out_features, l.in_features());
+    // forward: (rows, in) -> (rows, out) by W^T; backward: (rows, out) -> (rows, in) by W
+    let (width_in, width_out, w) = match side {
+        Side::Forward => (ins, outs, Mat::dense(outs, ins).t()),
+        Side::Backward => (outs, ins, Mat::dense(outs, ins)),
+    };
+    let rows = input.len() / width_in.max(1);
+    assert_eq!(input.len(), rows * width_in, "input is not whole rows");
+    let bias = match side {
+        Side::Forward => l.bias.as_deref(),
+        Side::Backward => None,
+    };
+    let len = rows * width_out;
+    let mut out: Vec<f32> = Vec::with_capacity(len);
+    if width_out > 0 {
+        let spare: &mut [MaybeUninit<f32>] = &mut out.spare_capacity_mut()[..len];
+        spare
+            .par_chunks_mut(CHUNK * width_out)
+            .enumerate()
+            .for_each(|(c, block)| {
+                let first = c * CHUNK;
+                let n = block.len() / width_out;
+                for row in block.chunks_exact_mut(width_out) {
+                    match bias {
+                        Some(b) => row.iter_mut().zip(b).for_each(|(o, v)| {
+                            o.write(*v);
+                        }),
+                        None => row.iter_mut().for_each(|o| {
+                            o.write(0.0);
+                        }),
+                    }
+                }
+                // SAFETY: every element of the block was written just above
+                let block = unsafe { &mut *(block as *mut [MaybeUninit<f32>] as *mut [f32]) };
+                let a = Mat::dense(rows, width_in).sub(first, 0, n, width_in);
+                // SAFETY: `block` is this task's own; the views lie in `input` and the weight
+                unsafe {
+                    matmul_raw(
+                        block.as_mut_ptr(),
+                        Mat::dense(n, width_out),
+                        input,
+                        a,
+                        &l.weight,
+                        w,
+                        1.0,
+                        true,
+                        1,
+                    )
+                };
+                finish(first, block);
+            });
+    }
+    // SAFETY: the blocks cover all `len` elements, each initialised by its task
+    unsafe { out.set_len(len) };
+    out
+}
