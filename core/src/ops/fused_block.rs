@@ -13,7 +13,7 @@ use super::layernorm::{self, Normalized};
 use super::linear::{self, HostLinear};
 use super::mha::{self, Heads};
 use super::profile::{Laps, Pass};
-use super::rows::{add_column_sums, par_rows};
+use super::rows::{add_column_sums, par_rows, zeros};
 use crate::device::{
     host_values, read_buffer, tensor_from_slice, write_buffer, Act, Dev, Matrix, Vector,
 };
@@ -70,20 +70,20 @@ pub fn forward<T: Tape<f32, Dev>>(
     };
     laps.lap("block: glue");
 
-    let mut a1 = vec![0.0; rows * width];
+    let mut a1 = zeros(rows * width);
     let norm1 = layernorm::forward(&xs, &p.norm1.0, &p.norm1.1, block.norm1.eps as f32, &mut a1);
     laps.lap("layernorm");
     let qkv = linear::forward(&a1, &p.qkv);
     laps.lap("attention qkv");
-    let mut probs = vec![0.0; batch * heads.heads * tokens * tokens];
-    let mut att = vec![0.0; rows * width];
+    let mut probs = zeros(batch * heads.heads * tokens * tokens);
+    let mut att = zeros(rows * width);
     mha::forward(&qkv, heads, &mut probs, &mut att);
     laps.lap("attention scores + softmax + values");
     let mut x2 = linear::forward(&att, &p.proj);
     laps.lap("attention proj");
     residual(&xs, &mut x2, width, tokens, mask1.as_deref());
     laps.lap("residual + drop-path");
-    let mut a2 = vec![0.0; rows * width];
+    let mut a2 = zeros(rows * width);
     let norm2 = layernorm::forward(&x2, &p.norm2.0, &p.norm2.1, block.norm2.eps as f32, &mut a2);
     laps.lap("layernorm");
     let (hidden, slope) = linear::forward_gelu(&a2, &p.fc1);
@@ -278,7 +278,7 @@ impl Saved {
         let d_att = linear_backward(&d_branch, &self.att, &self.p.proj, &keys.proj, grads)?;
         drop(d_branch);
         laps.lap("attention proj");
-        let mut d_qkv = vec![0.0; rows * 3 * width];
+        let mut d_qkv = zeros(rows * 3 * width);
         mha::backward(&self.qkv, &self.probs, self.heads, &d_att, &mut d_qkv);
         laps.lap("attention scores + softmax + values");
         let d_a1 = linear_backward(&d_qkv, &self.a1, &self.p.qkv, &keys.qkv, grads)?;

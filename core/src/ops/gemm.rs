@@ -110,7 +110,7 @@ pub fn matmul(
 /// over many rows. gemm splits a product over its output, which is small here, so two threads
 /// gain little; instead the rows are cut into a fixed number of blocks (set by `rows` alone,
 /// so the result does not depend on the thread count), each block's product is computed on
-/// one thread, and the partial results are added in block order.
+/// one thread, and the partial results are added in block order (in parallel over elements).
 pub fn add_transposed_product(dst: &mut [f32], a: &[f32], m: usize, b: &[f32], n: usize) {
     use rayon::prelude::*;
     let rows = a.len() / m.max(1);
@@ -131,13 +131,19 @@ pub fn add_transposed_product(dst: &mut [f32], a: &[f32], m: usize, b: &[f32], n
             p
         })
         .collect();
-    for p in partials {
-        super::fastmath::add_in_place(dst, &p);
-    }
+    // every element adds the blocks in block order; elements are split across threads
+    const PART: usize = 1 << 12;
+    dst.par_chunks_mut(PART).enumerate().for_each(|(c, d)| {
+        for p in &partials {
+            super::fastmath::add_in_place(d, &p[c * PART..c * PART + d.len()]);
+        }
+    });
 }
 
-/// Row blocks of [`add_transposed_product`]: enough to keep a few cores busy.
-const ROW_BLOCKS: usize = 8;
+/// Row blocks of [`add_transposed_product`]: one per core on a 16-core machine (8, as before,
+/// left half of one idle in every weight gradient), few enough that writing and adding the
+/// partial products stays cheap on 2 cores.
+const ROW_BLOCKS: usize = 16;
 
 /// [`matmul`] into a raw destination, for callers that write disjoint views of one buffer from
 /// several threads (attention heads).

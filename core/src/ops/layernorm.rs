@@ -2,7 +2,7 @@
 //! (dfdx's `normalize` is a chain of broadcast ops, each with its own pass and buffer).
 
 use super::fastmath::{dot, sum};
-use super::rows::{add_chunk_sums, CHUNK};
+use super::rows::{add_chunk_sums, zeros, CHUNK};
 use rayon::prelude::*;
 
 /// What the backward pass needs: the normalised input and each row's `1 / sqrt(var + eps)`.
@@ -15,7 +15,7 @@ pub struct Normalized {
 /// variance, two passes, as PyTorch).
 pub fn forward(x: &[f32], weight: &[f32], bias: &[f32], eps: f32, out: &mut [f32]) -> Normalized {
     let cols = weight.len();
-    let mut xhat = vec![0.0; x.len()];
+    let mut xhat = zeros(x.len());
     let mut rstd = vec![0.0; x.len() / cols];
     xhat.par_chunks_mut(CHUNK * cols)
         .zip(out.par_chunks_mut(CHUNK * cols))

@@ -63,6 +63,23 @@ pub fn add_chunk_sums(
     }
 }
 
+/// `vec![0.0; len]`, zeroed in parallel chunks: `vec!` zeroes (or faults its pages in) on one
+/// thread, which on a many-core machine took longer than the parallel loops that fill the
+/// buffer after it.
+pub fn zeros(len: usize) -> Vec<f32> {
+    let mut v: Vec<f32> = Vec::with_capacity(len);
+    v.spare_capacity_mut()[..len]
+        .par_chunks_mut(1 << 15)
+        .for_each(|c| {
+            c.iter_mut().for_each(|x| {
+                x.write(0.0);
+            })
+        });
+    // SAFETY: every element up to `len` was written above
+    unsafe { v.set_len(len) };
+    v
+}
+
 /// A buffer of `rows` copies of `row` (a bias, before a product accumulates onto it), or of
 /// zeros without one.
 pub fn repeat_row(rows: usize, cols: usize, row: Option<&[f32]>) -> Vec<f32> {
