@@ -10,6 +10,7 @@ use gemm_common::Parallelism;
 
 /// `dst = alpha dst + beta lhs rhs` (alpha 0 unless `read_dst`), strides in elements, as the
 /// crate takes them once it has put the destination's unit stride on its columns.
+#[derive(Clone, Copy)]
 pub struct Product {
     pub m: usize,
     pub n: usize,
@@ -27,13 +28,14 @@ pub struct Product {
     pub beta: f32,
 }
 
-/// Runs `p` with the kernels of `isa`, or of the next lower level the CPU has.
+/// Runs `p` with the kernels of `isa`, or of the next lower level the CPU has. Elsewhere than
+/// x86-64 there are no levels to cap: the crate's own choice runs (NEON on ARM).
 ///
 /// # Safety
 /// The pointers and strides must describe valid matrices; `dst` must not overlap the inputs
 /// and nothing else may access it meanwhile.
 pub unsafe fn gemm(isa: Isa, p: Product, parallelism: Parallelism) {
-    #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+    #[cfg(target_arch = "x86_64")]
     {
         use gemm_common::simd::{V3, V4};
         if isa >= Isa::Avx512 {
@@ -60,14 +62,45 @@ pub unsafe fn gemm(isa: Isa, p: Product, parallelism: Parallelism) {
                 );
             }
         }
+        use gemm_f32::microkernel::scalar::f32::*;
+        run::<_, 1, { MR_DIV_N }, NR, MR_DIV_N, H_M, H_N>(
+            gemm_common::simd::Scalar,
+            p,
+            &UKR,
+            &H_UKR,
+            parallelism,
+        )
     }
-    let _ = isa;
-    use gemm_f32::microkernel::scalar::f32::*;
-    run::<_, 1, { MR_DIV_N }, NR, MR_DIV_N, H_M, H_N>(
-        gemm_common::simd::Scalar,
-        p,
-        &UKR,
-        &H_UKR,
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = isa;
+        crates_choice(p, parallelism)
+    }
+}
+
+/// `p` with the kernels the crate itself picks (the CPU's widest): what runs on CPUs without
+/// levels to cap, and what [`gemm`] must equal at the detected level on x86-64 (tested).
+#[cfg_attr(all(target_arch = "x86_64", not(test)), allow(dead_code))]
+unsafe fn crates_choice(p: Product, parallelism: Parallelism) {
+    gemm_f32::gemm::f32::get_gemm_fn()(
+        p.m,
+        p.n,
+        p.k,
+        p.dst,
+        p.dst_cs,
+        p.dst_rs,
+        p.read_dst,
+        p.lhs,
+        p.lhs_cs,
+        p.lhs_rs,
+        p.rhs,
+        p.rhs_cs,
+        p.rhs_rs,
+        1.0,
+        p.beta,
+        false,
+        false,
+        false,
         parallelism,
     )
 }
@@ -115,4 +148,67 @@ unsafe fn run<
         false,
         parallelism,
     )
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
+    use super::*;
+
+    /// A 70x50 by 50x90 product (sizes that fill no register evenly) at `isa`, or by the
+    /// crate's own dispatch.
+    fn product(isa: Option<Isa>) -> Vec<f32> {
+        let (m, k, n) = (70, 50, 90);
+        let a: Vec<f32> = (0..m * k)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
+            .collect();
+        let b: Vec<f32> = (0..k * n)
+            .map(|i| ((i * 53 % 97) as f32 - 48.0) / 30.0)
+            .collect();
+        let mut d = vec![0.5f32; m * n];
+        let p = Product {
+            m,
+            n,
+            k,
+            dst: d.as_mut_ptr(),
+            dst_cs: m as isize,
+            dst_rs: 1,
+            read_dst: true,
+            lhs: a.as_ptr(),
+            lhs_cs: m as isize,
+            lhs_rs: 1,
+            rhs: b.as_ptr(),
+            rhs_cs: k as isize,
+            rhs_rs: 1,
+            beta: 0.75,
+        };
+        // SAFETY: column-major views of the three buffers above, each fully inside its buffer
+        unsafe {
+            match isa {
+                Some(isa) => gemm(isa, p, Parallelism::None),
+                None => crates_choice(p, Parallelism::None),
+            }
+        }
+        d
+    }
+
+    #[test]
+    fn at_the_detected_level_the_crates_own_kernels_run() {
+        assert_eq!(product(Some(Isa::detected())), product(None));
+    }
+
+    #[test]
+    fn every_level_computes_the_same_product_to_rounding() {
+        let want = product(None);
+        let norm = want.iter().map(|v| v * v).sum::<f32>().sqrt();
+        for isa in Isa::ALL {
+            let got = product(Some(isa));
+            let diff = got
+                .iter()
+                .zip(&want)
+                .map(|(a, b)| (a - b) * (a - b))
+                .sum::<f32>()
+                .sqrt();
+            assert!(diff <= 1e-6 * norm, "{isa}: off by {diff} (norm {norm})");
+        }
+    }
 }
