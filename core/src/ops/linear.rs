@@ -6,7 +6,7 @@
 
 use super::fastmath::{gelu_in_place, mul_in_place};
 use super::gemm::{add_transposed_product, matmul_raw, Mat};
-use super::rows::CHUNK;
+use super::rows::{init_zeros, CHUNK};
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
 
@@ -37,13 +37,15 @@ pub fn forward_gelu(x: &[f32], l: &HostLinear) -> (Vec<f32>, Vec<f32>) {
         let slope = Disjoint(slope.as_mut_ptr().cast::<f32>());
         product_blocks(x, l, Side::Forward, |first, block| {
             let at = first * l.out_features;
-            // SAFETY: each block's rows of `slope` are written by that block's task alone,
-            // within the `len` elements reserved above
-            let s = unsafe { std::slice::from_raw_parts_mut(slope.at(at), block.len()) };
-            gelu_in_place(block, s);
+            // SAFETY: each block's rows of `slope` are this block's task's alone, within the
+            // `len` elements reserved above
+            let s = unsafe {
+                std::slice::from_raw_parts_mut(slope.at(at).cast::<MaybeUninit<f32>>(), block.len())
+            };
+            gelu_in_place(block, init_zeros(s));
         })
     };
-    // SAFETY: the blocks cover every row, and GELU wrote every element of its block's slope
+    // SAFETY: the blocks cover every row, and each initialised its rows of `slope`
     unsafe { slope.set_len(len) };
     (hidden, slope)
 }
@@ -119,18 +121,18 @@ fn product_blocks(
             .for_each(|(c, block)| {
                 let first = c * CHUNK;
                 let n = block.len() / width_out;
-                for row in block.chunks_exact_mut(width_out) {
-                    match bias {
-                        Some(b) => row.iter_mut().zip(b).for_each(|(o, v)| {
-                            o.write(*v);
-                        }),
-                        None => row.iter_mut().for_each(|o| {
-                            o.write(0.0);
-                        }),
+                let block = match bias {
+                    Some(b) => {
+                        for row in block.chunks_exact_mut(width_out) {
+                            row.iter_mut().zip(b).for_each(|(o, v)| {
+                                o.write(*v);
+                            });
+                        }
+                        // SAFETY: every element of the block was written just above
+                        unsafe { &mut *(block as *mut [MaybeUninit<f32>] as *mut [f32]) }
                     }
-                }
-                // SAFETY: every element of the block was written just above
-                let block = unsafe { &mut *(block as *mut [MaybeUninit<f32>] as *mut [f32]) };
+                    None => init_zeros(block),
+                };
                 let a = Mat::dense(rows, width_in).sub(first, 0, n, width_in);
                 // SAFETY: `block` is this task's own; the views lie in `input` and the weight
                 unsafe {

@@ -71,13 +71,21 @@ pub fn zeros(len: usize) -> Vec<f32> {
     v.spare_capacity_mut()[..len]
         .par_chunks_mut(1 << 15)
         .for_each(|c| {
-            c.iter_mut().for_each(|x| {
-                x.write(0.0);
-            })
+            init_zeros(c);
         });
     // SAFETY: every element up to `len` was written above
     unsafe { v.set_len(len) };
     v
+}
+
+/// `x` zeroed, as floats: a part of a buffer made without a whole-buffer zeroing pass, set
+/// by the thread that fills it next, while in cache.
+pub fn init_zeros(x: &mut [std::mem::MaybeUninit<f32>]) -> &mut [f32] {
+    for v in x.iter_mut() {
+        v.write(0.0);
+    }
+    // SAFETY: every element was written just above
+    unsafe { &mut *(x as *mut [std::mem::MaybeUninit<f32>] as *mut [f32]) }
 }
 
 /// A buffer of `rows` copies of `row` (a bias, before a product accumulates onto it), or of
