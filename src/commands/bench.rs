@@ -285,7 +285,7 @@ struct TorchMachine {
 
 /// The CPU's name and the levels our kernels run, with what capped them.
 fn machine_line() -> String {
-    use incubator_core::ops::isa::{Isa, CAP_VAR};
+    use incubator_core::ops::isa::{cap_from_env, Isa, CAP_VAR};
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {
@@ -302,13 +302,14 @@ fn machine_line() -> String {
         );
     }
     let (active, detected) = (Isa::active(), Isa::detected());
-    let why = match std::env::var(CAP_VAR) {
-        Ok(cap) if active < detected => format!(
+    // (a bad cap never gets here: the CLI refuses it at start)
+    let why = match cap_from_env() {
+        Ok(Some(cap)) if active < detected => format!(
             "capped by {CAP_VAR}={cap}; the CPU has {}",
             detected.describe()
         ),
-        Ok(cap) => format!("{CAP_VAR}={cap}, the CPU's widest"),
-        Err(_) => "the CPU's widest".to_string(),
+        Ok(Some(cap)) => format!("{CAP_VAR}={cap}, the CPU's widest"),
+        _ => "the CPU's widest".to_string(),
     };
     format!(
         "machine: {cpu}, {threads} threads; kernels: {} ({why}): matrix products (gemm 0.19), GELU, LayerNorm, softmax, residuals",
@@ -350,9 +351,8 @@ fn run_torch<T: serde::de::DeserializeOwned>(
     script: &std::path::Path,
     args: &[String],
 ) -> anyhow::Result<T> {
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
+    // ours: rayon's pool (`RAYON_NUM_THREADS`, else one per core); PyTorch gets as many
+    let threads = incubator_core::ops::gemm::threads();
     let out = std::process::Command::new(python)
         .arg(script)
         .args(args)

@@ -3,9 +3,9 @@
 //! The engine is built for baseline x86-64 (SSE2, 4 floats per instruction) so that one binary
 //! runs everywhere; the element-wise kernels (GELU, LayerNorm, softmax) run 2-4x faster with
 //! AVX2 or AVX-512. [`multiversion!`] compiles a function's body three times and calls the one
-//! for the active level ([`super::isa::Isa::active`]: the CPU's widest, unless capped). Results are bit-identical across the three: the same IEEE operations
-//! in the same order per element, only more elements at once (Rust never fuses a multiply
-//! and an add on its own).
+//! for the active level ([`super::isa::Isa::active`]: the CPU's widest, unless capped).
+//! Results are bit-identical across the three: the same IEEE operations in the same order per
+//! element, only more elements at once (Rust never fuses a multiply and an add on its own).
 
 /// `multiversion! { fn name(args) { body } }` (optionally `pub`, with a return type) defines
 /// `name` running `body` compiled for AVX-512, AVX2 or the baseline. Helpers the body calls
