@@ -9,19 +9,27 @@ use std::process::Command;
 /// Requeues this job; says what happened either way.
 pub fn requeue_self() {
     let Some(job) = slurm_job_id() else {
-        eprintln!("SIGUSR1 outside a Slurm job: stopped without requeueing");
+        say("SIGUSR1 outside a Slurm job: stopped without requeueing".to_string());
         return;
     };
-    match Command::new("scontrol").args(["requeue", &job]).output() {
+    say(match Command::new("scontrol").args(["requeue", &job]).output() {
         Ok(o) if o.status.success() => {
-            eprintln!("time limit near: job {job} requeued; it resumes from the saved state")
+            format!("time limit near: job {job} requeued; it resumes from the saved state")
         }
-        Ok(o) => eprintln!(
+        Ok(o) => format!(
             "could not requeue job {job} (`scontrol requeue {job}`: {}); submit the stage again to resume",
             String::from_utf8_lossy(&o.stderr).trim()
         ),
-        Err(e) => eprintln!(
+        Err(e) => format!(
             "could not run scontrol to requeue job {job} ({e}); submit the stage again to resume"
         ),
-    }
+    })
+}
+
+/// One line to stderr in one write: the requeue makes slurmstepd write to the same log at the
+/// same moment, and `eprintln!` writes each piece of its format separately, so slurmstepd's
+/// line landed inside ours (`time limit near: job slurmstepd-vm: error: ...`).
+fn say(line: String) {
+    use std::io::Write;
+    let _ = std::io::stderr().write_all(format!("{line}\n").as_bytes());
 }
