@@ -108,20 +108,20 @@ fn a_capped_run_trains_to_the_top1_of_the_widest_level() {
     }
 }
 
+/// One short step of the smallest preset.
+const BENCH: &[&str] = &[
+    "bench",
+    "--presets",
+    "mnist-small",
+    "--steps",
+    "1",
+    "--batch",
+    "8",
+];
+
 #[test]
 fn bench_names_the_level_that_ran_and_what_capped_it() {
-    let out = incubator_at(
-        Some("baseline"),
-        &[
-            "bench",
-            "--presets",
-            "mnist-small",
-            "--steps",
-            "1",
-            "--batch",
-            "8",
-        ],
-    );
+    let out = incubator_at(Some("baseline"), BENCH);
     assert_ok(&out, "bench");
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text.lines().find(|l| l.starts_with("machine:")).unwrap();
@@ -135,18 +135,7 @@ fn bench_names_the_level_that_ran_and_what_capped_it() {
             "{line}"
         );
     }
-    let out = incubator_at(
-        None,
-        &[
-            "bench",
-            "--presets",
-            "mnist-small",
-            "--steps",
-            "1",
-            "--batch",
-            "8",
-        ],
-    );
+    let out = incubator_at(None, BENCH);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains(&format!(

@@ -6,7 +6,7 @@
 
 use super::fastmath::{gelu_in_place, mul_in_place};
 use super::gemm::{add_transposed_product, matmul_raw, Mat};
-use super::rows::{init_zeros, CHUNK};
+use super::rows::{init_zeros, Disjoint, CHUNK};
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
 
@@ -74,19 +74,6 @@ enum Side {
     Forward,
     /// `dy W`
     Backward,
-}
-
-/// A pointer that several tasks write through, each to its own elements.
-#[derive(Clone, Copy)]
-struct Disjoint(*mut f32);
-unsafe impl Send for Disjoint {}
-unsafe impl Sync for Disjoint {}
-
-impl Disjoint {
-    fn at(self, offset: usize) -> *mut f32 {
-        // SAFETY of the callers: offsets stay within the allocation the pointer came from
-        self.0.wrapping_add(offset)
-    }
 }
 
 /// The product of `input` and the layer's weight, block by block of [`CHUNK`] rows, each

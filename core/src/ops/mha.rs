@@ -4,6 +4,7 @@
 
 use super::fastmath::{dot, softmax_rows};
 use super::gemm::{matmul_raw, Mat};
+use super::rows::Disjoint;
 use rayon::prelude::*;
 
 #[derive(Clone, Copy, Debug)]
@@ -44,12 +45,6 @@ impl Heads {
         1.0 / (self.head_dim as f32).sqrt()
     }
 }
-
-/// A pointer that several tasks write through, each to its own elements.
-#[derive(Clone, Copy)]
-struct Disjoint(*mut f32);
-unsafe impl Send for Disjoint {}
-unsafe impl Sync for Disjoint {}
 
 /// `softmax(q k^T / sqrt(head_dim)) v` for every head: the probabilities into `probs`
 /// (`(batch * heads, tokens, tokens)`, kept for the backward pass), the heads' outputs side by

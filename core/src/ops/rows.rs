@@ -88,18 +88,17 @@ pub fn init_zeros(x: &mut [std::mem::MaybeUninit<f32>]) -> &mut [f32] {
     unsafe { &mut *(x as *mut [std::mem::MaybeUninit<f32>] as *mut [f32]) }
 }
 
-/// A buffer of `rows` copies of `row` (a bias, before a product accumulates onto it), or of
-/// zeros without one.
-pub fn repeat_row(rows: usize, cols: usize, row: Option<&[f32]>) -> Vec<f32> {
-    match row {
-        Some(row) => {
-            let mut out = Vec::with_capacity(rows * cols);
-            for _ in 0..rows {
-                out.extend_from_slice(row);
-            }
-            out
-        }
-        None => vec![0.0; rows * cols],
+/// A pointer that several tasks write through, each to its own elements (attention heads,
+/// blocks of rows).
+#[derive(Clone, Copy)]
+pub struct Disjoint(pub *mut f32);
+unsafe impl Send for Disjoint {}
+unsafe impl Sync for Disjoint {}
+
+impl Disjoint {
+    /// The pointer `offset` elements on; the caller keeps it within the allocation.
+    pub fn at(self, offset: usize) -> *mut f32 {
+        self.0.wrapping_add(offset)
     }
 }
 

@@ -25,13 +25,20 @@ fn finished(stage: StageId, t: f64, top1: f64, gflop: f64, wall: f64) -> Record 
     )
 }
 
-fn started(needs: Option<Vec<StageId>>, depends_on: Vec<usize>) -> Event {
+/// A stage's start: where it ran, its length, what it resumed and what it waits for.
+fn start(
+    host: &str,
+    pid: u32,
+    (epochs, steps_per_epoch, resumed_epochs): (usize, usize, usize),
+    needs: Option<Vec<StageId>>,
+    depends_on: Vec<usize>,
+) -> Event {
     Event::StageStarted {
-        host: "h".into(),
-        pid: 1,
-        epochs: 1,
-        steps_per_epoch: 1,
-        resumed_epochs: 0,
+        host: host.into(),
+        pid,
+        epochs,
+        steps_per_epoch,
+        resumed_epochs,
         params_total: 1,
         params_trainable: 1,
         depends_on,
@@ -39,6 +46,11 @@ fn started(needs: Option<Vec<StageId>>, depends_on: Vec<usize>) -> Event {
         held_s: None,
         queued_s: None,
     }
+}
+
+/// A one-step stage's start, with what it waits for.
+fn started(needs: Option<Vec<StageId>>, depends_on: Vec<usize>) -> Event {
+    start("h", 1, (1, 1, 0), needs, depends_on)
 }
 
 #[test]
@@ -72,19 +84,7 @@ fn a_stage_goes_from_started_through_steps_to_finished() {
     run.apply(&rec(
         id,
         100.0,
-        Event::StageStarted {
-            host: "node7".into(),
-            pid: 42,
-            epochs: 4,
-            steps_per_epoch: 10,
-            resumed_epochs: 0,
-            params_total: 1,
-            params_trainable: 1,
-            depends_on: vec![],
-            needs: None,
-            held_s: None,
-            queued_s: None,
-        },
+        start("node7", 42, (4, 10, 0), None, vec![]),
     ));
     for step in 1..=20u64 {
         run.apply(&rec(
@@ -129,19 +129,7 @@ fn an_interrupted_stage_says_so_until_a_process_resumes_it() {
         rec(
             id,
             t,
-            Event::StageStarted {
-                host: "node1".into(),
-                pid,
-                epochs: 3,
-                steps_per_epoch: 10,
-                resumed_epochs,
-                params_total: 1,
-                params_trainable: 1,
-                depends_on: vec![],
-                needs: None,
-                held_s: None,
-                queued_s: None,
-            },
+            start("node1", pid, (3, 10, resumed_epochs), None, vec![]),
         )
     };
     run.apply(&started(1.0, 10, 0));
