@@ -20,11 +20,21 @@ if [ ! -x .venv-torch/bin/python ] || ! .venv-torch/bin/python -c "import torch,
 fi
 export INCUBATOR_TORCH_PYTHON="$PWD/.venv-torch/bin/python"
 
+# Data-parallel stages (tests/ranks.rs): Open MPI's mpirun, and its library, headers and
+# libclang to build the `mpi` feature
+if ! dpkg -s openmpi-bin libopenmpi-dev libclang-dev >/dev/null 2>&1; then
+    sudo_cmd=""; [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -q --no-install-recommends \
+        openmpi-bin libopenmpi-dev libclang-dev >/dev/null
+fi
+# mpirun refuses root unless told (CI runs as root)
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+
 # tests/slurm.rs starts a single-node Slurm (scripts/slurm-local.sh); stop it when done
 trap './scripts/slurm-local.sh stop >/dev/null 2>&1 || true' EXIT
-# every test, those that need root, network or Python included (each says what it needs;
+# every test, those that need root, network, Python or MPI included (each says what it needs;
 # without them a plain `cargo test` lists them as ignored, with the reason)
-cargo test --workspace --all-targets -- --include-ignored
+cargo test --workspace --all-targets --features mpi -- --include-ignored
 
 # The dashboard in a real browser: the WASM bundle, then a live run watched in headless
 # Chromium (screenshots in target/browser-test, CI's artefacts).

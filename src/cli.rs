@@ -277,6 +277,32 @@ fn describe(e: &anyhow::Error) -> String {
     out
 }
 
+/// Commands whose only output is what they print (files they write are finished first): when
+/// their reader goes away (`incubator bench | head -3`), they should end as Unix tools do.
+fn prints_only(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Bench(_)
+            | Command::BenchLoader(_)
+            | Command::Config
+            | Command::Report { .. }
+            | Command::Plugins { .. }
+            | Command::Slurm {
+                command: SlurmCommand::Status { .. }
+            }
+    )
+}
+
+/// Rust starts programs with SIGPIPE ignored, so a write to a closed pipe fails and `println!`
+/// panics with a trace. Training and serving commands keep it ignored (a reader that closes
+/// its socket or pipe must not kill a stage or the server); the others die of it quietly.
+fn restore_sigpipe() {
+    // SAFETY: setting a signal's disposition to its default before any thread starts
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 /// The `incubator` command line: parses the arguments and runs the command.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -285,6 +311,17 @@ pub fn main() -> ExitCode {
         eprintln!("error: {e}");
         return ExitCode::FAILURE;
     }
+    if prints_only(&cli.command) {
+        restore_sigpipe();
+    }
+    // several processes started together (mpirun, srun) join up before any thread starts
+    let ranks = match crate::ranks::start() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {}", describe(&e));
+            return ExitCode::FAILURE;
+        }
+    };
     let trains = matches!(
         cli.command,
         Command::Run { .. }
@@ -345,7 +382,7 @@ pub fn main() -> ExitCode {
         Command::Export(a) => commands::export::run(&a),
         Command::Import { args, file, stage } => commands::stage::import(&args, &file, &stage),
         Command::Config => {
-            print!("{}", incubator_core::config::RunConfig::default().to_toml());
+            out!("{}", incubator_core::config::RunConfig::default().to_toml());
             Ok(())
         }
         Command::Data {
@@ -386,7 +423,7 @@ pub fn main() -> ExitCode {
                 .map_err(anyhow::Error::from)
                 .and_then(|source| Ok(incubator_scaffold::new_out_of_tree(&name, &dir, &source)?))
                 .map(|dir| {
-                    println!(
+                    outln!(
                         "{}",
                         incubator_scaffold::next_steps_out_of_tree(&name, &dir)
                     )
@@ -398,7 +435,7 @@ pub fn main() -> ExitCode {
             },
         } => incubator_scaffold::new_plugin(&name, &workspace)
             .map(|dir| {
-                println!(
+                outln!(
                     "{}",
                     incubator_scaffold::next_steps_in_workspace(&name, &dir)
                 )
@@ -412,7 +449,17 @@ pub fn main() -> ExitCode {
                 Some(signal) => {
                     // a deliberate stop is not an error
                     eprintln!("stopped by {}: {}", signal.name(), describe(&e));
-                    if signal == incubator_core::interrupt::StopSignal::Usr1 {
+                    // ranks leave together by a stop they agreed on, rank 0's state written;
+                    // a rank that stopped (or failed) on its own would leave the others
+                    // waiting in a collective: it ends them all
+                    if let Some(ranks) = ranks {
+                        match incubator_core::interrupt::agreed() {
+                            true => incubator_core::collective::current().barrier(),
+                            false => ranks.abort(),
+                        }
+                    }
+                    let writer = incubator_core::collective::is_writer();
+                    if signal == incubator_core::interrupt::StopSignal::Usr1 && writer {
                         slurm::requeue::requeue_self();
                     }
                     // The shell's code for death by that signal, as if it had not been caught.
@@ -420,6 +467,9 @@ pub fn main() -> ExitCode {
                 }
                 None => {
                     eprintln!("error: {}", describe(&e));
+                    if let Some(ranks) = ranks {
+                        ranks.abort();
+                    }
                     ExitCode::FAILURE
                 }
             }

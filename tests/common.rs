@@ -134,3 +134,92 @@ pub fn fill(path: &Path, leave: u64) {
     f.set_len(len.saturating_sub(leave)).unwrap();
     f.sync_all().unwrap();
 }
+
+/// Each reference strategy's `[plugins]` section (the library is added by the test).
+pub fn strategies() -> Vec<(&'static str, Option<&'static str>, &'static str)> {
+    vec![
+        ("deep-incubation", None, ""),
+        (
+            "meta-kd",
+            Some("incubator-meta-kd"),
+            "strategy = \"meta-kd\"\n[plugins.options]\nalpha = 0.5\ntemperature = 2.0\n",
+        ),
+        (
+            "m2mkd",
+            Some("incubator-m2mkd"),
+            "strategy = \"m2mkd\"\n[plugins.options]\nteacher = \"e2e\"\nalpha = 0.5\n",
+        ),
+        ("dgl", Some("incubator-dgl"), "strategy = \"dgl\"\n"),
+        (
+            "feature-kd",
+            Some("incubator-feature-kd"),
+            "strategy = \"feature-kd\"\n[plugins.options]\nhint_weight = 0.5\n",
+        ),
+        (
+            "infopro",
+            Some("incubator-infopro"),
+            "strategy = \"infopro\"\n[plugins.options]\nlocal_first = 0.5\n",
+        ),
+        (
+            "sequential",
+            Some("incubator-sequential"),
+            "strategy = \"sequential\"\n",
+        ),
+        (
+            "stitch",
+            Some("incubator-stitch"),
+            "meta_design = \"thin\"\nstrategy = \"stitched\"\nassembly = \"stitched\"\n[plugins.options]\nmeta_width = 16\nstitch_lr_scale = 2.0\nmodule_frozen_epochs = 1\n",
+        ),
+        (
+            "template",
+            Some("incubator-template"),
+            "strategy = \"template\"\n",
+        ),
+    ]
+}
+
+/// 256 images in batches of 32: 8 steps per epoch, 2 epochs per stage (the crash tests' and
+/// the ranks' run of every strategy).
+pub const STRATEGY_RUN: &str = "seed = 3
+[model]
+embed_dim = 32
+depth = 4
+num_heads = 2
+[split]
+divided_depths = [2, 2]
+[data]
+train_limit = 256
+test_limit = 64
+[optim]
+batch_size = 32
+[meta]
+epochs = 2
+[incubate]
+epochs = 2
+[finetune]
+epochs = 2
+warmup_epochs = 1
+[e2e]
+epochs = 2
+";
+
+/// `base` with a strategy's `[plugins]` section (from [`strategies`]), its library added.
+pub fn strategy_config(dir: &Path, base: &str, plugin: Option<&str>, plugins: &str) -> String {
+    let mut text = format!("{base}[plugins]\n");
+    if let Some(lib) = plugin {
+        text += &format!("libraries = [{:?}]\n", library(lib).to_str().unwrap());
+    }
+    text += plugins;
+    write_config(dir, &text)
+}
+
+/// One short step of the smallest preset.
+pub const SMALL_BENCH: &[&str] = &[
+    "bench",
+    "--presets",
+    "mnist-small",
+    "--steps",
+    "1",
+    "--batch",
+    "8",
+];

@@ -18,89 +18,18 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::Command;
 
-/// 256 images in batches of 32: 8 steps per epoch, 2 epochs per stage, a state every 5 steps
-/// and after each epoch (steps 5, 8, 10, 15, 16).
-const CRASH_RUN: &str = "seed = 3
-[model]
-embed_dim = 32
-depth = 4
-num_heads = 2
-[split]
-divided_depths = [2, 2]
-[data]
-train_limit = 256
-test_limit = 64
-[optim]
-batch_size = 32
-[meta]
-epochs = 2
-[incubate]
-epochs = 2
-[finetune]
-epochs = 2
-warmup_epochs = 1
-[e2e]
-epochs = 2
-[checkpoint]
-every_steps = 5
-";
+/// [`STRATEGY_RUN`] with a state every 5 steps and after each epoch (steps 5, 8, 10, 15, 16).
+const CHECKPOINTS: &str = "[checkpoint]\nevery_steps = 5\n";
 const STEPS: u64 = 16;
 const FIRST_CHECKPOINT: u64 = 5;
 
-/// Each reference strategy's `[plugins]` section (the library is added by the test).
-fn strategies() -> Vec<(&'static str, Option<&'static str>, &'static str)> {
-    vec![
-        ("deep-incubation", None, ""),
-        (
-            "meta-kd",
-            Some("incubator-meta-kd"),
-            "strategy = \"meta-kd\"\n[plugins.options]\nalpha = 0.5\ntemperature = 2.0\n",
-        ),
-        (
-            "m2mkd",
-            Some("incubator-m2mkd"),
-            "strategy = \"m2mkd\"\n[plugins.options]\nteacher = \"e2e\"\nalpha = 0.5\n",
-        ),
-        ("dgl", Some("incubator-dgl"), "strategy = \"dgl\"\n"),
-        (
-            "feature-kd",
-            Some("incubator-feature-kd"),
-            "strategy = \"feature-kd\"\n[plugins.options]\nhint_weight = 0.5\n",
-        ),
-        (
-            "infopro",
-            Some("incubator-infopro"),
-            "strategy = \"infopro\"\n[plugins.options]\nlocal_first = 0.5\n",
-        ),
-        (
-            "sequential",
-            Some("incubator-sequential"),
-            "strategy = \"sequential\"\n",
-        ),
-        (
-            "stitch",
-            Some("incubator-stitch"),
-            "meta_design = \"thin\"\nstrategy = \"stitched\"\nassembly = \"stitched\"\n[plugins.options]\nmeta_width = 16\nstitch_lr_scale = 2.0\nmodule_frozen_epochs = 1\n",
-        ),
-        (
-            "template",
-            Some("incubator-template"),
-            "strategy = \"template\"\n",
-        ),
-    ]
-}
-
 fn config_for(dir: &Path, library: Option<&str>, plugins: &str) -> String {
-    let mut text = format!("{CRASH_RUN}[plugins]\n");
-    if let Some(lib) = library {
-        text += &format!("libraries = [{:?}]\n", library_path(lib));
-    }
-    text += plugins;
-    write_config(dir, &text)
-}
-
-fn library_path(name: &str) -> String {
-    library(name).to_str().unwrap().to_string()
+    strategy_config(
+        dir,
+        &format!("{STRATEGY_RUN}{CHECKPOINTS}"),
+        library,
+        plugins,
+    )
 }
 
 const STAGES: [&str; 5] = ["meta", "incubate-0", "incubate-1", "assemble", "e2e"];

@@ -340,3 +340,47 @@ fn a_run_that_cannot_fit_in_memory_is_refused_before_any_stage() {
     assert_ok(&overruled, "e2e with the estimate overruled");
     assert!(run.join("stages/e2e/summary.json").exists());
 }
+
+/// The commands' stdout as a pipe whose reader is already gone (`incubator ... | head -1` once
+/// `head` has exited).
+fn with_reader_gone(args: &[&str]) -> std::process::Output {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    std::process::Command::new(env!("CARGO_BIN_EXE_incubator"))
+        .args(args)
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+        .wait_with_output()
+        .unwrap()
+}
+
+/// `incubator bench | head -1`: a command whose output is only what it prints ends as a Unix
+/// tool does (killed by SIGPIPE), not with a panic's trace.
+#[test]
+fn commands_that_only_print_end_quietly_when_their_reader_is_gone() {
+    use std::os::unix::process::ExitStatusExt;
+    const SIGPIPE: i32 = 13;
+    for args in [&["config"][..], SMALL_BENCH] {
+        let out = with_reader_gone(args);
+        let err = stderr(&out);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_eq!(out.status.signal(), Some(SIGPIPE), "{args:?}: {err}");
+    }
+}
+
+/// `incubator run ... | head -3`: the run, whose reader has gone before its last line (the
+/// report table), still finishes every stage cleanly; what it would have printed is dropped, the
+/// run directory has it all.
+#[test]
+fn a_run_whose_reader_is_gone_finishes_its_work() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write_config(tmp.path(), TINY);
+    let run = tmp.path().join("run");
+    let out = with_reader_gone(&["run", "-c", &cfg, "-d", run.to_str().unwrap()]);
+    let err = stderr(&out);
+    assert!(out.status.success() && !err.contains("panicked"), "{err}");
+    let report = std::fs::read_to_string(run.join("report.md")).unwrap();
+    assert!(report.lines().any(|l| l.starts_with("| e2e |")), "{report}");
+}

@@ -108,20 +108,9 @@ fn a_capped_run_trains_to_the_top1_of_the_widest_level() {
     }
 }
 
-/// One short step of the smallest preset.
-const BENCH: &[&str] = &[
-    "bench",
-    "--presets",
-    "mnist-small",
-    "--steps",
-    "1",
-    "--batch",
-    "8",
-];
-
 #[test]
 fn bench_names_the_level_that_ran_and_what_capped_it() {
-    let out = incubator_at(Some("baseline"), BENCH);
+    let out = incubator_at(Some("baseline"), SMALL_BENCH);
     assert_ok(&out, "bench");
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text.lines().find(|l| l.starts_with("machine:")).unwrap();
@@ -135,7 +124,7 @@ fn bench_names_the_level_that_ran_and_what_capped_it() {
             "{line}"
         );
     }
-    let out = incubator_at(None, BENCH);
+    let out = incubator_at(None, SMALL_BENCH);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains(&format!(

@@ -402,6 +402,7 @@ const ENGINE_LAYERS: &[&[&str]] = &[
         "faults",
         "interrupt",
         "stage_lock",
+        "collective",
     ],
     &["ops", "data", "telemetry"],
     &["model", "config", "checkpoint", "split"],

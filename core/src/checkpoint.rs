@@ -92,8 +92,12 @@ fn naming(path: &Path, e: std::io::Error) -> std::io::Error {
 /// Writes a file so that readers never see a partial one: a temporary file in the same
 /// directory, flushed to disk, renamed over `path`, and the directory entry flushed too. If
 /// anything fails (a full disk) the temporary file is removed and `path` keeps its old content.
-/// Errors name `path`.
+/// Errors name `path`. Among ranks training together only rank 0 writes
+/// ([`crate::collective::is_writer`]); on the others this does nothing.
 pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    if !crate::collective::is_writer() {
+        return Ok(());
+    }
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),

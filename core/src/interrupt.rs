@@ -81,6 +81,50 @@ fn register() -> std::io::Result<()> {
     Ok(())
 }
 
+/// Stops this process as if `signal` had reached it (it reached another rank training the
+/// same stage: they all stop together). A signal already received stays the one named.
+pub fn adopt(signal: StopSignal) {
+    let f = flags();
+    if !f.stopping.swap(true, Ordering::SeqCst) {
+        f.which.store(signal.number() as usize, Ordering::SeqCst);
+    }
+}
+
+/// The stop every rank of several acts on (`crate::collective`): a signal that reached any
+/// rank stops them all (SIGUSR1's requeue first, then SIGTERM, then SIGINT), and each adopts
+/// it. `count` is summed over the ranks in the same collective. One process alone: its own.
+pub fn agree_ranks(local: Option<StopSignal>, count: u64) -> (Option<StopSignal>, u64) {
+    let ranks = crate::collective::current();
+    if ranks.ranks().world == 1 {
+        return (local, count);
+    }
+    const ORDER: [StopSignal; 3] = [StopSignal::Usr1, StopSignal::Term, StopSignal::Int];
+    let mut votes = [count, 0, 0, 0];
+    if let Some(i) = local.and_then(|s| ORDER.iter().position(|o| *o == s)) {
+        votes[1 + i] = 1;
+    }
+    ranks.sum_u64(&mut votes);
+    let agreed = ORDER
+        .iter()
+        .zip(&votes[1..])
+        .find(|(_, v)| **v > 0)
+        .map(|(s, _)| *s);
+    if let Some(signal) = agreed {
+        adopt(signal);
+        AGREED.store(true, Ordering::SeqCst);
+    }
+    (agreed, votes[0])
+}
+
+/// Set once the ranks have agreed on a stop: every rank then leaves by that stop.
+static AGREED: AtomicBool = AtomicBool::new(false);
+
+/// Whether this rank's stop is one all ranks agreed on ([`agree_ranks`]), so that they can
+/// leave together; a signal that reached this rank alone, before any agreement, is not.
+pub fn agreed() -> bool {
+    AGREED.load(Ordering::SeqCst)
+}
+
 /// The signal that asked this process to stop, if one did.
 pub fn requested() -> Option<StopSignal> {
     let f = flags();

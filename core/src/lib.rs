@@ -9,12 +9,13 @@
 //!
 //! Layers, bottom first, each importing only its own and lower ones (tests/layering.rs holds
 //! it, and that no two files import each other): `device`, `interrupt`, `faults`,
-//! `stage_lock`; `ops`, `data`, `telemetry`; `model`, `config`, `checkpoint`, `split`;
+//! `stage_lock`, `collective`; `ops`, `data`, `telemetry`; `model`, `config`, `checkpoint`, `split`;
 //! `train`; `run_dir`; `plugin`; `stages`, `sdk`.
 
 // `plugin_options!` names the engine's serde by this path, inside the engine as in a plugin.
 extern crate self as incubator_core;
 
+pub mod collective;
 pub mod data;
 pub mod device;
 pub mod faults;

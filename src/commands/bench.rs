@@ -62,7 +62,7 @@ struct Figures {
 pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
     if let Some(preset) = &a.child {
         let f = measure(a, preset)?;
-        println!("{}", serde_json::to_string(&f)?);
+        outln!("{}", serde_json::to_string(&f)?);
         return Ok(());
     }
     let presets: Vec<String> = if a.presets.is_empty() {
@@ -75,14 +75,19 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
     } else {
         a.presets.clone()
     };
-    println!("{}", machine_line());
+    outln!("{}", machine_line());
     let gemm = gemm_gflops();
-    println!(
+    outln!(
         "baseline: the engine's f32 matmul, 512x512x512, at {gemm:.1} GFLOP/s on this machine, now"
     );
-    println!(
+    outln!(
         "batch {}, {}x{}x{} images, patch {}, {} timed steps after 1 warm-up",
-        a.batch, a.channels, a.image, a.image, a.patch, a.steps
+        a.batch,
+        a.channels,
+        a.image,
+        a.image,
+        a.patch,
+        a.steps
     );
     let torch = match &a.pytorch {
         Some(python) => {
@@ -90,7 +95,7 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
                 std::env::temp_dir().join(format!("incubator-bench-{}.py", std::process::id()));
             fs_err::write(&path, include_str!("../../scripts/reference/bench.py"))?;
             let m: TorchMachine = run_torch(python, &path, &["--matmul".to_string()])?;
-            println!(
+            outln!(
                 "PyTorch {} ({}): CPU capability {}, its f32 matmul 512x512x512 at {:.1} GFLOP/s, now{}",
                 m.torch,
                 m.device,
@@ -103,13 +108,11 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
         None => None,
     };
     if torch.is_some() {
-        println!("| preset | params | samples/s | PyTorch samples/s | ratio (ours / PyTorch) | model GFLOP/s | vs PyTorch's matmul rate | peak RSS (MiB) | PyTorch peak RSS (MiB) |");
-        println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        outln!("| preset | params | samples/s | PyTorch samples/s | ratio (ours / PyTorch) | model GFLOP/s | vs PyTorch's matmul rate | peak RSS (MiB) | PyTorch peak RSS (MiB) |");
+        outln!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     } else {
-        println!(
-            "| preset | params | samples/s | model GFLOP/s | vs matmul rate | peak RSS (MiB) |"
-        );
-        println!("|---|---:|---:|---:|---:|---:|");
+        outln!("| preset | params | samples/s | model GFLOP/s | vs matmul rate | peak RSS (MiB) |");
+        outln!("|---|---:|---:|---:|---:|---:|");
     }
     let exe = std::env::current_exe()?;
     let mut profiles = Vec::new();
@@ -131,7 +134,7 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
         }
         if let Some((python, script, torch_matmul)) = &torch {
             let t = torch_figures(python, script, a, &p)?;
-            println!(
+            outln!(
                 "| {} | {:.2}M | {:.1} | {:.1} | {:.2} | {:.1} | {:.2} | {:.0} | {:.0} |",
                 f.preset,
                 f.params as f64 / 1e6,
@@ -145,7 +148,7 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
             );
             continue;
         }
-        println!(
+        outln!(
             "| {} | {:.2}M | {:.1} | {:.1} | {:.2} | {:.0} |",
             f.preset,
             f.params as f64 / 1e6,
@@ -156,13 +159,13 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
         );
     }
     for (preset, step_ms, rows) in profiles {
-        println!("\nwhere a training step of {preset} goes ({step_ms:.1} ms per step):");
-        println!("| operation | forward (ms) | backward (ms) | share of the step |");
-        println!("|---|---:|---:|---:|");
+        outln!("\nwhere a training step of {preset} goes ({step_ms:.1} ms per step):");
+        outln!("| operation | forward (ms) | backward (ms) | share of the step |");
+        outln!("|---|---:|---:|---:|");
         let mut rows = rows;
         rows.sort_by(|x, y| (y.1 + y.2).total_cmp(&(x.1 + x.2)));
         for (name, fwd, bwd) in rows {
-            println!(
+            outln!(
                 "| {name} | {fwd:.2} | {bwd:.2} | {:.1}% |",
                 100.0 * (fwd + bwd) / step_ms
             );

@@ -71,7 +71,7 @@ pub fn run(a: &BenchLoaderArgs) -> anyhow::Result<()> {
     }
     let ours = n as f64 / start.elapsed().as_secs_f64();
     drop(stream);
-    println!(
+    outln!(
         "{}: {} training images; DeiT training pipeline at {} px, batch {}, {} workers x prefetch {}, {} timed batches after 1 warm-up",
         a.folder.display(),
         train.len(),
@@ -82,7 +82,7 @@ pub fn run(a: &BenchLoaderArgs) -> anyhow::Result<()> {
         a.batches
     );
     let Some(python) = &a.torchvision else {
-        println!("| loader | images/s |\n|---|---:|\n| incubator | {ours:.0} |");
+        outln!("| loader | images/s |\n|---|---:|\n| incubator | {ours:.0} |");
         return Ok(());
     };
     let script =
@@ -118,12 +118,12 @@ pub fn run(a: &BenchLoaderArgs) -> anyhow::Result<()> {
     let theirs = figures["images_per_s"]
         .as_f64()
         .ok_or_else(|| anyhow::anyhow!("the torchvision script printed no rate: {figures}"))?;
-    println!("| loader | images/s |\n|---|---:|");
-    println!("| incubator | {ours:.0} |");
-    println!(
+    outln!("| loader | images/s |\n|---|---:|");
+    outln!("| incubator | {ours:.0} |");
+    outln!(
         "| torchvision DataLoader + timm transform (torch {}) | {theirs:.0} |",
         figures["torch"].as_str().unwrap_or("?")
     );
-    println!("ratio (incubator / torchvision): {:.2}", ours / theirs);
+    outln!("ratio (incubator / torchvision): {:.2}", ours / theirs);
     Ok(())
 }

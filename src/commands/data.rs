@@ -6,7 +6,7 @@ use std::path::PathBuf;
 pub fn fetch(name: &str, cache_dir: Option<PathBuf>) -> anyhow::Result<()> {
     let cache = cache_dir.unwrap_or_else(|| RunConfig::default().cache_dir());
     let dir = incubator_core::data::fetch(name, &cache)?;
-    println!("{}", dir.display());
+    outln!("{}", dir.display());
     eprintln!(
         "{name} is ready in {}; use it with `[data] dataset = \"{name}\"`",
         dir.display()
@@ -81,7 +81,7 @@ pub fn folder(a: &FolderArgs) -> anyhow::Result<()> {
             a.out.display()
         )
     })?;
-    println!("{}", a.out.display());
+    outln!("{}", a.out.display());
     eprintln!(
         "{n} images of {name} written to {} ({} train, {} val); use it with `[data] dataset = \"folder\"`, `path = {:?}`",
         a.out.display(),

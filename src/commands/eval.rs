@@ -97,7 +97,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
             e.non_finite, e.images
         );
     }
-    println!(
+    outln!(
         "{} on {} {} ({} images): top-1 {:.2}%, top-5 {:.2}%, loss {:.4}\nconfusion matrix: {}, {}",
         e.model,
         e.dataset,

@@ -151,7 +151,7 @@ pub fn run(args: &ExportArgs) -> anyhow::Result<()> {
         serde_json::to_string_pretty(&timm_kwargs(&exported))?.as_bytes(),
     )?;
     checkpoint::save(&out.join(FILES[2]), &check, &BTreeMap::new())?;
-    println!(
+    outln!(
         "{} exported for timm to {}: model.safetensors (VisionTransformer(**config['kwargs'], norm_layer=partial(nn.LayerNorm, eps=config['norm_eps'])), strict=True), check.safetensors ({n} test images and their logits here)",
         which.name(),
         out.display()

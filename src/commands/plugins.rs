@@ -10,11 +10,14 @@ pub fn list(config: &[PathBuf], extra: &[PathBuf]) -> anyhow::Result<()> {
         layers => RunConfig::load_layers(layers)?.plugins,
     };
     let (registry, _) = Registry::for_run(&plugins, &super::builtins, extra)?;
-    println!("{:<12} {:<20} {:<10} origin", "kind", "name", "version");
+    outln!("{:<12} {:<20} {:<10} origin", "kind", "name", "version");
     for l in registry.list() {
-        println!(
+        outln!(
             "{:<12} {:<20} {:<10} {}",
-            l.kind, l.name, l.version, l.origin
+            l.kind,
+            l.name,
+            l.version,
+            l.origin
         );
         print_options(&l.options, "             ");
     }
@@ -24,7 +27,7 @@ pub fn list(config: &[PathBuf], extra: &[PathBuf]) -> anyhow::Result<()> {
 pub fn check(file: &Path) -> anyhow::Result<()> {
     let mut registry = Registry::default();
     let loaded = loader::load(file, &mut registry)?;
-    println!(
+    outln!(
         "{}: plugin {} {} fits this engine (ABI {}, engine {} build {}, {}, features [{}], {})",
         loaded.path.display(),
         loaded.name,
@@ -37,7 +40,7 @@ pub fn check(file: &Path) -> anyhow::Result<()> {
         abi::PROFILE
     );
     for l in registry.list() {
-        println!("  {:<12} {}", l.kind, l.name);
+        outln!("  {:<12} {}", l.kind, l.name);
         print_options(&l.options, "    ");
     }
     Ok(())
@@ -46,6 +49,6 @@ pub fn check(file: &Path) -> anyhow::Result<()> {
 /// A plugin's `[plugins.options]`, one per line.
 fn print_options(options: &[incubator_core::plugin::OptionSpec], indent: &str) {
     for o in options {
-        println!("{indent}option {o}");
+        outln!("{indent}option {o}");
     }
 }

@@ -68,15 +68,15 @@ pub fn run(a: &ServeLoadArgs) -> anyhow::Result<()> {
             p
         }
     };
-    println!(
+    outln!(
         "training {} with the live server in the same process; loaded = {} streaming + {} stalled clients + {} page loaders",
         config.display(),
         a.clients,
         a.stalled,
         a.page_loaders
     );
-    println!("| round | train s, no clients | train s, loaded | ratio | peak RSS MiB no clients / loaded | CPU s of the run process, no clients / loaded | CPU s of the clients | records per client (min-max) of written | page loads | slowest first record |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    outln!("| round | train s, no clients | train s, loaded | ratio | peak RSS MiB no clients / loaded | CPU s of the run process, no clients / loaded | CPU s of the clients | records per client (min-max) of written | page loads | slowest first record |");
+    outln!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut ratios = Vec::new();
     anyhow::ensure!(a.rounds > 0, "--rounds must be at least 1");
     for round in 0..a.rounds {
@@ -102,7 +102,7 @@ pub fn run(a: &ServeLoadArgs) -> anyhow::Result<()> {
             loaded.per_client.iter().min().copied().unwrap_or(0),
             loaded.per_client.iter().max().copied().unwrap_or(0),
         );
-        println!(
+        outln!(
             "| {} | {:.2} | {:.2} | {:.3} | {:.0} / {:.0} | {:.1} / {:.1} | {:.1} | {lo}-{hi} of {} | {} | {:.2} s |",
             round + 1,
             quiet.train_s,
@@ -126,7 +126,7 @@ pub fn run(a: &ServeLoadArgs) -> anyhow::Result<()> {
     } else {
         (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
     };
-    println!(
+    outln!(
         "training time with clients / without: median {median:.3}, range {:.3}-{:.3} over {n} rounds",
         sorted[0],
         sorted[n - 1]

@@ -39,12 +39,22 @@ fn configs(args: &StageArgs) -> anyhow::Result<Option<RunConfig>> {
 
 /// The run of `args` with its data. `mode`: whether the command may start a new run there.
 pub fn engine(args: &StageArgs, mode: OpenMode) -> anyhow::Result<Engine> {
-    let mut engine = Engine::open(
+    // ranks training together: rank 0 makes the run directory, then the others open it
+    let ranks = incubator_core::collective::current();
+    let writer = incubator_core::collective::is_writer();
+    if !writer {
+        ranks.barrier();
+    }
+    let opened = Engine::open(
         &args.run_dir,
         configs(args)?.as_ref(),
         mode,
         &super::plugin_sources(&args.plugins),
-    )?;
+    );
+    if writer {
+        ranks.barrier();
+    }
+    let mut engine = opened?;
     engine.show_progress = !args.no_progress && std::io::stderr().is_terminal();
     Ok(engine)
 }
@@ -54,11 +64,22 @@ pub fn run(
     jobs: Option<usize>,
     serve: Option<(std::net::SocketAddr, crate::serve::access::AccessArgs)>,
 ) -> anyhow::Result<()> {
-    let jobs = jobs.unwrap_or_else(|| {
-        std::thread::available_parallelism()
+    let world = incubator_core::collective::current().ranks().world;
+    if world > 1 && jobs.is_some_and(|j| j > 1) {
+        anyhow::bail!(
+            "--jobs with {world} ranks: ranks training together run the stages one after \
+             another (every rank must take part in each stage's all-reduces in the same \
+             order); drop --jobs"
+        );
+    }
+    let jobs = jobs.unwrap_or_else(|| match world {
+        1 => std::thread::available_parallelism()
             .map(|n| n.get())
-            .unwrap_or(1)
+            .unwrap_or(1),
+        _ => 1,
     });
+    // one live server, rank 0's
+    let serve = serve.filter(|_| incubator_core::collective::is_writer());
     let engine = training(args, OpenMode::Start, jobs)?;
     eprintln!(
         "run {}: {} ({} train / {} test images), ViT d{} depth {} heads {}, modules {:?}",
@@ -85,13 +106,13 @@ pub fn run(
         listening.announce("live dashboard: ");
     }
     let report = stages::pipeline::run(&engine, jobs)?;
-    println!("{}", report.to_markdown());
+    outln!("{}", report.to_markdown());
     eprintln!(
         "report written to {}",
         engine.run.root.join("report.md").display()
     );
     if let Some(listening) = &served {
-        println!(
+        outln!(
             "run finished; still serving at {} (Ctrl-C to stop)",
             listening.url()
         );
@@ -155,7 +176,7 @@ pub fn import(args: &StageArgs, file: &Path, stage: &ImportAs) -> anyhow::Result
                 &super::plugin_sources(&args.plugins),
             )?;
             stages::import::import_timm_init(&run, file)?;
-            println!(
+            outln!(
                 "{} imported as the weights the E2E baseline of {} starts from; train it with `incubator e2e -d {}`",
                 file.display(),
                 args.run_dir.display(),
@@ -166,7 +187,7 @@ pub fn import(args: &StageArgs, file: &Path, stage: &ImportAs) -> anyhow::Result
     };
     let engine = engine(args, OpenMode::Start)?;
     let s = stages::import::import_timm(&engine, file, id)?;
-    println!(
+    outln!(
         "{} imported as the {id} model of {}: top-1 {:.2}%, top-5 {:.2}% on its test split ({} images)",
         file.display(),
         args.run_dir.display(),
@@ -182,6 +203,6 @@ pub fn report(run_dir: &Path) -> anyhow::Result<()> {
     let engine = super::open_existing(run_dir)?;
     let report = Report::from_run(&engine.run, &engine.plan)?;
     report.write(&engine.run)?;
-    println!("{}", report.to_markdown());
+    outln!("{}", report.to_markdown());
     Ok(())
 }

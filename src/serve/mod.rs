@@ -233,7 +233,7 @@ impl Listening {
 
     /// Prints `prefix` and the address, with a note when that reaches beyond this machine.
     pub fn announce(&self, prefix: &str) {
-        println!("{prefix}{}", self.url());
+        outln!("{prefix}{}", self.url());
         if !self.addr.ip().is_loopback() {
             eprintln!(
                 "note: listening on {}, which other machines may reach; every request needs the token in the address above",

@@ -178,7 +178,7 @@ pub fn submit_run(
     };
     let jobs = plan(&engine, &binary)?;
     if jobs.is_empty() {
-        println!(
+        outln!(
             "every stage of {} has finished; nothing to submit",
             engine.run.root.display()
         );
@@ -192,7 +192,7 @@ pub fn submit_run(
             } else {
                 format!(" --dependency=afterok:<{}>", j.after.join(">:<"))
             };
-            println!(
+            outln!(
                 "# sbatch --parsable{after} {}\n{}",
                 j.path.display(),
                 j.script
@@ -207,7 +207,7 @@ pub fn submit_run(
         fs_err::write(&j.path, &j.script)?;
         let after: Vec<String> = j.after.iter().map(|n| ids[n].clone()).collect();
         let id = sbatch(&j.path, &after)?;
-        println!(
+        outln!(
             "{:<12} job {id}{}",
             j.name,
             j.array
@@ -227,7 +227,7 @@ pub fn submit_run(
         }
         fs_err::write(jobs_path(&run_dir), serde_json::to_vec_pretty(&submitted)?)?;
     }
-    println!(
+    outln!(
         "`incubator slurm status {}` follows them",
         run_dir.display()
     );

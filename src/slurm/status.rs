@@ -218,8 +218,8 @@ pub fn rows(run: &Path, plan: &StagePlan) -> anyhow::Result<Vec<Row>> {
 }
 
 pub fn print(run: &Path, plan: &StagePlan) -> anyhow::Result<()> {
-    println!("| stage | job | Slurm state | result | log |");
-    println!("|---|---|---|---|---|");
+    outln!("| stage | job | Slurm state | result | log |");
+    outln!("|---|---|---|---|---|");
     for r in rows(run, plan)? {
         let log = match &r.log {
             Some(l)
@@ -231,9 +231,13 @@ pub fn print(run: &Path, plan: &StagePlan) -> anyhow::Result<()> {
             }
             _ => String::new(),
         };
-        println!(
+        outln!(
             "| {} | {} | {} | {} | {} |",
-            r.stage, r.job, r.state, r.result, log
+            r.stage,
+            r.job,
+            r.state,
+            r.result,
+            log
         );
     }
     Ok(())

@@ -33,7 +33,7 @@ pub fn run_all(
             todo.push(i);
         }
     }
-    println!(
+    outln!(
         "sweep {}: {} runs, {} finished, {} to train ({} at a time)",
         dir.root.display(),
         runs.len(),
@@ -82,7 +82,7 @@ pub fn run_all(
             let run_dir = dir.run_dir(&r.point, r.seed);
             match RunDir::at(&run_dir).in_use() {
                 Some(who) => {
-                    println!(
+                    outln!(
                         "  waiting  {} seed {}: {who} still has {} open (a run of an earlier sweep stopping?); it starts here once that process ends",
                         r.point,
                         r.seed,
@@ -105,9 +105,10 @@ pub fn run_all(
                     let run = &runs[r.run];
                     let took = r.started.elapsed().as_secs_f64() / 60.0;
                     if status.success() {
-                        println!(
+                        outln!(
                             "  [{done}/{total}] finished {} seed {} ({took:.1} min)",
-                            run.point, run.seed
+                            run.point,
+                            run.seed
                         );
                     } else {
                         let log = dir.log_file(&run.point, run.seed);
@@ -118,9 +119,10 @@ pub fn run_all(
                             .find(|l| l.starts_with("error"))
                             .unwrap_or("(no error line)")
                             .to_string();
-                        println!(
+                        outln!(
                             "  [{done}/{total}] FAILED   {} seed {} ({status}): {tail}",
-                            run.point, run.seed
+                            run.point,
+                            run.seed
                         );
                         failures.push(format!(
                             "{} seed {}: {tail} (log {})",
@@ -178,7 +180,7 @@ fn start(
     let child = command
         .spawn()
         .map_err(|e| anyhow::anyhow!("cannot start {}: {e}", exe.display()))?;
-    println!(
+    outln!(
         "  started  {} seed {} (log {})",
         r.point,
         r.seed,

@@ -17,8 +17,8 @@ pub fn write_report(dir: &SweepDir) -> anyhow::Result<report::SweepReport> {
     let rep = report::SweepReport::build(dir, &plan)?;
     let mut md = rep.to_markdown();
     if rep.points.is_empty() {
-        println!("{md}");
-        println!("no run has finished yet: no plots");
+        outln!("{md}");
+        outln!("no run has finished yet: no plots");
     } else {
         let plots = dir.root.join("plots");
         fs_err::create_dir_all(&plots)?;
@@ -31,14 +31,14 @@ pub fn write_report(dir: &SweepDir) -> anyhow::Result<report::SweepReport> {
                 "\n![top-1 against {name}](plots/accuracy-vs-axis.svg)\n"
             ));
         }
-        print!("{md}");
+        out!("{md}");
     }
     incubator_core::checkpoint::write_atomic(&dir.root.join("report.md"), md.as_bytes())?;
     incubator_core::checkpoint::write_atomic(
         &dir.root.join("report.json"),
         serde_json::to_string_pretty(&rep)?.as_bytes(),
     )?;
-    println!(
+    outln!(
         "\nreport written to {}",
         dir.root.join("report.md").display()
     );
@@ -74,11 +74,11 @@ pub fn submit(file: &Path, root: &Path, dry_run: bool) -> anyhow::Result<()> {
         if finished(&run_dir)? {
             continue;
         }
-        println!("== {} seed {}", r.point, r.seed);
+        outln!("== {} seed {}", r.point, r.seed);
         crate::slurm::submit_run(&run_dir, Some(&r.config), &[], dry_run)?;
         submitted += 1;
     }
-    println!(
+    outln!(
         "{submitted} of {} runs submitted{}; when they finish: incubator sweep report -d {}",
         runs.len(),
         if dry_run { " (dry run)" } else { "" },

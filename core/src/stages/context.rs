@@ -72,22 +72,64 @@ impl Engine {
         id: StageId,
         body: impl FnOnce(&mut EventLog) -> anyhow::Result<TrainOutcome>,
     ) -> anyhow::Result<StageSummary> {
-        if let Some(signal) = crate::interrupt::requested() {
-            anyhow::bail!(
+        let world = crate::collective::current().ranks().world;
+        let not_started = |signal: crate::interrupt::StopSignal| {
+            anyhow::anyhow!(
                 "stage {id} not started: {} received; run the same command again to continue",
                 signal.name()
-            );
+            )
+        };
+        if world == 1 {
+            if let Some(signal) = crate::interrupt::requested() {
+                return Err(not_started(signal));
+            }
         }
+        // Ranks training together: rank 0 takes the lock and writes every file, the others
+        // compute alongside it (their writes do nothing: checkpoint::write_atomic).
+        let writer = crate::collective::is_writer();
         // Before anything is written: a second process on this stage must change nothing.
-        let lock = crate::stage_lock::acquire(&self.run.lock_path(id), &id.slug(), &hostname())?;
-        if let Some(dead) = &lock.stale {
+        let lock = match writer {
+            true => Some(crate::stage_lock::acquire(
+                &self.run.lock_path(id),
+                &id.slug(),
+                &hostname(),
+            )?),
+            false => None,
+        };
+        if let Some(dead) = lock.as_ref().and_then(|l| l.stale.as_ref()) {
             eprintln!(
                 "[{id}] taking over the lock of {dead}, which ended without releasing it (killed or crashed); resuming from its last saved state"
             );
         }
-        checkpoint::remove_stale_temporaries(&self.run.stage_dir(id));
-        let mut log = EventLog::open(&self.run.root, id)?;
-        if let Some(done) = self.run.summary(id)? {
+        let mut log = match writer {
+            true => {
+                checkpoint::remove_stale_temporaries(&self.run.stage_dir(id));
+                EventLog::open(&self.run.root, id)?
+            }
+            false => EventLog::disabled(),
+        };
+        // Whether the stage is done, and a stop before it: rank 0's view, for every rank (a
+        // rank that looked later would find the summary rank 0 is about to write).
+        let done_here = writer && self.run.summary(id)?.is_some();
+        let local_stop = crate::interrupt::requested().filter(|_| world > 1);
+        let (stop, done) = crate::interrupt::agree_ranks(local_stop, u64::from(done_here));
+        if let Some(signal) = stop {
+            return Err(not_started(signal));
+        }
+        let summary = if done > 0 {
+            let path = self.run.summary_path(id);
+            let read = self.run.summary(id)?;
+            anyhow::ensure!(
+                read.is_some(),
+                "rank 0 finds stage {id} finished, this rank cannot read {}: ranks training \
+                 together need the run directory on a file system they all see",
+                path.display()
+            );
+            read
+        } else {
+            None
+        };
+        if let Some(done) = summary {
             log.emit(Event::StageSkipped {
                 reason: format!("{} exists", self.run.summary_path(id).display()),
             });
@@ -137,6 +179,8 @@ impl Engine {
                 };
                 self.run.write_summary(&summary)?;
                 log.flush();
+                // the other ranks go on once rank 0's files are there to read
+                crate::collective::current().barrier();
                 Ok(summary)
             }
             Err(e) => {
@@ -231,6 +275,9 @@ impl Engine {
         log: &'l mut EventLog,
     ) -> train::observe::Observers<'l> {
         let every = self.cfg.checkpoint.every_steps;
+        if !crate::collective::is_writer() {
+            return train::observe::Observers::other_rank(log, every);
+        }
         train::observe::Observers::standard(log, id, self.show_progress, every)
     }
 

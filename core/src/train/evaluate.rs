@@ -53,6 +53,10 @@ pub trait EvalWatch {
 /// An image folder's unreadable images are left out (with a warning); an error when the
 /// loader cannot go on. An image whose logits are not all finite counts as wrong (in top-1
 /// and top-5; its loss makes the mean loss NaN), never as a hit.
+///
+/// Ranks training together (`crate::collective`) share the split: rank r evaluates images r,
+/// r + N, ... (no padding, unlike PyTorch's `DistributedSampler`: every image counts once) and
+/// the counts and loss are summed over the ranks, so every rank gets the whole split's result.
 pub fn evaluate(
     net: &Network,
     maker: &BatchMaker,
@@ -60,7 +64,21 @@ pub fn evaluate(
     batch_size: usize,
     watch: &mut dyn EvalWatch,
 ) -> Result<EvalResult, EvalError> {
-    evaluate_each(net, maker, data, batch_size, watch, |_, _| {})
+    let ranks = crate::collective::current();
+    let share = ranks.ranks();
+    let mine: Vec<usize> = (share.rank..data.len()).step_by(share.world).collect();
+    let counts = count(net, maker, data, &mine, batch_size, watch, |_, _| {})?;
+    let mut whole = [counts.correct, counts.correct5, counts.seen];
+    let mut loss = [counts.loss_sum];
+    ranks.sum_u64(&mut whole);
+    ranks.sum_f64(&mut loss);
+    Counts {
+        correct: whole[0],
+        correct5: whole[1],
+        seen: whole[2],
+        loss_sum: loss[0],
+    }
+    .result(data.len())
 }
 
 /// [`evaluate`], also handing each image's (label, predicted class) to `each` (a confusion
@@ -71,19 +89,55 @@ pub fn evaluate_each(
     data: Images,
     batch_size: usize,
     watch: &mut dyn EvalWatch,
-    mut each: impl FnMut(usize, Option<usize>),
+    each: impl FnMut(usize, Option<usize>),
 ) -> Result<EvalResult, EvalError> {
-    let (mut correct, mut correct5, mut loss_sum) = (0usize, 0usize, 0.0f64);
     let indices: Vec<usize> = (0..data.len()).collect();
+    count(net, maker, data, &indices, batch_size, watch, each)?.result(data.len())
+}
+
+/// What an evaluation counts, before it is turned into rates (and summed over ranks).
+struct Counts {
+    correct: u64,
+    correct5: u64,
+    seen: u64,
+    loss_sum: f64,
+}
+
+impl Counts {
+    /// The rates over the images seen; an error when a split of `images` had none decoded.
+    fn result(&self, images: usize) -> Result<EvalResult, EvalError> {
+        if self.seen == 0 && images > 0 {
+            return Err(EvalError::NothingDecoded { images });
+        }
+        let seen = self.seen.max(1) as f64;
+        Ok(EvalResult {
+            top1: self.correct as f64 / seen,
+            top5: self.correct5 as f64 / seen,
+            loss: self.loss_sum / seen,
+        })
+    }
+}
+
+/// The counts over the images `indices` of `data`.
+fn count(
+    net: &Network,
+    maker: &BatchMaker,
+    data: Images,
+    indices: &[usize],
+    batch_size: usize,
+    watch: &mut dyn EvalWatch,
+    mut each: impl FnMut(usize, Option<usize>),
+) -> Result<Counts, EvalError> {
+    let (mut correct, mut correct5, mut loss_sum) = (0u64, 0u64, 0.0f64);
     let batches = indices.chunks(batch_size).map(<[usize]>::to_vec).collect();
     let mut feed = Feed::new(maker, data, batches, false, 0, 0);
-    let mut seen = 0usize;
+    let mut seen = 0u64;
     while let Some(batch) = feed.next_eval(maker) {
         if let Some(signal) = watch.before_batch() {
             return Err(EvalError::Interrupted(signal));
         }
         let batch = batch?;
-        seen += batch.labels.len();
+        seen += batch.labels.len() as u64;
         if batch.labels.is_empty() {
             continue;
         }
@@ -104,21 +158,19 @@ pub fn evaluate_each(
                 .iter()
                 .enumerate()
                 .fold(0, |best, (i, v)| if *v > row[best] { i } else { best });
-            correct += (argmax == label) as usize;
+            correct += (argmax == label) as u64;
             // In the top five when fewer than five classes score strictly higher (a tie
             // counts for the label, as torch.topk's order among equals is unspecified).
             let higher = row.iter().filter(|&&v| v > row[label]).count();
-            correct5 += (higher < 5) as usize;
+            correct5 += (higher < 5) as u64;
             each(label, Some(argmax));
         }
         watch.after_batch();
     }
-    if seen == 0 && !data.is_empty() {
-        return Err(EvalError::NothingDecoded { images: data.len() });
-    }
-    Ok(EvalResult {
-        top1: correct as f64 / seen.max(1) as f64,
-        top5: correct5 as f64 / seen.max(1) as f64,
-        loss: loss_sum / seen.max(1) as f64,
+    Ok(Counts {
+        correct,
+        correct5,
+        seen,
+        loss_sum,
     })
 }

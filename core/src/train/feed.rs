@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, LazyLock, Mutex};
 
 use super::batch::{Batch, BatchMaker};
+use super::shard::{rank_order, Ranks};
 use crate::data::folder::{ImageFolder, LoaderError, Stream, Unreadable};
 use crate::data::{Dataset, Images};
 use rand::seq::SliceRandom;
@@ -155,21 +156,15 @@ fn warn(unreadable: &[Unreadable], what: &str) {
     }
 }
 
-/// The images of an epoch in order: a shuffle, and with repeated augmentation each image of
-/// the shuffle `repeats` times in a row (DeiT's `RASampler` on one process: the copies share a
-/// batch, each augmented differently), cut to the epoch's length, so an epoch sees 1/`repeats`
+/// The images of an epoch in order for this rank: a shuffle (the same on every rank), and with
+/// repeated augmentation each image of the shuffle `repeats` times in a row (DeiT's `RASampler`:
+/// on one process the copies share a batch, each augmented differently), this rank's share of
+/// it ([`rank_order`]); on one process, cut to the epoch's length, so an epoch sees 1/`repeats`
 /// of the images.
-pub fn epoch_order(n: usize, repeats: usize, rng: &mut ChaCha8Rng) -> Vec<usize> {
+pub fn epoch_order(n: usize, repeats: usize, ranks: Ranks, rng: &mut ChaCha8Rng) -> Vec<usize> {
     let mut order: Vec<usize> = (0..n).collect();
     order.shuffle(rng);
-    if repeats > 1 {
-        order = order
-            .into_iter()
-            .flat_map(|i| std::iter::repeat_n(i, repeats))
-            .take(n)
-            .collect();
-    }
-    order
+    rank_order(&order, repeats, ranks)
 }
 
 #[cfg(test)]
@@ -180,11 +175,11 @@ mod tests {
     #[test]
     fn repeated_augmentation_repeats_each_image_in_a_row_and_keeps_the_epoch_length() {
         let rng = || ChaCha8Rng::seed_from_u64(9);
-        let plain = epoch_order(100, 1, &mut rng());
+        let plain = epoch_order(100, 1, Ranks::SOLO, &mut rng());
         let mut sorted = plain.clone();
         sorted.sort_unstable();
         assert_eq!(sorted, (0..100).collect::<Vec<_>>(), "a permutation");
-        let ra = epoch_order(100, 3, &mut rng());
+        let ra = epoch_order(100, 3, Ranks::SOLO, &mut rng());
         assert_eq!(ra.len(), 100);
         // the same shuffle, each image three times in a row: 34 images (the last twice)
         for (k, chunk) in ra.chunks(3).enumerate() {

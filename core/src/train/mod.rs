@@ -2,6 +2,7 @@
 
 pub mod batch;
 pub mod contrastive;
+pub mod data_parallel;
 pub mod evaluate;
 pub mod feed;
 pub mod folder_pipelines;
@@ -12,6 +13,7 @@ pub mod optimizer;
 pub mod outcome;
 pub mod resume;
 pub mod schedule;
+pub mod shard;
 pub mod state;
 pub mod trainer;
 

@@ -150,6 +150,17 @@ impl<'a> Observers<'a> {
         ])
     }
 
+    /// [`Observers::standard`] for a rank other than 0 of several training one stage: no
+    /// display (rank 0's speaks for them all); the same saves, stops and faults.
+    pub fn other_rank(log: &'a mut EventLog, every_steps: u64) -> Observers<'a> {
+        Observers(vec![
+            Box::new(LogEvents(log)),
+            Box::new(FaultInjection),
+            Box::new(CheckpointEvery(every_steps)),
+            Box::new(StopSignals),
+        ])
+    }
+
     pub fn started(&mut self, s: &Started) {
         self.0.iter_mut().for_each(|o| o.started(s));
     }

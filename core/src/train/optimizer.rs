@@ -140,6 +140,41 @@ impl AdamW {
         }
     }
 
+    /// Replaces the trainable gradients, and `also` (the step's loss, say), by their means over
+    /// the ranks of `ranks`: one all-reduce of them all laid end to end, in parameter order.
+    /// (dfdx computes a backward pass in one call, so there is nothing to overlap it with.)
+    pub fn average_over_ranks(
+        &self,
+        model: &mut impl HasParams,
+        grads: &mut Gradients<f32, Dev>,
+        also: &mut [f32],
+        ranks: &dyn crate::collective::Collective,
+    ) {
+        let world = ranks.ranks().world as f32;
+        let mut flat = Vec::new();
+        for (name, p) in model.named_params_mut() {
+            if self.trainable.contains(&name) {
+                let g = with_tensor!(p, |t| grads.get_or_alloc_mut(&*t).expect("alloc"));
+                read_buffer(g, |g| flat.extend_from_slice(g));
+            }
+        }
+        let grad_len = flat.len();
+        flat.extend_from_slice(also);
+        ranks.sum_f32(&mut flat);
+        flat.iter_mut().for_each(|x| *x /= world);
+        let mut at = 0;
+        for (name, p) in model.named_params_mut() {
+            if self.trainable.contains(&name) {
+                let g = with_tensor!(p, |t| grads.get_or_alloc_mut(&*t).expect("alloc"));
+                write_buffer(g, |g| {
+                    g.copy_from_slice(&flat[at..at + g.len()]);
+                    at += g.len();
+                });
+            }
+        }
+        also.copy_from_slice(&flat[grad_len..]);
+    }
+
     /// Adds `other`'s trainable gradients into `acc` (gradient accumulation).
     pub fn accumulate(
         &self,

@@ -78,11 +78,20 @@ pub enum TrainError {
         epoch: usize,
         step: u64,
     },
-    #[error("{stage}: the training split has {have} images, fewer than one batch of {need} (optim.batch_size x optim.accum_steps); lower optim.batch_size or optim.accum_steps, or give more images (data.train_limit, data.dataset)")]
+    #[error("{stage}: the training split has {have} images, fewer than one batch of {need} (optim.batch_size x optim.accum_steps, times the ranks training together); lower optim.batch_size or optim.accum_steps, use fewer ranks, or give more images (data.train_limit, data.dataset)")]
     TooLittleData {
         stage: StageId,
         have: usize,
         need: usize,
+    },
+    #[error("{stage}: rank {rank} of the ranks training together starts from other parameters than rank 0 ({ranks} rank(s) differ{}): every rank must run the same binary with the same config and run directory", param.as_ref().map(|p| format!(", first in {p}")).unwrap_or_default())]
+    RanksDisagree {
+        stage: StageId,
+        /// How many ranks differ from rank 0.
+        ranks: u64,
+        rank: usize,
+        /// The first parameter that differs on this rank (none: this rank agrees).
+        param: Option<String>,
     },
     #[error("{stage}: {source}")]
     Loader {

@@ -26,6 +26,15 @@ pub(super) fn resume(
         path: path.into(),
         why,
     };
+    let world = crate::collective::current().ranks().world;
+    if st.ranks != world {
+        return Err(refuse(format!(
+            "it was written by {} rank(s) training together, this run has {world}: resume it \
+             with as many (`mpirun -np {}`), since each epoch's shards and the effective batch \
+             depend on it, or start the stage again in a new run directory",
+            st.ranks, st.ranks
+        )));
+    }
     if st.steps_per_epoch != steps_per_epoch {
         return Err(refuse(format!(
             "it was written with {} steps per epoch, the run now has {steps_per_epoch} (data or batch settings changed)",

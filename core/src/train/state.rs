@@ -53,6 +53,10 @@ pub struct TrainState {
     /// The finished epoch with the best top-1 so far (states written before it: none).
     #[serde(default)]
     pub best: Option<BestEval>,
+    /// The ranks that trained it together (data parallelism): each epoch's shards and the
+    /// effective batch depend on it, so it resumes with as many. Not written for one.
+    #[serde(default = "one_rank", skip_serializing_if = "is_one_rank")]
+    pub ranks: usize,
     /// Training time and compute spent so far, across every process that worked on the stage.
     pub wall_s: f64,
     pub train_gflop: f64,
@@ -66,9 +70,17 @@ pub struct BestEval {
     pub top1: f64,
 }
 
+fn one_rank() -> usize {
+    1
+}
+
+fn is_one_rank(ranks: &usize) -> bool {
+    *ranks == 1
+}
+
 impl TrainState {
     /// The state of a stage that has not taken a step.
-    pub fn fresh(stage: StageId, steps_per_epoch: u64) -> TrainState {
+    pub fn fresh(stage: StageId, steps_per_epoch: u64, ranks: usize) -> TrainState {
         TrainState {
             format: STATE_FORMAT,
             stage: stage.slug(),
@@ -81,6 +93,7 @@ impl TrainState {
             last_train_loss: None,
             last_eval: None,
             best: None,
+            ranks,
             wall_s: 0.0,
             train_gflop: 0.0,
         }
@@ -193,7 +206,7 @@ mod tests {
 
     #[test]
     fn state_round_trips_through_json_with_a_large_stream_position() {
-        let mut s = TrainState::fresh(StageId::incubate(3), 17);
+        let mut s = TrainState::fresh(StageId::incubate(3), 17, 1);
         s.rng_word_pos = (1u128 << 70) + 5;
         s.last_eval = Some(EvalResult {
             top1: 0.5,

@@ -3,7 +3,8 @@
 //! after each epoch, and events for the log.
 
 use super::batch::{batch_maker, BatchMaker};
-use super::evaluate::{evaluate, EvalError, EvalResult};
+use super::data_parallel::{agree, rank_stream, same_start, NoStop};
+use super::evaluate::{evaluate, EvalError, EvalResult, EvalWatch};
 use super::feed::{epoch_order, Feed};
 pub use super::job::{task_loss, LossFn, SettingsFn, TrainJob};
 use super::loss::{LossInputs, Progress};
@@ -15,6 +16,7 @@ pub use super::outcome::{StackedEval, TrainError, TrainOutcome};
 pub use super::resume::load_state;
 use super::resume::{resume, save_state};
 use super::schedule::CosineSchedule;
+use super::shard::Ranks;
 use super::state::{BestEval, TrainState};
 use crate::device::Dev;
 use crate::events::{EvalSplit, StageId};
@@ -47,6 +49,8 @@ pub fn train(
     observers: &mut Observers,
 ) -> Result<TrainOutcome, TrainError> {
     let mut trainer = Trainer::new(job, WithExtras { net, extras }, dev)?;
+    let t = &trainer;
+    same_start(&t.model, t.job.stage, t.ranks)?;
     observers.started(&trainer.started());
     let result = (|| {
         while trainer.st.epoch < trainer.epochs {
@@ -74,7 +78,15 @@ struct Trainer<'a> {
     st: TrainState,
     started: Instant,
     prior_wall: f64,
+    /// Images per optimizer step over all ranks (the effective batch).
     per_step: usize,
+    /// This rank's images per optimizer step.
+    rank_step: usize,
+    ranks: Ranks,
+    /// With several ranks: seconds of this process's steps, and of them in the all-reduce
+    /// (the transfer, and waiting for the slowest rank).
+    step_s: f64,
+    all_reduce_s: f64,
     steps_per_epoch: u64,
     total_steps: u64,
     epochs: usize,
@@ -92,16 +104,20 @@ impl<'a> Trainer<'a> {
     ) -> Result<Trainer<'a>, TrainError> {
         let started = Instant::now();
         let o = &job.cfg.optim;
-        let per_step = o.batch_size * o.accum_steps;
+        let ranks = crate::collective::current().ranks();
+        let rank_step = o.batch_size * o.accum_steps;
+        let per_step = rank_step * ranks.world;
         let train_set = job.data.train();
-        if train_set.len() < per_step {
+        // each rank's share of an epoch, as PyTorch's samplers pad it (train/shard.rs)
+        let shard = train_set.len().div_ceil(ranks.world);
+        if shard < rank_step {
             return Err(TrainError::TooLittleData {
                 stage: job.stage,
                 have: train_set.len(),
                 need: per_step,
             });
         }
-        let steps_per_epoch = (train_set.len() / per_step) as u64;
+        let steps_per_epoch = (shard / rank_step) as u64;
         let total_steps = job.recipe.total_steps(steps_per_epoch);
         let epochs = job.recipe.epochs_begun(steps_per_epoch);
         let warmup_steps = job.recipe.warmup_steps(steps_per_epoch);
@@ -141,7 +157,7 @@ impl<'a> Trainer<'a> {
                 steps_per_epoch,
                 total_steps,
             )?,
-            None => TrainState::fresh(job.stage, steps_per_epoch),
+            None => TrainState::fresh(job.stage, steps_per_epoch, ranks.world),
         };
         Ok(Trainer {
             resumed_from,
@@ -156,6 +172,10 @@ impl<'a> Trainer<'a> {
             st,
             started,
             per_step,
+            rank_step,
+            ranks,
+            step_s: 0.0,
+            all_reduce_s: 0.0,
             steps_per_epoch,
             total_steps,
             epochs,
@@ -220,17 +240,29 @@ impl<'a> Trainer<'a> {
         let order = epoch_order(
             train_set.len(),
             self.job.cfg.augment.repeated_augment,
+            self.ranks,
             &mut rng,
         );
         let first_step = self.st.step_in_epoch;
-        let first_image = first_step as usize * per_step;
-        let batches = order[first_image..epoch_steps as usize * per_step]
+        let rank_step = self.rank_step;
+        let first_image = first_step as usize * rank_step;
+        let batches = order[first_image..epoch_steps as usize * rank_step]
             .chunks(o.batch_size)
             .map(<[usize]>::to_vec)
             .collect();
         let maker = &self.maker;
-        let mut feed = Feed::new(maker, train_set, batches, true, seed, first_image as u64);
-        if first_step > 0 {
+        // image folders draw each image's augmentation from the seed and its place in the
+        // rank's order: a stream per rank
+        let feed_seed = rank_stream(seed, self.ranks, u64::MAX);
+        let mut feed = Feed::new(
+            maker,
+            train_set,
+            batches,
+            true,
+            feed_seed,
+            first_image as u64,
+        );
+        if first_step > 0 && self.ranks.world == 1 {
             // The same stream, continued where the saved step left it.
             rng.set_word_pos(self.st.rng_word_pos);
         }
@@ -242,7 +274,13 @@ impl<'a> Trainer<'a> {
         });
         let epoch_start = Instant::now();
         for s in first_step..epoch_steps {
+            if self.ranks.world > 1 {
+                // several ranks: each step's augmentation and drop-path from a stream of
+                // its own per rank and step, so a resume needs no rank's stream position
+                rng = ChaCha8Rng::seed_from_u64(rank_stream(seed, self.ranks, s));
+            }
             let ask = self.step(&mut feed, &mut rng, epoch, s, epoch_steps, observers)?;
+            let ask = agree(ask);
             let last_of_epoch = s + 1 == epoch_steps;
             match ask {
                 // the epoch's end saves anyway (and stops after it if asked)
@@ -283,6 +321,7 @@ impl<'a> Trainer<'a> {
             eval,
             samples_per_sec,
         });
+        let ask = agree(ask);
         if let Ask::Stop(signal) = ask {
             if self.st.epoch < self.epochs {
                 let e = interrupted(&self.job, signal, self.st.epoch, 0, self.steps_per_epoch);
@@ -357,7 +396,9 @@ impl<'a> Trainer<'a> {
                 *step_terms.entry(name).or_default() += v as f64 / o.accum_steps as f64;
             }
             let value = total.loss.array();
-            if !value.is_finite() {
+            // several ranks learn of it together, after the step's all-reduce: a rank that
+            // left now would leave the others waiting in it
+            if !value.is_finite() && self.ranks.world == 1 {
                 return Err(TrainError::NonFinite {
                     stage: job.stage,
                     value,
@@ -377,6 +418,28 @@ impl<'a> Trainer<'a> {
         if o.accum_steps > 1 {
             opt.scale_grads(model, &mut grads, 1.0 / o.accum_steps as f32);
         }
+        if self.ranks.world > 1 {
+            // the mean over the ranks of the gradients and of what the log reports
+            let mut also: Vec<f32> = std::iter::once(step_loss as f32)
+                .chain(step_terms.values().map(|&v| v as f32))
+                .collect();
+            let ranks = crate::collective::current();
+            let reduce_start = Instant::now();
+            opt.average_over_ranks(model, &mut grads, &mut also, ranks);
+            self.all_reduce_s += reduce_start.elapsed().as_secs_f64();
+            step_loss = also[0] as f64;
+            for (v, m) in step_terms.values_mut().zip(&also[1..]) {
+                *v = *m as f64;
+            }
+            if !step_loss.is_finite() {
+                return Err(TrainError::NonFinite {
+                    stage: job.stage,
+                    value: step_loss as f32,
+                    epoch,
+                    step,
+                });
+            }
+        }
         let grad_norm = opt.grad_norm(model, &mut grads, &settings);
         if let Some(max) = self.clip_grad {
             if grad_norm > max {
@@ -385,9 +448,12 @@ impl<'a> Trainer<'a> {
         }
         opt.update(model, &mut grads, lr, &settings);
         drop(grads);
+        self.step_s += step_start.elapsed().as_secs_f64();
         let st = &mut self.st;
         let per_step = self.per_step;
-        st.train_gflop += self.gflop_per_sample * per_step as f64 + model.extras.take_flops() / 1e9;
+        // every rank's passes: the extra networks ran the same shapes on each rank's batch
+        let extras = model.extras.take_flops() * self.ranks.world as f64;
+        st.train_gflop += self.gflop_per_sample * per_step as f64 + extras / 1e9;
         st.epoch_loss_sum += step_loss;
         st.step_in_epoch = s + 1;
         st.optimizer_step = opt.step;
@@ -420,7 +486,12 @@ impl<'a> Trainer<'a> {
             .split(split)
             .expect("the selection split exists, and test always does");
         let bs = job.cfg.optim.batch_size;
-        let result = match evaluate(self.model.net, &self.maker, images, bs, observers) {
+        let watch: &mut dyn EvalWatch = if self.ranks.world > 1 {
+            &mut NoStop(observers)
+        } else {
+            observers
+        };
+        let result = match evaluate(self.model.net, &self.maker, images, bs, watch) {
             Ok(eval) => eval,
             Err(EvalError::Interrupted(signal)) => return Ok(Err(signal)),
             Err(source) => {
@@ -443,6 +514,14 @@ impl<'a> Trainer<'a> {
     /// stage trained no epoch) and, with a validation split, on the test split: its one read.
     /// (A stop during these finds the state of the last epoch saved.)
     fn finish(&mut self, observers: &mut Observers) -> Result<TrainOutcome, TrainError> {
+        if self.ranks.world > 1 && self.ranks.rank == 0 && self.step_s > 0.0 {
+            eprintln!(
+                "[{}] {} ranks: {:.1}% of rank 0's step time in the gradients' all-reduce (transfer and waiting for the slowest rank)",
+                self.job.stage,
+                self.ranks.world,
+                100.0 * self.all_reduce_s / self.step_s
+            );
+        }
         let (epochs, steps_per_epoch) = (self.epochs, self.steps_per_epoch);
         let done = self.st.epoch;
         let stopped = |job: &TrainJob, signal| interrupted(job, signal, done, 0, steps_per_epoch);
@@ -457,11 +536,13 @@ impl<'a> Trainer<'a> {
                 let test = self
                     .evaluate(EvalSplit::Test, epochs, observers)?
                     .map_err(|s| stopped(&self.job, s))?;
-                eprintln!(
-                    "[{}] test top-1 {:.2}% (the test split, evaluated once)",
-                    self.job.stage,
-                    100.0 * test.top1
-                );
+                if self.ranks.rank == 0 {
+                    eprintln!(
+                        "[{}] test top-1 {:.2}% (the test split, evaluated once)",
+                        self.job.stage,
+                        100.0 * test.top1
+                    );
+                }
                 (Some(last), test)
             }
             _ => (None, last),
