@@ -46,5 +46,6 @@ fi
 (cd tests/browser && npm install --no-audit --no-fund --silent)
 node tests/browser/live.mjs target/debug/incubator
 
-# The CUDA code paths type-check (dfdx's ci-check: no CUDA toolkit needed, nothing runs).
-cargo check --workspace --exclude incubator-dashboard --features cuda,ci-check --target-dir target/cuda-check
+# The CUDA code paths type-check (dfdx's ci-check: no CUDA toolkit needed, nothing runs),
+# NCCL's data-parallel path with them (`nccl` = cuda + mpi + NCCL's all-reduce).
+cargo check --workspace --exclude incubator-dashboard --features nccl,ci-check --target-dir target/cuda-check

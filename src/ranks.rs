@@ -16,6 +16,25 @@ fn launched_world() -> Option<usize> {
         })
 }
 
+/// How many processes were started together when more than one: as ranks, or by `srun`
+/// without an MPI plugin.
+pub fn several() -> Option<usize> {
+    launched_world()
+        .or_else(srun_without_mpi)
+        .filter(|&n| n > 1)
+}
+
+/// `srun -n N` without an MPI plugin (`--mpi=none`, a cluster's default) starts N processes
+/// that cannot find each other: each would train alone and write the same files. Their
+/// only mark is Slurm's step size; a batch script's own shell has none.
+fn srun_without_mpi() -> Option<usize> {
+    if launched_world().is_some() {
+        return None;
+    }
+    let tasks = std::env::var("SLURM_STEP_NUM_TASKS").ok()?;
+    tasks.trim().parse::<usize>().ok().filter(|&n| n > 1)
+}
+
 /// This process's ranks while the command runs; dropping it ends MPI (`MPI_Finalize`).
 pub struct Started {
     #[cfg(feature = "mpi")]
@@ -24,6 +43,14 @@ pub struct Started {
 
 /// Joins the other ranks when the launcher started several, before any thread starts.
 pub fn start() -> anyhow::Result<Option<Started>> {
+    if let Some(n) = srun_without_mpi() {
+        anyhow::bail!(
+            "started by srun as one of {n} tasks, but without an MPI plugin: the tasks cannot \
+             find each other, and each would train the stage alone into the same files. Start \
+             them with `srun --mpi=pmix` (or the cluster's MPI plugin: `srun --mpi=list`), or \
+             start one task"
+        );
+    }
     let Some(world) = launched_world().filter(|&n| n > 1) else {
         return Ok(None);
     };
@@ -42,19 +69,49 @@ pub fn start() -> anyhow::Result<Option<Started>> {
 
 /// Each rank's CPU kernels get their share of this machine's cores (unless
 /// `RAYON_NUM_THREADS` says otherwise): N ranks of all cores each would fight over them.
+/// Under Slurm a task's share is what the job gave it (`--cpus-per-task`).
 fn share_cores(world: usize) {
     if std::env::var_os("RAYON_NUM_THREADS").is_some() {
         return;
     }
-    let here = std::env::var("OMPI_COMM_WORLD_LOCAL_SIZE")
-        .or_else(|_| std::env::var("SLURM_NTASKS_PER_NODE"))
-        .ok()
-        .and_then(|v| v.trim().parse::<usize>().ok())
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = threads_per_rank(cores, world, &|name| std::env::var(name).ok());
+    // before rayon's pool exists (it reads this once) and before any other thread runs
+    std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
+}
+
+/// The threads of one rank on a machine of `cores`, by the launcher's environment (`env`).
+fn threads_per_rank(cores: usize, world: usize, env: &dyn Fn(&str) -> Option<String>) -> usize {
+    let number = |name: &str| env(name)?.trim().parse::<usize>().ok().filter(|&n| n > 0);
+    if env("SLURM_STEP_NUM_TASKS").is_some() {
+        if let Some(cpus) = number("SLURM_CPUS_PER_TASK") {
+            return cpus.min(cores);
+        }
+    }
+    let here = number("OMPI_COMM_WORLD_LOCAL_SIZE")
+        .or_else(|| {
+            let node = number("SLURM_NODEID").unwrap_or(0);
+            slurm_tasks_on_node(&env("SLURM_STEP_TASKS_PER_NODE")?, node)
+        })
         .unwrap_or(world)
         .max(1);
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    // before rayon's pool exists (it reads this once) and before any other thread runs
-    std::env::set_var("RAYON_NUM_THREADS", (cores / here).max(1).to_string());
+    (cores / here).max(1)
+}
+
+/// Slurm's tasks on node `node` from its per-node list: `2(x3),1` is 2, 2, 2, 1.
+fn slurm_tasks_on_node(list: &str, node: usize) -> Option<usize> {
+    let mut at = 0;
+    for part in list.split(',') {
+        let (tasks, times) = match part.split_once("(x") {
+            Some((t, n)) => (t, n.trim_end_matches(')').parse::<usize>().ok()?),
+            None => (part, 1),
+        };
+        at += times;
+        if node < at {
+            return tasks.trim().parse().ok();
+        }
+    }
+    None
 }
 
 impl Started {
@@ -85,6 +142,8 @@ mod mpi_world {
     struct World {
         comm: Mutex<SimpleCommunicator>,
         ranks: Ranks,
+        /// This rank's index among the ranks sharing its machine (MPI's shared-memory split).
+        local_rank: usize,
         library: String,
     }
 
@@ -116,6 +175,13 @@ mod mpi_world {
             let comm = self.comm.lock().unwrap();
             comm.process_at_rank(0).broadcast_into(buf);
         }
+        fn broadcast_u8(&self, buf: &mut [u8]) {
+            let comm = self.comm.lock().unwrap();
+            comm.process_at_rank(0).broadcast_into(buf);
+        }
+        fn local_rank(&self) -> usize {
+            self.local_rank
+        }
         fn barrier(&self) {
             self.comm.lock().unwrap().barrier();
         }
@@ -128,6 +194,16 @@ mod mpi_world {
         let (universe, _) = mpi::initialize_with_threading(mpi::Threading::Serialized)
             .ok_or_else(|| anyhow::anyhow!("MPI was already initialised in this process"))?;
         let comm = universe.world();
+        if let Some(launched) = super::launched_world() {
+            if comm.size() as usize != launched {
+                anyhow::bail!(
+                    "the launcher started {launched} processes, but MPI joined {} of them: \
+                     this incubator's MPI is not the launcher's (mpirun and the library from \
+                     the same Open MPI, or srun with its MPI plugin: `srun --mpi=list`)",
+                    comm.size()
+                );
+            }
+        }
         let ranks = Ranks {
             rank: comm.rank() as usize,
             world: comm.size() as usize,
@@ -139,9 +215,11 @@ mod mpi_world {
             .unwrap_or("MPI")
             .trim()
             .to_string();
+        let local_rank = comm.split_shared(comm.rank()).rank() as usize;
         let world = World {
             comm: Mutex::new(comm),
             ranks,
+            local_rank,
             library,
         };
         if incubator_core::collective::install(Box::new(world)).is_err() {
@@ -150,5 +228,46 @@ mod mpi_world {
         Ok(Started {
             _universe: universe,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env_of<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn each_rank_takes_its_share_of_the_cores_by_the_launchers_count() {
+        // mpirun: the ranks on this machine share it
+        let mpirun = [("OMPI_COMM_WORLD_LOCAL_SIZE", "4")];
+        assert_eq!(threads_per_rank(16, 8, &env_of(&mpirun)), 4);
+        // srun: what the job gave each task, never more than the machine has
+        let srun = [("SLURM_STEP_NUM_TASKS", "2"), ("SLURM_CPUS_PER_TASK", "8")];
+        assert_eq!(threads_per_rank(16, 2, &env_of(&srun)), 8);
+        assert_eq!(threads_per_rank(4, 2, &env_of(&srun)), 4);
+        // srun without --cpus-per-task: the tasks on this node, from Slurm's per-node list
+        let nodes = [
+            ("SLURM_STEP_NUM_TASKS", "7"),
+            ("SLURM_STEP_TASKS_PER_NODE", "2(x3),1"),
+            ("SLURM_NODEID", "3"),
+        ];
+        assert_eq!(threads_per_rank(16, 7, &env_of(&nodes)), 16);
+        let second = [
+            ("SLURM_STEP_NUM_TASKS", "7"),
+            ("SLURM_STEP_TASKS_PER_NODE", "2(x3),1"),
+            ("SLURM_NODEID", "1"),
+        ];
+        assert_eq!(threads_per_rank(16, 7, &env_of(&second)), 8);
+        // nothing known: the whole world on this machine; never zero threads
+        assert_eq!(threads_per_rank(2, 3, &env_of(&[])), 1);
+        assert_eq!(slurm_tasks_on_node("2(x3),1", 4), None);
+        assert_eq!(slurm_tasks_on_node("garbage(xz)", 0), None);
     }
 }

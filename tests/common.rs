@@ -64,6 +64,20 @@ pub fn model_files(run: &Path) -> Vec<(String, Vec<u8>)> {
     out
 }
 
+/// Fails, naming the file, unless `got` holds the same model files as `want`, byte for byte
+/// (without printing megabytes of them).
+pub fn assert_same_models(want: &Path, got: &Path, what: &str) {
+    let (want, got) = (model_files(want), model_files(got));
+    assert_eq!(
+        want.iter().map(|f| &f.0).collect::<Vec<_>>(),
+        got.iter().map(|f| &f.0).collect::<Vec<_>>(),
+        "{what}: the same files"
+    );
+    for ((file, a), (_, b)) in want.iter().zip(&got) {
+        assert!(a == b, "{what}: {file} differs");
+    }
+}
+
 /// Runs one of the tests' Python scripts (`tests/NAME.py`) with `args` under the Python whose
 /// path the environment variable `var` holds (relative to the repository root; `./scripts/test.sh`
 /// sets it), and parses the JSON it prints.
@@ -223,3 +237,78 @@ pub const SMALL_BENCH: &[&str] = &[
     "--batch",
     "8",
 ];
+
+/// `incubator ARGS` as `ranks` MPI ranks; `fault`'s environment (`VAR=value`) reaches the one
+/// rank it names (Open MPI's MPMD syntax), so a fault can hit one rank.
+pub fn mpirun(ranks: usize, args: &[&str], fault: Option<(usize, &str)>) -> Output {
+    assert!(
+        cfg!(feature = "mpi"),
+        "this test binary was built without --features mpi"
+    );
+    let exe = env!("CARGO_BIN_EXE_incubator");
+    let mut cmd = Command::new("mpirun");
+    cmd.arg("--oversubscribe");
+    let (at, env) = fault.unwrap_or((ranks, ""));
+    let blocks = [
+        (at, None),
+        (1, Some(env)),
+        (ranks.saturating_sub(at + 1), None),
+    ];
+    let mut first = true;
+    for (count, env) in blocks {
+        if count == 0 || (env.is_some() && at >= ranks) {
+            continue;
+        }
+        if !first {
+            cmd.arg(":");
+        }
+        first = false;
+        cmd.args(["-np", &count.to_string()]);
+        if let Some(env) = env {
+            cmd.args(["-x", env]);
+        }
+        cmd.arg(exe).args(args);
+    }
+    cmd.env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .output()
+        .expect("mpirun starts (Debian: apt-get install openmpi-bin)")
+}
+
+pub const STAGES: [&str; 5] = ["meta", "incubate-0", "incubate-1", "assemble", "e2e"];
+
+/// The stages in an order each can run in (m2mKD's teacher, the E2E model, first), and
+/// whether it trains (DGL and InfoPro train no meta model, so there is nothing to kill).
+pub fn stages_of(strategy: &str) -> Vec<(&'static str, bool)> {
+    match strategy {
+        "m2mkd" => vec![
+            ("e2e", true),
+            ("meta", true),
+            ("incubate-0", true),
+            ("incubate-1", true),
+            ("assemble", true),
+        ],
+        "dgl" | "infopro" => STAGES.iter().map(|&s| (s, s != "meta")).collect(),
+        _ => STAGES.iter().map(|&s| (s, true)).collect(),
+    }
+}
+
+/// The command-line arguments that train `stage` (`meta`, `incubate-1`, ...) of the run `run`.
+pub fn stage_args(stage: &str, cfg: &str, run: &Path) -> Vec<String> {
+    let mut args: Vec<String> = match stage.strip_prefix("incubate-") {
+        Some(i) => vec!["incubate".into(), "--module".into(), i.into()],
+        None => vec![stage.into()],
+    };
+    for a in ["--no-progress", "-c", cfg, "-d", run.to_str().unwrap()] {
+        args.push(a.into());
+    }
+    args
+}
+
+/// The seed of the kill points the crash tests draw (`INCUBATOR_CRASH_SEED` to try others).
+pub fn crash_seed() -> u64 {
+    std::env::var("INCUBATOR_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20261130)
+}

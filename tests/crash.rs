@@ -32,31 +32,9 @@ fn config_for(dir: &Path, library: Option<&str>, plugins: &str) -> String {
     )
 }
 
-const STAGES: [&str; 5] = ["meta", "incubate-0", "incubate-1", "assemble", "e2e"];
-
-/// The stages in an order each can run in (m2mKD's teacher, the E2E model, first), and
-/// whether it trains (DGL and InfoPro train no meta model, so there is nothing to kill).
-fn stages_of(strategy: &str) -> Vec<(&'static str, bool)> {
-    match strategy {
-        "m2mkd" => vec![
-            ("e2e", true),
-            ("meta", true),
-            ("incubate-0", true),
-            ("incubate-1", true),
-            ("assemble", true),
-        ],
-        "dgl" | "infopro" => STAGES.iter().map(|&s| (s, s != "meta")).collect(),
-        _ => STAGES.iter().map(|&s| (s, true)).collect(),
-    }
-}
-
 fn stage_command(stage: &str, cfg: &str, run: &Path, crash_at: Option<&str>) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_incubator"));
-    match stage.strip_prefix("incubate-") {
-        Some(i) => cmd.args(["incubate", "--module", i]),
-        None => cmd.arg(stage),
-    };
-    cmd.args(["--no-progress", "-c", cfg, "-d", run.to_str().unwrap()]);
+    cmd.args(stage_args(stage, cfg, run));
     cmd.env_remove("INCUBATOR_CRASH_AT");
     if let Some(at) = crash_at {
         cmd.env("INCUBATOR_CRASH_AT", at);
@@ -85,16 +63,9 @@ fn outcome(run: &Path, stage: &str) -> serde_json::Value {
     v
 }
 
-fn seed() -> u64 {
-    std::env::var("INCUBATOR_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(20261130)
-}
-
 #[test]
 fn every_stage_of_every_strategy_killed_at_any_point_resumes_to_the_uninterrupted_bytes() {
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed());
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(crash_seed());
     for (name, library, plugins) in strategies() {
         let tmp = tempfile::tempdir().unwrap();
         let cfg = config_for(tmp.path(), library, plugins);
@@ -153,7 +124,7 @@ fn every_stage_of_every_strategy_killed_at_any_point_resumes_to_the_uninterrupte
                     out.status.signal(),
                     Some(9),
                     "{name} {stage} with INCUBATOR_CRASH_AT={at} was not killed (seed {}):\n{}",
-                    seed(),
+                    crash_seed(),
                     stderr(&out)
                 );
                 assert!(
@@ -170,7 +141,7 @@ fn every_stage_of_every_strategy_killed_at_any_point_resumes_to_the_uninterrupte
                 &out,
                 &format!(
                     "{name} {stage} after kills at {schedule:?} (seed {})",
-                    seed()
+                    crash_seed()
                 ),
             );
             assert!(
@@ -184,18 +155,11 @@ fn every_stage_of_every_strategy_killed_at_any_point_resumes_to_the_uninterrupte
                 "{name} {stage}: the resumed stage's results differ (kills at {schedule:?})"
             );
         }
-        let (want, got) = (model_files(&reference), model_files(&crashed));
-        assert_eq!(
-            want.iter().map(|f| &f.0).collect::<Vec<_>>(),
-            got.iter().map(|f| &f.0).collect::<Vec<_>>(),
-            "{name}: the same files"
+        assert_same_models(
+            &reference,
+            &crashed,
+            &format!("{name}, against the uninterrupted run"),
         );
-        for ((file, a), (_, b)) in want.iter().zip(&got) {
-            assert!(
-                a == b,
-                "{name}: {file} differs from the uninterrupted run's"
-            );
-        }
         let leftovers: Vec<_> = walk(&crashed)
             .into_iter()
             .filter(|p| p.contains(".tmp-"))

@@ -403,6 +403,7 @@ const ENGINE_LAYERS: &[&[&str]] = &[
         "interrupt",
         "stage_lock",
         "collective",
+        "nccl",
     ],
     &["ops", "data", "telemetry"],
     &["model", "config", "checkpoint", "split"],

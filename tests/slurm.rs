@@ -228,7 +228,7 @@ fn a_failed_incubation_stops_the_assembly_and_status_says_where_to_look() {
         row.contains("FAILED") && row.contains("refuses module 2"),
         "{text}"
     );
-    let log = row.split('|').nth(5).unwrap().trim();
+    let log = row.split('|').nth(6).unwrap().trim();
     assert!(log.ends_with(".out"), "{row}");
     assert!(
         std::fs::read_to_string(log)
@@ -614,4 +614,116 @@ fn a_sweep_submitted_to_slurm_reports_what_the_same_sweep_run_here_reports() {
     let again = incubator(&["sweep", "submit", spec, "-d", cluster.to_str().unwrap()]);
     assert_ok(&again, "sweep submit again");
     assert!(String::from_utf8_lossy(&again.stdout).contains("0 of 2 runs submitted"));
+}
+
+/// `[slurm] tasks_per_stage = 2` (one process for the meta model, by its own section): each
+/// stage's job starts 2 ranks with `srun --mpi=pmix`, and the run ends with the bytes the same
+/// stages make as 2 ranks under `mpirun`, with one writer; status gives each stage's ranks.
+#[test]
+#[ignore = "needs root and Open MPI with --features mpi: starts a single-node Slurm (./scripts/test.sh runs it)"]
+fn stages_of_two_tasks_train_as_two_ranks_under_srun_and_match_mpirun() {
+    local_slurm();
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        tmp.path(),
+        &format!(
+            "{}[slurm.default]\ntasks_per_stage = 2\n[slurm.meta]\ntasks_per_stage = 1\n",
+            with_keys(
+                TINY,
+                &[("model.depth", "2"), ("split.divided_depths", "[1, 1]")]
+            )
+        ),
+    );
+    let run = tmp.path().join("cluster");
+    let out = incubator(&["slurm", "submit", "-c", &cfg, "-d", run.to_str().unwrap()]);
+    assert_ok(&out, "slurm submit");
+    let printed = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        printed.contains("(array [0, 1]), 2 processes a stage"),
+        "{printed}"
+    );
+    let script = std::fs::read_to_string(run.join("slurm/incubate.sbatch")).unwrap();
+    assert!(
+        script.contains("#SBATCH --ntasks=2\n") && script.contains("exec srun --ntasks=2 "),
+        "{script}"
+    );
+    wait_for_jobs(&run);
+
+    // the same stages here: the meta model by one process, the rest by 2 ranks under mpirun
+    let local = tmp.path().join("local");
+    let local_dir = local.to_str().unwrap();
+    assert_ok(
+        &incubator(&["meta", "-c", &cfg, "-d", local_dir, "--no-progress"]),
+        "local meta",
+    );
+    assert_ok(
+        &mpirun(
+            2,
+            &["run", "-c", &cfg, "-d", local_dir, "--no-progress"],
+            None,
+        ),
+        "local run as 2 ranks",
+    );
+    assert_same_models(&local, &run, "Slurm's 2-task stages against mpirun's");
+    for stage in ["meta", "incubate-0", "incubate-1", "assemble", "e2e"] {
+        let started = events(&run, stage)
+            .iter()
+            .filter(|r| matches!(r.event, Event::StageStarted { .. }))
+            .count();
+        assert_eq!(started, 1, "{stage}: one writer");
+    }
+    // rank 0 said how the step's time went, once per stage that trained as 2 ranks
+    let log = std::fs::read_dir(run.join("slurm/logs"))
+        .unwrap()
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().starts_with("incubate-1-"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .expect("the log of incubate-1");
+    assert_eq!(
+        log.matches("2 ranks: ").count(),
+        1,
+        "incubate-1's log: {log}"
+    );
+
+    let status = incubator(&["slurm", "status", run.to_str().unwrap()]);
+    assert_ok(&status, "slurm status");
+    let text = String::from_utf8_lossy(&status.stdout);
+    let ranks_of = |stage: &str| -> String {
+        let row = text
+            .lines()
+            .find(|l| l.starts_with(&format!("| {stage} |")))
+            .unwrap_or_else(|| panic!("no row for {stage}: {text}"));
+        row.split('|').nth(3).unwrap().trim().to_string()
+    };
+    assert_eq!(ranks_of("meta"), "1", "{text}");
+    for stage in ["incubate-0", "incubate-1", "assemble", "e2e"] {
+        assert_eq!(ranks_of(stage), "2", "{stage}: {text}");
+    }
+    assert_eq!(text.matches("finished, top-1").count(), 5, "{text}");
+}
+
+/// `srun -n 2` without an MPI plugin starts two processes that cannot find each other; each
+/// would train alone into the same files. They refuse, and write nothing.
+#[test]
+#[ignore = "needs root: starts a single-node Slurm (./scripts/test.sh runs it)"]
+fn srun_without_an_mpi_plugin_is_refused_before_anything_is_written() {
+    local_slurm();
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write_config(tmp.path(), TINY);
+    let run = tmp.path().join("r");
+    let out = std::process::Command::new("srun")
+        .args(["--ntasks=2", "--mpi=none", env!("CARGO_BIN_EXE_incubator")])
+        .args(["meta", "-c", &cfg, "-d", run.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert_eq!(
+        err.matches("started by srun as one of 2 tasks, but without an MPI plugin")
+            .count(),
+        2,
+        "{err}"
+    );
+    assert!(err.contains("srun --mpi=pmix"), "{err}");
+    assert!(!run.exists(), "nothing written");
 }

@@ -29,6 +29,10 @@ pub trait Collective: Send + Sync {
     fn sum_f64(&self, buf: &mut [f64]);
     /// Rank 0's `buf` into every rank's.
     fn broadcast_f32(&self, buf: &mut [f32]);
+    /// Rank 0's bytes into every rank's (NCCL's unique id, say).
+    fn broadcast_u8(&self, buf: &mut [u8]);
+    /// This rank's index among the ranks on its machine: which of the machine's GPUs it takes.
+    fn local_rank(&self) -> usize;
     /// Returns once every rank has called it.
     fn barrier(&self);
     /// The library and how it was started, for logs (`Open MPI v4.1.4, 2 ranks`).
@@ -46,6 +50,10 @@ impl Collective for Solo {
     fn sum_u64(&self, _: &mut [u64]) {}
     fn sum_f64(&self, _: &mut [f64]) {}
     fn broadcast_f32(&self, _: &mut [f32]) {}
+    fn broadcast_u8(&self, _: &mut [u8]) {}
+    fn local_rank(&self) -> usize {
+        0
+    }
     fn barrier(&self) {}
     fn describe(&self) -> String {
         "one process".into()

@@ -25,13 +25,19 @@ pub fn new_device(seed: u64) -> Dev {
     #[cfg(not(feature = "cuda"))]
     let dev = Dev::seed_from_u64(seed);
     #[cfg(feature = "cuda")]
-    let dev = Dev::try_build(0, seed).unwrap_or_else(|e| {
-        panic!(
-            "cannot use CUDA device 0 ({e:?}): this build of incubator trains on the GPU \
-             (--features cuda); check nvidia-smi and the driver, or build without the feature \
-             to train on the CPU"
-        )
-    });
+    let dev = {
+        // each rank on a machine takes its own GPU (one visible GPU each, under Slurm's
+        // --gpus-per-task, is device 0 for all of them)
+        let gpus = cudarc::driver::CudaDevice::count().map_or(1, |n| n.max(1) as usize);
+        let ordinal = crate::collective::current().local_rank() % gpus;
+        Dev::try_build(ordinal, seed).unwrap_or_else(|e| {
+            panic!(
+                "cannot use CUDA device {ordinal} ({e:?}): this build of incubator trains on \
+                 the GPU (--features cuda); check nvidia-smi and the driver, or build without \
+                 the feature to train on the CPU"
+            )
+        })
+    };
     dev.enable_cache();
     dev
 }

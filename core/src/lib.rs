@@ -21,6 +21,8 @@ pub mod device;
 pub mod faults;
 pub mod interrupt;
 pub mod model;
+#[cfg(feature = "nccl")]
+pub mod nccl;
 pub mod ops;
 pub mod panic_message;
 pub mod telemetry;

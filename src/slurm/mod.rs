@@ -24,6 +24,9 @@ pub struct Submitted {
     pub jobs: BTreeMap<String, String>,
     /// Array jobs: name -> module indices.
     pub arrays: BTreeMap<String, Vec<usize>>,
+    /// Jobs whose stages train as several processes: name -> processes (ranks).
+    #[serde(default)]
+    pub tasks: BTreeMap<String, u32>,
 }
 
 pub fn jobs_path(run: &Path) -> PathBuf {
@@ -52,20 +55,24 @@ pub fn plan(engine: &OpenRun, binary: &Path) -> anyhow::Result<Vec<Job>> {
                res: &incubator_core::config::SlurmResources,
                array: Option<Vec<usize>>,
                args: &str,
-               after: Vec<String>| Job {
-        name: name.to_string(),
-        script: script::render(
-            &run_name,
-            name,
-            &run_dir,
-            binary,
-            &res.over(&s.default),
-            array.as_deref(),
-            args,
-        ),
-        path: slurm_dir.join(format!("{name}.sbatch")),
-        array,
-        after,
+               after: Vec<String>| {
+        let res = res.over(&s.default);
+        Job {
+            name: name.to_string(),
+            script: script::render(
+                &run_name,
+                name,
+                &run_dir,
+                binary,
+                &res,
+                array.as_deref(),
+                args,
+            ),
+            path: slurm_dir.join(format!("{name}.sbatch")),
+            array,
+            after,
+            tasks: res.tasks(),
+        }
     };
 
     // Stages already finished are not submitted; a job waits for the jobs of this submission
@@ -177,6 +184,19 @@ pub fn submit_run(
         None => std::env::current_exe()?,
     };
     let jobs = plan(&engine, &binary)?;
+    if let Some(j) = jobs.iter().find(|j| j.tasks > 1) {
+        // a binary without MPI would refuse on the nodes, after the jobs went in
+        if engine.cfg.slurm.binary.is_none() && !cfg!(feature = "mpi") {
+            anyhow::bail!(
+                "the {} job trains as {} processes (slurm tasks_per_stage), but this incubator \
+                 was built without MPI: build it with `cargo build --release --features mpi` \
+                 (Debian: apt-get install openmpi-bin libopenmpi-dev libclang-dev), or set \
+                 tasks_per_stage = 1",
+                j.name,
+                j.tasks
+            );
+        }
+    }
     if jobs.is_empty() {
         outln!(
             "every stage of {} has finished; nothing to submit",
@@ -208,12 +228,17 @@ pub fn submit_run(
         let after: Vec<String> = j.after.iter().map(|n| ids[n].clone()).collect();
         let id = sbatch(&j.path, &after)?;
         outln!(
-            "{:<12} job {id}{}",
+            "{:<12} job {id}{}{}",
             j.name,
             j.array
                 .as_ref()
                 .map(|a| format!(" (array {a:?})"))
-                .unwrap_or_default()
+                .unwrap_or_default(),
+            if j.tasks > 1 {
+                format!(", {} processes a stage", j.tasks)
+            } else {
+                String::new()
+            }
         );
         ids.insert(j.name.clone(), id.clone());
         submitted.jobs.insert(j.name.clone(), id);
@@ -224,6 +249,11 @@ pub fn submit_run(
             None => {
                 submitted.arrays.remove(&j.name);
             }
+        }
+        if j.tasks > 1 {
+            submitted.tasks.insert(j.name.clone(), j.tasks);
+        } else {
+            submitted.tasks.remove(&j.name);
         }
         fs_err::write(jobs_path(&run_dir), serde_json::to_vec_pretty(&submitted)?)?;
     }

@@ -14,6 +14,8 @@ pub struct Job {
     pub array: Option<Vec<usize>>,
     /// Names of the jobs (of this submission) that must succeed first.
     pub after: Vec<String>,
+    /// Processes (data-parallel ranks) that train each of its stages.
+    pub tasks: u32,
 }
 
 /// `#SBATCH` lines for `r`.
@@ -29,6 +31,8 @@ pub fn sbatch_lines(r: &SlurmResources) -> Vec<String> {
     opt("nodes", r.nodes.map(|n| n.to_string()));
     opt("cpus-per-task", r.cpus.map(|n| n.to_string()));
     opt("gpus", r.gpus.filter(|g| *g > 0).map(|n| n.to_string()));
+    opt("ntasks", r.tasks_per_stage.map(|n| n.to_string()));
+    opt("gpus-per-task", r.gpus_per_task.map(|n| n.to_string()));
     opt("mem", r.mem.clone());
     opt("time", r.time.clone());
     out.extend(r.extra.iter().map(|e| format!("#SBATCH {e}")));
@@ -39,8 +43,9 @@ pub fn sbatch_lines(r: &SlurmResources) -> Vec<String> {
 /// step and one state write of a large model.
 pub const STOP_BEFORE_LIMIT_S: u32 = 180;
 
-fn quote(p: &Path) -> String {
-    format!("'{}'", p.display().to_string().replace('\'', "'\\''"))
+/// `word` as one word of a bash command line.
+fn quote(word: &str) -> String {
+    format!("'{}'", word.replace('\'', "'\\''"))
 }
 
 /// The script of one job: resources, log file, then the same stage command a local run uses.
@@ -86,11 +91,32 @@ pub fn render(
     );
     lines.push("set -euo pipefail".into());
     lines.push(format!(
-        "exec {} {stage_args} --run-dir {} --no-progress",
-        quote(binary),
-        quote(run_dir)
+        "exec {}{} {stage_args} --run-dir {} --no-progress",
+        launcher(resources),
+        quote(&binary.display().to_string()),
+        quote(&run_dir.display().to_string())
     ));
     lines.join("\n") + "\n"
+}
+
+/// What starts the stage's processes: nothing for one (the binary is exec'd), `srun` for
+/// several ranks. srun forwards the batch shell's SIGUSR1 to every rank, and ends the step
+/// when one rank fails rather than leave the others waiting in an all-reduce.
+fn launcher(r: &SlurmResources) -> String {
+    let tasks = r.tasks();
+    if tasks <= 1 {
+        return String::new();
+    }
+    let mut args = vec![
+        "srun".to_string(),
+        format!("--ntasks={tasks}"),
+        "--kill-on-bad-exit=1".into(),
+    ];
+    if !r.srun_extra.iter().any(|o| o.starts_with("--mpi=")) {
+        args.push("--mpi=pmix".into());
+    }
+    args.extend(r.srun_extra.iter().map(|o| quote(o)));
+    args.join(" ") + " "
 }
 
 #[cfg(test)]
@@ -143,5 +169,50 @@ mod tests {
         );
         assert!(script.contains("#SBATCH --output=/shared/runs/x/slurm/logs/incubate-%a-%A.out\n"));
         assert!(script.ends_with("exec '/opt/incubator' incubate --module \"$SLURM_ARRAY_TASK_ID\" --run-dir '/shared/runs/x' --no-progress\n"));
+    }
+
+    #[test]
+    fn a_stage_of_several_tasks_starts_them_with_srun() {
+        let default = SlurmResources {
+            tasks_per_stage: Some(4),
+            gpus_per_task: Some(1),
+            srun_extra: vec!["--cpu-bind=cores".into()],
+            ..Default::default()
+        };
+        let meta = SlurmResources {
+            tasks_per_stage: Some(1),
+            ..Default::default()
+        };
+        let render_with = |r: &SlurmResources| {
+            render(
+                "x",
+                "meta",
+                Path::new("/runs/x"),
+                Path::new("/opt/incubator"),
+                r,
+                None,
+                "meta",
+            )
+        };
+        let four = render_with(&SlurmResources::default().over(&default));
+        assert!(four.contains("#SBATCH --ntasks=4\n#SBATCH --gpus-per-task=1\n"));
+        assert!(four.ends_with(
+            "exec srun --ntasks=4 --kill-on-bad-exit=1 --mpi=pmix '--cpu-bind=cores' \
+             '/opt/incubator' meta --run-dir '/runs/x' --no-progress\n"
+        ));
+        // a per-stage count wins; one process is exec'd as ever
+        let one = render_with(&meta.over(&default));
+        assert!(one.contains("#SBATCH --ntasks=1\n"));
+        assert!(one.ends_with("exec '/opt/incubator' meta --run-dir '/runs/x' --no-progress\n"));
+        // the user's MPI plugin replaces ours; a quote in an option stays one word
+        let pmi2 = SlurmResources {
+            srun_extra: vec!["--mpi=pmi2".into(), "--comment=it's".into()],
+            ..Default::default()
+        };
+        let script = render_with(&pmi2.over(&default));
+        assert!(script.contains(
+            "--kill-on-bad-exit=1 '--cpu-bind=cores' '--mpi=pmi2' '--comment=it'\\''s' '/opt"
+        ));
+        assert!(!script.contains("pmix"));
     }
 }

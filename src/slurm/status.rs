@@ -116,6 +116,8 @@ fn last_stop(run: &Path, stage: StageId) -> Option<String> {
 pub struct Row {
     pub stage: String,
     pub job: String,
+    /// Processes (data-parallel ranks) the stage's job trains it with.
+    pub ranks: u32,
     pub state: String,
     pub result: String,
     pub log: Option<PathBuf>,
@@ -208,6 +210,7 @@ pub fn rows(run: &Path, plan: &StagePlan) -> anyhow::Result<Vec<Row>> {
         };
         out.push(Row {
             stage: slug,
+            ranks: submitted.tasks.get(&job_name).copied().unwrap_or(1),
             job: job_label,
             state,
             result,
@@ -218,8 +221,8 @@ pub fn rows(run: &Path, plan: &StagePlan) -> anyhow::Result<Vec<Row>> {
 }
 
 pub fn print(run: &Path, plan: &StagePlan) -> anyhow::Result<()> {
-    outln!("| stage | job | Slurm state | result | log |");
-    outln!("|---|---|---|---|---|");
+    outln!("| stage | job | ranks | Slurm state | result | log |");
+    outln!("|---|---|---|---|---|---|");
     for r in rows(run, plan)? {
         let log = match &r.log {
             Some(l)
@@ -232,9 +235,10 @@ pub fn print(run: &Path, plan: &StagePlan) -> anyhow::Result<()> {
             _ => String::new(),
         };
         outln!(
-            "| {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} |",
             r.stage,
             r.job,
+            r.ranks,
             r.state,
             r.result,
             log

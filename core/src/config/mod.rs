@@ -61,6 +61,14 @@ pub struct SlurmResources {
     pub time: Option<String>,
     /// More `#SBATCH` options, e.g. `--constraint=a100` or `--qos=high`.
     pub extra: Vec<String>,
+    /// Processes that train the stage together, as data-parallel ranks (`#SBATCH --ntasks`,
+    /// started by `srun`; needs a build with `--features mpi`). Unset or 1: one process.
+    pub tasks_per_stage: Option<u32>,
+    /// GPUs for each of those processes (`#SBATCH --gpus-per-task`); each rank trains on one.
+    pub gpus_per_task: Option<u32>,
+    /// More `srun` options for the stage's processes. Without an `--mpi=` among them, the
+    /// script passes `--mpi=pmix`: how Open MPI's ranks find each other under Slurm.
+    pub srun_extra: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
@@ -77,6 +85,11 @@ pub struct SlurmSection {
 }
 
 impl SlurmResources {
+    /// The processes (ranks) that train the stage.
+    pub fn tasks(&self) -> u32 {
+        self.tasks_per_stage.unwrap_or(1)
+    }
+
     /// `self` with unset fields taken from `base`; `extra` lines of both.
     pub fn over(&self, base: &SlurmResources) -> SlurmResources {
         SlurmResources {
@@ -88,6 +101,14 @@ impl SlurmResources {
             mem: self.mem.clone().or_else(|| base.mem.clone()),
             time: self.time.clone().or_else(|| base.time.clone()),
             extra: base.extra.iter().chain(&self.extra).cloned().collect(),
+            tasks_per_stage: self.tasks_per_stage.or(base.tasks_per_stage),
+            gpus_per_task: self.gpus_per_task.or(base.gpus_per_task),
+            srun_extra: base
+                .srun_extra
+                .iter()
+                .chain(&self.srun_extra)
+                .cloned()
+                .collect(),
         }
     }
 }

@@ -307,6 +307,18 @@ impl RunConfig {
                 p.0.push(e.to_string());
             }
         }
+        // what a stage's job asks for is its section over [slurm.default]
+        for (key, r) in [
+            ("meta", &s.meta),
+            ("incubate", &s.incubate),
+            ("assemble", &s.assemble),
+            ("e2e", &s.e2e),
+        ] {
+            let job = r.over(&s.default);
+            if job.gpus.is_some_and(|g| g > 0) && job.gpus_per_task.is_some() {
+                p.0.push(SlurmProblem::GpusTwice(key.to_string()).to_string());
+            }
+        }
 
         if p.0.is_empty() {
             Ok(())
@@ -331,7 +343,20 @@ pub enum SlurmProblem {
     Time(String, String),
     #[error("{0}: {1:?} is not an sbatch option; write options like \"--qos=high\"")]
     Extra(String, String),
+    #[error("{0}: {1:?} is not an srun option; write options like \"--mpi=pmi2\"")]
+    SrunExtra(String, String),
+    #[error("{0} = {1}: at most {2} processes train a stage together")]
+    TooMany(String, u32, u32),
+    #[error(
+        "slurm.{0} asks for gpus (for the whole job) and gpus_per_task (for each of its \
+         processes), one of them from [slurm.default]: give one of the two"
+    )]
+    GpusTwice(String),
 }
+
+/// Far beyond any cluster's job, so that a typo (an extra 000) is named here, not by sbatch
+/// after the other jobs went in.
+pub const MAX_TASKS_PER_STAGE: u32 = 65_536;
 
 impl SlurmResources {
     /// What sbatch would reject or misread in `[slurm.<key>]`, naming the key and the fix.
@@ -347,7 +372,12 @@ impl SlurmResources {
         };
         word("partition", &self.partition)?;
         word("account", &self.account)?;
-        for (field, v) in [("nodes", self.nodes), ("cpus", self.cpus)] {
+        for (field, v) in [
+            ("nodes", self.nodes),
+            ("cpus", self.cpus),
+            ("tasks_per_stage", self.tasks_per_stage),
+            ("gpus_per_task", self.gpus_per_task),
+        ] {
             if v == Some(0) {
                 return Err(SlurmProblem::Zero(at(field)));
             }
@@ -370,6 +400,18 @@ impl SlurmResources {
             if !line.starts_with("--") || line.contains('\n') {
                 return Err(SlurmProblem::Extra(at("extra"), line.clone()));
             }
+        }
+        for option in &self.srun_extra {
+            if !option.starts_with("--") || option.contains(['\n', '\0']) {
+                return Err(SlurmProblem::SrunExtra(at("srun_extra"), option.clone()));
+            }
+        }
+        if let Some(n) = self.tasks_per_stage.filter(|&n| n > MAX_TASKS_PER_STAGE) {
+            return Err(SlurmProblem::TooMany(
+                at("tasks_per_stage"),
+                n,
+                MAX_TASKS_PER_STAGE,
+            ));
         }
         Ok(())
     }
@@ -470,5 +512,46 @@ mod tests {
         }
         let e = refused("[slurm.e2e]\ntime = \"soon\"\n");
         assert!(e.contains("slurm.e2e.time"), "{e}");
+    }
+
+    #[test]
+    fn bad_rank_counts_and_srun_options_are_refused_with_the_key() {
+        for (text, want) in [
+            (
+                "[slurm.incubate]\ntasks_per_stage = 0\n",
+                "slurm.incubate.tasks_per_stage = 0: must be at least 1",
+            ),
+            (
+                "[slurm.meta]\ngpus_per_task = 0\n",
+                "slurm.meta.gpus_per_task = 0: must be at least 1",
+            ),
+            (
+                "[slurm.default]\ntasks_per_stage = 4000000000\n",
+                "slurm.default.tasks_per_stage = 4000000000: at most 65536",
+            ),
+            (
+                "[slurm.e2e]\nsrun_extra = [\"mpi=pmi2\"]\n",
+                "slurm.e2e.srun_extra: \"mpi=pmi2\" is not an srun option",
+            ),
+            (
+                "[slurm.default]\ngpus = 1\n[slurm.incubate]\ngpus_per_task = 1\n",
+                "slurm.incubate asks for gpus (for the whole job) and gpus_per_task",
+            ),
+            ("[slurm.default]\ntasks_per_stage = -2\n", "tasks_per_stage"),
+        ] {
+            let e = match RunConfig::from_toml(text, "c") {
+                Ok(cfg) => cfg.validate().unwrap_err().to_string(),
+                Err(e) => e.to_string(),
+            };
+            assert!(e.contains(want), "{text}: {e}");
+        }
+        let ok = RunConfig::from_toml(
+            "[slurm.default]\ntasks_per_stage = 2\ngpus_per_task = 1\n[slurm.meta]\ntasks_per_stage = 1\n",
+            "c",
+        )
+        .unwrap();
+        ok.validate().unwrap();
+        assert_eq!(ok.slurm.meta.over(&ok.slurm.default).tasks(), 1);
+        assert_eq!(ok.slurm.incubate.over(&ok.slurm.default).tasks(), 2);
     }
 }

@@ -151,6 +151,13 @@ impl AdamW {
         ranks: &dyn crate::collective::Collective,
     ) {
         let world = ranks.ranks().world as f32;
+        #[cfg(feature = "nccl")]
+        if crate::nccl::active() {
+            self.average_on_the_gpus(model, grads);
+            ranks.sum_f32(also);
+            also.iter_mut().for_each(|x| *x /= world);
+            return;
+        }
         let mut flat = Vec::new();
         for (name, p) in model.named_params_mut() {
             if self.trainable.contains(&name) {
@@ -173,6 +180,48 @@ impl AdamW {
             }
         }
         also.copy_from_slice(&flat[grad_len..]);
+    }
+
+    /// The trainable gradients replaced by their means over the ranks without leaving the
+    /// GPU: laid end to end in one device buffer, one NCCL all-reduce, and back.
+    #[cfg(feature = "nccl")]
+    fn average_on_the_gpus(&self, model: &mut impl HasParams, grads: &mut Gradients<f32, Dev>) {
+        use cudarc::driver::DeviceSlice;
+        let fail = |e| panic!("a copy between gradient buffers on the GPU failed: {e:?}");
+        let mut sizes = Vec::new();
+        let mut device = None;
+        for (name, p) in model.named_params_mut() {
+            if self.trainable.contains(&name) {
+                let g = with_tensor!(p, |t| grads.get_or_alloc_mut(&*t).expect("alloc"));
+                sizes.push(g.len());
+                device.get_or_insert_with(|| g.device());
+            }
+        }
+        let Some(dev) = device else { return };
+        let mut flat = dev
+            .alloc_zeros::<f32>(sizes.iter().sum())
+            .unwrap_or_else(|e| panic!("cannot allocate the gradients' buffer on the GPU: {e:?}"));
+        let mut at = 0;
+        for (name, p) in model.named_params_mut() {
+            if self.trainable.contains(&name) {
+                let g = with_tensor!(p, |t| grads.get_or_alloc_mut(&*t).expect("alloc"));
+                let n = g.len();
+                dev.dtod_copy(&**g, &mut flat.slice_mut(at..at + n))
+                    .unwrap_or_else(fail);
+                at += n;
+            }
+        }
+        let mean = crate::nccl::mean(&dev, &flat);
+        at = 0;
+        for (name, p) in model.named_params_mut() {
+            if self.trainable.contains(&name) {
+                let g = with_tensor!(p, |t| grads.get_or_alloc_mut(&*t).expect("alloc"));
+                let n = g.len();
+                dev.dtod_copy(&mean.slice(at..at + n), &mut **g)
+                    .unwrap_or_else(fail);
+                at += n;
+            }
+        }
     }
 
     /// Adds `other`'s trainable gradients into `acc` (gradient accumulation).
