@@ -418,16 +418,25 @@ fn wait_until_requeued_and_running(ids: &[String]) {
     }
 }
 
-#[test]
-#[ignore = "needs root: starts a single-node Slurm (./scripts/test.sh runs it)"]
-fn requeued_and_time_limited_incubations_resume_and_the_run_ends_with_the_local_model() {
-    local_slurm();
-    let tmp = tempfile::tempdir().unwrap();
-    // Two incubations of 512 steps each, running side by side on the two cores: long enough
-    // (several seconds on an idle machine) that the signals below arrive while they train.
-    let cfg = write_config(
-        tmp.path(),
-        "seed = 1
+/// The log of module `m`'s array task, once the resumed stage's line is in it (the queue can
+/// look empty for a moment between a requeued task's two runs).
+fn resumed_log(run: &Path, array: &str, m: usize) -> String {
+    let path = run.join(format!("slurm/logs/incubate-{m}-{array}.out"));
+    let start = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        if text.contains(&format!("[incubate-{m}] resuming at epoch"))
+            || start.elapsed() > Duration::from_secs(120)
+        {
+            return text;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Incubations long enough (several seconds on an idle machine) that a signal arrives while
+/// they train: 2 modules of 8 epochs of 2048 images.
+const LONG_INCUBATIONS: &str = "seed = 1
 [model]
 embed_dim = 64
 depth = 4
@@ -447,8 +456,27 @@ epochs = 1
 enabled = false
 [checkpoint]
 every_steps = 10
-",
-    );
+";
+
+/// Waits until `slug` has taken `steps` optimizer steps.
+fn wait_for_steps(run: &Path, slug: &str, steps: usize) {
+    let start = Instant::now();
+    while train_steps(run, slug) < steps {
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "{slug} did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+#[ignore = "needs root: starts a single-node Slurm (./scripts/test.sh runs it)"]
+fn requeued_and_time_limited_incubations_resume_and_the_run_ends_with_the_local_model() {
+    local_slurm();
+    let tmp = tempfile::tempdir().unwrap();
+    // two incubations side by side on the two cores
+    let cfg = write_config(tmp.path(), LONG_INCUBATIONS);
     let run = tmp.path().join("cluster");
     assert_ok(
         &incubator(&["slurm", "submit", "-c", &cfg, "-d", run.to_str().unwrap()]),
@@ -457,14 +485,8 @@ every_steps = 10
     let jobs: serde_json::Value =
         serde_json::from_slice(&std::fs::read(run.join("slurm/jobs.json")).unwrap()).unwrap();
     let array = jobs["jobs"]["incubate"].as_str().unwrap().to_string();
-    let start = Instant::now();
-    while train_steps(&run, "incubate-0") < 20 || train_steps(&run, "incubate-1") < 20 {
-        assert!(
-            start.elapsed() < Duration::from_secs(300),
-            "the incubations did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_steps(&run, "incubate-0", 20);
+    wait_for_steps(&run, "incubate-1", 20);
     // Module 0: requeued by an administrator (Slurm sends SIGTERM, then requeues it).
     slurm(&["scontrol", "requeue", &format!("{array}_0")]);
     // Module 1: the time-limit warning our scripts ask for (SIGUSR1 to the batch step): the
@@ -473,22 +495,7 @@ every_steps = 10
     wait_until_requeued_and_running(&[format!("{array}_0"), format!("{array}_1")]);
     wait_for_jobs(&run);
 
-    // The resumed stages' lines, once they are in the logs (the queue can look empty for a
-    // moment between a requeued task's two runs).
-    let log = |m: usize| {
-        let path = run.join(format!("slurm/logs/incubate-{m}-{array}.out"));
-        let start = Instant::now();
-        loop {
-            let text = std::fs::read_to_string(&path).unwrap_or_default();
-            if text.contains(&format!("[incubate-{m}] resuming at epoch"))
-                || start.elapsed() > Duration::from_secs(120)
-            {
-                return text;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    };
-    let (log0, log1) = (log(0), log(1));
+    let (log0, log1) = (resumed_log(&run, &array, 0), resumed_log(&run, &array, 1));
     wait_for_jobs(&run);
     assert!(
         log0.contains("incubate-0 stopped by SIGTERM")
@@ -726,4 +733,101 @@ fn srun_without_an_mpi_plugin_is_refused_before_anything_is_written() {
     );
     assert!(err.contains("srun --mpi=pmix"), "{err}");
     assert!(!run.exists(), "nothing written");
+}
+
+/// The same signals to incubations of 2 srun tasks each (one after the other on the two
+/// cores): the time-limit warning reaches the batch step's srun, which forwards it to both
+/// ranks; they stop at one step, rank 0 saves and requeues the job. A requeue by an
+/// administrator stops both ranks by SIGTERM. Both resume as 2 ranks to mpirun's bytes.
+#[test]
+#[ignore = "needs root and Open MPI with --features mpi: starts a single-node Slurm (./scripts/test.sh runs it)"]
+fn incubations_of_two_tasks_requeued_or_time_limited_resume_to_the_2_rank_bytes() {
+    local_slurm();
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        tmp.path(),
+        &format!("{LONG_INCUBATIONS}[slurm.incubate]\ntasks_per_stage = 2\n"),
+    );
+    let run = tmp.path().join("cluster");
+    assert_ok(
+        &incubator(&["slurm", "submit", "-c", &cfg, "-d", run.to_str().unwrap()]),
+        "slurm submit",
+    );
+    let jobs: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("slurm/jobs.json")).unwrap()).unwrap();
+    let array = jobs["jobs"]["incubate"].as_str().unwrap().to_string();
+    // the tasks run one at a time, in either order: each is signalled while it trains
+    let first = loop {
+        if let Some(m) = (0..2).find(|&m| train_steps(&run, &format!("incubate-{m}")) >= 20) {
+            break m;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let second = 1 - first;
+    slurm(&[
+        "scancel",
+        "--signal=USR1",
+        "--batch",
+        &format!("{array}_{first}"),
+    ]);
+    // the other task starts while the first waits in the queue (10 s for its credential)
+    wait_for_steps(&run, &format!("incubate-{second}"), 20);
+    slurm(&["scontrol", "requeue", &format!("{array}_{second}")]);
+    wait_until_requeued_and_running(&[format!("{array}_{first}"), format!("{array}_{second}")]);
+    wait_for_jobs(&run);
+
+    let (usr1, term) = (
+        resumed_log(&run, &array, first),
+        resumed_log(&run, &array, second),
+    );
+    wait_for_jobs(&run);
+    // both ranks stopped, at one step; rank 0 requeued the job once
+    let stops = |log: &str, signal: &str| -> Vec<String> {
+        log.lines()
+            .filter(|l| l.starts_with(&format!("stopped by {signal}")))
+            .map(str::to_string)
+            .collect()
+    };
+    let s1 = stops(&usr1, "SIGUSR1");
+    assert_eq!(s1.len(), 2, "{usr1}");
+    assert_eq!(
+        usr1.matches(&format!("job {array}_{first} requeued"))
+            .count(),
+        1,
+        "{usr1}"
+    );
+    assert!(
+        usr1.contains(&format!("[incubate-{first}] resuming at epoch")),
+        "{usr1}"
+    );
+    assert!(
+        term.contains(&format!("[incubate-{second}] resuming at epoch")),
+        "{term}"
+    );
+    assert_eq!(stops(&term, "SIGTERM").len(), 2, "{term}");
+    for m in [0, 1] {
+        let interrupted = events(&run, &format!("incubate-{m}"))
+            .iter()
+            .filter(|r| matches!(r.event, Event::StageInterrupted { .. }))
+            .count();
+        assert_eq!(interrupted, 1, "incubate-{m} was interrupted once");
+    }
+
+    // the same stages here: the meta model by one process, the incubations and the assembly
+    // as 2 ranks under mpirun
+    let local = tmp.path().join("local");
+    let local_dir = local.to_str().unwrap();
+    assert_ok(
+        &incubator(&["meta", "-c", &cfg, "-d", local_dir, "--no-progress"]),
+        "local meta",
+    );
+    for m in ["0", "1"] {
+        let args = ["incubate", "--module", m, "-c", &cfg, "-d", local_dir];
+        assert_ok(&mpirun(2, &args, None), "local incubation as 2 ranks");
+    }
+    assert_ok(
+        &incubator(&["assemble", "-c", &cfg, "-d", local_dir, "--no-progress"]),
+        "local assembly",
+    );
+    assert_same_models(&local, &run, "requeued 2-task incubations against mpirun's");
 }
