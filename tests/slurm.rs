@@ -831,3 +831,38 @@ fn incubations_of_two_tasks_requeued_or_time_limited_resume_to_the_2_rank_bytes(
     );
     assert_same_models(&local, &run, "requeued 2-task incubations against mpirun's");
 }
+
+/// A sweep's runs take the rank count from the sweep like any other key: every stage's job
+/// of every run starts its ranks with srun.
+#[test]
+fn a_sweep_sets_the_processes_of_its_runs_stages() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tiny = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/tiny.toml");
+    let spec = tmp.path().join("sweep.toml");
+    std::fs::write(
+        &spec,
+        format!(
+            "[sweep]\nconfigs = [\"{tiny}\"]\nseeds = [0, 1]\n[sweep.set]\n\"slurm.default.tasks_per_stage\" = 2\n[grid]\n\"optim.base_lr\" = [0.032]\n"
+        ),
+    )
+    .unwrap();
+    let dir = tmp.path().join("sweep");
+    let out = incubator(&[
+        "sweep",
+        "submit",
+        spec.to_str().unwrap(),
+        "-d",
+        dir.to_str().unwrap(),
+        "--dry-run",
+    ]);
+    assert_ok(&out, "sweep submit --dry-run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    // 2 runs x (meta, the incubation array, assemble, e2e)
+    assert_eq!(text.matches("#SBATCH --ntasks=2\n").count(), 8, "{text}");
+    assert_eq!(
+        text.matches("exec srun --ntasks=2 --kill-on-bad-exit=1 --mpi=pmix ")
+            .count(),
+        8,
+        "{text}"
+    );
+}
