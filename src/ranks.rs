@@ -4,35 +4,68 @@
 //! engine's collective (`incubator_core::collective`); without it, a multi-process start is
 //! refused with how to build it. One process alone never touches MPI.
 
+/// The launcher's variables, as the process has them.
+fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
 /// How many processes the launcher started together, by its environment: Open MPI's mpirun,
 /// PMI-2 (`srun --mpi=pmi2`) or PMIx under Slurm (`srun --mpi=pmix`).
-fn launched_world() -> Option<usize> {
-    let var = |name: &str| std::env::var(name).ok()?.trim().parse::<usize>().ok();
+fn launched_world(env: &dyn Fn(&str) -> Option<String>) -> Option<usize> {
+    let var = |name: &str| env(name)?.trim().parse::<usize>().ok();
     var("OMPI_COMM_WORLD_SIZE")
         .or_else(|| var("PMI_SIZE"))
         .or_else(|| {
-            std::env::var_os("PMIX_RANK")?;
+            env("PMIX_RANK")?;
             var("SLURM_STEP_NUM_TASKS")
         })
-}
-
-/// How many processes were started together when more than one: as ranks, or by `srun`
-/// without an MPI plugin.
-pub fn several() -> Option<usize> {
-    launched_world()
-        .or_else(srun_without_mpi)
-        .filter(|&n| n > 1)
 }
 
 /// `srun -n N` without an MPI plugin (`--mpi=none`, a cluster's default) starts N processes
 /// that cannot find each other: each would train alone and write the same files. Their
 /// only mark is Slurm's step size; a batch script's own shell has none.
-fn srun_without_mpi() -> Option<usize> {
-    if launched_world().is_some() {
+fn srun_without_mpi(env: &dyn Fn(&str) -> Option<String>) -> Option<usize> {
+    if launched_world(env).is_some() {
         return None;
     }
-    let tasks = std::env::var("SLURM_STEP_NUM_TASKS").ok()?;
+    let tasks = env("SLURM_STEP_NUM_TASKS")?;
     tasks.trim().parse::<usize>().ok().filter(|&n| n > 1)
+}
+
+/// How many processes were started together when more than one: as ranks, or by `srun`
+/// without an MPI plugin.
+pub fn several() -> Option<usize> {
+    launched_world(&process_env)
+        .or_else(|| srun_without_mpi(&process_env))
+        .filter(|&n| n > 1)
+}
+
+/// Whether this process trains alone or as one of `world` ranks, by the launcher's
+/// environment (`env`) and whether this build has MPI (`with_mpi`); refused, with the fix,
+/// when the processes could not find each other.
+fn ranks_to_join(
+    env: &dyn Fn(&str) -> Option<String>,
+    with_mpi: bool,
+) -> Result<Option<usize>, String> {
+    if let Some(n) = srun_without_mpi(env) {
+        return Err(format!(
+            "started by srun as one of {n} tasks, but without an MPI plugin: the tasks cannot \
+             find each other, and each would train the stage alone into the same files. Start \
+             them with `srun --mpi=pmix` (or the cluster's MPI plugin: `srun --mpi=list`), or \
+             start one task"
+        ));
+    }
+    let Some(world) = launched_world(env).filter(|&n| n > 1) else {
+        return Ok(None);
+    };
+    if !with_mpi {
+        return Err(format!(
+            "started as one of {world} processes (by mpirun or srun), but this incubator was \
+             built without MPI: build it with `cargo build --release --features mpi` (Debian: \
+             apt-get install openmpi-bin libopenmpi-dev libclang-dev), or start one process"
+        ));
+    }
+    Ok(Some(world))
 }
 
 /// This process's ranks while the command runs; dropping it ends MPI (`MPI_Finalize`).
@@ -43,15 +76,9 @@ pub struct Started {
 
 /// Joins the other ranks when the launcher started several, before any thread starts.
 pub fn start() -> anyhow::Result<Option<Started>> {
-    if let Some(n) = srun_without_mpi() {
-        anyhow::bail!(
-            "started by srun as one of {n} tasks, but without an MPI plugin: the tasks cannot \
-             find each other, and each would train the stage alone into the same files. Start \
-             them with `srun --mpi=pmix` (or the cluster's MPI plugin: `srun --mpi=list`), or \
-             start one task"
-        );
-    }
-    let Some(world) = launched_world().filter(|&n| n > 1) else {
+    let Some(world) =
+        ranks_to_join(&process_env, cfg!(feature = "mpi")).map_err(anyhow::Error::msg)?
+    else {
         return Ok(None);
     };
     share_cores(world);
@@ -60,11 +87,7 @@ pub fn start() -> anyhow::Result<Option<Started>> {
         mpi_world::start().map(Some)
     }
     #[cfg(not(feature = "mpi"))]
-    anyhow::bail!(
-        "started as one of {world} processes (by mpirun or srun), but this incubator was built \
-         without MPI: build it with `cargo build --release --features mpi` (Debian: apt-get \
-         install openmpi-bin libopenmpi-dev libclang-dev), or start one process"
-    )
+    unreachable!("refused above: {world} ranks without MPI")
 }
 
 /// Each rank's CPU kernels get their share of this machine's cores (unless
@@ -194,7 +217,7 @@ mod mpi_world {
         let (universe, _) = mpi::initialize_with_threading(mpi::Threading::Serialized)
             .ok_or_else(|| anyhow::anyhow!("MPI was already initialised in this process"))?;
         let comm = universe.world();
-        if let Some(launched) = super::launched_world() {
+        if let Some(launched) = super::launched_world(&super::process_env) {
             if comm.size() as usize != launched {
                 anyhow::bail!(
                     "the launcher started {launched} processes, but MPI joined {} of them: \
@@ -269,5 +292,43 @@ mod tests {
         assert_eq!(threads_per_rank(2, 3, &env_of(&[])), 1);
         assert_eq!(slurm_tasks_on_node("2(x3),1", 4), None);
         assert_eq!(slurm_tasks_on_node("garbage(xz)", 0), None);
+    }
+
+    #[test]
+    fn the_launchers_count_makes_ranks_or_a_refusal_that_says_how_to_fix_it() {
+        let alone: &[(&str, &str)] = &[];
+        assert_eq!(ranks_to_join(&env_of(alone), true), Ok(None));
+        assert_eq!(ranks_to_join(&env_of(alone), false), Ok(None));
+        let one = [("OMPI_COMM_WORLD_SIZE", "1")];
+        assert_eq!(ranks_to_join(&env_of(&one), false), Ok(None));
+        // mpirun, srun --mpi=pmi2, srun --mpi=pmix
+        let mpirun = [("OMPI_COMM_WORLD_SIZE", "2")];
+        let pmi2 = [("PMI_SIZE", "3"), ("SLURM_STEP_NUM_TASKS", "3")];
+        let pmix = [("PMIX_RANK", "0"), ("SLURM_STEP_NUM_TASKS", "4")];
+        for (env, n) in [(&mpirun[..], 2), (&pmi2[..], 3), (&pmix[..], 4)] {
+            assert_eq!(ranks_to_join(&env_of(env), true), Ok(Some(n)));
+            // a build without the feature names the feature and the packages
+            let e = ranks_to_join(&env_of(env), false).unwrap_err();
+            assert!(
+                e.contains(&format!("one of {n} processes"))
+                    && e.contains("--features mpi")
+                    && e.contains("libopenmpi-dev"),
+                "{e}"
+            );
+        }
+        // srun without an MPI plugin: refused whatever the build
+        let bare = [("SLURM_STEP_NUM_TASKS", "2"), ("SLURM_PROCID", "1")];
+        for with_mpi in [true, false] {
+            let e = ranks_to_join(&env_of(&bare), with_mpi).unwrap_err();
+            assert!(
+                e.contains("without an MPI plugin") && e.contains("srun --mpi=pmix"),
+                "{e}"
+            );
+        }
+        // a batch script's own shell (no step) and a one-task step train alone
+        let batch = [("SLURM_NTASKS", "2"), ("SLURM_PROCID", "0")];
+        assert_eq!(ranks_to_join(&env_of(&batch), true), Ok(None));
+        let single = [("SLURM_STEP_NUM_TASKS", "1")];
+        assert_eq!(ranks_to_join(&env_of(&single), false), Ok(None));
     }
 }
