@@ -4,6 +4,10 @@
 //! engine's collective (`incubator_core::collective`); without it, a multi-process start is
 //! refused with how to build it. One process alone never touches MPI.
 
+/// How to get a build that trains as several ranks.
+pub const BUILD_WITH_MPI: &str = "build it with `cargo build --release --features mpi` \
+    (Debian: apt-get install openmpi-bin libopenmpi-dev libclang-dev)";
+
 /// The launcher's variables, as the process has them.
 fn process_env(name: &str) -> Option<String> {
     std::env::var(name).ok()
@@ -61,8 +65,7 @@ fn ranks_to_join(
     if !with_mpi {
         return Err(format!(
             "started as one of {world} processes (by mpirun or srun), but this incubator was \
-             built without MPI: build it with `cargo build --release --features mpi` (Debian: \
-             apt-get install openmpi-bin libopenmpi-dev libclang-dev), or start one process"
+             built without MPI: {BUILD_WITH_MPI}, or start one process"
         ));
     }
     Ok(Some(world))

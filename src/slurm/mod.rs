@@ -135,6 +135,20 @@ pub fn plan(engine: &OpenRun, binary: &Path) -> anyhow::Result<Vec<Job>> {
     Ok(jobs)
 }
 
+/// Refuses jobs of several processes for a binary built without MPI (`with_mpi`).
+fn runs_here(jobs: &[Job], with_mpi: bool) -> Result<(), String> {
+    match jobs.iter().find(|j| j.tasks > 1) {
+        Some(j) if !with_mpi => Err(format!(
+            "the {} job trains as {} processes (slurm tasks_per_stage), but this incubator was \
+             built without MPI: {}, or set tasks_per_stage = 1",
+            j.name,
+            j.tasks,
+            crate::ranks::BUILD_WITH_MPI
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn sbatch(path: &Path, after: &[String]) -> anyhow::Result<String> {
     let mut cmd = Command::new("sbatch");
     cmd.arg("--parsable");
@@ -184,18 +198,9 @@ pub fn submit_run(
         None => std::env::current_exe()?,
     };
     let jobs = plan(&engine, &binary)?;
-    if let Some(j) = jobs.iter().find(|j| j.tasks > 1) {
-        // a binary without MPI would refuse on the nodes, after the jobs went in
-        if engine.cfg.slurm.binary.is_none() && !cfg!(feature = "mpi") {
-            anyhow::bail!(
-                "the {} job trains as {} processes (slurm tasks_per_stage), but this incubator \
-                 was built without MPI: build it with `cargo build --release --features mpi` \
-                 (Debian: apt-get install openmpi-bin libopenmpi-dev libclang-dev), or set \
-                 tasks_per_stage = 1",
-                j.name,
-                j.tasks
-            );
-        }
+    // a binary without MPI would refuse on the nodes, after the jobs went in
+    if engine.cfg.slurm.binary.is_none() {
+        runs_here(&jobs, cfg!(feature = "mpi")).map_err(anyhow::Error::msg)?;
     }
     if jobs.is_empty() {
         outln!(
@@ -262,4 +267,31 @@ pub fn submit_run(
         run_dir.display()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jobs_of_several_processes_need_a_binary_built_with_mpi() {
+        let job = |name: &str, tasks| Job {
+            name: name.into(),
+            script: String::new(),
+            path: PathBuf::new(),
+            array: None,
+            after: Vec::new(),
+            tasks,
+        };
+        let jobs = [job("meta", 1), job("incubate", 4)];
+        assert_eq!(runs_here(&jobs, true), Ok(()));
+        let e = runs_here(&jobs, false).unwrap_err();
+        assert!(
+            e.contains("the incubate job trains as 4 processes")
+                && e.contains("--features mpi")
+                && e.contains("tasks_per_stage = 1"),
+            "{e}"
+        );
+        assert_eq!(runs_here(&jobs[..1], false), Ok(()));
+    }
 }
