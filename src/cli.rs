@@ -322,35 +322,21 @@ pub fn main() -> ExitCode {
             | Command::Assemble(_)
             | Command::E2e(_)
     );
-    if let Some(n) = crate::ranks::several().filter(|_| !stage_command) {
-        // N copies of a sweep, a submission or an evaluation would each do all of it, into
-        // the same files
-        eprintln!(
-            "error: started as one of {n} processes (by mpirun or srun), but only the training \
-             commands (run, meta, incubate, assemble, e2e) train as several ranks: start this \
-             one as one process"
-        );
-        return ExitCode::FAILURE;
-    }
     // several processes started together (mpirun, srun) join up before any thread starts
-    let ranks = match crate::ranks::start() {
+    let ranks = match crate::ranks::start(stage_command) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {}", describe(&e));
             return ExitCode::FAILURE;
         }
     };
-    let trains = matches!(
-        cli.command,
-        Command::Run { .. }
-            | Command::Meta(_)
-            | Command::Incubate { .. }
-            | Command::Assemble(_)
-            | Command::E2e(_)
-            | Command::Sweep {
+    let trains = stage_command
+        || matches!(
+            cli.command,
+            Command::Sweep {
                 command: SweepCommand::Run { .. }
             }
-    );
+        );
     if trains {
         // Stages finish their step and save their state on SIGTERM / SIGINT / SIGUSR1.
         if let Err(e) = incubator_core::interrupt::install() {

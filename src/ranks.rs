@@ -36,21 +36,25 @@ fn srun_without_mpi(env: &dyn Fn(&str) -> Option<String>) -> Option<usize> {
     tasks.trim().parse::<usize>().ok().filter(|&n| n > 1)
 }
 
-/// How many processes were started together when more than one: as ranks, or by `srun`
-/// without an MPI plugin.
-pub fn several() -> Option<usize> {
-    launched_world(&process_env)
-        .or_else(|| srun_without_mpi(&process_env))
-        .filter(|&n| n > 1)
-}
-
 /// Whether this process trains alone or as one of `world` ranks, by the launcher's
-/// environment (`env`) and whether this build has MPI (`with_mpi`); refused, with the fix,
-/// when the processes could not find each other.
+/// environment (`env`), whether this build has MPI (`with_mpi`) and whether the command
+/// trains (`trains`); refused, with the fix, when the processes could not find each other or
+/// the command is not one that trains as ranks.
 fn ranks_to_join(
     env: &dyn Fn(&str) -> Option<String>,
     with_mpi: bool,
+    trains: bool,
 ) -> Result<Option<usize>, String> {
+    let started = launched_world(env).or_else(|| srun_without_mpi(env));
+    if let Some(n) = started.filter(|&n| n > 1 && !trains) {
+        // N copies of a sweep, a submission or an evaluation would each do all of it, into
+        // the same files
+        return Err(format!(
+            "started as one of {n} processes (by mpirun or srun), but only the training \
+             commands (run, meta, incubate, assemble, e2e) train as several ranks: start this \
+             one as one process"
+        ));
+    }
     if let Some(n) = srun_without_mpi(env) {
         return Err(format!(
             "started by srun as one of {n} tasks, but without an MPI plugin: the tasks cannot \
@@ -77,10 +81,11 @@ pub struct Started {
     _universe: mpi::environment::Universe,
 }
 
-/// Joins the other ranks when the launcher started several, before any thread starts.
-pub fn start() -> anyhow::Result<Option<Started>> {
+/// Joins the other ranks when the launcher started several, before any thread starts;
+/// `trains`: whether the command is one that trains as ranks (a stage, or `run`).
+pub fn start(trains: bool) -> anyhow::Result<Option<Started>> {
     let Some(world) =
-        ranks_to_join(&process_env, cfg!(feature = "mpi")).map_err(anyhow::Error::msg)?
+        ranks_to_join(&process_env, cfg!(feature = "mpi"), trains).map_err(anyhow::Error::msg)?
     else {
         return Ok(None);
     };
@@ -300,18 +305,18 @@ mod tests {
     #[test]
     fn the_launchers_count_makes_ranks_or_a_refusal_that_says_how_to_fix_it() {
         let alone: &[(&str, &str)] = &[];
-        assert_eq!(ranks_to_join(&env_of(alone), true), Ok(None));
-        assert_eq!(ranks_to_join(&env_of(alone), false), Ok(None));
+        assert_eq!(ranks_to_join(&env_of(alone), true, true), Ok(None));
+        assert_eq!(ranks_to_join(&env_of(alone), false, true), Ok(None));
         let one = [("OMPI_COMM_WORLD_SIZE", "1")];
-        assert_eq!(ranks_to_join(&env_of(&one), false), Ok(None));
+        assert_eq!(ranks_to_join(&env_of(&one), false, true), Ok(None));
         // mpirun, srun --mpi=pmi2, srun --mpi=pmix
         let mpirun = [("OMPI_COMM_WORLD_SIZE", "2")];
         let pmi2 = [("PMI_SIZE", "3"), ("SLURM_STEP_NUM_TASKS", "3")];
         let pmix = [("PMIX_RANK", "0"), ("SLURM_STEP_NUM_TASKS", "4")];
         for (env, n) in [(&mpirun[..], 2), (&pmi2[..], 3), (&pmix[..], 4)] {
-            assert_eq!(ranks_to_join(&env_of(env), true), Ok(Some(n)));
+            assert_eq!(ranks_to_join(&env_of(env), true, true), Ok(Some(n)));
             // a build without the feature names the feature and the packages
-            let e = ranks_to_join(&env_of(env), false).unwrap_err();
+            let e = ranks_to_join(&env_of(env), false, true).unwrap_err();
             assert!(
                 e.contains(&format!("one of {n} processes"))
                     && e.contains("--features mpi")
@@ -322,7 +327,7 @@ mod tests {
         // srun without an MPI plugin: refused whatever the build
         let bare = [("SLURM_STEP_NUM_TASKS", "2"), ("SLURM_PROCID", "1")];
         for with_mpi in [true, false] {
-            let e = ranks_to_join(&env_of(&bare), with_mpi).unwrap_err();
+            let e = ranks_to_join(&env_of(&bare), with_mpi, true).unwrap_err();
             assert!(
                 e.contains("without an MPI plugin") && e.contains("srun --mpi=pmix"),
                 "{e}"
@@ -330,8 +335,14 @@ mod tests {
         }
         // a batch script's own shell (no step) and a one-task step train alone
         let batch = [("SLURM_NTASKS", "2"), ("SLURM_PROCID", "0")];
-        assert_eq!(ranks_to_join(&env_of(&batch), true), Ok(None));
+        assert_eq!(ranks_to_join(&env_of(&batch), true, true), Ok(None));
+        // only the training commands train as ranks, whoever started them
+        for env in [&mpirun[..], &bare[..]] {
+            let e = ranks_to_join(&env_of(env), true, false).unwrap_err();
+            assert!(e.contains("only the training commands"), "{e}");
+        }
+        assert_eq!(ranks_to_join(&env_of(&one), true, false), Ok(None));
         let single = [("SLURM_STEP_NUM_TASKS", "1")];
-        assert_eq!(ranks_to_join(&env_of(&single), false), Ok(None));
+        assert_eq!(ranks_to_join(&env_of(&single), false, true), Ok(None));
     }
 }

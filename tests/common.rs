@@ -78,6 +78,14 @@ pub fn assert_same_models(want: &Path, got: &Path, what: &str) {
     }
 }
 
+/// Fails unless `stage` of `run` is unfinished: a killed stage must not be marked finished.
+pub fn assert_not_finished(run: &Path, stage: &str, what: &str) {
+    assert!(
+        !run.join("stages").join(stage).join("summary.json").exists(),
+        "{what}: a killed stage must not be marked finished"
+    );
+}
+
 /// Runs one of the tests' Python scripts (`tests/NAME.py`) with `args` under the Python whose
 /// path the environment variable `var` holds (relative to the repository root; `./scripts/test.sh`
 /// sets it), and parses the JSON it prints.

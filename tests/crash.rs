@@ -127,14 +127,7 @@ fn every_stage_of_every_strategy_killed_at_any_point_resumes_to_the_uninterrupte
                     crash_seed(),
                     stderr(&out)
                 );
-                assert!(
-                    !crashed
-                        .join("stages")
-                        .join(stage)
-                        .join("summary.json")
-                        .exists(),
-                    "{name} {stage}: a killed stage must not be marked finished"
-                );
+                assert_not_finished(&crashed, stage, &format!("{name} {stage}"));
             }
             let out = stage_command(stage, &cfg, &crashed, None).output().unwrap();
             assert_ok(

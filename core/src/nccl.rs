@@ -5,7 +5,7 @@
 //! device, and NCCL must run on that device's stream, after the kernels that made the
 //! gradients.
 
-use crate::collective;
+use crate::collective::{Collective, Ranks};
 use cudarc::driver::{CudaDevice, CudaSlice, DeviceSlice};
 use cudarc::nccl::{Comm, Id, ReduceOp};
 use std::sync::{Arc, Mutex};
@@ -19,14 +19,9 @@ unsafe impl Send for Current {}
 
 static COMM: Mutex<Current> = Mutex::new(Current(None));
 
-/// Whether gradients go through NCCL: this process is one of several ranks.
-pub fn active() -> bool {
-    collective::current().ranks().world > 1
-}
-
-/// The element-wise mean of `buf` over the ranks, on `dev`. Collective: every rank calls it
+/// The element-wise mean of `buf` over `ranks`, on `dev`. Collective: every rank calls it
 /// at the same point, with a buffer of the same length.
-pub fn mean(dev: &Arc<CudaDevice>, buf: &CudaSlice<f32>) -> CudaSlice<f32> {
+pub fn mean(ranks: &dyn Collective, dev: &Arc<CudaDevice>, buf: &CudaSlice<f32>) -> CudaSlice<f32> {
     let mut current = COMM.lock().unwrap_or_else(|e| e.into_inner());
     let stale = current
         .0
@@ -34,7 +29,7 @@ pub fn mean(dev: &Arc<CudaDevice>, buf: &CudaSlice<f32>) -> CudaSlice<f32> {
         .is_none_or(|c| !Arc::ptr_eq(&c.device(), dev));
     if stale {
         current.0 = None; // the last stage's, ended before the next one starts
-        current.0 = Some(connect(dev));
+        current.0 = Some(connect(ranks, dev));
     }
     let comm = current.0.as_ref().expect("connected above");
     let mut out = dev
@@ -45,10 +40,9 @@ pub fn mean(dev: &Arc<CudaDevice>, buf: &CudaSlice<f32>) -> CudaSlice<f32> {
     out
 }
 
-/// A communicator of every rank's `dev`, on rank 0's unique id.
-fn connect(dev: &Arc<CudaDevice>) -> Comm {
-    let ranks = collective::current();
-    let collective::Ranks { rank, world } = ranks.ranks();
+/// A communicator of every rank's `dev`, on rank 0's unique id (sent through `ranks`).
+fn connect(ranks: &dyn Collective, dev: &Arc<CudaDevice>) -> Comm {
+    let Ranks { rank, world } = ranks.ranks();
     let mut id = [0u8; 128];
     if rank == 0 {
         let made = Id::new().unwrap_or_else(|e| {

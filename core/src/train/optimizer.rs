@@ -141,7 +141,7 @@ impl AdamW {
     }
 
     /// Replaces the trainable gradients, and `also` (the step's loss, say), by their means over
-    /// the ranks of `ranks`: one all-reduce of them all laid end to end, in parameter order.
+    /// the ranks of `ranks`: through the host, or on the GPUs with NCCL (`nccl` builds).
     /// (dfdx computes a backward pass in one call, so there is nothing to overlap it with.)
     pub fn average_over_ranks(
         &self,
@@ -150,14 +150,28 @@ impl AdamW {
         also: &mut [f32],
         ranks: &dyn crate::collective::Collective,
     ) {
-        let world = ranks.ranks().world as f32;
         #[cfg(feature = "nccl")]
-        if crate::nccl::active() {
-            self.average_on_the_gpus(model, grads);
+        {
+            self.average_on_the_gpus(model, grads, ranks);
+            let world = ranks.ranks().world as f32;
             ranks.sum_f32(also);
             also.iter_mut().for_each(|x| *x /= world);
-            return;
         }
+        #[cfg(not(feature = "nccl"))]
+        self.average_on_the_host(model, grads, also, ranks);
+    }
+
+    /// [`AdamW::average_over_ranks`] through the host: one all-reduce of the gradients and
+    /// `also` laid end to end.
+    #[cfg(not(feature = "nccl"))]
+    fn average_on_the_host(
+        &self,
+        model: &mut impl HasParams,
+        grads: &mut Gradients<f32, Dev>,
+        also: &mut [f32],
+        ranks: &dyn crate::collective::Collective,
+    ) {
+        let world = ranks.ranks().world as f32;
         let mut flat = Vec::new();
         for (name, p) in model.named_params_mut() {
             if self.trainable.contains(&name) {
@@ -185,7 +199,12 @@ impl AdamW {
     /// The trainable gradients replaced by their means over the ranks without leaving the
     /// GPU: laid end to end in one device buffer, one NCCL all-reduce, and back.
     #[cfg(feature = "nccl")]
-    fn average_on_the_gpus(&self, model: &mut impl HasParams, grads: &mut Gradients<f32, Dev>) {
+    fn average_on_the_gpus(
+        &self,
+        model: &mut impl HasParams,
+        grads: &mut Gradients<f32, Dev>,
+        ranks: &dyn crate::collective::Collective,
+    ) {
         use cudarc::driver::DeviceSlice;
         let fail = |e| panic!("a copy between gradient buffers on the GPU failed: {e:?}");
         let mut sizes = Vec::new();
@@ -211,7 +230,7 @@ impl AdamW {
                 at += n;
             }
         }
-        let mean = crate::nccl::mean(&dev, &flat);
+        let mean = crate::nccl::mean(ranks, &dev, &flat);
         at = 0;
         for (name, p) in model.named_params_mut() {
             if self.trainable.contains(&name) {
