@@ -28,11 +28,14 @@ fn summary(run: &std::path::Path) -> serde_json::Value {
 /// - The model trained at the widest level, evaluated at each lower level: the same test top-1
 ///   and a loss within 1e-5 relative (the PyTorch-parity tolerance): each level's kernels
 ///   compute the same model.
-/// - Trained at a lower level: the products' kernels differ between levels (register widths,
-///   fused or separate multiply-add), so their sums round differently, and three epochs of
-///   AdamW carry that rounding into the weights. Measured here (AVX2 machine, baseline against
-///   AVX2): test loss 1.8387 against 1.8385 (1.0e-4 relative), top-1 96 of 256 images against
-///   97. Asserted: loss within 1e-3 relative, top-1 within 1% of the test images.
+/// - Trained at a lower level: the kernels differ between levels (register widths, fused or
+///   separate multiply-add in the products, GELU and softmax), so their sums round
+///   differently, and three epochs of AdamW carry that rounding into the weights. Measured
+///   here (AVX2 machine, baseline against AVX2, 2026-12-05), seeds 1, 2, 3: test loss 1.8387
+///   against 1.8360 (1.5e-3 relative), 1.9084 against 1.9080 (2.1e-4), 1.89297 against
+///   1.89298 (5e-6); top-1 equal or one of 256 images apart. The seeds themselves move the
+///   loss by 4% (1.836 to 1.908). Asserted: loss within 5e-3 relative, top-1 within 1% of the
+///   test images.
 #[test]
 fn a_capped_run_trains_to_the_top1_of_the_widest_level() {
     let tmp = tempfile::tempdir().unwrap();
@@ -97,7 +100,7 @@ fn a_capped_run_trains_to_the_top1_of_the_widest_level() {
             &format!("test loss trained at {level}"),
             &got["test_loss"],
             &want["test_loss"],
-            1e-3,
+            5e-3,
         );
         close(
             &format!("top-1 trained at {level}"),

@@ -73,6 +73,19 @@ impl Isa {
     }
 }
 
+/// Whether the baseline build multiplies and adds in one instruction: not on x86-64 (SSE2 has no
+/// FMA; `f32::mul_add` there is a slow library call), always on 64-bit ARM.
+pub const BASELINE_FMA: bool = cfg!(any(target_feature = "fma", target_arch = "aarch64"));
+
+impl Isa {
+    /// Whether the element-wise kernels of this level round `a * b + c` once (a fused
+    /// multiply-add, as AVX2+FMA and AVX-512 do) or twice. Levels that agree on this give
+    /// bit-identical element-wise results.
+    pub fn fused_multiply_add(self) -> bool {
+        self >= Isa::Avx2 || BASELINE_FMA
+    }
+}
+
 impl fmt::Display for Isa {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())

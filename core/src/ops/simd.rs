@@ -4,12 +4,15 @@
 //! runs everywhere; the element-wise kernels (GELU, LayerNorm, softmax) run 2-4x faster with
 //! AVX2 or AVX-512. [`multiversion!`] compiles a function's body three times and calls the one
 //! for the active level ([`super::isa::Isa::active`]: the CPU's widest, unless capped).
-//! Results are bit-identical across the three: the same IEEE operations in the same order per
+//! Inside the body, `FMA` says whether the level multiplies and adds in one rounding (AVX2+FMA,
+//! AVX-512, ARM) or two (baseline x86-64): kernels pass it on to `fastmath::madd`. Levels with
+//! the same `FMA` give bit-identical results: the same IEEE operations in the same order per
 //! element, only more elements at once (Rust never fuses a multiply and an add on its own).
+//! Between the two kinds, results differ in the last bits (an FMA is the more exact).
 
 /// `multiversion! { fn name(args) { body } }` (optionally `pub`, with a return type) defines
-/// `name` running `body` compiled for AVX-512, AVX2 or the baseline. Helpers the body calls
-/// must be `#[inline(always)]` to be compiled with it.
+/// `name` running `body` compiled for AVX-512, AVX2 or the baseline, with `FMA` in scope.
+/// Helpers the body calls must be `#[inline(always)]` to be compiled with it.
 #[macro_export]
 #[doc(hidden)]
 macro_rules! multiversion {
@@ -19,12 +22,20 @@ macro_rules! multiversion {
         $vis fn $name($($arg: $ty),*) $(-> $ret)? {
             #[cfg(target_arch = "x86_64")]
             {
-                #[target_feature(enable = "avx512f")]
+                #[target_feature(enable = "avx512f,fma")]
                 #[allow(clippy::too_many_arguments)]
-                unsafe fn wide($($arg: $ty),*) $(-> $ret)? $body
-                #[target_feature(enable = "avx2")]
+                unsafe fn wide($($arg: $ty),*) $(-> $ret)? {
+                    #[allow(dead_code)]
+                    const FMA: bool = true;
+                    $body
+                }
+                #[target_feature(enable = "avx2,fma")]
                 #[allow(clippy::too_many_arguments)]
-                unsafe fn mid($($arg: $ty),*) $(-> $ret)? $body
+                unsafe fn mid($($arg: $ty),*) $(-> $ret)? {
+                    #[allow(dead_code)]
+                    const FMA: bool = true;
+                    $body
+                }
                 match $crate::ops::isa::Isa::active() {
                     // SAFETY: the active level never exceeds what the CPU has
                     $crate::ops::isa::Isa::Avx512 => return unsafe { wide($($arg),*) },
@@ -32,6 +43,8 @@ macro_rules! multiversion {
                     $crate::ops::isa::Isa::Baseline => {}
                 }
             }
+            #[allow(dead_code)]
+            const FMA: bool = $crate::ops::isa::BASELINE_FMA;
             $body
         }
     };
