@@ -13,7 +13,7 @@ use super::layernorm::{self, Normalized};
 use super::linear::{self, HostLinear};
 use super::mha::{self, Heads};
 use super::profile::{Laps, Pass};
-use super::rows::{add_column_sums, par_rows, zeros};
+use super::rows::{add_column_sums, par_rows};
 use crate::device::{
     host_values, read_buffer, tensor_from_slice, write_buffer, Act, Dev, Matrix, Vector,
 };
@@ -55,7 +55,6 @@ pub fn forward<T: Tape<f32, Dev>>(
     let mut laps = Laps::start(Pass::Forward);
     let shape = *x.shape();
     let (batch, tokens, width) = shape;
-    let rows = batch * tokens;
     // contiguous input: its logical order is its buffer order, and its gradient's
     let x = x.reshape_like(&shape);
     let (inp, mut tape) = x.split_tape();
@@ -70,21 +69,17 @@ pub fn forward<T: Tape<f32, Dev>>(
     };
     laps.lap("block: glue");
 
-    let mut a1 = zeros(rows * width);
-    let norm1 = layernorm::forward(&xs, &p.norm1.0, &p.norm1.1, block.norm1.eps as f32, &mut a1);
+    let (a1, norm1) = layernorm::forward(&xs, &p.norm1.0, &p.norm1.1, block.norm1.eps as f32);
     laps.lap("layernorm");
     let qkv = linear::forward(&a1, &p.qkv);
     laps.lap("attention qkv");
-    let mut probs = zeros(batch * heads.heads * tokens * tokens);
-    let mut att = zeros(rows * width);
-    mha::forward(&qkv, heads, &mut probs, &mut att);
+    let (probs, att) = mha::forward(&qkv, heads);
     laps.lap("attention scores + softmax + values");
     let mut x2 = linear::forward(&att, &p.proj);
     laps.lap("attention proj");
     residual(&xs, &mut x2, width, tokens, mask1.as_deref());
     laps.lap("residual + drop-path");
-    let mut a2 = zeros(rows * width);
-    let norm2 = layernorm::forward(&x2, &p.norm2.0, &p.norm2.1, block.norm2.eps as f32, &mut a2);
+    let (a2, norm2) = layernorm::forward(&x2, &p.norm2.0, &p.norm2.1, block.norm2.eps as f32);
     laps.lap("layernorm");
     let (hidden, slope) = linear::forward_gelu(&a2, &p.fc1);
     laps.lap("mlp fc1 + gelu forward");
@@ -248,9 +243,8 @@ impl Saved {
         grads: &mut Grads,
     ) -> Result<Vec<f32>, DevError> {
         let mut laps = Laps::start(Pass::Backward);
-        let Heads { batch, tokens, .. } = self.heads;
+        let tokens = self.heads.tokens;
         let width = self.heads.heads * self.heads.head_dim;
-        let rows = batch * tokens;
 
         // out = x2 + m2 * fc2(gelu(fc1(norm2(x2))))
         let d_branch = masked(&d_out, width, tokens, self.mask2.as_deref());
@@ -278,8 +272,7 @@ impl Saved {
         let d_att = linear_backward(&d_branch, &self.att, &self.p.proj, &keys.proj, grads)?;
         drop(d_branch);
         laps.lap("attention proj");
-        let mut d_qkv = zeros(rows * 3 * width);
-        mha::backward(&self.qkv, &self.probs, self.heads, &d_att, &mut d_qkv);
+        let d_qkv = mha::backward(&self.qkv, &self.probs, self.heads, &d_att);
         laps.lap("attention scores + softmax + values");
         let d_a1 = linear_backward(&d_qkv, &self.a1, &self.p.qkv, &keys.qkv, grads)?;
         laps.lap("attention qkv");

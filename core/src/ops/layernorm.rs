@@ -2,7 +2,7 @@
 //! (dfdx's `normalize` is a chain of broadcast ops, each with its own pass and buffer).
 
 use super::fastmath::{dot, sum};
-use super::rows::{add_chunk_sums, zeros, CHUNK};
+use super::rows::{add_chunk_sums, init_zeros, Filled, CHUNK};
 use rayon::prelude::*;
 
 /// What the backward pass needs: the normalised input and each row's `1 / sqrt(var + eps)`.
@@ -11,18 +11,34 @@ pub struct Normalized {
     pub rstd: Vec<f32>,
 }
 
-/// `out = xhat * weight + bias` with `xhat = (x - mean) / sqrt(var + eps)` per row (biased
-/// variance, two passes, as PyTorch).
-pub fn forward(x: &[f32], weight: &[f32], bias: &[f32], eps: f32, out: &mut [f32]) -> Normalized {
+/// `xhat * weight + bias` with `xhat = (x - mean) / sqrt(var + eps)` per row (biased
+/// variance, two passes, as PyTorch), and what the backward pass needs. Each block of rows
+/// lays down its part of both outputs while in cache (no zeroing pass over them).
+pub fn forward(x: &[f32], weight: &[f32], bias: &[f32], eps: f32) -> (Vec<f32>, Normalized) {
     let cols = weight.len();
-    let mut xhat = zeros(x.len());
-    let mut rstd = vec![0.0; x.len() / cols];
-    xhat.par_chunks_mut(CHUNK * cols)
-        .zip(out.par_chunks_mut(CHUNK * cols))
-        .zip(rstd.par_chunks_mut(CHUNK))
-        .zip(x.par_chunks(CHUNK * cols))
-        .for_each(|(((xh, o), rs), x)| normalize_rows(x, xh, o, rs, weight, bias, eps));
-    Normalized { xhat, rstd }
+    let mut xhat = Filled::new(x.len());
+    let mut out = Filled::new(x.len());
+    let mut rstd = vec![0.0; x.len().checked_div(cols).unwrap_or(0)];
+    if cols > 0 {
+        xhat.parts()
+            .par_chunks_mut(CHUNK * cols)
+            .zip(out.parts().par_chunks_mut(CHUNK * cols))
+            .zip(rstd.par_chunks_mut(CHUNK))
+            .zip(x.par_chunks(CHUNK * cols))
+            .for_each(|(((xh, o), rs), x)| {
+                normalize_rows(x, init_zeros(xh), init_zeros(o), rs, weight, bias, eps)
+            });
+    } else {
+        xhat.parts().iter_mut().for_each(|v| {
+            v.write(0.0);
+        });
+        out.parts().iter_mut().for_each(|v| {
+            v.write(0.0);
+        });
+    }
+    // SAFETY: the chunks cover every element of both, each initialised by its task
+    let (out, xhat) = unsafe { (out.assume_filled(), xhat.assume_filled()) };
+    (out, Normalized { xhat, rstd })
 }
 
 crate::multiversion! {

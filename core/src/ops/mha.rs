@@ -1,10 +1,13 @@
 //! Multi-head scaled dot-product attention on a fused `qkv` buffer, forward and backward, one
 //! task per (sample, head). Heads are read and written in place through strided views, so
 //! the head split and merge of the composed version (two permuted copies each way) vanish.
+//! The buffers these passes fill are never zeroed as a whole: each task lays down its own
+//! elements just before its products write them, while they are in cache (a zeroing pass
+//! over every probability and gradient wrote each of them to memory once more).
 
 use super::fastmath::{dot, softmax_rows};
 use super::gemm::{matmul_raw, Mat};
-use super::rows::Disjoint;
+use super::rows::{init_zeros, Filled};
 use rayon::prelude::*;
 
 #[derive(Clone, Copy, Debug)]
@@ -46,58 +49,68 @@ impl Heads {
     }
 }
 
-/// `softmax(q k^T / sqrt(head_dim)) v` for every head: the probabilities into `probs`
-/// (`(batch * heads, tokens, tokens)`, kept for the backward pass), the heads' outputs side by
-/// side into `out` (`(rows, width)`).
-pub fn forward(qkv: &[f32], dims: Heads, probs: &mut [f32], out: &mut [f32]) {
+/// `softmax(q k^T / sqrt(head_dim)) v` for every head: returns the probabilities
+/// (`(batch * heads, tokens, tokens)`, kept for the backward pass) and the heads' outputs side
+/// by side (`(rows, width)`).
+pub fn forward(qkv: &[f32], dims: Heads) -> (Vec<f32>, Vec<f32>) {
     let t = dims.tokens;
     assert_eq!(qkv.len(), dims.batch * t * 3 * dims.width());
-    assert_eq!(out.len(), dims.batch * t * dims.width());
-    assert_eq!(probs.len(), dims.batch * dims.heads * t * t);
-    let out_ptr = Disjoint(out.as_mut_ptr());
-    probs.par_chunks_mut(t * t).enumerate().for_each(|(i, p)| {
-        let (b, h) = (i / dims.heads, i % dims.heads);
-        let square = Mat::dense(t, t);
-        // SAFETY (all three products): `p` is this task's own chunk; the `out` view is head h
-        // of sample b, written by this task only; the views lie within their buffers.
-        unsafe {
-            matmul_raw(
-                p.as_mut_ptr(),
-                square,
-                qkv,
-                dims.qkv(0, b, h),
-                qkv,
-                dims.qkv(1, b, h).t(),
-                dims.scale(),
-                false,
-                1,
-            );
-        }
-        softmax_rows(p, t);
-        let o = out_ptr;
-        unsafe {
-            matmul_raw(
-                o.0,
-                dims.merged(b, h),
-                p,
-                square,
-                qkv,
-                dims.qkv(2, b, h),
-                1.0,
-                false,
-                1,
-            );
-        }
-    });
+    let mut probs = Filled::new(dims.batch * dims.heads * t * t);
+    let mut out = Filled::new(dims.batch * t * dims.width());
+    let o = out.disjoint();
+    probs
+        .parts()
+        .par_chunks_mut(t * t)
+        .enumerate()
+        .for_each(|(i, p)| {
+            let (b, h) = (i / dims.heads, i % dims.heads);
+            let square = Mat::dense(t, t);
+            let p = init_zeros(p);
+            let merged = dims.merged(b, h);
+            // SAFETY (all three): `p` is this task's own chunk; the `out` view is head h of
+            // sample b, laid down and written by this task only; the views lie within their
+            // buffers.
+            unsafe {
+                matmul_raw(
+                    p.as_mut_ptr(),
+                    square,
+                    qkv,
+                    dims.qkv(0, b, h),
+                    qkv,
+                    dims.qkv(1, b, h).t(),
+                    dims.scale(),
+                    false,
+                    1,
+                );
+            }
+            softmax_rows(p, t);
+            unsafe {
+                o.zero_view(merged);
+                matmul_raw(
+                    o.0,
+                    merged,
+                    p,
+                    square,
+                    qkv,
+                    dims.qkv(2, b, h),
+                    1.0,
+                    false,
+                    1,
+                );
+            }
+        });
+    // SAFETY: the chunks cover every probability; the heads of every sample cover every
+    // column of every row of `out`
+    unsafe { (probs.assume_filled(), out.assume_filled()) }
 }
 
-/// The gradient of `qkv` (written, not added) from the gradient of the merged output.
-pub fn backward(qkv: &[f32], probs: &[f32], dims: Heads, d_out: &[f32], d_qkv: &mut [f32]) {
+/// The gradient of `qkv` from the gradient of the merged output.
+pub fn backward(qkv: &[f32], probs: &[f32], dims: Heads, d_out: &[f32]) -> Vec<f32> {
     let t = dims.tokens;
-    assert_eq!(d_qkv.len(), qkv.len());
     assert_eq!(d_out.len(), dims.batch * t * dims.width());
     assert_eq!(probs.len(), dims.batch * dims.heads * t * t);
-    let d_ptr = Disjoint(d_qkv.as_mut_ptr());
+    let mut d_qkv = Filled::new(qkv.len());
+    let d = d_qkv.disjoint();
     (0..dims.batch * dims.heads).into_par_iter().for_each_init(
         || vec![0.0f32; t * t],
         |dp, i| {
@@ -106,9 +119,8 @@ pub fn backward(qkv: &[f32], probs: &[f32], dims: Heads, d_out: &[f32], d_qkv: &
             let p = &probs[i * t * t..(i + 1) * t * t];
             let (q, k, v) = (dims.qkv(0, b, h), dims.qkv(1, b, h), dims.qkv(2, b, h));
             let d_o = dims.merged(b, h);
-            let d = d_ptr;
             // SAFETY: `dp` is this task's scratch; the three `d_qkv` views are head h of
-            // sample b in q, k and v, written by this task only.
+            // sample b in q, k and v, laid down and written by this task only.
             unsafe {
                 // dP = dO V^T, dV = P^T dO
                 matmul_raw(
@@ -122,17 +134,22 @@ pub fn backward(qkv: &[f32], probs: &[f32], dims: Heads, d_out: &[f32], d_qkv: &
                     false,
                     1,
                 );
+                d.zero_view(v);
                 matmul_raw(d.0, v, p, square.t(), d_out, d_o, 1.0, false, 1);
             }
             // softmax: dS = P (dP - rowsum(dP P)), with the score scale folded in
             softmax_backward_rows(dp, p, t, dims.scale());
             unsafe {
                 // dQ = dS K, dK = dS^T Q
+                d.zero_view(q);
                 matmul_raw(d.0, q, dp, square, qkv, k, 1.0, false, 1);
+                d.zero_view(k);
                 matmul_raw(d.0, k, dp, square.t(), qkv, q, 1.0, false, 1);
             }
         },
     );
+    // SAFETY: the q, k and v heads of every sample cover every element
+    unsafe { d_qkv.assume_filled() }
 }
 
 crate::multiversion! {

@@ -63,21 +63,6 @@ pub fn add_chunk_sums(
     }
 }
 
-/// `vec![0.0; len]`, zeroed in parallel chunks: `vec!` zeroes (or faults its pages in) on one
-/// thread, which on a many-core machine took longer than the parallel loops that fill the
-/// buffer after it.
-pub fn zeros(len: usize) -> Vec<f32> {
-    let mut v: Vec<f32> = Vec::with_capacity(len);
-    v.spare_capacity_mut()[..len]
-        .par_chunks_mut(1 << 15)
-        .for_each(|c| {
-            init_zeros(c);
-        });
-    // SAFETY: every element up to `len` was written above
-    unsafe { v.set_len(len) };
-    v
-}
-
 /// `x` zeroed, as floats: a part of a buffer made without a whole-buffer zeroing pass, set
 /// by the thread that fills it next, while in cache.
 pub fn init_zeros(x: &mut [std::mem::MaybeUninit<f32>]) -> &mut [f32] {
@@ -99,6 +84,53 @@ impl Disjoint {
     /// The pointer `offset` elements on; the caller keeps it within the allocation.
     pub fn at(self, offset: usize) -> *mut f32 {
         self.0.wrapping_add(offset)
+    }
+
+    /// Zeroes the elements of view `m` (unit column stride) of this buffer.
+    ///
+    /// # Safety
+    /// The view must lie within the buffer, and no other task may access its elements
+    /// meanwhile.
+    pub unsafe fn zero_view(self, m: super::gemm::Mat) {
+        assert_eq!(
+            m.col_stride, 1,
+            "zero_view takes rows of consecutive elements"
+        );
+        for r in 0..m.rows {
+            std::ptr::write_bytes(self.at(m.offset + r * m.row_stride), 0, m.cols);
+        }
+    }
+}
+
+/// A buffer that parallel tasks fill part by part, never zeroed as a whole (a zeroing pass
+/// writes a buffer larger than the caches to memory once more before its producer does).
+pub struct Filled(Vec<std::mem::MaybeUninit<f32>>);
+
+impl Filled {
+    pub fn new(len: usize) -> Filled {
+        let mut v = Vec::with_capacity(len);
+        // SAFETY: `MaybeUninit` needs no initialisation
+        unsafe { v.set_len(len) };
+        Filled(v)
+    }
+
+    /// The elements, to be written (see [`init_zeros`]).
+    pub fn parts(&mut self) -> &mut [std::mem::MaybeUninit<f32>] {
+        &mut self.0
+    }
+
+    /// A pointer for tasks writing disjoint views.
+    pub fn disjoint(&mut self) -> Disjoint {
+        Disjoint(self.0.as_mut_ptr().cast())
+    }
+
+    /// The buffer as floats.
+    ///
+    /// # Safety
+    /// Every element must have been written.
+    pub unsafe fn assume_filled(self) -> Vec<f32> {
+        let mut v = std::mem::ManuallyDrop::new(self.0);
+        Vec::from_raw_parts(v.as_mut_ptr().cast(), v.len(), v.capacity())
     }
 }
 
