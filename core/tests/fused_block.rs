@@ -1,11 +1,13 @@
-//! The fused CPU block (`ops::fused_block`) computes what the block built from dfdx ops
-//! computes: same output, same gradients for the input and every parameter, with and without
-//! drop-path; and it gives bit-identical results whatever the number of threads.
+//! The fused CPU block (`ops::fused_block`) and stem (`ops::fused_stem`) compute what the
+//! versions built from dfdx ops compute: same output, same gradients for the input and every
+//! parameter (the block with and without drop-path, the stem with and without its bias); and
+//! they give bit-identical results whatever the number of threads.
 #![cfg(not(feature = "cuda"))]
 
 use dfdx::prelude::*;
 use incubator_core::device::{new_device, Act, Dev};
 use incubator_core::model::block::Block;
+use incubator_core::model::stem::Stem;
 use incubator_core::model::{HasParams, Init, Mode, ParamRef, VitConfig};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -194,6 +196,95 @@ fn fused_block_is_bit_identical_on_any_number_of_threads() {
     }
 }
 
+/// A stem with every parameter randomised, for 12x12 images of 2 channels in patches of 4
+/// (9 patches of 32 values, 10 tokens of 24).
+fn stem(dev: &Dev, bias: bool) -> Stem {
+    let mut cfg = cfg(true);
+    cfg.image_size = 12;
+    cfg.channels = 2;
+    let mut rng = ChaCha8Rng::seed_from_u64(8);
+    let mut s = Stem::new(&mut Init { dev, rng: &mut rng }, &cfg);
+    let mut rand = |n: usize| -> Vec<f32> { (0..n).map(|_| rng.gen_range(-0.5..0.5)).collect() };
+    s.patch_embed.weight = dev.tensor_from_vec(rand(24 * 32), (24, 32));
+    s.patch_embed.bias = bias.then(|| dev.tensor_from_vec(rand(24), (24,)));
+    s.cls_token = dev.tensor_from_vec(rand(24), (24,));
+    s.pos_embed = dev.tensor_from_vec(rand(10 * 24), (10, 24));
+    s
+}
+
+/// Output, patch gradient and parameter gradients of `sum(out * probe)` through the stem.
+fn run_stem(s: &Stem, x: &Act<NoneTape>, fused: bool) -> Pass {
+    let dev = x.device().clone();
+    let out = if fused {
+        s.forward(x.leaky_trace())
+    } else {
+        s.forward_composed(x.leaky_trace())
+    };
+    let values = out.as_vec();
+    let probe: Vec<f32> = (0..values.len())
+        .map(|i| ((i * 53 % 97) as f32 / 48.0) - 1.0)
+        .collect();
+    let probe = dev.tensor_from_vec(probe, *out.shape());
+    let grads = (out * probe).sum().backward();
+    let mut params = vec![
+        ("cls_token".to_string(), grads.get(&s.cls_token).as_vec()),
+        ("pos_embed".to_string(), grads.get(&s.pos_embed).as_vec()),
+        (
+            "patch_embed.weight".to_string(),
+            grads.get(&s.patch_embed.weight).as_vec(),
+        ),
+    ];
+    if let Some(b) = &s.patch_embed.bias {
+        params.push(("patch_embed.bias".to_string(), grads.get(b).as_vec()));
+    }
+    (values, grads.get(x).as_vec(), params)
+}
+
+#[test]
+fn fused_stem_matches_the_stem_built_from_dfdx_ops() {
+    let dev = new_device(0);
+    let x = input_of(&dev, (6, 9, 32));
+    for bias in [true, false] {
+        let s = stem(&dev, bias);
+        let fused = run_stem(&s, &x, true);
+        let composed = run_stem(&s, &x, false);
+        assert_eq!(fused.0.len(), 6 * 10 * 24);
+        assert_close(&format!("output (bias {bias})"), &fused.0, &composed.0);
+        assert_close(
+            &format!("patch gradient (bias {bias})"),
+            &fused.1,
+            &composed.1,
+        );
+        assert_eq!(fused.2.len(), if bias { 4 } else { 3 });
+        for ((name, g), (_, want)) in fused.2.iter().zip(&composed.2) {
+            assert_close(&format!("{name} gradient (bias {bias})"), g, want);
+        }
+    }
+}
+
+#[test]
+fn fused_stem_is_bit_identical_on_any_number_of_threads() {
+    let dev = new_device(0);
+    let s = stem(&dev, true);
+    // enough samples that the rows and the sums over samples split across threads
+    let x = input_of(&dev, (300, 9, 32));
+    let on = |threads| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| run_stem(&s, &x, true))
+    };
+    let one = on(1);
+    for threads in [2, 3] {
+        let other = on(threads);
+        assert!(
+            one.0 == other.0 && one.1 == other.1 && one.2 == other.2,
+            "{threads} threads differ from 1"
+        );
+    }
+}
+
 /// Every test above again, in a child process whose kernels are capped at each lower level the
 /// CPU has (`INCUBATOR_ISA`): the AVX2 and baseline paths meet the same tolerance against the
 /// dfdx block, and stay bit-identical across thread counts, on a machine that would otherwise
@@ -222,10 +313,12 @@ fn every_lower_instruction_set_level_passes_the_same_tests() {
             log.contains("test kernels_run_at_the_level_the_environment_caps ... ok"),
             "{log}"
         );
-        assert!(
-            log.contains("test fused_block_matches_the_block_built_from_dfdx_ops ... ok"),
-            "{log}"
-        );
+        for test in [
+            "fused_block_matches_the_block_built_from_dfdx_ops",
+            "fused_stem_matches_the_stem_built_from_dfdx_ops",
+        ] {
+            assert!(log.contains(&format!("test {test} ... ok")), "{log}");
+        }
     }
 }
 

@@ -35,8 +35,29 @@ impl Stem {
         }
     }
 
-    /// Patches (batch, patches, patch_dim) to tokens (batch, 1 + patches, embed_dim).
+    /// Patches (batch, patches, patch_dim) to tokens (batch, 1 + patches, embed_dim). On the
+    /// CPU, one fused operation (`ops::fused_stem`); on CUDA, the same from dfdx ops.
     pub fn forward<T: Tape<f32, Dev>>(&self, patches: Act<T>) -> Act<T> {
+        #[cfg(not(feature = "cuda"))]
+        {
+            use crate::ops::fused_block::LinearWeights;
+            let w = crate::ops::fused_stem::StemWeights {
+                patch_embed: LinearWeights {
+                    weight: &self.patch_embed.weight,
+                    bias: self.patch_embed.bias.as_ref(),
+                },
+                cls_token: &self.cls_token,
+                pos_embed: &self.pos_embed,
+            };
+            crate::ops::fused_stem::forward(&w, patches)
+        }
+        #[cfg(feature = "cuda")]
+        return self.forward_composed(patches);
+    }
+
+    /// [`Stem::forward`] from dfdx tensor ops: the CUDA path, and the reference the fused CPU
+    /// stem is tested against.
+    pub fn forward_composed<T: Tape<f32, Dev>>(&self, patches: Act<T>) -> Act<T> {
         let (b, n, p) = *patches.shape();
         let d = self.cls_token.shape().0;
         let x = self

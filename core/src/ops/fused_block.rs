@@ -117,7 +117,7 @@ pub fn forward<T: Tape<f32, Dev>>(
     out.put_tape(tape)
 }
 
-fn host_linear(l: &LinearWeights) -> HostLinear {
+pub(super) fn host_linear(l: &LinearWeights) -> HostLinear {
     HostLinear {
         weight: host_values(l.weight),
         bias: l.bias.map(host_values),
@@ -231,8 +231,8 @@ struct Saved {
     p: HostParams,
 }
 
-type Grads = dfdx::tensor::Gradients<f32, Dev>;
-type DevError = <Dev as HasErr>::Err;
+pub(super) type Grads = dfdx::tensor::Gradients<f32, Dev>;
+pub(super) type DevError = <Dev as HasErr>::Err;
 
 impl Saved {
     /// Adds every parameter's gradient and returns the input's, from the output's.
@@ -303,7 +303,7 @@ fn linear_backward(
 }
 
 /// For `y = x W^T + b`: adds `dW = dy^T x` and `db = column sums of dy`.
-fn add_parameter_gradients(
+pub(super) fn add_parameter_gradients(
     dy: &[f32],
     x: &[f32],
     l: &HostLinear,

@@ -5,6 +5,8 @@ pub mod bias;
 pub mod fastmath;
 #[cfg(not(feature = "cuda"))]
 pub mod fused_block;
+#[cfg(not(feature = "cuda"))]
+pub mod fused_stem;
 pub mod gelu;
 pub mod gemm;
 mod gemm_kernels;
