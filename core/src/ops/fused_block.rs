@@ -75,19 +75,21 @@ pub fn forward<T: Tape<f32, Dev>>(
     laps.lap("attention qkv");
     let (probs, att) = mha::forward(&qkv, heads);
     laps.lap("attention scores + softmax + values");
-    let mut x2 = linear::forward(&att, &p.proj);
-    laps.lap("attention proj");
-    residual(&xs, &mut x2, width, tokens, mask1.as_deref());
-    laps.lap("residual + drop-path");
+    // the residual is added to each block of the product's rows while they are in cache
+    let x2 = linear::forward_then(&att, &p.proj, |first, rows| {
+        residual(&xs, first, rows, width, tokens, mask1.as_deref())
+    });
+    laps.lap("attention proj"); // and the residual
     let (a2, norm2) = layernorm::forward(&x2, &p.norm2.0, &p.norm2.1, block.norm2.eps as f32);
     laps.lap("layernorm");
     let (hidden, slope) = linear::forward_gelu(&a2, &p.fc1);
     laps.lap("mlp fc1 + gelu forward");
-    let mut out = linear::forward(&hidden, &p.fc2);
-    laps.lap("mlp fc2 + gelu backward");
-    residual(&x2, &mut out, width, tokens, mask2.as_deref());
+    let out = linear::forward_then(&hidden, &p.fc2, |first, rows| {
+        residual(&x2, first, rows, width, tokens, mask2.as_deref())
+    });
+    laps.lap("mlp fc2 + gelu backward"); // and the residual
     let out = tensor_from_slice(inp.device(), &out, shape);
-    laps.lap("residual + drop-path");
+    laps.lap("block: glue");
 
     if T::OWNS_TAPE {
         let saved = Saved {
@@ -148,15 +150,20 @@ impl HostParams {
     }
 }
 
-/// `branch = x + mask[sample] * branch`, in place on the branch.
-fn residual(x: &[f32], branch: &mut [f32], width: usize, tokens: usize, mask: Option<&[f32]>) {
-    par_rows(branch, width, |first, rows| {
-        let x = &x[first * width..first * width + rows.len()];
-        match mask {
-            Some(m) => scale_rows(rows, Some(x), width, tokens, first, m),
-            None => add_in_place(rows, x),
-        }
-    });
+/// `branch = x + mask[sample] * branch` on the branch's rows from `first` on, in place.
+fn residual(
+    x: &[f32],
+    first: usize,
+    rows: &mut [f32],
+    width: usize,
+    tokens: usize,
+    mask: Option<&[f32]>,
+) {
+    let x = &x[first * width..first * width + rows.len()];
+    match mask {
+        Some(m) => scale_rows(rows, Some(x), width, tokens, first, m),
+        None => add_in_place(rows, x),
+    }
 }
 
 /// `g * mask[sample]` per row, or `g` itself without a mask.

@@ -28,6 +28,16 @@ pub fn forward(x: &[f32], l: &HostLinear) -> Vec<f32> {
     product_blocks(x, l, Side::Forward, |_, _| {})
 }
 
+/// `x W^T + b`, each block of rows then finished by `finish(first_row, block)` while in cache
+/// (a residual added there costs no pass over the whole output).
+pub fn forward_then(
+    x: &[f32],
+    l: &HostLinear,
+    finish: impl Fn(usize, &mut [f32]) + Sync,
+) -> Vec<f32> {
+    product_blocks(x, l, Side::Forward, finish)
+}
+
 /// GELU of `x W^T + b`, and GELU's slope there (for the backward pass).
 pub fn forward_gelu(x: &[f32], l: &HostLinear) -> (Vec<f32>, Vec<f32>) {
     let len = (x.len() / l.in_features().max(1)) * l.out_features;
