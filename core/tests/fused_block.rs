@@ -69,9 +69,38 @@ fn input_of(dev: &Dev, (b, t, d): (usize, usize, usize)) -> Act<NoneTape> {
 /// What one pass gives.
 type Pass = (Vec<f32>, Vec<f32>, Vec<(String, Vec<f32>)>);
 
+/// The output's values and the gradients of `sum(out * probe)`, for a fixed probe that
+/// weights every element differently.
+fn probed(out: Act<OwnedTape<f32, Dev>>) -> (Vec<f32>, Gradients<f32, Dev>) {
+    let values = out.as_vec();
+    let probe: Vec<f32> = (0..values.len())
+        .map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0)
+        .collect();
+    let probe = out.device().tensor_from_vec(probe, *out.shape());
+    (values, (out * probe).sum().backward())
+}
+
+/// Runs `pass` on a pool of 1, 2 and 3 threads: all three must agree to the bit.
+fn same_on_any_number_of_threads(pass: impl Fn() -> Pass + Send + Sync) {
+    let on = |threads| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(&pass)
+    };
+    let one = on(1);
+    for threads in [2, 3] {
+        let other = on(threads);
+        assert!(
+            one.0 == other.0 && one.1 == other.1 && one.2 == other.2,
+            "{threads} threads differ from 1"
+        );
+    }
+}
+
 /// Output, input gradient and parameter gradients (by name) of `sum(out * probe)`.
 fn run(block: &Block, x: &Act<NoneTape>, drop_path: f64, fused: bool) -> Pass {
-    let dev = x.device().clone();
     let mut rng = ChaCha8Rng::seed_from_u64(5);
     let mut mode = Mode {
         train: true,
@@ -82,12 +111,7 @@ fn run(block: &Block, x: &Act<NoneTape>, drop_path: f64, fused: bool) -> Pass {
     } else {
         block.forward_composed(x.leaky_trace(), drop_path, &mut mode)
     };
-    let values = out.as_vec();
-    let probe: Vec<f32> = (0..values.len())
-        .map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0)
-        .collect();
-    let probe = dev.tensor_from_vec(probe, *out.shape());
-    let grads = (out * probe).sum().backward();
+    let (values, grads) = probed(out);
     let params = block
         .named_params()
         .into_iter()
@@ -179,21 +203,7 @@ fn fused_block_is_bit_identical_on_any_number_of_threads() {
         (0..n * t * d).map(|_| rng.gen_range(-2.0..2.0)).collect(),
         (n, t, d),
     );
-    let on = |threads| {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
-        pool.install(|| run(&b, &x, 0.2, true))
-    };
-    let one = on(1);
-    for threads in [2, 3] {
-        let other = on(threads);
-        assert!(
-            one.0 == other.0 && one.1 == other.1 && one.2 == other.2,
-            "{threads} threads differ from 1"
-        );
-    }
+    same_on_any_number_of_threads(|| run(&b, &x, 0.2, true));
 }
 
 /// A stem with every parameter randomised, for 12x12 images of 2 channels in patches of 4
@@ -214,18 +224,12 @@ fn stem(dev: &Dev, bias: bool) -> Stem {
 
 /// Output, patch gradient and parameter gradients of `sum(out * probe)` through the stem.
 fn run_stem(s: &Stem, x: &Act<NoneTape>, fused: bool) -> Pass {
-    let dev = x.device().clone();
     let out = if fused {
         s.forward(x.leaky_trace())
     } else {
         s.forward_composed(x.leaky_trace())
     };
-    let values = out.as_vec();
-    let probe: Vec<f32> = (0..values.len())
-        .map(|i| ((i * 53 % 97) as f32 / 48.0) - 1.0)
-        .collect();
-    let probe = dev.tensor_from_vec(probe, *out.shape());
-    let grads = (out * probe).sum().backward();
+    let (values, grads) = probed(out);
     let mut params = vec![
         ("cls_token".to_string(), grads.get(&s.cls_token).as_vec()),
         ("pos_embed".to_string(), grads.get(&s.pos_embed).as_vec()),
@@ -268,21 +272,7 @@ fn fused_stem_is_bit_identical_on_any_number_of_threads() {
     let s = stem(&dev, true);
     // enough samples that the rows and the sums over samples split across threads
     let x = input_of(&dev, (300, 9, 32));
-    let on = |threads| {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
-        pool.install(|| run_stem(&s, &x, true))
-    };
-    let one = on(1);
-    for threads in [2, 3] {
-        let other = on(threads);
-        assert!(
-            one.0 == other.0 && one.1 == other.1 && one.2 == other.2,
-            "{threads} threads differ from 1"
-        );
-    }
+    same_on_any_number_of_threads(|| run_stem(&s, &x, true));
 }
 
 /// Every test above again, in a child process whose kernels are capped at each lower level the
