@@ -26,10 +26,34 @@ fn local_slurm() {
     });
 }
 
+/// `slurm submit -c cfg -d run`, which must succeed.
+fn submit(cfg: &str, run: &Path) {
+    assert_ok(
+        &incubator(&["slurm", "submit", "-c", cfg, "-d", run.to_str().unwrap()]),
+        "slurm submit",
+    );
+}
+
+/// The run's `slurm/jobs.json`.
+fn jobs(run: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(run.join("slurm/jobs.json")).unwrap()).unwrap()
+}
+
+/// The job id of the incubation array.
+fn incubate_array(run: &Path) -> String {
+    jobs(run)["jobs"]["incubate"].as_str().unwrap().to_string()
+}
+
+/// The row of `slurm status`'s table for `stage`.
+fn status_row<'a>(text: &'a str, stage: &str) -> &'a str {
+    text.lines()
+        .find(|l| l.starts_with(&format!("| {stage} |")))
+        .unwrap_or_else(|| panic!("no row for {stage}: {text}"))
+}
+
 /// Waits until none of the run's jobs is pending or running.
 fn wait_for_jobs(run: &Path) {
-    let jobs: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(run.join("slurm/jobs.json")).unwrap()).unwrap();
+    let jobs = jobs(run);
     let ids: Vec<String> = jobs["jobs"]
         .as_object()
         .unwrap()
@@ -202,10 +226,7 @@ fn a_failed_incubation_stops_the_assembly_and_status_says_where_to_look() {
     );
     let cfg = write_config(tmp.path(), &text);
     let run = tmp.path().join("cluster");
-    assert_ok(
-        &incubator(&["slurm", "submit", "-c", &cfg, "-d", run.to_str().unwrap()]),
-        "slurm submit",
-    );
+    submit(&cfg, &run);
     wait_for_jobs(&run);
 
     assert!(
@@ -220,10 +241,7 @@ fn a_failed_incubation_stops_the_assembly_and_status_says_where_to_look() {
 
     let status = incubator(&["slurm", "status", run.to_str().unwrap()]);
     let text = String::from_utf8_lossy(&status.stdout).to_string();
-    let row = text
-        .lines()
-        .find(|l| l.starts_with("| incubate-2 "))
-        .unwrap();
+    let row = status_row(&text, "incubate-2");
     assert!(
         row.contains("FAILED") && row.contains("refuses module 2"),
         "{text}"
@@ -478,13 +496,8 @@ fn requeued_and_time_limited_incubations_resume_and_the_run_ends_with_the_local_
     // two incubations side by side on the two cores
     let cfg = write_config(tmp.path(), LONG_INCUBATIONS);
     let run = tmp.path().join("cluster");
-    assert_ok(
-        &incubator(&["slurm", "submit", "-c", &cfg, "-d", run.to_str().unwrap()]),
-        "slurm submit",
-    );
-    let jobs: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(run.join("slurm/jobs.json")).unwrap()).unwrap();
-    let array = jobs["jobs"]["incubate"].as_str().unwrap().to_string();
+    submit(&cfg, &run);
+    let array = incubate_array(&run);
     wait_for_steps(&run, "incubate-0", 20);
     wait_for_steps(&run, "incubate-1", 20);
     // Module 0: requeued by an administrator (Slurm sends SIGTERM, then requeues it).
@@ -538,22 +551,14 @@ fn status_names_cancelled_array_tasks_that_never_started() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = write_config(tmp.path(), &with_keys(TINY, &[("e2e.enabled", "false")]));
     let run = tmp.path().join("cluster");
-    assert_ok(
-        &incubator(&["slurm", "submit", "-c", &cfg, "-d", run.to_str().unwrap()]),
-        "slurm submit",
-    );
-    let jobs: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(run.join("slurm/jobs.json")).unwrap()).unwrap();
+    submit(&cfg, &run);
     // The array waits for the meta model; cancelled now, its tasks never get records of their own.
-    slurm(&["scancel", jobs["jobs"]["incubate"].as_str().unwrap()]);
+    slurm(&["scancel", &incubate_array(&run)]);
     wait_for_jobs(&run);
     let status = incubator(&["slurm", "status", run.to_str().unwrap()]);
     let text = String::from_utf8_lossy(&status.stdout).to_string();
     for m in 0..4 {
-        let row = text
-            .lines()
-            .find(|l| l.starts_with(&format!("| incubate-{m} ")))
-            .unwrap();
+        let row = status_row(&text, &format!("incubate-{m}"));
         assert!(
             row.contains("CANCELLED") && !row.contains("unknown"),
             "{text}"
@@ -695,13 +700,7 @@ fn stages_of_two_tasks_train_as_two_ranks_under_srun_and_match_mpirun() {
     let status = incubator(&["slurm", "status", run.to_str().unwrap()]);
     assert_ok(&status, "slurm status");
     let text = String::from_utf8_lossy(&status.stdout);
-    let ranks_of = |stage: &str| -> String {
-        let row = text
-            .lines()
-            .find(|l| l.starts_with(&format!("| {stage} |")))
-            .unwrap_or_else(|| panic!("no row for {stage}: {text}"));
-        row.split('|').nth(3).unwrap().trim().to_string()
-    };
+    let ranks_of = |stage: &str| status_row(&text, stage).split('|').nth(3).unwrap().trim();
     assert_eq!(ranks_of("meta"), "1", "{text}");
     for stage in ["incubate-0", "incubate-1", "assemble", "e2e"] {
         assert_eq!(ranks_of(stage), "2", "{stage}: {text}");
@@ -749,13 +748,8 @@ fn incubations_of_two_tasks_requeued_or_time_limited_resume_to_the_2_rank_bytes(
         &format!("{LONG_INCUBATIONS}[slurm.incubate]\ntasks_per_stage = 2\n"),
     );
     let run = tmp.path().join("cluster");
-    assert_ok(
-        &incubator(&["slurm", "submit", "-c", &cfg, "-d", run.to_str().unwrap()]),
-        "slurm submit",
-    );
-    let jobs: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(run.join("slurm/jobs.json")).unwrap()).unwrap();
-    let array = jobs["jobs"]["incubate"].as_str().unwrap().to_string();
+    submit(&cfg, &run);
+    let array = incubate_array(&run);
     // the tasks run one at a time, in either order: each is signalled while it trains
     let first = loop {
         if let Some(m) = (0..2).find(|&m| train_steps(&run, &format!("incubate-{m}")) >= 20) {

@@ -52,9 +52,8 @@ pub fn forward<T: Tape<f32, Dev>>(w: &StemWeights, patches: Act<T>) -> Act<T> {
     }
     let out = tensor_from_slice(inp.device(), &out, (batch, n + 1, d));
     if T::OWNS_TAPE {
-        let keys = (
-            w.patch_embed.weight.clone(),
-            w.patch_embed.bias.cloned(),
+        let (linear_keys, cls_key, pos_key) = (
+            (w.patch_embed.weight.clone(), w.patch_embed.bias.cloned()),
             w.cls_token.clone(),
             w.pos_embed.clone(),
         );
@@ -82,14 +81,13 @@ pub fn forward<T: Tape<f32, Dev>>(w: &StemWeights, patches: Act<T>) -> Act<T> {
                     e.copy_from_slice(&d_out[b * tokens + (1 + i) * d..][..d])
                 });
             }
-            let (weight, bias, cls_key, pos_key) = &keys;
-            add_parameter_gradients(&d_emb, &xs, &lin, &(weight.clone(), bias.clone()), grads)?;
+            add_parameter_gradients(&d_emb, &xs, &lin, &linear_keys, grads)?;
             let d_x = linear::backward_input(&d_emb, &lin);
             write_buffer(grads.get_or_alloc_mut(&inp)?, |g| add_in_place(g, &d_x));
-            write_buffer(grads.get_or_alloc_mut(cls_key)?, |g| {
+            write_buffer(grads.get_or_alloc_mut(&cls_key)?, |g| {
                 add_in_place(g, &d_pos[..d])
             });
-            write_buffer(grads.get_or_alloc_mut(pos_key)?, |g| {
+            write_buffer(grads.get_or_alloc_mut(&pos_key)?, |g| {
                 add_in_place(g, &d_pos)
             });
             Ok(())

@@ -18,24 +18,15 @@ pub fn forward(x: &[f32], weight: &[f32], bias: &[f32], eps: f32) -> (Vec<f32>, 
     let cols = weight.len();
     let mut xhat = Filled::new(x.len());
     let mut out = Filled::new(x.len());
-    let mut rstd = vec![0.0; x.len().checked_div(cols).unwrap_or(0)];
-    if cols > 0 {
-        xhat.parts()
-            .par_chunks_mut(CHUNK * cols)
-            .zip(out.parts().par_chunks_mut(CHUNK * cols))
-            .zip(rstd.par_chunks_mut(CHUNK))
-            .zip(x.par_chunks(CHUNK * cols))
-            .for_each(|(((xh, o), rs), x)| {
-                normalize_rows(x, init_zeros(xh), init_zeros(o), rs, weight, bias, eps)
-            });
-    } else {
-        xhat.parts().iter_mut().for_each(|v| {
-            v.write(0.0);
+    let mut rstd = vec![0.0; x.len() / cols];
+    xhat.parts()
+        .par_chunks_mut(CHUNK * cols)
+        .zip(out.parts().par_chunks_mut(CHUNK * cols))
+        .zip(rstd.par_chunks_mut(CHUNK))
+        .zip(x.par_chunks(CHUNK * cols))
+        .for_each(|(((xh, o), rs), x)| {
+            normalize_rows(x, init_zeros(xh), init_zeros(o), rs, weight, bias, eps)
         });
-        out.parts().iter_mut().for_each(|v| {
-            v.write(0.0);
-        });
-    }
     // SAFETY: the chunks cover every element of both, each initialised by its task
     let (out, xhat) = unsafe { (out.assume_filled(), xhat.assume_filled()) };
     (out, Normalized { xhat, rstd })
