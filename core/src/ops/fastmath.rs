@@ -74,12 +74,14 @@ pub fn gelu_and_slope<const FMA: bool>(x: f32) -> (f32, f32) {
 }
 
 crate::multiversion! {
-    /// GELU in place on `x`, its slope into `slope`.
-    pub fn gelu_in_place(x: &mut [f32], slope: &mut [f32]) {
+    /// GELU in place on `x`, its slope written into `slope` (which it need not have been
+    /// initialised: every element is written).
+    pub fn gelu_in_place(x: &mut [f32], slope: &mut [std::mem::MaybeUninit<f32>]) {
+        assert_eq!(x.len(), slope.len());
         for (v, s) in x.iter_mut().zip(slope.iter_mut()) {
             let (g, d) = gelu_and_slope::<FMA>(*v);
             *v = g;
-            *s = d;
+            s.write(d);
         }
     }
 }
@@ -241,8 +243,10 @@ mod tests {
         // give exactly what the one-value function gives with the level's rounding, so results
         // do not depend on the vector width (AVX2 and AVX-512 agree to the bit)
         let x: Vec<f32> = (0..4099).map(|i| (i as f32 - 2049.5) * 7.3e-3).collect();
-        let (mut g, mut s) = (x.clone(), vec![0.0; x.len()]);
+        let (mut g, mut s) = (x.clone(), vec![std::mem::MaybeUninit::uninit(); x.len()]);
         gelu_in_place(&mut g, &mut s);
+        // SAFETY: gelu_in_place writes every element of the slope
+        let s: Vec<f32> = s.iter().map(|v| unsafe { v.assume_init() }).collect();
         for ((x, g), s) in x.iter().zip(&g).zip(&s) {
             let (want_g, want_s) = active_gelu(*x);
             assert_eq!(

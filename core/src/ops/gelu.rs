@@ -51,14 +51,16 @@ pub fn gelu<S: Shape, T: Tape<f32, Dev>>(x: Tensor<S, f32, Dev, T>) -> Tensor<S,
     let (inp, mut tape) = x.split_tape();
     // The slope is kept for the backward pass: computed here, Phi(x) is already at hand.
     let mut activated = host_values(&inp);
-    let mut slope = vec![0.0; activated.len()];
+    let mut slope = super::rows::Filled::new(activated.len());
     {
         use rayon::prelude::*;
         activated
             .par_chunks_mut(1 << 14)
-            .zip(slope.par_chunks_mut(1 << 14))
+            .zip(slope.parts().par_chunks_mut(1 << 14))
             .for_each(|(a, s)| super::fastmath::gelu_in_place(a, s));
     }
+    // SAFETY: the chunks cover every element, each written by gelu_in_place
+    let slope = unsafe { slope.assume_filled() };
     let out = crate::device::tensor_from_slice(inp.device(), &activated, shape);
     let out_key = out.clone();
     tape.add_backward_op(move |grads| {

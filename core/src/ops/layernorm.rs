@@ -2,8 +2,9 @@
 //! (dfdx's `normalize` is a chain of broadcast ops, each with its own pass and buffer).
 
 use super::fastmath::{dot, sum};
-use super::rows::{add_chunk_sums, init_zeros, Filled, CHUNK};
+use super::rows::{add_chunk_sums, assume_init, Filled, CHUNK};
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 /// What the backward pass needs: the normalised input and each row's `1 / sqrt(var + eps)`.
 pub struct Normalized {
@@ -24,17 +25,16 @@ pub fn forward(x: &[f32], weight: &[f32], bias: &[f32], eps: f32) -> (Vec<f32>, 
         .zip(out.parts().par_chunks_mut(CHUNK * cols))
         .zip(rstd.par_chunks_mut(CHUNK))
         .zip(x.par_chunks(CHUNK * cols))
-        .for_each(|(((xh, o), rs), x)| {
-            normalize_rows(x, init_zeros(xh), init_zeros(o), rs, weight, bias, eps)
-        });
+        .for_each(|(((xh, o), rs), x)| normalize_rows(x, xh, o, rs, weight, bias, eps));
     // SAFETY: the chunks cover every element of both, each initialised by its task
     let (out, xhat) = unsafe { (out.assume_filled(), xhat.assume_filled()) };
     (out, Normalized { xhat, rstd })
 }
 
 crate::multiversion! {
-    /// [`forward`] on a block of rows, on this thread.
-    pub fn normalize_rows(x: &[f32], xhat: &mut [f32], out: &mut [f32], rstd: &mut [f32], weight: &[f32], bias: &[f32], eps: f32) {
+    /// [`forward`] on a block of rows, on this thread; writes every element of `xhat` and
+    /// `out`, which need not have been initialised.
+    pub fn normalize_rows(x: &[f32], xhat: &mut [MaybeUninit<f32>], out: &mut [MaybeUninit<f32>], rstd: &mut [f32], weight: &[f32], bias: &[f32], eps: f32) {
         let cols = weight.len();
         for (((x, xh), o), r) in x
             .chunks_exact(cols)
@@ -44,13 +44,15 @@ crate::multiversion! {
         {
             let mean = sum(x) / cols as f32;
             for (h, v) in xh.iter_mut().zip(x) {
-                *h = v - mean;
+                h.write(v - mean);
             }
+            // SAFETY: every element of the row was written just above
+            let xh = unsafe { assume_init(xh) };
             let s = 1.0 / (dot(xh, xh) / cols as f32 + eps).sqrt();
             *r = s;
             for (((h, o), w), b) in xh.iter_mut().zip(o.iter_mut()).zip(weight).zip(bias) {
                 *h *= s;
-                *o = *h * w + b;
+                o.write(*h * w + b);
             }
         }
     }

@@ -6,7 +6,7 @@
 
 use super::fastmath::{gelu_in_place, mul_in_place};
 use super::gemm::{add_transposed_product, matmul_raw, Mat};
-use super::rows::{init_zeros, Disjoint, CHUNK};
+use super::rows::{assume_init, Disjoint, CHUNK};
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
 
@@ -52,7 +52,7 @@ pub fn forward_gelu(x: &[f32], l: &HostLinear) -> (Vec<f32>, Vec<f32>) {
             let s = unsafe {
                 std::slice::from_raw_parts_mut(slope.at(at).cast::<MaybeUninit<f32>>(), block.len())
             };
-            gelu_in_place(block, init_zeros(s));
+            gelu_in_place(block, s);
         })
     };
     // SAFETY: the blocks cover every row, and each initialised its rows of `slope`
@@ -88,8 +88,7 @@ enum Side {
 
 /// The product of `input` and the layer's weight, block by block of [`CHUNK`] rows, each
 /// finished by `finish(first_row, block)` on the thread that made it. The output is never
-/// zeroed as a whole: each block is laid down (bias or zeros) in cache just before its
-/// product accumulates onto it.
+/// zeroed: each block is laid down in cache by its product (onto the bias, if any).
 fn product_blocks(
     input: &[f32],
     l: &HostLinear,
@@ -118,33 +117,32 @@ fn product_blocks(
             .for_each(|(c, block)| {
                 let first = c * CHUNK;
                 let n = block.len() / width_out;
-                let block = match bias {
-                    Some(b) => {
-                        for row in block.chunks_exact_mut(width_out) {
-                            row.iter_mut().zip(b).for_each(|(o, v)| {
-                                o.write(*v);
-                            });
-                        }
-                        // SAFETY: every element of the block was written just above
-                        unsafe { &mut *(block as *mut [MaybeUninit<f32>] as *mut [f32]) }
+                // with a bias, the block starts as the bias and the product adds onto it;
+                // without, the product overwrites the block (never reading it)
+                if let Some(b) = bias {
+                    for row in block.chunks_exact_mut(width_out) {
+                        row.iter_mut().zip(b).for_each(|(o, v)| {
+                            o.write(*v);
+                        });
                     }
-                    None => init_zeros(block),
-                };
+                }
                 let a = Mat::dense(rows, width_in).sub(first, 0, n, width_in);
                 // SAFETY: `block` is this task's own; the views lie in `input` and the weight
                 unsafe {
                     matmul_raw(
-                        block.as_mut_ptr(),
+                        block.as_mut_ptr().cast(),
                         Mat::dense(n, width_out),
                         input,
                         a,
                         &l.weight,
                         w,
                         1.0,
-                        true,
+                        bias.is_some(),
                         1,
                     )
                 };
+                // SAFETY: the bias or the product wrote every element of the block
+                let block = unsafe { assume_init(block) };
                 finish(first, block);
             });
     }

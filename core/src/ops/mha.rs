@@ -7,7 +7,7 @@
 
 use super::fastmath::{dot, softmax_rows};
 use super::gemm::{matmul_raw, Mat};
-use super::rows::{init_zeros, Filled};
+use super::rows::{assume_init, Filled};
 use rayon::prelude::*;
 
 #[derive(Clone, Copy, Debug)]
@@ -65,14 +65,14 @@ pub fn forward(qkv: &[f32], dims: Heads) -> (Vec<f32>, Vec<f32>) {
         .for_each(|(i, p)| {
             let (b, h) = (i / dims.heads, i % dims.heads);
             let square = Mat::dense(t, t);
-            let p = init_zeros(p);
             let merged = dims.merged(b, h);
             // SAFETY (all three): `p` is this task's own chunk; the `out` view is head h of
-            // sample b, laid down and written by this task only; the views lie within their
-            // buffers.
+            // sample b, written by this task only; the views lie within their buffers. Both
+            // products overwrite their destinations (they never read them), so neither needs
+            // zeroing first.
             unsafe {
                 matmul_raw(
-                    p.as_mut_ptr(),
+                    p.as_mut_ptr().cast(),
                     square,
                     qkv,
                     dims.qkv(0, b, h),
@@ -83,11 +83,12 @@ pub fn forward(qkv: &[f32], dims: Heads) -> (Vec<f32>, Vec<f32>) {
                     1,
                 );
             }
+            // SAFETY: the product above wrote every element of `p`
+            let p = unsafe { assume_init(p) };
             softmax_rows(p, t);
             unsafe {
-                o.zero_view(merged);
                 matmul_raw(
-                    o.0,
+                    o.at(0),
                     merged,
                     p,
                     square,
@@ -120,7 +121,8 @@ pub fn backward(qkv: &[f32], probs: &[f32], dims: Heads, d_out: &[f32]) -> Vec<f
             let (q, k, v) = (dims.qkv(0, b, h), dims.qkv(1, b, h), dims.qkv(2, b, h));
             let d_o = dims.merged(b, h);
             // SAFETY: `dp` is this task's scratch; the three `d_qkv` views are head h of
-            // sample b in q, k and v, laid down and written by this task only.
+            // sample b in q, k and v, written by this task only (each product overwrites its
+            // destination).
             unsafe {
                 // dP = dO V^T, dV = P^T dO
                 matmul_raw(
@@ -134,17 +136,14 @@ pub fn backward(qkv: &[f32], probs: &[f32], dims: Heads, d_out: &[f32]) -> Vec<f
                     false,
                     1,
                 );
-                d.zero_view(v);
-                matmul_raw(d.0, v, p, square.t(), d_out, d_o, 1.0, false, 1);
+                matmul_raw(d.at(0), v, p, square.t(), d_out, d_o, 1.0, false, 1);
             }
             // softmax: dS = P (dP - rowsum(dP P)), with the score scale folded in
             softmax_backward_rows(dp, p, t, dims.scale());
             unsafe {
                 // dQ = dS K, dK = dS^T Q
-                d.zero_view(q);
-                matmul_raw(d.0, q, dp, square, qkv, k, 1.0, false, 1);
-                d.zero_view(k);
-                matmul_raw(d.0, k, dp, square.t(), qkv, q, 1.0, false, 1);
+                matmul_raw(d.at(0), q, dp, square, qkv, k, 1.0, false, 1);
+                matmul_raw(d.at(0), k, dp, square.t(), qkv, q, 1.0, false, 1);
             }
         },
     );

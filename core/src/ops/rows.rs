@@ -63,14 +63,15 @@ pub fn add_chunk_sums(
     }
 }
 
-/// `x` zeroed, as floats: a part of a buffer made without a whole-buffer zeroing pass, set
-/// by the thread that fills it next, while in cache.
-pub fn init_zeros(x: &mut [std::mem::MaybeUninit<f32>]) -> &mut [f32] {
-    for v in x.iter_mut() {
-        v.write(0.0);
-    }
-    // SAFETY: every element was written just above
-    unsafe { &mut *(x as *mut [std::mem::MaybeUninit<f32>] as *mut [f32]) }
+/// `x` as floats, once every element has been written (by a product that overwrites its
+/// destination, or a kernel writing each element): a part of a buffer made without a zeroing
+/// pass, filled by the thread that uses it next, while in cache.
+///
+/// # Safety
+/// Every element of `x` must have been written.
+#[inline(always)]
+pub unsafe fn assume_init(x: &mut [std::mem::MaybeUninit<f32>]) -> &mut [f32] {
+    &mut *(x as *mut [std::mem::MaybeUninit<f32>] as *mut [f32])
 }
 
 /// A pointer that several tasks write through, each to its own elements (attention heads,
@@ -84,21 +85,6 @@ impl Disjoint {
     /// The pointer `offset` elements on; the caller keeps it within the allocation.
     pub fn at(self, offset: usize) -> *mut f32 {
         self.0.wrapping_add(offset)
-    }
-
-    /// Zeroes the elements of view `m` (unit column stride) of this buffer.
-    ///
-    /// # Safety
-    /// The view must lie within the buffer, and no other task may access its elements
-    /// meanwhile.
-    pub unsafe fn zero_view(self, m: super::gemm::Mat) {
-        assert_eq!(
-            m.col_stride, 1,
-            "zero_view takes rows of consecutive elements"
-        );
-        for r in 0..m.rows {
-            std::ptr::write_bytes(self.at(m.offset + r * m.row_stride), 0, m.cols);
-        }
     }
 }
 
