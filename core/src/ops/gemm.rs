@@ -235,6 +235,45 @@ mod tests {
     }
 
     #[test]
+    fn a_product_told_not_to_accumulate_never_reads_its_destination() {
+        // Linear blocks, attention's heads and their gradients are written over uninitialised
+        // memory: whatever was there (NaN here) must not reach the result, on every path the
+        // crate takes (tiny products, k <= 2, one row or column, transposed operands, the
+        // blocked kernels)
+        for (m, k, n) in [
+            (3, 5, 4),
+            (16, 16, 16),
+            (7, 1, 9),
+            (6, 2, 1),
+            (1, 9, 12),
+            (12, 9, 1),
+            (65, 16, 65),
+            (128, 64, 256),
+        ] {
+            let a: Vec<f32> = (0..m * k)
+                .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
+                .collect();
+            let b: Vec<f32> = (0..k * n)
+                .map(|i| ((i * 53 % 97) as f32 - 48.0) / 30.0)
+                .collect();
+            for (am, bm) in [
+                (Mat::dense(m, k), Mat::dense(k, n)),
+                (Mat::dense(k, m).t(), Mat::dense(n, k).t()),
+            ] {
+                let want = naive(&a, am, &b, bm);
+                let mut got = vec![f32::NAN; m * n];
+                matmul(&mut got, Mat::dense(m, n), &a, am, &b, bm, 1.0, false);
+                for (g, w) in got.iter().zip(&want) {
+                    assert!(
+                        (g - w).abs() <= 1e-5 * (1.0 + w.abs()),
+                        "{m}x{k}x{n}: {g} against {w}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
     fn strided_views_transposes_and_accumulation() {
         let a: Vec<f32> = (0..60).map(|i| (i as f32 * 0.37).sin()).collect();
         let b: Vec<f32> = (0..84).map(|i| (i as f32 * 0.11).cos()).collect();
