@@ -5,7 +5,9 @@
 //! on it.
 
 use super::fastmath::{gelu_in_place, mul_in_place};
-use super::gemm::{add_transposed_product, matmul_raw, Mat};
+use super::gemm::add_transposed_product;
+use super::isa::Isa;
+use super::prepacked::PackedLhs;
 use super::rows::{assume_init, Disjoint, CHUNK};
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
@@ -96,10 +98,20 @@ fn product_blocks(
     finish: impl Fn(usize, &mut [f32]) + Sync,
 ) -> Vec<f32> {
     let (outs, ins) = (l.out_features, l.in_features());
-    // forward: (rows, in) -> (rows, out) by W^T; backward: (rows, out) -> (rows, in) by W
+    // in the product's terms each block's rows are columns: `block^T = w input_block^T`, with
+    // the weight packed once for all blocks. forward: (rows, in) -> (rows, out) by W^T, the
+    // weight as stored; backward: (rows, out) -> (rows, in) by W, the weight transposed
     let (width_in, width_out, w) = match side {
-        Side::Forward => (ins, outs, Mat::dense(outs, ins).t()),
-        Side::Backward => (outs, ins, Mat::dense(outs, ins)),
+        Side::Forward => (
+            ins,
+            outs,
+            PackedLhs::new(Isa::active(), &l.weight, outs, ins, ins, 1, CHUNK),
+        ),
+        Side::Backward => (
+            outs,
+            ins,
+            PackedLhs::new(Isa::active(), &l.weight, ins, outs, 1, ins, CHUNK),
+        ),
     };
     let rows = input.len() / width_in.max(1);
     assert_eq!(input.len(), rows * width_in, "input is not whole rows");
@@ -126,19 +138,16 @@ fn product_blocks(
                         });
                     }
                 }
-                let a = Mat::dense(rows, width_in).sub(first, 0, n, width_in);
-                // SAFETY: `block` is this task's own; the views lie in `input` and the weight
+                // SAFETY: `block` (n rows of width_out) is this task's own; the block's rows
+                // of `input` are n rows of width_in from row `first`
                 unsafe {
-                    matmul_raw(
+                    w.multiply(
+                        n,
                         block.as_mut_ptr().cast(),
-                        Mat::dense(n, width_out),
-                        input,
-                        a,
-                        &l.weight,
-                        w,
-                        1.0,
+                        width_out,
+                        input[first * width_in..].as_ptr(),
+                        width_in,
                         bias.is_some(),
-                        1,
                     )
                 };
                 // SAFETY: the bias or the product wrote every element of the block
