@@ -14,6 +14,7 @@ pub mod isa;
 pub mod layernorm;
 pub mod linear;
 pub mod mha;
+pub mod micro;
 pub mod prepacked;
 pub mod profile;
 pub mod rows;

@@ -3,14 +3,13 @@
 //!
 //! Why: the crate packs its left operand again in every call, and a Linear layer calls it once
 //! per block of 128 rows, so the same weight was packed 65 times per product at mnist-small's
-//! batch. Packed once, each block goes straight to the crate's micro-kernels, with the crate's
-//! own depth blocking (`kernel_params`), so every element is computed as the crate computes
-//! it: bit for bit the same as a `gemm` call on the block (tested). On a 128x64 by 64x256 block
-//! one core went from 78 to 88 GFLOP/s this way.
+//! batch. Packed once, each block goes straight to the crate's micro-kernels (`micro.rs`), with
+//! the crate's own depth blocking (`kernel_params`), so every element is computed as the crate
+//! computes it: bit for bit the same as a `gemm` call on the block (tested). On a 128x64 by
+//! 64x256 block one core went from 78 to 88 GFLOP/s this way.
 
 use super::isa::Isa;
-#[cfg(target_arch = "x86_64")]
-use gemm_common::microkernel::MicroKernelFn;
+use super::micro::Level;
 
 /// `a` (`m` by `k`) packed for one instruction-set level.
 pub struct PackedLhs {
@@ -20,62 +19,10 @@ pub struct PackedLhs {
     kc: usize,
     mc: usize,
     level: Level,
-    /// for each depth pass, for each panel of `MR` rows: `kc` columns of `MR` values (the
-    /// last panel padded with zeros)
+    /// x86-64: for each depth pass, for each panel of `MR` rows, `kc` columns of `MR` values
+    /// (the last panel padded with zeros); elsewhere `a` column-major, for the crate's own
+    /// dispatch
     data: Vec<f32>,
-}
-
-/// The micro-kernels a packing is for.
-#[derive(Clone, Copy, PartialEq, Debug)]
-enum Level {
-    #[cfg(target_arch = "x86_64")]
-    Scalar,
-    #[cfg(target_arch = "x86_64")]
-    Fma,
-    #[cfg(target_arch = "x86_64")]
-    Avx512,
-    /// elsewhere than x86-64: `data` is `a` column-major, multiplied by the crate's own
-    /// dispatch (NEON on ARM)
-    #[cfg(not(target_arch = "x86_64"))]
-    Crate,
-}
-
-/// What a level's micro-kernels are: `N` floats per register, `MR` rows and `NR` columns per
-/// call.
-#[cfg(target_arch = "x86_64")]
-struct Kernels<const MR_DIV_N: usize, const NR: usize> {
-    n: usize,
-    ukr: [[MicroKernelFn<f32>; NR]; MR_DIV_N],
-}
-
-#[cfg(target_arch = "x86_64")]
-impl<const MR_DIV_N: usize, const NR: usize> Kernels<MR_DIV_N, NR> {
-    const fn mr(&self) -> usize {
-        MR_DIV_N * self.n
-    }
-
-    const fn nr(&self) -> usize {
-        NR
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-mod levels {
-    use super::Kernels;
-    use gemm_f32::microkernel::{avx512f, fma, scalar};
-
-    pub const SCALAR: Kernels<{ scalar::f32::MR_DIV_N }, { scalar::f32::NR }> = Kernels {
-        n: 1,
-        ukr: scalar::f32::UKR,
-    };
-    pub const FMA: Kernels<{ fma::f32::MR_DIV_N }, { fma::f32::NR }> = Kernels {
-        n: 8,
-        ukr: fma::f32::UKR,
-    };
-    pub const AVX512: Kernels<{ avx512f::f32::MR_DIV_N }, { avx512f::f32::NR }> = Kernels {
-        n: 16,
-        ukr: avx512f::f32::UKR,
-    };
 }
 
 impl PackedLhs {
@@ -87,23 +34,43 @@ impl PackedLhs {
             m == 0 || k == 0 || (m - 1) * rs + (k - 1) * cs < a.len(),
             "packed matrix outside its buffer"
         );
+        let level = Level::of(isa);
         #[cfg(target_arch = "x86_64")]
         {
-            use gemm_common::simd::{MixedSimd, V3, V4};
-            if isa >= Isa::Avx512 && <V4 as MixedSimd<f32, f32, f32, f32>>::try_new().is_some() {
-                let l = &levels::AVX512;
-                return Self::pack(Level::Avx512, l.mr(), l.nr(), a, m, k, rs, cs, n);
+            let (mr, nr) = (level.mr(), level.nr());
+            // the crate's own choice (gemm_common::gemm::gemm_basic_generic), so that the
+            // depth passes, and with them the rounding, are the crate's
+            let (kc, mc) = if m <= 64 && n <= 64 {
+                (k.min(512), m.next_multiple_of(mr))
+            } else {
+                let p = gemm_common::cache::kernel_params(m, n, k, mr, nr, size_of::<f32>());
+                (p.kc, p.mc)
+            };
+            let (kc, mc) = (kc.max(1), (mc / mr).max(1) * mr);
+            let panels = m.div_ceil(mr);
+            let mut data = vec![0.0; panels * mr * k];
+            let mut depth = 0;
+            while depth < k {
+                let kb = kc.min(k - depth);
+                let pass = &mut data[depth * panels * mr..(depth + kb) * panels * mr];
+                // SAFETY: (m - 1, depth + kb - 1) lies in `a`, asserted above
+                unsafe {
+                    super::micro::pack(a[depth * cs..].as_ptr(), (m, kb), (rs, cs), mr, pass)
+                };
+                depth += kb;
             }
-            if isa >= Isa::Avx2 && <V3 as MixedSimd<f32, f32, f32, f32>>::try_new().is_some() {
-                let l = &levels::FMA;
-                return Self::pack(Level::Fma, l.mr(), l.nr(), a, m, k, rs, cs, n);
+            PackedLhs {
+                m,
+                k,
+                kc,
+                mc,
+                level,
+                data,
             }
-            let l = &levels::SCALAR;
-            Self::pack(Level::Scalar, l.mr(), l.nr(), a, m, k, rs, cs, n)
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
-            let _ = (isa, n);
+            let _ = n;
             let mut data = vec![0.0; m * k];
             for j in 0..k {
                 for i in 0..m {
@@ -115,57 +82,9 @@ impl PackedLhs {
                 k,
                 kc: k,
                 mc: m,
-                level: Level::Crate,
+                level,
                 data,
             }
-        }
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[allow(clippy::too_many_arguments)]
-    fn pack(
-        level: Level,
-        mr: usize,
-        nr: usize,
-        a: &[f32],
-        m: usize,
-        k: usize,
-        rs: usize,
-        cs: usize,
-        n: usize,
-    ) -> Self {
-        // the crate's own choice (gemm_common::gemm::gemm_basic_generic), so that the depth
-        // passes, and with them the rounding, are the crate's
-        let (kc, mc) = if m <= 64 && n <= 64 {
-            (k.min(512), m.next_multiple_of(mr))
-        } else {
-            let p = gemm_common::cache::kernel_params(m, n, k, mr, nr, size_of::<f32>());
-            (p.kc, p.mc)
-        };
-        let (kc, mc) = (kc.max(1), mc.max(mr));
-        let panels = m.div_ceil(mr);
-        let mut data = vec![0.0; panels * mr * k];
-        let mut depth = 0;
-        while depth < k {
-            let kb = kc.min(k - depth);
-            let pass = &mut data[depth * panels * mr..(depth + kb) * panels * mr];
-            for (p, panel) in pass.chunks_exact_mut(mr * kb).enumerate() {
-                let rows = mr.min(m - p * mr);
-                for (j, col) in panel.chunks_exact_mut(mr).enumerate() {
-                    for (i, v) in col[..rows].iter_mut().enumerate() {
-                        *v = a[(p * mr + i) * rs + (depth + j) * cs];
-                    }
-                }
-            }
-            depth += kb;
-        }
-        PackedLhs {
-            m,
-            k,
-            kc,
-            mc,
-            level,
-            data,
         }
     }
 
@@ -196,15 +115,45 @@ impl PackedLhs {
             }
             return;
         }
-        match self.level {
-            #[cfg(target_arch = "x86_64")]
-            Level::Scalar => self.run(&levels::SCALAR, n, dst, dst_cs, rhs, rhs_cs, accumulate),
-            #[cfg(target_arch = "x86_64")]
-            Level::Fma => self.run(&levels::FMA, n, dst, dst_cs, rhs, rhs_cs, accumulate),
-            #[cfg(target_arch = "x86_64")]
-            Level::Avx512 => self.run(&levels::AVX512, n, dst, dst_cs, rhs, rhs_cs, accumulate),
-            #[cfg(not(target_arch = "x86_64"))]
-            Level::Crate => gemm_f32::gemm::f32::get_gemm_fn()(
+        #[cfg(target_arch = "x86_64")]
+        {
+            // the crate's loop nest: depth passes, blocks of `mc` rows, then `tiles`
+            let mr = self.level.mr();
+            let panels = self.m.div_ceil(mr);
+            let mut depth = 0;
+            while depth < self.k {
+                let kb = self.kc.min(self.k - depth);
+                // 0: overwrite (never read dst), 1: dst + product, as the crate passes it
+                let status = u8::from(accumulate || depth > 0);
+                let pass = self.data.as_ptr().add(depth * panels * mr);
+                let mut row = 0;
+                while row < self.m {
+                    let rows = self.mc.min(self.m - row);
+                    let lhs = super::micro::Panels {
+                        ptr: pass.add((row / mr) * mr * kb),
+                        col_stride: mr,
+                        panel_stride: mr * kb,
+                    };
+                    super::micro::tiles(
+                        self.level,
+                        (rows, n, kb),
+                        dst.add(row),
+                        dst_cs,
+                        lhs,
+                        rhs.add(depth),
+                        (1, rhs_cs),
+                        1.0,
+                        status,
+                    );
+                    row += rows;
+                }
+                depth += kb;
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = (self.kc, self.mc, self.level);
+            gemm_f32::gemm::f32::get_gemm_fn()(
                 self.m,
                 n,
                 self.k,
@@ -224,68 +173,7 @@ impl PackedLhs {
                 false,
                 false,
                 gemm_common::Parallelism::None,
-            ),
-        }
-    }
-
-    /// The crate's loop nest around its micro-kernels (depth passes, blocks of `mc` rows,
-    /// `NR` columns, panels of `MR` rows), with the packing hoisted out.
-    #[cfg(target_arch = "x86_64")]
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn run<const MR_DIV_N: usize, const NR: usize>(
-        &self,
-        kernels: &Kernels<MR_DIV_N, NR>,
-        n: usize,
-        dst: *mut f32,
-        dst_cs: usize,
-        rhs: *const f32,
-        rhs_cs: usize,
-        accumulate: bool,
-    ) {
-        let (mr, width) = (kernels.mr(), kernels.n);
-        let panels = self.m.div_ceil(mr);
-        let mut depth = 0;
-        while depth < self.k {
-            let kb = self.kc.min(self.k - depth);
-            // 0: overwrite (never read dst), 1: dst + product, as the crate passes it
-            let status = u8::from(accumulate || depth > 0);
-            let pass = self.data.as_ptr().add(depth * panels * mr);
-            let mut row_outer = 0;
-            while row_outer < self.m {
-                let row_end = (row_outer + self.mc).min(self.m);
-                let mut col = 0;
-                while col < n {
-                    let cols = NR.min(n - col);
-                    let mut row = row_outer;
-                    while row < row_end {
-                        let rows = mr.min(self.m - row);
-                        kernels.ukr[rows.div_ceil(width) - 1][cols - 1](
-                            rows,
-                            cols,
-                            kb,
-                            dst.add(row + col * dst_cs),
-                            pass.add((row / mr) * mr * kb),
-                            rhs.add(depth + col * rhs_cs),
-                            dst_cs as isize,
-                            1,
-                            mr as isize,
-                            1,
-                            rhs_cs as isize,
-                            1.0,
-                            1.0,
-                            status,
-                            false,
-                            false,
-                            false,
-                            std::ptr::null(),
-                        );
-                        row += mr;
-                    }
-                    col += NR;
-                }
-                row_outer = row_end;
-            }
-            depth += kb;
+            );
         }
     }
 }
