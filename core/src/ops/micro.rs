@@ -179,6 +179,67 @@ pub unsafe fn tiles(
     })
 }
 
+/// The crate's depth pass and row block for a product of this shape at `level`
+/// (`gemm_common::gemm::gemm_basic_generic`'s choice, so that the depth passes, and with them
+/// the rounding, are the crate's).
+#[cfg(target_arch = "x86_64")]
+pub fn blocking(level: Level, (m, n, k): (usize, usize, usize)) -> (usize, usize) {
+    let (mr, nr) = (level.mr(), level.nr());
+    let (kc, mc) = if m <= 64 && n <= 64 {
+        (k.min(512), m.next_multiple_of(mr))
+    } else {
+        let p = gemm_common::cache::kernel_params(m, n, k, mr, nr, size_of::<f32>());
+        (p.kc, p.mc)
+    };
+    (kc.max(1), (mc / mr).max(1) * mr)
+}
+
+/// `dst (m x n) = beta lhs rhs`, or `dst += beta lhs rhs` if `accumulate`, in the crate's loop
+/// nest: depth passes of `kc`, blocks of `mc` rows, then [`tiles`]; `lhs_at(depth, row, kb)`
+/// gives the panels of rows `row..` for the pass of depth `kb` from `depth`. Without
+/// `accumulate`, `dst` is never read.
+///
+/// # Safety
+/// As [`tiles`], for every pass and block.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn passes(
+    level: Level,
+    (m, n, k): (usize, usize, usize),
+    (kc, mc): (usize, usize),
+    dst: *mut f32,
+    dst_cs: usize,
+    lhs_at: impl Fn(usize, usize, usize) -> Panels,
+    rhs: *const f32,
+    (rhs_rs, rhs_cs): (usize, usize),
+    beta: f32,
+    accumulate: bool,
+) {
+    let mut depth = 0;
+    while depth < k {
+        let kb = kc.min(k - depth);
+        // 0: overwrite (never read dst), 1: dst + product, as the crate passes it
+        let status = u8::from(accumulate || depth > 0);
+        let mut row = 0;
+        while row < m {
+            let rows = mc.min(m - row);
+            tiles(
+                level,
+                (rows, n, kb),
+                dst.add(row),
+                dst_cs,
+                lhs_at(depth, row, kb),
+                rhs.add(depth * rhs_rs),
+                (rhs_rs, rhs_cs),
+                beta,
+                status,
+            );
+            row += rows;
+        }
+        depth += kb;
+    }
+}
+
 /// Packs `a` (`m x k`, element `(i, j)` at `i * rs + j * cs`) into panels of `mr` rows:
 /// element `(i, j)` of panel `p` at `p * mr * k + j * mr + i`, the last panel padded with
 /// zeros. `out` holds `ceil(m / mr) * mr * k` floats.

@@ -37,16 +37,8 @@ impl PackedLhs {
         let level = Level::of(isa);
         #[cfg(target_arch = "x86_64")]
         {
-            let (mr, nr) = (level.mr(), level.nr());
-            // the crate's own choice (gemm_common::gemm::gemm_basic_generic), so that the
-            // depth passes, and with them the rounding, are the crate's
-            let (kc, mc) = if m <= 64 && n <= 64 {
-                (k.min(512), m.next_multiple_of(mr))
-            } else {
-                let p = gemm_common::cache::kernel_params(m, n, k, mr, nr, size_of::<f32>());
-                (p.kc, p.mc)
-            };
-            let (kc, mc) = (kc.max(1), (mc / mr).max(1) * mr);
+            let mr = level.mr();
+            let (kc, mc) = super::micro::blocking(level, (m, n, k));
             let panels = m.div_ceil(mr);
             let mut data = vec![0.0; panels * mr * k];
             let mut depth = 0;
@@ -117,38 +109,26 @@ impl PackedLhs {
         }
         #[cfg(target_arch = "x86_64")]
         {
-            // the crate's loop nest: depth passes, blocks of `mc` rows, then `tiles`
             let mr = self.level.mr();
             let panels = self.m.div_ceil(mr);
-            let mut depth = 0;
-            while depth < self.k {
-                let kb = self.kc.min(self.k - depth);
-                // 0: overwrite (never read dst), 1: dst + product, as the crate passes it
-                let status = u8::from(accumulate || depth > 0);
-                let pass = self.data.as_ptr().add(depth * panels * mr);
-                let mut row = 0;
-                while row < self.m {
-                    let rows = self.mc.min(self.m - row);
-                    let lhs = super::micro::Panels {
-                        ptr: pass.add((row / mr) * mr * kb),
-                        col_stride: mr,
-                        panel_stride: mr * kb,
-                    };
-                    super::micro::tiles(
-                        self.level,
-                        (rows, n, kb),
-                        dst.add(row),
-                        dst_cs,
-                        lhs,
-                        rhs.add(depth),
-                        (1, rhs_cs),
-                        1.0,
-                        status,
-                    );
-                    row += rows;
-                }
-                depth += kb;
-            }
+            let data = self.data.as_ptr();
+            let lhs_at = |depth: usize, row: usize, kb: usize| super::micro::Panels {
+                ptr: data.add(depth * panels * mr + (row / mr) * mr * kb),
+                col_stride: mr,
+                panel_stride: mr * kb,
+            };
+            super::micro::passes(
+                self.level,
+                (self.m, n, self.k),
+                (self.kc, self.mc),
+                dst,
+                dst_cs,
+                lhs_at,
+                rhs,
+                (1, rhs_cs),
+                1.0,
+                accumulate,
+            );
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
