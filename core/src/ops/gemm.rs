@@ -5,7 +5,6 @@
 
 use super::gemm_kernels as kernels;
 use super::isa::Isa;
-use super::micro;
 
 /// A strided matrix view into a flat buffer: element `(i, j)` is at
 /// `offset + i * row_stride + j * col_stride`.
@@ -164,72 +163,6 @@ pub unsafe fn matmul_raw(
     accumulate: bool,
     threads: usize,
 ) {
-    let Some(p) = oriented(dst, d, a, am, b, bm, scale, accumulate) else {
-        return;
-    };
-    let parallelism = if threads > 1 {
-        gemm_common::Parallelism::Rayon(threads)
-    } else {
-        gemm_common::Parallelism::None
-    };
-    kernels::gemm(Isa::active(), p, parallelism);
-}
-
-/// `dst = scale * a b` into a raw destination on this thread, for a small product used once
-/// (an attention head's): straight to the micro-kernels, without the crate's per-call packing
-/// and planning ([`micro::product`]); `scratch` is the caller's, reused across calls.
-///
-/// # Safety
-/// As [`matmul_raw`].
-#[allow(clippy::too_many_arguments)]
-pub unsafe fn matmul_small(
-    dst: *mut f32,
-    d: Mat,
-    a: &[f32],
-    am: Mat,
-    b: &[f32],
-    bm: Mat,
-    scale: f32,
-    scratch: &mut Vec<f32>,
-) {
-    let Some(p) = oriented(dst, d, a, am, b, bm, scale, false) else {
-        return;
-    };
-    if p.dst_rs != 1 {
-        // neither of the destination's strides is 1: the crate's general driver
-        return kernels::gemm(Isa::active(), p, gemm_common::Parallelism::None);
-    }
-    // every stride is positive (views of row-major buffers)
-    let s = |v: isize| v as usize;
-    micro::product(
-        Isa::active(),
-        (p.m, p.n, p.k),
-        p.dst,
-        s(p.dst_cs),
-        p.lhs,
-        (s(p.lhs_rs), s(p.lhs_cs)),
-        p.rhs,
-        (s(p.rhs_rs), s(p.rhs_cs)),
-        p.beta,
-        scratch,
-    )
-}
-
-/// The product `dst = a b` as the kernels take it, checked; `None` when it is empty.
-/// The kernels want the destination's unit stride along the rows of the micro-kernel (the
-/// crate transposes `dst = a b` into `dst^T = b^T a^T` otherwise, as `gemm::gemm` does before
-/// its own dispatch); every stride here is positive.
-#[allow(clippy::too_many_arguments)]
-unsafe fn oriented(
-    dst: *mut f32,
-    d: Mat,
-    a: &[f32],
-    am: Mat,
-    b: &[f32],
-    bm: Mat,
-    scale: f32,
-    accumulate: bool,
-) -> Option<kernels::Product> {
     assert!(
         d.rows == am.rows && d.cols == bm.cols && am.cols == bm.rows,
         "matmul shapes: {d:?} = {am:?} x {bm:?}"
@@ -239,8 +172,16 @@ unsafe fn oriented(
         "matmul views outside their buffers"
     );
     if d.rows == 0 || d.cols == 0 {
-        return None;
+        return;
     }
+    let parallelism = if threads > 1 {
+        gemm_common::Parallelism::Rayon(threads)
+    } else {
+        gemm_common::Parallelism::None
+    };
+    // gemm wants the destination's unit stride along the rows of the micro-kernel (it
+    // transposes `dst = a b` into `dst^T = b^T a^T` otherwise), as `gemm::gemm` does before
+    // its own dispatch; every stride here is positive.
     let dp = dst.add(d.offset);
     let (mut ap, mut bp) = (a.as_ptr().add(am.offset), b.as_ptr().add(bm.offset));
     let (mut m, mut n) = (d.rows, d.cols);
@@ -254,22 +195,26 @@ unsafe fn oriented(
         (a_cs, a_rs, ap) = ta;
         (b_cs, b_rs, bp) = tb;
     }
-    Some(kernels::Product {
-        m,
-        n,
-        k: am.cols,
-        dst: dp,
-        dst_cs: d_cs,
-        dst_rs: d_rs,
-        read_dst: accumulate,
-        lhs: ap,
-        lhs_cs: a_cs,
-        lhs_rs: a_rs,
-        rhs: bp,
-        rhs_cs: b_cs,
-        rhs_rs: b_rs,
-        beta: scale,
-    })
+    kernels::gemm(
+        Isa::active(),
+        kernels::Product {
+            m,
+            n,
+            k: am.cols,
+            dst: dp,
+            dst_cs: d_cs,
+            dst_rs: d_rs,
+            read_dst: accumulate,
+            lhs: ap,
+            lhs_cs: a_cs,
+            lhs_rs: a_rs,
+            rhs: bp,
+            rhs_cs: b_cs,
+            rhs_rs: b_rs,
+            beta: scale,
+        },
+        parallelism,
+    );
 }
 
 #[cfg(test)]

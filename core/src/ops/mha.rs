@@ -6,7 +6,7 @@
 //! over every probability and gradient wrote each of them to memory once more).
 
 use super::fastmath::{dot, softmax_rows};
-use super::gemm::{matmul_small, Mat};
+use super::gemm::{matmul_raw, Mat};
 use super::rows::{assume_init, Filled};
 use rayon::prelude::*;
 
@@ -62,7 +62,7 @@ pub fn forward(qkv: &[f32], dims: Heads) -> (Vec<f32>, Vec<f32>) {
         .parts()
         .par_chunks_mut(t * t)
         .enumerate()
-        .for_each_init(Vec::new, |scratch, (i, p)| {
+        .for_each(|(i, p)| {
             let (b, h) = (i / dims.heads, i % dims.heads);
             let square = Mat::dense(t, t);
             let merged = dims.merged(b, h);
@@ -71,7 +71,7 @@ pub fn forward(qkv: &[f32], dims: Heads) -> (Vec<f32>, Vec<f32>) {
             // products overwrite their destinations (they never read them), so neither needs
             // zeroing first.
             unsafe {
-                matmul_small(
+                matmul_raw(
                     p.as_mut_ptr().cast(),
                     square,
                     qkv,
@@ -79,14 +79,15 @@ pub fn forward(qkv: &[f32], dims: Heads) -> (Vec<f32>, Vec<f32>) {
                     qkv,
                     dims.qkv(1, b, h).t(),
                     dims.scale(),
-                    scratch,
+                    false,
+                    1,
                 );
             }
             // SAFETY: the product above wrote every element of `p`
             let p = unsafe { assume_init(p) };
             softmax_rows(p, t);
             unsafe {
-                matmul_small(
+                matmul_raw(
                     o.at(0),
                     merged,
                     p,
@@ -94,7 +95,8 @@ pub fn forward(qkv: &[f32], dims: Heads) -> (Vec<f32>, Vec<f32>) {
                     qkv,
                     dims.qkv(2, b, h),
                     1.0,
-                    scratch,
+                    false,
+                    1,
                 );
             }
         });
@@ -111,8 +113,8 @@ pub fn backward(qkv: &[f32], probs: &[f32], dims: Heads, d_out: &[f32]) -> Vec<f
     let mut d_qkv = Filled::new(qkv.len());
     let d = d_qkv.disjoint();
     (0..dims.batch * dims.heads).into_par_iter().for_each_init(
-        || (vec![0.0f32; t * t], Vec::new()),
-        |(dp, scratch), i| {
+        || vec![0.0f32; t * t],
+        |dp, i| {
             let (b, h) = (i / dims.heads, i % dims.heads);
             let square = Mat::dense(t, t);
             let p = &probs[i * t * t..(i + 1) * t * t];
@@ -123,7 +125,7 @@ pub fn backward(qkv: &[f32], probs: &[f32], dims: Heads, d_out: &[f32]) -> Vec<f
             // destination).
             unsafe {
                 // dP = dO V^T, dV = P^T dO
-                matmul_small(
+                matmul_raw(
                     dp.as_mut_ptr(),
                     square,
                     d_out,
@@ -131,16 +133,17 @@ pub fn backward(qkv: &[f32], probs: &[f32], dims: Heads, d_out: &[f32]) -> Vec<f
                     qkv,
                     v.t(),
                     1.0,
-                    scratch,
+                    false,
+                    1,
                 );
-                matmul_small(d.at(0), v, p, square.t(), d_out, d_o, 1.0, scratch);
+                matmul_raw(d.at(0), v, p, square.t(), d_out, d_o, 1.0, false, 1);
             }
             // softmax: dS = P (dP - rowsum(dP P)), with the score scale folded in
             softmax_backward_rows(dp, p, t, dims.scale());
             unsafe {
                 // dQ = dS K, dK = dS^T Q
-                matmul_small(d.at(0), q, dp, square, qkv, k, 1.0, scratch);
-                matmul_small(d.at(0), k, dp, square.t(), qkv, q, 1.0, scratch);
+                matmul_raw(d.at(0), q, dp, square, qkv, k, 1.0, false, 1);
+                matmul_raw(d.at(0), k, dp, square.t(), qkv, q, 1.0, false, 1);
             }
         },
     );

@@ -1,11 +1,12 @@
-//! `gemm`'s micro-kernels driven directly, for products the crate's general driver serves
-//! badly: a left operand reused by many calls (a Linear layer's weight, `prepacked.rs`) and
-//! products too small to carry its per-call set-up (attention's heads: 65 by 16 by 65, six
-//! per head and step, where packing and planning cost as much as the arithmetic).
+//! `gemm`'s micro-kernels driven directly, with the crate's blocking, for a left operand the
+//! crate's driver would pack again in every call: a Linear layer's weight, packed once and
+//! multiplied by each block of rows (`prepacked.rs`).
 //!
-//! A micro-kernel multiplies `MR` rows of the left operand, read `MR` consecutive values per
-//! depth step (a packed panel, or the matrix itself where its rows are consecutive), by `NR`
-//! columns of the right one, read one value at a time at any strides.
+//! A micro-kernel multiplies `MR` rows of the left operand, read as a packed panel (`MR`
+//! consecutive values per depth step), by `NR` columns of the right one, read one value at a
+//! time at any strides. (Attention's heads were run this way too, their left side read in
+//! place where possible: their products were 18% faster alone but the step no faster, so they
+//! stay with the crate's driver.)
 
 use super::isa::Isa;
 
@@ -54,7 +55,8 @@ mod tables {
     };
 }
 
-/// `(registers, columns)` per micro-kernel call: `MR / N`, `NR`.
+/// `$body` with `$k` bound to the kernel table of `$level` (each level's table has its own
+/// dimensions, hence a macro rather than a function).
 #[cfg(target_arch = "x86_64")]
 macro_rules! with_kernels {
     ($level:expr, |$k:ident| $body:expr) => {
@@ -106,12 +108,6 @@ impl Level {
     #[cfg(target_arch = "x86_64")]
     pub fn nr(self) -> usize {
         with_kernels!(self, |k| k.ukr[0].len())
-    }
-
-    /// Floats per register: the left operand's rows are read in whole registers.
-    #[cfg(target_arch = "x86_64")]
-    fn lanes(self) -> usize {
-        with_kernels!(self, |k| k.n)
     }
 }
 
@@ -260,201 +256,6 @@ pub unsafe fn pack(
                 *v = *a.add((p * mr + i) * rs + j * cs);
             }
             col[rows..].fill(0.0);
-        }
-    }
-}
-
-/// `dst (m x n) = beta lhs rhs`, never reading `dst` (unit row stride, column stride
-/// `dst_cs`), for a product used once: `lhs` (`m x k`) at strides `lhs_s` is read in place
-/// where its rows are consecutive and fill whole registers, packed into `scratch` otherwise;
-/// `rhs` (`k x n`) is read in place at any strides. One depth pass.
-///
-/// # Safety
-/// The three matrices must be valid over their extents, and nothing else may access `dst`
-/// meanwhile.
-#[allow(clippy::too_many_arguments)]
-pub unsafe fn product(
-    isa: Isa,
-    (m, n, k): (usize, usize, usize),
-    dst: *mut f32,
-    dst_cs: usize,
-    lhs: *const f32,
-    lhs_s: (usize, usize),
-    rhs: *const f32,
-    rhs_s: (usize, usize),
-    beta: f32,
-    scratch: &mut Vec<f32>,
-) {
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        for j in 0..n {
-            std::ptr::write_bytes(dst.add(j * dst_cs), 0, m);
-        }
-        return;
-    }
-    #[cfg(target_arch = "x86_64")]
-    {
-        let level = Level::of(isa);
-        let mr = level.mr();
-        let panels = if lhs_s.0 == 1 && m % level.lanes() == 0 {
-            Panels {
-                ptr: lhs,
-                col_stride: lhs_s.1,
-                panel_stride: mr,
-            }
-        } else {
-            scratch.resize(m.div_ceil(mr) * mr * k, 0.0);
-            pack(lhs, (m, k), lhs_s, mr, scratch);
-            Panels {
-                ptr: scratch.as_ptr(),
-                col_stride: mr,
-                panel_stride: mr * k,
-            }
-        };
-        tiles(level, (m, n, k), dst, dst_cs, panels, rhs, rhs_s, beta, 0)
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = (isa, scratch);
-        gemm_f32::gemm::f32::get_gemm_fn()(
-            m,
-            n,
-            k,
-            dst,
-            dst_cs as isize,
-            1,
-            false,
-            lhs,
-            lhs_s.1 as isize,
-            lhs_s.0 as isize,
-            rhs,
-            rhs_s.1 as isize,
-            rhs_s.0 as isize,
-            1.0,
-            beta,
-            false,
-            false,
-            false,
-            gemm_common::Parallelism::None,
-        )
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::ops::gemm_kernels::{gemm, Product};
-
-    /// `product` and the crate's driver at the same level on `dst (m x n) = 0.5 lhs rhs` with
-    /// the given strides (lhs `(rs, cs)`, rhs `(rs, cs)`, dst column stride), inside buffers of
-    /// `len` floats; the destination starts as NaN, which must never be read.
-    fn both(
-        isa: Isa,
-        mnk: (usize, usize, usize),
-        lhs_s: (usize, usize),
-        rhs_s: (usize, usize),
-        dst_cs: usize,
-    ) -> (Vec<f32>, Vec<f32>) {
-        let (m, n, k) = mnk;
-        let len = |(rs, cs): (usize, usize), r: usize, c: usize| (r - 1) * rs + (c - 1) * cs + 1;
-        let a: Vec<f32> = (0..len(lhs_s, m, k))
-            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
-            .collect();
-        let b: Vec<f32> = (0..len(rhs_s, k, n))
-            .map(|i| ((i * 53 % 97) as f32 - 48.0) / 30.0)
-            .collect();
-        let size = (n - 1) * dst_cs + m;
-        let (mut got, mut want) = (vec![f32::NAN; size], vec![f32::NAN; size]);
-        let mut scratch = vec![f32::NAN; 3];
-        // SAFETY: the buffers above hold every element the strides reach
-        unsafe {
-            product(
-                isa,
-                mnk,
-                got.as_mut_ptr(),
-                dst_cs,
-                a.as_ptr(),
-                lhs_s,
-                b.as_ptr(),
-                rhs_s,
-                0.5,
-                &mut scratch,
-            );
-            let p = Product {
-                m,
-                n,
-                k,
-                dst: want.as_mut_ptr(),
-                dst_cs: dst_cs as isize,
-                dst_rs: 1,
-                read_dst: false,
-                lhs: a.as_ptr(),
-                lhs_cs: lhs_s.1 as isize,
-                lhs_rs: lhs_s.0 as isize,
-                rhs: b.as_ptr(),
-                rhs_cs: rhs_s.1 as isize,
-                rhs_rs: rhs_s.0 as isize,
-                beta: 0.5,
-            };
-            gemm(isa, p, gemm_common::Parallelism::None);
-        }
-        // the gaps between columns stay as they were
-        (got, want)
-    }
-
-    fn levels() -> impl Iterator<Item = Isa> {
-        Isa::ALL.into_iter().filter(|&i| i <= Isa::detected())
-    }
-
-    #[test]
-    fn attention_products_equal_the_crates_bit_for_bit_at_every_level() {
-        // an attention head of 65 tokens at head widths 16 and 64 inside a qkv buffer of
-        // 3 * 4 heads: scores (left side packed), values and gradients (left side read in
-        // place), right sides at unit or token stride
-        for isa in levels() {
-            for hd in [16, 64] {
-                let (t, w3) = (65, 3 * 4 * hd);
-                let cases = [
-                    ((t, t, hd), (w3, 1), (1, w3), t),
-                    ((hd, t, t), (1, w3), (1, t), 4 * hd),
-                    ((hd, t, t), (1, 4 * hd), (t, 1), w3),
-                ];
-                for (mnk, l, r, d) in cases {
-                    let (got, want) = both(isa, mnk, l, r, d);
-                    let same = got
-                        .iter()
-                        .zip(&want)
-                        .all(|(g, w)| g.to_bits() == w.to_bits());
-                    assert!(same, "{isa}: {mnk:?}, lhs {l:?}, rhs {r:?}");
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn odd_shapes_equal_the_crates_to_rounding() {
-        // rows that fill no register (packed), one token, depth 1 and 2
-        for isa in levels() {
-            for (mnk, l, r, d) in [
-                ((12, 5, 7), (1, 12), (1, 7), 12),
-                ((1, 1, 1), (1, 1), (1, 1), 1),
-                ((9, 4, 2), (2, 1), (4, 1), 9),
-                ((16, 3, 1), (1, 16), (1, 1), 20),
-            ] {
-                let (got, want) = both(isa, mnk, l, r, d);
-                for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-                    if i % d >= mnk.0 {
-                        assert!(g.is_nan(), "{isa}: {mnk:?}: wrote between columns");
-                        continue;
-                    }
-                    assert!(
-                        (g - w).abs() <= 1e-5 * (1.0 + w.abs()),
-                        "{isa}: {mnk:?}: {g} against {w}"
-                    );
-                }
-            }
         }
     }
 }
