@@ -158,12 +158,7 @@ mod tests {
     /// crate's own dispatch.
     fn product(isa: Option<Isa>) -> Vec<f32> {
         let (m, k, n) = (70, 50, 90);
-        let a: Vec<f32> = (0..m * k)
-            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
-            .collect();
-        let b: Vec<f32> = (0..k * n)
-            .map(|i| ((i * 53 % 97) as f32 - 48.0) / 30.0)
-            .collect();
+        let (a, b) = crate::ops::gemm::test_operands(m * k, k * n);
         let mut d = vec![0.5f32; m * n];
         let p = Product {
             m,

@@ -167,12 +167,7 @@ mod tests {
     /// stored row-major or transposed, `rhs` the rows of a row-major matrix (a Linear layer's
     /// input block) and the destination a row-major output block.
     fn both(isa: Isa, m: usize, k: usize, n: usize, a_t: bool, acc: bool) -> (Vec<f32>, Vec<f32>) {
-        let a: Vec<f32> = (0..m * k)
-            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
-            .collect();
-        let x: Vec<f32> = (0..n * k)
-            .map(|i| ((i * 53 % 97) as f32 - 48.0) / 30.0)
-            .collect();
+        let (a, x) = crate::ops::gemm::test_operands(m * k, n * k);
         let (rs, cs) = if a_t { (1, m) } else { (k, 1) };
         // without accumulation the destination is garbage (NaN) that must never be read
         let start = if acc { 0.25 } else { f32::NAN };
