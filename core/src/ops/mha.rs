@@ -1,9 +1,9 @@
 //! Multi-head scaled dot-product attention on a fused `qkv` buffer, forward and backward, one
 //! task per (sample, head). Heads are read and written in place through strided views, so
 //! the head split and merge of the composed version (two permuted copies each way) vanish.
-//! The buffers these passes fill are never zeroed as a whole: each task lays down its own
-//! elements just before its products write them, while they are in cache (a zeroing pass
-//! over every probability and gradient wrote each of them to memory once more).
+//! The buffers these passes fill are never zeroed: each task's products write its own
+//! elements (they overwrite, never read, their destinations), while they are in cache (a
+//! zeroing pass over every probability and gradient wrote each of them to memory once more).
 
 use super::fastmath::{dot, softmax_rows};
 use super::gemm::{matmul_raw, Mat};

@@ -100,7 +100,7 @@ impl Filled {
         Filled(v)
     }
 
-    /// The elements, to be written (see [`init_zeros`]).
+    /// The elements, to be written (see [`assume_init`]).
     pub fn parts(&mut self) -> &mut [std::mem::MaybeUninit<f32>] {
         &mut self.0
     }
