@@ -217,19 +217,6 @@ pub unsafe fn matmul_raw(
     );
 }
 
-/// Two deterministic operands of `a_len` and `b_len` values with no pattern a kernel could
-/// exploit, for the product tests of the ops that call `gemm`.
-#[cfg(test)]
-pub(super) fn test_operands(a_len: usize, b_len: usize) -> (Vec<f32>, Vec<f32>) {
-    let a = (0..a_len)
-        .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
-        .collect();
-    let b = (0..b_len)
-        .map(|i| ((i * 53 % 97) as f32 - 48.0) / 30.0)
-        .collect();
-    (a, b)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -263,7 +250,7 @@ mod tests {
             (65, 16, 65),
             (128, 64, 256),
         ] {
-            let (a, b) = test_operands(m * k, k * n);
+            let (a, b) = kernels::test_operands(m * k, k * n);
             for (am, bm) in [
                 (Mat::dense(m, k), Mat::dense(k, n)),
                 (Mat::dense(k, m).t(), Mat::dense(n, k).t()),

@@ -150,6 +150,19 @@ unsafe fn run<
     )
 }
 
+/// Two deterministic operands of `a_len` and `b_len` values with no pattern a kernel could
+/// exploit, for the product tests of the ops that call `gemm`.
+#[cfg(test)]
+pub(super) fn test_operands(a_len: usize, b_len: usize) -> (Vec<f32>, Vec<f32>) {
+    let a = (0..a_len)
+        .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
+        .collect();
+    let b = (0..b_len)
+        .map(|i| ((i * 53 % 97) as f32 - 48.0) / 30.0)
+        .collect();
+    (a, b)
+}
+
 #[cfg(all(test, target_arch = "x86_64"))]
 mod tests {
     use super::*;
@@ -158,7 +171,7 @@ mod tests {
     /// crate's own dispatch.
     fn product(isa: Option<Isa>) -> Vec<f32> {
         let (m, k, n) = (70, 50, 90);
-        let (a, b) = crate::ops::gemm::test_operands(m * k, k * n);
+        let (a, b) = test_operands(m * k, k * n);
         let mut d = vec![0.5f32; m * n];
         let p = Product {
             m,

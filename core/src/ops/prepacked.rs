@@ -167,7 +167,7 @@ mod tests {
     /// stored row-major or transposed, `rhs` the rows of a row-major matrix (a Linear layer's
     /// input block) and the destination a row-major output block.
     fn both(isa: Isa, m: usize, k: usize, n: usize, a_t: bool, acc: bool) -> (Vec<f32>, Vec<f32>) {
-        let (a, x) = crate::ops::gemm::test_operands(m * k, n * k);
+        let (a, x) = crate::ops::gemm_kernels::test_operands(m * k, n * k);
         let (rs, cs) = if a_t { (1, m) } else { (k, 1) };
         // without accumulation the destination is garbage (NaN) that must never be read
         let start = if acc { 0.25 } else { f32::NAN };
