@@ -37,39 +37,45 @@ pub struct Product {
 pub unsafe fn gemm(isa: Isa, p: Product, parallelism: Parallelism) {
     #[cfg(target_arch = "x86_64")]
     {
+        use super::micro::Level;
         use gemm_common::simd::{V3, V4};
-        if isa >= Isa::Avx512 {
-            if let Some(simd) = <V4 as MixedSimd<f32, f32, f32, f32>>::try_new() {
+        // the level the packed Linear weights run at too (micro.rs): one choice for both
+        match Level::of(isa) {
+            Level::Avx512 => {
                 use gemm_f32::microkernel::avx512f::f32::*;
-                return run::<_, 16, { MR_DIV_N * 16 }, NR, MR_DIV_N, H_M, H_N>(
+                let simd = <V4 as MixedSimd<f32, f32, f32, f32>>::try_new()
+                    .expect("Level::of chose AVX-512 on a CPU that has it");
+                run::<_, 16, { MR_DIV_N * 16 }, NR, MR_DIV_N, H_M, H_N>(
                     simd,
                     p,
                     &UKR,
                     &H_UKR,
                     parallelism,
-                );
+                )
             }
-        }
-        if isa >= Isa::Avx2 {
-            if let Some(simd) = <V3 as MixedSimd<f32, f32, f32, f32>>::try_new() {
+            Level::Fma => {
                 use gemm_f32::microkernel::fma::f32::*;
-                return run::<_, 8, { MR_DIV_N * 8 }, NR, MR_DIV_N, H_M, H_N>(
+                let simd = <V3 as MixedSimd<f32, f32, f32, f32>>::try_new()
+                    .expect("Level::of chose AVX2+FMA on a CPU that has it");
+                run::<_, 8, { MR_DIV_N * 8 }, NR, MR_DIV_N, H_M, H_N>(
                     simd,
                     p,
                     &UKR,
                     &H_UKR,
                     parallelism,
-                );
+                )
+            }
+            Level::Scalar => {
+                use gemm_f32::microkernel::scalar::f32::*;
+                run::<_, 1, { MR_DIV_N }, NR, MR_DIV_N, H_M, H_N>(
+                    gemm_common::simd::Scalar,
+                    p,
+                    &UKR,
+                    &H_UKR,
+                    parallelism,
+                )
             }
         }
-        use gemm_f32::microkernel::scalar::f32::*;
-        run::<_, 1, { MR_DIV_N }, NR, MR_DIV_N, H_M, H_N>(
-            gemm_common::simd::Scalar,
-            p,
-            &UKR,
-            &H_UKR,
-            parallelism,
-        )
     }
     #[cfg(not(target_arch = "x86_64"))]
     {

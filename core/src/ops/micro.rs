@@ -4,7 +4,7 @@
 //!
 //! A micro-kernel multiplies `MR` rows of the left operand, read as a packed panel (`MR`
 //! consecutive values per depth step), by `NR` columns of the right one, read one value at a
-//! time at any strides. (Attention's heads were run this way too, their left side read in
+//! time. (Attention's heads were run this way too, their left side read in
 //! place where possible: their products were 18% faster alone but the step no faster, so they
 //! stay with the crate's driver.)
 
@@ -111,70 +111,6 @@ impl Level {
     }
 }
 
-/// The left operand as the micro-kernels read it: panels of `MR` rows, each `panel_stride`
-/// floats after the last, depth steps `col_stride` apart, rows consecutive.
-#[derive(Clone, Copy)]
-pub struct Panels {
-    pub ptr: *const f32,
-    pub col_stride: usize,
-    pub panel_stride: usize,
-}
-
-/// One depth pass of `dst (m x n) = beta lhs rhs` (`status` 0: `dst` overwritten, never read)
-/// or `dst += beta lhs rhs` (`status` 1): columns of `NR` outside, panels of `MR` inside, as
-/// the crate orders them. `dst` has unit row stride; `rhs` (`k x n`) any strides.
-///
-/// # Safety
-/// Every panel must hold `ceil(rows / N) * N` readable rows per depth step, `dst` and `rhs`
-/// must be valid over their extents, and nothing else may access `dst` meanwhile.
-#[cfg(target_arch = "x86_64")]
-#[allow(clippy::too_many_arguments)]
-pub unsafe fn tiles(
-    level: Level,
-    (m, n, k): (usize, usize, usize),
-    dst: *mut f32,
-    dst_cs: usize,
-    lhs: Panels,
-    rhs: *const f32,
-    (rhs_rs, rhs_cs): (usize, usize),
-    beta: f32,
-    status: u8,
-) {
-    with_kernels!(level, |kern| {
-        let (mr, nr) = (kern.mr(), kern.ukr[0].len());
-        let mut col = 0;
-        while col < n {
-            let cols = nr.min(n - col);
-            let mut row = 0;
-            while row < m {
-                let rows = mr.min(m - row);
-                kern.ukr[rows.div_ceil(kern.n) - 1][cols - 1](
-                    rows,
-                    cols,
-                    k,
-                    dst.add(row + col * dst_cs),
-                    lhs.ptr.add((row / mr) * lhs.panel_stride),
-                    rhs.add(col * rhs_cs),
-                    dst_cs as isize,
-                    1,
-                    lhs.col_stride as isize,
-                    rhs_rs as isize,
-                    rhs_cs as isize,
-                    1.0,
-                    beta,
-                    status,
-                    false,
-                    false,
-                    false,
-                    std::ptr::null(),
-                );
-                row += mr;
-            }
-            col += nr;
-        }
-    })
-}
-
 /// The crate's depth pass and row block for a product of this shape at `level`
 /// (`gemm_common::gemm::gemm_basic_generic`'s choice, so that the depth passes, and with them
 /// the rounding, are the crate's).
@@ -190,50 +126,76 @@ pub fn blocking(level: Level, (m, n, k): (usize, usize, usize)) -> (usize, usize
     (kc.max(1), (mc / mr).max(1) * mr)
 }
 
-/// `dst (m x n) = beta lhs rhs`, or `dst += beta lhs rhs` if `accumulate`, in the crate's loop
-/// nest: depth passes of `kc`, blocks of `mc` rows, then [`tiles`]; `lhs_at(depth, row, kb)`
-/// gives the panels of rows `row..` for the pass of depth `kb` from `depth`. Without
-/// `accumulate`, `dst` is never read.
+/// `dst (m x n) = lhs rhs`, or `dst += lhs rhs` if `accumulate`, with `lhs` packed by [`pack`]
+/// pass by pass (passes of depth `kc`), in the crate's loop nest: depth passes, blocks of `mc`
+/// rows, columns of `NR`, panels of `MR`. `dst` has unit row stride, `rhs` (`k x n`) unit row
+/// stride. Without `accumulate`, `dst` is never read.
 ///
 /// # Safety
-/// As [`tiles`], for every pass and block.
+/// `packed` must be the packing of an `m x k` matrix at `level` with depth passes of `kc`;
+/// `dst` and `rhs` must be valid over their extents, and nothing else may access `dst`
+/// meanwhile.
 #[cfg(target_arch = "x86_64")]
 #[allow(clippy::too_many_arguments)]
-pub unsafe fn passes(
+pub unsafe fn multiply_packed(
     level: Level,
+    packed: &[f32],
     (m, n, k): (usize, usize, usize),
     (kc, mc): (usize, usize),
     dst: *mut f32,
     dst_cs: usize,
-    lhs_at: impl Fn(usize, usize, usize) -> Panels,
     rhs: *const f32,
-    (rhs_rs, rhs_cs): (usize, usize),
-    beta: f32,
+    rhs_cs: usize,
     accumulate: bool,
 ) {
-    let mut depth = 0;
-    while depth < k {
-        let kb = kc.min(k - depth);
-        // 0: overwrite (never read dst), 1: dst + product, as the crate passes it
-        let status = u8::from(accumulate || depth > 0);
-        let mut row = 0;
-        while row < m {
-            let rows = mc.min(m - row);
-            tiles(
-                level,
-                (rows, n, kb),
-                dst.add(row),
-                dst_cs,
-                lhs_at(depth, row, kb),
-                rhs.add(depth * rhs_rs),
-                (rhs_rs, rhs_cs),
-                beta,
-                status,
-            );
-            row += rows;
+    with_kernels!(level, |kern| {
+        let (mr, nr) = (kern.mr(), kern.ukr[0].len());
+        let panels = m.div_ceil(mr);
+        assert!(packed.len() >= panels * mr * k, "packing too short");
+        let mut depth = 0;
+        while depth < k {
+            let kb = kc.min(k - depth);
+            // 0: overwrite (never read dst), 1: dst + product, as the crate passes it
+            let status = u8::from(accumulate || depth > 0);
+            let pass = packed.as_ptr().add(depth * panels * mr);
+            let mut block = 0;
+            while block < m {
+                let block_end = (block + mc).min(m);
+                let mut col = 0;
+                while col < n {
+                    let cols = nr.min(n - col);
+                    let mut row = block;
+                    while row < block_end {
+                        let rows = mr.min(m - row);
+                        kern.ukr[rows.div_ceil(kern.n) - 1][cols - 1](
+                            rows,
+                            cols,
+                            kb,
+                            dst.add(row + col * dst_cs),
+                            pass.add((row / mr) * mr * kb),
+                            rhs.add(depth + col * rhs_cs),
+                            dst_cs as isize,
+                            1,
+                            mr as isize,
+                            1,
+                            rhs_cs as isize,
+                            1.0,
+                            1.0,
+                            status,
+                            false,
+                            false,
+                            false,
+                            std::ptr::null(),
+                        );
+                        row += mr;
+                    }
+                    col += nr;
+                }
+                block = block_end;
+            }
+            depth += kb;
         }
-        depth += kb;
-    }
+    })
 }
 
 /// Packs `a` (`m x k`, element `(i, j)` at `i * rs + j * cs`) into panels of `mr` rows:

@@ -109,24 +109,15 @@ impl PackedLhs {
         }
         #[cfg(target_arch = "x86_64")]
         {
-            let mr = self.level.mr();
-            let panels = self.m.div_ceil(mr);
-            let data = self.data.as_ptr();
-            let lhs_at = |depth: usize, row: usize, kb: usize| super::micro::Panels {
-                ptr: data.add(depth * panels * mr + (row / mr) * mr * kb),
-                col_stride: mr,
-                panel_stride: mr * kb,
-            };
-            super::micro::passes(
+            super::micro::multiply_packed(
                 self.level,
+                &self.data,
                 (self.m, n, self.k),
                 (self.kc, self.mc),
                 dst,
                 dst_cs,
-                lhs_at,
                 rhs,
-                (1, rhs_cs),
-                1.0,
+                rhs_cs,
                 accumulate,
             );
         }
