@@ -236,6 +236,7 @@ fn numeric_flags_out_of_range_are_named_not_panics() {
         vec!["bench-loader", dir, "--size", "100000"],
         vec!["bench", "--steps", "0"],
         vec!["bench", "--batch", "0"],
+        vec!["bench", "--rounds", "0"],
         vec!["data", "folder", "mnist", "--out", dir, "--side", "0"],
         vec!["data", "folder", "mnist", "--out", dir, "--side", "100000"],
         vec!["run", "-d", dir, "--jobs", "0"],

@@ -42,6 +42,11 @@ pub struct BenchArgs {
     /// timing markers cost a little; throughput figures are from the same steps).
     #[arg(long)]
     profile: bool,
+    /// Measure each preset this many times (with --pytorch: ours and PyTorch in turn, the
+    /// first of each pair alternating) and print the median with the lowest and highest: a
+    /// drifting shared machine moves one run's ratio by 10% or more.
+    #[arg(long, default_value_t = 1, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1000))]
+    rounds: usize,
     /// Internal: measure one preset in this process and print one JSON line.
     #[arg(long, hide = true)]
     child: Option<String>,
@@ -107,59 +112,69 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
-    if torch.is_some() {
-        outln!("| preset | params | samples/s | PyTorch samples/s | ratio (ours / PyTorch) | model GFLOP/s | vs PyTorch's matmul rate | peak RSS (MiB) | PyTorch peak RSS (MiB) |");
-        outln!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
-    } else {
-        outln!("| preset | params | samples/s | model GFLOP/s | vs matmul rate | peak RSS (MiB) |");
-        outln!("|---|---:|---:|---:|---:|---:|");
+    if a.rounds > 1 {
+        outln!("{}", rounds_line(a.rounds, torch.is_some()));
+    }
+    let table_header = || {
+        if torch.is_some() {
+            outln!("| preset | params | samples/s | PyTorch samples/s | ratio (ours / PyTorch) | model GFLOP/s | vs PyTorch's matmul rate | peak RSS (MiB) | PyTorch peak RSS (MiB) |");
+            outln!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        } else {
+            outln!(
+                "| preset | params | samples/s | model GFLOP/s | vs matmul rate | peak RSS (MiB) |"
+            );
+            outln!("|---|---:|---:|---:|---:|---:|");
+        }
+    };
+    // one round: each preset's row as soon as it is measured; several: the rounds' lines as
+    // they come, then the table
+    if a.rounds == 1 {
+        table_header();
     }
     let exe = std::env::current_exe()?;
+    let mut rows = Vec::new();
     let mut profiles = Vec::new();
     for p in presets {
-        let out = std::process::Command::new(&exe)
-            .args(["bench", "--child", &p])
-            .args(shape_args(a))
-            .args(a.profile.then_some("--profile"))
-            .output()?;
-        if !out.status.success() {
-            anyhow::bail!(
-                "bench of {p} failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+        let mut ours: Vec<Figures> = Vec::new();
+        let mut theirs: Vec<TorchFigures> = Vec::new();
+        for round in 0..a.rounds {
+            // PyTorch first in every other round, so that a machine speeding up or slowing
+            // down over the command favours neither side
+            let torch_first = round % 2 == 1;
+            if let (true, Some((python, script, _))) = (torch_first, &torch) {
+                theirs.push(torch_figures(python, script, a, &p)?);
+            }
+            ours.push(child_figures(&exe, a, &p)?);
+            if let (false, Some((python, script, _))) = (torch_first, &torch) {
+                theirs.push(torch_figures(python, script, a, &p)?);
+            }
+            if a.rounds > 1 {
+                outln!("{}", round_line(&p, round, &ours[round], theirs.get(round)));
+            }
         }
-        let f: Figures = serde_json::from_slice(&out.stdout)?;
         if a.profile {
-            profiles.push((f.preset.clone(), f.step_ms, f.breakdown.clone()));
+            profiles.push((p.clone(), median_profile(&ours)));
         }
-        if let Some((python, script, torch_matmul)) = &torch {
-            let t = torch_figures(python, script, a, &p)?;
-            outln!(
-                "| {} | {:.2}M | {:.1} | {:.1} | {:.2} | {:.1} | {:.2} | {:.0} | {:.0} |",
-                f.preset,
-                f.params as f64 / 1e6,
-                f.samples_per_sec,
-                t.samples_per_sec,
-                f.samples_per_sec / t.samples_per_sec,
-                f.gflop_per_sec,
-                f.gflop_per_sec / torch_matmul,
-                f.peak_rss_mib,
-                t.peak_rss_mib
-            );
-            continue;
+        let row = table_row(&ours, &theirs, torch.as_ref().map(|t| t.2), gemm);
+        if a.rounds == 1 {
+            outln!("{row}");
+        } else {
+            rows.push(row);
         }
-        outln!(
-            "| {} | {:.2}M | {:.1} | {:.1} | {:.2} | {:.0} |",
-            f.preset,
-            f.params as f64 / 1e6,
-            f.samples_per_sec,
-            f.gflop_per_sec,
-            f.gflop_per_sec / gemm,
-            f.peak_rss_mib
-        );
     }
-    for (preset, step_ms, rows) in profiles {
-        outln!("\nwhere a training step of {preset} goes ({step_ms:.1} ms per step):");
+    if a.rounds > 1 {
+        table_header();
+        for row in rows {
+            outln!("{row}");
+        }
+    }
+    for (preset, (step_ms, rows)) in profiles {
+        let of = if a.rounds > 1 {
+            ", medians of the rounds"
+        } else {
+            ""
+        };
+        outln!("\nwhere a training step of {preset} goes ({step_ms:.1} ms per step{of}):");
         outln!("| operation | forward (ms) | backward (ms) | share of the step |");
         outln!("|---|---:|---:|---:|");
         let mut rows = rows;
@@ -172,6 +187,142 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// One preset measured in a child process of ours (`bench --child`).
+fn child_figures(exe: &std::path::Path, a: &BenchArgs, preset: &str) -> anyhow::Result<Figures> {
+    let out = std::process::Command::new(exe)
+        .args(["bench", "--child", preset])
+        .args(shape_args(a))
+        .args(a.profile.then_some("--profile"))
+        .output()?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "bench of {preset} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+/// What `--rounds` reports, said once above the rounds.
+fn rounds_line(rounds: usize, torch: bool) -> String {
+    let who = if torch {
+        "ours and PyTorch in turn (the first of each pair alternating); the ratio is the median \
+         of the rounds' ratios"
+    } else {
+        "samples/s is the median of the rounds"
+    };
+    format!(
+        "{rounds} rounds per preset, {who}, [lowest, highest] after it: an interval that holds \
+         the median with {:.1}% confidence, whatever the distribution (1 - 2^(1-{rounds}); \
+         rounds are taken as independent, which a drifting machine only approximates)",
+        100.0 * median_range_coverage(rounds)
+    )
+}
+
+/// The probability that the lowest and highest of `n` independent draws enclose the
+/// distribution's median: all draws fall on one side of it with probability 2 * 2^-n.
+fn median_range_coverage(n: usize) -> f64 {
+    1.0 - 0.5f64.powi(n as i32 - 1)
+}
+
+fn round_line(preset: &str, round: usize, ours: &Figures, theirs: Option<&TorchFigures>) -> String {
+    match theirs {
+        Some(t) => format!(
+            "{preset} round {} ({} first): ours {:.1}, PyTorch {:.1} samples/s, ratio {:.3}",
+            round + 1,
+            if round % 2 == 1 { "PyTorch" } else { "ours" },
+            ours.samples_per_sec,
+            t.samples_per_sec,
+            ours.samples_per_sec / t.samples_per_sec
+        ),
+        None => format!(
+            "{preset} round {}: {:.1} samples/s",
+            round + 1,
+            ours.samples_per_sec
+        ),
+    }
+}
+
+/// The median of `xs` and, for more than one, ` [lowest, highest]`, with `digits` decimals.
+fn median_text(xs: &[f64], digits: usize) -> (f64, String) {
+    let mut v = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    let median = if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    };
+    let text = if n > 1 {
+        format!(
+            "{median:.digits$} [{:.digits$}, {:.digits$}]",
+            v[0],
+            v[n - 1]
+        )
+    } else {
+        format!("{median:.digits$}")
+    };
+    (median, text)
+}
+
+/// The table row of one preset from its rounds (one pair of figures per round).
+fn table_row(
+    ours: &[Figures],
+    theirs: &[TorchFigures],
+    torch_matmul: Option<f64>,
+    gemm: f64,
+) -> String {
+    let f = &ours[0];
+    let gflop_per_sample = f.gflop_per_sec / f.samples_per_sec;
+    let rates: Vec<f64> = ours.iter().map(|f| f.samples_per_sec).collect();
+    let (rate, rate_text) = median_text(&rates, 1);
+    let rss = ours.iter().map(|f| f.peak_rss_mib).fold(0.0, f64::max);
+    let params = f.params as f64 / 1e6;
+    let gflops = rate * gflop_per_sample;
+    match torch_matmul {
+        Some(torch_matmul) => {
+            let (_, torch_text) = median_text(
+                &theirs.iter().map(|t| t.samples_per_sec).collect::<Vec<_>>(),
+                1,
+            );
+            let ratios: Vec<f64> = ours
+                .iter()
+                .zip(theirs)
+                .map(|(o, t)| o.samples_per_sec / t.samples_per_sec)
+                .collect();
+            let (_, ratio_text) = median_text(&ratios, 2);
+            let torch_rss = theirs.iter().map(|t| t.peak_rss_mib).fold(0.0, f64::max);
+            format!(
+                "| {} | {params:.2}M | {rate_text} | {torch_text} | {ratio_text} | {gflops:.1} | {:.2} | {rss:.0} | {torch_rss:.0} |",
+                f.preset,
+                gflops / torch_matmul,
+            )
+        }
+        None => format!(
+            "| {} | {params:.2}M | {rate_text} | {gflops:.1} | {:.2} | {rss:.0} |",
+            f.preset,
+            gflops / gemm,
+        ),
+    }
+}
+
+/// The step time and each operation's forward and backward time, medians over the rounds.
+fn median_profile(ours: &[Figures]) -> (f64, Vec<(String, f64, f64)>) {
+    let median = |xs: Vec<f64>| median_text(&xs, 1).0;
+    let step = median(ours.iter().map(|f| f.step_ms).collect());
+    let rows = ours[0]
+        .breakdown
+        .iter()
+        .enumerate()
+        .map(|(i, (name, _, _))| {
+            let fwd = median(ours.iter().map(|f| f.breakdown[i].1).collect());
+            let bwd = median(ours.iter().map(|f| f.breakdown[i].2).collect());
+            (name.clone(), fwd, bwd)
+        })
+        .collect();
+    (step, rows)
 }
 
 fn measure(a: &BenchArgs, preset: &str) -> anyhow::Result<Figures> {
