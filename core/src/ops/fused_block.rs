@@ -13,12 +13,14 @@ use super::layernorm::{self, Normalized};
 use super::linear::{self, HostLinear};
 use super::mha::{self, Heads};
 use super::profile::{Laps, Pass};
-use super::rows::{add_column_sums, par_rows};
+use super::rows::{add_column_sums, Filled, CHUNK};
 use crate::device::{
     host_values, read_buffer, tensor_from_slice, write_buffer, Act, Dev, Matrix, Vector,
 };
 use dfdx::prelude::*;
+use rayon::prelude::*;
 use std::borrow::Cow;
+use std::mem::MaybeUninit;
 
 /// A Linear layer's tensors: weight `(out, in)`, optional bias.
 pub struct LinearWeights<'a> {
@@ -161,35 +163,50 @@ fn residual(
 ) {
     let x = &x[first * width..first * width + rows.len()];
     match mask {
-        Some(m) => scale_rows(rows, Some(x), width, tokens, first, m),
+        Some(m) => scale_rows(rows, x, width, tokens, first, m),
         None => add_in_place(rows, x),
     }
 }
 
-/// `g * mask[sample]` per row, or `g` itself without a mask.
+/// `g * mask[sample]` per row, or `g` itself without a mask. Written block by block into a
+/// new buffer in one pass (a copy of `g` scaled in place was two passes over memory).
 fn masked<'a>(g: &'a [f32], width: usize, tokens: usize, mask: Option<&[f32]>) -> Cow<'a, [f32]> {
     let Some(m) = mask else {
         return Cow::Borrowed(g);
     };
-    let mut out = g.to_vec();
-    par_rows(&mut out, width, |first, rows| {
-        scale_rows(rows, None, width, tokens, first, m)
-    });
-    Cow::Owned(out)
+    if width == 0 {
+        return Cow::Borrowed(g);
+    }
+    let mut out = Filled::new(g.len());
+    out.parts()
+        .par_chunks_mut(CHUNK * width)
+        .zip(g.par_chunks(CHUNK * width))
+        .enumerate()
+        .for_each(|(c, (dst, src))| scaled_rows(src, dst, width, tokens, c * CHUNK, m));
+    // SAFETY: the blocks cover every element, each written by its task
+    Cow::Owned(unsafe { out.assume_filled() })
+}
+
+crate::multiversion! {
+    /// `dst`'s row `r` (global row `first + r`) = `src`'s times its sample's mask; every
+    /// element of `dst` is written (it need not have been initialised).
+    fn scaled_rows(src: &[f32], dst: &mut [MaybeUninit<f32>], width: usize, tokens: usize, first: usize, mask: &[f32]) {
+        for (i, (s, d)) in src.chunks_exact(width).zip(dst.chunks_exact_mut(width)).enumerate() {
+            let keep = mask[(first + i) / tokens];
+            for (d, s) in d.iter_mut().zip(s) {
+                d.write(s * keep);
+            }
+        }
+    }
 }
 
 crate::multiversion! {
     /// Row `r` of `rows` (global row `first + r`) times its sample's mask, plus `x`'s row.
-    fn scale_rows(rows: &mut [f32], x: Option<&[f32]>, width: usize, tokens: usize, first: usize, mask: &[f32]) {
+    fn scale_rows(rows: &mut [f32], x: &[f32], width: usize, tokens: usize, first: usize, mask: &[f32]) {
         for (i, row) in rows.chunks_exact_mut(width).enumerate() {
             let keep = mask[(first + i) / tokens];
-            match x {
-                Some(x) => {
-                    for (b, x) in row.iter_mut().zip(&x[i * width..(i + 1) * width]) {
-                        *b = x + keep * *b;
-                    }
-                }
-                None => row.iter_mut().for_each(|v| *v *= keep),
+            for (b, x) in row.iter_mut().zip(&x[i * width..(i + 1) * width]) {
+                *b = x + keep * *b;
             }
         }
     }

@@ -7,16 +7,6 @@ use rayon::prelude::*;
 /// Rows per parallel task and per partial column sum.
 pub const CHUNK: usize = 128;
 
-/// `f(first_row, rows)` on consecutive chunks of whole rows of `x`, in parallel.
-pub fn par_rows(x: &mut [f32], cols: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
-    if cols == 0 {
-        return;
-    }
-    x.par_chunks_mut(CHUNK * cols)
-        .enumerate()
-        .for_each(|(c, rows)| f(c * CHUNK, rows));
-}
-
 /// `out += ` the column sums of `x`.
 pub fn add_column_sums(x: &[f32], cols: usize, out: &mut [f32]) {
     let rows = x.len().checked_div(cols).unwrap_or(0);
