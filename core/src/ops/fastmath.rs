@@ -105,30 +105,67 @@ crate::multiversion! {
 }
 
 crate::multiversion! {
-    /// Softmax of each row of a row-major buffer, in place. Each row's maximum is subtracted
-    /// first, so that the exponentials run as one loop over all the rows: row by row, the
-    /// elements past a row's last whole vector went one at a time, each costing what a vector
-    /// costs (attention's rows of 65: a ninth of the elements), and the whole softmax took
-    /// 1.37x as long. The same operations on every element, so the same result to the bit.
-    pub fn softmax_rows(x: &mut [f32], cols: usize) {
-        let whole_rows = x.len() - x.len() % cols;
-        let x = &mut x[..whole_rows];
-        for row in x.chunks_exact_mut(cols) {
-            let max = max(row);
+    /// Softmax of each row of a row-major buffer, in place, writing each row's maximum and
+    /// `1 / sum(exp(x - maximum))` into `stats` (two floats per row), from which
+    /// [`softmax_rows_again`] makes the same values. Each row's maximum is subtracted first, so
+    /// that the exponentials run as one loop over all the rows: row by row, the elements past
+    /// a row's last whole vector went one at a time, each costing what a vector costs
+    /// (attention's rows of 65: a ninth of the elements), and the whole softmax took 1.37x as
+    /// long.
+    pub fn softmax_rows(x: &mut [f32], cols: usize, stats: &mut [f32]) {
+        let rows = whole_rows(x, cols, stats.len());
+        let x = &mut x[..rows * cols];
+        for (row, s) in x.chunks_exact_mut(cols).zip(stats.chunks_exact_mut(2)) {
+            s[0] = max(row);
             for v in row.iter_mut() {
-                *v -= max;
+                *v -= s[0];
             }
         }
         for v in x.iter_mut() {
             *v = exp::<FMA>(*v);
         }
-        for row in x.chunks_exact_mut(cols) {
-            let inv = 1.0 / sum(row);
+        for (row, s) in x.chunks_exact_mut(cols).zip(stats.chunks_exact_mut(2)) {
+            s[1] = 1.0 / sum(row);
             for v in row.iter_mut() {
-                *v *= inv;
+                *v *= s[1];
             }
         }
     }
+}
+
+crate::multiversion! {
+    /// The softmax [`softmax_rows`] computed for the same rows, from the `stats` it wrote:
+    /// the same operations on the same values, so the same result to the bit.
+    pub fn softmax_rows_again(x: &mut [f32], cols: usize, stats: &[f32]) {
+        let rows = whole_rows(x, cols, stats.len());
+        let x = &mut x[..rows * cols];
+        for (row, s) in x.chunks_exact_mut(cols).zip(stats.chunks_exact(2)) {
+            for v in row.iter_mut() {
+                *v -= s[0];
+            }
+        }
+        for v in x.iter_mut() {
+            *v = exp::<FMA>(*v);
+        }
+        for (row, s) in x.chunks_exact_mut(cols).zip(stats.chunks_exact(2)) {
+            for v in row.iter_mut() {
+                *v *= s[1];
+            }
+        }
+    }
+}
+
+/// The rows of `cols` floats in `x`, which must be as many as the `stats` (two per row).
+#[inline(always)]
+fn whole_rows(x: &[f32], cols: usize, stats: usize) -> usize {
+    let rows = x.len() / cols;
+    assert!(
+        x.len() == rows * cols && stats == 2 * rows,
+        "softmax of {} floats in rows of {cols} with statistics for {} rows",
+        x.len(),
+        stats / 2
+    );
+    rows
 }
 
 /// Sum with eight lanes: the same result for the same input, whatever the caller.
@@ -266,10 +303,12 @@ mod tests {
                 "at {x}"
             );
         }
-        // rows of 17 and 65 (attention's): full lanes and a remainder
+        // rows of 17 and 65 (attention's): full lanes and a remainder; made again from the
+        // statistics, the same to the bit
         for cols in [17, 65] {
             let mut p = x[..cols * 13].to_vec();
-            softmax_rows(&mut p, cols);
+            let mut stats = vec![0.0; 2 * 13];
+            softmax_rows(&mut p, cols, &mut stats);
             for (row, out) in x[..cols * 13].chunks(cols).zip(p.chunks(cols)) {
                 let m = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
                 let e: Vec<f32> = row.iter().map(|v| active_exp(v - m)).collect();
@@ -278,6 +317,13 @@ mod tests {
                     assert_eq!(o.to_bits(), (e * inv).to_bits());
                 }
             }
+            let mut again = x[..cols * 13].to_vec();
+            softmax_rows_again(&mut again, cols, &stats);
+            let same = again
+                .iter()
+                .zip(&p)
+                .all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(same, "rows of {cols}: made again, the softmax differs");
         }
     }
 

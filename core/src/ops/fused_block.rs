@@ -75,7 +75,7 @@ pub fn forward<T: Tape<f32, Dev>>(
     laps.lap("layernorm");
     let qkv = linear::forward(&a1, &p.qkv);
     laps.lap("attention qkv");
-    let (probs, att) = mha::forward(&qkv, heads);
+    let (softmax, att) = mha::forward(&qkv, heads);
     laps.lap("attention scores + softmax + values");
     // the residual is added to each block of the product's rows while they are in cache
     let x2 = linear::forward_then(&att, &p.proj, |first, rows| {
@@ -101,7 +101,7 @@ pub fn forward<T: Tape<f32, Dev>>(
             norm1,
             a1,
             qkv,
-            probs,
+            softmax,
             att,
             norm2,
             a2,
@@ -245,7 +245,8 @@ struct Saved {
     norm1: Normalized,
     a1: Vec<f32>,
     qkv: Vec<f32>,
-    probs: Vec<f32>,
+    /// each attention row's softmax statistics (the probabilities are made again)
+    softmax: mha::Stats,
     att: Vec<f32>,
     norm2: Normalized,
     a2: Vec<f32>,
@@ -296,7 +297,7 @@ impl Saved {
         let d_att = linear_backward(&d_branch, &self.att, &self.p.proj, &keys.proj, grads)?;
         drop(d_branch);
         laps.lap("attention proj");
-        let d_qkv = mha::backward(&self.qkv, &self.probs, self.heads, &d_att);
+        let d_qkv = mha::backward(&self.qkv, &self.softmax, self.heads, &d_att);
         laps.lap("attention scores + softmax + values");
         let d_a1 = linear_backward(&d_qkv, &self.a1, &self.p.qkv, &keys.qkv, grads)?;
         laps.lap("attention qkv");

@@ -3,9 +3,10 @@
 //! the head split and merge of the composed version (two permuted copies each way) vanish.
 //! The buffers these passes fill are never zeroed: each task's products write its own
 //! elements (they overwrite, never read, their destinations), while they are in cache (a
-//! zeroing pass over every probability and gradient wrote each of them to memory once more).
+//! zeroing pass over every gradient wrote each of them to memory once more). A head's
+//! probabilities live in its task's scratch only, made again by the backward pass.
 
-use super::fastmath::{dot, softmax_rows};
+use super::fastmath::{dot, softmax_rows, softmax_rows_again};
 use super::gemm::{matmul_raw, Mat};
 use super::rows::{assume_init, Filled};
 use rayon::prelude::*;
@@ -49,49 +50,35 @@ impl Heads {
     }
 }
 
-/// `softmax(q k^T / sqrt(head_dim)) v` for every head: returns the probabilities
-/// (`(batch * heads, tokens, tokens)`, kept for the backward pass) and the heads' outputs side
-/// by side (`(rows, width)`).
-pub fn forward(qkv: &[f32], dims: Heads) -> (Vec<f32>, Vec<f32>) {
+/// Each attention row's largest scaled score and `1 / sum(exp(score - largest))`, two floats
+/// per row, for every (sample, head) in turn: what the backward pass needs to make the
+/// probabilities again (`exp(score - largest) * that`).
+pub struct Stats(Vec<f32>);
+
+/// `softmax(q k^T / sqrt(head_dim)) v` for every head: returns the heads' outputs side by
+/// side (`(rows, width)`) and each row's softmax statistics. Not the probabilities: they were
+/// the block's largest saved activation (`batch * heads * tokens^2` floats), written to memory
+/// here and read back by the backward pass, which now makes them again in cache (one product
+/// and the exponentials, the same operations, so the same values to the bit).
+pub fn forward(qkv: &[f32], dims: Heads) -> (Stats, Vec<f32>) {
     let t = dims.tokens;
     assert_eq!(qkv.len(), dims.batch * t * 3 * dims.width());
-    let mut probs = Filled::new(dims.batch * dims.heads * t * t);
+    let mut stats = vec![0.0; dims.batch * dims.heads * 2 * t];
     let mut out = Filled::new(dims.batch * t * dims.width());
     let o = out.disjoint();
-    probs
-        .parts()
-        .par_chunks_mut(t * t)
-        .enumerate()
-        .for_each(|(i, p)| {
+    stats.par_chunks_mut(2 * t).enumerate().for_each_init(
+        || Filled::new(t * t),
+        |scratch, (i, row_stats)| {
             let (b, h) = (i / dims.heads, i % dims.heads);
-            let square = Mat::dense(t, t);
-            let merged = dims.merged(b, h);
-            // SAFETY (all three): `p` is this task's own chunk; the `out` view is head h of
-            // sample b, written by this task only; the views lie within their buffers. Both
-            // products overwrite their destinations (they never read them), so neither needs
-            // zeroing first.
-            unsafe {
-                matmul_raw(
-                    p.as_mut_ptr().cast(),
-                    square,
-                    qkv,
-                    dims.qkv(0, b, h),
-                    qkv,
-                    dims.qkv(1, b, h).t(),
-                    dims.scale(),
-                    false,
-                    1,
-                );
-            }
-            // SAFETY: the product above wrote every element of `p`
-            let p = unsafe { assume_init(p) };
-            softmax_rows(p, t);
+            let p = probabilities(qkv, dims, b, h, scratch, Softmax::Keep(row_stats));
+            // SAFETY: the `out` view is head h of sample b, written by this task only; the
+            // product overwrites it (never reads it)
             unsafe {
                 matmul_raw(
                     o.at(0),
-                    merged,
+                    dims.merged(b, h),
                     p,
-                    square,
+                    Mat::dense(t, t),
                     qkv,
                     dims.qkv(2, b, h),
                     1.0,
@@ -99,25 +86,68 @@ pub fn forward(qkv: &[f32], dims: Heads) -> (Vec<f32>, Vec<f32>) {
                     1,
                 );
             }
-        });
-    // SAFETY: the chunks cover every probability; the heads of every sample cover every
-    // column of every row of `out`
-    unsafe { (probs.assume_filled(), out.assume_filled()) }
+        },
+    );
+    // SAFETY: the heads of every sample cover every column of every row of `out`
+    (Stats(stats), unsafe { out.assume_filled() })
+}
+
+/// Whether [`probabilities`] keeps each row's statistics (forward) or uses those kept.
+enum Softmax<'a> {
+    Keep(&'a mut [f32]),
+    Again(&'a [f32]),
+}
+
+/// Head `h` of sample `b`'s probabilities (`tokens x tokens`), made in `scratch`: the scaled
+/// scores `q k^T / sqrt(head_dim)`, then each row's softmax.
+fn probabilities<'a>(
+    qkv: &[f32],
+    dims: Heads,
+    b: usize,
+    h: usize,
+    scratch: &'a mut Filled,
+    softmax: Softmax,
+) -> &'a mut [f32] {
+    let t = dims.tokens;
+    let p = &mut scratch.parts()[..t * t];
+    // SAFETY: `p` is `t * t` floats of the caller's own scratch; the product overwrites it
+    // (never reads it)
+    unsafe {
+        matmul_raw(
+            p.as_mut_ptr().cast(),
+            Mat::dense(t, t),
+            qkv,
+            dims.qkv(0, b, h),
+            qkv,
+            dims.qkv(1, b, h).t(),
+            dims.scale(),
+            false,
+            1,
+        );
+    }
+    // SAFETY: the product above wrote every element of `p`
+    let p = unsafe { assume_init(p) };
+    match softmax {
+        Softmax::Keep(stats) => softmax_rows(p, t, stats),
+        Softmax::Again(stats) => softmax_rows_again(p, t, stats),
+    }
+    p
 }
 
 /// The gradient of `qkv` from the gradient of the merged output.
-pub fn backward(qkv: &[f32], probs: &[f32], dims: Heads, d_out: &[f32]) -> Vec<f32> {
+pub fn backward(qkv: &[f32], stats: &Stats, dims: Heads, d_out: &[f32]) -> Vec<f32> {
     let t = dims.tokens;
     assert_eq!(d_out.len(), dims.batch * t * dims.width());
-    assert_eq!(probs.len(), dims.batch * dims.heads * t * t);
+    assert_eq!(stats.0.len(), dims.batch * dims.heads * 2 * t);
     let mut d_qkv = Filled::new(qkv.len());
     let d = d_qkv.disjoint();
     (0..dims.batch * dims.heads).into_par_iter().for_each_init(
-        || vec![0.0f32; t * t],
-        |dp, i| {
+        || (Filled::new(t * t), vec![0.0f32; t * t]),
+        |(scratch, dp), i| {
             let (b, h) = (i / dims.heads, i % dims.heads);
+            let row_stats = &stats.0[i * 2 * t..(i + 1) * 2 * t];
+            let p = probabilities(qkv, dims, b, h, scratch, Softmax::Again(row_stats));
             let square = Mat::dense(t, t);
-            let p = &probs[i * t * t..(i + 1) * t * t];
             let (q, k, v) = (dims.qkv(0, b, h), dims.qkv(1, b, h), dims.qkv(2, b, h));
             let d_o = dims.merged(b, h);
             // SAFETY: `dp` is this task's scratch; the three `d_qkv` views are head h of
