@@ -51,7 +51,7 @@ impl Mat {
     }
 
     /// One past the largest index the view touches (0 when empty).
-    fn end(&self) -> usize {
+    pub fn end(&self) -> usize {
         if self.rows == 0 || self.cols == 0 {
             return 0;
         }

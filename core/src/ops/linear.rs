@@ -7,7 +7,7 @@
 use super::fastmath::{gelu_in_place, mul_in_place};
 use super::gemm::add_transposed_product;
 use super::isa::Isa;
-use super::prepacked::PackedLhs;
+use super::prepacked::{PackedLhs, Strided};
 use super::rows::{assume_init, Disjoint};
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
@@ -150,8 +150,12 @@ fn product_blocks(
                         n,
                         block.as_mut_ptr().cast(),
                         width_out,
-                        input[first * width_in..].as_ptr(),
-                        width_in,
+                        Strided {
+                            ptr: input[first * width_in..].as_ptr(),
+                            rs: 1,
+                            cs: width_in,
+                        },
+                        1.0,
                         bias.is_some(),
                     )
                 };

@@ -7,7 +7,9 @@
 //! probabilities live in its task's scratch only, made again by the backward pass.
 
 use super::fastmath::{dot, softmax_rows, softmax_rows_again};
-use super::gemm::{matmul_raw, Mat};
+use super::gemm::Mat;
+use super::isa::Isa;
+use super::prepacked::{PackedLhs, Strided};
 use super::rows::{assume_init, Filled};
 use rayon::prelude::*;
 
@@ -74,7 +76,7 @@ pub fn forward(qkv: &[f32], dims: Heads) -> (Stats, Vec<f32>) {
             // SAFETY: the `out` view is head h of sample b, written by this task only; the
             // product overwrites it (never reads it)
             unsafe {
-                matmul_raw(
+                head_product(
                     o.at(0),
                     dims.merged(b, h),
                     p,
@@ -82,8 +84,6 @@ pub fn forward(qkv: &[f32], dims: Heads) -> (Stats, Vec<f32>) {
                     qkv,
                     dims.qkv(2, b, h),
                     1.0,
-                    false,
-                    1,
                 );
             }
         },
@@ -113,7 +113,7 @@ fn probabilities<'a>(
     // SAFETY: `p` is `t * t` floats of the caller's own scratch; the product overwrites it
     // (never reads it)
     unsafe {
-        matmul_raw(
+        head_product(
             p.as_mut_ptr().cast(),
             Mat::dense(t, t),
             qkv,
@@ -121,8 +121,6 @@ fn probabilities<'a>(
             qkv,
             dims.qkv(1, b, h).t(),
             dims.scale(),
-            false,
-            1,
         );
     }
     // SAFETY: the product above wrote every element of `p`
@@ -155,30 +153,57 @@ pub fn backward(qkv: &[f32], stats: &Stats, dims: Heads, d_out: &[f32]) -> Vec<f
             // destination).
             unsafe {
                 // dP = dO V^T, dV = P^T dO
-                matmul_raw(
-                    dp.as_mut_ptr(),
-                    square,
-                    d_out,
-                    d_o,
-                    qkv,
-                    v.t(),
-                    1.0,
-                    false,
-                    1,
-                );
-                matmul_raw(d.at(0), v, p, square.t(), d_out, d_o, 1.0, false, 1);
+                head_product(dp.as_mut_ptr(), square, d_out, d_o, qkv, v.t(), 1.0);
+                head_product(d.at(0), v, p, square.t(), d_out, d_o, 1.0);
             }
             // softmax: dS = P (dP - rowsum(dP P)), with the score scale folded in
             softmax_backward_rows(dp, p, t, dims.scale());
             unsafe {
                 // dQ = dS K, dK = dS^T Q
-                matmul_raw(d.at(0), q, dp, square, qkv, k, 1.0, false, 1);
-                matmul_raw(d.at(0), k, dp, square.t(), qkv, q, 1.0, false, 1);
+                head_product(d.at(0), q, dp, square, qkv, k, 1.0);
+                head_product(d.at(0), k, dp, square.t(), qkv, q, 1.0);
             }
         },
     );
     // SAFETY: the q, k and v heads of every sample cover every element
     unsafe { d_qkv.assume_filled() }
+}
+
+/// `dst = scale a b` for one head, on this thread: `dst` is row-major (unit column stride) and
+/// overwritten, never read. Computed as `gemm` computes it after turning a row-major
+/// destination around (`dst^T = b^T a^T`: the same micro-kernels, the same single depth pass),
+/// with `b^T` packed and `a^T` read in place, without the driver's work in every call.
+///
+/// # Safety
+/// `dst` must be valid for writes over `d`'s extent and nothing else may access those
+/// elements meanwhile.
+unsafe fn head_product(dst: *mut f32, d: Mat, a: &[f32], am: Mat, b: &[f32], bm: Mat, scale: f32) {
+    assert!(
+        d.col_stride == 1 && d.rows == am.rows && d.cols == bm.cols && am.cols == bm.rows,
+        "head product shapes: {d:?} = {am:?} x {bm:?}"
+    );
+    assert!(
+        am.end() <= a.len() && bm.end() <= b.len(),
+        "head product views outside their buffers"
+    );
+    if d.rows == 0 || d.cols == 0 {
+        return;
+    }
+    let lhs = PackedLhs::new(
+        Isa::active(),
+        &b[bm.offset..],
+        bm.cols,
+        bm.rows,
+        bm.col_stride,
+        bm.row_stride,
+        d.rows,
+    );
+    let rhs = Strided {
+        ptr: a.as_ptr().add(am.offset),
+        rs: am.col_stride,
+        cs: am.row_stride,
+    };
+    lhs.multiply(d.rows, dst.add(d.offset), d.row_stride, rhs, scale, false);
 }
 
 crate::multiversion! {

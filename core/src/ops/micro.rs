@@ -1,12 +1,10 @@
-//! `gemm`'s micro-kernels driven directly, with the crate's blocking, for a left operand the
-//! crate's driver would pack again in every call: a Linear layer's weight, packed once and
-//! multiplied by each block of rows (`prepacked.rs`).
+//! `gemm`'s micro-kernels driven directly, with the crate's blocking, where the crate's driver
+//! would do work again in every call: a Linear layer's weight, packed once and multiplied by
+//! each block of rows, and attention's small per-head products (`prepacked.rs`).
 //!
 //! A micro-kernel multiplies `MR` rows of the left operand, read as a packed panel (`MR`
 //! consecutive values per depth step), by `NR` columns of the right one, read one value at a
-//! time. (Attention's heads were run this way too, their left side read in
-//! place where possible: their products were 18% faster alone but the step no faster, so they
-//! stay with the crate's driver.)
+//! time in place (so the right operand is never packed).
 
 use super::isa::Isa;
 
@@ -114,8 +112,31 @@ impl Level {
 /// The crate's depth pass and row block for a product of this shape at `level`
 /// (`gemm_common::gemm::gemm_basic_generic`'s choice, so that the depth passes, and with them
 /// the rounding, are the crate's).
+///
+/// The crate works this out from the cache sizes in every call; attention asks for the same
+/// few shapes once per head, so each thread keeps its last answers.
 #[cfg(target_arch = "x86_64")]
-pub fn blocking(level: Level, (m, n, k): (usize, usize, usize)) -> (usize, usize) {
+pub fn blocking(level: Level, shape: (usize, usize, usize)) -> (usize, usize) {
+    use std::cell::RefCell;
+    type Known = Vec<((Level, (usize, usize, usize)), (usize, usize))>;
+    thread_local! {
+        static KNOWN: RefCell<Known> = const { RefCell::new(Vec::new()) };
+    }
+    KNOWN.with_borrow_mut(|known| {
+        if let Some(&(_, b)) = known.iter().find(|(key, _)| *key == (level, shape)) {
+            return b;
+        }
+        let b = crate_blocking(level, shape);
+        if known.len() == 16 {
+            known.remove(0);
+        }
+        known.push(((level, shape), b));
+        b
+    })
+}
+
+#[cfg(target_arch = "x86_64")]
+fn crate_blocking(level: Level, (m, n, k): (usize, usize, usize)) -> (usize, usize) {
     let (mr, nr) = (level.mr(), level.nr());
     let (kc, mc) = if m <= 64 && n <= 64 {
         (k.min(512), m.next_multiple_of(mr))
@@ -128,8 +149,9 @@ pub fn blocking(level: Level, (m, n, k): (usize, usize, usize)) -> (usize, usize
 
 /// `dst (m x n) = lhs rhs`, or `dst += lhs rhs` if `accumulate`, with `lhs` packed by [`pack`]
 /// pass by pass (passes of depth `kc`), in the crate's loop nest: depth passes, blocks of `mc`
-/// rows, columns of `NR`, panels of `MR`. `dst` has unit row stride, `rhs` (`k x n`) unit row
-/// stride. Without `accumulate`, `dst` is never read.
+/// rows, columns of `NR`, panels of `MR`, each product times `scale` (the crate's `beta`). `dst`
+/// has unit row stride; `rhs` (`k x n`, element `(j, c)` at `j * rs + c * cs`) is read in place,
+/// one value at a time. Without `accumulate`, `dst` is never read.
 ///
 /// # Safety
 /// `packed` must be the packing of an `m x k` matrix at `level` with depth passes of `kc`;
@@ -145,7 +167,8 @@ pub unsafe fn multiply_packed(
     dst: *mut f32,
     dst_cs: usize,
     rhs: *const f32,
-    rhs_cs: usize,
+    (rhs_rs, rhs_cs): (usize, usize),
+    scale: f32,
     accumulate: bool,
 ) {
     with_kernels!(level, |kern| {
@@ -173,14 +196,14 @@ pub unsafe fn multiply_packed(
                             kb,
                             dst.add(row + col * dst_cs),
                             pass.add((row / mr) * mr * kb),
-                            rhs.add(depth + col * rhs_cs),
+                            rhs.add(depth * rhs_rs + col * rhs_cs),
                             dst_cs as isize,
                             1,
                             mr as isize,
-                            1,
+                            rhs_rs as isize,
                             rhs_cs as isize,
                             1.0,
-                            1.0,
+                            scale,
                             status,
                             false,
                             false,
@@ -214,10 +237,35 @@ pub unsafe fn pack(
     for (p, panel) in out.chunks_exact_mut(mr * k).enumerate() {
         let rows = mr.min(m - p * mr);
         for (j, col) in panel.chunks_exact_mut(mr).enumerate() {
-            for (i, v) in col[..rows].iter_mut().enumerate() {
-                *v = *a.add((p * mr + i) * rs + j * cs);
+            let first = a.add(p * mr * rs + j * cs);
+            if rs == 1 {
+                // a panel's column lies consecutive in `a` (a transposed head): one copy
+                col[..rows].copy_from_slice(std::slice::from_raw_parts(first, rows));
+            } else {
+                for (i, v) in col[..rows].iter_mut().enumerate() {
+                    *v = *first.add(i * rs);
+                }
             }
             col[rows..].fill(0.0);
+        }
+    }
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kept_blockings_are_the_crates_for_their_own_shape() {
+        // more shapes than a thread keeps, asked twice in turn: every answer is the crate's
+        // for that shape, whether kept or worked out again
+        let level = Level::of(Isa::detected());
+        let shapes: Vec<(usize, usize, usize)> =
+            (1..=40).map(|i| (16 * i, 65 + 7 * i, 100 * i)).collect();
+        for _ in 0..2 {
+            for &s in &shapes {
+                assert_eq!(blocking(level, s), crate_blocking(level, s), "{s:?}");
+            }
         }
     }
 }

@@ -1,15 +1,26 @@
 //! A left-hand matrix packed once into the layout of `gemm`'s micro-kernels and multiplied by
-//! many right-hand blocks: a Linear layer's weight against every block of rows (`linear.rs`).
+//! many right-hand blocks, read in place: a Linear layer's weight against every block of rows
+//! (`linear.rs`), and one operand of each of attention's per-head products (`mha.rs`), where
+//! the crate's driver also packed the other operand and worked out its cache blocking again
+//! in every call.
 //!
 //! Why: the crate packs its left operand again in every call, and a Linear layer calls it once
-//! per block of 128 rows, so the same weight was packed 65 times per product at mnist-small's
-//! batch. Packed once, each block goes straight to the crate's micro-kernels (`micro.rs`), with
+//! per block of rows (128 then), so the same weight was packed 65 times per product at
+//! mnist-small's batch. Packed once, each block goes straight to the crate's micro-kernels (`micro.rs`), with
 //! the crate's own depth blocking (`kernel_params`), so every element is computed as the crate
 //! computes it: bit for bit the same as a `gemm` call on the block (tested). On a 128x64 by
 //! 64x256 block one core went from 78 to 88 GFLOP/s this way.
 
 use super::isa::Isa;
 use super::micro::Level;
+
+/// A matrix read in place: element `(j, c)` at `ptr + j * rs + c * cs`.
+#[derive(Clone, Copy)]
+pub struct Strided {
+    pub ptr: *const f32,
+    pub rs: usize,
+    pub cs: usize,
+}
 
 /// `a` (`m` by `k`) packed for one instruction-set level.
 pub struct PackedLhs {
@@ -80,9 +91,9 @@ impl PackedLhs {
         }
     }
 
-    /// `dst = a rhs`, or `dst += a rhs` if `accumulate`: `dst` is `m` by `n` with unit row
-    /// stride and column stride `dst_cs`, `rhs` is `k` by `n` with unit row stride and column
-    /// stride `rhs_cs`. Without `accumulate`, `dst` is never read (it may be uninitialised).
+    /// `dst = scale a rhs`, or `dst += scale a rhs` if `accumulate`: `dst` is `m` by `n` with
+    /// unit row stride and column stride `dst_cs`, `rhs` is `k` by `n`, read in place. Without
+    /// `accumulate`, `dst` is never read (it may be uninitialised).
     ///
     /// # Safety
     /// `dst` must be valid for writes and `rhs` for reads over those extents, and nothing
@@ -92,8 +103,8 @@ impl PackedLhs {
         n: usize,
         dst: *mut f32,
         dst_cs: usize,
-        rhs: *const f32,
-        rhs_cs: usize,
+        rhs: Strided,
+        scale: f32,
         accumulate: bool,
     ) {
         if self.m == 0 || n == 0 {
@@ -116,8 +127,9 @@ impl PackedLhs {
                 (self.kc, self.mc),
                 dst,
                 dst_cs,
-                rhs,
-                rhs_cs,
+                rhs.ptr,
+                (rhs.rs, rhs.cs),
+                scale,
                 accumulate,
             );
         }
@@ -135,11 +147,11 @@ impl PackedLhs {
                 self.data.as_ptr(),
                 self.m as isize,
                 1,
-                rhs,
-                rhs_cs as isize,
-                1,
+                rhs.ptr,
+                rhs.cs as isize,
+                rhs.rs as isize,
                 1.0,
-                1.0,
+                scale,
                 false,
                 false,
                 false,
@@ -154,18 +166,46 @@ mod tests {
     use super::*;
     use crate::ops::gemm_kernels::{gemm, Product};
 
+    /// The rows of a row-major matrix of `k` columns as the columns of a `k` by rows one.
+    fn rows_of(x: &[f32], k: usize) -> Strided {
+        Strided {
+            ptr: x.as_ptr(),
+            rs: 1,
+            cs: k,
+        }
+    }
+
     /// `a rhs` through the packing and through a plain `gemm` call at the same level, for `a`
     /// stored row-major or transposed, `rhs` the rows of a row-major matrix (a Linear layer's
     /// input block) and the destination a row-major output block.
     fn both(isa: Isa, m: usize, k: usize, n: usize, a_t: bool, acc: bool) -> (Vec<f32>, Vec<f32>) {
+        both_with(isa, (m, k, n), a_t, false, 1.0, acc)
+    }
+
+    /// As [`both`], with `rhs` read from a row-major `k x n` matrix when `rhs_rows` (rows of
+    /// `rhs` consecutive: attention's probabilities) and every product times `scale`.
+    fn both_with(
+        isa: Isa,
+        (m, k, n): (usize, usize, usize),
+        a_t: bool,
+        rhs_rows: bool,
+        scale: f32,
+        acc: bool,
+    ) -> (Vec<f32>, Vec<f32>) {
         let (a, x) = crate::ops::gemm_kernels::test_operands(m * k, n * k);
         let (rs, cs) = if a_t { (1, m) } else { (k, 1) };
+        let (x_rs, x_cs) = if rhs_rows { (n, 1) } else { (1, k) };
         // without accumulation the destination is garbage (NaN) that must never be read
         let start = if acc { 0.25 } else { f32::NAN };
         let mut packed = vec![start; n * m];
         let p = PackedLhs::new(isa, &a, m, k, rs, cs, n);
-        // SAFETY: `packed` is n columns of m; `x` is n rows of k
-        unsafe { p.multiply(n, packed.as_mut_ptr(), m, x.as_ptr(), k, acc) };
+        let rhs = Strided {
+            ptr: x.as_ptr(),
+            rs: x_rs,
+            cs: x_cs,
+        };
+        // SAFETY: `packed` is n columns of m; `x` is k by n either way
+        unsafe { p.multiply(n, packed.as_mut_ptr(), m, rhs, scale, acc) };
         let mut plain = vec![start; n * m];
         let product = Product {
             m,
@@ -179,13 +219,37 @@ mod tests {
             lhs_cs: cs as isize,
             lhs_rs: rs as isize,
             rhs: x.as_ptr(),
-            rhs_cs: k as isize,
-            rhs_rs: 1,
-            beta: 1.0,
+            rhs_cs: x_cs as isize,
+            rhs_rs: x_rs as isize,
+            beta: scale,
         };
         // SAFETY: the same extents as above
         unsafe { gemm(isa, product, gemm_common::Parallelism::None) };
         (packed, plain)
+    }
+
+    #[test]
+    fn rows_read_in_place_and_a_scale_equal_the_crates_product_bit_for_bit() {
+        // attention's heads: 65 tokens, 16 or 64 channels, the right side's rows consecutive
+        // or its columns, the scores scaled by 1/sqrt(channels)
+        for isa in Isa::ALL.into_iter().filter(|&i| i <= Isa::detected()) {
+            for shape in [(65, 16, 65), (16, 65, 65), (64, 65, 65), (65, 64, 65)] {
+                for (a_t, rhs_rows) in [(false, false), (true, true), (false, true), (true, false)]
+                {
+                    for scale in [1.0, 0.25, 0.125] {
+                        let (got, want) = both_with(isa, shape, a_t, rhs_rows, scale, false);
+                        let same = got
+                            .iter()
+                            .zip(&want)
+                            .all(|(g, w)| g.to_bits() == w.to_bits());
+                        assert!(
+                            same,
+                            "{isa}: {shape:?} (transposed {a_t}, rhs rows {rhs_rows}, scale {scale})"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]
@@ -242,10 +306,10 @@ mod tests {
         let p = PackedLhs::new(Isa::detected(), &[], 3, 0, 0, 1, 2);
         let mut d = vec![f32::NAN; 6];
         // SAFETY: 3 by 2 destination; no right-hand values are read at depth 0
-        unsafe { p.multiply(2, d.as_mut_ptr(), 3, [].as_ptr(), 0, false) };
+        unsafe { p.multiply(2, d.as_mut_ptr(), 3, rows_of(&[], 0), 1.0, false) };
         assert_eq!(d, vec![0.0; 6]);
         let mut d = vec![2.0; 6];
-        unsafe { p.multiply(2, d.as_mut_ptr(), 3, [].as_ptr(), 0, true) };
+        unsafe { p.multiply(2, d.as_mut_ptr(), 3, rows_of(&[], 0), 1.0, true) };
         assert_eq!(d, vec![2.0; 6]);
     }
 }
