@@ -5,6 +5,7 @@
 //! matrix-multiply rate through the engine's kernels, and, with `--pytorch`, next to PyTorch
 //! training the same model in the same command: absolute numbers on a shared machine say little.
 
+use super::rounds::{median_and_range, range_coverage};
 use clap::Args;
 use dfdx::prelude::*;
 use incubator_core::device::new_device;
@@ -217,14 +218,8 @@ fn rounds_line(rounds: usize, torch: bool) -> String {
         "{rounds} rounds per preset, {who}, [lowest, highest] after it: an interval that holds \
          the median with {:.1}% confidence, whatever the distribution (1 - 2^(1-{rounds}); \
          rounds are taken as independent, which a drifting machine only approximates)",
-        100.0 * median_range_coverage(rounds)
+        100.0 * range_coverage(rounds)
     )
-}
-
-/// The probability that the lowest and highest of `n` independent draws enclose the
-/// distribution's median: all draws fall on one side of it with probability 2 * 2^-n.
-fn median_range_coverage(n: usize) -> f64 {
-    1.0 - 0.5f64.powi(n as i32 - 1)
 }
 
 fn round_line(preset: &str, round: usize, ours: &Figures, theirs: Option<&TorchFigures>) -> String {
@@ -247,20 +242,9 @@ fn round_line(preset: &str, round: usize, ours: &Figures, theirs: Option<&TorchF
 
 /// The median of `xs` and, for more than one, ` [lowest, highest]`, with `digits` decimals.
 fn median_text(xs: &[f64], digits: usize) -> (f64, String) {
-    let mut v = xs.to_vec();
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    let median = if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    };
-    let text = if n > 1 {
-        format!(
-            "{median:.digits$} [{:.digits$}, {:.digits$}]",
-            v[0],
-            v[n - 1]
-        )
+    let (median, lowest, highest) = median_and_range(xs);
+    let text = if xs.len() > 1 {
+        format!("{median:.digits$} [{lowest:.digits$}, {highest:.digits$}]")
     } else {
         format!("{median:.digits$}")
     };

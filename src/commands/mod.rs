@@ -4,6 +4,7 @@ pub mod data;
 pub mod eval;
 pub mod export;
 pub mod plugins;
+pub mod rounds;
 pub mod serve_load;
 pub mod stage;
 

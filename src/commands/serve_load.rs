@@ -118,18 +118,10 @@ pub fn run(a: &ServeLoadArgs) -> anyhow::Result<()> {
             loaded.slowest_first_record_s,
         );
     }
-    let mut sorted = ratios.clone();
-    sorted.sort_by(f64::total_cmp);
-    let n = sorted.len();
-    let median = if n % 2 == 1 {
-        sorted[n / 2]
-    } else {
-        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
-    };
+    let (median, lowest, highest) = super::rounds::median_and_range(&ratios);
     outln!(
-        "training time with clients / without: median {median:.3}, range {:.3}-{:.3} over {n} rounds",
-        sorted[0],
-        sorted[n - 1]
+        "training time with clients / without: median {median:.3}, range {lowest:.3}-{highest:.3} over {} rounds",
+        ratios.len()
     );
     let _ = std::fs::remove_dir_all(&tmp);
     Ok(())

@@ -166,6 +166,14 @@ mod tests {
     use super::*;
     use crate::ops::gemm_kernels::{gemm, Product};
 
+    fn same_bits(got: &[f32], want: &[f32]) -> bool {
+        got.len() == want.len()
+            && got
+                .iter()
+                .zip(want)
+                .all(|(g, w)| g.to_bits() == w.to_bits())
+    }
+
     /// The rows of a row-major matrix of `k` columns as the columns of a `k` by rows one.
     fn rows_of(x: &[f32], k: usize) -> Strided {
         Strided {
@@ -238,12 +246,8 @@ mod tests {
                 {
                     for scale in [1.0, 0.25, 0.125] {
                         let (got, want) = both_with(isa, shape, a_t, rhs_rows, scale, false);
-                        let same = got
-                            .iter()
-                            .zip(&want)
-                            .all(|(g, w)| g.to_bits() == w.to_bits());
                         assert!(
-                            same,
+                            same_bits(&got, &want),
                             "{isa}: {shape:?} (transposed {a_t}, rhs rows {rhs_rows}, scale {scale})"
                         );
                     }
@@ -266,12 +270,8 @@ mod tests {
                 for a_t in [false, true] {
                     for acc in [false, true] {
                         let (got, want) = both(isa, m, k, n, a_t, acc);
-                        let same = got
-                            .iter()
-                            .zip(&want)
-                            .all(|(g, w)| g.to_bits() == w.to_bits());
                         assert!(
-                            same,
+                            same_bits(&got, &want),
                             "{isa}: {m}x{k} by {k}x{n} (transposed {a_t}, accumulate {acc})"
                         );
                     }
