@@ -798,7 +798,20 @@ fn incubations_of_two_tasks_requeued_or_time_limited_resume_to_the_2_rank_bytes(
         term.contains(&format!("[incubate-{second}] resuming at epoch")),
         "{term}"
     );
-    assert_eq!(stops(&term, "SIGTERM").len(), 2, "{term}");
+    // a requeue also stops the batch step's srun, which can stop forwarding a rank's output
+    // before that rank's line arrives (seen once, 2026-12-05: one "stopped by SIGTERM" line,
+    // and srun's report of task 1 exiting with 143, the code of that stop): every task srun
+    // reports ended by the stop (none killed, none failed), and at least one line says so
+    assert!(!stops(&term, "SIGTERM").is_empty(), "{term}");
+    for report in term
+        .lines()
+        .filter(|l| l.contains("srun: error:") && l.contains(": task "))
+    {
+        assert!(
+            report.ends_with("Exited with exit code 143"),
+            "{report}\n{term}"
+        );
+    }
     for m in [0, 1] {
         let interrupted = events(&run, &format!("incubate-{m}"))
             .iter()
