@@ -115,42 +115,47 @@ crate::multiversion! {
     pub fn softmax_rows(x: &mut [f32], cols: usize, stats: &mut [f32]) {
         let rows = whole_rows(x, cols, stats.len());
         let x = &mut x[..rows * cols];
-        for (row, s) in x.chunks_exact_mut(cols).zip(stats.chunks_exact_mut(2)) {
+        for (row, s) in x.chunks_exact(cols).zip(stats.chunks_exact_mut(2)) {
             s[0] = max(row);
-            for v in row.iter_mut() {
-                *v -= s[0];
-            }
         }
-        for v in x.iter_mut() {
-            *v = exp::<FMA>(*v);
-        }
-        for (row, s) in x.chunks_exact_mut(cols).zip(stats.chunks_exact_mut(2)) {
+        exp_below_maxima::<FMA>(x, cols, stats);
+        for (row, s) in x.chunks_exact(cols).zip(stats.chunks_exact_mut(2)) {
             s[1] = 1.0 / sum(row);
-            for v in row.iter_mut() {
-                *v *= s[1];
-            }
         }
+        scale_rows_by_sums(x, cols, stats);
     }
 }
 
 crate::multiversion! {
     /// The softmax [`softmax_rows`] computed for the same rows, from the `stats` it wrote:
-    /// the same operations on the same values, so the same result to the bit.
+    /// its last two steps, on the same values, so the same result to the bit.
     pub fn softmax_rows_again(x: &mut [f32], cols: usize, stats: &[f32]) {
         let rows = whole_rows(x, cols, stats.len());
         let x = &mut x[..rows * cols];
-        for (row, s) in x.chunks_exact_mut(cols).zip(stats.chunks_exact(2)) {
-            for v in row.iter_mut() {
-                *v -= s[0];
-            }
+        exp_below_maxima::<FMA>(x, cols, stats);
+        scale_rows_by_sums(x, cols, stats);
+    }
+}
+
+/// `x = exp(x - maximum)`, each row's maximum first in its two `stats`.
+#[inline(always)]
+fn exp_below_maxima<const FMA: bool>(x: &mut [f32], cols: usize, stats: &[f32]) {
+    for (row, s) in x.chunks_exact_mut(cols).zip(stats.chunks_exact(2)) {
+        for v in row.iter_mut() {
+            *v -= s[0];
         }
-        for v in x.iter_mut() {
-            *v = exp::<FMA>(*v);
-        }
-        for (row, s) in x.chunks_exact_mut(cols).zip(stats.chunks_exact(2)) {
-            for v in row.iter_mut() {
-                *v *= s[1];
-            }
+    }
+    for v in x.iter_mut() {
+        *v = exp::<FMA>(*v);
+    }
+}
+
+/// Each row times the second of its two `stats` (`1 / sum`).
+#[inline(always)]
+fn scale_rows_by_sums(x: &mut [f32], cols: usize, stats: &[f32]) {
+    for (row, s) in x.chunks_exact_mut(cols).zip(stats.chunks_exact(2)) {
+        for v in row.iter_mut() {
+            *v *= s[1];
         }
     }
 }

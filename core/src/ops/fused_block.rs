@@ -182,7 +182,7 @@ fn masked<'a>(g: &'a [f32], width: usize, tokens: usize, mask: Option<&[f32]>) -
         .par_chunks_mut(CHUNK * width)
         .zip(g.par_chunks(CHUNK * width))
         .enumerate()
-        .for_each(|(c, (dst, src))| scaled_rows(src, dst, width, tokens, c * CHUNK, m));
+        .for_each(|(c, (dst, src))| masked_rows(src, dst, width, tokens, c * CHUNK, m));
     // SAFETY: the blocks cover every element, each written by its task
     Cow::Owned(unsafe { out.assume_filled() })
 }
@@ -190,7 +190,7 @@ fn masked<'a>(g: &'a [f32], width: usize, tokens: usize, mask: Option<&[f32]>) -
 crate::multiversion! {
     /// `dst`'s row `r` (global row `first + r`) = `src`'s times its sample's mask; every
     /// element of `dst` is written (it need not have been initialised).
-    fn scaled_rows(src: &[f32], dst: &mut [MaybeUninit<f32>], width: usize, tokens: usize, first: usize, mask: &[f32]) {
+    fn masked_rows(src: &[f32], dst: &mut [MaybeUninit<f32>], width: usize, tokens: usize, first: usize, mask: &[f32]) {
         for (i, (s, d)) in src.chunks_exact(width).zip(dst.chunks_exact_mut(width)).enumerate() {
             let keep = mask[(first + i) / tokens];
             for (d, s) in d.iter_mut().zip(s) {

@@ -145,6 +145,19 @@ pub fn add_transposed_product(dst: &mut [f32], a: &[f32], m: usize, b: &[f32], n
 /// partial products stays cheap on 2 cores.
 const ROW_BLOCKS: usize = 16;
 
+/// Panics unless `d = a b` has matching shapes and the views of `a` and `b` lie within their
+/// slices: what a product reading through raw views must know first.
+pub fn check_product(d: Mat, a: &[f32], am: Mat, b: &[f32], bm: Mat) {
+    assert!(
+        d.rows == am.rows && d.cols == bm.cols && am.cols == bm.rows,
+        "matmul shapes: {d:?} = {am:?} x {bm:?}"
+    );
+    assert!(
+        am.end() <= a.len() && bm.end() <= b.len(),
+        "matmul views outside their buffers"
+    );
+}
+
 /// [`matmul`] into a raw destination, for callers that write disjoint views of one buffer from
 /// several threads (attention heads).
 ///
@@ -163,14 +176,7 @@ pub unsafe fn matmul_raw(
     accumulate: bool,
     threads: usize,
 ) {
-    assert!(
-        d.rows == am.rows && d.cols == bm.cols && am.cols == bm.rows,
-        "matmul shapes: {d:?} = {am:?} x {bm:?}"
-    );
-    assert!(
-        am.end() <= a.len() && bm.end() <= b.len(),
-        "matmul views outside their buffers"
-    );
+    check_product(d, a, am, b, bm);
     if d.rows == 0 || d.cols == 0 {
         return;
     }

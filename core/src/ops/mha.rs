@@ -7,7 +7,7 @@
 //! probabilities live in its task's scratch only, made again by the backward pass.
 
 use super::fastmath::{dot, softmax_rows, softmax_rows_again};
-use super::gemm::Mat;
+use super::gemm::{check_product, Mat};
 use super::isa::Isa;
 use super::prepacked::{PackedLhs, Strided};
 use super::rows::{assume_init, Filled};
@@ -178,14 +178,8 @@ pub fn backward(qkv: &[f32], stats: &Stats, dims: Heads, d_out: &[f32]) -> Vec<f
 /// `dst` must be valid for writes over `d`'s extent and nothing else may access those
 /// elements meanwhile.
 unsafe fn head_product(dst: *mut f32, d: Mat, a: &[f32], am: Mat, b: &[f32], bm: Mat, scale: f32) {
-    assert!(
-        d.col_stride == 1 && d.rows == am.rows && d.cols == bm.cols && am.cols == bm.rows,
-        "head product shapes: {d:?} = {am:?} x {bm:?}"
-    );
-    assert!(
-        am.end() <= a.len() && bm.end() <= b.len(),
-        "head product views outside their buffers"
-    );
+    check_product(d, a, am, b, bm);
+    assert_eq!(d.col_stride, 1, "a head's product goes to a row-major view");
     if d.rows == 0 || d.cols == 0 {
         return;
     }

@@ -6,10 +6,10 @@
 //!
 //! Why: the crate packs its left operand again in every call, and a Linear layer calls it once
 //! per block of rows (128 then), so the same weight was packed 65 times per product at
-//! mnist-small's batch. Packed once, each block goes straight to the crate's micro-kernels (`micro.rs`), with
-//! the crate's own depth blocking (`kernel_params`), so every element is computed as the crate
-//! computes it: bit for bit the same as a `gemm` call on the block (tested). On a 128x64 by
-//! 64x256 block one core went from 78 to 88 GFLOP/s this way.
+//! mnist-small's batch. Packed once, each block goes straight to the crate's micro-kernels
+//! (`micro.rs`), with the crate's own depth blocking (`kernel_params`), so every element is
+//! computed as the crate computes it: bit for bit the same as a `gemm` call on the block
+//! (tested). On a 128x64 by 64x256 block one core went from 78 to 88 GFLOP/s this way.
 
 use super::isa::Isa;
 use super::micro::Level;
