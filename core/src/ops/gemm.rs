@@ -124,10 +124,13 @@ pub fn add_transposed_product(dst: &mut [f32], a: &[f32], m: usize, b: &[f32], n
         .into_par_iter()
         .map(|i| {
             let (first, count) = (i * block, block.min(rows - i * block));
-            let mut p = vec![0.0; m * n];
+            // never zeroed: the product overwrites every element (it never reads `p`)
+            let mut p = Vec::with_capacity(m * n);
             let (ab, bb) = (am.sub(0, first, m, count), bm.sub(first, 0, count, n));
             // SAFETY: `p` is this task's own buffer, sized for `d`; the views lie in `a`, `b`.
             unsafe { matmul_raw(p.as_mut_ptr(), d, a, ab, b, bb, 1.0, false, 1) };
+            // SAFETY: the product wrote all `m * n` elements
+            unsafe { p.set_len(m * n) };
             p
         })
         .collect();

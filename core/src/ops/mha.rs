@@ -172,7 +172,8 @@ pub fn backward(qkv: &[f32], stats: &Stats, dims: Heads, d_out: &[f32]) -> Vec<f
 /// `dst = scale a b` for one head, on this thread: `dst` is row-major (unit column stride) and
 /// overwritten, never read. Computed as `gemm` computes it after turning a row-major
 /// destination around (`dst^T = b^T a^T`: the same micro-kernels, the same single depth pass),
-/// with `b^T` packed and `a^T` read in place, without the driver's work in every call.
+/// with `b^T` packed (or read in place, where its layout is the packing's) and `a^T` read in
+/// place, without the driver's work in every call.
 ///
 /// # Safety
 /// `dst` must be valid for writes over `d`'s extent and nothing else may access those
@@ -183,15 +184,15 @@ unsafe fn head_product(dst: *mut f32, d: Mat, a: &[f32], am: Mat, b: &[f32], bm:
     if d.rows == 0 || d.cols == 0 {
         return;
     }
-    let lhs = PackedLhs::new(
-        Isa::active(),
-        &b[bm.offset..],
-        bm.cols,
-        bm.rows,
-        bm.col_stride,
-        bm.row_stride,
-        d.rows,
-    );
+    let (b, isa) = (&b[bm.offset..], Isa::active());
+    let (m, k) = (bm.cols, bm.rows);
+    // `b^T` column-major (a transposed head: v, k, q or d_out, whose channels lie
+    // consecutive) is read in place where it makes whole panels
+    let lhs = match bm.col_stride {
+        1 => PackedLhs::in_place(isa, b, m, k, bm.row_stride, d.rows),
+        _ => None,
+    }
+    .unwrap_or_else(|| PackedLhs::new(isa, b, m, k, bm.col_stride, bm.row_stride, d.rows));
     let rhs = Strided {
         ptr: a.as_ptr().add(am.offset),
         rs: am.col_stride,

@@ -7,6 +7,7 @@
 //! time in place (so the right operand is never packed).
 
 use super::isa::Isa;
+use std::mem::MaybeUninit;
 
 /// The micro-kernels of one instruction-set level.
 #[derive(Clone, Copy, PartialEq, Debug)]
@@ -148,20 +149,21 @@ fn crate_blocking(level: Level, (m, n, k): (usize, usize, usize)) -> (usize, usi
 }
 
 /// `dst (m x n) = lhs rhs`, or `dst += lhs rhs` if `accumulate`, with `lhs` packed by [`pack`]
-/// pass by pass (passes of depth `kc`), in the crate's loop nest: depth passes, blocks of `mc`
-/// rows, columns of `NR`, panels of `MR`, each product times `scale` (the crate's `beta`). `dst`
-/// has unit row stride; `rhs` (`k x n`, element `(j, c)` at `j * rs + c * cs`) is read in place,
-/// one value at a time. Without `accumulate`, `dst` is never read.
+/// pass by pass (passes of depth `kc`) or read in place, in the crate's loop nest: depth
+/// passes, blocks of `mc` rows, columns of `NR`, panels of `MR`, each product times `scale`
+/// (the crate's `beta`). `dst` has unit row stride; `rhs` (`k x n`, element `(j, c)` at
+/// `j * rs + c * cs`) is read in place, one value at a time. Without `accumulate`, `dst` is
+/// never read.
 ///
 /// # Safety
-/// `packed` must be the packing of an `m x k` matrix at `level` with depth passes of `kc`;
-/// `dst` and `rhs` must be valid over their extents, and nothing else may access `dst`
-/// meanwhile.
+/// A packed `lhs` must be the packing of an `m x k` matrix at `level` with depth passes of
+/// `kc`, one read in place must be valid over its `k` columns; `dst` and `rhs` must be valid
+/// over their extents, and nothing else may access `dst` meanwhile.
 #[cfg(target_arch = "x86_64")]
 #[allow(clippy::too_many_arguments)]
-pub unsafe fn multiply_packed(
+pub unsafe fn multiply(
     level: Level,
-    packed: &[f32],
+    lhs: Lhs,
     (m, n, k): (usize, usize, usize),
     (kc, mc): (usize, usize),
     dst: *mut f32,
@@ -174,13 +176,27 @@ pub unsafe fn multiply_packed(
     with_kernels!(level, |kern| {
         let (mr, nr) = (kern.mr(), kern.ukr[0].len());
         let panels = m.div_ceil(mr);
-        assert!(packed.len() >= panels * mr * k, "packing too short");
+        match lhs {
+            Lhs::Packed(packed) => assert!(packed.len() >= panels * mr * k, "packing too short"),
+            Lhs::Columns { cs, .. } => {
+                assert!(m.is_multiple_of(mr) && cs >= m, "columns not whole panels")
+            }
+        }
         let mut depth = 0;
         while depth < k {
             let kb = kc.min(k - depth);
             // 0: overwrite (never read dst), 1: dst + product, as the crate passes it
             let status = u8::from(accumulate || depth > 0);
-            let pass = packed.as_ptr().add(depth * panels * mr);
+            // the panel of rows from `row` in this pass, and its column stride
+            let panel = |row: usize| match lhs {
+                Lhs::Packed(packed) => (
+                    packed
+                        .as_ptr()
+                        .add(depth * panels * mr + (row / mr) * mr * kb),
+                    mr,
+                ),
+                Lhs::Columns { ptr, cs } => (ptr.add(depth * cs + row), cs),
+            };
             let mut block = 0;
             while block < m {
                 let block_end = (block + mc).min(m);
@@ -190,16 +206,17 @@ pub unsafe fn multiply_packed(
                     let mut row = block;
                     while row < block_end {
                         let rows = mr.min(m - row);
+                        let (lhs_at, lhs_cs) = panel(row);
                         kern.ukr[rows.div_ceil(kern.n) - 1][cols - 1](
                             rows,
                             cols,
                             kb,
                             dst.add(row + col * dst_cs),
-                            pass.add((row / mr) * mr * kb),
+                            lhs_at,
                             rhs.add(depth * rhs_rs + col * rhs_cs),
                             dst_cs as isize,
                             1,
-                            mr as isize,
+                            lhs_cs as isize,
                             rhs_rs as isize,
                             rhs_cs as isize,
                             1.0,
@@ -221,9 +238,19 @@ pub unsafe fn multiply_packed(
     })
 }
 
+/// The left operand of [`multiply`].
+#[derive(Clone, Copy)]
+pub enum Lhs<'a> {
+    /// packed by [`pack`]
+    Packed(&'a [f32]),
+    /// read in place: column-major, element `(i, j)` at `ptr + i + j * cs`, with `m` a
+    /// multiple of `MR` (a micro-kernel reads whole panels)
+    Columns { ptr: *const f32, cs: usize },
+}
+
 /// Packs `a` (`m x k`, element `(i, j)` at `i * rs + j * cs`) into panels of `mr` rows:
 /// element `(i, j)` of panel `p` at `p * mr * k + j * mr + i`, the last panel padded with
-/// zeros. `out` holds `ceil(m / mr) * mr * k` floats.
+/// zeros. `out` holds `ceil(m / mr) * mr * k` floats, every one of them written here.
 ///
 /// # Safety
 /// `a` must be valid for reads at every `(i, j)` above.
@@ -232,21 +259,21 @@ pub unsafe fn pack(
     (m, k): (usize, usize),
     (rs, cs): (usize, usize),
     mr: usize,
-    out: &mut [f32],
+    out: &mut [MaybeUninit<f32>],
 ) {
     for (p, panel) in out.chunks_exact_mut(mr * k).enumerate() {
         let rows = mr.min(m - p * mr);
         for (j, col) in panel.chunks_exact_mut(mr).enumerate() {
             let first = a.add(p * mr * rs + j * cs);
             if rs == 1 {
-                // a panel's column lies consecutive in `a` (a transposed head): one copy
-                col[..rows].copy_from_slice(std::slice::from_raw_parts(first, rows));
+                // a panel's column lies consecutive in `a`: one copy
+                std::ptr::copy_nonoverlapping(first, col.as_mut_ptr().cast(), rows);
             } else {
                 for (i, v) in col[..rows].iter_mut().enumerate() {
-                    *v = *first.add(i * rs);
+                    v.write(*first.add(i * rs));
                 }
             }
-            col[rows..].fill(0.0);
+            col[rows..].fill(MaybeUninit::new(0.0));
         }
     }
 }

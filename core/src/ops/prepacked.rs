@@ -22,21 +22,30 @@ pub struct Strided {
     pub cs: usize,
 }
 
-/// `a` (`m` by `k`) packed for one instruction-set level.
-pub struct PackedLhs {
+/// `a` (`m` by `k`) packed for one instruction-set level, or read in place where its layout
+/// is already the packing's.
+pub struct PackedLhs<'a> {
     m: usize,
     k: usize,
     /// depth of each pass (the crate's `kc`), and rows per pass over the right-hand block
     kc: usize,
     mc: usize,
     level: Level,
+    data: Panels<'a>,
+}
+
+enum Panels<'a> {
     /// x86-64: for each depth pass, for each panel of `MR` rows, `kc` columns of `MR` values
     /// (the last panel padded with zeros); elsewhere `a` column-major, for the crate's own
     /// dispatch
-    data: Vec<f32>,
+    Packed(Vec<f32>),
+    /// `a` itself, column-major (element `(i, j)` at `i + j * cs`) and whole panels of rows: a
+    /// micro-kernel reads a panel's `MR` values per depth step from any column stride, so
+    /// packing would only have copied them (attention's heads, transposed)
+    Columns { a: &'a [f32], cs: usize },
 }
 
-impl PackedLhs {
+impl PackedLhs<'static> {
     /// Packs `a` (`m` by `k`, element `(i, j)` at `i * rs + j * cs`) for products with
     /// right-hand blocks of about `n` columns (the depth blocking depends on it, as in the
     /// crate), with the kernels of `isa` or the next lower level the CPU has.
@@ -51,11 +60,12 @@ impl PackedLhs {
             let mr = level.mr();
             let (kc, mc) = super::micro::blocking(level, (m, n, k));
             let panels = m.div_ceil(mr);
-            let mut data = vec![0.0; panels * mr * k];
+            // never zeroed: the passes below write every element, padding included
+            let mut data = super::rows::Filled::new(panels * mr * k);
             let mut depth = 0;
             while depth < k {
                 let kb = kc.min(k - depth);
-                let pass = &mut data[depth * panels * mr..(depth + kb) * panels * mr];
+                let pass = &mut data.parts()[depth * panels * mr..(depth + kb) * panels * mr];
                 // SAFETY: (m - 1, depth + kb - 1) lies in `a`, asserted above
                 unsafe {
                     super::micro::pack(a[depth * cs..].as_ptr(), (m, kb), (rs, cs), mr, pass)
@@ -68,7 +78,8 @@ impl PackedLhs {
                 kc,
                 mc,
                 level,
-                data,
+                // SAFETY: the passes cover all `panels * mr * k` elements, each packed
+                data: Panels::Packed(unsafe { data.assume_filled() }),
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
@@ -86,8 +97,48 @@ impl PackedLhs {
                 kc: k,
                 mc: m,
                 level,
-                data,
+                data: Panels::Packed(data),
             }
+        }
+    }
+}
+
+impl<'a> PackedLhs<'a> {
+    /// `a` (`m` by `k`, column-major: element `(i, j)` at `i + j * cs`) read in place, where
+    /// its layout allows it: `m` whole panels of the level's micro-kernels, on x86-64. `None`
+    /// elsewhere (pack it with [`PackedLhs::new`]). Products are the same, to the bit.
+    pub fn in_place(
+        isa: Isa,
+        a: &'a [f32],
+        m: usize,
+        k: usize,
+        cs: usize,
+        n: usize,
+    ) -> Option<Self> {
+        assert!(
+            m == 0 || k == 0 || (m - 1) + (k - 1) * cs < a.len(),
+            "matrix outside its buffer"
+        );
+        let level = Level::of(isa);
+        #[cfg(target_arch = "x86_64")]
+        {
+            if m == 0 || !m.is_multiple_of(level.mr()) || cs < m {
+                return None;
+            }
+            let (kc, mc) = super::micro::blocking(level, (m, n, k));
+            Some(PackedLhs {
+                m,
+                k,
+                kc,
+                mc,
+                level,
+                data: Panels::Columns { a, cs },
+            })
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = (a, k, cs, n, level);
+            None
         }
     }
 
@@ -120,9 +171,16 @@ impl PackedLhs {
         }
         #[cfg(target_arch = "x86_64")]
         {
-            super::micro::multiply_packed(
+            let lhs = match &self.data {
+                Panels::Packed(data) => super::micro::Lhs::Packed(data),
+                Panels::Columns { a, cs } => super::micro::Lhs::Columns {
+                    ptr: a.as_ptr(),
+                    cs: *cs,
+                },
+            };
+            super::micro::multiply(
                 self.level,
-                &self.data,
+                lhs,
                 (self.m, n, self.k),
                 (self.kc, self.mc),
                 dst,
@@ -136,6 +194,9 @@ impl PackedLhs {
         #[cfg(not(target_arch = "x86_64"))]
         {
             let _ = (self.kc, self.mc, self.level);
+            let Panels::Packed(data) = &self.data else {
+                unreachable!("read in place only on x86-64")
+            };
             gemm_f32::gemm::f32::get_gemm_fn()(
                 self.m,
                 n,
@@ -144,7 +205,7 @@ impl PackedLhs {
                 dst_cs as isize,
                 1,
                 accumulate,
-                self.data.as_ptr(),
+                data.as_ptr(),
                 self.m as isize,
                 1,
                 rhs.ptr,
@@ -254,6 +315,58 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn read_in_place_equals_the_crates_product_bit_for_bit() {
+        // attention's transposed heads (16 or 64 channels of a row 3 * width long, 65
+        // tokens deep), a padded column stride, and a depth in two passes (768: kc 384)
+        for isa in Isa::ALL.into_iter().filter(|&i| i <= Isa::detected()) {
+            let mr = Level::of(isa).mr();
+            for (m, k, n, cs) in [
+                (16, 65, 65, 192),
+                (64, 65, 16, 576),
+                (32, 65, 65, 32),
+                (64, 768, 128, 64),
+            ] {
+                if m % mr != 0 {
+                    continue;
+                }
+                let (a, x) = crate::ops::gemm_kernels::test_operands((k - 1) * cs + m, k * n);
+                for (scale, acc) in [(1.0, false), (0.25, false), (1.0, true)] {
+                    let start = if acc { 0.25 } else { f32::NAN };
+                    let rhs = rows_of(&x, k);
+                    let mut got = vec![start; n * m];
+                    let lhs = PackedLhs::in_place(isa, &a, m, k, cs, n).expect("whole panels");
+                    // SAFETY: `got` is n columns of m; `x` is k by n
+                    unsafe { lhs.multiply(n, got.as_mut_ptr(), m, rhs, scale, acc) };
+                    let mut want = vec![start; n * m];
+                    let packed = PackedLhs::new(isa, &a, m, k, 1, cs, n);
+                    unsafe { packed.multiply(n, want.as_mut_ptr(), m, rhs, scale, acc) };
+                    assert!(
+                        same_bits(&got, &want),
+                        "{isa}: {m}x{k} (column stride {cs}) by {k}x{n}, scale {scale}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn only_whole_panels_of_columns_are_read_in_place() {
+        // a partial panel would read past its rows (past the buffer at the last column); a
+        // column stride below the height is not column-major storage
+        let isa = Isa::detected();
+        let mr = Level::of(isa).mr();
+        let a = vec![1.0; 4 * mr * 10];
+        let readable = |m: usize, cs: usize| PackedLhs::in_place(isa, &a, m, 10, cs, 8).is_some();
+        assert!(readable(mr, mr) && readable(2 * mr, 3 * mr));
+        if mr > 1 {
+            assert!(!readable(mr + 1, 2 * mr) && !readable(mr - 1, mr));
+        }
+        assert!(!readable(2 * mr, mr) && !readable(0, mr));
     }
 
     #[test]
