@@ -6,7 +6,7 @@
 
 use dfdx::prelude::*;
 use incubator_core::device::{new_device, Act, Dev};
-use incubator_core::model::block::Block;
+use incubator_core::model::block::{forward_blocks, Block};
 use incubator_core::model::stem::Stem;
 use incubator_core::model::{HasParams, Init, Mode, ParamRef, VitConfig};
 use rand::{Rng, SeedableRng};
@@ -163,6 +163,65 @@ fn fused_block_matches_the_block_built_from_dfdx_ops() {
             }
         }
     }
+}
+
+#[test]
+fn consecutive_blocks_as_one_operation_match_the_composed_blocks_in_turn() {
+    // three different blocks with drop-path on: the masks are drawn in the same order (two
+    // per block, block by block), and every block's gradients and the input's arrive
+    let dev = new_device(0);
+    let x = input(&dev);
+    let blocks: Vec<Block> = (0..3)
+        .map(|i| {
+            // each its own weights: equal blocks would hide a gradient sent to the wrong one
+            let mut b = block_of(&dev, &shaped(24, 3, 4.0, i != 1));
+            for (_, p) in b.named_params_mut() {
+                if let incubator_core::model::ParamMut::Matrix(t) = p {
+                    *t = t.clone() * (1.0 - 0.2 * i as f32);
+                }
+            }
+            b
+        })
+        .collect();
+    let rates = [0.3, 0.0, 0.5];
+    let run_all = |fused: bool| {
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let mut mode = Mode {
+            train: true,
+            rng: Some(&mut rng),
+        };
+        let out = if fused {
+            forward_blocks(&blocks, &rates, x.leaky_trace(), &mut mode)
+        } else {
+            let mut h = x.leaky_trace();
+            for (b, &p) in blocks.iter().zip(&rates) {
+                h = b.forward_composed(h, p, &mut mode);
+            }
+            h
+        };
+        let (values, grads) = probed(out);
+        let params: Vec<Vec<f32>> = blocks
+            .iter()
+            .flat_map(|b| b.named_params())
+            .map(|(_, p)| match p {
+                ParamRef::Vector(t) => grads.get(t).as_vec(),
+                ParamRef::Matrix(t) => grads.get(t).as_vec(),
+            })
+            .collect();
+        (values, grads.get(&x).as_vec(), params)
+    };
+    let (fused, composed) = (run_all(true), run_all(false));
+    assert_close("output of three blocks", &fused.0, &composed.0);
+    assert_close("input gradient through three blocks", &fused.1, &composed.1);
+    assert_eq!(fused.2.len(), 12 + 11 + 12);
+    for (i, (g, want)) in fused.2.iter().zip(&composed.2).enumerate() {
+        assert_close(&format!("parameter {i}'s gradient"), g, want);
+    }
+    // no blocks (or no rates): the input itself
+    let none = forward_blocks(&blocks[..0], &rates, x.clone(), &mut Mode::eval());
+    assert_eq!(none.as_vec(), x.as_vec());
+    let none = forward_blocks(&blocks, &[], x.clone(), &mut Mode::eval());
+    assert_eq!(none.as_vec(), x.as_vec());
 }
 
 #[test]

@@ -86,21 +86,9 @@ impl Block {
     }
 
     /// `x + dp(attn(norm1(x)))`, then `x + dp(mlp(norm2(x)))`, with `drop_path` the
-    /// probability of dropping a sample's residual branch. On the CPU, one fused operation
-    /// (`ops::fused_block`); on CUDA, the same computation from dfdx ops.
+    /// probability of dropping a sample's residual branch: [`forward_blocks`] on this block.
     pub fn forward<T: Tape<f32, Dev>>(&self, x: Act<T>, drop_path: f64, mode: &mut Mode) -> Act<T> {
-        #[cfg(not(feature = "cuda"))]
-        {
-            // both masks first, in the order the composed block draws them
-            let batch = x.shape().0;
-            let masks = [
-                drop_path_mask(batch, drop_path, mode),
-                drop_path_mask(batch, drop_path, mode),
-            ];
-            crate::ops::fused_block::forward(&self.weights(), x, masks)
-        }
-        #[cfg(feature = "cuda")]
-        return self.forward_composed(x, drop_path, mode);
+        forward_blocks(std::slice::from_ref(self), &[drop_path], x, mode)
     }
 
     /// [`Block::forward`] from dfdx tensor ops: the CUDA path, and the reference the fused CPU
@@ -151,6 +139,46 @@ pub fn drop_path_branch<T: Tape<f32, Dev>>(branch: Act<T>, p: f64, mode: &mut Mo
 
 /// Each sample's factor for its residual branch: `1 / (1 - p)` if kept, 0 if dropped; `None`
 /// when nothing can be dropped (evaluation, `p = 0`), which draws no random numbers.
+/// `blocks` in turn, block `j` with drop-path rate `rates[j]` (as many blocks as rates). On
+/// the CPU one fused operation for them all (`ops::fused_block`), activations passed on in
+/// host memory; on CUDA, block by block from dfdx ops.
+pub fn forward_blocks<T: Tape<f32, Dev>>(
+    blocks: &[Block],
+    rates: &[f64],
+    x: Act<T>,
+    mode: &mut Mode,
+) -> Act<T> {
+    let count = blocks.len().min(rates.len());
+    if count == 0 {
+        return x;
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        // two masks per block, drawn in the order the composed blocks draw them
+        let batch = x.shape().0;
+        let (weights, masks): (Vec<_>, Vec<_>) = blocks[..count]
+            .iter()
+            .zip(rates)
+            .map(|(b, &p)| {
+                let masks = [
+                    drop_path_mask(batch, p, mode),
+                    drop_path_mask(batch, p, mode),
+                ];
+                (b.weights(), masks)
+            })
+            .unzip();
+        crate::ops::fused_block::forward(&weights, x, masks)
+    }
+    #[cfg(feature = "cuda")]
+    {
+        let mut x = x;
+        for (b, &p) in blocks[..count].iter().zip(rates) {
+            x = b.forward_composed(x, p, mode);
+        }
+        x
+    }
+}
+
 pub fn drop_path_mask(batch: usize, p: f64, mode: &mut Mode) -> Option<Vec<f32>> {
     let rng = match (&mut mode.rng, mode.train && p > 0.0) {
         (Some(rng), true) => rng,

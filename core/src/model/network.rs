@@ -49,9 +49,7 @@ impl Module {
         if let Some(stem) = &self.stem {
             x = span("stem", x, |x| stem.forward(x));
         }
-        for (b, &rate) in self.blocks.iter().zip(rates) {
-            x = b.forward(x, rate, mode);
-        }
+        x = super::block::forward_blocks(&self.blocks, rates, x, mode);
         match &self.head {
             Some(head) => {
                 let logits = span("head", x, |x| head.forward(x));

@@ -1,5 +1,6 @@
-//! A whole pre-norm ViT block as one operation with its own backward pass, on host buffers:
-//! LayerNorm, qkv, attention, projection, residual, LayerNorm, MLP with GELU, residual.
+//! Pre-norm ViT blocks as one operation with its own backward pass, on host buffers: per
+//! block LayerNorm, qkv, attention, projection, residual, LayerNorm, MLP with GELU, residual;
+//! a module's consecutive blocks in one go, their activations passed on in host memory.
 //!
 //! Why: built from dfdx ops, a block is ~40 tape operations, each allocating, broadcasting and
 //! walking memory on its own; most of a small ViT's step went there rather than into the
@@ -47,20 +48,57 @@ pub struct BlockWeights<'a> {
     pub fc2: LinearWeights<'a>,
 }
 
-/// The block on `x`; `masks` are the two drop-path branches' per-sample scales (attention,
-/// MLP), `None` where the branch is kept whole.
+/// Consecutive blocks on `x`, as one operation: `masks[j]` are block `j`'s two drop-path
+/// branches' per-sample scales (attention, MLP), `None` where the branch is kept whole.
+/// Between blocks the activations stay in host memory: one block at a time, each block's
+/// input was copied out of a tensor and its output into a new one, and its gradient read,
+/// zeroed and added the same way, serial passes that left the other cores idle.
 pub fn forward<T: Tape<f32, Dev>>(
-    block: &BlockWeights,
+    blocks: &[BlockWeights],
     x: Act<T>,
-    masks: [Option<Vec<f32>>; 2],
+    masks: Vec<[Option<Vec<f32>>; 2]>,
 ) -> Act<T> {
+    assert_eq!(blocks.len(), masks.len(), "two drop-path masks per block");
     let mut laps = Laps::start(Pass::Forward);
     let shape = *x.shape();
-    let (batch, tokens, width) = shape;
     // contiguous input: its logical order is its buffer order, and its gradient's
     let x = x.reshape_like(&shape);
     let (inp, mut tape) = x.split_tape();
-    let xs = host_values(&inp);
+    let mut xs = host_values(&inp);
+    laps.lap("block: glue");
+    let mut saved = Vec::with_capacity(if T::OWNS_TAPE { blocks.len() } else { 0 });
+    for (block, masks) in blocks.iter().zip(masks) {
+        let (out, s) = forward_host(block, &xs, masks, shape, &mut laps);
+        xs = out;
+        if T::OWNS_TAPE {
+            saved.push((s, Keys::of(block)));
+        }
+    }
+    let out = tensor_from_slice(inp.device(), &xs, shape);
+    laps.lap("block: glue");
+    if T::OWNS_TAPE {
+        let out_key = out.clone();
+        tape.add_backward_op(move |grads| {
+            let mut d = read_buffer(grads.get_or_alloc_mut(&out_key)?, |g| g.to_vec());
+            for (s, keys) in saved.into_iter().rev() {
+                d = s.backward(d, &keys, grads)?;
+            }
+            write_buffer(grads.get_or_alloc_mut(&inp)?, |g| add_in_place(g, &d));
+            Ok(())
+        });
+    }
+    out.put_tape(tape)
+}
+
+/// One block on the host values `xs` of shape `(batch, tokens, width)`: its output, and what
+/// its backward pass needs.
+fn forward_host(
+    block: &BlockWeights,
+    xs: &[f32],
+    masks: [Option<Vec<f32>>; 2],
+    (batch, tokens, width): (usize, usize, usize),
+    laps: &mut Laps,
+) -> (Vec<f32>, Saved) {
     let [mask1, mask2] = masks;
     let p = HostParams::of(block);
     let heads = Heads {
@@ -71,7 +109,7 @@ pub fn forward<T: Tape<f32, Dev>>(
     };
     laps.lap("block: glue");
 
-    let (a1, norm1) = layernorm::forward(&xs, &p.norm1.0, &p.norm1.1, block.norm1.eps as f32);
+    let (a1, norm1) = layernorm::forward(xs, &p.norm1.0, &p.norm1.1, block.norm1.eps as f32);
     laps.lap("layernorm");
     let qkv = linear::forward(&a1, &p.qkv);
     laps.lap("attention qkv");
@@ -79,7 +117,7 @@ pub fn forward<T: Tape<f32, Dev>>(
     laps.lap("attention scores + softmax + values");
     // the residual is added to each block of the product's rows while they are in cache
     let x2 = linear::forward_then(&att, &p.proj, |first, rows| {
-        residual(&xs, first, rows, width, tokens, mask1.as_deref())
+        residual(xs, first, rows, width, tokens, mask1.as_deref())
     });
     laps.lap("attention proj"); // and the residual
     let (a2, norm2) = layernorm::forward(&x2, &p.norm2.0, &p.norm2.1, block.norm2.eps as f32);
@@ -90,35 +128,22 @@ pub fn forward<T: Tape<f32, Dev>>(
         residual(&x2, first, rows, width, tokens, mask2.as_deref())
     });
     laps.lap("mlp fc2 + gelu backward"); // and the residual
-    let out = tensor_from_slice(inp.device(), &out, shape);
-    laps.lap("block: glue");
-
-    if T::OWNS_TAPE {
-        let saved = Saved {
-            heads,
-            mask1,
-            mask2,
-            norm1,
-            a1,
-            qkv,
-            softmax,
-            att,
-            norm2,
-            a2,
-            hidden,
-            slope,
-            p,
-        };
-        let keys = Keys::of(block);
-        let out_key = out.clone();
-        tape.add_backward_op(move |grads| {
-            let d_out = read_buffer(grads.get_or_alloc_mut(&out_key)?, |g| g.to_vec());
-            let d_in = saved.backward(d_out, &keys, grads)?;
-            write_buffer(grads.get_or_alloc_mut(&inp)?, |g| add_in_place(g, &d_in));
-            Ok(())
-        });
-    }
-    out.put_tape(tape)
+    let saved = Saved {
+        heads,
+        mask1,
+        mask2,
+        norm1,
+        a1,
+        qkv,
+        softmax,
+        att,
+        norm2,
+        a2,
+        hidden,
+        slope,
+        p,
+    };
+    (out, saved)
 }
 
 pub(super) fn host_linear(l: &LinearWeights) -> HostLinear {
