@@ -168,9 +168,11 @@ fn fused_block_matches_the_block_built_from_dfdx_ops() {
 #[test]
 fn consecutive_blocks_as_one_operation_match_the_composed_blocks_in_turn() {
     // three different blocks with drop-path on: the masks are drawn in the same order (two
-    // per block, block by block), and every block's gradients and the input's arrive
+    // per block, block by block), and every block's gradients and the input's arrive; 340
+    // rows, so that the products' blocks of rows (which normalise their rows for the next
+    // LayerNorm, and take the LayerNorms' backward) are several, the last one partial
     let dev = new_device(0);
-    let x = input(&dev);
+    let x = input_of(&dev, (20, 17, 24));
     let blocks: Vec<Block> = (0..3)
         .map(|i| {
             // each its own weights: equal blocks would hide a gradient sent to the wrong one

@@ -59,6 +59,9 @@ pub fn forward<T: Tape<f32, Dev>>(
     masks: Vec<[Option<Vec<f32>>; 2]>,
 ) -> Act<T> {
     assert_eq!(blocks.len(), masks.len(), "two drop-path masks per block");
+    if blocks.is_empty() {
+        return x;
+    }
     let mut laps = Laps::start(Pass::Forward);
     let shape = *x.shape();
     // contiguous input: its logical order is its buffer order, and its gradient's
@@ -67,9 +70,18 @@ pub fn forward<T: Tape<f32, Dev>>(
     let mut xs = host_values(&inp);
     laps.lap("block: glue");
     let mut saved = Vec::with_capacity(if T::OWNS_TAPE { blocks.len() } else { 0 });
-    for (block, masks) in blocks.iter().zip(masks) {
-        let (out, s) = forward_host(block, &xs, masks, shape, &mut laps);
+    // the first block's input is normalised on its own; each later block's by the block
+    // before, in its last product's blocks of rows
+    let first = &blocks[0].norm1;
+    let norm = |n: &NormWeights| (host_values(n.weight), host_values(n.bias), n.eps as f32);
+    let (w, b, eps) = norm(first);
+    let mut normed = layernorm::forward(&xs, &w, &b, eps);
+    laps.lap("layernorm");
+    for (j, (block, masks)) in blocks.iter().zip(masks).enumerate() {
+        let next = blocks.get(j + 1).map(|b| norm(&b.norm1));
+        let (out, s, next_normed) = forward_host(block, &xs, normed, next, masks, shape, &mut laps);
         xs = out;
+        normed = next_normed;
         if T::OWNS_TAPE {
             saved.push((s, Keys::of(block)));
         }
@@ -90,15 +102,21 @@ pub fn forward<T: Tape<f32, Dev>>(
     out.put_tape(tape)
 }
 
-/// One block on the host values `xs` of shape `(batch, tokens, width)`: its output, and what
-/// its backward pass needs.
+/// A LayerNorm's weight, bias and epsilon on the host.
+type HostNorm = (Vec<f32>, Vec<f32>, f32);
+
+/// One block on the host values `xs` of shape `(batch, tokens, width)`, given `xs`
+/// normalised by its first LayerNorm: its output, what its backward pass needs, and its output
+/// normalised by `next` (the next block's first LayerNorm; empty without one).
 fn forward_host(
     block: &BlockWeights,
     xs: &[f32],
+    (a1, norm1): (Vec<f32>, Normalized),
+    next: Option<HostNorm>,
     masks: [Option<Vec<f32>>; 2],
     (batch, tokens, width): (usize, usize, usize),
     laps: &mut Laps,
-) -> (Vec<f32>, Saved) {
+) -> (Vec<f32>, Saved, (Vec<f32>, Normalized)) {
     let [mask1, mask2] = masks;
     let p = HostParams::of(block);
     let heads = Heads {
@@ -109,25 +127,36 @@ fn forward_host(
     };
     laps.lap("block: glue");
 
-    let (a1, norm1) = layernorm::forward(xs, &p.norm1.0, &p.norm1.1, block.norm1.eps as f32);
-    laps.lap("layernorm");
     let qkv = linear::forward(&a1, &p.qkv);
     laps.lap("attention qkv");
     let (softmax, att) = mha::forward(&qkv, heads);
     laps.lap("attention scores + softmax + values");
-    // the residual is added to each block of the product's rows while they are in cache
+    // the residual is added to each block of the product's rows while they are in cache, and
+    // the sum normalised there
+    let rows = batch * tokens;
+    let filling = layernorm::Filling::new(rows, &p.norm2.0, &p.norm2.1, block.norm2.eps as f32);
     let x2 = linear::forward_then(&att, &p.proj, |first, rows| {
-        residual(xs, first, rows, width, tokens, mask1.as_deref())
+        residual(xs, first, rows, width, tokens, mask1.as_deref());
+        // SAFETY: this block of rows is this task's alone
+        unsafe { filling.rows(first, rows) };
     });
-    laps.lap("attention proj"); // and the residual
-    let (a2, norm2) = layernorm::forward(&x2, &p.norm2.0, &p.norm2.1, block.norm2.eps as f32);
-    laps.lap("layernorm");
+    // SAFETY: the product's blocks cover every row
+    let (a2, norm2) = unsafe { filling.finish() };
+    laps.lap("attention proj"); // and the residual and the second LayerNorm
     let (hidden, slope) = linear::forward_gelu(&a2, &p.fc1);
     laps.lap("mlp fc1 + gelu forward");
+    let (w, b, eps) = next.unwrap_or_default();
+    let filling = layernorm::Filling::new(if w.is_empty() { 0 } else { rows }, &w, &b, eps);
     let out = linear::forward_then(&hidden, &p.fc2, |first, rows| {
-        residual(&x2, first, rows, width, tokens, mask2.as_deref())
+        residual(&x2, first, rows, width, tokens, mask2.as_deref());
+        if !w.is_empty() {
+            // SAFETY: this block of rows is this task's alone
+            unsafe { filling.rows(first, rows) };
+        }
     });
-    laps.lap("mlp fc2 + gelu backward"); // and the residual
+    // SAFETY: the product's blocks cover every row (or there are none to fill)
+    let next_normed = unsafe { filling.finish() };
+    laps.lap("mlp fc2 + gelu backward"); // and the residual and the next block's LayerNorm
     let saved = Saved {
         heads,
         mask1,
@@ -143,7 +172,7 @@ fn forward_host(
         slope,
         p,
     };
-    (out, saved)
+    (out, saved, next_normed)
 }
 
 pub(super) fn host_linear(l: &LinearWeights) -> HostLinear {
@@ -302,19 +331,12 @@ impl Saved {
         add_parameter_gradients(&d_branch, &self.hidden, &self.p.fc2, &keys.fc2, grads)?;
         let d_hidden = linear::backward_input_times(&d_branch, &self.p.fc2, &self.slope);
         laps.lap("mlp fc2 + gelu backward");
-        let d_a2 = linear_backward(&d_hidden, &self.a2, &self.p.fc1, &keys.fc1, grads)?;
-        drop(d_hidden);
-        laps.lap("mlp fc1 + gelu forward");
         let mut d_x2 = d_out;
-        norm_backward(
-            &d_a2,
-            &self.norm2,
-            &self.p.norm2.0,
-            &keys.norm2,
-            &mut d_x2,
-            grads,
-        )?;
-        laps.lap("layernorm");
+        let fc1 = (&self.p.fc1, &keys.fc1);
+        let norm2 = (&self.norm2, &self.p.norm2.0[..], &keys.norm2);
+        linear_and_norm_backward(&d_hidden, &self.a2, fc1, norm2, &mut d_x2, grads)?;
+        drop(d_hidden);
+        laps.lap("mlp fc1 + gelu forward"); // and the second LayerNorm
 
         // x2 = x + m1 * proj(attention(qkv(norm1(x))))
         let d_branch = masked(&d_x2, width, tokens, self.mask1.as_deref());
@@ -324,18 +346,11 @@ impl Saved {
         laps.lap("attention proj");
         let d_qkv = mha::backward(&self.qkv, &self.softmax, self.heads, &d_att);
         laps.lap("attention scores + softmax + values");
-        let d_a1 = linear_backward(&d_qkv, &self.a1, &self.p.qkv, &keys.qkv, grads)?;
-        laps.lap("attention qkv");
         let mut d_x = d_x2;
-        norm_backward(
-            &d_a1,
-            &self.norm1,
-            &self.p.norm1.0,
-            &keys.norm1,
-            &mut d_x,
-            grads,
-        )?;
-        laps.lap("layernorm");
+        let qkv = (&self.p.qkv, &keys.qkv);
+        let norm1 = (&self.norm1, &self.p.norm1.0[..], &keys.norm1);
+        linear_and_norm_backward(&d_qkv, &self.a1, qkv, norm1, &mut d_x, grads)?;
+        laps.lap("attention qkv"); // and the first LayerNorm
         Ok(d_x)
     }
 }
@@ -371,17 +386,25 @@ pub(super) fn add_parameter_gradients(
     Ok(())
 }
 
-/// LayerNorm's backward: adds into `dx` and the affine gradients.
-fn norm_backward(
+/// For `y = x W^T + b` with `x` a LayerNorm's output: adds the layer's and the LayerNorm's
+/// parameter gradients, and the LayerNorm's input gradient into `d_input`. The LayerNorm's
+/// backward runs on each block of rows of `dx = dy W` on the thread that made it, while in
+/// cache, instead of in passes of its own over the whole gradient.
+fn linear_and_norm_backward(
     dy: &[f32],
-    saved: &Normalized,
-    weight: &[f32],
-    keys: &(Vector, Vector),
-    dx: &mut [f32],
+    x: &[f32],
+    (l, l_keys): (&HostLinear, &(Matrix, Option<Vector>)),
+    (saved, weight, n_keys): (&Normalized, &[f32], &(Vector, Vector)),
+    d_input: &mut [f32],
     grads: &mut Grads,
 ) -> Result<(), DevError> {
-    let (dw, db) = layernorm::backward(dy, saved, weight, dx);
-    write_buffer(grads.get_or_alloc_mut(&keys.0)?, |g| add_in_place(g, &dw));
-    write_buffer(grads.get_or_alloc_mut(&keys.1)?, |g| add_in_place(g, &db));
+    add_parameter_gradients(dy, x, l, l_keys, grads)?;
+    let norm = layernorm::Backward::new(saved, weight, d_input, linear::ROWS);
+    // SAFETY: each block of rows is its task's alone
+    let dx = linear::backward_input_then(dy, l, |first, block| unsafe { norm.rows(first, block) });
+    drop(dx);
+    let (dw, db) = norm.finish();
+    write_buffer(grads.get_or_alloc_mut(&n_keys.0)?, |g| add_in_place(g, &dw));
+    write_buffer(grads.get_or_alloc_mut(&n_keys.1)?, |g| add_in_place(g, &db));
     Ok(())
 }

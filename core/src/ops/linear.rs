@@ -67,6 +67,16 @@ pub fn backward_input(dy: &[f32], l: &HostLinear) -> Vec<f32> {
     product_blocks(dy, l, Side::Backward, |_, _| {})
 }
 
+/// `dx = dy W`, each block of rows then finished by `finish(first_row, block)` while in cache
+/// (a LayerNorm's backward there costs no pass over the whole gradient).
+pub fn backward_input_then(
+    dy: &[f32],
+    l: &HostLinear,
+    finish: impl Fn(usize, &mut [f32]) + Sync,
+) -> Vec<f32> {
+    product_blocks(dy, l, Side::Backward, finish)
+}
+
 /// `(dy W) * slope`, element-wise: the gradient through a GELU before the layer.
 pub fn backward_input_times(dy: &[f32], l: &HostLinear, slope: &[f32]) -> Vec<f32> {
     let inp = l.in_features();
