@@ -193,7 +193,7 @@ fn consecutive_blocks_as_one_operation_match_the_composed_blocks_in_turn() {
             rng: Some(&mut rng),
         };
         let out = if fused {
-            forward_blocks(&blocks, &rates, x.leaky_trace(), &mut mode)
+            forward_blocks(&blocks, &rates, x.leaky_trace(), &mut mode, false)
         } else {
             let mut h = x.leaky_trace();
             for (b, &p) in blocks.iter().zip(&rates) {
@@ -220,10 +220,81 @@ fn consecutive_blocks_as_one_operation_match_the_composed_blocks_in_turn() {
         assert_close(&format!("parameter {i}'s gradient"), g, want);
     }
     // no blocks (or no rates): the input itself
-    let none = forward_blocks(&blocks[..0], &rates, x.clone(), &mut Mode::eval());
+    let none = forward_blocks(&blocks[..0], &rates, x.clone(), &mut Mode::eval(), false);
     assert_eq!(none.as_vec(), x.as_vec());
-    let none = forward_blocks(&blocks, &[], x.clone(), &mut Mode::eval());
+    let none = forward_blocks(&blocks, &[], x.clone(), &mut Mode::eval(), false);
     assert_eq!(none.as_vec(), x.as_vec());
+}
+
+/// Three different blocks (randomised, then each one's matrices scaled apart).
+fn three_blocks(dev: &Dev, cfg: impl Fn(usize) -> VitConfig) -> Vec<Block> {
+    (0..3)
+        .map(|i| {
+            let mut b = block_of(dev, &cfg(i));
+            for (_, p) in b.named_params_mut() {
+                if let incubator_core::model::ParamMut::Matrix(t) = p {
+                    *t = t.clone() * (1.0 - 0.2 * i as f32);
+                }
+            }
+            b
+        })
+        .collect()
+}
+
+#[test]
+fn the_first_token_alone_matches_the_whole_output_sliced() {
+    // what a classifier on the class token reads: the last block computing that token alone
+    // (attending to all) gives its values and every gradient as the whole last block does;
+    // drop-path on, several blocks of rows, odd head widths, and one token (nothing to skip)
+    let dev = new_device(0);
+    for (width, heads, batch, tokens) in [(24, 3, 20, 17), (10, 2, 3, 9), (24, 3, 4, 1)] {
+        let blocks = three_blocks(&dev, |i| shaped(width, heads, 2.5, i != 1));
+        let x = input_of(&dev, (batch, tokens, width));
+        let rates = [0.3, 0.0, 0.5];
+        let run_all = |first_only: bool| {
+            let mut rng = ChaCha8Rng::seed_from_u64(5);
+            let mut mode = Mode {
+                train: true,
+                rng: Some(&mut rng),
+            };
+            let out = forward_blocks(&blocks, &rates, x.leaky_trace(), &mut mode, first_only);
+            let out = match first_only {
+                true => out,
+                false => out.slice((.., 0..1, ..)).reshape_like(&(batch, 1, width)),
+            };
+            assert_eq!(*out.shape(), (batch, 1, width));
+            let (values, grads) = probed(out);
+            let params: Vec<Vec<f32>> = blocks
+                .iter()
+                .flat_map(|b| b.named_params())
+                .map(|(_, p)| match p {
+                    ParamRef::Vector(t) => grads.get(t).as_vec(),
+                    ParamRef::Matrix(t) => grads.get(t).as_vec(),
+                })
+                .collect();
+            (values, grads.get(&x).as_vec(), params)
+        };
+        let (first, whole) = (run_all(true), run_all(false));
+        let case = format!("{batch} samples of {tokens} tokens, width {width}");
+        assert_close(&format!("first tokens ({case})"), &first.0, &whole.0);
+        assert_close(&format!("input gradient ({case})"), &first.1, &whole.1);
+        for (i, (g, want)) in first.2.iter().zip(&whole.2).enumerate() {
+            assert_close(&format!("parameter {i}'s gradient ({case})"), g, want);
+        }
+        // untraced (evaluation) gives the traced values
+        let plain = forward_blocks(&blocks, &[0.0; 3], x.clone(), &mut Mode::eval(), true);
+        let whole = forward_blocks(&blocks, &[0.0; 3], x.clone(), &mut Mode::eval(), false);
+        let whole: Vec<f32> = whole
+            .as_vec()
+            .chunks(tokens * width)
+            .flat_map(|s| s[..width].to_vec())
+            .collect();
+        assert_close(
+            &format!("untraced first tokens ({case})"),
+            &plain.as_vec(),
+            &whole,
+        );
+    }
 }
 
 #[test]

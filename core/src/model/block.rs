@@ -88,7 +88,7 @@ impl Block {
     /// `x + dp(attn(norm1(x)))`, then `x + dp(mlp(norm2(x)))`, with `drop_path` the
     /// probability of dropping a sample's residual branch: [`forward_blocks`] on this block.
     pub fn forward<T: Tape<f32, Dev>>(&self, x: Act<T>, drop_path: f64, mode: &mut Mode) -> Act<T> {
-        forward_blocks(std::slice::from_ref(self), &[drop_path], x, mode)
+        forward_blocks(std::slice::from_ref(self), &[drop_path], x, mode, false)
     }
 
     /// [`Block::forward`] from dfdx tensor ops: the CUDA path, and the reference the fused CPU
@@ -141,16 +141,25 @@ pub fn drop_path_branch<T: Tape<f32, Dev>>(branch: Act<T>, p: f64, mode: &mut Mo
 /// when nothing can be dropped (evaluation, `p = 0`), which draws no random numbers.
 /// `blocks` in turn, block `j` with drop-path rate `rates[j]` (as many blocks as rates). On
 /// the CPU one fused operation for them all (`ops::fused_block`), activations passed on in
-/// host memory; on CUDA, block by block from dfdx ops.
+/// host memory; on CUDA, block by block from dfdx ops. With `first_token_only`, the output is
+/// each sample's first token, `(batch, 1, width)`, all a classifier on the class token reads:
+/// on the CPU the last block then computes that token alone.
 pub fn forward_blocks<T: Tape<f32, Dev>>(
     blocks: &[Block],
     rates: &[f64],
     x: Act<T>,
     mode: &mut Mode,
+    first_token_only: bool,
 ) -> Act<T> {
     let count = blocks.len().min(rates.len());
     if count == 0 {
-        return x;
+        return match first_token_only {
+            true => {
+                let (b, _, d) = *x.shape();
+                x.slice((.., 0..1, ..)).reshape_like(&(b, 1, d))
+            }
+            false => x,
+        };
     }
     #[cfg(not(feature = "cuda"))]
     {
@@ -167,7 +176,7 @@ pub fn forward_blocks<T: Tape<f32, Dev>>(
                 (b.weights(), masks)
             })
             .unzip();
-        crate::ops::fused_block::forward(&weights, x, masks)
+        crate::ops::fused_block::forward(&weights, x, masks, first_token_only)
     }
     #[cfg(feature = "cuda")]
     {
@@ -175,7 +184,13 @@ pub fn forward_blocks<T: Tape<f32, Dev>>(
         for (b, &p) in blocks[..count].iter().zip(rates) {
             x = b.forward_composed(x, p, mode);
         }
-        x
+        match first_token_only {
+            true => {
+                let (b, _, d) = *x.shape();
+                x.slice((.., 0..1, ..)).reshape_like(&(b, 1, d))
+            }
+            false => x,
+        }
     }
 }
 

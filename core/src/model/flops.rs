@@ -2,6 +2,7 @@
 //! multiply-adds of matrix products as 2 FLOPs; elementwise work is ignored (as in the usual
 //! ViT FLOP counts). Each part reports its own forward FLOPs ([`crate::model::Layer::flops`]).
 
+use super::config::VitConfig;
 use super::network::Network;
 use crate::device::Act;
 use dfdx::prelude::NoneTape;
@@ -14,4 +15,37 @@ pub fn train_flops_per_sample(net: &Network, patches: &Act<NoneTape>, first_trac
         .enumerate()
         .map(|(i, f)| if i < first_traced { *f } else { 3.0 * f })
         .sum()
+}
+
+/// Forward FLOPs per sample that the CPU engine does not compute in a ViT of `cfg` on
+/// `tokens` tokens (class token included) whose last module owns the head: its last block
+/// computes the class token alone ([`crate::model::block::forward_blocks`]), all of its qkv
+/// product still, but the projection and MLP on one token instead of `tokens`, and attention
+/// for one query row instead of `tokens`. Counted as [`Layer::flops`] counts them.
+///
+/// [`Layer::flops`]: crate::model::Layer::flops
+pub fn skipped_by_first_token(cfg: &VitConfig, tokens: usize) -> f64 {
+    if cfg!(feature = "cuda") || cfg.depth == 0 || tokens == 0 {
+        return 0.0;
+    }
+    let (w, h) = (cfg.embed_dim, cfg.mlp_hidden());
+    let per_token = 2.0 * (w * w + 2 * w * h) as f64;
+    let rest = tokens - 1;
+    per_token * rest as f64 + 4.0 * ((tokens * tokens - tokens) * w) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_token_alone_skips_all_but_qkv_and_one_row() {
+        let cfg = VitConfig::preset("mnist-small", 32, 3, Some(4), 10).unwrap();
+        let (w, h, t) = (64.0, 256.0, 65.0);
+        // the block's full count less what one token costs
+        let block = 2.0 * t * (3.0 * w * w + w * w + 2.0 * w * h) + 4.0 * t * t * w;
+        let kept = 2.0 * t * 3.0 * w * w + 2.0 * (w * w + 2.0 * w * h) + 4.0 * t * w;
+        assert_eq!(skipped_by_first_token(&cfg, 65), block - kept);
+        assert_eq!(skipped_by_first_token(&cfg, 1), 0.0);
+    }
 }

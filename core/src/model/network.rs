@@ -49,7 +49,9 @@ impl Module {
         if let Some(stem) = &self.stem {
             x = span("stem", x, |x| stem.forward(x));
         }
-        x = super::block::forward_blocks(&self.blocks, rates, x, mode);
+        // a head reads the class token alone: the last block computes only that
+        let first_token_only = self.head.is_some();
+        x = super::block::forward_blocks(&self.blocks, rates, x, mode, first_token_only);
         match &self.head {
             Some(head) => {
                 let logits = span("head", x, |x| head.forward(x));

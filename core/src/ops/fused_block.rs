@@ -49,7 +49,11 @@ pub struct BlockWeights<'a> {
 }
 
 /// Consecutive blocks on `x`, as one operation: `masks[j]` are block `j`'s two drop-path
-/// branches' per-sample scales (attention, MLP), `None` where the branch is kept whole.
+/// branches' per-sample scales (attention, MLP), `None` where the branch is kept whole. With
+/// `first_token_only`, the last block computes each sample's first token alone (attending to
+/// every token), and the output is that token, `(batch, 1, width)`: what a classifier on the
+/// class token reads (the other tokens' MLP, projection and attention rows would be computed
+/// for nothing, and their gradients are zero).
 /// Between blocks the activations stay in host memory: one block at a time, each block's
 /// input was copied out of a tensor and its output into a new one, and its gradient read,
 /// zeroed and added the same way, serial passes that left the other cores idle.
@@ -57,6 +61,7 @@ pub fn forward<T: Tape<f32, Dev>>(
     blocks: &[BlockWeights],
     x: Act<T>,
     masks: Vec<[Option<Vec<f32>>; 2]>,
+    first_token_only: bool,
 ) -> Act<T> {
     assert_eq!(blocks.len(), masks.len(), "two drop-path masks per block");
     if blocks.is_empty() {
@@ -79,14 +84,25 @@ pub fn forward<T: Tape<f32, Dev>>(
     laps.lap("layernorm");
     for (j, (block, masks)) in blocks.iter().zip(masks).enumerate() {
         let next = blocks.get(j + 1).map(|b| norm(&b.norm1));
-        let (out, s, next_normed) = forward_host(block, &xs, normed, next, masks, shape, &mut laps);
+        let first_only = first_token_only && j + 1 == blocks.len();
+        let (out, s, next_normed) = forward_host(
+            block,
+            &xs,
+            normed,
+            next,
+            masks,
+            (shape, first_only),
+            &mut laps,
+        );
         xs = out;
         normed = next_normed;
         if T::OWNS_TAPE {
             saved.push((s, Keys::of(block)));
         }
     }
-    let out = tensor_from_slice(inp.device(), &xs, shape);
+    let (batch, tokens, width) = shape;
+    let kept = if first_token_only { 1 } else { tokens };
+    let out = tensor_from_slice(inp.device(), &xs, (batch, kept, width));
     laps.lap("block: glue");
     if T::OWNS_TAPE {
         let out_key = out.clone();
@@ -106,15 +122,16 @@ pub fn forward<T: Tape<f32, Dev>>(
 type HostNorm = (Vec<f32>, Vec<f32>, f32);
 
 /// One block on the host values `xs` of shape `(batch, tokens, width)`, given `xs`
-/// normalised by its first LayerNorm: its output, what its backward pass needs, and its output
-/// normalised by `next` (the next block's first LayerNorm; empty without one).
+/// normalised by its first LayerNorm: its output (each sample's first token alone with
+/// `first_only`), what its backward pass needs, and its output normalised by `next` (the next
+/// block's first LayerNorm; empty without one).
 fn forward_host(
     block: &BlockWeights,
     xs: &[f32],
     (a1, norm1): (Vec<f32>, Normalized),
     next: Option<HostNorm>,
     masks: [Option<Vec<f32>>; 2],
-    (batch, tokens, width): (usize, usize, usize),
+    ((batch, tokens, width), first_only): ((usize, usize, usize), bool),
     laps: &mut Laps,
 ) -> (Vec<f32>, Saved, (Vec<f32>, Normalized)) {
     let [mask1, mask2] = masks;
@@ -129,14 +146,29 @@ fn forward_host(
 
     let qkv = linear::forward(&a1, &p.qkv);
     laps.lap("attention qkv");
-    let (softmax, att) = mha::forward(&qkv, heads);
+    let (softmax, att) = match first_only {
+        true => mha::forward_first(&qkv, heads),
+        false => mha::forward(&qkv, heads),
+    };
     laps.lap("attention scores + softmax + values");
+    // the rows that go on from here: every token's, or each sample's first
+    let (rows, kept) = match first_only {
+        true => (batch, 1),
+        false => (batch * tokens, tokens),
+    };
+    let xs: Cow<[f32]> = match first_only {
+        true => xs
+            .chunks_exact(tokens * width)
+            .flat_map(|x| &x[..width])
+            .copied()
+            .collect(),
+        false => Cow::Borrowed(xs),
+    };
     // the residual is added to each block of the product's rows while they are in cache, and
     // the sum normalised there
-    let rows = batch * tokens;
     let filling = layernorm::Filling::new(rows, &p.norm2.0, &p.norm2.1, block.norm2.eps as f32);
     let x2 = linear::forward_then(&att, &p.proj, |first, rows| {
-        residual(xs, first, rows, width, tokens, mask1.as_deref());
+        residual(&xs, first, rows, width, kept, mask1.as_deref());
         // SAFETY: this block of rows is this task's alone
         unsafe { filling.rows(first, rows) };
     });
@@ -148,7 +180,7 @@ fn forward_host(
     let (w, b, eps) = next.unwrap_or_default();
     let filling = layernorm::Filling::new(if w.is_empty() { 0 } else { rows }, &w, &b, eps);
     let out = linear::forward_then(&hidden, &p.fc2, |first, rows| {
-        residual(&x2, first, rows, width, tokens, mask2.as_deref());
+        residual(&x2, first, rows, width, kept, mask2.as_deref());
         if !w.is_empty() {
             // SAFETY: this block of rows is this task's alone
             unsafe { filling.rows(first, rows) };
@@ -159,6 +191,7 @@ fn forward_host(
     laps.lap("mlp fc2 + gelu backward"); // and the residual and the next block's LayerNorm
     let saved = Saved {
         heads,
+        first_only,
         mask1,
         mask2,
         norm1,
@@ -294,6 +327,8 @@ impl Keys {
 /// Activations kept from the forward pass.
 struct Saved {
     heads: Heads,
+    /// whether the block computed each sample's first token alone
+    first_only: bool,
     mask1: Option<Vec<f32>>,
     mask2: Option<Vec<f32>>,
     norm1: Normalized,
@@ -324,9 +359,11 @@ impl Saved {
         let mut laps = Laps::start(Pass::Backward);
         let tokens = self.heads.tokens;
         let width = self.heads.heads * self.heads.head_dim;
+        // tokens per sample past the attention
+        let kept = if self.first_only { 1 } else { tokens };
 
         // out = x2 + m2 * fc2(gelu(fc1(norm2(x2))))
-        let d_branch = masked(&d_out, width, tokens, self.mask2.as_deref());
+        let d_branch = masked(&d_out, width, kept, self.mask2.as_deref());
         laps.lap("residual + drop-path");
         add_parameter_gradients(&d_branch, &self.hidden, &self.p.fc2, &keys.fc2, grads)?;
         let d_hidden = linear::backward_input_times(&d_branch, &self.p.fc2, &self.slope);
@@ -339,14 +376,30 @@ impl Saved {
         laps.lap("mlp fc1 + gelu forward"); // and the second LayerNorm
 
         // x2 = x + m1 * proj(attention(qkv(norm1(x))))
-        let d_branch = masked(&d_x2, width, tokens, self.mask1.as_deref());
+        let d_branch = masked(&d_x2, width, kept, self.mask1.as_deref());
         laps.lap("residual + drop-path");
         let d_att = linear_backward(&d_branch, &self.att, &self.p.proj, &keys.proj, grads)?;
         drop(d_branch);
         laps.lap("attention proj");
-        let d_qkv = mha::backward(&self.qkv, &self.softmax, self.heads, &d_att);
+        let d_qkv = match self.first_only {
+            true => mha::backward_first(&self.qkv, &self.softmax, self.heads, &d_att),
+            false => mha::backward(&self.qkv, &self.softmax, self.heads, &d_att),
+        };
         laps.lap("attention scores + softmax + values");
-        let mut d_x = d_x2;
+        let mut d_x = match self.first_only {
+            // the residual reaches each sample's first token only
+            true => {
+                let mut d_x = vec![0.0; d_qkv.len() / 3];
+                for (d, g) in d_x
+                    .chunks_exact_mut(tokens * width)
+                    .zip(d_x2.chunks_exact(width))
+                {
+                    d[..width].copy_from_slice(g);
+                }
+                d_x
+            }
+            false => d_x2,
+        };
         let qkv = (&self.p.qkv, &keys.qkv);
         let norm1 = (&self.norm1, &self.p.norm1.0[..], &keys.norm1);
         linear_and_norm_backward(&d_qkv, &self.a1, qkv, norm1, &mut d_x, grads)?;

@@ -47,6 +47,13 @@ impl Heads {
         )
     }
 
+    /// Token `j` of head `h`, sample `b`, in part `which` (0: q, 1: k, 2: v) of `qkv`.
+    fn row<'a>(&self, qkv: &'a [f32], which: usize, b: usize, h: usize, j: usize) -> &'a [f32] {
+        let d = self.width();
+        let start = (b * self.tokens + j) * 3 * d + which * d + h * self.head_dim;
+        &qkv[start..start + self.head_dim]
+    }
+
     fn scale(&self) -> f32 {
         1.0 / (self.head_dim as f32).sqrt()
     }
@@ -167,6 +174,88 @@ pub fn backward(qkv: &[f32], stats: &Stats, dims: Heads, d_out: &[f32]) -> Vec<f
     );
     // SAFETY: the q, k and v heads of every sample cover every element
     unsafe { d_qkv.assume_filled() }
+}
+
+/// [`forward`] for each sample's first token alone (the class token: all a classifier reads
+/// from the last block, whose other tokens' outputs would be computed for nothing): returns
+/// those tokens' outputs, heads side by side (`(batch, width)`), and their softmax statistics.
+/// The first token still attends to every token.
+pub fn forward_first(qkv: &[f32], dims: Heads) -> (Stats, Vec<f32>) {
+    let (t, hd) = (dims.tokens, dims.head_dim);
+    assert!(t > 0, "no first token");
+    assert_eq!(qkv.len(), dims.batch * t * 3 * dims.width());
+    let mut stats = vec![0.0; dims.batch * dims.heads * 2];
+    let mut out = vec![0.0; dims.batch * dims.width()];
+    stats
+        .par_chunks_mut(2)
+        .zip(out.par_chunks_mut(hd.max(1)))
+        .enumerate()
+        .for_each(|(i, (stats, out))| {
+            let (b, h) = (i / dims.heads, i % dims.heads);
+            let p = first_probabilities(qkv, dims, b, h, Softmax::Keep(stats));
+            for (j, pj) in p.iter().enumerate() {
+                let v = dims.row(qkv, 2, b, h, j);
+                out.iter_mut().zip(v).for_each(|(o, v)| *o += pj * v);
+            }
+        });
+    (Stats(stats), out)
+}
+
+/// The first token's probabilities over the tokens of sample `b`, head `h`.
+fn first_probabilities(qkv: &[f32], dims: Heads, b: usize, h: usize, softmax: Softmax) -> Vec<f32> {
+    let q = dims.row(qkv, 0, b, h, 0);
+    let mut p: Vec<f32> = (0..dims.tokens)
+        .map(|j| dot(q, dims.row(qkv, 1, b, h, j)) * dims.scale())
+        .collect();
+    let cols = p.len();
+    match softmax {
+        Softmax::Keep(stats) => softmax_rows(&mut p, cols, stats),
+        Softmax::Again(stats) => softmax_rows_again(&mut p, cols, stats),
+    }
+    p
+}
+
+/// The gradient of `qkv` from the gradient of the first tokens' outputs (`(batch, width)`),
+/// for [`forward_first`]: each first token's query, and every token's key and value (the other
+/// queries, unused, get zeros).
+pub fn backward_first(qkv: &[f32], stats: &Stats, dims: Heads, d_out: &[f32]) -> Vec<f32> {
+    let (t, hd, d) = (dims.tokens, dims.head_dim, dims.width());
+    assert_eq!(d_out.len(), dims.batch * d);
+    assert_eq!(stats.0.len(), dims.batch * dims.heads * 2);
+    let mut d_qkv = vec![0.0; qkv.len()];
+    let at = super::rows::Disjoint(d_qkv.as_mut_ptr());
+    (0..dims.batch * dims.heads).into_par_iter().for_each(|i| {
+        let (b, h) = (i / dims.heads, i % dims.heads);
+        let p = first_probabilities(qkv, dims, b, h, Softmax::Again(&stats.0[2 * i..2 * i + 2]));
+        let d_o = &d_out[b * d + h * hd..b * d + (h + 1) * hd];
+        // the slice of head h, part `which`, token j of sample b in `d_qkv`: this task's alone
+        let part = |which: usize, j: usize| {
+            let start = (b * t + j) * 3 * d + which * d + h * hd;
+            // SAFETY: within `d_qkv`; head h of sample b is written by this task only
+            unsafe { std::slice::from_raw_parts_mut(at.at(start), hd) }
+        };
+        // dP = dO V^T, dV = p dO; then dS = p (dP - sum(p dP)) * scale
+        let dp: Vec<f32> = (0..t)
+            .map(|j| dot(d_o, dims.row(qkv, 2, b, h, j)))
+            .collect();
+        for (j, pj) in p.iter().enumerate() {
+            part(2, j)
+                .iter_mut()
+                .zip(d_o)
+                .for_each(|(g, o)| *g = pj * o);
+        }
+        let c = dot(&dp, &p);
+        let q = dims.row(qkv, 0, b, h, 0);
+        let d_q = part(0, 0);
+        for j in 0..t {
+            let ds = p[j] * (dp[j] - c) * dims.scale();
+            // dQ = dS K, dK = dS^T Q
+            let k = dims.row(qkv, 1, b, h, j);
+            d_q.iter_mut().zip(k).for_each(|(g, k)| *g += ds * k);
+            part(1, j).iter_mut().zip(q).for_each(|(g, q)| *g = ds * q);
+        }
+    });
+    d_qkv
 }
 
 /// `dst = scale a b` for one head, on this thread: `dst` is row-major (unit column stride) and
