@@ -49,14 +49,15 @@ pub struct BlockWeights<'a> {
 }
 
 /// Consecutive blocks on `x`, as one operation: `masks[j]` are block `j`'s two drop-path
-/// branches' per-sample scales (attention, MLP), `None` where the branch is kept whole. With
-/// `first_token_only`, the last block computes each sample's first token alone (attending to
-/// every token), and the output is that token, `(batch, 1, width)`: what a classifier on the
-/// class token reads (the other tokens' MLP, projection and attention rows would be computed
-/// for nothing, and their gradients are zero).
+/// branches' per-sample scales (attention, MLP), `None` where the branch is kept whole.
 /// Between blocks the activations stay in host memory: one block at a time, each block's
 /// input was copied out of a tensor and its output into a new one, and its gradient read,
 /// zeroed and added the same way, serial passes that left the other cores idle.
+///
+/// With `first_token_only`, the last block computes each sample's first token alone (which
+/// attends to every token) and the output is that token, `(batch, 1, width)`: all a classifier
+/// on the class token reads. The other tokens' projection, MLP and attention rows would be
+/// computed for nothing; their gradients are zero.
 pub fn forward<T: Tape<f32, Dev>>(
     blocks: &[BlockWeights],
     x: Act<T>,
@@ -80,15 +81,17 @@ pub fn forward<T: Tape<f32, Dev>>(
     let first = &blocks[0].norm1;
     let norm = |n: &NormWeights| (host_values(n.weight), host_values(n.bias), n.eps as f32);
     let (w, b, eps) = norm(first);
-    let mut normed = layernorm::forward(&xs, &w, &b, eps);
+    let mut normed = Some(layernorm::forward(&xs, &w, &b, eps));
     laps.lap("layernorm");
     for (j, (block, masks)) in blocks.iter().zip(masks).enumerate() {
         let next = blocks.get(j + 1).map(|b| norm(&b.norm1));
-        let first_only = first_token_only && j + 1 == blocks.len();
+        let first_only = first_token_only && next.is_none();
         let (out, s, next_normed) = forward_host(
             block,
             &xs,
-            normed,
+            normed
+                .take()
+                .expect("each block's input normalised before it"),
             next,
             masks,
             (shape, first_only),
@@ -124,7 +127,7 @@ type HostNorm = (Vec<f32>, Vec<f32>, f32);
 /// One block on the host values `xs` of shape `(batch, tokens, width)`, given `xs`
 /// normalised by its first LayerNorm: its output (each sample's first token alone with
 /// `first_only`), what its backward pass needs, and its output normalised by `next` (the next
-/// block's first LayerNorm; empty without one).
+/// block's first LayerNorm), if any.
 fn forward_host(
     block: &BlockWeights,
     xs: &[f32],
@@ -133,7 +136,7 @@ fn forward_host(
     masks: [Option<Vec<f32>>; 2],
     ((batch, tokens, width), first_only): ((usize, usize, usize), bool),
     laps: &mut Laps,
-) -> (Vec<f32>, Saved, (Vec<f32>, Normalized)) {
+) -> (Vec<f32>, Saved, Option<(Vec<f32>, Normalized)>) {
     let [mask1, mask2] = masks;
     let p = HostParams::of(block);
     let heads = Heads {
@@ -177,17 +180,18 @@ fn forward_host(
     laps.lap("attention proj"); // and the residual and the second LayerNorm
     let (hidden, slope) = linear::forward_gelu(&a2, &p.fc1);
     laps.lap("mlp fc1 + gelu forward");
-    let (w, b, eps) = next.unwrap_or_default();
-    let filling = layernorm::Filling::new(if w.is_empty() { 0 } else { rows }, &w, &b, eps);
+    let filling = next
+        .as_ref()
+        .map(|(w, b, eps)| layernorm::Filling::new(rows, w, b, *eps));
     let out = linear::forward_then(&hidden, &p.fc2, |first, rows| {
         residual(&x2, first, rows, width, kept, mask2.as_deref());
-        if !w.is_empty() {
+        if let Some(filling) = &filling {
             // SAFETY: this block of rows is this task's alone
             unsafe { filling.rows(first, rows) };
         }
     });
-    // SAFETY: the product's blocks cover every row (or there are none to fill)
-    let next_normed = unsafe { filling.finish() };
+    // SAFETY: the product's blocks cover every row
+    let next_normed = filling.map(|f| unsafe { f.finish() });
     laps.lap("mlp fc2 + gelu backward"); // and the residual and the next block's LayerNorm
     let saved = Saved {
         heads,
@@ -455,7 +459,7 @@ fn linear_and_norm_backward(
     let norm = layernorm::Backward::new(saved, weight, d_input, linear::ROWS);
     // SAFETY: each block of rows is its task's alone
     let dx = linear::backward_input_then(dy, l, |first, block| unsafe { norm.rows(first, block) });
-    drop(dx);
+    drop(dx); // read block by block above, while in cache: nothing else needs it
     let (dw, db) = norm.finish();
     write_buffer(grads.get_or_alloc_mut(&n_keys.0)?, |g| add_in_place(g, &dw));
     write_buffer(grads.get_or_alloc_mut(&n_keys.1)?, |g| add_in_place(g, &db));
