@@ -165,67 +165,6 @@ fn fused_block_matches_the_block_built_from_dfdx_ops() {
     }
 }
 
-#[test]
-fn consecutive_blocks_as_one_operation_match_the_composed_blocks_in_turn() {
-    // three different blocks with drop-path on: the masks are drawn in the same order (two
-    // per block, block by block), and every block's gradients and the input's arrive; 340
-    // rows, so that the products' blocks of rows (which normalise their rows for the next
-    // LayerNorm, and take the LayerNorms' backward) are several, the last one partial
-    let dev = new_device(0);
-    let x = input_of(&dev, (20, 17, 24));
-    let blocks: Vec<Block> = (0..3)
-        .map(|i| {
-            // each its own weights: equal blocks would hide a gradient sent to the wrong one
-            let mut b = block_of(&dev, &shaped(24, 3, 4.0, i != 1));
-            for (_, p) in b.named_params_mut() {
-                if let incubator_core::model::ParamMut::Matrix(t) = p {
-                    *t = t.clone() * (1.0 - 0.2 * i as f32);
-                }
-            }
-            b
-        })
-        .collect();
-    let rates = [0.3, 0.0, 0.5];
-    let run_all = |fused: bool| {
-        let mut rng = ChaCha8Rng::seed_from_u64(5);
-        let mut mode = Mode {
-            train: true,
-            rng: Some(&mut rng),
-        };
-        let out = if fused {
-            forward_blocks(&blocks, &rates, x.leaky_trace(), &mut mode, false)
-        } else {
-            let mut h = x.leaky_trace();
-            for (b, &p) in blocks.iter().zip(&rates) {
-                h = b.forward_composed(h, p, &mut mode);
-            }
-            h
-        };
-        let (values, grads) = probed(out);
-        let params: Vec<Vec<f32>> = blocks
-            .iter()
-            .flat_map(|b| b.named_params())
-            .map(|(_, p)| match p {
-                ParamRef::Vector(t) => grads.get(t).as_vec(),
-                ParamRef::Matrix(t) => grads.get(t).as_vec(),
-            })
-            .collect();
-        (values, grads.get(&x).as_vec(), params)
-    };
-    let (fused, composed) = (run_all(true), run_all(false));
-    assert_close("output of three blocks", &fused.0, &composed.0);
-    assert_close("input gradient through three blocks", &fused.1, &composed.1);
-    assert_eq!(fused.2.len(), 12 + 11 + 12);
-    for (i, (g, want)) in fused.2.iter().zip(&composed.2).enumerate() {
-        assert_close(&format!("parameter {i}'s gradient"), g, want);
-    }
-    // no blocks (or no rates): the input itself
-    let none = forward_blocks(&blocks[..0], &rates, x.clone(), &mut Mode::eval(), false);
-    assert_eq!(none.as_vec(), x.as_vec());
-    let none = forward_blocks(&blocks, &[], x.clone(), &mut Mode::eval(), false);
-    assert_eq!(none.as_vec(), x.as_vec());
-}
-
 /// Three different blocks (randomised, then each one's matrices scaled apart).
 fn three_blocks(dev: &Dev, cfg: impl Fn(usize) -> VitConfig) -> Vec<Block> {
     (0..3)
@@ -241,6 +180,62 @@ fn three_blocks(dev: &Dev, cfg: impl Fn(usize) -> VitConfig) -> Vec<Block> {
         .collect()
 }
 
+/// Output, input gradient and every block's parameter gradients of `sum(out * probe)`, with
+/// `forward` run in training mode (drop-path masks from a fixed seed).
+fn blocks_pass(
+    blocks: &[Block],
+    x: &Act<NoneTape>,
+    forward: impl Fn(Act<OwnedTape<f32, Dev>>, &mut Mode) -> Act<OwnedTape<f32, Dev>>,
+) -> (Vec<f32>, Vec<f32>, Vec<Vec<f32>>) {
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let mut mode = Mode {
+        train: true,
+        rng: Some(&mut rng),
+    };
+    let (values, grads) = probed(forward(x.leaky_trace(), &mut mode));
+    let params = blocks
+        .iter()
+        .flat_map(|b| b.named_params())
+        .map(|(_, p)| match p {
+            ParamRef::Vector(t) => grads.get(t).as_vec(),
+            ParamRef::Matrix(t) => grads.get(t).as_vec(),
+        })
+        .collect();
+    (values, grads.get(x).as_vec(), params)
+}
+
+#[test]
+fn consecutive_blocks_as_one_operation_match_the_composed_blocks_in_turn() {
+    // three different blocks with drop-path on: the masks are drawn in the same order (two
+    // per block, block by block), and every block's gradients and the input's arrive; 340
+    // rows, so that the products' blocks of rows (which normalise their rows for the next
+    // LayerNorm, and take the LayerNorms' backward) are several, the last one partial
+    let dev = new_device(0);
+    let x = input_of(&dev, (20, 17, 24));
+    let blocks = three_blocks(&dev, |i| shaped(24, 3, 4.0, i != 1));
+    let rates = [0.3, 0.0, 0.5];
+    let fused = blocks_pass(&blocks, &x, |x, mode| {
+        forward_blocks(&blocks, &rates, x, mode, false)
+    });
+    let composed = blocks_pass(&blocks, &x, |mut h, mode| {
+        for (b, &p) in blocks.iter().zip(&rates) {
+            h = b.forward_composed(h, p, mode);
+        }
+        h
+    });
+    assert_close("output of three blocks", &fused.0, &composed.0);
+    assert_close("input gradient through three blocks", &fused.1, &composed.1);
+    assert_eq!(fused.2.len(), 12 + 11 + 12);
+    for (i, (g, want)) in fused.2.iter().zip(&composed.2).enumerate() {
+        assert_close(&format!("parameter {i}'s gradient"), g, want);
+    }
+    // no blocks (or no rates): the input itself
+    let none = forward_blocks(&blocks[..0], &rates, x.clone(), &mut Mode::eval(), false);
+    assert_eq!(none.as_vec(), x.as_vec());
+    let none = forward_blocks(&blocks, &[], x.clone(), &mut Mode::eval(), false);
+    assert_eq!(none.as_vec(), x.as_vec());
+}
+
 #[test]
 fn the_first_token_alone_matches_the_whole_output_sliced() {
     // what a classifier on the class token reads: the last block computing that token alone
@@ -252,27 +247,15 @@ fn the_first_token_alone_matches_the_whole_output_sliced() {
         let x = input_of(&dev, (batch, tokens, width));
         let rates = [0.3, 0.0, 0.5];
         let run_all = |first_only: bool| {
-            let mut rng = ChaCha8Rng::seed_from_u64(5);
-            let mut mode = Mode {
-                train: true,
-                rng: Some(&mut rng),
-            };
-            let out = forward_blocks(&blocks, &rates, x.leaky_trace(), &mut mode, first_only);
-            let out = match first_only {
-                true => out,
-                false => out.slice((.., 0..1, ..)).reshape_like(&(batch, 1, width)),
-            };
-            assert_eq!(*out.shape(), (batch, 1, width));
-            let (values, grads) = probed(out);
-            let params: Vec<Vec<f32>> = blocks
-                .iter()
-                .flat_map(|b| b.named_params())
-                .map(|(_, p)| match p {
-                    ParamRef::Vector(t) => grads.get(t).as_vec(),
-                    ParamRef::Matrix(t) => grads.get(t).as_vec(),
-                })
-                .collect();
-            (values, grads.get(&x).as_vec(), params)
+            blocks_pass(&blocks, &x, |x, mode| {
+                let out = forward_blocks(&blocks, &rates, x, mode, first_only);
+                let out = match first_only {
+                    true => out,
+                    false => out.slice((.., 0..1, ..)).reshape_like(&(batch, 1, width)),
+                };
+                assert_eq!(*out.shape(), (batch, 1, width));
+                out
+            })
         };
         let (first, whole) = (run_all(true), run_all(false));
         let case = format!("{batch} samples of {tokens} tokens, width {width}");

@@ -29,7 +29,7 @@ crate::multiversion! {
 /// Sums of `per_chunk`'s partial results, added in chunk order into `out`: `per_chunk(first,
 /// end, acc)` adds the contribution of rows `first..end` into `acc`, which holds `vectors`
 /// consecutive vectors of length `cols` (one per quantity summed).
-pub fn add_chunk_sums(
+fn add_chunk_sums(
     rows: usize,
     cols: usize,
     vectors: usize,
