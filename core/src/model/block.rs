@@ -137,8 +137,6 @@ pub fn drop_path_branch<T: Tape<f32, Dev>>(branch: Act<T>, p: f64, mode: &mut Mo
     }
 }
 
-/// Each sample's factor for its residual branch: `1 / (1 - p)` if kept, 0 if dropped; `None`
-/// when nothing can be dropped (evaluation, `p = 0`), which draws no random numbers.
 /// `blocks` in turn, block `j` with drop-path rate `rates[j]` (as many blocks as rates). On
 /// the CPU one fused operation for them all (`ops::fused_block`), activations passed on in
 /// host memory; on CUDA, block by block from dfdx ops. With `first_token_only`, the output is
@@ -153,13 +151,7 @@ pub fn forward_blocks<T: Tape<f32, Dev>>(
 ) -> Act<T> {
     let count = blocks.len().min(rates.len());
     if count == 0 {
-        return match first_token_only {
-            true => {
-                let (b, _, d) = *x.shape();
-                x.slice((.., 0..1, ..)).reshape_like(&(b, 1, d))
-            }
-            false => x,
-        };
+        return if first_token_only { first_token(x) } else { x };
     }
     #[cfg(not(feature = "cuda"))]
     {
@@ -184,16 +176,22 @@ pub fn forward_blocks<T: Tape<f32, Dev>>(
         for (b, &p) in blocks[..count].iter().zip(rates) {
             x = b.forward_composed(x, p, mode);
         }
-        match first_token_only {
-            true => {
-                let (b, _, d) = *x.shape();
-                x.slice((.., 0..1, ..)).reshape_like(&(b, 1, d))
-            }
-            false => x,
+        if first_token_only {
+            first_token(x)
+        } else {
+            x
         }
     }
 }
 
+/// Each sample's first token, `(batch, 1, width)`.
+fn first_token<T: Tape<f32, Dev>>(x: Act<T>) -> Act<T> {
+    let (b, _, d) = *x.shape();
+    x.slice((.., 0..1, ..)).reshape_like(&(b, 1, d))
+}
+
+/// Each sample's factor for its residual branch: `1 / (1 - p)` if kept, 0 if dropped; `None`
+/// when nothing can be dropped (evaluation, `p = 0`), which draws no random numbers.
 pub fn drop_path_mask(batch: usize, p: f64, mode: &mut Mode) -> Option<Vec<f32>> {
     let rng = match (&mut mode.rng, mode.train && p > 0.0) {
         (Some(rng), true) => rng,
