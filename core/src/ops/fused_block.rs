@@ -21,6 +21,7 @@ use crate::device::{
 use dfdx::prelude::*;
 use rayon::prelude::*;
 use std::borrow::Cow;
+use std::collections::VecDeque;
 use std::mem::MaybeUninit;
 
 /// A Linear layer's tensors: weight `(out, in)`, optional bias.
@@ -74,20 +75,21 @@ pub fn forward<T: Tape<f32, Dev>>(
     let x = x.reshape_like(&shape);
     let (inp, mut tape) = x.split_tape();
     let mut xs = host_values(&inp);
+    let mut params: VecDeque<HostParams> = blocks.iter().map(HostParams::of).collect();
     laps.lap("block: glue");
     let mut saved = Vec::with_capacity(if T::OWNS_TAPE { blocks.len() } else { 0 });
     // the first block's input is normalised on its own; each later block's by the block
     // before, in its last product's blocks of rows
-    let first = &blocks[0].norm1;
-    let norm = |n: &NormWeights| (host_values(n.weight), host_values(n.bias), n.eps as f32);
-    let (w, b, eps) = norm(first);
-    let mut normed = Some(layernorm::forward(&xs, &w, &b, eps));
+    let n = &params[0].norm1;
+    let mut normed = Some(layernorm::forward(&xs, &n.weight, &n.bias, n.eps));
     laps.lap("layernorm");
-    for (j, (block, masks)) in blocks.iter().zip(masks).enumerate() {
-        let next = blocks.get(j + 1).map(|b| norm(&b.norm1));
+    for (block, masks) in blocks.iter().zip(masks) {
+        let p = params.pop_front().expect("host parameters for every block");
+        let next = params.front().map(|n| &n.norm1);
         let first_only = first_token_only && next.is_none();
         let (out, s, next_normed) = forward_host(
             block,
+            p,
             &xs,
             normed
                 .take()
@@ -121,32 +123,28 @@ pub fn forward<T: Tape<f32, Dev>>(
     out.put_tape(tape)
 }
 
-/// A LayerNorm's weight, bias and epsilon on the host.
-type HostNorm = (Vec<f32>, Vec<f32>, f32);
-
-/// One block on the host values `xs` of shape `(batch, tokens, width)`, given `xs`
-/// normalised by its first LayerNorm: its output (each sample's first token alone with
-/// `first_only`), what its backward pass needs, and its output normalised by `next` (the next
-/// block's first LayerNorm), if any.
+/// One block, its weights `p` on the host, on the host values `xs` of shape `(batch, tokens,
+/// width)`, given `xs` normalised by its first LayerNorm: its output (each sample's first
+/// token alone with `first_only`), what its backward pass needs, and its output normalised by
+/// `next` (the next block's first LayerNorm), if any.
+#[allow(clippy::too_many_arguments)]
 fn forward_host(
     block: &BlockWeights,
+    p: HostParams,
     xs: &[f32],
     (a1, norm1): (Vec<f32>, Normalized),
-    next: Option<HostNorm>,
+    next: Option<&HostNorm>,
     masks: [Option<Vec<f32>>; 2],
     ((batch, tokens, width), first_only): ((usize, usize, usize), bool),
     laps: &mut Laps,
 ) -> (Vec<f32>, Saved, Option<(Vec<f32>, Normalized)>) {
     let [mask1, mask2] = masks;
-    let p = HostParams::of(block);
     let heads = Heads {
         batch,
         tokens,
         heads: block.num_heads,
         head_dim: width / block.num_heads,
     };
-    laps.lap("block: glue");
-
     let qkv = linear::forward(&a1, &p.qkv);
     laps.lap("attention qkv");
     let (softmax, att) = match first_only {
@@ -169,7 +167,8 @@ fn forward_host(
     };
     // the residual is added to each block of the product's rows while they are in cache, and
     // the sum normalised there
-    let filling = layernorm::Filling::new(rows, &p.norm2.0, &p.norm2.1, block.norm2.eps as f32);
+    let n = &p.norm2;
+    let filling = layernorm::Filling::new(rows, &n.weight, &n.bias, n.eps);
     let x2 = linear::forward_then(&att, &p.proj, |first, rows| {
         residual(&xs, first, rows, width, kept, mask1.as_deref());
         // SAFETY: this block of rows is this task's alone
@@ -180,9 +179,7 @@ fn forward_host(
     laps.lap("attention proj"); // and the residual and the second LayerNorm
     let (hidden, slope) = linear::forward_gelu(&a2, &p.fc1);
     laps.lap("mlp fc1 + gelu forward");
-    let filling = next
-        .as_ref()
-        .map(|(w, b, eps)| layernorm::Filling::new(rows, w, b, *eps));
+    let filling = next.map(|n| layernorm::Filling::new(rows, &n.weight, &n.bias, n.eps));
     let out = linear::forward_then(&hidden, &p.fc2, |first, rows| {
         residual(&x2, first, rows, width, kept, mask2.as_deref());
         if let Some(filling) = &filling {
@@ -220,18 +217,29 @@ pub(super) fn host_linear(l: &LinearWeights) -> HostLinear {
     }
 }
 
+/// A LayerNorm's weight, bias and epsilon on the host.
+struct HostNorm {
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+    eps: f32,
+}
+
 struct HostParams {
-    norm1: (Vec<f32>, Vec<f32>),
+    norm1: HostNorm,
     qkv: HostLinear,
     proj: HostLinear,
-    norm2: (Vec<f32>, Vec<f32>),
+    norm2: HostNorm,
     fc1: HostLinear,
     fc2: HostLinear,
 }
 
 impl HostParams {
     fn of(b: &BlockWeights) -> HostParams {
-        let norm = |n: &NormWeights| (host_values(n.weight), host_values(n.bias));
+        let norm = |n: &NormWeights| HostNorm {
+            weight: host_values(n.weight),
+            bias: host_values(n.bias),
+            eps: n.eps as f32,
+        };
         HostParams {
             norm1: norm(&b.norm1),
             qkv: host_linear(&b.qkv),
@@ -374,7 +382,7 @@ impl Saved {
         laps.lap("mlp fc2 + gelu backward");
         let mut d_x2 = d_out;
         let fc1 = (&self.p.fc1, &keys.fc1);
-        let norm2 = (&self.norm2, &self.p.norm2.0[..], &keys.norm2);
+        let norm2 = (&self.norm2, &self.p.norm2.weight[..], &keys.norm2);
         linear_and_norm_backward(&d_hidden, &self.a2, fc1, norm2, &mut d_x2, grads)?;
         drop(d_hidden);
         laps.lap("mlp fc1 + gelu forward"); // and the second LayerNorm
@@ -405,7 +413,7 @@ impl Saved {
             false => d_x2,
         };
         let qkv = (&self.p.qkv, &keys.qkv);
-        let norm1 = (&self.norm1, &self.p.norm1.0[..], &keys.norm1);
+        let norm1 = (&self.norm1, &self.p.norm1.weight[..], &keys.norm1);
         linear_and_norm_backward(&d_qkv, &self.a1, qkv, norm1, &mut d_x, grads)?;
         laps.lap("attention qkv"); // and the first LayerNorm
         Ok(d_x)

@@ -49,9 +49,14 @@ impl Heads {
 
     /// Token `j` of head `h`, sample `b`, in part `which` (0: q, 1: k, 2: v) of `qkv`.
     fn row<'a>(&self, qkv: &'a [f32], which: usize, b: usize, h: usize, j: usize) -> &'a [f32] {
-        let d = self.width();
-        let start = (b * self.tokens + j) * 3 * d + which * d + h * self.head_dim;
+        let start = self.row_start(which, b, h, j);
         &qkv[start..start + self.head_dim]
+    }
+
+    /// Where [`Heads::row`] starts in a `(rows, 3 width)` buffer.
+    fn row_start(&self, which: usize, b: usize, h: usize, j: usize) -> usize {
+        let d = self.width();
+        (b * self.tokens + j) * 3 * d + which * d + h * self.head_dim
     }
 
     fn scale(&self) -> f32 {
@@ -230,7 +235,7 @@ pub fn backward_first(qkv: &[f32], stats: &Stats, dims: Heads, d_out: &[f32]) ->
         let d_o = &d_out[b * d + h * hd..b * d + (h + 1) * hd];
         // the slice of head h, part `which`, token j of sample b in `d_qkv`: this task's alone
         let part = |which: usize, j: usize| {
-            let start = (b * t + j) * 3 * d + which * d + h * hd;
+            let start = dims.row_start(which, b, h, j);
             // SAFETY: within `d_qkv`; head h of sample b is written by this task only
             unsafe { std::slice::from_raw_parts_mut(at.at(start), hd) }
         };
