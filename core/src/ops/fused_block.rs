@@ -9,12 +9,12 @@
 //! rows, in parallel. `Block::forward_composed` keeps the dfdx version: the CUDA build runs
 //! it, and `tests/fused_block.rs` checks both give the same values and gradients.
 
-use super::fastmath::add_in_place;
+use super::fastmath::{add_in_place, mul_in_place};
 use super::layernorm::{self, Normalized};
 use super::linear::{self, HostLinear};
 use super::mha::{self, Heads};
 use super::profile::{Laps, Pass};
-use super::rows::{add_column_sums, Filled, CHUNK};
+use super::rows::{Filled, CHUNK};
 use crate::device::{
     host_values, read_buffer, tensor_from_slice, write_buffer, Act, Dev, Matrix, Vector,
 };
@@ -377,8 +377,12 @@ impl Saved {
         // out = x2 + m2 * fc2(gelu(fc1(norm2(x2))))
         let d_branch = masked(&d_out, width, kept, self.mask2.as_deref());
         laps.lap("residual + drop-path");
-        add_parameter_gradients(&d_branch, &self.hidden, &self.p.fc2, &keys.fc2, grads)?;
-        let d_hidden = linear::backward_input_times(&d_branch, &self.p.fc2, &self.slope);
+        let fc2 = (&self.p.fc2, &keys.fc2);
+        let inp = self.p.fc2.in_features();
+        // through the GELU: each block of rows times its slope, while in cache
+        let d_hidden = linear_backward_then(&d_branch, &self.hidden, fc2, grads, |first, b| {
+            mul_in_place(b, &self.slope[first * inp..first * inp + b.len()])
+        })?;
         laps.lap("mlp fc2 + gelu backward");
         let mut d_x2 = d_out;
         let fc1 = (&self.p.fc1, &keys.fc1);
@@ -390,7 +394,8 @@ impl Saved {
         // x2 = x + m1 * proj(attention(qkv(norm1(x))))
         let d_branch = masked(&d_x2, width, kept, self.mask1.as_deref());
         laps.lap("residual + drop-path");
-        let d_att = linear_backward(&d_branch, &self.att, &self.p.proj, &keys.proj, grads)?;
+        let proj = (&self.p.proj, &keys.proj);
+        let d_att = linear_backward_then(&d_branch, &self.att, proj, grads, |_, _| {})?;
         drop(d_branch);
         laps.lap("attention proj");
         let d_qkv = match self.first_only {
@@ -420,35 +425,23 @@ impl Saved {
     }
 }
 
-/// For `y = x W^T + b`: adds `dW = dy^T x` and `db = column sums of dy`, returns `dx = dy W`.
-fn linear_backward(
+/// For `y = x W^T + b`: adds `dW = dy^T x` and `db = column sums of dy`, and returns
+/// `dx = dy W`, each block of its rows finished by `finish(first_row, block)` while in cache.
+pub(super) fn linear_backward_then(
     dy: &[f32],
     x: &[f32],
-    l: &HostLinear,
-    keys: &(Matrix, Option<Vector>),
+    (l, keys): (&HostLinear, &(Matrix, Option<Vector>)),
     grads: &mut Grads,
+    finish: impl Fn(usize, &mut [f32]) + Sync,
 ) -> Result<Vec<f32>, DevError> {
-    add_parameter_gradients(dy, x, l, keys, grads)?;
-    Ok(linear::backward_input(dy, l))
-}
-
-/// For `y = x W^T + b`: adds `dW = dy^T x` and `db = column sums of dy`.
-pub(super) fn add_parameter_gradients(
-    dy: &[f32],
-    x: &[f32],
-    l: &HostLinear,
-    keys: &(Matrix, Option<Vector>),
-    grads: &mut Grads,
-) -> Result<(), DevError> {
+    let (dx, partials) = linear::backward(dy, x, l, finish);
     write_buffer(grads.get_or_alloc_mut(&keys.0)?, |gw| {
-        linear::add_weight_gradient(gw, dy, x, l)
+        partials.add_weight_into(gw)
     });
     if let Some(b) = &keys.1 {
-        write_buffer(grads.get_or_alloc_mut(b)?, |gb| {
-            add_column_sums(dy, l.out_features, gb)
-        });
+        write_buffer(grads.get_or_alloc_mut(b)?, |gb| partials.add_bias_into(gb));
     }
-    Ok(())
+    Ok(dx)
 }
 
 /// For `y = x W^T + b` with `x` a LayerNorm's output: adds the layer's and the LayerNorm's
@@ -463,10 +456,11 @@ fn linear_and_norm_backward(
     d_input: &mut [f32],
     grads: &mut Grads,
 ) -> Result<(), DevError> {
-    add_parameter_gradients(dy, x, l, l_keys, grads)?;
     let norm = layernorm::Backward::new(saved, weight, d_input, linear::ROWS);
     // SAFETY: each block of rows is its task's alone
-    let dx = linear::backward_input_then(dy, l, |first, block| unsafe { norm.rows(first, block) });
+    let dx = linear_backward_then(dy, x, (l, l_keys), grads, |first, block| unsafe {
+        norm.rows(first, block)
+    })?;
     drop(dx); // read block by block above, while in cache: nothing else needs it
     let (dw, db) = norm.finish();
     write_buffer(grads.get_or_alloc_mut(&n_keys.0)?, |g| add_in_place(g, &dw));

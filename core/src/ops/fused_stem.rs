@@ -5,7 +5,7 @@
 //! buffer and backward: 2% of a small ViT's step, most of it outside the product.
 
 use super::fastmath::add_in_place;
-use super::fused_block::{add_parameter_gradients, host_linear, LinearWeights};
+use super::fused_block::{host_linear, linear_backward_then, LinearWeights};
 use super::linear;
 use crate::device::{
     host_values, read_buffer, tensor_from_slice, write_buffer, Act, Dev, Matrix, Vector,
@@ -81,8 +81,7 @@ pub fn forward<T: Tape<f32, Dev>>(w: &StemWeights, patches: Act<T>) -> Act<T> {
                     e.copy_from_slice(&d_out[b * tokens + (1 + i) * d..][..d])
                 });
             }
-            add_parameter_gradients(&d_emb, &xs, &lin, &linear_keys, grads)?;
-            let d_x = linear::backward_input(&d_emb, &lin);
+            let d_x = linear_backward_then(&d_emb, &xs, (&lin, &linear_keys), grads, |_, _| {})?;
             write_buffer(grads.get_or_alloc_mut(&inp)?, |g| add_in_place(g, &d_x));
             write_buffer(grads.get_or_alloc_mut(&cls_key)?, |g| {
                 add_in_place(g, &d_pos[..d])

@@ -106,48 +106,6 @@ pub fn matmul(
     }
 }
 
-/// `dst += a^T b` for `a` (rows, m) and `b` (rows, n) row-major: a weight gradient, summed
-/// over many rows. gemm splits a product over its output, which is small here, so two threads
-/// gain little; instead the rows are cut into a fixed number of blocks (set by `rows` alone,
-/// so the result does not depend on the thread count), each block's product is computed on
-/// one thread, and the partial results are added in block order (in parallel over elements).
-pub fn add_transposed_product(dst: &mut [f32], a: &[f32], m: usize, b: &[f32], n: usize) {
-    use rayon::prelude::*;
-    let rows = a.len() / m.max(1);
-    let (am, bm) = (Mat::dense(rows, m).t(), Mat::dense(rows, n));
-    let d = Mat::dense(m, n);
-    if rows * m * n < PARALLEL_FROM {
-        return matmul(dst, d, a, am, b, bm, 1.0, true);
-    }
-    let block = rows.div_ceil(ROW_BLOCKS).max(64);
-    let partials: Vec<Vec<f32>> = (0..rows.div_ceil(block))
-        .into_par_iter()
-        .map(|i| {
-            let (first, count) = (i * block, block.min(rows - i * block));
-            // never zeroed: the product overwrites every element (it never reads `p`)
-            let mut p = Vec::with_capacity(m * n);
-            let (ab, bb) = (am.sub(0, first, m, count), bm.sub(first, 0, count, n));
-            // SAFETY: `p` is this task's own buffer, sized for `d`; the views lie in `a`, `b`.
-            unsafe { matmul_raw(p.as_mut_ptr(), d, a, ab, b, bb, 1.0, false, 1) };
-            // SAFETY: the product wrote all `m * n` elements
-            unsafe { p.set_len(m * n) };
-            p
-        })
-        .collect();
-    // every element adds the blocks in block order; elements are split across threads
-    const PART: usize = 1 << 12;
-    dst.par_chunks_mut(PART).enumerate().for_each(|(c, d)| {
-        for p in &partials {
-            super::fastmath::add_in_place(d, &p[c * PART..c * PART + d.len()]);
-        }
-    });
-}
-
-/// Row blocks of [`add_transposed_product`]: one per core on a 16-core machine (8, as before,
-/// left half of one idle in every weight gradient), few enough that writing and adding the
-/// partial products stays cheap on 2 cores.
-const ROW_BLOCKS: usize = 16;
-
 /// Panics unless `d = a b` has matching shapes and the views of `a` and `b` lie within their
 /// slices: what a product reading through raw views must know first.
 pub fn check_product(d: Mat, a: &[f32], am: Mat, b: &[f32], bm: Mat) {
