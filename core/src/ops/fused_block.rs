@@ -148,8 +148,8 @@ fn forward_host(
     let qkv = linear::forward(&a1, &p.qkv);
     laps.lap("attention qkv");
     let (softmax, att) = match first_only {
-        true => mha::forward_first(&qkv, heads),
-        false => mha::forward(&qkv, heads),
+        true => mha::forward_first(&qkv, heads, mask1.as_deref()),
+        false => mha::forward(&qkv, heads, mask1.as_deref()),
     };
     laps.lap("attention scores + softmax + values");
     // the rows that go on from here: every token's, or each sample's first
@@ -398,9 +398,10 @@ impl Saved {
         let d_att = linear_backward_then(&d_branch, &self.att, proj, grads, |_, _| {})?;
         drop(d_branch);
         laps.lap("attention proj");
+        let mask1 = self.mask1.as_deref();
         let d_qkv = match self.first_only {
-            true => mha::backward_first(&self.qkv, &self.softmax, self.heads, &d_att),
-            false => mha::backward(&self.qkv, &self.softmax, self.heads, &d_att),
+            true => mha::backward_first(&self.qkv, &self.softmax, self.heads, &d_att, mask1),
+            false => mha::backward(&self.qkv, &self.softmax, self.heads, &d_att, mask1),
         };
         laps.lap("attention scores + softmax + values");
         let mut d_x = match self.first_only {

@@ -10,7 +10,7 @@ use super::fastmath::{dot, softmax_rows, softmax_rows_again};
 use super::gemm::{check_product, Mat};
 use super::isa::Isa;
 use super::prepacked::{PackedLhs, Strided};
-use super::rows::{assume_init, Filled};
+use super::rows::{assume_init, Disjoint, Filled};
 use rayon::prelude::*;
 
 #[derive(Clone, Copy, Debug)]
@@ -74,9 +74,13 @@ pub struct Stats(Vec<f32>);
 /// the block's largest saved activation (`batch * heads * tokens^2` floats), written to memory
 /// here and read back by the backward pass, which now makes them again in cache (one product
 /// and the exponentials, the same operations, so the same values to the bit).
-pub fn forward(qkv: &[f32], dims: Heads) -> (Stats, Vec<f32>) {
+///
+/// `mask` is the branch's drop-path scale per sample, if any: a sample it drops (scale 0)
+/// gets zeros, not its attention, which the residual would multiply by zero.
+pub fn forward(qkv: &[f32], dims: Heads, mask: Option<&[f32]>) -> (Stats, Vec<f32>) {
     let t = dims.tokens;
     assert_eq!(qkv.len(), dims.batch * t * 3 * dims.width());
+    check_mask(mask, dims);
     let mut stats = vec![0.0; dims.batch * dims.heads * 2 * t];
     let mut out = Filled::new(dims.batch * t * dims.width());
     let o = out.disjoint();
@@ -84,6 +88,10 @@ pub fn forward(qkv: &[f32], dims: Heads) -> (Stats, Vec<f32>) {
         || Filled::new(t * t),
         |scratch, (i, row_stats)| {
             let (b, h) = (i / dims.heads, i % dims.heads);
+            if dropped(mask, b) {
+                // SAFETY: head h of sample b in `out`, this task's alone
+                return unsafe { zero_view(o, dims.merged(b, h)) };
+            }
             let p = probabilities(qkv, dims, b, h, scratch, Softmax::Keep(row_stats));
             // SAFETY: the `out` view is head h of sample b, written by this task only; the
             // product overwrites it (never reads it)
@@ -144,17 +152,29 @@ fn probabilities<'a>(
     p
 }
 
-/// The gradient of `qkv` from the gradient of the merged output.
-pub fn backward(qkv: &[f32], stats: &Stats, dims: Heads, d_out: &[f32]) -> Vec<f32> {
+/// The gradient of `qkv` from the gradient of the merged output; zeros for the samples
+/// `mask` drops (as [`forward`]: their output's gradient is zero).
+pub fn backward(
+    qkv: &[f32],
+    stats: &Stats,
+    dims: Heads,
+    d_out: &[f32],
+    mask: Option<&[f32]>,
+) -> Vec<f32> {
     let t = dims.tokens;
     assert_eq!(d_out.len(), dims.batch * t * dims.width());
     assert_eq!(stats.0.len(), dims.batch * dims.heads * 2 * t);
+    check_mask(mask, dims);
     let mut d_qkv = Filled::new(qkv.len());
     let d = d_qkv.disjoint();
     (0..dims.batch * dims.heads).into_par_iter().for_each_init(
         || (Filled::new(t * t), vec![0.0f32; t * t]),
         |(scratch, dp), i| {
             let (b, h) = (i / dims.heads, i % dims.heads);
+            if dropped(mask, b) {
+                // SAFETY: head h of sample b in q, k and v, this task's alone
+                return (0..3).for_each(|which| unsafe { zero_view(d, dims.qkv(which, b, h)) });
+            }
             let row_stats = &stats.0[i * 2 * t..(i + 1) * 2 * t];
             let p = probabilities(qkv, dims, b, h, scratch, Softmax::Again(row_stats));
             let square = Mat::dense(t, t);
@@ -185,10 +205,11 @@ pub fn backward(qkv: &[f32], stats: &Stats, dims: Heads, d_out: &[f32]) -> Vec<f
 /// from the last block, whose other tokens' outputs would be computed for nothing): returns
 /// those tokens' outputs, heads side by side (`(batch, width)`), and their softmax statistics.
 /// The first token still attends to every token.
-pub fn forward_first(qkv: &[f32], dims: Heads) -> (Stats, Vec<f32>) {
+pub fn forward_first(qkv: &[f32], dims: Heads, mask: Option<&[f32]>) -> (Stats, Vec<f32>) {
     let (t, hd) = (dims.tokens, dims.head_dim);
     assert!(t > 0, "no first token");
     assert_eq!(qkv.len(), dims.batch * t * 3 * dims.width());
+    check_mask(mask, dims);
     let mut stats = vec![0.0; dims.batch * dims.heads * 2];
     let mut out = vec![0.0; dims.batch * dims.width()];
     stats
@@ -197,6 +218,9 @@ pub fn forward_first(qkv: &[f32], dims: Heads) -> (Stats, Vec<f32>) {
         .enumerate()
         .for_each(|(i, (stats, out))| {
             let (b, h) = (i / dims.heads, i % dims.heads);
+            if dropped(mask, b) {
+                return; // its output stays zero
+            }
             let p = first_probabilities(qkv, dims, b, h, Softmax::Keep(stats));
             for (j, pj) in p.iter().enumerate() {
                 let v = dims.row(qkv, 2, b, h, j);
@@ -223,14 +247,24 @@ fn first_probabilities(qkv: &[f32], dims: Heads, b: usize, h: usize, softmax: So
 /// The gradient of `qkv` from the gradient of the first tokens' outputs (`(batch, width)`),
 /// for [`forward_first`]: each first token's query, and every token's key and value (the other
 /// queries, unused, get zeros).
-pub fn backward_first(qkv: &[f32], stats: &Stats, dims: Heads, d_out: &[f32]) -> Vec<f32> {
+pub fn backward_first(
+    qkv: &[f32],
+    stats: &Stats,
+    dims: Heads,
+    d_out: &[f32],
+    mask: Option<&[f32]>,
+) -> Vec<f32> {
     let (t, hd, d) = (dims.tokens, dims.head_dim, dims.width());
     assert_eq!(d_out.len(), dims.batch * d);
     assert_eq!(stats.0.len(), dims.batch * dims.heads * 2);
+    check_mask(mask, dims);
     let mut d_qkv = vec![0.0; qkv.len()];
     let at = super::rows::Disjoint(d_qkv.as_mut_ptr());
     (0..dims.batch * dims.heads).into_par_iter().for_each(|i| {
         let (b, h) = (i / dims.heads, i % dims.heads);
+        if dropped(mask, b) {
+            return; // its gradient stays zero
+        }
         let p = first_probabilities(qkv, dims, b, h, Softmax::Again(&stats.0[2 * i..2 * i + 2]));
         let d_o = &d_out[b * d + h * hd..b * d + (h + 1) * hd];
         // the slice of head h, part `which`, token j of sample b in `d_qkv`: this task's alone
@@ -261,6 +295,29 @@ pub fn backward_first(qkv: &[f32], stats: &Stats, dims: Heads, d_out: &[f32]) ->
         }
     });
     d_qkv
+}
+
+/// Whether drop-path `mask` drops sample `b`'s branch (scales it by zero).
+fn dropped(mask: Option<&[f32]>, b: usize) -> bool {
+    mask.is_some_and(|m| m[b] == 0.0)
+}
+
+fn check_mask(mask: Option<&[f32]>, dims: Heads) {
+    if let Some(m) = mask {
+        assert_eq!(m.len(), dims.batch, "one drop-path scale per sample");
+    }
+}
+
+/// Zeros over the view `v` of the buffer behind `dst`.
+///
+/// # Safety
+/// `v` must lie within that buffer, with unit column stride, and nothing else may access its
+/// elements meanwhile.
+unsafe fn zero_view(dst: Disjoint, v: Mat) {
+    assert_eq!(v.col_stride, 1, "a head's rows are consecutive channels");
+    for r in 0..v.rows {
+        std::ptr::write_bytes(dst.at(v.offset + r * v.row_stride), 0, v.cols);
+    }
 }
 
 /// `dst = scale a b` for one head, on this thread: `dst` is row-major (unit column stride) and
@@ -302,6 +359,66 @@ crate::multiversion! {
             let c = dot(g_row, p_row);
             for (g, pv) in g_row.iter_mut().zip(p_row) {
                 *g = pv * (*g - c) * scale;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_that_drop_path_drops_are_not_computed_and_the_others_are_unchanged() {
+        // sample 1 is dropped; its inputs are NaN, so any of its arithmetic would show
+        let dims = Heads {
+            batch: 3,
+            tokens: 5,
+            heads: 2,
+            head_dim: 4,
+        };
+        let (d, t) = (dims.width(), dims.tokens);
+        let values = |len: usize, per_sample: usize| -> Vec<f32> {
+            (0..len)
+                .map(|i| match i / per_sample {
+                    1 => f32::NAN,
+                    _ => ((i * 7919) % 101) as f32 / 50.0 - 1.0,
+                })
+                .collect()
+        };
+        let qkv = values(dims.batch * t * 3 * d, t * 3 * d);
+        let mask = [1.25, 0.0, 1.25];
+        let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        // every token, then the first token alone
+        for first in [false, true] {
+            let (rows, fwd): (
+                usize,
+                fn(&[f32], Heads, Option<&[f32]>) -> (Stats, Vec<f32>),
+            ) = match first {
+                false => (t, forward),
+                true => (1, forward_first),
+            };
+            let d_out = values(dims.batch * rows * d, rows * d);
+            let backward = |stats: &Stats, mask| match first {
+                false => backward(&qkv, stats, dims, &d_out, mask),
+                true => backward_first(&qkv, stats, dims, &d_out, mask),
+            };
+            let (stats, out) = fwd(&qkv, dims, Some(&mask));
+            let (plain_stats, plain) = fwd(&qkv, dims, None);
+            let d_qkv = backward(&stats, Some(&mask));
+            let plain_d = backward(&plain_stats, None);
+            let (o, g) = (rows * d, t * 3 * d);
+            assert!(
+                out[o..2 * o].iter().all(|v| v.to_bits() == 0),
+                "first {first}"
+            );
+            assert!(
+                d_qkv[g..2 * g].iter().all(|v| v.to_bits() == 0),
+                "first {first}"
+            );
+            for s in [0, 2] {
+                assert_eq!(bits(&out[s * o..][..o]), bits(&plain[s * o..][..o]));
+                assert_eq!(bits(&d_qkv[s * g..][..g]), bits(&plain_d[s * g..][..g]));
             }
         }
     }
