@@ -368,6 +368,8 @@ crate::multiversion! {
 mod tests {
     use super::*;
 
+    type Forward = fn(&[f32], Heads, Option<&[f32]>) -> (Stats, Vec<f32>);
+
     #[test]
     fn samples_that_drop_path_drops_are_not_computed_and_the_others_are_unchanged() {
         // sample 1 is dropped; its inputs are NaN, so any of its arithmetic would show
@@ -391,10 +393,7 @@ mod tests {
         let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
         // every token, then the first token alone
         for first in [false, true] {
-            let (rows, fwd): (
-                usize,
-                fn(&[f32], Heads, Option<&[f32]>) -> (Stats, Vec<f32>),
-            ) = match first {
+            let (rows, fwd): (usize, Forward) = match first {
                 false => (t, forward),
                 true => (1, forward_first),
             };
