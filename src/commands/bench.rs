@@ -309,6 +309,9 @@ fn median_profile(ours: &[Figures]) -> (f64, Vec<(String, f64, f64)>) {
     (step, rows)
 }
 
+/// The training recipe's drop-path rate in the timed steps (the paper's for small ViTs).
+const DROP_PATH: f64 = 0.1;
+
 fn measure(a: &BenchArgs, preset: &str) -> anyhow::Result<Figures> {
     let vit = VitConfig::preset(preset, a.image, a.channels, Some(a.patch), 10)
         .ok_or_else(|| anyhow::anyhow!("unknown preset {preset}"))?;
@@ -335,7 +338,7 @@ fn measure(a: &BenchArgs, preset: &str) -> anyhow::Result<Figures> {
             train: true,
             rng: Some(&mut rng),
         };
-        let logits = net.forward_traced_from(patches.clone(), 0, 0.1, &mut mode);
+        let logits = net.forward_traced_from(patches.clone(), 0, DROP_PATH, &mut mode);
         let mut grads = soft_cross_entropy(logits, targets.clone()).backward();
         let t = Instant::now();
         opt.update(net, &mut grads, 1e-4, &Default::default());
@@ -367,8 +370,11 @@ fn measure(a: &BenchArgs, preset: &str) -> anyhow::Result<Figures> {
         ));
     }
     let samples_per_sec = (a.steps * a.batch) as f64 / secs;
-    // model work as computed: the last block computes the class token alone
-    let skipped = flops::skipped_by_first_token(&vit, vit.num_patches() + 1);
+    // model work as computed: the last block computes the class token alone, and attention
+    // skips the samples drop-path drops (on average)
+    let tokens = vit.num_patches() + 1;
+    let skipped = flops::skipped_by_first_token(&vit, tokens)
+        + flops::skipped_by_drop_path(&vit, tokens, &net.drop_path_rates(DROP_PATH));
     let gflop = (flops::train_flops_per_sample(&net, &patches, 0) - 3.0 * skipped) / 1e9;
     Ok(Figures {
         preset: preset.into(),
