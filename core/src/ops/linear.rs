@@ -67,10 +67,11 @@ pub fn forward_gelu(x: &[f32], l: &HostLinear) -> (Vec<f32>, Vec<f32>) {
 /// the parameters' gradients `dW = dy^T x` and `db = column sums of dy` as partial sums to
 /// add ([`Partials`]).
 ///
-/// Why in one pass: each block of `dy` goes to its three products while in cache. As three
-/// passes (`dx`, then `dW`, then `db`), `dy` came from memory three times, the gradients of
-/// the widest layers (fc1's, 4 times the width) from beyond the L2 cache, with the threads
-/// waiting for each other between passes.
+/// Why in one pass: each block of `dy` goes to its three products while in cache, and one
+/// way of summing over rows serves `dW` and `db`. As three passes (`dx`, then `dW`, then
+/// `db`), `dy` was read three times, with the threads waiting for each other between passes;
+/// on the 2-core AMD machine the step was no faster for it (the products dominate), so the
+/// one pass is kept for being one function with one summing scheme.
 pub fn backward(
     dy: &[f32],
     x: &[f32],
@@ -85,11 +86,10 @@ pub fn backward(
         rows * ins,
         "input and output gradient differ in rows"
     );
+    // the model's shape checks refuse a Linear layer without inputs or outputs (model.embed_dim,
+    // model.mlp_ratio); the chunks below need both
+    assert!(outs > 0 && ins > 0, "a {outs} x {ins} Linear layer");
     let mut dx: Vec<f32> = Vec::with_capacity(rows * ins);
-    if outs == 0 || ins == 0 {
-        dx.resize(rows * ins, 0.0);
-        return (dx, Partials::zeros(outs, ins, rows > 0));
-    }
     // `dx` block by block as in the forward pass: `dx_block^T = W^T dy_block^T`, the weight
     // transposed, packed once
     let w = PackedLhs::new(Isa::active(), &l.weight, ins, outs, 1, ins, ROWS);
@@ -99,7 +99,7 @@ pub fn backward(
         .div_ceil(WEIGHT_CHUNKS)
         .next_multiple_of(ROWS)
         .max(ROWS);
-    let (d_w, d_b) = (Mat::dense(rows, outs).t(), Mat::dense(rows, ins));
+    let (dy_t, x_rows) = (Mat::dense(rows, outs).t(), Mat::dense(rows, ins));
     let sums: Vec<(Vec<f32>, Vec<f32>)> = dx.spare_capacity_mut()[..rows * ins]
         .par_chunks_mut(chunk * ins)
         .enumerate()
@@ -112,7 +112,7 @@ pub fn backward(
                 let n = block.len() / ins;
                 let block = product_block(&w, dy, outs, ins, None, first, block);
                 finish(first, block);
-                let (a, b) = (d_w.sub(0, first, outs, n), d_b.sub(first, 0, n, ins));
+                let (a, b) = (dy_t.sub(0, first, outs, n), x_rows.sub(first, 0, n, ins));
                 // SAFETY: `dw` is this task's own, sized for the product; the views lie in
                 // `dy` and `x` (their rows were checked above)
                 let dense = Mat::dense(outs, ins);
@@ -141,14 +141,6 @@ pub struct Partials {
 }
 
 impl Partials {
-    fn zeros(outs: usize, ins: usize, any: bool) -> Partials {
-        let n = usize::from(any);
-        Partials {
-            weight: vec![vec![0.0; outs * ins]; n],
-            bias: vec![vec![0.0; outs]; n],
-        }
-    }
-
     /// `dw +=` the weight's gradient: each element adds the chunks in chunk order (elements
     /// split across threads).
     pub fn add_weight_into(&self, dw: &mut [f32]) {

@@ -90,7 +90,8 @@ pub fn forward(qkv: &[f32], dims: Heads, mask: Option<&[f32]>) -> (Stats, Vec<f3
             let (b, h) = (i / dims.heads, i % dims.heads);
             if dropped(mask, b) {
                 // SAFETY: head h of sample b in `out`, this task's alone
-                return unsafe { zero_view(o, dims.merged(b, h)) };
+                unsafe { zero_view(o, dims.merged(b, h)) };
+                return;
             }
             let p = probabilities(qkv, dims, b, h, scratch, Softmax::Keep(row_stats));
             // SAFETY: the `out` view is head h of sample b, written by this task only; the
@@ -172,8 +173,11 @@ pub fn backward(
         |(scratch, dp), i| {
             let (b, h) = (i / dims.heads, i % dims.heads);
             if dropped(mask, b) {
-                // SAFETY: head h of sample b in q, k and v, this task's alone
-                return (0..3).for_each(|which| unsafe { zero_view(d, dims.qkv(which, b, h)) });
+                for which in 0..3 {
+                    // SAFETY: head h of sample b in q, k or v, this task's alone
+                    unsafe { zero_view(d, dims.qkv(which, b, h)) };
+                }
+                return;
             }
             let row_stats = &stats.0[i * 2 * t..(i + 1) * 2 * t];
             let p = probabilities(qkv, dims, b, h, scratch, Softmax::Again(row_stats));
