@@ -164,6 +164,7 @@ fn add_in_order(dst: &mut [f32], partials: &[Vec<f32>]) {
 
 /// One block of [`product_blocks`]: rows `first..` of `input` by the packed weight into
 /// `block` (whole rows of `width_out`), onto the bias if any; returns the block, initialised.
+#[inline(always)]
 fn product_block<'a>(
     w: &PackedLhs,
     input: &[f32],
