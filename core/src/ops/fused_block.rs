@@ -346,7 +346,8 @@ struct Saved {
     norm1: Normalized,
     a1: Vec<f32>,
     qkv: Vec<f32>,
-    /// each attention row's softmax statistics (the probabilities are made again)
+    /// each attention row's softmax statistics (the probabilities are made again), and the
+    /// samples attention skipped for drop-path
     softmax: mha::Stats,
     att: Vec<f32>,
     norm2: Normalized,
@@ -398,10 +399,9 @@ impl Saved {
         let d_att = linear_backward_then(&d_branch, &self.att, proj, grads, |_, _| {})?;
         drop(d_branch);
         laps.lap("attention proj");
-        let mask1 = self.mask1.as_deref();
         let d_qkv = match self.first_only {
-            true => mha::backward_first(&self.qkv, &self.softmax, self.heads, &d_att, mask1),
-            false => mha::backward(&self.qkv, &self.softmax, self.heads, &d_att, mask1),
+            true => mha::backward_first(&self.qkv, &self.softmax, self.heads, &d_att),
+            false => mha::backward(&self.qkv, &self.softmax, self.heads, &d_att),
         };
         laps.lap("attention scores + softmax + values");
         let mut d_x = match self.first_only {

@@ -7,6 +7,7 @@
 use super::fastmath::add_in_place;
 use super::fused_block::{host_linear, linear_backward_then, LinearWeights};
 use super::linear;
+use super::rows::add_in_order;
 use crate::device::{
     host_values, read_buffer, tensor_from_slice, write_buffer, Act, Dev, Matrix, Vector,
 };
@@ -64,15 +65,8 @@ pub fn forward<T: Tape<f32, Dev>>(w: &StemWeights, patches: Act<T>) -> Act<T> {
             // the position embedding's gradient: the sum over samples, each element adding
             // the samples in order (the same result whatever the number of threads)
             let mut d_pos = vec![0.0; tokens];
-            d_pos
-                .par_chunks_mut(1 << 12)
-                .enumerate()
-                .for_each(|(c, acc)| {
-                    let at = c * (1 << 12);
-                    for sample in d_out.chunks_exact(tokens.max(1)) {
-                        add_in_place(acc, &sample[at..at + acc.len()]);
-                    }
-                });
+            let samples: Vec<&[f32]> = d_out.chunks_exact(tokens.max(1)).collect();
+            add_in_order(&mut d_pos, &samples);
             // the patches' rows, without each sample's class token
             let mut d_emb = vec![0.0; batch * n * d];
             if d > 0 {

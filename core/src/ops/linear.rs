@@ -4,11 +4,11 @@
 //! memory. Blocks are [`ROWS`] rows whatever the number of threads, so results do not depend
 //! on it.
 
-use super::fastmath::{add_in_place, gelu_in_place};
+use super::fastmath::gelu_in_place;
 use super::gemm::{matmul_raw, Mat};
 use super::isa::Isa;
 use super::prepacked::{PackedLhs, Strided};
-use super::rows::{add_rows, assume_init, Disjoint};
+use super::rows::{add_in_order, add_rows, assume_init, Disjoint};
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
 
@@ -100,6 +100,7 @@ pub fn backward(
         .next_multiple_of(ROWS)
         .max(ROWS);
     let (dy_t, x_rows) = (Mat::dense(rows, outs).t(), Mat::dense(rows, ins));
+    let dense = Mat::dense(outs, ins);
     let sums: Vec<(Vec<f32>, Vec<f32>)> = dx.spare_capacity_mut()[..rows * ins]
         .par_chunks_mut(chunk * ins)
         .enumerate()
@@ -115,9 +116,10 @@ pub fn backward(
                 let (a, b) = (dy_t.sub(0, first, outs, n), x_rows.sub(first, 0, n, ins));
                 // SAFETY: `dw` is this task's own, sized for the product; the views lie in
                 // `dy` and `x` (their rows were checked above)
-                let dense = Mat::dense(outs, ins);
                 unsafe { matmul_raw(dw.as_mut_ptr(), dense, dy, a, x, b, 1.0, s > 0, 1) };
-                add_rows(&dy[first * outs..(first + n) * outs], &mut db);
+                if l.bias.is_some() {
+                    add_rows(&dy[first * outs..(first + n) * outs], &mut db);
+                }
             }
             // SAFETY: the first block's product wrote all `outs * ins` elements
             unsafe { dw.set_len(outs * ins) };
@@ -151,15 +153,6 @@ impl Partials {
     pub fn add_bias_into(&self, db: &mut [f32]) {
         add_in_order(db, &self.bias)
     }
-}
-
-fn add_in_order(dst: &mut [f32], partials: &[Vec<f32>]) {
-    const PART: usize = 1 << 12;
-    dst.par_chunks_mut(PART).enumerate().for_each(|(c, d)| {
-        for p in partials {
-            add_in_place(d, &p[c * PART..c * PART + d.len()]);
-        }
-    });
 }
 
 /// One block of [`product_blocks`]: rows `first..` of `input` by the packed weight into

@@ -67,7 +67,19 @@ impl Heads {
 /// Each attention row's largest scaled score and `1 / sum(exp(score - largest))`, two floats
 /// per row, for every (sample, head) in turn: what the backward pass needs to make the
 /// probabilities again (`exp(score - largest) * that`).
-pub struct Stats(Vec<f32>);
+pub struct Stats {
+    rows: Vec<f32>,
+    /// the samples the forward pass skipped (drop-path scale 0), which the backward pass skips
+    /// too; empty without a mask
+    dropped: Vec<bool>,
+}
+
+/// Which samples drop-path `mask` drops (scale 0): one flag per sample, none without a mask.
+fn dropped_samples(mask: Option<&[f32]>, dims: Heads) -> Vec<bool> {
+    let Some(m) = mask else { return Vec::new() };
+    assert_eq!(m.len(), dims.batch, "one drop-path scale per sample");
+    m.iter().map(|&k| k == 0.0).collect()
+}
 
 /// `softmax(q k^T / sqrt(head_dim)) v` for every head: returns the heads' outputs side by
 /// side (`(rows, width)`) and each row's softmax statistics. Not the probabilities: they were
@@ -80,7 +92,7 @@ pub struct Stats(Vec<f32>);
 pub fn forward(qkv: &[f32], dims: Heads, mask: Option<&[f32]>) -> (Stats, Vec<f32>) {
     let t = dims.tokens;
     assert_eq!(qkv.len(), dims.batch * t * 3 * dims.width());
-    check_mask(mask, dims);
+    let dropped = dropped_samples(mask, dims);
     let mut stats = vec![0.0; dims.batch * dims.heads * 2 * t];
     let mut out = Filled::new(dims.batch * t * dims.width());
     let o = out.disjoint();
@@ -88,7 +100,7 @@ pub fn forward(qkv: &[f32], dims: Heads, mask: Option<&[f32]>) -> (Stats, Vec<f3
         || Filled::new(t * t),
         |scratch, (i, row_stats)| {
             let (b, h) = (i / dims.heads, i % dims.heads);
-            if dropped(mask, b) {
+            if skipped(&dropped, b) {
                 // SAFETY: head h of sample b in `out`, this task's alone
                 unsafe { zero_view(o, dims.merged(b, h)) };
                 return;
@@ -109,8 +121,12 @@ pub fn forward(qkv: &[f32], dims: Heads, mask: Option<&[f32]>) -> (Stats, Vec<f3
             }
         },
     );
+    let stats = Stats {
+        rows: stats,
+        dropped,
+    };
     // SAFETY: the heads of every sample cover every column of every row of `out`
-    (Stats(stats), unsafe { out.assume_filled() })
+    (stats, unsafe { out.assume_filled() })
 }
 
 /// Whether [`probabilities`] keeps each row's statistics (forward) or uses those kept.
@@ -153,33 +169,26 @@ fn probabilities<'a>(
     p
 }
 
-/// The gradient of `qkv` from the gradient of the merged output; zeros for the samples
-/// `mask` drops (as [`forward`]: their output's gradient is zero).
-pub fn backward(
-    qkv: &[f32],
-    stats: &Stats,
-    dims: Heads,
-    d_out: &[f32],
-    mask: Option<&[f32]>,
-) -> Vec<f32> {
+/// The gradient of `qkv` from the gradient of the merged output; zeros for the samples the
+/// forward pass skipped (their output's gradient is zero).
+pub fn backward(qkv: &[f32], stats: &Stats, dims: Heads, d_out: &[f32]) -> Vec<f32> {
     let t = dims.tokens;
     assert_eq!(d_out.len(), dims.batch * t * dims.width());
-    assert_eq!(stats.0.len(), dims.batch * dims.heads * 2 * t);
-    check_mask(mask, dims);
+    assert_eq!(stats.rows.len(), dims.batch * dims.heads * 2 * t);
     let mut d_qkv = Filled::new(qkv.len());
     let d = d_qkv.disjoint();
     (0..dims.batch * dims.heads).into_par_iter().for_each_init(
         || (Filled::new(t * t), vec![0.0f32; t * t]),
         |(scratch, dp), i| {
             let (b, h) = (i / dims.heads, i % dims.heads);
-            if dropped(mask, b) {
+            if skipped(&stats.dropped, b) {
                 for which in 0..3 {
                     // SAFETY: head h of sample b in q, k or v, this task's alone
                     unsafe { zero_view(d, dims.qkv(which, b, h)) };
                 }
                 return;
             }
-            let row_stats = &stats.0[i * 2 * t..(i + 1) * 2 * t];
+            let row_stats = &stats.rows[i * 2 * t..(i + 1) * 2 * t];
             let p = probabilities(qkv, dims, b, h, scratch, Softmax::Again(row_stats));
             let square = Mat::dense(t, t);
             let (q, k, v) = (dims.qkv(0, b, h), dims.qkv(1, b, h), dims.qkv(2, b, h));
@@ -213,7 +222,7 @@ pub fn forward_first(qkv: &[f32], dims: Heads, mask: Option<&[f32]>) -> (Stats, 
     let (t, hd) = (dims.tokens, dims.head_dim);
     assert!(t > 0, "no first token");
     assert_eq!(qkv.len(), dims.batch * t * 3 * dims.width());
-    check_mask(mask, dims);
+    let dropped = dropped_samples(mask, dims);
     let mut stats = vec![0.0; dims.batch * dims.heads * 2];
     let mut out = vec![0.0; dims.batch * dims.width()];
     stats
@@ -222,7 +231,7 @@ pub fn forward_first(qkv: &[f32], dims: Heads, mask: Option<&[f32]>) -> (Stats, 
         .enumerate()
         .for_each(|(i, (stats, out))| {
             let (b, h) = (i / dims.heads, i % dims.heads);
-            if dropped(mask, b) {
+            if skipped(&dropped, b) {
                 return; // its output stays zero
             }
             let p = first_probabilities(qkv, dims, b, h, Softmax::Keep(stats));
@@ -231,7 +240,11 @@ pub fn forward_first(qkv: &[f32], dims: Heads, mask: Option<&[f32]>) -> (Stats, 
                 out.iter_mut().zip(v).for_each(|(o, v)| *o += pj * v);
             }
         });
-    (Stats(stats), out)
+    let stats = Stats {
+        rows: stats,
+        dropped,
+    };
+    (stats, out)
 }
 
 /// The first token's probabilities over the tokens of sample `b`, head `h`.
@@ -251,25 +264,24 @@ fn first_probabilities(qkv: &[f32], dims: Heads, b: usize, h: usize, softmax: So
 /// The gradient of `qkv` from the gradient of the first tokens' outputs (`(batch, width)`),
 /// for [`forward_first`]: each first token's query, and every token's key and value (the other
 /// queries, unused, get zeros).
-pub fn backward_first(
-    qkv: &[f32],
-    stats: &Stats,
-    dims: Heads,
-    d_out: &[f32],
-    mask: Option<&[f32]>,
-) -> Vec<f32> {
+pub fn backward_first(qkv: &[f32], stats: &Stats, dims: Heads, d_out: &[f32]) -> Vec<f32> {
     let (t, hd, d) = (dims.tokens, dims.head_dim, dims.width());
     assert_eq!(d_out.len(), dims.batch * d);
-    assert_eq!(stats.0.len(), dims.batch * dims.heads * 2);
-    check_mask(mask, dims);
+    assert_eq!(stats.rows.len(), dims.batch * dims.heads * 2);
     let mut d_qkv = vec![0.0; qkv.len()];
-    let at = super::rows::Disjoint(d_qkv.as_mut_ptr());
+    let at = Disjoint(d_qkv.as_mut_ptr());
     (0..dims.batch * dims.heads).into_par_iter().for_each(|i| {
         let (b, h) = (i / dims.heads, i % dims.heads);
-        if dropped(mask, b) {
+        if skipped(&stats.dropped, b) {
             return; // its gradient stays zero
         }
-        let p = first_probabilities(qkv, dims, b, h, Softmax::Again(&stats.0[2 * i..2 * i + 2]));
+        let p = first_probabilities(
+            qkv,
+            dims,
+            b,
+            h,
+            Softmax::Again(&stats.rows[2 * i..2 * i + 2]),
+        );
         let d_o = &d_out[b * d + h * hd..b * d + (h + 1) * hd];
         // the slice of head h, part `which`, token j of sample b in `d_qkv`: this task's alone
         let part = |which: usize, j: usize| {
@@ -301,15 +313,9 @@ pub fn backward_first(
     d_qkv
 }
 
-/// Whether drop-path `mask` drops sample `b`'s branch (scales it by zero).
-fn dropped(mask: Option<&[f32]>, b: usize) -> bool {
-    mask.is_some_and(|m| m[b] == 0.0)
-}
-
-fn check_mask(mask: Option<&[f32]>, dims: Heads) {
-    if let Some(m) = mask {
-        assert_eq!(m.len(), dims.batch, "one drop-path scale per sample");
-    }
+/// Whether sample `b` is among the `dropped` ([`dropped_samples`]).
+fn skipped(dropped: &[bool], b: usize) -> bool {
+    dropped.get(b).copied().unwrap_or(false)
 }
 
 /// Zeros over the view `v` of the buffer behind `dst`.
@@ -402,14 +408,15 @@ mod tests {
                 true => (1, forward_first),
             };
             let d_out = values(dims.batch * rows * d, rows * d);
-            let backward = |stats: &Stats, mask| match first {
-                false => backward(&qkv, stats, dims, &d_out, mask),
-                true => backward_first(&qkv, stats, dims, &d_out, mask),
+            // the backward pass skips what the forward pass skipped, from its statistics
+            let backward = |stats: &Stats| match first {
+                false => backward(&qkv, stats, dims, &d_out),
+                true => backward_first(&qkv, stats, dims, &d_out),
             };
             let (stats, out) = fwd(&qkv, dims, Some(&mask));
             let (plain_stats, plain) = fwd(&qkv, dims, None);
-            let d_qkv = backward(&stats, Some(&mask));
-            let plain_d = backward(&plain_stats, None);
+            let d_qkv = backward(&stats);
+            let plain_d = backward(&plain_stats);
             let (o, g) = (rows * d, t * 3 * d);
             assert!(
                 out[o..2 * o].iter().all(|v| v.to_bits() == 0),

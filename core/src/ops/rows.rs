@@ -16,6 +16,18 @@ crate::multiversion! {
     }
 }
 
+/// `dst +=` each of `partials` in turn: every element adds them in the same order whatever
+/// the number of threads (elements are split across threads, not partials).
+pub fn add_in_order(dst: &mut [f32], partials: &[impl AsRef<[f32]> + Sync]) {
+    use rayon::prelude::*;
+    const PART: usize = 1 << 12;
+    dst.par_chunks_mut(PART).enumerate().for_each(|(c, d)| {
+        for p in partials {
+            super::fastmath::add_in_place(d, &p.as_ref()[c * PART..c * PART + d.len()]);
+        }
+    });
+}
+
 /// `x` as floats, once every element has been written (by a product that overwrites its
 /// destination, or a kernel writing each element): a part of a buffer made without a zeroing
 /// pass, filled by the thread that uses it next, while in cache.
