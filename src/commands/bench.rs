@@ -97,10 +97,7 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
     );
     let torch = match &a.pytorch {
         Some(python) => {
-            let path =
-                std::env::temp_dir().join(format!("incubator-bench-{}.py", std::process::id()));
-            fs_err::write(&path, include_str!("../../scripts/reference/bench.py"))?;
-            let m: TorchMachine = run_torch(python, &path, &["--matmul".to_string()])?;
+            let m: TorchMachine = run_torch(python, &["--matmul".to_string()])?;
             outln!(
                 "PyTorch {} ({}): CPU capability {}, its f32 matmul 512x512x512 at {:.1} GFLOP/s, now{}",
                 m.torch,
@@ -109,7 +106,7 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
                 m.matmul_gflops,
                 torch_cap_note()
             );
-            Some((python.clone(), path, m.matmul_gflops))
+            Some((python.clone(), m.matmul_gflops))
         }
         None => None,
     };
@@ -142,12 +139,12 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
             // PyTorch first in every other round, so that a machine speeding up or slowing
             // down over the command favours neither side
             let torch_first = round % 2 == 1;
-            if let (true, Some((python, script, _))) = (torch_first, &torch) {
-                theirs.push(torch_figures(python, script, a, &p)?);
+            if let (true, Some((python, _))) = (torch_first, &torch) {
+                theirs.push(torch_figures(python, a, &p)?);
             }
             ours.push(child_figures(&exe, a, &p)?);
-            if let (false, Some((python, script, _))) = (torch_first, &torch) {
-                theirs.push(torch_figures(python, script, a, &p)?);
+            if let (false, Some((python, _))) = (torch_first, &torch) {
+                theirs.push(torch_figures(python, a, &p)?);
             }
             if a.rounds > 1 {
                 outln!("{}", round_line(&p, round, &ours[round], theirs.get(round)));
@@ -156,7 +153,7 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
         if a.profile {
             profiles.push((p.clone(), median_profile(&ours)));
         }
-        let row = table_row(&ours, &theirs, torch.as_ref().map(|t| t.2), gemm);
+        let row = table_row(&ours, &theirs, torch.as_ref().map(|t| t.1), gemm);
         if a.rounds == 1 {
             outln!("{row}");
         } else {
@@ -411,13 +408,12 @@ struct TorchFigures {
 /// The same preset trained by PyTorch (`scripts/reference/bench.py`) in a child process.
 fn torch_figures(
     python: &std::path::Path,
-    script: &std::path::Path,
     a: &BenchArgs,
     preset: &str,
 ) -> anyhow::Result<TorchFigures> {
     let mut args = vec!["--preset".to_string(), preset.to_string()];
     args.extend(shape_args(a));
-    run_torch(python, script, &args)
+    run_torch(python, &args)
 }
 
 /// What PyTorch runs on this machine: `bench.py --matmul`.
@@ -490,17 +486,20 @@ fn torch_cap_note() -> String {
     format!(" (capped as ours: {})", set.join(" "))
 }
 
+/// `scripts/reference/bench.py`, handed to Python as `-c` source: no file to write and clean
+/// up (a script written to the temporary folder was left there by every run).
+const TORCH_SCRIPT: &str = include_str!("../../scripts/reference/bench.py");
+
 /// Runs the PyTorch script with `args` plus the threads and device we use, and reads its one
 /// JSON line.
 fn run_torch<T: serde::de::DeserializeOwned>(
     python: &std::path::Path,
-    script: &std::path::Path,
     args: &[String],
 ) -> anyhow::Result<T> {
     // ours: rayon's pool (`RAYON_NUM_THREADS`, else one per core); PyTorch gets as many
     let threads = incubator_core::ops::gemm::threads();
     let out = std::process::Command::new(python)
-        .arg(script)
+        .args(["-c", TORCH_SCRIPT])
         .args(args)
         .args(["--threads", &threads.to_string()])
         // a CUDA build trains on the GPU: so does PyTorch
