@@ -129,35 +129,22 @@ fn rounds_against_pytorch_alternate_who_goes_first_and_give_the_median_ratio() {
 /// answers as `bench.py` does.
 #[test]
 fn pytorch_gets_its_script_as_source_and_nothing_is_left_in_the_temporary_folder() {
-    use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
-    let (tmp, python) = (dir.path().join("tmp"), dir.path().join("python"));
-    std::fs::create_dir(&tmp).unwrap();
-    std::fs::write(
-        &python,
-        r#"#!/bin/sh
-[ "$1" = "-c" ] || { echo "want the script as -c source, got: $1" >&2; exit 2; }
-case "$2" in *"def main"*) ;; *) echo "not bench.py's source" >&2; exit 2 ;; esac
+    let python = stand_in_python(
+        dir.path(),
+        r#"case "$2" in *"def main"*) ;; *) echo "not bench.py's source" >&2; exit 2 ;; esac
 case "$3" in
   --matmul) echo '{"torch": "stand-in", "device": "cpu", "cpu_capability": "AVX2", "matmul_gflops": 100.0}' ;;
   *) echo '{"samples_per_sec": 50.0, "peak_rss_mib": 10.0}' ;;
-esac
-"#,
-    )
-    .unwrap();
-    std::fs::set_permissions(&python, std::fs::Permissions::from_mode(0o755)).unwrap();
+esac"#,
+    );
     let mut args = SMALL_BENCH.to_vec();
     args.extend(["--pytorch", python.to_str().unwrap()]);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_incubator"))
-        .args(&args)
-        .env("TMPDIR", &tmp)
-        .output()
-        .unwrap();
+    let (out, left) = incubator_in_tmpdir(dir.path(), &args);
     assert_ok(&out, "bench --pytorch (stand-in)");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("PyTorch stand-in (cpu"), "{text}");
     // the stand-in's samples/s in PyTorch's column
     assert_eq!(row_cells(&text)[2], "50.0", "{text}");
-    let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().collect();
     assert!(left.is_empty(), "left in the temporary folder: {left:?}");
 }

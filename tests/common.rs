@@ -320,3 +320,33 @@ pub fn crash_seed() -> u64 {
         .and_then(|s| s.parse().ok())
         .unwrap_or(20261130)
 }
+
+/// A stand-in for Python in `dir`: it refuses to run anything but a script handed over as
+/// `-c` source (`$2`), then runs `body` (a shell snippet answering as the real script would;
+/// the script's own arguments from `$3` on).
+pub fn stand_in_python(dir: &Path, body: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join("python");
+    let script = format!(
+        "#!/bin/sh\n[ \"$1\" = \"-c\" ] || {{ echo \"want the script as -c source, got: $1\" >&2; exit 2; }}\n{body}\n"
+    );
+    std::fs::write(&path, script).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+/// `incubator ARGS` with `TMPDIR` an empty folder of `dir`, and what it left there.
+pub fn incubator_in_tmpdir(dir: &Path, args: &[&str]) -> (Output, Vec<PathBuf>) {
+    let tmp = dir.join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_incubator"))
+        .args(args)
+        .env("TMPDIR", &tmp)
+        .output()
+        .expect("the binary starts");
+    let left = std::fs::read_dir(&tmp)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    (out, left)
+}

@@ -571,3 +571,39 @@ fn an_assembled_model_fine_tunes_at_a_higher_resolution() {
         stderr(&o)
     );
 }
+
+/// `bench-loader --torchvision` hands Python its script as `-c` source and leaves nothing in
+/// the temporary folder (it wrote `incubator-loader-bench-PID.py` there, a name another user
+/// could plant a link at). A stand-in for Python answers as the script does.
+#[test]
+fn bench_loader_gives_torchvision_its_script_as_source_and_leaves_no_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = write_folder(dir.path(), "png", 32, 8);
+    let python = stand_in_python(
+        dir.path(),
+        r#"case "$2" in *images_per_s*) ;; *) echo "not loader_bench.py's source" >&2; exit 2 ;; esac
+echo '{"images_per_s": 1234.0, "images": 16, "seconds": 0.01, "torch": "stand-in"}'"#,
+    );
+    let (out, left) = incubator_in_tmpdir(
+        dir.path(),
+        &[
+            "bench-loader",
+            folder.to_str().unwrap(),
+            "--batch",
+            "8",
+            "--batches",
+            "2",
+            "--size",
+            "32",
+            "--torchvision",
+            python.to_str().unwrap(),
+        ],
+    );
+    assert_ok(&out, "bench-loader --torchvision (stand-in)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("| torchvision DataLoader + timm transform (torch stand-in) | 1234 |"),
+        "{text}"
+    );
+    assert!(left.is_empty(), "left in the temporary folder: {left:?}");
+}

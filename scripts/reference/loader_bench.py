@@ -57,6 +57,10 @@ loader = torch.utils.data.DataLoader(
     prefetch_factor=a.prefetch if a.workers > 0 else None,
     drop_last=True,
     generator=torch.Generator().manual_seed(0),
+    # workers forked, as Linux did by default before Python 3.14: they inherit the posterize
+    # patch above, and this script (run as `-c` source, with no guard around its top level)
+    # is never imported again in them, as forkserver and spawn would
+    multiprocessing_context="fork" if a.workers > 0 else None,
 )
 it = iter(loader)
 next(it)  # warm-up: workers started, first batch decoded

@@ -85,14 +85,13 @@ pub fn run(a: &BenchLoaderArgs) -> anyhow::Result<()> {
         outln!("| loader | images/s |\n|---|---:|\n| incubator | {ours:.0} |");
         return Ok(());
     };
-    let script =
-        std::env::temp_dir().join(format!("incubator-loader-bench-{}.py", std::process::id()));
-    std::fs::write(
-        &script,
-        include_str!("../../scripts/reference/loader_bench.py"),
-    )?;
+    // the script as `-c` source: no file in the temporary folder, where a name that comes
+    // from the process id could be planted beforehand
     let out = std::process::Command::new(python)
-        .arg(&script)
+        .args([
+            "-c",
+            include_str!("../../scripts/reference/loader_bench.py"),
+        ])
         .args(["--folder", &a.folder.to_string_lossy()])
         .args(["--workers", &a.workers.to_string()])
         .args(["--prefetch", &a.prefetch.to_string()])
@@ -100,7 +99,6 @@ pub fn run(a: &BenchLoaderArgs) -> anyhow::Result<()> {
         .args(["--batches", &a.batches.to_string()])
         .args(["--size", &a.size.to_string()])
         .output();
-    let _ = std::fs::remove_file(&script);
     let out = out.map_err(|e| anyhow::anyhow!("cannot run {}: {e}", python.display()))?;
     if !out.status.success() {
         anyhow::bail!(

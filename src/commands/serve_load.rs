@@ -56,8 +56,11 @@ struct Measured {
 }
 
 pub fn run(a: &ServeLoadArgs) -> anyhow::Result<()> {
-    let tmp = std::env::temp_dir().join(format!("incubator-bench-serve-{}", std::process::id()));
-    fs_err::create_dir_all(&tmp)?;
+    // removed when dropped, on an error too
+    let scratch = tempfile::Builder::new()
+        .prefix("incubator-bench-serve-")
+        .tempdir()?;
+    let tmp = scratch.path();
     let config = match &a.config {
         Some(c) => c.clone(),
         None => {
@@ -123,7 +126,6 @@ pub fn run(a: &ServeLoadArgs) -> anyhow::Result<()> {
         "training time with clients / without: median {median:.3}, range {lowest:.3}-{highest:.3} over {} rounds",
         ratios.len()
     );
-    let _ = std::fs::remove_dir_all(&tmp);
     Ok(())
 }
 
@@ -169,11 +171,24 @@ fn watch(child: &mut Child, dir: &Path, load: Option<&ServeLoadArgs>) -> anyhow:
     let mut readers = Vec::new();
     let mut others = Vec::new();
     let page_loads = Arc::new(AtomicUsize::new(0));
+    // what a client was refused, if anything: the first answer that was not 200 OK
+    let refused = Arc::new(std::sync::Mutex::new(None::<String>));
+    // records each reading client has received so far
+    let progress: Arc<Vec<AtomicUsize>> = Arc::new(
+        (0..load.map_or(0, |a| a.clients))
+            .map(|_| AtomicUsize::new(0))
+            .collect(),
+    );
     if let Some(a) = load {
-        for _ in 0..a.clients {
+        for i in 0..a.clients {
             let (addr, name, done) = (addr.clone(), name.clone(), done.clone());
+            let (progress, refused) = (progress.clone(), refused.clone());
             readers.push(std::thread::spawn(move || {
-                stream_client(&addr, &name, &done, started)
+                let got = stream_client(&addr, &name, &done, started, &progress[i]);
+                if let Err(e) = &got {
+                    refused.lock().unwrap().get_or_insert_with(|| e.clone());
+                }
+                got.unwrap_or((0, f64::INFINITY)).1
             }));
         }
         for _ in 0..a.stalled {
@@ -181,7 +196,11 @@ fn watch(child: &mut Child, dir: &Path, load: Option<&ServeLoadArgs>) -> anyhow:
             others.push(std::thread::spawn(move || {
                 like_a_remote_machine();
                 if let Ok(mut s) = TcpStream::connect(&addr) {
-                    let _ = write!(s, "GET /api/runs/{name}/events HTTP/1.1\r\nHost: x\r\n\r\n");
+                    let _ = write!(
+                        s,
+                        "{}",
+                        request(&addr, &format!("/api/runs/{name}/events"), false)
+                    );
                     while !done.load(Ordering::SeqCst) && started.elapsed() < DEADLINE {
                         std::thread::sleep(Duration::from_millis(50));
                     }
@@ -191,6 +210,7 @@ fn watch(child: &mut Child, dir: &Path, load: Option<&ServeLoadArgs>) -> anyhow:
         for _ in 0..a.page_loaders {
             let (addr, name, done, count) =
                 (addr.clone(), name.clone(), done.clone(), page_loads.clone());
+            let refused = refused.clone();
             others.push(std::thread::spawn(move || {
                 like_a_remote_machine();
                 let pages = [
@@ -200,8 +220,13 @@ fn watch(child: &mut Child, dir: &Path, load: Option<&ServeLoadArgs>) -> anyhow:
                 ];
                 let mut i = 0usize;
                 while !done.load(Ordering::SeqCst) && started.elapsed() < DEADLINE && i < 100_000 {
-                    if get(&addr, &pages[i % pages.len()]).is_ok() {
-                        count.fetch_add(1, Ordering::SeqCst);
+                    match get(&addr, &pages[i % pages.len()]) {
+                        Ok(_) => {
+                            count.fetch_add(1, Ordering::SeqCst);
+                        }
+                        Err(e) => {
+                            refused.lock().unwrap().get_or_insert_with(|| e.to_string());
+                        }
                     }
                     i += 1;
                     std::thread::sleep(Duration::from_millis(20));
@@ -224,21 +249,6 @@ fn watch(child: &mut Child, dir: &Path, load: Option<&ServeLoadArgs>) -> anyhow:
     }
     peak = peak.max(peak_rss_mib(child.id()));
     let run_cpu_s = cpu_seconds(&child.id().to_string());
-    // let the readers take the last records, then stop everyone
-    std::thread::sleep(Duration::from_millis(800));
-    done.store(true, Ordering::SeqCst);
-    let mut per_client = Vec::new();
-    let mut slowest = 0.0f64;
-    for r in readers {
-        let (records, first) = r.join().expect("a client thread");
-        per_client.push(records);
-        slowest = slowest.max(first);
-    }
-    for o in others {
-        let _ = o.join();
-    }
-    let clients_cpu_s = cpu_seconds("self") - clients_cpu_before;
-    let train_s = training_seconds(dir)?;
     let mut written = 0;
     for entry in fs_err::read_dir(dir.join("events"))? {
         written += fs_err::read(entry?.path())?
@@ -246,6 +256,31 @@ fn watch(child: &mut Child, dir: &Path, load: Option<&ServeLoadArgs>) -> anyhow:
             .filter(|&&b| b == b'\n')
             .count();
     }
+    // let the readers take the last records (the training's end frees the cores their
+    // SCHED_IDLE threads wait for), then stop everyone
+    let waited = Instant::now();
+    while progress.iter().any(|p| p.load(Ordering::SeqCst) < written)
+        && waited.elapsed() < Duration::from_secs(10)
+        && refused.lock().unwrap().is_none()
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    done.store(true, Ordering::SeqCst);
+    let mut slowest = 0.0f64;
+    for r in readers {
+        slowest = slowest.max(r.join().expect("a client thread"));
+    }
+    for o in others {
+        let _ = o.join();
+    }
+    if let Some(why) = refused.lock().unwrap().take() {
+        anyhow::bail!(
+            "the live server refused the benchmark's clients, so nothing was measured: {why}"
+        );
+    }
+    let per_client: Vec<usize> = progress.iter().map(|p| p.load(Ordering::SeqCst)).collect();
+    let clients_cpu_s = cpu_seconds("self") - clients_cpu_before;
+    let train_s = training_seconds(dir)?;
     Ok(Measured {
         written,
         run_cpu_s,
@@ -258,31 +293,51 @@ fn watch(child: &mut Child, dir: &Path, load: Option<&ServeLoadArgs>) -> anyhow:
     })
 }
 
-/// Reads the run's stream until told to stop: (records received, seconds to the first one).
-fn stream_client(addr: &str, name: &str, done: &AtomicBool, started: Instant) -> (usize, f64) {
+/// Reads the run's stream until told to stop, counting the records it receives in `records`:
+/// the seconds to the first one, or the server's answer if it was not `200 OK`.
+fn stream_client(
+    addr: &str,
+    name: &str,
+    done: &AtomicBool,
+    started: Instant,
+    records: &AtomicUsize,
+) -> Result<(usize, f64), String> {
     like_a_remote_machine();
-    let Ok(mut s) = TcpStream::connect(addr) else {
-        return (0, f64::INFINITY);
-    };
+    let mut s = TcpStream::connect(addr).map_err(|e| format!("connecting to {addr}: {e}"))?;
     let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
-    if write!(s, "GET /api/runs/{name}/events HTTP/1.1\r\nHost: x\r\n\r\n").is_err() {
-        return (0, f64::INFINITY);
-    }
-    let (mut records, mut first) = (0usize, f64::INFINITY);
+    write!(
+        s,
+        "{}",
+        request(addr, &format!("/api/runs/{name}/events"), false)
+    )
+    .map_err(|e| format!("sending the request: {e}"))?;
+    let mut first = f64::INFINITY;
     let mut buf = vec![0u8; 64 << 10];
-    let mut carry = Vec::new();
+    // everything up to the last line break not yet counted, and whether the status was seen
+    let (mut carry, mut answered) = (Vec::new(), false);
     while !done.load(Ordering::SeqCst) && started.elapsed() < DEADLINE {
         match s.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => {
                 carry.extend_from_slice(&buf[..n]);
+                if !answered {
+                    let Some(end) = carry.iter().position(|&b| b == b'\n') else {
+                        continue;
+                    };
+                    let status = String::from_utf8_lossy(&carry[..end]).trim().to_string();
+                    if !status.starts_with("HTTP/1.1 200") {
+                        let body = String::from_utf8_lossy(&carry).into_owned();
+                        return Err(format!("GET /api/runs/{name}/events: {body}"));
+                    }
+                    answered = true;
+                }
                 let mut lines = carry.split(|&b| b == b'\n').collect::<Vec<_>>();
                 let rest = lines.pop().unwrap_or_default().to_vec();
                 let got = lines.iter().filter(|l| l.starts_with(b"id:")).count();
-                if got > 0 && records == 0 {
+                if got > 0 && records.load(Ordering::SeqCst) == 0 {
                     first = started.elapsed().as_secs_f64();
                 }
-                records += got;
+                records.fetch_add(got, Ordering::SeqCst);
                 carry = rest;
             }
             Err(e)
@@ -293,7 +348,14 @@ fn stream_client(addr: &str, name: &str, done: &AtomicBool, started: Instant) ->
             Err(_) => break,
         }
     }
-    (records, first)
+    Ok((records.load(Ordering::SeqCst), first))
+}
+
+/// A GET request as a browser on another machine sends it to `addr`: the server's own address
+/// as the `Host` (the server refuses other names, against DNS rebinding).
+fn request(addr: &str, path: &str, close: bool) -> String {
+    let connection = if close { "Connection: close\r\n" } else { "" };
+    format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{connection}\r\n")
 }
 
 /// Clients stand in for browsers on other machines: on this machine they would take cores from
@@ -309,16 +371,18 @@ fn like_a_remote_machine() {
     }
 }
 
-/// One page load over a fresh connection: the whole response.
-fn get(addr: &str, path: &str) -> std::io::Result<usize> {
+/// One page load over a fresh connection: the whole response, which must be `200 OK`.
+fn get(addr: &str, path: &str) -> anyhow::Result<usize> {
     let mut s = TcpStream::connect(addr)?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )?;
+    write!(s, "{}", request(addr, path, true))?;
     let mut body = Vec::new();
     s.read_to_end(&mut body)?;
+    anyhow::ensure!(
+        body.starts_with(b"HTTP/1.1 200"),
+        "GET {path}: {}",
+        String::from_utf8_lossy(&body)
+    );
     Ok(body.len())
 }
 
