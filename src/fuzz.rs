@@ -167,10 +167,32 @@ pub fn events(data: &[u8]) {
     let _ = incubator_core::telemetry::jsonl::parse_lines(Path::new("meta.jsonl"), data, &mut out);
 }
 
-/// A folder of its own for this process's files.
+/// A folder of its own for this process's files: made at a name nobody can plant beforehand
+/// (one from the process id could be a link to someone else's folder), and removed when the
+/// process exits (fuzzers and `cargo test` end by `exit`, which runs `atexit` handlers; the
+/// folders live in statics, which are never dropped).
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("incubator-fuzz-{name}-{}", std::process::id()));
+    static MADE: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+    extern "C" fn remove_made() {
+        if let Ok(made) = MADE.lock() {
+            for dir in made.iter() {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
+    }
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("incubator-fuzz-{name}-"))
+        .tempdir()
+        .expect("a scratch folder")
+        .keep();
     std::fs::create_dir_all(dir.join("events")).expect("a scratch folder");
+    let mut made = MADE.lock().expect("scratch folders");
+    if made.is_empty() {
+        // SAFETY: registers a function that takes no arguments and does not unwind (it
+        // ignores every error)
+        unsafe { libc::atexit(remove_made) };
+    }
+    made.push(dir.clone());
     dir
 }
 

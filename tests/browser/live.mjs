@@ -9,7 +9,7 @@
 // usage: node tests/browser/live.mjs path/to/incubator
 import { chromium } from "playwright-core";
 import { spawn, spawnSync } from "node:child_process";
-import { mkdtempSync, writeFileSync, mkdirSync } from "node:fs";
+import { mkdtempSync, writeFileSync, mkdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -214,4 +214,10 @@ try {
   server.kill();
   await browser.close();
 }
-console.log(process.exitCode ? "browser test failed" : `browser test passed; screenshots in ${artefacts}`);
+if (process.exitCode) {
+  console.log(`browser test failed; its runs are kept in ${dir}`);
+} else {
+  // the runs it trained (about 20 MiB) would stay in the temporary folder after every suite
+  rmSync(dir, { recursive: true, force: true });
+  console.log(`browser test passed; screenshots in ${artefacts}`);
+}
