@@ -45,6 +45,34 @@ fn every_corpus_input_runs_through_its_target_without_a_panic() {
     assert!(failures.is_empty(), "inputs that panic: {failures:#?}");
 }
 
+/// The targets' scratch folders (the `tail` and `server` targets write files to read back) are
+/// gone once the process exits: this test binary runs the replay above again as a child, with
+/// the temporary folder an empty one of its own, which must be empty again after it.
+#[test]
+fn a_process_that_ran_the_targets_leaves_nothing_in_the_temporary_folder() {
+    if std::env::var_os("INCUBATOR_FUZZ_CHILD").is_some() {
+        return; // the child runs the replay alone
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "every_corpus_input_runs_through_its_target_without_a_panic",
+        ])
+        .env("TMPDIR", tmp.path())
+        .env("INCUBATOR_FUZZ_CHILD", "1")
+        .output()
+        .unwrap();
+    assert_ok(&out, "the replay as a child process");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("1 passed"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+    assert!(left.is_empty(), "left in the temporary folder: {left:?}");
+}
+
 /// A seed made: (target, file name in its corpus, bytes).
 type Seed = (String, String, Vec<u8>);
 
