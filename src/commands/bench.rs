@@ -95,7 +95,8 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
         a.patch,
         a.steps
     );
-    let torch = match &a.pytorch {
+    // PyTorch's matmul rate, with `--pytorch`
+    let torch_matmul = match &a.pytorch {
         Some(python) => {
             let m: TorchMachine = run_torch(python, &["--matmul".to_string()])?;
             outln!(
@@ -106,15 +107,15 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
                 m.matmul_gflops,
                 torch_cap_note()
             );
-            Some((python.clone(), m.matmul_gflops))
+            Some(m.matmul_gflops)
         }
         None => None,
     };
     if a.rounds > 1 {
-        outln!("{}", rounds_line(a.rounds, torch.is_some()));
+        outln!("{}", rounds_line(a.rounds, torch_matmul.is_some()));
     }
     let table_header = || {
-        if torch.is_some() {
+        if torch_matmul.is_some() {
             outln!("| preset | params | samples/s | PyTorch samples/s | ratio (ours / PyTorch) | model GFLOP/s | vs PyTorch's matmul rate | peak RSS (MiB) | PyTorch peak RSS (MiB) |");
             outln!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
         } else {
@@ -139,11 +140,11 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
             // PyTorch first in every other round, so that a machine speeding up or slowing
             // down over the command favours neither side
             let torch_first = round % 2 == 1;
-            if let (true, Some((python, _))) = (torch_first, &torch) {
+            if let (true, Some(python)) = (torch_first, &a.pytorch) {
                 theirs.push(torch_figures(python, a, &p)?);
             }
             ours.push(child_figures(&exe, a, &p)?);
-            if let (false, Some((python, _))) = (torch_first, &torch) {
+            if let (false, Some(python)) = (torch_first, &a.pytorch) {
                 theirs.push(torch_figures(python, a, &p)?);
             }
             if a.rounds > 1 {
@@ -153,7 +154,7 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
         if a.profile {
             profiles.push((p.clone(), median_profile(&ours)));
         }
-        let row = table_row(&ours, &theirs, torch.as_ref().map(|t| t.1), gemm);
+        let row = table_row(&ours, &theirs, torch_matmul, gemm);
         if a.rounds == 1 {
             outln!("{row}");
         } else {

@@ -184,11 +184,10 @@ fn watch(child: &mut Child, dir: &Path, load: Option<&ServeLoadArgs>) -> anyhow:
             let (addr, name, done) = (addr.clone(), name.clone(), done.clone());
             let (progress, refused) = (progress.clone(), refused.clone());
             readers.push(std::thread::spawn(move || {
-                let got = stream_client(&addr, &name, &done, started, &progress[i]);
-                if let Err(e) = &got {
-                    refused.lock().unwrap().get_or_insert_with(|| e.clone());
-                }
-                got.unwrap_or((0, f64::INFINITY)).1
+                stream_client(&addr, &name, &done, started, &progress[i]).unwrap_or_else(|e| {
+                    refused.lock().unwrap().get_or_insert(e);
+                    f64::INFINITY
+                })
             }));
         }
         for _ in 0..a.stalled {
@@ -297,14 +296,15 @@ fn watch(child: &mut Child, dir: &Path, load: Option<&ServeLoadArgs>) -> anyhow:
 }
 
 /// Reads the run's stream until told to stop, counting the records it receives in `records`:
-/// the seconds to the first one, or the server's answer if it was not `200 OK`.
+/// the seconds to the first one (infinite if none came), or the server's answer if it was not
+/// `200 OK`.
 fn stream_client(
     addr: &str,
     name: &str,
     done: &AtomicBool,
     started: Instant,
     records: &AtomicUsize,
-) -> Result<(usize, f64), String> {
+) -> Result<f64, String> {
     like_a_remote_machine();
     let mut s = TcpStream::connect(addr).map_err(|e| format!("connecting to {addr}: {e}"))?;
     let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
@@ -351,7 +351,7 @@ fn stream_client(
             Err(_) => break,
         }
     }
-    Ok((records.load(Ordering::SeqCst), first))
+    Ok(first)
 }
 
 /// A GET request as a browser on another machine sends it to `addr`: the server's own address
